@@ -1,0 +1,135 @@
+"""sockprobe's command line (python -m runner ...; `make check` calls it).
+
+  check [options] [TEST ...]   run the suite (or some tests) and write reports
+  list                         the tests, their families and catalogue IDs
+
+Errors are one line on stderr, naming what is wrong and what to do, with a
+non-zero exit status; never a traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from . import discover
+
+ROOT = discover.ROOT
+
+
+class CliError(Exception):
+    pass
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        raise CliError("%s (see `python -m runner %s--help`)" % (
+            message, self.prog.split()[-1] + " " if " " in self.prog else ""))
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="sockprobe", description="socket and process semantics conformance suite")
+    sub = p.add_subparsers(dest="cmd", parser_class=_Parser)
+    c = sub.add_parser("check", help="run the suite and write reports")
+    c.add_argument("tests", nargs="*", metavar="TEST",
+                   help="probe (tcp), test (tcp/NAME) or item (tcp/NAME[ipv6]); default all")
+    c.add_argument("--timeout", type=float, default=5.0, help="seconds per item (default 5)")
+    c.add_argument("--preload", help="absolute path of an LD_PRELOAD library for the probes")
+    c.add_argument("--reports", default=str(ROOT / "reports"), help="report directory")
+    c.add_argument("--build", default=str(discover.BUILD), help="build directory")
+    c.add_argument("--host", action="store_true", help="no namespaces: run on the host loopback")
+    c.add_argument("--family", action="append", choices=("ipv4", "ipv6"))
+    c.add_argument("-k", dest="keyword", help="pytest -k expression")
+    c.add_argument("-m", dest="marker", help="pytest -m expression")
+    c.add_argument("-n", dest="workers", help="parallel workers (pytest-xdist), e.g. 2 or auto")
+    c.add_argument("-v", dest="verbose", action="count", default=0)
+    c.add_argument("-q", dest="quiet", action="store_true")
+    sub.add_parser("list", help="list tests with their catalogue IDs").add_argument(
+        "--build", default=str(discover.BUILD))
+    return p
+
+
+def _select(tests: list, items: list) -> list:
+    """Map TEST arguments to pytest node ids; unknown names are errors."""
+    nodes = []
+    for t in tests:
+        probe, _, rest = t.partition("/")
+        matches = [i for i in items if i.probe == probe and
+                   (not rest or rest in (i.test, i.name.split("/", 1)[1]))]
+        if not matches:
+            known = sorted({i.probe for i in items})
+            if probe not in known:
+                raise CliError("unknown probe '%s' (probes: %s; `make list` shows every test)"
+                               % (probe, ", ".join(known)))
+            raise CliError("unknown test '%s' (`make list` shows every test)" % t)
+        for i in matches:
+            fam = "" if i.family == "none" else "[%s]" % i.family
+            nodes.append("cases/%s.c::%s%s" % (i.probe, i.test, fam))
+    return nodes
+
+
+def cmd_check(a) -> int:
+    if a.preload:
+        if not os.path.isabs(a.preload):
+            raise CliError("PRELOAD must be an absolute path (got '%s')" % a.preload)
+        if not os.path.isfile(a.preload):
+            raise CliError("PRELOAD library '%s' does not exist" % a.preload)
+    if a.timeout <= 0:
+        raise CliError("--timeout must be a positive number of seconds")
+    build = Path(a.build)
+    if not (build / "sp-isolate").exists():
+        raise CliError("%s/sp-isolate is not built: run `make check` (it builds first)" % build)
+    items = discover.all_items(build)
+    nodes = _select(a.tests, items) if a.tests else ["cases"]
+    if a.workers:
+        import importlib.util
+        if importlib.util.find_spec("xdist") is None:
+            raise CliError("-n needs pytest-xdist: apt-get install python3-pytest-xdist")
+    import pytest
+
+    args = ["-c", str(ROOT / "pytest.ini"), "--rootdir", str(ROOT),
+            "--sp-timeout", str(a.timeout), "--sp-reports", a.reports,
+            "--sp-build", str(build), "-p", "no:cacheprovider"]
+    if a.preload:
+        args += ["--sp-preload", a.preload]
+    if a.host:
+        args.append("--sp-host")
+    for f in a.family or []:
+        args += ["--sp-family", f]
+    if a.keyword:
+        args += ["-k", a.keyword]
+    if a.marker:
+        args += ["-m", a.marker]
+    if a.workers:
+        args += ["-n", a.workers]
+    args += ["-v"] * a.verbose + (["-q"] if a.quiet else [])
+    os.chdir(ROOT)
+    rc = pytest.main(args + nodes)
+    if rc == pytest.ExitCode.NO_TESTS_COLLECTED:
+        raise CliError("no test matched the selection (check -k/-m/--family)")
+    if rc == pytest.ExitCode.USAGE_ERROR:
+        return 2
+    return int(rc)
+
+
+def cmd_list(a) -> int:
+    for i in discover.all_items(Path(a.build)):
+        print("%-64s %s" % (i.name, ",".join(i.ids)))
+    return 0
+
+
+def main(argv=None) -> int:
+    try:
+        a = _parser().parse_args(argv)
+        if a.cmd == "check":
+            return cmd_check(a)
+        if a.cmd == "list":
+            return cmd_list(a)
+        raise CliError("say what to do: check or list (see `python -m runner --help`)")
+    except (CliError, discover.DiscoveryError) as e:
+        print("sockprobe: error: %s" % e, file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("sockprobe: interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,127 @@
+"""Run one probe test as its own process, isolated and bounded in time.
+
+Each item runs under build/sp-isolate (own user+net+pid+mount namespaces),
+in its own process group. On timeout, on Ctrl-C, and after every normal
+end, the whole group is killed, so nothing a probe started survives it.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from dataclasses import dataclass
+
+from . import protocol
+
+
+@dataclass
+class Item:
+    probe: str      # "tcp"
+    binary: str     # path of the probe binary
+    test: str       # test name
+    family: str     # "ipv4", "ipv6" or "none"
+    ids: list
+
+    @property
+    def name(self) -> str:
+        """The item's id in reports: tcp/close_discards_input[ipv6]."""
+        fam = "" if self.family == "none" else "[%s]" % self.family
+        return "%s/%s%s" % (self.probe, self.test, fam)
+
+
+@dataclass
+class Settings:
+    isolate: str | None        # path of sp-isolate, None to run bare
+    timeout_s: float = 5.0
+    preload: str | None = None
+    host_only: bool = False    # --host: isolation switched off
+    extra_env: dict | None = None
+
+
+def command(item: Item, settings: Settings) -> list:
+    probe = [item.binary, "--run", item.test, "--family", item.family]
+    if not settings.isolate:
+        return probe
+    wrap = [settings.isolate]
+    if settings.host_only:
+        wrap.append("--host")
+    return wrap + ["--"] + probe
+
+
+def probe_env(settings: Settings) -> dict:
+    """The caller's environment (LD_PRELOAD stacks read their settings from
+    it), with the library under test handed to sp-isolate, which applies it
+    to the probe alone."""
+    env = dict(os.environ)
+    if settings.preload:
+        env["SOCKPROBE_PRELOAD"] = settings.preload
+    else:
+        env.pop("SOCKPROBE_PRELOAD", None)
+    if settings.extra_env:
+        env.update(settings.extra_env)
+    # The probe's own waits end well before the runner's timeout, so a stuck
+    # wait is reported by the probe as a failed check, not as a timeout.
+    env.setdefault("SOCKPROBE_WAIT_MS", str(max(100, int(settings.timeout_s * 400))))
+    return env
+
+
+def _kill_group(pgid: int) -> None:
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def run_item(item: Item, settings: Settings) -> dict:
+    """Run one item; return its result record (the report's format)."""
+    cmd = command(item, settings)
+    start = time.monotonic()
+    timed_out = False
+    try:
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                stdin=subprocess.DEVNULL, env=probe_env(settings),
+                                start_new_session=True)
+    except OSError as e:
+        return result_record(item, protocol.Outcome(
+            verdict="error", message="cannot start %s: %s" % (cmd[0], e.strerror)),
+            0.0, "")
+    try:
+        try:
+            out, err = proc.communicate(timeout=settings.timeout_s)
+        except subprocess.TimeoutExpired:
+            timed_out = True
+            _kill_group(proc.pid)
+            out, err = proc.communicate()
+    finally:
+        # Normal end, timeout or KeyboardInterrupt: the group goes.
+        _kill_group(proc.pid)
+        if proc.poll() is None:
+            proc.wait()
+    duration = time.monotonic() - start
+    text = out.decode("utf-8", "replace")
+    outcome = protocol.interpret(text, proc.returncode, timed_out, settings.timeout_s)
+    return result_record(item, outcome, duration, err.decode("utf-8", "replace"))
+
+
+def result_record(item: Item, outcome: protocol.Outcome, duration: float,
+                  stderr: str) -> dict:
+    rec = {
+        "test": item.name.split("[")[0],
+        "item": item.name,
+        "probe": item.probe,
+        "ids": list(item.ids),
+        "family": None if item.family == "none" else item.family,
+        "verdict": outcome.verdict,
+        "message": outcome.message,
+        "observations": outcome.observations,
+        "failures": outcome.failures,
+        "isolation": outcome.isolation.get("mode", "none"),
+        "duration_s": round(duration, 4),
+    }
+    if outcome.isolation.get("mode") == "host":
+        rec["isolation_reason"] = outcome.isolation.get("reason", "")
+    if outcome.verdict in ("fail", "error", "timeout"):
+        tail = (outcome.log + [l for l in stderr.splitlines() if l.strip()])[-20:]
+        rec["log"] = tail
+    return rec

@@ -1,0 +1,269 @@
+/*
+ * sp-isolate - run one probe command in its own namespaces.
+ *
+ *   sp-isolate [--host] [--bind SRC:DST]... -- PROBE ARGS...
+ *
+ * Creates a user, network, mount and pid namespace (no real root needed
+ * where unprivileged user namespaces are allowed), brings up `lo`, mounts
+ * a /proc for the new pid namespace, applies --bind mounts (fixture
+ * files), and runs PROBE as pid 2 under a minimal init (pid 1). When the
+ * probe ends, init ends, and the kernel kills whatever the probe left in
+ * the namespace: no child, zombie or socket of a probe outlives it.
+ *
+ * The probe's wait status is passed back: sp-isolate exits with the
+ * probe's exit code, or dies by the probe's signal, so the runner sees the
+ * same thing as if the probe had run directly.
+ *
+ * Where namespaces cannot be made (or with --host) the probe runs on the
+ * host's loopback. Either way the first line out is the protocol line
+ *   @SP1 isolation mode=namespaces|host reason=...
+ *
+ * SOCKPROBE_PRELOAD, if set, becomes the probe's LD_PRELOAD (appended to
+ * any LD_PRELOAD already there), so the runner and this helper never load
+ * the library under test themselves.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <net/if.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+
+#define MAX_BINDS 16
+
+static void say_isolation(const char *mode, const char *reason)
+{
+	char line[512], esc[400];
+	size_t n = 0;
+
+	for (const char *p = reason; *p && n + 4 < sizeof(esc); p++) {
+		if (*p == ' ' || *p == '%' || *p == '\n') {
+			n += (size_t)snprintf(esc + n, sizeof(esc) - n, "%%%02X", (unsigned char)*p);
+		} else {
+			esc[n++] = *p;
+		}
+	}
+	esc[n] = '\0';
+	n = (size_t)snprintf(line, sizeof(line), "@SP1 isolation mode=%s reason=%s\n", mode, esc);
+	if (write(STDOUT_FILENO, line, n) < 0)
+		_exit(125);
+}
+
+static int write_file(const char *path, const char *text)
+{
+	int fd = open(path, O_WRONLY | O_CLOEXEC);
+	int ok = fd >= 0 && write(fd, text, strlen(text)) == (ssize_t)strlen(text);
+
+	if (fd >= 0)
+		close(fd);
+	return ok ? 0 : -1;
+}
+
+static int lo_up(void)
+{
+	struct ifreq ifr;
+	int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	int rc = -1;
+
+	if (fd < 0)
+		return -1;
+	memset(&ifr, 0, sizeof(ifr));
+	strcpy(ifr.ifr_name, "lo");
+	if (ioctl(fd, SIOCGIFFLAGS, &ifr) == 0) {
+		ifr.ifr_flags |= IFF_UP | IFF_RUNNING;
+		rc = ioctl(fd, SIOCSIFFLAGS, &ifr);
+	}
+	close(fd);
+	return rc;
+}
+
+static void set_preload(void)
+{
+	const char *lib = getenv("SOCKPROBE_PRELOAD");
+	const char *old = getenv("LD_PRELOAD");
+	char buf[4096];
+
+	if (!lib || !*lib)
+		return;
+	if (old && *old)
+		snprintf(buf, sizeof(buf), "%s:%s", old, lib);
+	else
+		snprintf(buf, sizeof(buf), "%s", lib);
+	setenv("LD_PRELOAD", buf, 1);
+}
+
+static void exec_probe(char **argv)
+{
+	set_preload();
+	execvp(argv[0], argv);
+	fprintf(stderr, "sp-isolate: cannot run %s: %s\n", argv[0], strerror(errno));
+	_exit(127);
+}
+
+/* Die the way the probe died, or exit with its code. */
+static void pass_on(int status)
+{
+	if (WIFSIGNALED(status)) {
+		int sig = WTERMSIG(status);
+		sigset_t set;
+		signal(sig, SIG_DFL);
+		sigemptyset(&set);
+		sigaddset(&set, sig);
+		sigprocmask(SIG_UNBLOCK, &set, NULL);
+		prctl(PR_SET_DUMPABLE, 0); /* no core file from the re-raise */
+		kill(getpid(), sig);
+		_exit(128 + sig);
+	}
+	_exit(WIFEXITED(status) ? WEXITSTATUS(status) : 125);
+}
+
+/* pid 1 of the new namespace: set up, run the probe, reap, report. */
+static void init_main(char **argv, char **binds, int nbinds, int status_fd)
+{
+	pid_t probe;
+	int status = 0;
+
+	prctl(PR_SET_PDEATHSIG, SIGKILL);
+	if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) == 0)
+		mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
+	for (int i = 0; i < nbinds; i++) {
+		char *dst = strchr(binds[i], ':');
+		*dst++ = '\0';
+		if (mount(binds[i], dst, NULL, MS_BIND, NULL) != 0) {
+			fprintf(stderr, "sp-isolate: cannot bind %s on %s: %s\n",
+				binds[i], dst, strerror(errno));
+			_exit(126);
+		}
+	}
+	probe = fork();
+	if (probe < 0)
+		_exit(125);
+	if (probe == 0) {
+		close(status_fd);
+		exec_probe(argv);
+	}
+	for (;;) {
+		int st;
+		pid_t r = waitpid(-1, &st, 0);
+		if (r == probe) {
+			status = st;
+			break;
+		}
+		if (r < 0 && errno != EINTR)
+			break;
+	}
+	if (write(status_fd, &status, sizeof(status)) != sizeof(status))
+		_exit(125);
+	_exit(0); /* the kernel now kills everything left in the namespace */
+}
+
+static int make_namespaces(char *why, size_t room)
+{
+	uid_t uid = getuid();
+	gid_t gid = getgid();
+	char map[64];
+
+	if (unshare(CLONE_NEWUSER | CLONE_NEWNET | CLONE_NEWNS | CLONE_NEWPID) == 0) {
+		snprintf(map, sizeof(map), "0 %u 1", (unsigned)uid);
+		(void)write_file("/proc/self/setgroups", "deny"); /* absent on old kernels */
+		if (write_file("/proc/self/uid_map", map) != 0) {
+			snprintf(why, room, "uid_map: %s", strerror(errno));
+			return -1;
+		}
+		snprintf(map, sizeof(map), "0 %u 1", (unsigned)gid);
+		if (write_file("/proc/self/gid_map", map) != 0) {
+			snprintf(why, room, "gid_map: %s", strerror(errno));
+			return -1;
+		}
+	} else {
+		int err = errno;
+		/* Real root without user namespaces can still make the rest. */
+		if (geteuid() != 0 ||
+		    unshare(CLONE_NEWNET | CLONE_NEWNS | CLONE_NEWPID) != 0) {
+			snprintf(why, room, "unshare(user+net+pid+mount namespaces): %s",
+				 strerror(err));
+			return -1;
+		}
+	}
+	if (lo_up() != 0) {
+		snprintf(why, room, "bringing up lo: %s", strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	char *binds[MAX_BINDS];
+	int nbinds = 0, host = 0, i;
+	char why[256] = "";
+
+	for (i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--") == 0) {
+			i++;
+			break;
+		} else if (strcmp(argv[i], "--host") == 0) {
+			host = 1;
+		} else if (strcmp(argv[i], "--bind") == 0 && i + 1 < argc &&
+			   strchr(argv[i + 1], ':') && nbinds < MAX_BINDS) {
+			binds[nbinds++] = argv[++i];
+		} else {
+			fprintf(stderr, "sp-isolate: bad argument '%s'\n"
+				"usage: sp-isolate [--host] [--bind SRC:DST]... -- PROBE ARGS...\n",
+				argv[i]);
+			return 2;
+		}
+	}
+	if (i >= argc) {
+		fprintf(stderr, "sp-isolate: no probe command given after --\n");
+		return 2;
+	}
+	argv += i;
+
+	if (host) {
+		say_isolation("host", "isolation turned off (--host)");
+		exec_probe(argv);
+	}
+	if (make_namespaces(why, sizeof(why)) != 0) {
+		if (nbinds) {
+			fprintf(stderr, "sp-isolate: namespaces needed for fixture mounts: %s\n", why);
+			say_isolation("host", why);
+			return 3;
+		}
+		say_isolation("host", why);
+		exec_probe(argv);
+	}
+	say_isolation("namespaces", "user+net+pid+mount");
+
+	int sp[2];
+	if (pipe2(sp, O_CLOEXEC) != 0)
+		return 125;
+	pid_t init = fork();
+	if (init < 0) {
+		fprintf(stderr, "sp-isolate: fork: %s\n", strerror(errno));
+		return 125;
+	}
+	if (init == 0) {
+		close(sp[0]);
+		init_main(argv, binds, nbinds, sp[1]);
+	}
+	close(sp[1]);
+	int st, status;
+	while (waitpid(init, &st, 0) < 0 && errno == EINTR)
+		;
+	if (read(sp[0], &status, sizeof(status)) != sizeof(status)) {
+		fprintf(stderr, "sp-isolate: the namespace's init died before the probe ended\n");
+		return 125;
+	}
+	pass_on(status);
+	return 125;
+}

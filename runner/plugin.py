@@ -1,0 +1,164 @@
+"""pytest plugin: one pytest item per (probe test, family).
+
+Collection reads `probe --list` of each cases/*.c probe; running an item
+runs that probe test in its own namespaces (runner/execute.py); the
+controller (also under pytest-xdist) gathers every result and writes the
+run's reports at the end (runner/report.py).
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from . import discover, execute, report
+
+_KEY = "sockprobe_result"
+
+
+def pytest_addoption(parser):
+    g = parser.getgroup("sockprobe")
+    g.addoption("--sp-timeout", type=float, default=5.0,
+                help="seconds per item before its process group is killed (default 5)")
+    g.addoption("--sp-preload", default=None,
+                help="absolute path of a library to LD_PRELOAD into every probe")
+    g.addoption("--sp-reports", default=str(discover.ROOT / "reports"),
+                help="where run directories are written (default reports/)")
+    g.addoption("--sp-build", default=str(discover.BUILD),
+                help="build directory holding probes/ and sp-isolate")
+    g.addoption("--sp-host", action="store_true",
+                help="run on the host loopback, without namespaces")
+    g.addoption("--sp-family", action="append", choices=("ipv4", "ipv6"),
+                help="only this address family (repeatable)")
+
+
+def _settings(config) -> execute.Settings:
+    build = Path(config.getoption("--sp-build"))
+    isolate = build / "sp-isolate"
+    return execute.Settings(
+        isolate=str(isolate) if isolate.exists() else None,
+        timeout_s=config.getoption("--sp-timeout"),
+        preload=config.getoption("--sp-preload"),
+        host_only=config.getoption("--sp-host"))
+
+
+def pytest_configure(config):
+    global _config
+    _config = config
+    config._sp_results = []
+    config._sp_started = time.time()
+    for fam in ("ipv4", "ipv6", "nofamily"):
+        config.addinivalue_line("markers", "%s: items of that address family" % fam)
+    for src in sorted(discover.CASES.glob("*.c")):
+        config.addinivalue_line("markers", "%s: items of cases/%s" % (src.stem, src.name))
+
+
+def pytest_collect_file(file_path, parent):
+    if file_path.suffix == ".c" and file_path.parent == discover.CASES:
+        return ProbeFile.from_parent(parent, path=file_path)
+    return None
+
+
+class ProbeFile(pytest.File):
+    def collect(self):
+        build = Path(self.config.getoption("--sp-build"))
+        fams = self.config.getoption("--sp-family")
+        for it in discover.items_of(discover.probe_binary(self.path.stem, build), fams):
+            name = it.test if it.family == "none" else "%s[%s]" % (it.test, it.family)
+            yield ProbeItem.from_parent(self, name=name, sp_item=it)
+
+
+class ProbeFailure(Exception):
+    pass
+
+
+class ProbeItem(pytest.Item):
+    def __init__(self, *, sp_item: execute.Item, **kw):
+        super().__init__(**kw)
+        self.sp_item = sp_item
+        self.add_marker(sp_item.family if sp_item.family != "none" else "nofamily")
+        self.add_marker(sp_item.probe)
+        for i in sp_item.ids:
+            self.extra_keyword_matches.add(i)
+
+    def runtest(self):
+        rec = execute.run_item(self.sp_item, _settings(self.config))
+        self.user_properties.append((_KEY, json.dumps(rec)))
+        if rec["verdict"] == "skip":
+            pytest.skip(rec["message"] or "skipped by the probe")
+        if rec["verdict"] != "pass":
+            raise ProbeFailure(rec)
+
+    def repr_failure(self, excinfo, style=None):
+        if isinstance(excinfo.value, ProbeFailure):
+            rec = excinfo.value.args[0]
+            return "%s: %s\n%s" % (rec["verdict"].upper(), rec["item"],
+                                   report._detail(rec))
+        return super().repr_failure(excinfo)
+
+    def reportinfo(self):
+        return self.path, None, self.sp_item.name
+
+
+def pytest_runtest_logreport(report):
+    # Runs on the controller for its own items and for xdist workers' items.
+    if report.when != "call":
+        return
+    for key, value in getattr(report, "user_properties", []):
+        if key == _KEY:
+            _config._sp_results.append(json.loads(value))
+
+
+_config = None  # the session's config: logreport hooks are not given it
+
+
+def _is_worker(config) -> bool:
+    return hasattr(config, "workerinput")
+
+
+def pytest_sessionfinish(session, exitstatus):
+    config = session.config
+    results = config._sp_results
+    if _is_worker(config) or not results:
+        return
+    # Under xdist the controller holds no items; testscollected still counts.
+    collected = getattr(session, "testscollected", 0) or len(results)
+    partial = (exitstatus == pytest.ExitCode.INTERRUPTED or len(results) < collected)
+    s = _settings(config)
+    env = discover.probe_environment(Path(config.getoption("--sp-build")),
+                                     s.isolate, s.host_only)
+    env.update(report.runner_environment())
+    env["preload"] = s.preload
+    env.setdefault("isolation", "none" if not s.isolate else "unknown")
+    modes = sorted({r.get("isolation", "none") for r in results})
+    env["item_isolation"] = modes
+    env["timeout_s"] = s.timeout_s
+    doc = report.build(results, env, partial=partial,
+                       started=config._sp_started, finished=time.time())
+    config._sp_report_dir = report.write(doc, Path(config.getoption("--sp-reports")))
+    config._sp_report = doc
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    if _is_worker(config) or not getattr(config, "_sp_report_dir", None):
+        return
+    doc = config._sp_report
+    tr = terminalreporter
+    tr.section("sockprobe")
+    env = doc["environment"]
+    tr.write_line("kernel %s, %s %s, isolation %s%s" % (
+        env.get("kernel"), env.get("libc"), env.get("libc_version"),
+        env.get("isolation"),
+        " (%s)" % env["isolation_reason"] if env.get("isolation_reason") else ""))
+    nc = doc["coverage"]["not_covered"]
+    if nc:
+        tr.write_line("catalogue IDs not covered by this run: %d (%s%s)" % (
+            len(nc), ", ".join(nc[:5]), ", ..." if len(nc) > 5 else ""))
+    if doc["partial"]:
+        tr.write_line("PARTIAL run: not every item ran")
+    tr.write_line("verdicts: " + ", ".join("%d %s" % (doc["counts"][v], v) for v in report.ORDER))
+    rel = os.path.relpath(config._sp_report_dir)
+    tr.write_line("report: %s (also %s)" % (rel, os.path.join(os.path.dirname(rel), "latest")))

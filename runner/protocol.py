@@ -1,0 +1,186 @@
+"""The probe protocol, host side: lines in, one result per probe test out.
+
+This is the only parser of probe output. The host runner, a guest kernel's
+console stream and a run under an LD_PRELOAD stack all come through here,
+so every source gives the same results. The format is in README.md
+("Probe protocol").
+"""
+from __future__ import annotations
+
+import signal
+from dataclasses import dataclass, field
+
+VERSION = 1
+PREFIX = "@SP%d " % VERSION
+VERDICTS = ("pass", "fail", "skip", "error", "timeout")
+
+
+@dataclass
+class Event:
+    kind: str
+    fields: dict
+
+
+def unescape(value: str) -> str:
+    """Undo the probe's %XX escaping (bytes, then UTF-8)."""
+    if "%" not in value:
+        return value
+    out = bytearray()
+    i = 0
+    raw = value.encode("utf-8", "replace")
+    while i < len(raw):
+        c = raw[i]
+        if c == 0x25 and _ishex(raw[i + 1:i + 3]):
+            out.append(int(raw[i + 1:i + 3], 16))
+            i += 3
+        else:
+            out.append(c)
+            i += 1
+    return out.decode("utf-8", "replace")
+
+
+def _ishex(b: bytes) -> bool:
+    return len(b) == 2 and all(ch in b"0123456789abcdefABCDEF" for ch in b)
+
+
+def parse_line(line: str) -> Event | None:
+    """One protocol line, or None for anything else (log text, noise).
+
+    The prefix may stand anywhere in the line: a guest console can put a
+    kernel message in front of it."""
+    at = line.find(PREFIX)
+    if at < 0:
+        return None
+    words = line[at + len(PREFIX):].strip().split(" ")
+    if not words or not words[0]:
+        return None
+    fields = {}
+    for word in words[1:]:
+        key, eq, val = word.partition("=")
+        if not eq or not key:
+            return None  # garbled: not a protocol line after all
+        fields[key] = unescape(val)
+    return Event(words[0], fields)
+
+
+def parse_stream(text: str) -> tuple[list[Event], list[str]]:
+    """Split a probe's output into protocol events and other (log) lines."""
+    events, log = [], []
+    for line in text.splitlines():
+        ev = parse_line(line)
+        if ev is None:
+            if line.strip():
+                log.append(line)
+        else:
+            events.append(ev)
+    return events, log
+
+
+@dataclass
+class TestListing:
+    probe: str
+    name: str
+    ids: list
+    families: list  # ["ipv4", "ipv6"] or ["none"]
+
+
+def parse_listing(text: str) -> list[TestListing]:
+    """What `probe --list` prints."""
+    out = []
+    events, _ = parse_stream(text)
+    for ev in events:
+        if ev.kind != "test":
+            continue
+        f = ev.fields
+        if not f.get("name") or not f.get("probe"):
+            continue
+        out.append(TestListing(
+            probe=f["probe"], name=f["name"],
+            ids=[i for i in f.get("ids", "").split(",") if i],
+            families=[x for x in f.get("families", "none").split(",") if x]))
+    return out
+
+
+def parse_env(text: str) -> dict:
+    events, _ = parse_stream(text)
+    return {ev.fields.get("key", ""): ev.fields.get("value", "")
+            for ev in events if ev.kind == "env" and ev.fields.get("key")}
+
+
+@dataclass
+class Outcome:
+    """The verdict of one run of one probe test, with what it observed."""
+    verdict: str
+    message: str
+    observations: dict = field(default_factory=dict)
+    failures: list = field(default_factory=list)
+    isolation: dict = field(default_factory=dict)
+    begin: dict = field(default_factory=dict)
+    log: list = field(default_factory=list)
+
+
+def signal_name(signum: int) -> str:
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return "signal %d" % signum
+
+
+def interpret(text: str, returncode: int | None, timed_out: bool = False,
+              timeout_s: float | None = None) -> Outcome:
+    """Turn one probe run (its output and how it ended) into an Outcome.
+
+    returncode follows subprocess: negative for death by a signal, None
+    when unknown (a guest that only reported the stream)."""
+    events, log = parse_stream(text)
+    out = Outcome(verdict="error", message="", log=log)
+    end = None
+    for ev in events:
+        f = ev.fields
+        if ev.kind == "obs" and "key" in f:
+            out.observations[f["key"]] = f.get("value", "")
+        elif ev.kind == "fail":
+            out.failures.append(f)
+        elif ev.kind == "isolation":
+            out.isolation = f
+        elif ev.kind == "begin":
+            out.begin = f
+        elif ev.kind == "end":
+            end = f
+        elif ev.kind == "skip" and "reason" in f:
+            out.observations.setdefault("skip_reason", f["reason"])
+
+    if timed_out:
+        out.verdict = "timeout"
+        out.message = ("no verdict within %gs; the probe's process group was "
+                       "killed" % (timeout_s or 0))
+        if end is not None:
+            out.message += " (it had printed verdict %s)" % end.get("verdict")
+        return out
+    if returncode is not None and returncode < 0:
+        out.message = "probe killed by %s" % signal_name(-returncode)
+        if out.failures:
+            out.message += " after a failed check"
+        return out
+    if returncode is not None and returncode >= 128 + 1 and end is None:
+        out.message = "probe ended with status %d (signal %s?)" % (
+            returncode, signal_name(returncode - 128))
+        return out
+    if not out.begin and end is None:
+        out.message = ("no protocol output (exit status %s); is this a "
+                       "sockprobe probe?" % returncode)
+        return out
+    if end is None:
+        out.message = ("truncated protocol stream: no verdict line "
+                       "(exit status %s)" % returncode)
+        return out
+    verdict = end.get("verdict", "")
+    if verdict not in ("pass", "fail", "skip"):
+        out.message = "unknown verdict %r in the protocol stream" % verdict
+        return out
+    if verdict == "pass" and returncode not in (0, None):
+        out.message = "verdict pass but exit status %d" % returncode
+        return out
+    out.verdict = verdict
+    out.message = end.get("message", "")
+    return out

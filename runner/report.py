@@ -1,0 +1,196 @@
+"""Reports: one run's results as report.json, junit.xml and summary.md.
+
+A run directory under reports/ holds the three files; reports/latest
+points at the newest. Every source of results (host, guest kernel,
+LD_PRELOAD stack) goes through build() and write(), so all reports have
+the same schema.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import platform
+import uuid
+from collections import Counter, OrderedDict
+from pathlib import Path
+from xml.sax.saxutils import escape, quoteattr
+
+from . import catalogue
+
+SCHEMA = "sockprobe-report/1"
+ORDER = ("pass", "fail", "error", "timeout", "skip")
+
+
+def build(results: list, environment: dict, *, partial: bool = False,
+          started: float | None = None, finished: float | None = None) -> dict:
+    """The report.json document."""
+    ids = catalogue.load()
+    covered = sorted({i for r in results for i in r.get("ids", [])})
+    counts = Counter(r["verdict"] for r in results)
+    return {
+        "schema": SCHEMA,
+        "partial": partial,
+        "started": _iso(started),
+        "finished": _iso(finished),
+        "environment": environment,
+        "counts": {v: counts.get(v, 0) for v in ORDER},
+        "coverage": {
+            "catalogue": str(catalogue.path().name),
+            "covered": covered,
+            "not_covered": [i for i in ids if i not in covered],
+        },
+        "results": sorted(results, key=lambda r: r.get("item", r["test"])),
+    }
+
+
+def _iso(t):
+    if t is None:
+        return None
+    return _dt.datetime.fromtimestamp(t, _dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def runner_environment() -> dict:
+    """What the runner knows of itself (the probes report the rest)."""
+    return {"runner_python": platform.python_version()}
+
+
+def new_run_dir(base: Path) -> Path:
+    stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%d-%H%M%S")
+    d = base / ("%s-%s" % (stamp, uuid.uuid4().hex[:6]))
+    d.mkdir(parents=True, exist_ok=False)
+    return d
+
+
+def write(report: dict, base: Path) -> Path:
+    """Write a run directory under base and point base/latest at it."""
+    base.mkdir(parents=True, exist_ok=True)
+    d = new_run_dir(base)
+    (d / "report.json").write_text(json.dumps(report, indent=2, sort_keys=False) + "\n")
+    (d / "junit.xml").write_text(junit(report))
+    (d / "summary.md").write_text(summary(report))
+    latest = base / "latest"
+    tmp = base / (".latest-%s" % uuid.uuid4().hex[:6])
+    os.symlink(d.name, tmp)
+    os.replace(tmp, latest)
+    return d
+
+
+def junit(report: dict) -> str:
+    suites = OrderedDict()
+    for r in report["results"]:
+        suites.setdefault(r.get("probe") or r["test"].split("/")[0], []).append(r)
+    out = ['<?xml version="1.0" encoding="UTF-8"?>']
+    c = report["counts"]
+    out.append('<testsuites name="sockprobe" tests="%d" failures="%d" errors="%d" skipped="%d">'
+               % (len(report["results"]), c["fail"], c["error"] + c["timeout"], c["skip"]))
+    for probe, rs in suites.items():
+        cnt = Counter(r["verdict"] for r in rs)
+        out.append('  <testsuite name=%s tests="%d" failures="%d" errors="%d" skipped="%d" time="%.3f">'
+                   % (quoteattr("sockprobe." + probe), len(rs), cnt["fail"],
+                      cnt["error"] + cnt["timeout"], cnt["skip"],
+                      sum(r.get("duration_s", 0) for r in rs)))
+        for r in rs:
+            name = r["item"].split("/", 1)[-1]
+            out.append('    <testcase classname=%s name=%s time="%.3f">'
+                       % (quoteattr("sockprobe." + probe), quoteattr(name), r.get("duration_s", 0)))
+            out.append('      <properties><property name="ids" value=%s/></properties>'
+                       % quoteattr(",".join(r["ids"])))
+            msg = quoteattr(r.get("message") or r["verdict"])
+            if r["verdict"] == "fail":
+                out.append('      <failure message=%s>%s</failure>' % (msg, escape(_detail(r))))
+            elif r["verdict"] in ("error", "timeout"):
+                out.append('      <error type="%s" message=%s>%s</error>'
+                           % (r["verdict"], msg, escape(_detail(r))))
+            elif r["verdict"] == "skip":
+                out.append('      <skipped message=%s/>' % msg)
+            if r.get("observations"):
+                obs = "\n".join("%s = %s" % kv for kv in r["observations"].items())
+                out.append('      <system-out>%s</system-out>' % escape(obs))
+            out.append('    </testcase>')
+        out.append('  </testsuite>')
+    out.append('</testsuites>')
+    return "\n".join(out) + "\n"
+
+
+def _detail(r: dict) -> str:
+    lines = [r.get("message", "")]
+    for f in r.get("failures", []):
+        lines.append("%s: %s: expected %s, observed %s%s" % (
+            f.get("at"), f.get("expr"), f.get("expected"), f.get("observed"),
+            " (child %s)" % f["child"] if f.get("child") else ""))
+    lines += r.get("log", [])
+    return "\n".join(lines)
+
+
+def summary(report: dict) -> str:
+    ids = catalogue.load()
+    by_id = OrderedDict((i, []) for i in ids)
+    for r in report["results"]:
+        for i in r["ids"]:
+            by_id.setdefault(i, []).append(r)
+    env = report["environment"]
+    c = report["counts"]
+    lines = ["# sockprobe report", ""]
+    if report.get("partial"):
+        lines += ["**Partial run**: interrupted before every item ran.", ""]
+    lines.append("Kernel %s (%s), %s %s; isolation: %s; preload: %s." % (
+        env.get("kernel", "?"), env.get("machine", "?"), env.get("libc", "?"),
+        env.get("libc_version", ""), env.get("isolation", "?"), env.get("preload") or "none"))
+    lines += ["", "Verdicts: " + ", ".join("%d %s" % (c[v], v) for v in ORDER), ""]
+    lines += ["| behavior | ipv4 | ipv6 | no family | observations |",
+              "|---|---|---|---|---|"]
+    for i, rs in by_id.items():
+        cells = []
+        for fam in ("ipv4", "ipv6", None):
+            vs = [r["verdict"] for r in rs if r["family"] == fam]
+            cells.append(_cell(vs))
+        obs = []
+        for r in rs:
+            for k, v in r.get("observations", {}).items():
+                item = "%s=%s" % (k, v)
+                if item not in obs:
+                    obs.append(item)
+        if not rs:
+            cells = ["not covered", "", ""]
+        lines.append("| %s | %s | %s |" % (i, " | ".join(cells), _md("; ".join(obs[:6]))))
+    bad = [r for r in report["results"] if r["verdict"] in ("fail", "error", "timeout")]
+    if bad:
+        lines += ["", "## Not passing", ""]
+        for r in bad:
+            lines.append("- `%s` (%s): %s" % (r["item"], r["verdict"], _md(r.get("message", ""))))
+    return "\n".join(lines) + "\n"
+
+
+def _cell(verdicts: list) -> str:
+    if not verdicts:
+        return "-"
+    worst = sorted(set(verdicts), key=lambda v: ORDER.index(v) if v in ORDER else 9)
+    return "/".join(worst) if len(worst) > 1 else worst[0]
+
+
+def _md(s: str) -> str:
+    return s.replace("|", "\\|").replace("\n", " ")
+
+
+def load(path: str | Path) -> dict:
+    """Read a report.json, with one clear error when it is not one."""
+    p = Path(path)
+    if p.is_dir():
+        p = p / "report.json"
+    try:
+        data = json.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ReportError("%s: no such report (run `make check` first?)" % p)
+    except (OSError, UnicodeDecodeError) as e:
+        raise ReportError("%s: cannot read: %s" % (p, getattr(e, "strerror", e)))
+    except json.JSONDecodeError as e:
+        raise ReportError("%s: not JSON (%s at line %d)" % (p, e.msg, e.lineno))
+    if not isinstance(data, dict) or data.get("schema") != SCHEMA:
+        got = data.get("schema") if isinstance(data, dict) else type(data).__name__
+        raise ReportError("%s: not a %s report (schema %r)" % (p, SCHEMA, got))
+    return data
+
+
+class ReportError(Exception):
+    pass
