@@ -1,1 +1,488 @@
-/* placeholder */
+/*
+ * libspfault.so - sockprobe's own fault injector.
+ *
+ * LD_PRELOADed into a probe (make check PRELOAD=... or the project's
+ * fault self-test), it breaks exactly the semantics named in
+ * SOCKPROBE_FAULT (comma separated) and is transparent otherwise. Each
+ * fault imitates a plausible wrong system: a stack that keeps datagram
+ * boundaries on a stream, a close() that resets, a waitpid that ignores
+ * WNOHANG... The self-test (tests/test_faults.py) shows that every
+ * behavior's case fails under at least one of them.
+ *
+ * Only sockets/pipes of the kind a fault is about are touched; the probe
+ * protocol's own writes to stdout pass straight through.
+ */
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <dirent.h>
+#include <netinet/in.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+
+#define MAXFD 1024
+
+/* ---- which faults are on ------------------------------------------------ */
+
+static const char *faults;
+
+static int on(const char *name)
+{
+	if (!faults) {
+		faults = getenv("SOCKPROBE_FAULT");
+		if (!faults)
+			faults = "";
+	}
+	size_t n = strlen(name);
+	for (const char *p = faults; (p = strstr(p, name)) != NULL; p += n)
+		if ((p == faults || p[-1] == ',') && (p[n] == ',' || p[n] == '\0'))
+			return 1;
+	return 0;
+}
+
+#define REAL(ret, name, ...)                                                \
+	static ret (*real_##name)(__VA_ARGS__);                             \
+	static void load_##name(void)                                       \
+	{                                                                   \
+		if (!real_##name)                                           \
+			real_##name = dlsym(RTLD_NEXT, #name);              \
+	}
+
+REAL(ssize_t, read, int, void *, size_t)
+REAL(ssize_t, write, int, const void *, size_t)
+REAL(ssize_t, recv, int, void *, size_t, int)
+REAL(ssize_t, recvfrom, int, void *, size_t, int, struct sockaddr *, socklen_t *)
+REAL(ssize_t, recvmsg, int, struct msghdr *, int)
+REAL(ssize_t, send, int, const void *, size_t, int)
+REAL(ssize_t, sendto, int, const void *, size_t, int, const struct sockaddr *, socklen_t)
+REAL(int, close, int)
+REAL(int, connect, int, const struct sockaddr *, socklen_t)
+REAL(int, accept, int, struct sockaddr *, socklen_t *)
+REAL(int, accept4, int, struct sockaddr *, socklen_t *, int)
+REAL(int, bind, int, const struct sockaddr *, socklen_t)
+REAL(int, getsockname, int, struct sockaddr *, socklen_t *)
+REAL(int, getsockopt, int, int, int, void *, socklen_t *)
+REAL(int, shutdown, int, int)
+
+static int sock_type(int fd)
+{
+	int t = 0;
+	socklen_t len = sizeof(t);
+
+	load_getsockopt();
+	if (fd < 0 || real_getsockopt(fd, SOL_SOCKET, SO_TYPE, &t, &len) < 0)
+		return 0;
+	return t;
+}
+
+static int is_stream(int fd) { return sock_type(fd) == SOCK_STREAM; }
+static int is_dgram(int fd) { return sock_type(fd) == SOCK_DGRAM; }
+
+static int same_addr(const struct sockaddr_storage *a, const struct sockaddr_storage *b)
+{
+	if (a->ss_family != b->ss_family)
+		return 0;
+	if (a->ss_family == AF_INET)
+		return memcmp(&((struct sockaddr_in *)a)->sin_addr, &((struct sockaddr_in *)b)->sin_addr, 4) == 0 &&
+		       ((struct sockaddr_in *)a)->sin_port == ((struct sockaddr_in *)b)->sin_port;
+	return memcmp(&((struct sockaddr_in6 *)a)->sin6_addr, &((struct sockaddr_in6 *)b)->sin6_addr, 16) == 0 &&
+	       ((struct sockaddr_in6 *)a)->sin6_port == ((struct sockaddr_in6 *)b)->sin6_port;
+}
+
+/* A socket of this process whose local address is `addr` (the peer of a
+ * loopback connection made inside the same probe), or -1. */
+static int local_socket_at(const struct sockaddr_storage *addr, int want_listener, int not_fd)
+{
+	load_getsockname();
+	for (int fd = 3; fd < MAXFD; fd++) {
+		struct sockaddr_storage ss;
+		socklen_t len = sizeof(ss);
+		if (fd == not_fd || !is_stream(fd))
+			continue;
+		memset(&ss, 0, sizeof(ss));
+		if (real_getsockname(fd, (struct sockaddr *)&ss, &len) < 0 || !same_addr(&ss, addr))
+			continue;
+		int acc = 0;
+		socklen_t alen = sizeof(acc);
+		real_getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &acc, &alen);
+		if (!!acc == !!want_listener)
+			return fd;
+	}
+	return -1;
+}
+
+/* ---- per-descriptor state ------------------------------------------------- */
+
+static char explicitly_bound[MAXFD];
+static int first_accepted[MAXFD];              /* accept_repeats_first, +1 */
+static struct sockaddr_storage fake_peer[MAXFD];  /* udp_connect_noop */
+static struct sockaddr_storage last_dest[MAXFD];  /* dgram_remembers_destination */
+static struct sockaddr_storage first_src;     /* recvfrom_hides_source */
+static int dgram_sends_since_recv;
+
+/* ---- reading ---------------------------------------------------------------- */
+
+static ssize_t after_stream_read(int fd, ssize_t r)
+{
+	/* stream_read_drops_rest: a short read throws away what was left,
+	 * as if the stream kept message boundaries. */
+	if (r > 0 && on("stream_read_drops_rest") && is_stream(fd)) {
+		char scratch[65536];
+		load_recv();
+		while (real_recv(fd, scratch, sizeof(scratch), MSG_DONTWAIT) > 0)
+			;
+	}
+	return r;
+}
+
+static size_t cap_stream(int fd, size_t n)
+{
+	/* read_caps_at_10: a read never returns more than one 10-byte write. */
+	if (n > 10 && on("read_caps_at_10") && is_stream(fd))
+		return 10;
+	return n;
+}
+
+/* dgram_recv_merges: one receive returns several datagrams glued together. */
+static ssize_t merge_dgrams(int fd, char *buf, size_t n, ssize_t r)
+{
+	if (r <= 0 || !on("dgram_recv_merges") || !is_dgram(fd))
+		return r;
+	load_recv();
+	while ((size_t)r < n) {
+		ssize_t more = real_recv(fd, buf + r, n - (size_t)r, MSG_DONTWAIT);
+		if (more <= 0)
+			break;
+		r += more;
+	}
+	return r;
+}
+
+static void note_recv(int fd)
+{
+	if (is_dgram(fd))
+		dgram_sends_since_recv = 0;
+}
+
+ssize_t read(int fd, void *buf, size_t n)
+{
+	load_read();
+	ssize_t r = real_read(fd, buf, cap_stream(fd, n));
+	note_recv(fd);
+	return merge_dgrams(fd, buf, n, after_stream_read(fd, r));
+}
+
+ssize_t recv(int fd, void *buf, size_t n, int flags)
+{
+	load_recv();
+	ssize_t r = real_recv(fd, buf, cap_stream(fd, n), flags);
+	note_recv(fd);
+	return merge_dgrams(fd, buf, n, after_stream_read(fd, r));
+}
+
+ssize_t recvfrom(int fd, void *buf, size_t n, int flags, struct sockaddr *from, socklen_t *len)
+{
+	load_recvfrom();
+	ssize_t r = real_recvfrom(fd, buf, cap_stream(fd, n), flags, from, len);
+	note_recv(fd);
+	/* recvfrom_hides_source: every datagram seems to come from the first
+	 * peer ever heard from. */
+	if (r >= 0 && from && len && on("recvfrom_hides_source") && is_dgram(fd)) {
+		if (first_src.ss_family == 0)
+			memcpy(&first_src, from, *len < sizeof(first_src) ? *len : sizeof(first_src));
+		else
+			memcpy(from, &first_src, *len);
+	}
+	return merge_dgrams(fd, buf, n, after_stream_read(fd, r));
+}
+
+ssize_t recvmsg(int fd, struct msghdr *mh, int flags)
+{
+	load_recvmsg();
+	ssize_t r = real_recvmsg(fd, mh, flags);
+	note_recv(fd);
+	/* dgram_no_trunc_flag: truncation goes unreported. */
+	if (r >= 0 && on("dgram_no_trunc_flag"))
+		mh->msg_flags &= ~MSG_TRUNC;
+	return r;
+}
+
+/* ---- writing ------------------------------------------------------------------- */
+
+/* write_ignores_full_buffer: a full send buffer silently drops data
+ * instead of blocking the writer or answering EAGAIN. */
+static ssize_t lossy_stream_send(int fd, const void *buf, size_t n, int flags)
+{
+	load_send();
+	ssize_t w = real_send(fd, buf, n, flags | MSG_DONTWAIT | MSG_NOSIGNAL);
+	if (w < 0 && errno != EAGAIN)
+		return w;
+	return (ssize_t)n;
+}
+
+struct peer_wait { int peer; };
+
+/* write_waits_for_peer_read: write() returns only once the peer
+ * application has read the data (what the notes claim). */
+static void wait_for_peer_read(int fd)
+{
+	struct sockaddr_storage peer;
+	socklen_t len = sizeof(peer);
+
+	memset(&peer, 0, sizeof(peer));
+	if (getpeername(fd, (struct sockaddr *)&peer, &len) < 0)
+		return;
+	int p = local_socket_at(&peer, 0, fd);
+	if (p < 0)
+		return;
+	const char *w = getenv("SOCKPROBE_WAIT_MS");
+	int bound = 2 * (w && atoi(w) > 0 ? atoi(w) : 2000);
+	for (int i = 0; i < bound; i++) {
+		int inq = 0;
+		if (ioctl(p, FIONREAD, &inq) < 0 || inq == 0)
+			return;
+		poll(NULL, 0, 1);
+	}
+}
+
+static int dgram_dest(int fd, struct sockaddr_storage *to)
+{
+	if (fake_peer[fd].ss_family) {
+		*to = fake_peer[fd];
+		return 1;
+	}
+	if (on("dgram_remembers_destination") && last_dest[fd].ss_family) {
+		*to = last_dest[fd];
+		return 1;
+	}
+	return 0;
+}
+
+static socklen_t ss_len(const struct sockaddr_storage *ss)
+{
+	return ss->ss_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
+}
+
+static ssize_t faulty_send(int fd, const void *buf, size_t n, int flags, int via_write)
+{
+	if (fd >= 0 && fd < MAXFD && is_dgram(fd)) {
+		struct sockaddr_storage to;
+		if (dgram_dest(fd, &to)) {
+			load_sendto();
+			return real_sendto(fd, buf, n, flags, (struct sockaddr *)&to, ss_len(&to));
+		}
+	} else if (is_stream(fd)) {
+		if (on("write_ignores_full_buffer"))
+			return lossy_stream_send(fd, buf, n, flags);
+		if (on("write_waits_for_peer_read")) {
+			load_send();
+			ssize_t w = real_send(fd, buf, n, flags);
+			if (w > 0)
+				wait_for_peer_read(fd);
+			return w;
+		}
+	}
+	if (via_write) {
+		load_write();
+		return real_write(fd, buf, n);
+	}
+	load_send();
+	return real_send(fd, buf, n, flags);
+}
+
+ssize_t write(int fd, const void *buf, size_t n)
+{
+	return faulty_send(fd, buf, n, 0, 1);
+}
+
+ssize_t send(int fd, const void *buf, size_t n, int flags)
+{
+	return faulty_send(fd, buf, n, flags, 0);
+}
+
+/* Is anybody bound at this address? (Can we bind it ourselves?) */
+static int nobody_listens(const struct sockaddr *to, socklen_t len)
+{
+	int s = socket(to->sa_family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	load_bind();
+	load_close();
+	int free_port = s >= 0 && real_bind(s, to, len) == 0;
+	if (s >= 0)
+		real_close(s);
+	return free_port;
+}
+
+ssize_t sendto(int fd, const void *buf, size_t n, int flags, const struct sockaddr *to, socklen_t len)
+{
+	load_sendto();
+	if (!to)
+		return faulty_send(fd, buf, n, flags, 0);
+	if (is_dgram(fd)) {
+		if (fd < MAXFD && len <= sizeof(last_dest[fd]))
+			memcpy(&last_dest[fd], to, len);
+		/* dgram_send_refused: an acknowledging datagram service. */
+		if (on("dgram_send_refused") && nobody_listens(to, len)) {
+			errno = ECONNREFUSED;
+			return -1;
+		}
+		/* dgram_send_backpressure: the sender is held back once the
+		 * receiver has fallen 32 datagrams behind. */
+		if (on("dgram_send_backpressure") && ++dgram_sends_since_recv > 32) {
+			errno = EAGAIN;
+			return -1;
+		}
+	}
+	return real_sendto(fd, buf, n, flags, to, len);
+}
+
+/* ---- connection set-up --------------------------------------------------------- */
+
+int bind(int fd, const struct sockaddr *a, socklen_t len)
+{
+	load_bind();
+	int r = real_bind(fd, a, len);
+	if (r == 0 && fd >= 0 && fd < MAXFD)
+		explicitly_bound[fd] = 1;
+	return r;
+}
+
+int getsockname(int fd, struct sockaddr *a, socklen_t *len)
+{
+	load_getsockname();
+	int r = real_getsockname(fd, a, len);
+	/* no_implicit_bind: connect()/sendto() leave an unbound socket
+	 * without a local port. */
+	if (r == 0 && on("no_implicit_bind") && fd >= 0 && fd < MAXFD &&
+	    !explicitly_bound[fd] && sock_type(fd) != 0) {
+		int acc = 0;
+		socklen_t alen = sizeof(acc);
+		real_getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &acc, &alen);
+		if (!acc && a->sa_family == AF_INET)
+			((struct sockaddr_in *)a)->sin_port = 0;
+		else if (!acc && a->sa_family == AF_INET6)
+			((struct sockaddr_in6 *)a)->sin6_port = 0;
+	}
+	return r;
+}
+
+int getsockopt(int fd, int level, int opt, void *val, socklen_t *len)
+{
+	load_getsockopt();
+	int r = real_getsockopt(fd, level, opt, val, len);
+	/* sockets_start_without_buffers: buffers appear only once connected. */
+	if (r == 0 && level == SOL_SOCKET && (opt == SO_SNDBUF || opt == SO_RCVBUF) &&
+	    on("sockets_start_without_buffers")) {
+		struct sockaddr_storage ss;
+		socklen_t sl = sizeof(ss);
+		if (getpeername(fd, (struct sockaddr *)&ss, &sl) < 0)
+			*(int *)val = 0;
+	}
+	return r;
+}
+
+int connect(int fd, const struct sockaddr *a, socklen_t len)
+{
+	load_connect();
+	/* udp_connect_noop: connect() on UDP only remembers the address in
+	 * user space: no filtering, no ICMP errors. */
+	if (on("udp_connect_noop") && is_dgram(fd) && fd < MAXFD && len <= sizeof(fake_peer[fd])) {
+		memcpy(&fake_peer[fd], a, len);
+		return 0;
+	}
+	int r = real_connect(fd, a, len);
+	/* connect_needs_accept: connect() does not complete while the
+	 * connection waits, unaccepted, in the listen queue. */
+	if (r == 0 && on("connect_needs_accept") && is_stream(fd)) {
+		struct sockaddr_storage dst;
+		memset(&dst, 0, sizeof(dst));
+		memcpy(&dst, a, len < sizeof(dst) ? len : sizeof(dst));
+		int l = local_socket_at(&dst, 1, fd);
+		struct pollfd p = { .fd = l, .events = POLLIN };
+		if (l >= 0 && poll(&p, 1, 0) == 1) {
+			errno = ETIMEDOUT;
+			return -1;
+		}
+	}
+	return r;
+}
+
+static int repeat_first(int l, int fd)
+{
+	/* accept_repeats_first: every accept() hands out the first connection. */
+	if (fd < 0 || !on("accept_repeats_first") || l >= MAXFD)
+		return fd;
+	if (!first_accepted[l]) {
+		first_accepted[l] = fd + 1;
+		return fd;
+	}
+	load_close();
+	real_close(fd);
+	return dup(first_accepted[l] - 1);
+}
+
+int accept(int l, struct sockaddr *a, socklen_t *len)
+{
+	load_accept();
+	return repeat_first(l, real_accept(l, a, len));
+}
+
+int accept4(int l, struct sockaddr *a, socklen_t *len, int flags)
+{
+	load_accept4();
+	return repeat_first(l, real_accept4(l, a, len, flags));
+}
+
+/* ---- disconnecting --------------------------------------------------------------- */
+
+int shutdown(int fd, int how)
+{
+	load_shutdown();
+	/* shutdown_ignored: half-close does nothing at all. */
+	if (on("shutdown_ignored") && is_stream(fd))
+		return 0;
+	/* shutdown_wr_closes_both: SHUT_WR behaves like SHUT_RDWR. */
+	if (on("shutdown_wr_closes_both") && how == SHUT_WR)
+		how = SHUT_RDWR;
+	return real_shutdown(fd, how);
+}
+
+int close(int fd)
+{
+	load_close();
+	if (fd >= 0 && fd < MAXFD) {
+		explicitly_bound[fd] = 0;
+		memset(&fake_peer[fd], 0, sizeof(fake_peer[fd]));
+		memset(&last_dest[fd], 0, sizeof(last_dest[fd]));
+	}
+	if (is_stream(fd)) {
+		/* close_discards_output: close() resets, dropping queued output. */
+		if (on("close_discards_output")) {
+			struct linger lg = { 1, 0 };
+			setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+		}
+		/* close_drains_input: unread input is consumed, so the peer
+		 * gets a clean FIN instead of a reset. */
+		if (on("close_drains_input")) {
+			char scratch[65536];
+			load_recv();
+			while (real_recv(fd, scratch, sizeof(scratch), MSG_DONTWAIT) > 0)
+				;
+		}
+		/* close_is_half_close: close() only shuts the write side and
+		 * keeps the socket, so the peer's reply is never refused. */
+		if (on("close_is_half_close")) {
+			load_shutdown();
+			return real_shutdown(fd, SHUT_WR);
+		}
+	}
+	return real_close(fd);
+}
