@@ -1,6 +1,18 @@
-# sockprobe - see README.md.
-#   make check   run the suite on this machine's kernel (main job)
-#   make test    the project's own tests
+# sockprobe - does this system behave the way the textbook says sockets,
+# processes and pipes behave? See README.md.
+#
+#   make check    build and run the suite on this machine's kernel
+#   make test     the project's own tests (fixtures, runner, faults, suite)
+#   make list     the tests with their catalogue IDs
+#
+# make check options (make variables):
+#   PRELOAD=/abs/lib.so  LD_PRELOAD a socket stack into every probe
+#   TESTS="tcp udp/udp_keeps_datagram_boundaries"  a selection
+#   JOBS=2               parallel items (pytest-xdist -n)
+#   TIMEOUT=5            seconds per item
+#   FAMILY=ipv4          one address family only
+#   K="expr"             pytest -k expression
+#   HOST=1               no namespaces: run on the host loopback
 CC      ?= cc
 CFLAGS  ?= -O2 -g
 CFLAGS  += -std=gnu11 -Wall -Wextra -Werror=implicit-function-declaration -Ifixtures
@@ -9,21 +21,53 @@ CASES   := $(wildcard cases/*.c)
 PROBES  := $(patsubst cases/%.c,$(BUILD)/probes/%,$(CASES))
 FIXOBJ  := $(BUILD)/obj/sp_protocol.o $(BUILD)/obj/sp_fixtures.o
 LIBS    := -lcmocka
+PYTHON   = $$(scripts/find-python)
 
-.PHONY: all build binaries check test deps clean
+CHECK_ARGS := $(if $(PRELOAD),--preload $(PRELOAD)) $(if $(TIMEOUT),--timeout $(TIMEOUT)) \
+	$(if $(JOBS),-n $(JOBS)) $(if $(FAMILY),--family $(FAMILY)) \
+	$(if $(K),-k "$(K)") $(if $(HOST),--host) $(TESTS)
+
+.PHONY: all binaries check test test-fixtures test-runner list deps clean
 .SECONDARY:
+.DELETE_ON_ERROR:
+
 all: binaries
-binaries: $(PROBES) $(BUILD)/sp-isolate $(BUILD)/libspfault.so
+binaries: $(PROBES) $(BUILD)/sp-isolate $(BUILD)/libspfault.so $(BUILD)/fixtures-test \
+	$(BUILD)/test-probes/misbehave
+
+deps:
+	@scripts/deps.sh
+
+check: deps
+	@$(MAKE) --no-print-directory binaries
+	@$(PYTHON) -m runner check $(CHECK_ARGS)
+
+list: deps
+	@$(MAKE) --no-print-directory binaries
+	@$(PYTHON) -m runner list
+
+test: deps
+	@$(MAKE) --no-print-directory binaries
+	@py=$(PYTHON) && \
+	echo "== fixture library (cmocka)" && $(BUILD)/fixtures-test && \
+	echo "== runner, reports, CLI, catalogue, fault injection (pytest)" && \
+	$$py -m pytest -q tests && \
+	echo "== the suite on this machine's kernel" && \
+	$$py -m runner check -q -n 2
 
 $(BUILD)/obj/%.o: fixtures/%.c fixtures/sp.h | $(BUILD)/obj
 	$(CC) $(CFLAGS) -c -o $@ $<
 $(BUILD)/probes/%: cases/%.c $(FIXOBJ) fixtures/sp.h | $(BUILD)/probes
 	$(CC) $(CFLAGS) -o $@ $< $(FIXOBJ) $(LIBS)
+$(BUILD)/fixtures-test: tests/fixtures_test.c $(FIXOBJ) fixtures/sp.h | $(BUILD)
+	$(CC) $(CFLAGS) -o $@ $< $(FIXOBJ) $(LIBS)
+$(BUILD)/test-probes/%: tests/probes/%.c $(FIXOBJ) fixtures/sp.h | $(BUILD)/test-probes
+	$(CC) $(CFLAGS) -o $@ $< $(FIXOBJ) $(LIBS)
 $(BUILD)/sp-isolate: runner/isolate.c | $(BUILD)
 	$(CC) $(CFLAGS) -o $@ $<
 $(BUILD)/libspfault.so: faults/spfault.c | $(BUILD)
 	$(CC) $(CFLAGS) -fPIC -shared -o $@ $< -ldl
-$(BUILD) $(BUILD)/obj $(BUILD)/probes:
+$(BUILD) $(BUILD)/obj $(BUILD)/probes $(BUILD)/test-probes:
 	mkdir -p $@
 clean:
 	rm -rf $(BUILD)

@@ -66,8 +66,12 @@ SP_TEST(tcp_one_write_splits_across_reads)
 	sp_pattern(out, N, 0);
 	ASSERT_EQ(N, write(c, out, N));
 	ASSERT_EQ(N, sp_wait_inq(s, N));
-	for (int off = 0; off < N; off += PIECE)
+	for (int off = 0; off < N; off += PIECE) {
+		int left = 0;
 		ASSERT_EQ(PIECE, read(s, in + off, PIECE));
+		ASSERT_SYS(ioctl(s, FIONREAD, &left));
+		ASSERT_EQ(N - off - PIECE, left); /* the rest stays queued */
+	}
 	ASSERT_EQ(N, sp_pattern_check(in, N, 0));
 }
 

@@ -9,10 +9,14 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import threading
 import time
 from dataclasses import dataclass
 
 from . import protocol
+
+# How long output may trail the probe's end (its group is dead by then).
+PIPE_GRACE_S = 1.0
 
 
 @dataclass
@@ -86,22 +90,37 @@ def run_item(item: Item, settings: Settings) -> dict:
         return result_record(item, protocol.Outcome(
             verdict="error", message="cannot start %s: %s" % (cmd[0], e.strerror)),
             0.0, "")
+    out, err = bytearray(), bytearray()
+    readers = [threading.Thread(target=_drain, args=(proc.stdout, out), daemon=True),
+               threading.Thread(target=_drain, args=(proc.stderr, err), daemon=True)]
+    for t in readers:
+        t.start()
     try:
         try:
-            out, err = proc.communicate(timeout=settings.timeout_s)
+            proc.wait(timeout=settings.timeout_s)
         except subprocess.TimeoutExpired:
             timed_out = True
-            _kill_group(proc.pid)
-            out, err = proc.communicate()
     finally:
-        # Normal end, timeout or KeyboardInterrupt: the group goes.
+        # Normal end, timeout or KeyboardInterrupt: the whole group goes,
+        # including children that still hold the output pipe open.
         _kill_group(proc.pid)
-        if proc.poll() is None:
-            proc.wait()
+        proc.wait()
+    for t in readers:
+        t.join(PIPE_GRACE_S)
+    escaped = any(t.is_alive() for t in readers)
     duration = time.monotonic() - start
-    text = out.decode("utf-8", "replace")
+    text = bytes(out).decode("utf-8", "replace")
     outcome = protocol.interpret(text, proc.returncode, timed_out, settings.timeout_s)
-    return result_record(item, outcome, duration, err.decode("utf-8", "replace"))
+    if escaped and outcome.verdict == "pass":
+        outcome.verdict = "error"
+        outcome.message = ("a process the probe started left its process group and "
+                           "still holds the output open (run with namespaces to contain it)")
+    return result_record(item, outcome, duration, bytes(err).decode("utf-8", "replace"))
+
+
+def _drain(pipe, buf: bytearray) -> None:
+    for chunk in iter(lambda: pipe.read1(65536), b""):
+        buf.extend(chunk)
 
 
 def result_record(item: Item, outcome: protocol.Outcome, duration: float,

@@ -1,0 +1,38 @@
+#!/bin/sh
+# Make sure sockprobe's Debian packages are installed: install them when we
+# are root with apt-get, otherwise say exactly what to install. Exit 0 only
+# when everything needed is there.
+set -u
+PKGS="gcc make libc6-dev libcmocka-dev python3 python3-pytest python3-pytest-xdist python3-pytest-timeout"
+
+missing=""
+if command -v dpkg-query >/dev/null 2>&1; then
+	for p in $PKGS; do
+		st=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null)
+		case "$st" in *" installed") ;; *) missing="$missing $p" ;; esac
+	done
+else
+	# Not Debian: check for the things themselves.
+	[ -f /usr/include/cmocka.h ] || missing="$missing cmocka(headers+library)"
+	"$(dirname "$0")/find-python" >/dev/null 2>&1 || missing="$missing python3-with-pytest,pytest-xdist,pytest-timeout"
+	if [ -n "$missing" ]; then
+		echo "sockprobe: missing:$missing; install them with your package manager" >&2
+		exit 1
+	fi
+	exit 0
+fi
+[ -z "$missing" ] && exit 0
+
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+	echo "sockprobe: installing Debian packages:$missing" >&2
+	export DEBIAN_FRONTEND=noninteractive
+	if apt-get install -y -q $missing >/tmp/sockprobe-apt.log 2>&1 ||
+	   { apt-get update -q >>/tmp/sockprobe-apt.log 2>&1 &&
+	     apt-get install -y -q $missing >>/tmp/sockprobe-apt.log 2>&1; }; then
+		exit 0
+	fi
+	echo "sockprobe: apt-get could not install$missing (log: /tmp/sockprobe-apt.log)" >&2
+	exit 1
+fi
+echo "sockprobe: missing Debian packages:$missing; install them with: sudo apt-get install -y$missing" >&2
+exit 1

@@ -1,0 +1,168 @@
+/*
+ * fixtures_test.c - cmocka tests of the shared fixture library itself:
+ * protocol escaping, names, the data pattern, loopback fixtures, the
+ * barrier and the child helpers.
+ */
+#define _GNU_SOURCE
+#include "sp.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <arpa/inet.h>
+#include <sys/wait.h>
+
+static const struct sp_ctx v4 = { SP_IPV4, AF_INET, "ipv4" };
+
+/* Capture what sp_emit writes to stdout. */
+static void capture_emit(char *out, size_t room, void (*emit)(void))
+{
+	int p[2], saved = dup(STDOUT_FILENO);
+
+	assert_int_equal(0, pipe(p));
+	fflush(stdout);
+	dup2(p[1], STDOUT_FILENO);
+	emit();
+	dup2(saved, STDOUT_FILENO);
+	close(saved);
+	close(p[1]);
+	ssize_t n = read(p[0], out, room - 1);
+	close(p[0]);
+	out[n > 0 ? n : 0] = '\0';
+}
+
+static void emit_awkward(void)
+{
+	sp_emit("obs", "key", "a b", "value", "x%y\n\tz=1", (char *)NULL);
+}
+
+static void protocol_lines_escape_space_percent_and_controls(void **state)
+{
+	char out[256];
+	(void)state;
+	capture_emit(out, sizeof(out), emit_awkward);
+	assert_string_equal("@SP1 obs key=a%20b value=x%25y%0A%09z=1\n", out);
+}
+
+static void emit_record(void) { RECORD("bytes", "%d of %s", 3, "4"); }
+
+static void record_is_an_obs_line(void **state)
+{
+	char out[256];
+	(void)state;
+	capture_emit(out, sizeof(out), emit_record);
+	assert_string_equal("@SP1 obs key=bytes value=3%20of%204\n", out);
+}
+
+static void errno_and_signal_names(void **state)
+{
+	(void)state;
+	assert_string_equal("ECONNRESET", sp_errno_name(ECONNRESET));
+	assert_string_equal("EDESTADDRREQ", sp_errno_name(EDESTADDRREQ));
+	assert_string_equal("errno 4095", sp_errno_name(4095));
+	assert_string_equal("SIGSEGV", sp_signal_name(SIGSEGV));
+	assert_string_equal("SIGCHLD", sp_signal_name(SIGCHLD));
+}
+
+static void pattern_detects_first_wrong_byte(void **state)
+{
+	unsigned char buf[1000];
+	(void)state;
+	sp_pattern(buf, sizeof(buf), 500);
+	assert_int_equal(sizeof(buf), sp_pattern_check(buf, sizeof(buf), 500));
+	assert_int_not_equal(sizeof(buf), sp_pattern_check(buf, sizeof(buf), 501));
+	buf[700] ^= 1;
+	assert_int_equal(700, sp_pattern_check(buf, sizeof(buf), 500));
+}
+
+static void tcp_pair_is_connected_over_loopback(void **state)
+{
+	int c, s;
+	char b[4];
+	struct sockaddr_in a;
+	socklen_t len = sizeof(a);
+	(void)state;
+
+	sp_tcp_pair(&v4, &c, &s);
+	assert_int_equal(0, getsockname(s, (struct sockaddr *)&a, &len));
+	assert_int_equal(htonl(INADDR_LOOPBACK), a.sin_addr.s_addr);
+	assert_int_equal(4, write(c, "ping", 4));
+	assert_int_equal(4, sp_wait_inq(s, 4));
+	assert_int_equal(4, sp_read_all(s, b, 4));
+	assert_memory_equal("ping", b, 4);
+	assert_int_equal(1 /* TCP_ESTABLISHED */, sp_tcp_state(c));
+	close(c);
+	close(s);
+}
+
+static void udp_bound_socket_has_loopback_port(void **state)
+{
+	int u = sp_udp_bound(&v4);
+	(void)state;
+	assert_int_not_equal(0, sp_local_port(u));
+	close(u);
+}
+
+static void wait_inq_is_bounded(void **state)
+{
+	int c, s;
+	(void)state;
+	sp_tcp_pair(&v4, &c, &s);
+	setenv("SOCKPROBE_WAIT_MS", "50", 1);
+	assert_int_equal(0, sp_wait_inq(s, 1)); /* nothing comes: returns, no hang */
+	close(c);
+	close(s);
+}
+
+static int pass_barrier(void *arg)
+{
+	sp_barrier_pass(arg);
+	return 7;
+}
+
+static void barrier_orders_processes_and_reap_gives_status(void **state)
+{
+	struct sp_barrier b;
+	(void)state;
+	sp_barrier_init(&b);
+	pid_t pid = sp_fork(pass_barrier, &b);
+	sp_barrier_wait(&b);
+	int st = sp_reap(pid);
+	assert_true(WIFEXITED(st));
+	assert_int_equal(7, WEXITSTATUS(st));
+	assert_false(sp_barrier_ready(&b));
+	sp_barrier_close(&b);
+}
+
+static int exit_now(void *arg) { (void)arg; return 0; }
+
+static void proc_state_shows_zombie(void **state)
+{
+	(void)state;
+	if (!sp_have_proc())
+		skip();
+	pid_t pid = sp_fork(exit_now, NULL);
+	assert_true(sp_wait_proc_state(pid, 'Z'));
+	sp_reap(pid);
+	assert_int_equal(0, sp_proc_state(pid));
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(protocol_lines_escape_space_percent_and_controls),
+		cmocka_unit_test(record_is_an_obs_line),
+		cmocka_unit_test(errno_and_signal_names),
+		cmocka_unit_test(pattern_detects_first_wrong_byte),
+		cmocka_unit_test(tcp_pair_is_connected_over_loopback),
+		cmocka_unit_test(udp_bound_socket_has_loopback_port),
+		cmocka_unit_test(wait_inq_is_bounded),
+		cmocka_unit_test(barrier_orders_processes_and_reap_gives_status),
+		cmocka_unit_test(proc_state_shows_zombie),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,63 @@
+"""The suite against its catalogue: every ID covered, case files that read
+like specifications (header lists their IDs), no sleeping to synchronise."""
+import re
+
+import pytest
+
+from conftest import ROOT
+from runner import catalogue, discover
+
+# Catalogue families the suite covers so far.
+IMPLEMENTED = ("TCP-", "UDP-", "CLOSE-")
+
+
+def listed():
+    return {src.stem: discover.list_tests(discover.probe_binary(src.stem))
+            for src in sorted(discover.CASES.glob("*.c"))}
+
+
+def test_project_copy_matches_the_seed_catalogue():
+    if not catalogue.SEED.is_file():
+        pytest.skip("no ../shared/seed/behaviors.md beside the checkout")
+    assert catalogue.COPY.read_text() == catalogue.SEED.read_text()
+
+
+def test_every_implemented_catalogue_id_is_covered():
+    covered = {i for ts in listed().values() for t in ts for i in t.ids}
+    wanted = [i for i in catalogue.load() if i.startswith(IMPLEMENTED)]
+    assert [i for i in wanted if i not in covered] == []
+    unknown = covered - set(catalogue.load())
+    assert unknown == set(), "IDs not in the catalogue"
+
+
+def test_test_names_are_behaviors_and_unique():
+    for probe, ts in listed().items():
+        names = [t.name for t in ts]
+        assert len(names) == len(set(names)), probe
+        for n in names:
+            assert re.fullmatch(r"[a-z][a-z0-9_]+", n) and n.count("_") >= 2, n
+
+
+def test_case_headers_name_every_id_they_cover():
+    for probe, ts in listed().items():
+        src = (discover.CASES / (probe + ".c")).read_text()
+        header = src[:src.index("*/")]
+        for t in ts:
+            for i in t.ids:
+                assert i in header, "%s.c header does not mention %s" % (probe, i)
+
+
+SLEEPY = re.compile(r"\b(u?sleep|nanosleep|clock_nanosleep)\s*\(")
+
+
+def test_no_case_or_fixture_synchronises_with_sleep():
+    for path in list(discover.CASES.glob("*.c")) + list((ROOT / "fixtures").glob("*.c")):
+        for n, line in enumerate(path.read_text().splitlines(), 1):
+            if SLEEPY.search(line) and "SIG-INTERRUPTS-SLEEP" not in line:
+                pytest.fail("%s:%d sleeps: %s" % (path.name, n, line.strip()))
+
+
+def test_probes_bind_only_loopback():
+    for path in list(discover.CASES.glob("*.c")) + list((ROOT / "fixtures").glob("*.c")):
+        text = path.read_text()
+        assert "INADDR_ANY" not in text and "in6addr_any" not in text, path.name

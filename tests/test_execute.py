@@ -1,0 +1,118 @@
+"""Running items: verdicts for misbehaving probes, timeouts, crashes,
+cleanup of everything a probe started, and the PRELOAD scoping."""
+import os
+import stat
+
+import pytest
+
+from conftest import FAULTLIB, MISBEHAVE, item, settings, wait_gone
+from runner import execute
+
+
+def run(test, family="none", **kw):
+    return execute.run_item(item(test, family), settings(**kw))
+
+
+def test_pass_records_observations_and_isolation():
+    r = run("passes")
+    assert r["verdict"] == "pass"
+    assert r["observations"]["answer"] == "42"
+    assert r["isolation"] == "namespaces"
+    assert r["family"] is None and r["ids"] == ["SELF"]
+
+
+def test_failed_check_is_fail_with_expected_and_observed():
+    r = run("fails_a_check")
+    assert r["verdict"] == "fail"
+    assert "expected 1, observed 2" in r["message"]
+    assert r["failures"][0]["at"].startswith("misbehave.c:")
+
+
+def test_crash_is_error_naming_the_signal():
+    r = run("crashes")
+    assert (r["verdict"], r["message"]) == ("error", "probe killed by SIGSEGV")
+
+
+def test_crash_without_namespaces_too():
+    r = run("crashes", host_only=True)
+    assert (r["verdict"], r["message"]) == ("error", "probe killed by SIGSEGV")
+
+
+def test_hang_is_timeout_and_nothing_is_left():
+    r = run("hangs", timeout_s=0.5)
+    assert r["verdict"] == "timeout"
+    assert r["duration_s"] < 3
+    assert wait_gone(str(MISBEHAVE)) == []
+
+
+def test_skip_carries_its_reason():
+    r = run("skips")
+    assert (r["verdict"], r["message"]) == ("skip", "nothing to see here")
+
+
+def test_failed_check_in_a_child_fails_the_test():
+    r = run("child_check_fails")
+    assert r["verdict"] == "fail"
+    child = [f for f in r["failures"] if f.get("child")]
+    assert child and child[0]["expected"] == "3" and child[0]["observed"] == "4"
+
+
+@pytest.mark.parametrize("host_only", [False, True], ids=["namespaces", "host"])
+def test_child_that_never_exits_is_killed(host_only):
+    r = run("leaves_child_running", host_only=host_only)
+    assert r["verdict"] == "pass"
+    assert wait_gone(str(MISBEHAVE)) == []
+
+
+def test_daemonised_grandchild_dies_with_the_pid_namespace():
+    r = run("leaves_daemon_running", family="ipv4")
+    assert r["verdict"] == "pass"
+    assert wait_gone(str(MISBEHAVE)) == []
+
+
+def script_probe(tmp_path, body):
+    p = tmp_path / "probe.sh"
+    p.write_text("#!/bin/sh\n" + body)
+    p.chmod(p.stat().st_mode | stat.S_IEXEC)
+    return p
+
+
+def run_script(tmp_path, body, **kw):
+    p = script_probe(tmp_path, body)
+    return execute.run_item(item("t", binary=p, probe="script"), settings(**kw))
+
+
+def test_garbage_output_is_an_error(tmp_path):
+    r = run_script(tmp_path, "echo 'lorem ipsum'; printf '\\001\\002\\377\\n'\n")
+    assert r["verdict"] == "error" and "no protocol output" in r["message"]
+
+
+def test_truncated_stream_is_an_error(tmp_path):
+    r = run_script(tmp_path, "echo '@SP1 begin probe=script test=t family=none ids=SELF'\n")
+    assert r["verdict"] == "error" and "truncated" in r["message"]
+
+
+def test_unrunnable_probe_is_an_error(tmp_path):
+    r = execute.run_item(item("t", binary=tmp_path / "nope"), settings(isolate=None))
+    assert r["verdict"] == "error" and "cannot start" in r["message"]
+
+
+PRINT_ENV = ("echo '@SP1 begin probe=script test=t family=none ids=SELF'\n"
+             "echo \"@SP1 obs key=preload value=${LD_PRELOAD:-none}\"\n"
+             "echo \"@SP1 obs key=wrapper value=${SOCKET_WRAPPER_DIR:-none}\"\n"
+             "echo '@SP1 end verdict=pass message='\n")
+
+
+def test_preload_reaches_the_probe_only(tmp_path, monkeypatch):
+    monkeypatch.setenv("SOCKET_WRAPPER_DIR", "/tmp/sw")
+    r = run_script(tmp_path, PRINT_ENV, preload=str(FAULTLIB))
+    assert r["verdict"] == "pass"
+    assert r["observations"]["preload"] == str(FAULTLIB)
+    assert r["observations"]["wrapper"] == "/tmp/sw"  # the caller's environment
+    assert "LD_PRELOAD" not in os.environ
+    assert str(FAULTLIB) not in open("/proc/self/maps").read()
+
+
+def test_no_preload_means_none(tmp_path):
+    r = run_script(tmp_path, PRINT_ENV)
+    assert r["observations"]["preload"] == "none"

@@ -1,0 +1,79 @@
+"""Fault injection: every behavior's case can fail.
+
+build/libspfault.so (faults/spfault.c) breaks one named semantic at a time
+when LD_PRELOADed into the probes. For each fault below, the items covering
+the listed catalogue IDs are run with it, and every listed ID must fail (a
+verdict other than pass or skip) in every family it runs for. With the
+library loaded and no fault named, everything passes. Together the table
+must name every ID the suite covers."""
+import collections
+import concurrent.futures as cf
+
+import pytest
+
+from conftest import FAULTLIB, settings
+from runner import discover, execute
+
+FAULTS = {
+    "read_caps_at_10": {"TCP-BOUNDARY-COALESCE"},
+    "stream_read_drops_rest": {"TCP-BOUNDARY-SPLIT"},
+    "sockets_start_without_buffers": {"TCP-BUFFERS-AT-CREATION"},
+    "close_discards_output": {"TCP-CLOSE-FLUSHES-OUTPUT", "TCP-TEARDOWN-STATES",
+                              "CLOSE-FULL-LOSES-REPLY"},
+    "close_drains_input": {"TCP-CLOSE-DISCARDS-INPUT"},
+    "write_ignores_full_buffer": {"TCP-FLOW-CONTROL"},
+    "write_waits_for_peer_read": {"TCP-WRITE-RETURNS-BUFFERED"},
+    "connect_needs_accept": {"TCP-HANDSHAKE-BEFORE-ACCEPT"},
+    "no_implicit_bind": {"TCP-CONNECT-IMPLICIT-BIND", "UDP-SENDTO-IMPLICIT-BIND"},
+    "accept_repeats_first": {"TCP-LISTEN-ACCEPT-SEQUENCE"},
+    "dgram_recv_merges": {"UDP-BOUNDARY"},
+    "dgram_no_trunc_flag": {"UDP-TRUNCATE"},
+    "dgram_send_backpressure": {"UDP-NO-FLOW-CONTROL"},
+    "dgram_send_refused": {"UDP-NO-ACK"},
+    "recvfrom_hides_source": {"UDP-ONE-SOCKET-MANY-PEERS"},
+    "dgram_remembers_destination": {"UDP-DESTINATION-EACH-SEND"},
+    "udp_connect_noop": {"UDP-CONNECTED"},
+    "shutdown_wr_closes_both": {"CLOSE-HALF-WR-EOF"},
+    "shutdown_ignored": {"CLOSE-HALF-WR-NO-MORE-WRITES", "CLOSE-HALF-RD"},
+    "close_is_half_close": {"CLOSE-FULL-LOSES-REPLY"},
+}
+
+ITEMS = discover.all_items()
+
+
+def run_all(items, fault):
+    extra = {"SOCKPROBE_WAIT_MS": "500"}
+    if fault:
+        extra["SOCKPROBE_FAULT"] = fault
+    s = settings(preload=str(FAULTLIB), extra_env=extra)
+    with cf.ThreadPoolExecutor(4) as ex:
+        return list(ex.map(lambda i: execute.run_item(i, s), items))
+
+
+@pytest.mark.parametrize("fault", sorted(FAULTS))
+def test_fault_makes_its_behaviors_fail(fault):
+    ids = FAULTS[fault]
+    items = [i for i in ITEMS if ids & set(i.ids)]
+    results = run_all(items, fault)
+    failing = collections.defaultdict(set)   # id -> families with a failing item
+    families = collections.defaultdict(set)  # id -> families run
+    for r in results:
+        for i in set(r["ids"]) & ids:
+            families[i].add(r["family"])
+            if r["verdict"] not in ("pass", "skip"):
+                failing[i].add(r["family"])
+    not_failing = {i: sorted(map(str, families[i] - failing[i])) for i in ids
+                   if families[i] - failing[i] or not families[i]}
+    assert not_failing == {}, "behaviors that still pass under fault %s" % fault
+
+
+def test_library_without_a_fault_changes_nothing():
+    bad = [(r["item"], r["verdict"], r["message"]) for r in run_all(ITEMS, None)
+           if r["verdict"] not in ("pass", "skip")]
+    assert bad == []
+
+
+def test_every_covered_behavior_has_a_fault():
+    covered = {i for it in ITEMS for i in it.ids}
+    named = set().union(*FAULTS.values())
+    assert sorted(covered - named) == []
