@@ -27,7 +27,10 @@
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sched.h>
+#include <sys/mman.h>
 #include <sys/wait.h>
+#include <time.h>
 
 #define MAXFD 1024
 
@@ -73,14 +76,17 @@ REAL(int, getsockname, int, struct sockaddr *, socklen_t *)
 REAL(int, getsockopt, int, int, int, void *, socklen_t *)
 REAL(int, shutdown, int, int)
 
+/* The checks a fault makes never change errno: the probe must see the
+ * errno of the call it made. */
 static int sock_type(int fd)
 {
-	int t = 0;
+	int t = 0, saved = errno;
 	socklen_t len = sizeof(t);
 
 	load_getsockopt();
 	if (fd < 0 || real_getsockopt(fd, SOL_SOCKET, SO_TYPE, &t, &len) < 0)
-		return 0;
+		t = 0;
+	errno = saved;
 	return t;
 }
 
@@ -173,9 +179,25 @@ static void note_recv(int fd)
 		dgram_sends_since_recv = 0;
 }
 
+static int is_fifo(int fd)
+{
+	struct stat st;
+	int saved = errno;
+	int r = fd >= 0 && fstat(fd, &st) == 0 && S_ISFIFO(st.st_mode);
+	errno = saved;
+	return r;
+}
+
 ssize_t read(int fd, void *buf, size_t n)
 {
 	load_read();
+	/* empty_pipe_reads_eof: an empty pipe reads as EOF instead of
+	 * blocking until a writer writes. */
+	if (on("empty_pipe_reads_eof") && is_fifo(fd)) {
+		int avail = 0;
+		if (ioctl(fd, FIONREAD, &avail) == 0 && avail == 0)
+			return 0;
+	}
 	ssize_t r = real_read(fd, buf, cap_stream(fd, n));
 	note_recv(fd);
 	return merge_dgrams(fd, buf, n, after_stream_read(fd, r));
@@ -293,6 +315,19 @@ static ssize_t faulty_send(int fd, const void *buf, size_t n, int flags, int via
 	}
 	if (via_write) {
 		load_write();
+		/* pipe_writes_in_pieces: no PIPE_BUF atomicity; a write goes
+		 * out in 64-byte pieces that other writers can come between. */
+		if (on("pipe_writes_in_pieces") && is_fifo(fd) && n > 64) {
+			size_t done = 0;
+			while (done < n) {
+				size_t piece = n - done < 64 ? n - done : 64;
+				ssize_t w = real_write(fd, (const char *)buf + done, piece);
+				if (w <= 0)
+					return done ? (ssize_t)done : w;
+				done += (size_t)w;
+			}
+			return (ssize_t)n;
+		}
 		return real_write(fd, buf, n);
 	}
 	load_send();
@@ -477,6 +512,13 @@ int close(int fd)
 			while (real_recv(fd, scratch, sizeof(scratch), MSG_DONTWAIT) > 0)
 				;
 		}
+		/* close_shuts_down_shared_socket: close() ends the connection
+		 * even while another descriptor (a forked copy) still refers
+		 * to it. */
+		if (on("close_shuts_down_shared_socket")) {
+			load_shutdown();
+			real_shutdown(fd, SHUT_RDWR);
+		}
 		/* close_is_half_close: close() only shuts the write side and
 		 * keeps the socket, so the peer's reply is never refused. */
 		if (on("close_is_half_close")) {
@@ -485,4 +527,178 @@ int close(int fd)
 		}
 	}
 	return real_close(fd);
+}
+
+/* ---- processes ------------------------------------------------------------------ */
+
+REAL(pid_t, fork, void)
+REAL(pid_t, wait, int *)
+REAL(pid_t, waitpid, pid_t, int *, int)
+REAL(int, waitid, idtype_t, id_t, siginfo_t *, int)
+REAL(void *, mmap, void *, size_t, int, int, int, off_t)
+REAL(sighandler_t, signal, int, sighandler_t)
+REAL(int, sigaction, int, const struct sigaction *, struct sigaction *)
+REAL(int, nanosleep, const struct timespec *, struct timespec *)
+REAL(int, pipe, int *)
+REAL(int, pipe2, int *, int)
+
+/* fork_child_gets_pid: the child is told its own pid, not 0. */
+pid_t fork(void)
+{
+	load_fork();
+	pid_t r = real_fork();
+	if (r == 0 && on("fork_child_gets_pid"))
+		return getpid();
+	return r;
+}
+
+/* private_memory_shared: private anonymous mappings are shared with
+ * forked children (a fork that copies nothing). */
+void *mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
+{
+	load_mmap();
+	if (on("private_memory_shared") && (flags & MAP_ANONYMOUS) && (flags & MAP_PRIVATE))
+		flags = (flags & ~MAP_PRIVATE) | MAP_SHARED;
+	return real_mmap(addr, len, prot, flags, fd, off);
+}
+
+/* status_loses_exit_code: the exit code never reaches the parent. */
+static int lose_code(int st)
+{
+	if (on("status_loses_exit_code") && WIFEXITED(st))
+		return st & ~0xff00;
+	return st;
+}
+
+pid_t waitpid(pid_t pid, int *st, int options)
+{
+	load_waitpid();
+	/* waitpid_ignores_wnohang: WNOHANG blocks like a plain waitpid. */
+	if (on("waitpid_ignores_wnohang"))
+		options &= ~WNOHANG;
+	pid_t r = real_waitpid(pid, st, options);
+	if (r > 0 && st)
+		*st = lose_code(*st);
+	return r;
+}
+
+pid_t wait(int *st)
+{
+	load_wait();
+	/* wait_never_blocks: wait() returns at once even with live children. */
+	if (on("wait_never_blocks"))
+		return waitpid(-1, st, WNOHANG);
+	pid_t r = real_wait(st);
+	if (r > 0 && st)
+		*st = lose_code(*st);
+	return r;
+}
+
+int waitid(idtype_t type, id_t id, siginfo_t *si, int options)
+{
+	load_waitid();
+	int r = real_waitid(type, id, si, options);
+	if (r == 0 && si && si->si_code == CLD_EXITED && on("status_loses_exit_code"))
+		si->si_status = 0;
+	return r;
+}
+
+/* ---- signals ---------------------------------------------------------------------- */
+
+/* What a fault makes of a handler about to be installed for sig. */
+static sighandler_t faulty_handler(int sig, sighandler_t h)
+{
+	/* sigchld_ignored: SIGCHLD stays ignored, so children never become
+	 * zombies and no SIGCHLD handler runs. */
+	if (sig == SIGCHLD && on("sigchld_ignored"))
+		return SIG_IGN;
+	/* sigpipe_ignored: SIGPIPE can never kill. */
+	if (sig == SIGPIPE && on("sigpipe_ignored"))
+		return SIG_IGN;
+	/* handlers_not_installed: a handler is accepted but never runs. */
+	if (h != SIG_DFL && h != SIG_IGN && h != SIG_ERR && on("handlers_not_installed") &&
+	    (sig == SIGALRM || sig == SIGINT || sig == SIGCHLD))
+		return SIG_IGN;
+	return h;
+}
+
+sighandler_t signal(int sig, sighandler_t h)
+{
+	load_signal();
+	return real_signal(sig, faulty_handler(sig, h));
+}
+
+int sigaction(int sig, const struct sigaction *sa, struct sigaction *old)
+{
+	load_sigaction();
+	if (sa && !(sa->sa_flags & SA_SIGINFO)) {
+		sighandler_t h = faulty_handler(sig, sa->sa_handler);
+		if (h != sa->sa_handler) {
+			struct sigaction copy = *sa;
+			copy.sa_handler = h;
+			return real_sigaction(sig, &copy, old);
+		}
+	}
+	return real_sigaction(sig, sa, old);
+}
+
+__attribute__((constructor)) static void spfault_init(void)
+{
+	load_signal();
+	if (on("sigchld_ignored"))
+		real_signal(SIGCHLD, SIG_IGN);
+	if (on("sigpipe_ignored"))
+		real_signal(SIGPIPE, SIG_IGN);
+}
+
+/* sleep_restarts: a caught signal does not end a sleep early. */
+int nanosleep(const struct timespec *req, struct timespec *rem)
+{
+	load_nanosleep();
+	if (!on("sleep_restarts"))
+		return real_nanosleep(req, rem);
+	struct timespec left = *req;
+	while (real_nanosleep(&left, &left) < 0 && errno == EINTR)
+		;
+	if (rem)
+		rem->tv_sec = rem->tv_nsec = 0;
+	return 0;
+}
+
+unsigned int sleep(unsigned int s)
+{
+	struct timespec req = { (time_t)s, 0 }, rem = { 0, 0 };
+	if (nanosleep(&req, &rem) < 0)
+		return (unsigned)rem.tv_sec + (rem.tv_nsec > 0);
+	return 0;
+}
+
+/* ---- pipes ------------------------------------------------------------------------- */
+
+/* pipe_ends_swapped: fds[0] is handed back as the write end. */
+static void swap_ends(int *fds)
+{
+	if (on("pipe_ends_swapped")) {
+		int t = fds[0];
+		fds[0] = fds[1];
+		fds[1] = t;
+	}
+}
+
+int pipe(int fds[2])
+{
+	load_pipe();
+	int r = real_pipe(fds);
+	if (r == 0)
+		swap_ends(fds);
+	return r;
+}
+
+int pipe2(int fds[2], int flags)
+{
+	load_pipe2();
+	int r = real_pipe2(fds, flags);
+	if (r == 0)
+		swap_ends(fds);
+	return r;
 }

@@ -33,28 +33,34 @@ def settings(**kw):
     return execute.Settings(**kw)
 
 
-def processes_running(needle: str) -> list:
-    """Pids of processes whose command line mentions needle."""
+def processes_running(needle: str, zombie_names=()) -> list:
+    """Pids of processes whose command line mentions needle, and zombies
+    (which have no command line) whose name is one of zombie_names."""
     found = []
     for d in Path("/proc").iterdir():
         if not d.name.isdigit() or int(d.name) == os.getpid():
             continue
         try:
             cmd = (d / "cmdline").read_bytes().replace(b"\0", b" ").decode("utf-8", "replace")
-            state = (d / "stat").read_text().rsplit(")", 1)[1].split()[0]
+            stat = (d / "stat").read_text()
         except OSError:
             continue
-        if needle in cmd or (state == "Z" and needle.rsplit("/", 1)[-1][:15] in
-                             (d / "comm").read_text() if (d / "comm").exists() else False):
+        comm = stat[stat.index("(") + 1:stat.rindex(")")]
+        state = stat[stat.rindex(")") + 2:].split()[0]
+        if needle in cmd or (state == "Z" and comm in zombie_names):
             found.append(int(d.name))
     return found
 
 
+PROBE_NAMES = ("tcp", "udp", "close", "proc", "sig", "pipe", "dns", "misbehave", "sp-isolate")
+
+
 def wait_gone(needle: str, bound_s: float = 3.0) -> list:
-    """Leftover processes after a bounded wait for the kernel to reap."""
+    """Leftover processes (or zombies) after a bounded wait for the kernel
+    to reap them."""
     end = time.monotonic() + bound_s
-    left = processes_running(needle)
+    left = processes_running(needle, PROBE_NAMES)
     while left and time.monotonic() < end:
         time.sleep(0.02)  # the test harness polls; probes never do this
-        left = processes_running(needle)
+        left = processes_running(needle, PROBE_NAMES)
     return left

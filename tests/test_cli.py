@@ -77,3 +77,12 @@ def test_list_names_every_test_with_ids():
     r = cli("list")
     assert r.returncode == 0
     assert "udp/udp_keeps_datagram_boundaries[ipv4]" in r.stdout and "UDP-BOUNDARY" in r.stdout
+
+
+@pytest.mark.parametrize("mode", [[], ["--host"]], ids=["namespaces", "host"])
+def test_a_run_leaves_no_process_or_zombie_behind(tmp_path, mode):
+    from conftest import wait_gone
+    r = cli("check", "-q", "--reports", str(tmp_path), *mode, "proc", "sig", "pipe")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert wait_gone(str(ROOT / "build" / "probes")) == []
+    assert wait_gone("sp-isolate") == []

@@ -1,0 +1,500 @@
+/*
+ * proc.c - processes: fork, zombies and how they are reaped, forking
+ * servers (seed notes: "10 多进程服务器端", "fork", "僵尸进程",
+ * "多任务并发服务器", "分割IO").
+ *
+ * Checks:
+ *
+ *  1. PROC-FORK-RETURNS     fork returns the child's pid in the parent, 0 in
+ *                           the child; both go on after the call.
+ *  2. PROC-FORK-COPIES      the child's memory (data, stack, heap, private
+ *                           mappings) is a copy, in both directions.
+ *  3. PROC-FORK-SHARES-FDS  a socket stays open until every copy is closed.
+ *  4. PROC-ZOMBIE           an exited, unwaited child is in state Z and stays
+ *                           so until its status is collected.
+ *  5. PROC-WAIT-REAPS       wait() gives pid and status; exit(N) and a
+ *                           `return N` from main both reach WEXITSTATUS; the
+ *                           zombie is then gone.
+ *  6. PROC-WAIT-BLOCKS      wait() blocks while the child runs; with no
+ *                           children it fails with ECHILD.
+ *  7. PROC-WAITPID-WNOHANG  waitpid(-1, WNOHANG) is 0 at once for a live
+ *                           child, the pid once it has ended.
+ *  8. PROC-FORKING-SERVER   a fork-per-connection echo server serves two
+ *                           clients at once; the parent's close of the
+ *                           accepted socket does not end the client's
+ *                           connection; its SIGCHLD handler leaves no zombies.
+ *  9. PROC-SPLIT-IO         a client split into a reading and a writing
+ *                           process moves a payload larger than the socket
+ *                           buffers through an echo server, byte for byte.
+ *
+ * Where /proc of the probe's own pid namespace is missing, process states
+ * are read with waitid(WNOWAIT) instead, and "blocked" is shown only by the
+ * absence of a result (recorded as such).
+ *
+ * Platform-defined (recorded): nothing asserted about scheduling order.
+ */
+#define _GNU_SOURCE
+#include "sp.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/mman.h>
+#include <sys/time.h>
+#include <sys/wait.h>
+
+/* Read exactly n bytes from a pipe within the bound, else fail. */
+static void read_report(int fd, void *buf, size_t n, const char *what)
+{
+	ASSERT_TRUE(sp_read_all(fd, buf, n) == n, "%s within %d ms", what, sp_wait_ms());
+}
+
+/* Is the child still there, unwaited? (waitid WNOWAIT leaves it as is.) */
+static int has_exited_unwaited(pid_t pid)
+{
+	siginfo_t si;
+	memset(&si, 0, sizeof(si));
+	if (waitid(P_PID, (id_t)pid, &si, WEXITED | WNOHANG | WNOWAIT) != 0)
+		return 0;
+	return si.si_pid == pid;
+}
+
+/* 1. fork() returns twice: the child's pid in the parent, 0 in the child. */
+struct fork_report { pid_t ret, self; };
+
+SP_TEST(fork_returns_child_pid_in_parent_and_zero_in_child)
+{
+	int p[2];
+	struct fork_report child;
+	(void)ctx;
+
+	ASSERT_SYS(pipe(p));
+	pid_t ret = ASSERT_SYS(fork());
+	if (ret == 0) {
+		/* Child: report what fork() returned here and who we are. */
+		struct fork_report r = { ret, getpid() };
+		_exit(write(p[1], &r, sizeof(r)) == sizeof(r) ? 0 : 1);
+	}
+	sp_track_child(ret);
+	/* Parent: went on after the call too. */
+	read_report(p[0], &child, sizeof(child), "the child reports");
+	RECORD("fork_in_parent", "%d", (int)ret);
+	RECORD("fork_in_child", "%d", (int)child.ret);
+	ASSERT_EQ(0, child.ret);
+	ASSERT_EQ(child.self, ret);
+	ASSERT_TRUE(ret != getpid(), "the child is another process");
+	int st = sp_reap(ret);
+	ASSERT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0, "the child ran on and exited");
+}
+
+/* 2. The child's memory is a copy of the parent's, both ways. */
+static int in_data = 1;
+
+SP_TEST(fork_child_memory_is_a_copy)
+{
+	int on_stack = 1;
+	int *on_heap = malloc(sizeof(int));
+	int *mapped = mmap(NULL, 4096, PROT_READ | PROT_WRITE,
+			   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	struct sp_barrier changed, seen;
+	int p[2], kid[4];
+	(void)ctx;
+
+	ASSERT_TRUE(mapped != MAP_FAILED, "mmap of a private page");
+	*on_heap = 1;
+	*mapped = 1;
+	ASSERT_SYS(pipe(p));
+	sp_barrier_init(&changed);
+	sp_barrier_init(&seen);
+	pid_t pid = ASSERT_SYS(fork());
+	if (pid == 0) {
+		in_data = on_stack = *on_heap = *mapped = 2;   /* child writes */
+		sp_barrier_pass(&changed);
+		sp_barrier_wait(&seen);                        /* parent wrote 3 */
+		int r[4] = { in_data, on_stack, *on_heap, *mapped };
+		_exit(write(p[1], r, sizeof(r)) == sizeof(r) ? 0 : 1);
+	}
+	sp_track_child(pid);
+	sp_barrier_wait(&changed);
+	int mine[4] = { in_data, on_stack, *on_heap, *mapped };
+	RECORD("parent_sees_after_child_wrote", "%d %d %d %d", mine[0], mine[1], mine[2], mine[3]);
+	for (int i = 0; i < 4; i++)
+		ASSERT_EQ(1, mine[i]); /* the child's writes are not seen here */
+	in_data = on_stack = *on_heap = *mapped = 3;
+	sp_barrier_pass(&seen);
+	read_report(p[0], kid, sizeof(kid), "the child reports its values");
+	RECORD("child_sees_after_parent_wrote", "%d %d %d %d", kid[0], kid[1], kid[2], kid[3]);
+	for (int i = 0; i < 4; i++)
+		ASSERT_EQ(2, kid[i]); /* nor the parent's there */
+	sp_reap(pid);
+}
+
+/* 3. A socket stays open until every copy is closed. */
+struct echo_once { int fd; };
+
+static int echo_once(void *arg)
+{
+	struct echo_once *e = arg;
+	char buf[64];
+	ssize_t n = sp_read_all(e->fd, buf, 5);
+	return n == 5 && write(e->fd, buf, 5) == 5 ? 0 : 1;
+}
+
+SP_TEST(fork_shares_descriptors_until_every_copy_closes)
+{
+	int client, server;
+	char buf[8];
+
+	sp_tcp_pair(ctx, &client, &server);
+	struct echo_once e = { server };
+	pid_t pid = sp_fork(echo_once, &e);
+	ASSERT_SYS(close(server)); /* the parent's copy: the child's remains */
+	ASSERT_EQ(0, sp_poll(client, POLLIN, 0)); /* no EOF for the client */
+	ASSERT_EQ(5, write(client, "hello", 5));
+	ASSERT_EQ(5, sp_read_all(client, buf, 5));
+	ASSERT_MEM_EQ("hello", buf, 5);
+	int st = sp_reap(pid); /* the last copy goes with the child */
+	ASSERT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0, "the child echoed");
+	ASSERT_TRUE(sp_poll(client, POLLIN, sp_wait_ms()), "EOF after the last copy closed");
+	ASSERT_EQ(0, read(client, buf, 1));
+}
+
+/* 4. An exited child that was not waited for is a zombie until reaped. */
+static int exit_3(void *arg) { (void)arg; return 3; }
+
+SP_TEST(exited_child_is_a_zombie_until_waited)
+{
+	(void)ctx;
+	pid_t pid = sp_fork(exit_3, NULL);
+	int proc = sp_have_proc();
+
+	RECORD("state_source", "%s", proc ? "/proc" : "waitid(WNOWAIT)");
+	if (proc) {
+		ASSERT_TRUE(sp_wait_proc_state(pid, 'Z'),
+			    "the exited child shows state Z (state %c)", sp_proc_state(pid));
+	} else {
+		siginfo_t si;
+		memset(&si, 0, sizeof(si));
+		ASSERT_SYS(waitid(P_PID, (id_t)pid, &si, WEXITED | WNOWAIT));
+	}
+	/* It stays a zombie while nobody waits: still there, still waitable. */
+	ASSERT_SYS(kill(pid, 0));
+	ASSERT_TRUE(has_exited_unwaited(pid), "the zombie still holds its status");
+	if (proc)
+		ASSERT_EQ('Z', sp_proc_state(pid));
+
+	int st;
+	ASSERT_EQ(pid, waitpid(pid, &st, 0));
+	sp_untrack_child(pid);
+	ASSERT_EQ(3, WEXITSTATUS(st));
+	ASSERT_ERRNO(kill(pid, 0), ESRCH); /* gone once collected */
+	if (proc)
+		ASSERT_EQ(0, sp_proc_state(pid));
+}
+
+/* 5. wait() returns pid and status; exit(N) and return-from-main both
+ * reach WEXITSTATUS; the zombie is gone afterwards. */
+static int exit_7(void *arg) { (void)arg; exit(7); }
+
+SP_TEST(wait_returns_pid_and_exit_status)
+{
+	(void)ctx;
+	pid_t by_exit = sp_fork(exit_7, NULL);
+	pid_t by_return = ASSERT_SYS(fork());
+	if (by_return == 0) {
+		execl(sp_self_exe(), "probe", "--return-from-main", "9", (char *)NULL);
+		_exit(127);
+	}
+	sp_track_child(by_return);
+
+	int seen = 0;
+	for (int i = 0; i < 2; i++) {
+		int st = 0;
+		pid_t w = ASSERT_SYS(wait(&st));
+		ASSERT_TRUE(WIFEXITED(st), "WIFEXITED for pid %d (status 0x%x)", (int)w, st);
+		if (w == by_exit) {
+			RECORD("exit_7_status", "%d", WEXITSTATUS(st));
+			ASSERT_EQ(7, WEXITSTATUS(st));
+		} else {
+			ASSERT_EQ(by_return, w);
+			RECORD("return_9_status", "%d", WEXITSTATUS(st));
+			ASSERT_EQ(9, WEXITSTATUS(st));
+		}
+		sp_untrack_child(w);
+		ASSERT_ERRNO(kill(w, 0), ESRCH);
+		seen++;
+	}
+	ASSERT_EQ(2, seen);
+}
+
+/* 6. wait() blocks while the child runs; with no children: ECHILD. */
+struct waiter { struct sp_barrier release; int report[2]; };
+
+static int wait_for_held_child(void *arg)
+{
+	struct waiter *w = arg;
+	pid_t held = fork();
+	if (held == 0) {
+		sp_barrier_wait(&w->release); /* runs until the test releases it */
+		_exit(0);
+	}
+	pid_t got[2] = { held, 0 };
+	got[1] = wait(NULL); /* must block until `held` ends */
+	return write(w->report[1], got, sizeof(got)) == sizeof(got) ? 0 : 1;
+}
+
+SP_TEST(wait_blocks_while_child_runs)
+{
+	struct waiter w;
+	pid_t got[2];
+	(void)ctx;
+
+	sp_barrier_init(&w.release);
+	ASSERT_SYS(pipe(w.report));
+	pid_t waiter = sp_fork(wait_for_held_child, &w);
+	if (sp_have_proc()) {
+		ASSERT_TRUE(sp_wait_proc_state(waiter, 'S'),
+			    "the waiter sleeps in wait() (state %c)", sp_proc_state(waiter));
+		RECORD("waiter_state_while_child_runs", "S");
+	} else {
+		RECORD("waiter_state_while_child_runs", "unobservable (no /proc)");
+	}
+	ASSERT_EQ(0, sp_poll(w.report[0], POLLIN, 0)); /* wait() has not returned */
+	sp_barrier_pass(&w.release);
+	read_report(w.report[0], got, sizeof(got), "wait() returns once the child ends");
+	ASSERT_EQ(got[0], got[1]);
+	sp_reap(waiter);
+
+	/* No children left at all: wait() fails at once with ECHILD. */
+	while (waitpid(-1, NULL, WNOHANG) > 0)
+		;
+	ASSERT_ERRNO(wait(NULL), ECHILD);
+}
+
+/* A watchdog so that a call that should return at once cannot hang. */
+static void on_alarm(int sig) { (void)sig; }
+
+static void arm_watchdog(int ms)
+{
+	struct sigaction sa = { .sa_handler = on_alarm }; /* no SA_RESTART */
+	struct itimerval it = { .it_value = { ms / 1000, (ms % 1000) * 1000 } };
+	ASSERT_SYS(sigaction(SIGALRM, &sa, NULL));
+	ASSERT_SYS(setitimer(ITIMER_REAL, &it, NULL));
+}
+
+static void disarm_watchdog(void)
+{
+	struct itimerval off = { { 0, 0 }, { 0, 0 } };
+	ASSERT_SYS(setitimer(ITIMER_REAL, &off, NULL));
+}
+
+static int held_then_exit_5(void *arg)
+{
+	sp_barrier_wait(arg);
+	return 5;
+}
+
+/* 7. waitpid(-1, WNOHANG): 0 at once while the child lives, then its pid. */
+SP_TEST(waitpid_wnohang_returns_at_once)
+{
+	struct sp_barrier release;
+	int st = 0;
+	(void)ctx;
+
+	sp_barrier_init(&release);
+	pid_t pid = sp_fork(held_then_exit_5, &release);
+	arm_watchdog(sp_wait_ms());
+	pid_t r = waitpid(-1, &st, WNOHANG);
+	int err = errno;
+	disarm_watchdog();
+	if (r < 0)
+		FAIL("waitpid(-1, WNOHANG) with a live child: -1 (%s), expected 0 at once",
+		     sp_errno_name(err));
+	ASSERT_EQ(0, r);
+
+	sp_barrier_pass(&release);
+	siginfo_t si;
+	memset(&si, 0, sizeof(si));
+	arm_watchdog(sp_wait_ms());
+	ASSERT_SYS(waitid(P_PID, (id_t)pid, &si, WEXITED | WNOWAIT)); /* it has ended */
+	disarm_watchdog();
+	ASSERT_EQ(pid, waitpid(-1, &st, WNOHANG));
+	sp_untrack_child(pid);
+	ASSERT_EQ(5, WEXITSTATUS(st));
+}
+
+/* 8. A fork-per-connection echo server with a SIGCHLD handler. */
+static volatile sig_atomic_t server_reaped;
+static int server_report_fd = -1;
+
+static void server_reap(int sig)
+{
+	int saved = errno;
+	(void)sig;
+	while (waitpid(-1, NULL, WNOHANG) > 0) {
+		server_reaped++;
+		char c = 'r';
+		if (write(server_report_fd, &c, 1) < 0)
+			break;
+	}
+	errno = saved;
+}
+
+static void echo_until_eof(int fd)
+{
+	char buf[4096];
+	ssize_t n;
+	while ((n = read(fd, buf, sizeof(buf))) > 0)
+		if (sp_write_all(fd, buf, (size_t)n) != (size_t)n)
+			break;
+}
+
+struct server { int listener; int report[2]; };
+
+static int forking_server(void *arg)
+{
+	struct server *s = arg;
+	struct sigaction sa = { .sa_handler = server_reap, .sa_flags = SA_RESTART };
+
+	server_report_fd = s->report[1];
+	sigaction(SIGCHLD, &sa, NULL);
+	for (;;) {
+		int c = accept(s->listener, NULL, NULL);
+		if (c < 0) {
+			if (errno == EINTR)
+				continue;
+			return 1;
+		}
+		pid_t pid = fork();
+		if (pid == 0) {
+			close(s->listener);
+			echo_until_eof(c);
+			_exit(0);
+		}
+		close(c); /* the parent's copy only: the client stays connected */
+	}
+}
+
+static void echo_roundtrip(int fd, const char *msg)
+{
+	char buf[32];
+	size_t n = strlen(msg);
+	ASSERT_EQ(n, write(fd, msg, n));
+	ASSERT_EQ(n, sp_read_all(fd, buf, n));
+	ASSERT_MEM_EQ(msg, buf, n);
+}
+
+/* Zombie children of `parent`, from /proc (-1 when unobservable). */
+static int zombies_of(pid_t parent)
+{
+	char path[64], buf[512];
+	int n = 0;
+
+	if (!sp_have_proc())
+		return -1;
+	snprintf(path, sizeof(path), "/proc/%d/task/%d/children", (int)parent, (int)parent);
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return -1;
+	size_t len = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[len] = '\0';
+	for (char *tok = strtok(buf, " \n"); tok; tok = strtok(NULL, " \n"))
+		if (sp_proc_state(atoi(tok)) == 'Z')
+			n++;
+	return n;
+}
+
+SP_TEST(forking_server_serves_clients_concurrently)
+{
+	struct server s = { .listener = sp_tcp_listener(ctx, 0) };
+	char r[2];
+
+	ASSERT_SYS(pipe(s.report));
+	pid_t server = sp_fork(forking_server, &s);
+	int c1 = sp_tcp_connect(ctx, s.listener);
+	echo_roundtrip(c1, "first");
+	int c2 = sp_tcp_connect(ctx, s.listener); /* c1 still connected */
+	echo_roundtrip(c2, "second");
+	echo_roundtrip(c1, "first-again"); /* both served at once */
+	close(c1);
+	close(c2);
+	read_report(s.report[0], r, 2, "the server's SIGCHLD handler reaps both children");
+	int z = zombies_of(server);
+	RECORD("zombies_left", "%s", z < 0 ? "unobservable (no /proc)" : z == 0 ? "0" : "some");
+	if (z >= 0)
+		ASSERT_EQ(0, z);
+}
+
+/* 9. Split I/O: one process writes, another reads, through an echo server. */
+struct split { int fd; size_t n; };
+
+static int split_writer(void *arg)
+{
+	struct split *w = arg;
+	unsigned char *buf = malloc(w->n);
+	sp_pattern(buf, w->n, 0);
+	size_t sent = sp_write_all(w->fd, buf, w->n);
+	shutdown(w->fd, SHUT_WR); /* "done sending": the server sees EOF */
+	return sent == w->n ? 0 : 1;
+}
+
+static int single_echo_server(void *arg)
+{
+	int l = *(int *)arg;
+	int c = accept(l, NULL, NULL);
+	if (c < 0)
+		return 1;
+	echo_until_eof(c);
+	return 0;
+}
+
+SP_TEST(split_io_client_exchanges_payload_with_echo_server)
+{
+	/* Fixed buffers (no autotuning) well above loopback's MSS, so the
+	 * window never stalls on delayed ACKs; the payload is many times them. */
+	int buf = 128 * 1024, l = sp_tcp_listener(ctx, buf);
+	struct split w = { .n = 4 * 1024 * 1024 };
+
+	sp_fork(single_echo_server, &l);
+	w.fd = sp_socket(ctx, SOCK_STREAM);
+	ASSERT_SYS(setsockopt(w.fd, SOL_SOCKET, SO_SNDBUF, &buf, sizeof(buf)));
+	ASSERT_SYS(setsockopt(w.fd, SOL_SOCKET, SO_RCVBUF, &buf, sizeof(buf)));
+	struct sockaddr_storage ss;
+	socklen_t len = sp_loopback(ctx, &ss, sp_local_port(l));
+	ASSERT_SYS(connect(w.fd, (struct sockaddr *)&ss, len));
+	socklen_t ol = sizeof(buf);
+	ASSERT_SYS(getsockopt(w.fd, SOL_SOCKET, SO_RCVBUF, &buf, &ol));
+	RECORD("client_rcvbuf", "%d", buf);
+	ASSERT_TRUE(w.n > 4 * (size_t)buf, "the payload is larger than the buffers");
+	pid_t writer = sp_fork(split_writer, &w);
+
+	unsigned char *in = malloc(w.n);
+	size_t got = sp_read_all(w.fd, in, w.n); /* reading while the writer writes */
+	RECORD("bytes_echoed", "%zu of %zu", got, w.n);
+	ASSERT_EQ(w.n, got);
+	ASSERT_EQ(w.n, sp_pattern_check(in, w.n, 0));
+	ASSERT_TRUE(sp_poll(w.fd, POLLIN, sp_wait_ms()), "EOF follows the echo");
+	ASSERT_EQ(0, read(w.fd, in, 1));
+	int st = sp_reap(writer);
+	ASSERT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0, "the writer sent everything");
+	free(in);
+}
+
+static const struct sp_case cases[] = {
+	SP_CASE(fork_returns_child_pid_in_parent_and_zero_in_child, "PROC-FORK-RETURNS", SP_NONE),
+	SP_CASE(fork_child_memory_is_a_copy, "PROC-FORK-COPIES", SP_NONE),
+	SP_CASE(fork_shares_descriptors_until_every_copy_closes, "PROC-FORK-SHARES-FDS", SP_INET),
+	SP_CASE(exited_child_is_a_zombie_until_waited, "PROC-ZOMBIE", SP_NONE),
+	SP_CASE(wait_returns_pid_and_exit_status, "PROC-WAIT-REAPS", SP_NONE),
+	SP_CASE(wait_blocks_while_child_runs, "PROC-WAIT-BLOCKS", SP_NONE),
+	SP_CASE(waitpid_wnohang_returns_at_once, "PROC-WAITPID-WNOHANG", SP_NONE),
+	SP_CASE(forking_server_serves_clients_concurrently, "PROC-FORKING-SERVER", SP_INET),
+	SP_CASE(split_io_client_exchanges_payload_with_echo_server, "PROC-SPLIT-IO", SP_INET),
+};
+
+SP_MAIN("proc", cases)
