@@ -19,6 +19,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -31,6 +32,8 @@
 #include <sys/mman.h>
 #include <sys/wait.h>
 #include <time.h>
+#include <netdb.h>
+#include <arpa/inet.h>
 
 #define MAXFD 1024
 
@@ -701,4 +704,56 @@ int pipe2(int fds[2], int flags)
 	if (r == 0)
 		swap_ends(fds);
 	return r;
+}
+
+/* ---- names ----------------------------------------------------------------------------- */
+
+REAL(struct hostent *, gethostbyname, const char *)
+REAL(struct hostent *, gethostbyaddr, const void *, socklen_t, int)
+
+static int ends_with(const char *s, const char *suffix)
+{
+	size_t a = strlen(s), b = strlen(suffix);
+	return a >= b && strcmp(s + a - b, suffix) == 0;
+}
+
+struct hostent *gethostbyname(const char *name)
+{
+	load_gethostbyname();
+	struct hostent *h = real_gethostbyname(name);
+	/* resolver_drops_aliases: only the first address, no aliases. */
+	if (h && on("resolver_drops_aliases")) {
+		if (h->h_addr_list[0])
+			h->h_addr_list[1] = NULL;
+		h->h_aliases[0] = NULL;
+	}
+	/* resolver_answers_without_server: a stale cache answers for the
+	 * fixture domain even when no server does. */
+	if (!h && h_errno == TRY_AGAIN && on("resolver_answers_without_server") &&
+	    ends_with(name, ".sockprobe.test")) {
+		static struct in_addr addr;
+		static char *addrs[2] = { (char *)&addr, NULL }, *aliases[1] = { NULL };
+		static struct hostent canned;
+		static char cname[256];
+		inet_pton(AF_INET, "192.0.2.30", &addr);
+		snprintf(cname, sizeof(cname), "%s", name);
+		canned = (struct hostent){ cname, aliases, AF_INET, 4, addrs };
+		return &canned;
+	}
+	/* unknown_name_try_again: "not found" is reported as a temporary
+	 * failure. */
+	if (!h && h_errno == HOST_NOT_FOUND && on("unknown_name_try_again"))
+		h_errno = TRY_AGAIN;
+	return h;
+}
+
+/* reverse_lookup_fails: no address maps back to a name. */
+struct hostent *gethostbyaddr(const void *addr, socklen_t len, int type)
+{
+	load_gethostbyaddr();
+	if (on("reverse_lookup_fails")) {
+		h_errno = HOST_NOT_FOUND;
+		return NULL;
+	}
+	return real_gethostbyaddr(addr, len, type);
 }

@@ -12,8 +12,11 @@ import subprocess
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 from . import protocol
+
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 
 # How long output may trail the probe's end (its group is dead by then).
 PIPE_GRACE_S = 1.0
@@ -62,6 +65,7 @@ def probe_env(settings: Settings) -> dict:
         env["SOCKPROBE_PRELOAD"] = settings.preload
     else:
         env.pop("SOCKPROBE_PRELOAD", None)
+    env.setdefault("SOCKPROBE_FIXTURES", str(FIXTURES))
     if settings.extra_env:
         env.update(settings.extra_env)
     # The probe's own waits end well before the runner's timeout, so a stuck

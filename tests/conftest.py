@@ -52,7 +52,7 @@ def processes_running(needle: str, zombie_names=()) -> list:
     return found
 
 
-PROBE_NAMES = ("tcp", "udp", "close", "proc", "sig", "pipe", "dns", "misbehave", "sp-isolate")
+PROBE_NAMES = ("tcp", "udp", "close", "proc", "sig", "pipe", "dns", "misbehave", "sp-isolate", "dnsmasq")
 
 
 def wait_gone(needle: str, bound_s: float = 3.0) -> list:

@@ -8,7 +8,7 @@ from conftest import ROOT
 from runner import catalogue, discover
 
 # Catalogue families the suite covers so far.
-IMPLEMENTED = ("TCP-", "UDP-", "CLOSE-", "PROC-", "SIG-", "PIPE-")
+IMPLEMENTED = ("TCP-", "UDP-", "CLOSE-", "PROC-", "SIG-", "PIPE-", "DNS-")
 
 
 def listed():

@@ -82,7 +82,8 @@ def test_list_names_every_test_with_ids():
 @pytest.mark.parametrize("mode", [[], ["--host"]], ids=["namespaces", "host"])
 def test_a_run_leaves_no_process_or_zombie_behind(tmp_path, mode):
     from conftest import wait_gone
-    r = cli("check", "-q", "--reports", str(tmp_path), *mode, "proc", "sig", "pipe")
+    r = cli("check", "-q", "--reports", str(tmp_path), *mode, "proc", "sig", "pipe", "dns")
     assert r.returncode == 0, r.stdout + r.stderr
     assert wait_gone(str(ROOT / "build" / "probes")) == []
     assert wait_gone("sp-isolate") == []
+    assert wait_gone("dns/zone.conf") == []  # the fixture DNS servers

@@ -54,6 +54,11 @@ FAULTS = {
     "empty_pipe_reads_eof": {"PIPE-ACROSS-FORK", "PIPE-EOF"},
     "sigpipe_ignored": {"PIPE-EPIPE"},
     "pipe_writes_in_pieces": {"PIPE-ATOMIC"},
+    # names
+    "resolver_drops_aliases": {"DNS-BYNAME"},
+    "resolver_answers_without_server": {"DNS-FIXTURE-SERVER"},
+    "reverse_lookup_fails": {"DNS-BYADDR"},
+    "unknown_name_try_again": {"DNS-NOT-FOUND"},
 }
 # A table row may reuse a fault under another name (one fault, two rows).
 ALIAS = {"write_ignores_full_buffer_split_io": "write_ignores_full_buffer"}

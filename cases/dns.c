@@ -1,0 +1,331 @@
+/*
+ * dns.c - names and addresses through the system resolver (seed notes:
+ * "8域名及网络地址", "8.2域名与ip地址之间的转换").
+ *
+ * Checks, each against the suite's own DNS server, never the machine's:
+ *
+ *  1. DNS-BYNAME, DNS-FIXTURE-SERVER  gethostbyname: AF_INET, length 4, the
+ *     exact addresses and aliases of a name with several A records reached
+ *     through a CNAME; a name only in the hosts file with its aliases; a
+ *     name only in DNS, which stops resolving once the server is stopped.
+ *  2. DNS-BYADDR     gethostbyaddr maps an address back to its name (from
+ *                    the server's PTR, and from the hosts file).
+ *  3. DNS-NOT-FOUND  an unknown name fails with h_errno HOST_NOT_FOUND;
+ *                    getaddrinfo says EAI_NONAME.
+ *  4. The same answers through getaddrinfo/getnameinfo, the calls new code
+ *     uses (results compared as sets: their order is not guaranteed).
+ *
+ * The fixture: each test moves into a network + mount namespace of its own
+ * (sp_private_net), bind-mounts fixtures/dns/{hosts,resolv.conf,
+ * nsswitch.conf} over /etc, and runs dnsmasq in the foreground on
+ * 127.0.0.1:53 with fixtures/dns/zone.conf. The server is a child of the
+ * test: killed and reaped with it. Without namespaces or dnsmasq the tests
+ * skip and say why.
+ *
+ * Platform-defined (recorded): how this machine's own configuration
+ * resolves "localhost" (looked up before the fixture is in place); the
+ * h_errno for a name with only an AAAA record (glibc: NO_DATA).
+ */
+#define _GNU_SOURCE
+#include "sp.h"
+
+#include <errno.h>
+#include <netdb.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <arpa/inet.h>
+#include <sys/wait.h>
+
+static const char *dnsmasq_path(void)
+{
+	static const char *where[] = { "/usr/sbin/dnsmasq", "/usr/bin/dnsmasq", "/sbin/dnsmasq" };
+	const char *env = getenv("SOCKPROBE_DNSMASQ");
+
+	if (env && access(env, X_OK) == 0)
+		return env;
+	for (size_t i = 0; i < sizeof(where) / sizeof(where[0]); i++)
+		if (access(where[i], X_OK) == 0)
+			return where[i];
+	return NULL;
+}
+
+/* Is something listening on UDP 127.0.0.1:53 in our namespace? */
+static int dns_port_open(void *arg)
+{
+	FILE *f = fopen("/proc/net/udp", "r");
+	char line[256];
+	int found = 0;
+	(void)arg;
+
+	if (!f)
+		return 0;
+	while (fgets(line, sizeof(line), f))
+		if (strstr(line, ": 0100007F:0035 "))
+			found = 1;
+	fclose(f);
+	return found;
+}
+
+static pid_t dns_server;
+
+/* Record how the machine's own configuration resolves localhost, in a
+ * child, before the fixture replaces it (the resolver reads its
+ * configuration once per process). */
+static void record_host_localhost(void)
+{
+	int p[2];
+	char buf[256] = "";
+
+	ASSERT_SYS(pipe(p));
+	pid_t pid = ASSERT_SYS(fork());
+	if (pid == 0) {
+		struct hostent *h = gethostbyname("localhost");
+		char out[256] = "unresolved";
+		if (h && h->h_addr_list[0]) {
+			size_t n = 0;
+			out[0] = '\0';
+			for (char **a = h->h_addr_list; *a && n < 200; a++) {
+				char txt[INET6_ADDRSTRLEN];
+				inet_ntop(h->h_addrtype, *a, txt, sizeof(txt));
+				n += (size_t)snprintf(out + n, sizeof(out) - n, "%s%s", n ? " " : "", txt);
+			}
+		}
+		_exit(write(p[1], out, strlen(out)) < 0);
+	}
+	close(p[1]);
+	ssize_t n = read(p[0], buf, sizeof(buf) - 1);
+	buf[n > 0 ? n : 0] = '\0';
+	close(p[0]);
+	waitpid(pid, NULL, 0);
+	RECORD("host_config_localhost", "%s", buf);
+}
+
+/* The fixture: private namespaces, fixture /etc files, dnsmasq running. */
+static void dns_fixture(int record_localhost)
+{
+	const char *dnsmasq = dnsmasq_path();
+
+	if (!dnsmasq)
+		SKIP("dnsmasq is not installed (Debian: apt-get install dnsmasq-base)");
+	if (record_localhost)
+		record_host_localhost();
+	sp_private_net();
+	sp_bind_file(sp_fixture("dns/hosts"), "/etc/hosts");
+	sp_bind_file(sp_fixture("dns/resolv.conf"), "/etc/resolv.conf");
+	sp_bind_file(sp_fixture("dns/nsswitch.conf"), "/etc/nsswitch.conf");
+
+	char conf[1100];
+	snprintf(conf, sizeof(conf), "--conf-file=%s", sp_fixture("dns/zone.conf"));
+	dns_server = ASSERT_SYS(fork());
+	if (dns_server == 0) {
+		execl(dnsmasq, "dnsmasq", "--keep-in-foreground", conf,
+		      "--listen-address=127.0.0.1", "--bind-interfaces", "--port=53",
+		      /* stay who we are: inside a user namespace setgroups()
+		       * is denied, and "--group=" skips the group change */
+		      "--user=root", "--group=", "--pid-file=", "--log-facility=-",
+		      (char *)NULL);
+		_exit(127);
+	}
+	sp_track_child(dns_server);
+	int up = sp_wait_until(dns_port_open, NULL, sp_wait_ms()), st = 0;
+	if (waitpid(dns_server, &st, WNOHANG) == dns_server)
+		FAIL("dnsmasq exited (status %d) instead of serving the fixture zone",
+		     WIFEXITED(st) ? WEXITSTATUS(st) : -WTERMSIG(st));
+	ASSERT_TRUE(up, "dnsmasq listens on 127.0.0.1:53 within %d ms", sp_wait_ms());
+}
+
+static void stop_dns_server(void)
+{
+	ASSERT_SYS(kill(dns_server, SIGTERM));
+	sp_reap(dns_server);
+}
+
+/* Addresses of a hostent as a sorted, space-separated string. */
+static void addr_list(const struct hostent *h, char *out, size_t room)
+{
+	char txt[16][INET6_ADDRSTRLEN];
+	int n = 0;
+
+	for (char **a = h->h_addr_list; *a && n < 16; a++, n++)
+		inet_ntop(h->h_addrtype, *a, txt[n], sizeof(txt[n]));
+	qsort(txt, (size_t)n, sizeof(txt[0]), (int (*)(const void *, const void *))strcmp);
+	out[0] = '\0';
+	for (int i = 0; i < n; i++)
+		snprintf(out + strlen(out), room - strlen(out), "%s%s", i ? " " : "", txt[i]);
+}
+
+static void alias_list(const struct hostent *h, char *out, size_t room)
+{
+	out[0] = '\0';
+	for (char **a = h->h_aliases; *a; a++)
+		snprintf(out + strlen(out), room - strlen(out), "%s%s", out[0] ? " " : "", *a);
+}
+
+static const struct hostent *byname(const char *name)
+{
+	struct hostent *h = gethostbyname(name);
+	ASSERT_TRUE(h != NULL, "gethostbyname(\"%s\") resolves (h_errno %d: %s)", name,
+		    h_errno, hstrerror(h_errno));
+	ASSERT_EQ(AF_INET, h->h_addrtype);
+	ASSERT_EQ(4, h->h_length);
+	return h;
+}
+
+#define ASSERT_STR(expected, got)                                                   \
+	do {                                                                        \
+		if (strcmp((expected), (got)) != 0)                                 \
+			sp_fail(__FILE__, __LINE__, #got, expected, got, 0);         \
+	} while (0)
+
+/* 1a. Several addresses and the alias it was asked by, all from DNS. */
+SP_TEST(gethostbyname_returns_every_address_and_alias)
+{
+	char addrs[256], aliases[256];
+	(void)ctx;
+
+	dns_fixture(1);
+	const struct hostent *h = byname("alias1.sockprobe.test");
+	addr_list(h, addrs, sizeof(addrs));
+	alias_list(h, aliases, sizeof(aliases));
+	RECORD("h_name", "%s", h->h_name);
+	RECORD("h_addr_list", "%s", addrs);
+	RECORD("h_aliases", "%s", aliases);
+	ASSERT_STR("multi.sockprobe.test", h->h_name);
+	ASSERT_STR("192.0.2.10 192.0.2.11 192.0.2.12", addrs);
+	ASSERT_STR("alias1.sockprobe.test", aliases);
+}
+
+/* 1b. A name only in the hosts file, with its aliases. */
+SP_TEST(gethostbyname_reads_the_hosts_file)
+{
+	char addrs[256], aliases[256];
+	(void)ctx;
+
+	dns_fixture(0);
+	const struct hostent *h = byname("hostsonly.sockprobe.test");
+	addr_list(h, addrs, sizeof(addrs));
+	alias_list(h, aliases, sizeof(aliases));
+	ASSERT_STR("hostsonly.sockprobe.test", h->h_name);
+	ASSERT_STR("192.0.2.20", addrs);
+	ASSERT_STR("hostsalias1.sockprobe.test hostsalias2.sockprobe.test", aliases);
+}
+
+/* 1c. A name only in DNS resolves through the suite's server, and stops
+ * resolving once that server is gone: the answer came from it. */
+SP_TEST(gethostbyname_asks_the_fixture_server)
+{
+	char addrs[256];
+	(void)ctx;
+
+	dns_fixture(0);
+	const struct hostent *h = byname("dnsonly.sockprobe.test");
+	addr_list(h, addrs, sizeof(addrs));
+	ASSERT_STR("192.0.2.30", addrs);
+
+	stop_dns_server();
+	struct hostent *gone = gethostbyname("dnsonly2.sockprobe.test");
+	RECORD("after_server_stopped", "%s (h_errno %d)", gone ? "resolved" : "unresolved",
+	       gone ? 0 : h_errno);
+	ASSERT_TRUE(gone == NULL, "with the fixture server stopped, a DNS-only name no "
+		    "longer resolves");
+}
+
+/* 2. gethostbyaddr maps addresses back to names (DNS PTR, hosts file). */
+SP_TEST(gethostbyaddr_maps_address_back_to_name)
+{
+	static const struct { const char *addr, *name; } table[] = {
+		{ "192.0.2.30", "dnsonly.sockprobe.test" },   /* server's PTR */
+		{ "192.0.2.11", "multi.sockprobe.test" },     /* server's PTR */
+		{ "192.0.2.20", "hostsonly.sockprobe.test" }, /* hosts file */
+	};
+	(void)ctx;
+
+	dns_fixture(0);
+	for (size_t i = 0; i < sizeof(table) / sizeof(table[0]); i++) {
+		struct in_addr a;
+		ASSERT_EQ(1, inet_pton(AF_INET, table[i].addr, &a));
+		struct hostent *h = gethostbyaddr(&a, sizeof(a), AF_INET);
+		ASSERT_TRUE(h != NULL, "gethostbyaddr(%s) resolves (h_errno %d)", table[i].addr,
+			    h_errno);
+		ASSERT_STR(table[i].name, h->h_name);
+	}
+}
+
+/* 3. An unknown name: HOST_NOT_FOUND (and EAI_NONAME from getaddrinfo). */
+SP_TEST(unknown_name_fails_with_host_not_found)
+{
+	struct addrinfo *res = NULL, hints = { .ai_family = AF_INET };
+	(void)ctx;
+
+	dns_fixture(0);
+	errno = 0;
+	struct hostent *h = gethostbyname("nosuch.sockprobe.test");
+	int herr = h_errno;
+	RECORD("h_errno", "%d (%s)", herr, hstrerror(herr));
+	ASSERT_TRUE(h == NULL, "an unknown name does not resolve");
+	ASSERT_EQ(HOST_NOT_FOUND, herr);
+	int r = getaddrinfo("nosuch.sockprobe.test", NULL, &hints, &res);
+	RECORD("getaddrinfo", "%d (%s)", r, gai_strerror(r));
+	ASSERT_EQ(EAI_NONAME, r);
+
+	/* Platform-defined: a name with only an AAAA record. */
+	h = gethostbyname("v6only.sockprobe.test");
+	herr = h_errno;
+	RECORD("aaaa_only_h_errno", "%s", h ? "resolved" : hstrerror(herr));
+	ASSERT_TRUE(h == NULL, "an AAAA-only name has no IPv4 address for gethostbyname");
+	ASSERT_EQ(NO_DATA, herr);
+}
+
+/* 4. getaddrinfo/getnameinfo give the same answers. */
+SP_TEST(getaddrinfo_and_getnameinfo_agree)
+{
+	struct addrinfo hints = { .ai_family = AF_INET, .ai_socktype = SOCK_STREAM }, *res, *ai;
+	char got[256] = "", host[NI_MAXHOST];
+	(void)ctx;
+
+	dns_fixture(0);
+	int r = getaddrinfo("alias2.sockprobe.test", NULL, &hints, &res);
+	ASSERT_TRUE(r == 0, "getaddrinfo(alias2) resolves (%s)", gai_strerror(r));
+	int mask = 0, n = 0;
+	for (ai = res; ai; ai = ai->ai_next, n++) {
+		const struct sockaddr_in *sin = (const struct sockaddr_in *)ai->ai_addr;
+		unsigned last = ntohl(sin->sin_addr.s_addr) & 0xff;
+		ASSERT_EQ(0xc0000200u, ntohl(sin->sin_addr.s_addr) & 0xffffff00u);
+		if (last >= 10 && last <= 12)
+			mask |= 1 << (last - 10);
+		snprintf(got + strlen(got), sizeof(got) - strlen(got), "%s.%u", n ? " " : "", last);
+	}
+	freeaddrinfo(res);
+	RECORD("getaddrinfo_order", "%s", got);
+	ASSERT_EQ(3, n);
+	ASSERT_EQ(7, mask); /* the same three addresses, in whatever order */
+
+	struct addrinfo h6 = { .ai_family = AF_INET6 };
+	r = getaddrinfo("v6only.sockprobe.test", NULL, &h6, &res);
+	ASSERT_TRUE(r == 0, "the AAAA-only name resolves for AF_INET6 (%s)", gai_strerror(r));
+	char v6[INET6_ADDRSTRLEN];
+	inet_ntop(AF_INET6, &((struct sockaddr_in6 *)res->ai_addr)->sin6_addr, v6, sizeof(v6));
+	freeaddrinfo(res);
+	ASSERT_STR("2001:db8::40", v6);
+
+	struct sockaddr_in sa = { .sin_family = AF_INET };
+	inet_pton(AF_INET, "192.0.2.30", &sa.sin_addr);
+	r = getnameinfo((struct sockaddr *)&sa, sizeof(sa), host, sizeof(host), NULL, 0,
+			NI_NAMEREQD);
+	ASSERT_TRUE(r == 0, "getnameinfo(192.0.2.30) finds a name (%s)", gai_strerror(r));
+	ASSERT_STR("dnsonly.sockprobe.test", host);
+}
+
+static const struct sp_case cases[] = {
+	SP_CASE(gethostbyname_returns_every_address_and_alias, "DNS-BYNAME,DNS-FIXTURE-SERVER", SP_NONE),
+	SP_CASE(gethostbyname_reads_the_hosts_file, "DNS-BYNAME", SP_NONE),
+	SP_CASE(gethostbyname_asks_the_fixture_server, "DNS-FIXTURE-SERVER,DNS-BYNAME", SP_NONE),
+	SP_CASE(gethostbyaddr_maps_address_back_to_name, "DNS-BYADDR", SP_NONE),
+	SP_CASE(unknown_name_fails_with_host_not_found, "DNS-NOT-FOUND", SP_NONE),
+	SP_CASE(getaddrinfo_and_getnameinfo_agree, "DNS-BYNAME,DNS-BYADDR", SP_NONE),
+};
+
+SP_MAIN("dns", cases)
