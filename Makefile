@@ -19,7 +19,7 @@ CFLAGS  += -std=gnu11 -Wall -Wextra -Werror=implicit-function-declaration -Ifixt
 BUILD   := build
 CASES   := $(wildcard cases/*.c)
 PROBES  := $(patsubst cases/%.c,$(BUILD)/probes/%,$(CASES))
-FIXOBJ  := $(BUILD)/obj/sp_protocol.o $(BUILD)/obj/sp_fixtures.o
+FIXOBJ  := $(BUILD)/obj/sp_protocol.o $(BUILD)/obj/sp_fixtures.o $(BUILD)/obj/sp_capture.o
 LIBS    := -lcmocka
 PYTHON   = $$(scripts/find-python)
 

@@ -13,6 +13,10 @@
  *  4. CLOSE-FULL-LOSES-REPLY       after close() the peer's reply cannot be
  *                                  received; its later send meets a reset.
  *
+ * Wire (where the item has its own network namespace): the half-close
+ * sends a FIN and the reply still crosses; the full close answers the
+ * late reply with an RST.
+ *
  * Platform-defined (recorded): what happens to data arriving after
  * SHUT_RD (Linux still queues it and lets it be read; BSDs discard it),
  * and which errno the replying peer sees (EPIPE or ECONNRESET).
@@ -35,8 +39,12 @@ SP_TEST(half_close_gives_peer_eof_and_still_receives)
 	unsigned char file[FILE_SIZE], got[FILE_SIZE + 1];
 	int sender, receiver;
 	char thanks[16] = "";
+	struct sp_capture cap;
 
 	sp_tcp_pair(ctx, &sender, &receiver);
+	sp_capture_start(&cap);
+	sp_capture_name(&cap, sp_local_port(sender), "C");
+	sp_capture_name(&cap, sp_local_port(receiver), "S");
 	sp_pattern(file, FILE_SIZE, 0);
 	ASSERT_EQ(FILE_SIZE, sp_write_all(sender, file, FILE_SIZE));
 	ASSERT_SYS(shutdown(sender, SHUT_WR));
@@ -49,6 +57,12 @@ SP_TEST(half_close_gives_peer_eof_and_still_receives)
 	ASSERT_EQ(9, write(receiver, "thank you", 9));
 	ASSERT_EQ(9, sp_read_all(sender, thanks, 9));
 	ASSERT_MEM_EQ("thank you", thanks, 9);
+	/* On the wire: our FIN, then the reply still travels back. */
+	if (sp_capture_sync(&cap)) {
+		WIRE_EXPECT(&cap, "C>S F., S>C P.9");
+		WIRE_LACKS(&cap, "C>S R");
+	}
+	sp_capture_stop(&cap);
 }
 
 static volatile sig_atomic_t sigpipes;
@@ -98,8 +112,12 @@ SP_TEST(close_without_half_close_loses_reply)
 {
 	int closer, replier;
 	char buf[16];
+	struct sp_capture cap;
 
 	sp_tcp_pair(ctx, &closer, &replier);
+	sp_capture_start(&cap);
+	sp_capture_name(&cap, sp_local_port(closer), "C");
+	sp_capture_name(&cap, sp_local_port(replier), "S");
 	ASSERT_EQ(4, write(closer, "file", 4));
 	ASSERT_SYS(close(closer)); /* full close: no way to receive the reply */
 
@@ -109,6 +127,10 @@ SP_TEST(close_without_half_close_loses_reply)
 	ASSERT_EQ(9, send(replier, "thank you", 9, MSG_NOSIGNAL)); /* accepted locally... */
 	ASSERT_TRUE(sp_poll(replier, POLLIN, sp_wait_ms()) & (POLLERR | POLLHUP),
 		    "...but answered by a reset within %d ms", sp_wait_ms());
+	/* On the wire: the closer's FIN, the reply, the closer's RST. */
+	if (sp_capture_sync(&cap))
+		WIRE_EXPECT(&cap, "C>S F., S>C P.9, C>S R");
+	sp_capture_stop(&cap);
 	errno = 0;
 	ssize_t r = send(replier, "again", 5, MSG_NOSIGNAL);
 	int err = errno;

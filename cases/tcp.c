@@ -15,6 +15,11 @@
  * 10. TCP-CONNECT-IMPLICIT-BIND connect() assigns an ephemeral port.
  * 11. TCP-LISTEN-ACCEPT-SEQUENCE each accept() gives a new socket.
  *
+ * Wire (where the item has its own network namespace; else skipped with
+ * the reason): the handshake is complete before accept(); the four-way
+ * close in order; close() with unread input sends RST, not FIN; close()
+ * sends queued data before its FIN, and no RST.
+ *
  * Where the notes are wrong: they say "write() returns when the data has
  * been transmitted". A real kernel returns as soon as the bytes are copied
  * into the local send buffer (test 7 shows the peer has not read them).
@@ -148,9 +153,13 @@ static size_t drain_pattern(int fd, size_t expected)
 SP_TEST(tcp_close_flushes_output)
 {
 	int l = sp_tcp_listener(ctx, SMALL_BUF), c, s;
+	struct sp_capture cap;
 
 	c = sp_tcp_connect(ctx, l);
 	s = ASSERT_SYS(accept(l, NULL, NULL));
+	sp_capture_start(&cap);
+	sp_capture_name(&cap, sp_local_port(c), "C");
+	sp_capture_name(&cap, sp_local_port(s), "S");
 	small_sndbuf(c);
 	size_t queued = fill_until_eagain(c, 1 << 24);
 	int outq = 0;
@@ -162,6 +171,18 @@ SP_TEST(tcp_close_flushes_output)
 
 	/* The reader starts only now, after the writer has closed. */
 	ASSERT_EQ(queued, drain_pattern(s, queued));
+	/* On the wire: data, then the FIN, no data after it, no reset. */
+	if (sp_capture_sync(&cap)) {
+		WIRE_EXPECT(&cap, "C>S P., C>S F");
+		const char *fin = strstr(cap.trace, "C>S F");
+		const char *after = fin ? strstr(fin + 1, "C>S ") : NULL;
+		for (; after; after = strstr(after + 1, "C>S "))
+			ASSERT_TRUE(after[5] == '.' && (after[6] == ',' || after[6] == '\0'),
+				    "only bare ACKs follow the FIN (trace: %s)", cap.trace);
+		WIRE_LACKS(&cap, "C>S R");
+		WIRE_LACKS(&cap, "S>C R");
+	}
+	sp_capture_stop(&cap);
 	close(s);
 	close(l);
 }
@@ -172,13 +193,24 @@ SP_TEST(tcp_close_with_unread_input_resets_peer)
 	int c, s;
 	char buf[16];
 
+	struct sp_capture cap;
+
 	sp_tcp_pair(ctx, &c, &s);
 	ASSERT_EQ(100, write(c, memset(calloc(1, 100), 'a', 100), 100));
 	ASSERT_EQ(100, sp_wait_inq(s, 100));
+	sp_capture_start(&cap);
+	sp_capture_name(&cap, sp_local_port(c), "C");
+	sp_capture_name(&cap, sp_local_port(s), "S");
 	ASSERT_SYS(close(s)); /* 100 bytes unread */
 
 	ASSERT_TRUE(sp_poll(c, POLLIN, sp_wait_ms()),
 		    "the peer learns of the close within %d ms", sp_wait_ms());
+	/* On the wire the closer resets: RST, never a FIN. */
+	if (sp_capture_sync(&cap)) {
+		WIRE_EXPECT(&cap, "S>C R");
+		WIRE_LACKS(&cap, "S>C F");
+	}
+	sp_capture_stop(&cap);
 	errno = 0;
 	ssize_t r = read(c, buf, sizeof(buf));
 	int err = errno;
@@ -294,8 +326,17 @@ SP_TEST(tcp_write_returns_before_peer_reads)
 SP_TEST(tcp_connect_completes_before_accept)
 {
 	int l = sp_tcp_listener(ctx, 0);
+	struct sp_capture cap;
+
+	sp_capture_start(&cap);
+	sp_capture_name(&cap, sp_local_port(l), "S");
+	sp_capture_name(&cap, 0, "C");
 	int c = sp_tcp_connect(ctx, l); /* returns: handshake done, no accept yet */
 	int state = sp_tcp_state(c);
+	/* The whole three-way handshake is on the wire before accept(). */
+	if (sp_capture_sync(&cap))
+		WIRE_EXPECT(&cap, "C>S S, S>C S., C>S .");
+	sp_capture_stop(&cap);
 
 	RECORD("client_state_before_accept", "%s", sp_tcp_state_name(state));
 	ASSERT_EQ(TCP_ESTABLISHED, state);
@@ -338,8 +379,13 @@ SP_TEST(tcp_teardown_walks_fin_wait_close_wait_time_wait)
 	int c, s;
 	char b;
 
+	struct sp_capture cap;
+
 	sp_tcp_pair(ctx, &c, &s);
 	unsigned port = sp_local_port(c);
+	sp_capture_start(&cap);
+	sp_capture_name(&cap, port, "C");
+	sp_capture_name(&cap, sp_local_port(s), "S");
 
 	ASSERT_SYS(shutdown(c, SHUT_WR)); /* active close: our FIN */
 	int active = sp_wait_tcp_state(c, TCP_FIN_WAIT2);
@@ -354,6 +400,13 @@ SP_TEST(tcp_teardown_walks_fin_wait_close_wait_time_wait)
 	ASSERT_SYS(close(s)); /* passive close: its FIN */
 	ASSERT_TRUE(sp_poll(c, POLLIN, sp_wait_ms()), "the active side sees the peer's FIN");
 	ASSERT_EQ(0, read(c, &b, 1));
+	/* FIN and ACK in each direction, in the order the states say. */
+	if (sp_capture_sync(&cap)) {
+		WIRE_EXPECT(&cap, "C>S F., S>C ., S>C F., C>S .");
+		WIRE_LACKS(&cap, "C>S R");
+		WIRE_LACKS(&cap, "S>C R");
+	}
+	sp_capture_stop(&cap);
 	/* Linux hands the connection to a TIME_WAIT mini-socket; the fd
 	 * itself reads CLOSE. /proc/net/tcp shows the TIME_WAIT entry. */
 	int fdstate = sp_tcp_state(c);

@@ -18,6 +18,10 @@
  *                                addresses needed, other sources filtered,
  *                                ICMP port unreachable -> ECONNREFUSED.
  *
+ * Wire (where the item has its own network namespace): connect() sends
+ * nothing; a closed port answers with ICMP / ICMPv6 port unreachable; a
+ * datagram to an open port gets no reply packet.
+ *
  * Platform-defined (recorded): how many of the datagrams a small receive
  * buffer keeps, the ephemeral port.
  */
@@ -149,15 +153,33 @@ SP_TEST(udp_sender_is_not_held_back)
  * listens reports success, and no error surfaces later either. */
 SP_TEST(udp_sendto_closed_port_reports_success)
 {
-	int gone = sp_udp_bound(ctx), tx = sp_socket(ctx, SOCK_DGRAM);
-	struct sockaddr_storage to;
+	int gone = sp_udp_bound(ctx), tx = sp_udp_bound(ctx), open_rx = sp_udp_bound(ctx);
+	struct sockaddr_storage to, from;
 	socklen_t tolen = addr_of(gone, &to);
 	char buf[8];
+	struct sp_capture cap;
+
+	/* To an open port: the datagram arrives and nothing comes back. */
+	sp_capture_start(&cap);
+	sp_capture_name(&cap, sp_local_port(tx), "C");
+	sp_capture_name(&cap, sp_local_port(open_rx), "R");
+	sp_capture_name(&cap, sp_local_port(gone), "G");
+	struct sockaddr_storage rxa;
+	socklen_t rxl = addr_of(open_rx, &rxa);
+	ASSERT_EQ(4, sendto(tx, "data", 4, 0, (struct sockaddr *)&rxa, rxl));
+	ASSERT_EQ(4, recv_bounded(open_rx, buf, sizeof(buf), &from));
+	if (sp_capture_sync(&cap)) {
+		WIRE_EXPECT(&cap, "C>R udp4");
+		WIRE_LACKS(&cap, "R>C");
+	}
 
 	ASSERT_SYS(close(gone)); /* nobody listens on that port now */
 	ASSERT_EQ(4, sendto(tx, "lost", 4, 0, (struct sockaddr *)&to, tolen));
 	ASSERT_EQ(4, sendto(tx, "lost", 4, 0, (struct sockaddr *)&to, tolen));
 	ASSERT_ERRNO(recv(tx, buf, sizeof(buf), MSG_DONTWAIT), EAGAIN);
+	sp_capture_sync(&cap); /* recorded: the kernel's ICMP, unreported to us */
+	RECORD("wire", "%s", cap.on ? cap.trace : cap.why);
+	sp_capture_stop(&cap);
 }
 
 /* 6. One bound socket exchanges datagrams with several peers. */
@@ -211,9 +233,19 @@ SP_TEST(udp_connected_socket_needs_no_addresses)
 	struct sockaddr_storage sa, sb;
 	socklen_t la = addr_of(a, &sa), lb = addr_of(b, &sb);
 	char buf[16];
+	struct sp_capture cap;
 
+	sp_capture_start(&cap);
+	sp_capture_name(&cap, sp_local_port(a), "A");
+	sp_capture_name(&cap, sp_local_port(b), "B");
 	ASSERT_SYS(connect(a, (struct sockaddr *)&sb, lb));
 	ASSERT_EQ(0, sp_poll(b, POLLIN, 0)); /* connect() sent nothing */
+	if (sp_capture_sync(&cap)) { /* not a single packet on the wire */
+		WIRE_LACKS(&cap, "A>B");
+		WIRE_LACKS(&cap, "B>A");
+		RECORD("wire", "%s", cap.trace[0] ? cap.trace : "(nothing)");
+	}
+	sp_capture_stop(&cap);
 	ASSERT_SYS(connect(b, (struct sockaddr *)&sa, la));
 	ASSERT_EQ(4, send(a, "ping", 4, 0));
 	ASSERT_EQ(4, write(a, "pong", 4));
@@ -253,12 +285,21 @@ SP_TEST(udp_connected_socket_reports_refused)
 	struct sockaddr_storage sg;
 	socklen_t lg = addr_of(gone, &sg);
 	char buf[8];
+	struct sp_capture cap;
 
+	sp_capture_start(&cap);
+	sp_capture_name(&cap, sp_local_port(a), "C");
+	sp_capture_name(&cap, sp_local_port(gone), "G");
 	ASSERT_SYS(close(gone));
 	ASSERT_SYS(connect(a, (struct sockaddr *)&sg, lg));
 	ASSERT_EQ(5, send(a, "knock", 5, 0));
 	ASSERT_TRUE(sp_poll(a, POLLIN, sp_wait_ms()) & POLLERR,
 		    "the port unreachable error arrives within %d ms", sp_wait_ms());
+	/* On the wire: our datagram, answered by ICMP(v6) port unreachable. */
+	if (sp_capture_sync(&cap))
+		WIRE_EXPECT(&cap, ctx->af == AF_INET6 ? "C>G udp5, G>C icmp6-port-unreachable"
+						      : "C>G udp5, G>C icmp-port-unreachable");
+	sp_capture_stop(&cap);
 	errno = 0;
 	ssize_t r = recv(a, buf, sizeof(buf), MSG_DONTWAIT);
 	int err = errno;

@@ -229,6 +229,7 @@ int main(int argc, char **argv)
 	}
 	argv += i;
 
+	unsetenv("SOCKPROBE_NETNS");
 	if (host) {
 		say_isolation("host", "isolation turned off (--host)");
 		exec_probe(argv);
@@ -243,6 +244,9 @@ int main(int argc, char **argv)
 		exec_probe(argv);
 	}
 	say_isolation("namespaces", "user+net+pid+mount");
+	/* Tells the probe its network namespace is its own (packet capture
+	 * on lo then sees nothing but the probe's traffic). */
+	setenv("SOCKPROBE_NETNS", "private", 1);
 
 	int sp[2];
 	if (pipe2(sp, O_CLOEXEC) != 0)

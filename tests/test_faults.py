@@ -102,3 +102,19 @@ def test_every_covered_behavior_has_a_fault():
     covered = {i for it in ITEMS for i in it.ids}
     named = set().union(*FAULTS.values())
     assert sorted(covered - named) == []
+
+
+def test_draining_close_fails_on_the_wire_and_on_the_peers_errno():
+    """close_drains_input turns the RST into a FIN: the wire check sees it,
+    and with capture off the peer's errno check still catches it."""
+    it = [i for i in ITEMS if i.test == "tcp_close_with_unread_input_resets_peer"
+          and i.family == "ipv4"][0]
+    base = {"SOCKPROBE_WAIT_MS": "500", "SOCKPROBE_FAULT": "close_drains_input"}
+    wire = execute.run_item(it, settings(preload=str(FAULTLIB), extra_env=base))
+    assert wire["verdict"] == "fail"
+    assert wire["failures"][0]["expr"] == "wire trace"
+    assert "S>C F" in wire["failures"][0]["observed"]
+    errno = execute.run_item(it, settings(preload=str(FAULTLIB),
+                                          extra_env=dict(base, SOCKPROBE_NO_CAPTURE="1")))
+    assert errno["verdict"] == "fail"
+    assert "ECONNRESET or EPIPE" in errno["message"]
