@@ -27,7 +27,7 @@ CHECK_ARGS := $(if $(PRELOAD),--preload $(PRELOAD)) $(if $(TIMEOUT),--timeout $(
 	$(if $(JOBS),-n $(JOBS)) $(if $(FAMILY),--family $(FAMILY)) \
 	$(if $(K),-k "$(K)") $(if $(HOST),--host) $(TESTS)
 
-.PHONY: all binaries check test test-fixtures test-runner list deps clean
+.PHONY: all binaries static check test list deps clean
 .SECONDARY:
 .DELETE_ON_ERROR:
 
@@ -54,6 +54,20 @@ test: deps
 	$$py -m pytest -q tests && \
 	echo "== the suite on this machine's kernel" && \
 	$$py -m runner check -q -n 2
+
+# Static musl builds of the probes and sp-isolate, for guest kernels and
+# LIBC=musl; they use fixtures/lite (a minimal cmocka-compatible runner).
+MUSLCC  := musl-gcc
+SCFLAGS := -O2 -g -std=gnu11 -Wall -Wextra -static -Ifixtures/lite -Ifixtures
+SFIX    := fixtures/sp_protocol.c fixtures/sp_fixtures.c fixtures/sp_capture.c fixtures/lite/cmocka_lite.c
+SPROBES := $(patsubst cases/%.c,$(BUILD)/static/probes/%,$(CASES))
+static: $(SPROBES) $(BUILD)/static/sp-isolate
+$(BUILD)/static/probes/%: cases/%.c $(SFIX) fixtures/sp.h fixtures/lite/cmocka.h
+	@mkdir -p $(@D)
+	$(MUSLCC) $(SCFLAGS) -o $@ $< $(SFIX)
+$(BUILD)/static/sp-isolate: runner/isolate.c
+	@mkdir -p $(@D)
+	$(MUSLCC) $(SCFLAGS) -o $@ $<
 
 $(BUILD)/obj/%.o: fixtures/%.c fixtures/sp.h | $(BUILD)/obj
 	$(CC) $(CFLAGS) -c -o $@ $<

@@ -431,7 +431,7 @@ SP_TEST(tcp_connect_binds_ephemeral_port)
 	ASSERT_EQ(0, sp_local_port(c));
 	ASSERT_SYS(connect(c, (struct sockaddr *)&ss, len));
 	unsigned port = sp_local_port(c);
-	RECORD("ephemeral_port", "%u", port);
+	sp_record_ephemeral("ephemeral_port", port);
 	ASSERT_TRUE(port != 0, "a non-zero local port after connect()");
 	close(c);
 	close(l);

@@ -114,7 +114,7 @@ SP_TEST(udp_first_sendto_binds_local_port)
 	ASSERT_EQ(0, sp_local_port(tx));
 	ASSERT_EQ(2, sendto(tx, "hi", 2, 0, (struct sockaddr *)&to, tolen));
 	unsigned port = sp_local_port(tx);
-	RECORD("port_after_first_sendto", "%u", port);
+	sp_record_ephemeral("port_after_first_sendto", port);
 	ASSERT_TRUE(port != 0, "a local port is assigned by the first sendto");
 	ASSERT_EQ(2, recv_bounded(rx, buf, sizeof(buf), &from));
 	ASSERT_EQ(port, sp_port(&from));

@@ -2,6 +2,7 @@
 
   check [options] [TEST ...]   run the suite (or some tests) and write reports
   list                         the tests, their families and catalogue IDs
+  compare REPORT REPORT...     side-by-side verdicts and differing values
 
 Errors are one line on stderr, naming what is wrong and what to do, with a
 non-zero exit status; never a traceback.
@@ -13,7 +14,7 @@ import os
 import sys
 from pathlib import Path
 
-from . import discover
+from . import compare, discover, report
 
 ROOT = discover.ROOT
 
@@ -45,6 +46,10 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("-n", dest="workers", help="parallel workers (pytest-xdist), e.g. 2 or auto")
     c.add_argument("-v", dest="verbose", action="count", default=0)
     c.add_argument("-q", dest="quiet", action="store_true")
+    c.add_argument("--baseline", help="report.json: fail only on behaviors worse than in it")
+    cp = sub.add_parser("compare", help="compare two or more report.json files")
+    cp.add_argument("reports", nargs="+", metavar="REPORT", help="report.json files or run directories")
+    cp.add_argument("--out", default=str(ROOT / "reports"), help="where compare-*/ is written")
     sub.add_parser("list", help="list tests with their catalogue IDs").add_argument(
         "--build", default=str(discover.BUILD))
     return p
@@ -104,13 +109,39 @@ def cmd_check(a) -> int:
     if a.workers:
         args += ["-n", a.workers]
     args += ["-v"] * a.verbose + (["-q"] if a.quiet else [])
+    baseline = None
+    if a.baseline:
+        try:
+            baseline = report.load(a.baseline)
+        except report.ReportError as e:
+            raise CliError("baseline %s" % e)
     os.chdir(ROOT)
     rc = pytest.main(args + nodes)
     if rc == pytest.ExitCode.NO_TESTS_COLLECTED:
         raise CliError("no test matched the selection (check -k/-m/--family)")
     if rc == pytest.ExitCode.USAGE_ERROR:
         return 2
+    if baseline is not None and rc in (0, 1):
+        return _judge_baseline(Path(a.reports) / "latest" / "report.json", baseline, a.baseline)
     return int(rc)
+
+
+def _judge_baseline(latest: Path, baseline: dict, where: str) -> int:
+    worse, known = compare.against_baseline(report.load(latest), baseline)
+    print("baseline %s: %d worse, %d known deviations" % (where, len(worse), len(known)))
+    for item, was, now in known:
+        print("  known: %s (%s in the baseline, %s now)" % (item, was, now))
+    for item, was, now in worse:
+        print("  WORSE: %s (%s in the baseline, %s now)" % (item, was, now))
+    return 1 if worse else 0
+
+
+def cmd_compare(a) -> int:
+    text, differ, d = compare.compare(a.reports, Path(a.out))
+    sys.stdout.write(text)
+    print("written: %s/compare.md, %s/compare.html" % (d, d))
+    print("verdicts %s" % ("differ" if differ else "agree"))
+    return 1 if differ else 0
 
 
 def cmd_list(a) -> int:
@@ -126,8 +157,10 @@ def main(argv=None) -> int:
             return cmd_check(a)
         if a.cmd == "list":
             return cmd_list(a)
+        if a.cmd == "compare":
+            return cmd_compare(a)
         raise CliError("say what to do: check or list (see `python -m runner --help`)")
-    except (CliError, discover.DiscoveryError) as e:
+    except (CliError, discover.DiscoveryError, report.ReportError) as e:
         print("sockprobe: error: %s" % e, file=sys.stderr)
         return 2
     except KeyboardInterrupt:
