@@ -13,6 +13,12 @@
 #   FAMILY=ipv4          one address family only
 #   K="expr"             pytest -k expression
 #   HOST=1               no namespaces: run on the host loopback
+#   KERNEL=uml|6.1|6.12|/path/bzImage  run the static probes under another kernel
+#   LIBC=musl            run the static musl probes on this kernel
+#   BASELINE=report.json fail only on behaviors worse than in that report
+#
+#   make compare REPORTS="a/report.json b/report.json"   side-by-side table
+#   make check-kernels   host, UML 6.1, QEMU 6.1, QEMU 6.12, then a comparison
 CC      ?= cc
 CFLAGS  ?= -O2 -g
 CFLAGS  += -std=gnu11 -Wall -Wextra -Werror=implicit-function-declaration -Ifixtures
@@ -25,9 +31,14 @@ PYTHON   = $$(scripts/find-python)
 
 CHECK_ARGS := $(if $(PRELOAD),--preload $(PRELOAD)) $(if $(TIMEOUT),--timeout $(TIMEOUT)) \
 	$(if $(JOBS),-n $(JOBS)) $(if $(FAMILY),--family $(FAMILY)) \
-	$(if $(K),-k "$(K)") $(if $(HOST),--host) $(TESTS)
+	$(if $(K),-k "$(K)") $(if $(HOST),--host) $(if $(BASELINE),--baseline $(BASELINE)) \
+	$(if $(KERNEL),--kernel $(KERNEL)) $(if $(LIBC),--libc $(LIBC)) $(TESTS)
+# What a run needs beyond the base packages.
+EXTRA_DEPS := $(if $(or $(KERNEL),$(filter musl,$(LIBC))),musl-tools) \
+	$(if $(KERNEL),busybox-static) $(if $(filter uml,$(KERNEL)),user-mode-linux) \
+	$(if $(filter-out uml,$(KERNEL)),qemu-system-x86)
 
-.PHONY: all binaries static check test list deps clean
+.PHONY: all binaries static check check-kernels compare test list deps clean
 .SECONDARY:
 .DELETE_ON_ERROR:
 
@@ -36,11 +47,19 @@ binaries: $(PROBES) $(BUILD)/sp-isolate $(BUILD)/libspfault.so $(BUILD)/fixtures
 	$(BUILD)/test-probes/misbehave
 
 deps:
-	@scripts/deps.sh
+	@scripts/deps.sh $(EXTRA_DEPS)
 
 check: deps
-	@$(MAKE) --no-print-directory binaries
+	@$(MAKE) --no-print-directory binaries $(if $(EXTRA_DEPS),static)
 	@$(PYTHON) -m runner check $(CHECK_ARGS)
+
+compare: deps
+	@$(PYTHON) -m runner compare $(REPORTS)
+
+check-kernels:
+	@scripts/deps.sh musl-tools busybox-static user-mode-linux qemu-system-x86
+	@$(MAKE) --no-print-directory binaries static
+	@$(PYTHON) -m runner kernels $(if $(TIMEOUT),--timeout $(TIMEOUT))
 
 list: deps
 	@$(MAKE) --no-print-directory binaries

@@ -35,6 +35,7 @@
 #include "sp.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <netdb.h>
 #include <signal.h>
 #include <stdio.h>
@@ -57,21 +58,30 @@ static const char *dnsmasq_path(void)
 	return NULL;
 }
 
-/* Is something listening on UDP 127.0.0.1:53 in our namespace? */
-static int dns_port_open(void *arg)
+/* Does the server on 127.0.0.1:53 answer a query? Asked through the same
+ * socket calls the probe uses, so it also holds under an LD_PRELOAD stack.
+ * The query: id 0x5350, RD, one question "sockprobe.test" SOA IN. */
+static int dns_answers(void *arg)
 {
-	FILE *f = fopen("/proc/net/udp", "r");
-	char line[256];
-	int found = 0;
+	static const unsigned char q[] = {
+		0x53, 0x50, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0,
+		9, 's', 'o', 'c', 'k', 'p', 'r', 'o', 'b', 'e', 4, 't', 'e', 's', 't', 0,
+		0, 6, 0, 1,
+	};
+	struct sockaddr_in srv = { .sin_family = AF_INET, .sin_port = htons(53),
+				   .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	unsigned char reply[512];
+	int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0), ok = 0;
 	(void)arg;
 
-	if (!f)
+	if (fd < 0)
 		return 0;
-	while (fgets(line, sizeof(line), f))
-		if (strstr(line, ": 0100007F:0035 "))
-			found = 1;
-	fclose(f);
-	return found;
+	if (sendto(fd, q, sizeof(q), 0, (struct sockaddr *)&srv, sizeof(srv)) == sizeof(q) &&
+	    sp_poll(fd, POLLIN, 20) & POLLIN)
+		ok = recv(fd, reply, sizeof(reply), MSG_DONTWAIT) >= 12 && reply[0] == 0x53 &&
+		     reply[1] == 0x50;
+	close(fd);
+	return ok;
 }
 
 static pid_t dns_server;
@@ -114,7 +124,7 @@ static void dns_fixture(int record_localhost)
 	const char *dnsmasq = dnsmasq_path();
 
 	if (!dnsmasq)
-		SKIP("dnsmasq is not installed (Debian: apt-get install dnsmasq-base)");
+		SKIP("dnsmasq is not available on this system (Debian: apt-get install dnsmasq-base)");
 	if (record_localhost)
 		record_host_localhost();
 	sp_private_net();
@@ -135,11 +145,11 @@ static void dns_fixture(int record_localhost)
 		_exit(127);
 	}
 	sp_track_child(dns_server);
-	int up = sp_wait_until(dns_port_open, NULL, sp_wait_ms()), st = 0;
+	int up = sp_wait_until(dns_answers, NULL, sp_wait_ms()), st = 0;
 	if (waitpid(dns_server, &st, WNOHANG) == dns_server)
 		FAIL("dnsmasq exited (status %d) instead of serving the fixture zone",
 		     WIFEXITED(st) ? WEXITSTATUS(st) : -WTERMSIG(st));
-	ASSERT_TRUE(up, "dnsmasq listens on 127.0.0.1:53 within %d ms", sp_wait_ms());
+	ASSERT_TRUE(up, "dnsmasq answers on 127.0.0.1:53 within %d ms", sp_wait_ms());
 }
 
 static void stop_dns_server(void)

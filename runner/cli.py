@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
+import time
 from pathlib import Path
 
-from . import compare, discover, report
+from . import compare, discover, guest, report
 
 ROOT = discover.ROOT
 
@@ -47,9 +49,17 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("-v", dest="verbose", action="count", default=0)
     c.add_argument("-q", dest="quiet", action="store_true")
     c.add_argument("--baseline", help="report.json: fail only on behaviors worse than in it")
+    c.add_argument("--kernel", help="run under another kernel: uml, 6.1, 6.12 or a bzImage path")
+    c.add_argument("--libc", choices=("glibc", "musl"), default="glibc",
+                   help="musl: the static musl probes (build/static)")
+    c.add_argument("--guest-timeout", type=float, default=900.0,
+                   help="seconds a guest kernel may take in all (default 900)")
     cp = sub.add_parser("compare", help="compare two or more report.json files")
     cp.add_argument("reports", nargs="+", metavar="REPORT", help="report.json files or run directories")
     cp.add_argument("--out", default=str(ROOT / "reports"), help="where compare-*/ is written")
+    k = sub.add_parser("kernels", help="host, UML 6.1, QEMU 6.1 and 6.12, then one comparison")
+    k.add_argument("--timeout", type=float, default=10.0, help="seconds per item")
+    k.add_argument("--reports", default=str(ROOT / "reports"), help="report directory")
     sub.add_parser("list", help="list tests with their catalogue IDs").add_argument(
         "--build", default=str(discover.BUILD))
     return p
@@ -82,7 +92,13 @@ def cmd_check(a) -> int:
             raise CliError("PRELOAD library '%s' does not exist" % a.preload)
     if a.timeout <= 0:
         raise CliError("--timeout must be a positive number of seconds")
+    if a.kernel:
+        return cmd_guest(a)
     build = Path(a.build)
+    if a.libc == "musl":
+        build = discover.BUILD / "static"
+        if not (build / "sp-isolate").exists():
+            raise CliError("the static musl probes are not built: run `make check LIBC=musl`")
     if not (build / "sp-isolate").exists():
         raise CliError("%s/sp-isolate is not built: run `make check` (it builds first)" % build)
     items = discover.all_items(build)
@@ -144,6 +160,91 @@ def cmd_compare(a) -> int:
     return 1 if differ else 0
 
 
+def cmd_guest(a) -> int:
+    static = discover.BUILD / "static"
+    if not (static / "sp-isolate").exists():
+        raise CliError("the static probes are not built: run `make check KERNEL=%s`" % a.kernel)
+    if a.preload:
+        raise CliError("PRELOAD does not apply inside a guest kernel")
+    tests = sorted({t.split("/")[0] for t in a.tests})
+    known = sorted(p.name for p in (static / "probes").iterdir())
+    for t in tests:
+        if t not in known:
+            raise CliError("unknown probe '%s' (probes: %s)" % (t, ", ".join(known)))
+    kind, kernel = "qemu", None
+    if a.kernel == "uml":
+        kind = "uml"
+    elif a.kernel in guest.DEBIAN_META:
+        kernel = guest.debian_kernel(a.kernel)
+    elif os.path.isfile(a.kernel):
+        kernel = Path(a.kernel).resolve()
+    else:
+        raise CliError("KERNEL must be uml, %s or the path of a kernel image (got '%s')"
+                       % (", ".join(guest.DEBIAN_META), a.kernel))
+    started = time.time()
+    print("sockprobe: booting %s%s (%s)..." % (kind, " " + str(kernel) if kernel else "",
+                                                 "KVM" if os.access("/dev/kvm", os.W_OK) else "no KVM: TCG"
+                                                 if kind == "qemu" else "user-mode"), flush=True)
+    text, how, console = guest.boot(kind, kernel, static, discover.BUILD / "guest" / kind,
+                                    a.timeout, a.guest_timeout, tests)
+    parsed = guest.parse_stream(text, a.timeout)
+    if not parsed["results"]:
+        raise CliError(guest.describe_failure(how, console))
+    env = dict(parsed["env"])
+    env.update(report.runner_environment())
+    env["kernel"] = parsed["kernel"] or env.get("kernel")
+    env["guest"] = "uml" if kind == "uml" else "qemu " + (a.kernel if kernel else "")
+    env["guest_kernel_image"] = str(kernel) if kernel else str(guest.UML)
+    env["preload"] = None
+    modes = sorted({r.get("isolation", "none") for r in parsed["results"]})
+    env["isolation"] = "guest (%s)" % ",".join(modes)
+    env["item_isolation"] = modes
+    env["timeout_s"] = a.timeout
+    doc = report.build(parsed["results"], env, partial=not parsed["done"],
+                       started=started, finished=time.time())
+    d = report.write(doc, Path(a.reports))
+    c = doc["counts"]
+    print("kernel %s (%s), %s %s" % (env["kernel"], env["guest"], env.get("libc"), env.get("libc_version", "")))
+    if not parsed["done"]:
+        print("PARTIAL run: " + guest.describe_failure(how, console))
+    bad = [r for r in doc["results"] if r["verdict"] in ("fail", "error", "timeout")]
+    for r in bad:
+        print("  %s %s: %s" % (r["verdict"].upper(), r["item"], r["message"]))
+    print("verdicts: " + ", ".join("%d %s" % (c[v], v) for v in report.ORDER))
+    print("report: %s (also %s)" % (os.path.relpath(d), os.path.join(os.path.relpath(d.parent), "latest")))
+    print("wall time: %.1fs" % (time.time() - started))
+    return 0 if parsed["done"] and not bad else 1
+
+
+def cmd_kernels(a) -> int:
+    """Each run is its own process (pytest runs once per process); their
+    reports are then compared on one page."""
+    import subprocess
+    runs = [("host", []), ("uml", ["--kernel", "uml"]), ("qemu 6.1", ["--kernel", "6.1"]),
+            ("qemu 6.12", ["--kernel", "6.12"])]
+    paths, failed = [], []
+    for name, extra in runs:
+        started = time.time()
+        r = subprocess.run([sys.executable, "-m", "runner", "check", "-q", "--reports", a.reports,
+                            "--timeout", str(a.timeout)] + extra, cwd=ROOT,
+                           capture_output=True, text=True)
+        m = re.search(r"^report: (\S+)", r.stdout, re.M)
+        summary = [l for l in r.stdout.splitlines() if l.startswith("verdicts:")]
+        print("%-10s %5.1fs  %s" % (name, time.time() - started,
+                                     summary[0] if summary else (r.stderr.strip() or "no report")))
+        if m:
+            paths.append(str(ROOT / m.group(1) / "report.json") if not os.path.isabs(m.group(1))
+                         else m.group(1) + "/report.json")
+        else:
+            failed.append(name)
+    if len(paths) < 2:
+        raise CliError("fewer than two runs produced a report (%s failed)" % ", ".join(failed))
+    text, differ, d = compare.compare(paths, Path(a.reports))
+    sys.stdout.write(text)
+    print("comparison page: %s" % (d / "compare.html"))
+    return 1 if failed else 0
+
+
 def cmd_list(a) -> int:
     for i in discover.all_items(Path(a.build)):
         print("%-64s %s" % (i.name, ",".join(i.ids)))
@@ -159,8 +260,10 @@ def main(argv=None) -> int:
             return cmd_list(a)
         if a.cmd == "compare":
             return cmd_compare(a)
+        if a.cmd == "kernels":
+            return cmd_kernels(a)
         raise CliError("say what to do: check or list (see `python -m runner --help`)")
-    except (CliError, discover.DiscoveryError, report.ReportError) as e:
+    except (CliError, discover.DiscoveryError, report.ReportError, guest.GuestError) as e:
         print("sockprobe: error: %s" % e, file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -143,14 +143,15 @@ def compare(paths: list, out_dir: Path) -> tuple:
     if len(paths) < 2:
         raise report.ReportError("compare needs at least two reports")
     docs = [report.load(p) for p in paths]
-    labels = ["%d: %s" % (n, label(d, p)) for n, (d, p) in enumerate(zip(docs, paths), 1)]
+    labels = [label(d, p) for d, p in zip(docs, paths)]
     t = table(docs)
     stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%d-%H%M%S-%f")
     d = out_dir / ("compare-" + stamp)
     d.mkdir(parents=True)
     (d / "compare.md").write_text(render_md(labels, paths, t))
     (d / "compare.html").write_text(render_html(labels, paths, t))
-    return render_text(labels, t), any(differs(r) for r in t["rows"].values()), d
+    numbered = ["%d: %s" % (n, l) for n, l in enumerate(labels, 1)]
+    return render_text(numbered, t), any(differs(r) for r in t["rows"].values()), d
 
 
 def against_baseline(current: dict, baseline: dict) -> tuple:

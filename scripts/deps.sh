@@ -3,7 +3,9 @@
 # are root with apt-get, otherwise say exactly what to install. Exit 0 only
 # when everything needed is there.
 set -u
-PKGS="gcc make libc6-dev libcmocka-dev python3 python3-pytest python3-pytest-xdist python3-pytest-timeout dnsmasq-base"
+# Extra packages a run needs (musl-tools, user-mode-linux, ...) come as
+# arguments.
+PKGS="gcc make libc6-dev libcmocka-dev python3 python3-pytest python3-pytest-xdist python3-pytest-timeout dnsmasq-base $*"
 
 missing=""
 if command -v dpkg-query >/dev/null 2>&1; then

@@ -1,0 +1,268 @@
+"""Run the suite under another kernel: User-mode Linux or a kernel booted
+with QEMU, a minimal busybox root, the static probes.
+
+The guest's init (runner/guest/init) runs every probe test for every
+family and writes the probe protocol, framed per item by `item` and
+`exit` lines, to a channel of its own: a hostfs file under UML, the second
+serial port under QEMU (the console keeps the kernel's messages). The
+stream is parsed here with the same protocol.interpret as a host run and
+written as the same report.
+"""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+from . import protocol
+
+ROOT = Path(__file__).resolve().parent.parent
+INIT = Path(__file__).resolve().parent / "guest" / "init"
+CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "sockprobe" / "kernels"
+UML = Path("/usr/bin/linux.uml")
+UML_MODULES = Path("/usr/lib/uml/modules")
+BUSYBOX = Path("/bin/busybox")
+DEBIAN_META = {"6.1": "linux-image-cloud-amd64", "6.12": "linux-image-6.12-cloud-amd64"}
+# Timeout kills with SIGTERM inside the guest: status 143 means timeout.
+TIMEOUT_STATUS = 128 + signal.SIGTERM
+
+
+class GuestError(Exception):
+    pass
+
+
+# ---- the stream ----------------------------------------------------------
+
+def parse_stream(text: str, item_timeout: float) -> dict:
+    """Guest stream -> {kernel, env, results, done}. Items that started but
+    never reported an exit (the guest died) are errors; the rest run."""
+    from .execute import Item, result_record
+    env, results = {}, []
+    kernel, done = None, False
+    cur, lines = None, []
+
+    def close(status):
+        it = Item(probe=cur.get("probe", "?"), binary="", test=cur.get("test", "?"),
+                  family=cur.get("family", "none"),
+                  ids=[i for i in cur.get("ids", "").split(",") if i])
+        text = "\n".join(lines)
+        if status is None:
+            out = protocol.interpret(text, None)
+            if out.verdict == "error" or not any(l for l in lines if "@SP1 end" in l):
+                out.verdict = "error"
+                out.message = "the guest stopped during this item (kernel crash or hang?)"
+        elif status == TIMEOUT_STATUS:
+            out = protocol.interpret(text, -signal.SIGKILL, True, item_timeout)
+        elif status > 128:
+            out = protocol.interpret(text, -(status - 128))
+        else:
+            out = protocol.interpret(text, status)
+        results.append(result_record(it, out, 0.0, ""))
+
+    for line in text.splitlines():
+        ev = protocol.parse_line(line)
+        if ev is None:
+            if cur is not None:
+                lines.append(line)
+            continue
+        if ev.kind == "guest":
+            kernel = ev.fields.get("kernel")
+        elif ev.kind == "guest-done":
+            done = True
+        elif ev.kind == "env" and cur is None:
+            env[ev.fields.get("key", "")] = ev.fields.get("value", "")
+        elif ev.kind == "item":
+            if cur is not None:
+                close(None)
+            cur, lines = ev.fields, []
+        elif ev.kind == "exit" and cur is not None:
+            try:
+                status = int(ev.fields.get("status", ""))
+            except ValueError:
+                status = None
+            close(status)
+            cur, lines = None, []
+        elif cur is not None:
+            lines.append(line[line.find(protocol.PREFIX):])
+    if cur is not None:
+        close(None)
+    return {"kernel": kernel, "env": env, "results": results, "done": done}
+
+
+# ---- the root file system --------------------------------------------------
+
+def build_root(dest: Path, static: Path, modules=()) -> Path:
+    for d in ("bin", "sbin", "proc", "sys", "dev", "tmp", "probes", "modules", "out", "etc"):
+        (dest / d).mkdir(parents=True, exist_ok=True)
+    if not BUSYBOX.exists():
+        raise GuestError("busybox-static is not installed (apt-get install busybox-static)")
+    shutil.copy2(BUSYBOX, dest / "bin" / "busybox")
+    if not (dest / "bin" / "sh").exists():
+        os.symlink("busybox", dest / "bin" / "sh")
+    shutil.copy2(INIT, dest / "init")
+    (dest / "init").chmod(0o755)
+    shutil.copy2(static / "sp-isolate", dest / "sp-isolate")
+    probes = sorted((static / "probes").iterdir())
+    if not probes:
+        raise GuestError("no static probes in %s: run `make static`" % static)
+    for p in probes:
+        shutil.copy2(p, dest / "probes" / p.name)
+    for n, m in enumerate(modules, 1):
+        shutil.copy2(m, dest / "modules" / ("%02d-%s" % (n, m.name)))
+    return dest
+
+
+def write_cpio(root: Path, out: Path) -> Path:
+    """An initramfs (newc cpio) of root, written without external tools."""
+    ino = 1
+
+    def entry(f, name, mode, data=b"", nlink=1):
+        nonlocal ino
+        hdr = "070701" + "".join("%08X" % v for v in (
+            ino, mode, 0, 0, nlink, 0, len(data), 0, 0, 0, 0, len(name) + 1, 0))
+        ino += 1
+        f.write(hdr.encode() + name.encode() + b"\0")
+        f.write(b"\0" * ((4 - (110 + len(name) + 1) % 4) % 4))
+        f.write(data)
+        f.write(b"\0" * ((4 - len(data) % 4) % 4))
+
+    with open(out, "wb") as f:
+        for path in sorted(root.rglob("*")):
+            rel = str(path.relative_to(root))
+            st = path.lstat()
+            if path.is_symlink():
+                entry(f, rel, 0o120777, os.readlink(path).encode())
+            elif path.is_dir():
+                entry(f, rel, 0o040755, nlink=2)
+            else:
+                entry(f, rel, 0o100000 | (st.st_mode & 0o777), path.read_bytes())
+        entry(f, "TRAILER!!!", 0)
+    return out
+
+
+# ---- kernels ---------------------------------------------------------------
+
+def debian_kernel(series: str) -> Path:
+    """vmlinuz of Debian's cloud kernel for a series, fetched once into the
+    cache (Debian drops old versions, so follow the meta-package)."""
+    meta = DEBIAN_META[series]
+    dep = subprocess.run(["apt-cache", "depends", meta], capture_output=True, text=True)
+    m = re.search(r"Depends: (linux-image-[^\s]+)", dep.stdout)
+    if not m:
+        raise GuestError("cannot find the kernel package behind %s (apt-get update?)" % meta)
+    pkg = m.group(1)
+    dest = CACHE / pkg
+    found = sorted(dest.glob("boot/vmlinuz-*"))
+    if found:
+        return found[0]
+    with tempfile.TemporaryDirectory() as tmp:
+        r = subprocess.run(["apt-get", "download", pkg], cwd=tmp, capture_output=True, text=True)
+        debs = list(Path(tmp).glob("*.deb"))
+        if r.returncode != 0 or not debs:
+            raise GuestError("apt-get download %s failed: %s" % (pkg, (r.stderr or r.stdout).strip()[-200:]))
+        part = dest.with_name(dest.name + ".part")
+        shutil.rmtree(part, ignore_errors=True)
+        part.mkdir(parents=True)
+        x = subprocess.run(["dpkg-deb", "-x", str(debs[0]), str(part)], capture_output=True, text=True)
+        if x.returncode != 0:
+            raise GuestError("cannot unpack %s: %s" % (debs[0].name, x.stderr.strip()[-200:]))
+        shutil.rmtree(dest, ignore_errors=True)
+        part.rename(dest)
+    found = sorted(dest.glob("boot/vmlinuz-*"))
+    if not found:
+        raise GuestError("%s has no boot/vmlinuz" % pkg)
+    return found[0]
+
+
+def uml_modules() -> list:
+    """crc-ccitt then ipv6: Debian's UML has IPv6 as a module."""
+    vers = sorted(UML_MODULES.iterdir()) if UML_MODULES.is_dir() else []
+    if not vers:
+        return []
+    base = vers[-1] / "kernel"
+    mods = [base / "lib" / "crc-ccitt.ko", base / "net" / "ipv6" / "ipv6.ko"]
+    return [m for m in mods if m.exists()]
+
+
+# ---- booting -----------------------------------------------------------------
+
+def _run_bounded(cmd, console: Path, bound_s: float, env=None, cwd=None) -> str:
+    """Run a VM; end it on power-off, on a kernel panic (seen on the
+    console) or when the bound expires. Returns how it ended."""
+    with open(console, "wb") as log:
+        p = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                             start_new_session=True, env=env, cwd=cwd)
+    end = time.monotonic() + bound_s
+    how = "exited"
+    try:
+        while p.poll() is None:
+            if time.monotonic() > end:
+                how = "hung"
+                break
+            if b"Kernel panic" in console.read_bytes()[-65536:]:
+                how = "panicked"
+                break
+            time.sleep(0.2)  # the host watching a VM, not a probe waiting
+    finally:
+        try:
+            os.killpg(p.pid, signal.SIGKILL)  # UML leaves helpers: take the group
+        except ProcessLookupError:
+            pass
+        p.wait()
+    if how == "exited" and b"Kernel panic" in console.read_bytes()[-262144:]:
+        how = "panicked"  # UML aborts at once after panicking
+    return how
+
+
+def boot(kind: str, kernel: Path | None, static: Path, work: Path, item_timeout: float,
+         bound_s: float, tests=()) -> tuple:
+    """Boot, run the suite, return (stream text, how the VM ended, console)."""
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    console = work / "console.log"
+    args = "sockprobe.timeout=%d" % max(1, int(item_timeout))
+    if tests:
+        args += " sockprobe.tests=%s" % ",".join(tests)
+    if kind == "uml":
+        if not UML.exists():
+            raise GuestError("User-mode Linux is not installed (apt-get install user-mode-linux)")
+        root = build_root(work / "root", static, uml_modules())
+        tmp = work / "umltmp"  # UML maps its memory here: not noexec, not small
+        tmp.mkdir()
+        cmd = [str(UML), "mem=256M", "rootfstype=hostfs", "rootflags=%s" % root, "rw",
+               "init=/init", "con=null", "con0=null,fd:1", "ssl=null", "quiet",
+               "sockprobe.out=/out/stream", args]
+        how = _run_bounded(cmd, console, bound_s, env=dict(os.environ, TMPDIR=str(tmp)))
+        stream = root / "out" / "stream"
+    else:
+        if not shutil.which("qemu-system-x86_64"):
+            raise GuestError("QEMU is not installed (apt-get install qemu-system-x86)")
+        root = build_root(work / "root", static)
+        initrd = write_cpio(root, work / "initrd.cpio")
+        stream = work / "stream"
+        accel = "kvm" if os.access("/dev/kvm", os.R_OK | os.W_OK) else "tcg"
+        cmd = ["qemu-system-x86_64", "-M", "pc", "-accel", accel, "-m", "512", "-smp", "1",
+               "-nodefaults", "-display", "none", "-no-reboot",
+               "-kernel", str(kernel), "-initrd", str(initrd),
+               "-append", "console=ttyS0 panic=-1 rdinit=/init quiet sockprobe.out=/dev/ttyS1 " + args,
+               "-serial", "file:%s" % console, "-serial", "file:%s" % stream]
+        how = _run_bounded(cmd, work / "qemu.log", bound_s)
+    text = stream.read_text(errors="replace") if stream.exists() else ""
+    return text, how, console
+
+
+def describe_failure(how: str, console: Path) -> str:
+    tail = console.read_text(errors="replace").strip().splitlines()[-3:] if console.exists() else []
+    last = " / ".join(l.strip() for l in tail)[-300:]
+    if how == "panicked":
+        text = console.read_text(errors="replace")
+        line = [l for l in text.splitlines() if "Kernel panic" in l]
+        return "the guest kernel panicked: %s" % (line[-1].strip() if line else last)
+    if how == "hung":
+        return "the guest did not finish within the bound (last console lines: %s)" % last
+    return "the guest stopped before finishing the suite (last console lines: %s)" % last
