@@ -16,6 +16,7 @@
 #   KERNEL=uml|6.1|6.12|/path/bzImage  run the static probes under another kernel
 #   LIBC=musl            run the static musl probes on this kernel
 #   BASELINE=report.json fail only on behaviors worse than in that report
+#   REPEAT=N             run every item N times (with JOBS=2: in parallel); count flips
 #
 #   make compare REPORTS="a/report.json b/report.json"   side-by-side table
 #   make check-kernels   host, UML 6.1, QEMU 6.1, QEMU 6.12, then a comparison
@@ -32,7 +33,8 @@ PYTHON   = $$(scripts/find-python)
 CHECK_ARGS := $(if $(PRELOAD),--preload $(PRELOAD)) $(if $(TIMEOUT),--timeout $(TIMEOUT)) \
 	$(if $(JOBS),-n $(JOBS)) $(if $(FAMILY),--family $(FAMILY)) \
 	$(if $(K),-k "$(K)") $(if $(HOST),--host) $(if $(BASELINE),--baseline $(BASELINE)) \
-	$(if $(KERNEL),--kernel $(KERNEL)) $(if $(LIBC),--libc $(LIBC)) $(TESTS)
+	$(if $(KERNEL),--kernel $(KERNEL)) $(if $(LIBC),--libc $(LIBC)) \
+	$(if $(REPEAT),--repeat $(REPEAT)) $(TESTS)
 # What a run needs beyond the base packages.
 EXTRA_DEPS := $(if $(or $(KERNEL),$(filter musl,$(LIBC))),musl-tools) \
 	$(if $(KERNEL),busybox-static) $(if $(filter uml,$(KERNEL)),user-mode-linux) \
@@ -65,8 +67,9 @@ list: deps
 	@$(MAKE) --no-print-directory binaries
 	@$(PYTHON) -m runner list
 
-test: deps
-	@$(MAKE) --no-print-directory binaries
+test:
+	@scripts/deps.sh musl-tools busybox-static
+	@$(MAKE) --no-print-directory binaries static
 	@py=$(PYTHON) && \
 	echo "== fixture library (cmocka)" && $(BUILD)/fixtures-test && \
 	echo "== runner, reports, CLI, catalogue, fault injection (pytest)" && \

@@ -48,6 +48,7 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("-n", dest="workers", help="parallel workers (pytest-xdist), e.g. 2 or auto")
     c.add_argument("-v", dest="verbose", action="count", default=0)
     c.add_argument("-q", dest="quiet", action="store_true")
+    c.add_argument("--repeat", type=int, default=1, help="run every item N times; count flips")
     c.add_argument("--baseline", help="report.json: fail only on behaviors worse than in it")
     c.add_argument("--kernel", help="run under another kernel: uml, 6.1, 6.12 or a bzImage path")
     c.add_argument("--libc", choices=("glibc", "musl"), default="glibc",
@@ -84,6 +85,14 @@ def _select(tests: list, items: list) -> list:
     return nodes
 
 
+def _repeat_nodes(nodes: list, repeat: int) -> list:
+    """Node ids of the repeated items (they are named NAME@1..NAME@N)."""
+    if repeat <= 1:
+        return nodes
+    return ["%s@%d" % (n, r) for n in nodes if "::" in n for r in range(1, repeat + 1)] + \
+        [n for n in nodes if "::" not in n]
+
+
 def cmd_check(a) -> int:
     if a.preload:
         if not os.path.isabs(a.preload):
@@ -92,6 +101,8 @@ def cmd_check(a) -> int:
             raise CliError("PRELOAD library '%s' does not exist" % a.preload)
     if a.timeout <= 0:
         raise CliError("--timeout must be a positive number of seconds")
+    if a.repeat < 1:
+        raise CliError("--repeat must be at least 1")
     if a.kernel:
         return cmd_guest(a)
     build = Path(a.build)
@@ -102,7 +113,7 @@ def cmd_check(a) -> int:
     if not (build / "sp-isolate").exists():
         raise CliError("%s/sp-isolate is not built: run `make check` (it builds first)" % build)
     items = discover.all_items(build)
-    nodes = _select(a.tests, items) if a.tests else ["cases"]
+    nodes = _repeat_nodes(_select(a.tests, items), a.repeat) if a.tests else ["cases"]
     if a.workers:
         import importlib.util
         if importlib.util.find_spec("xdist") is None:
@@ -118,6 +129,8 @@ def cmd_check(a) -> int:
         args.append("--sp-host")
     for f in a.family or []:
         args += ["--sp-family", f]
+    if a.repeat > 1:
+        args += ["--sp-repeat", str(a.repeat)]
     if a.keyword:
         args += ["-k", a.keyword]
     if a.marker:

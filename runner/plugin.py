@@ -33,6 +33,8 @@ def pytest_addoption(parser):
                 help="run on the host loopback, without namespaces")
     g.addoption("--sp-family", action="append", choices=("ipv4", "ipv6"),
                 help="only this address family (repeatable)")
+    g.addoption("--sp-repeat", type=int, default=1,
+                help="run every item N times (flake hunting); the report counts flips")
 
 
 def _settings(config) -> execute.Settings:
@@ -66,9 +68,12 @@ class ProbeFile(pytest.File):
     def collect(self):
         build = Path(self.config.getoption("--sp-build"))
         fams = self.config.getoption("--sp-family")
+        repeat = max(1, self.config.getoption("--sp-repeat"))
         for it in discover.items_of(discover.probe_binary(self.path.stem, build), fams):
             name = it.test if it.family == "none" else "%s[%s]" % (it.test, it.family)
-            yield ProbeItem.from_parent(self, name=name, sp_item=it)
+            for r in range(repeat):
+                yield ProbeItem.from_parent(self, name=name if repeat == 1 else "%s@%d" % (name, r + 1),
+                                            sp_item=it, repeat=r + 1 if repeat > 1 else 0)
 
 
 class ProbeFailure(Exception):
@@ -76,9 +81,10 @@ class ProbeFailure(Exception):
 
 
 class ProbeItem(pytest.Item):
-    def __init__(self, *, sp_item: execute.Item, **kw):
+    def __init__(self, *, sp_item: execute.Item, repeat: int = 0, **kw):
         super().__init__(**kw)
         self.sp_item = sp_item
+        self.sp_repeat = repeat
         self.add_marker(sp_item.family if sp_item.family != "none" else "nofamily")
         self.add_marker(sp_item.probe)
         for i in sp_item.ids:
@@ -86,6 +92,8 @@ class ProbeItem(pytest.Item):
 
     def runtest(self):
         rec = execute.run_item(self.sp_item, _settings(self.config))
+        if self.sp_repeat:
+            rec["repeat"] = self.sp_repeat
         self.user_properties.append((_KEY, json.dumps(rec)))
         if rec["verdict"] == "skip":
             pytest.skip(rec["message"] or "skipped by the probe")
@@ -136,6 +144,7 @@ def pytest_sessionfinish(session, exitstatus):
     modes = sorted({r.get("isolation", "none") for r in results})
     env["item_isolation"] = modes
     env["timeout_s"] = s.timeout_s
+    env["repeat"] = config.getoption("--sp-repeat")
     doc = report.build(results, env, partial=partial,
                        started=config._sp_started, finished=time.time())
     config._sp_report_dir = report.write(doc, Path(config.getoption("--sp-reports")))
@@ -159,6 +168,11 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
             len(nc), ", ".join(nc[:5]), ", ..." if len(nc) > 5 else ""))
     if doc["partial"]:
         tr.write_line("PARTIAL run: not every item ran")
+    if doc["environment"].get("repeat", 1) > 1:
+        tr.write_line("repeat %d: %d item(s) flipped verdict" % (
+            doc["environment"]["repeat"], len(doc["flips"])))
+        for item, counts in doc["flips"].items():
+            tr.write_line("  FLIP %s: %s" % (item, ", ".join("%d %s" % (n, v) for v, n in counts.items())))
     tr.write_line("verdicts: " + ", ".join("%d %s" % (doc["counts"][v], v) for v in report.ORDER))
     rel = os.path.relpath(config._sp_report_dir)
     tr.write_line("report: %s (also %s)" % (rel, os.path.join(os.path.dirname(rel), "latest")))

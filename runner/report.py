@@ -28,6 +28,10 @@ def build(results: list, environment: dict, *, partial: bool = False,
     ids = catalogue.load()
     covered = sorted({i for r in results for i in r.get("ids", [])})
     counts = Counter(r["verdict"] for r in results)
+    per_item = {}
+    for r in results:
+        per_item.setdefault(r.get("item", r["test"]), Counter())[r["verdict"]] += 1
+    flips = {i: dict(c) for i, c in sorted(per_item.items()) if len(c) > 1}
     return {
         "schema": SCHEMA,
         "partial": partial,
@@ -40,7 +44,8 @@ def build(results: list, environment: dict, *, partial: bool = False,
             "covered": covered,
             "not_covered": [i for i in ids if i not in covered],
         },
-        "results": sorted(results, key=lambda r: r.get("item", r["test"])),
+        "flips": flips,
+        "results": sorted(results, key=lambda r: (r.get("item", r["test"]), r.get("repeat", 0))),
     }
 
 
@@ -154,6 +159,10 @@ def summary(report: dict) -> str:
         if not rs:
             cells = ["not covered", "", ""]
         lines.append("| %s | %s | %s |" % (i, " | ".join(cells), _md("; ".join(obs[:6]))))
+    if report.get("flips"):
+        lines += ["", "## Items whose verdict flipped between repeats", ""]
+        for item, counts in report["flips"].items():
+            lines.append("- `%s`: %s" % (item, ", ".join("%d %s" % (n, v) for v, n in counts.items())))
     bad = [r for r in report["results"] if r["verdict"] in ("fail", "error", "timeout")]
     if bad:
         lines += ["", "## Not passing", ""]
