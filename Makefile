@@ -17,6 +17,9 @@
 #   LIBC=musl            run the static musl probes on this kernel
 #   BASELINE=report.json fail only on behaviors worse than in that report
 #   REPEAT=N             run every item N times (with JOBS=2: in parallel); count flips
+#   REPORT_DIR=dir       where run directories go (default reports/)
+#
+#   make bench           how fast: make check, runner overhead, REPEAT, UML (figures in reports/)
 #
 #   make compare REPORTS="a/report.json b/report.json"   side-by-side table
 #   make check-kernels   host, UML 6.1, QEMU 6.1, QEMU 6.12, then a comparison
@@ -34,13 +37,13 @@ CHECK_ARGS := $(if $(PRELOAD),--preload $(PRELOAD)) $(if $(TIMEOUT),--timeout $(
 	$(if $(JOBS),-n $(JOBS)) $(if $(FAMILY),--family $(FAMILY)) \
 	$(if $(K),-k "$(K)") $(if $(HOST),--host) $(if $(BASELINE),--baseline $(BASELINE)) \
 	$(if $(KERNEL),--kernel $(KERNEL)) $(if $(LIBC),--libc $(LIBC)) \
-	$(if $(REPEAT),--repeat $(REPEAT)) $(TESTS)
+	$(if $(REPEAT),--repeat $(REPEAT)) $(if $(REPORT_DIR),--reports $(REPORT_DIR)) $(TESTS)
 # What a run needs beyond the base packages.
 EXTRA_DEPS := $(if $(or $(KERNEL),$(filter musl,$(LIBC))),musl-tools) \
 	$(if $(KERNEL),busybox-static) $(if $(filter uml,$(KERNEL)),user-mode-linux) \
 	$(if $(filter-out uml,$(KERNEL)),qemu-system-x86)
 
-.PHONY: all binaries static check check-kernels compare test list deps clean
+.PHONY: all binaries static check check-kernels compare bench test list deps clean
 .SECONDARY:
 .DELETE_ON_ERROR:
 
@@ -54,6 +57,10 @@ deps:
 check: deps
 	@$(MAKE) --no-print-directory binaries $(if $(EXTRA_DEPS),static)
 	@$(PYTHON) -m runner check $(CHECK_ARGS)
+
+bench: deps
+	@$(MAKE) --no-print-directory binaries static
+	@$(PYTHON) -m runner bench $(if $(RUNS),--runs $(RUNS))
 
 compare: deps
 	@$(PYTHON) -m runner compare $(REPORTS)

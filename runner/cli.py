@@ -58,6 +58,10 @@ def _parser() -> argparse.ArgumentParser:
     cp = sub.add_parser("compare", help="compare two or more report.json files")
     cp.add_argument("reports", nargs="+", metavar="REPORT", help="report.json files or run directories")
     cp.add_argument("--out", default=str(ROOT / "reports"), help="where compare-*/ is written")
+    b = sub.add_parser("bench", help="time the suite (make check, runner overhead, REPEAT, UML)")
+    b.add_argument("--runs", type=int, default=5)
+    b.add_argument("--no-uml", action="store_true")
+    b.add_argument("--reports", default=str(ROOT / "reports"))
     k = sub.add_parser("kernels", help="host, UML 6.1, QEMU 6.1 and 6.12, then one comparison")
     k.add_argument("--timeout", type=float, default=10.0, help="seconds per item")
     k.add_argument("--reports", default=str(ROOT / "reports"), help="report directory")
@@ -275,6 +279,12 @@ def main(argv=None) -> int:
             return cmd_compare(a)
         if a.cmd == "kernels":
             return cmd_kernels(a)
+        if a.cmd == "bench":
+            from . import bench
+            if a.runs < 1:
+                raise CliError("--runs must be at least 1")
+            bench.bench(a.runs, Path(a.reports), with_uml=not a.no_uml)
+            return 0
         raise CliError("say what to do: check or list (see `python -m runner --help`)")
     except (CliError, discover.DiscoveryError, report.ReportError, guest.GuestError) as e:
         print("sockprobe: error: %s" % e, file=sys.stderr)

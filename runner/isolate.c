@@ -1,7 +1,7 @@
 /*
  * sp-isolate - run one probe command in its own namespaces.
  *
- *   sp-isolate [--host] [--bind SRC:DST]... -- PROBE ARGS...
+ *   sp-isolate [--host] [--timeout SECS] [--bind SRC:DST]... -- PROBE ARGS...
  *
  * Creates a user, network, mount and pid namespace (no real root needed
  * where unprivileged user namespaces are allowed), brings up `lo`, mounts
@@ -17,6 +17,10 @@
  * Where namespaces cannot be made (or with --host) the probe runs on the
  * host's loopback. Either way the first line out is the protocol line
  *   @SP1 isolation mode=namespaces|host reason=...
+ *
+ * With --timeout, a probe still running after SECS is killed with its whole
+ * namespace (or process group, on the host) and sp-isolate exits with
+ * status 143 (128 + SIGTERM), the guest runner's mark of a timeout.
  *
  * SOCKPROBE_PRELOAD, if set, becomes the probe's LD_PRELOAD (appended to
  * any LD_PRELOAD already there), so the runner and this helper never load
@@ -39,6 +43,26 @@
 #include <sys/wait.h>
 
 #define MAX_BINDS 16
+#define TIMEOUT_STATUS (128 + SIGTERM)
+
+static volatile pid_t victim; /* init (namespaces) or the probe's group */
+static volatile int victim_is_group;
+
+static void on_timeout(int sig)
+{
+	(void)sig;
+	if (victim > 0)
+		kill(victim_is_group ? -victim : victim, SIGKILL);
+	_exit(TIMEOUT_STATUS);
+}
+
+static void arm_timeout(unsigned secs)
+{
+	if (!secs)
+		return;
+	signal(SIGALRM, on_timeout);
+	alarm(secs);
+}
 
 static void say_isolation(const char *mode, const char *reason)
 {
@@ -166,6 +190,31 @@ static void init_main(char **argv, char **binds, int nbinds, int status_fd)
 	_exit(0); /* the kernel now kills everything left in the namespace */
 }
 
+/* No namespaces: exec the probe, or, with a timeout, run it in a process
+ * group of its own that the timeout can kill whole. */
+static void run_on_host(char **argv, unsigned timeout)
+{
+	int st;
+
+	if (!timeout)
+		exec_probe(argv);
+	pid_t pid = fork();
+	if (pid < 0)
+		_exit(125);
+	if (pid == 0) {
+		setpgid(0, 0);
+		exec_probe(argv);
+	}
+	setpgid(pid, pid);
+	victim = pid;
+	victim_is_group = 1;
+	arm_timeout(timeout);
+	while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
+		;
+	kill(-pid, SIGKILL); /* whatever it left in its group */
+	pass_on(st);
+}
+
 static int make_namespaces(char *why, size_t room)
 {
 	uid_t uid = getuid();
@@ -205,6 +254,7 @@ int main(int argc, char **argv)
 {
 	char *binds[MAX_BINDS];
 	int nbinds = 0, host = 0, i;
+	unsigned timeout = 0;
 	char why[256] = "";
 
 	for (i = 1; i < argc; i++) {
@@ -213,12 +263,14 @@ int main(int argc, char **argv)
 			break;
 		} else if (strcmp(argv[i], "--host") == 0) {
 			host = 1;
+		} else if (strcmp(argv[i], "--timeout") == 0 && i + 1 < argc) {
+			timeout = (unsigned)atoi(argv[++i]);
 		} else if (strcmp(argv[i], "--bind") == 0 && i + 1 < argc &&
 			   strchr(argv[i + 1], ':') && nbinds < MAX_BINDS) {
 			binds[nbinds++] = argv[++i];
 		} else {
 			fprintf(stderr, "sp-isolate: bad argument '%s'\n"
-				"usage: sp-isolate [--host] [--bind SRC:DST]... -- PROBE ARGS...\n",
+				"usage: sp-isolate [--host] [--timeout SECS] [--bind SRC:DST]... -- PROBE ARGS...\n",
 				argv[i]);
 			return 2;
 		}
@@ -232,7 +284,7 @@ int main(int argc, char **argv)
 	unsetenv("SOCKPROBE_NETNS");
 	if (host) {
 		say_isolation("host", "isolation turned off (--host)");
-		exec_probe(argv);
+		run_on_host(argv, timeout);
 	}
 	if (make_namespaces(why, sizeof(why)) != 0) {
 		if (nbinds) {
@@ -241,7 +293,7 @@ int main(int argc, char **argv)
 			return 3;
 		}
 		say_isolation("host", why);
-		exec_probe(argv);
+		run_on_host(argv, timeout);
 	}
 	say_isolation("namespaces", "user+net+pid+mount");
 	/* Tells the probe its network namespace is its own (packet capture
@@ -260,6 +312,8 @@ int main(int argc, char **argv)
 		close(sp[0]);
 		init_main(argv, binds, nbinds, sp[1]);
 	}
+	victim = init; /* killing init kills the whole namespace */
+	arm_timeout(timeout);
 	close(sp[1]);
 	int st, status;
 	while (waitpid(init, &st, 0) < 0 && errno == EINTR)

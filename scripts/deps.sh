@@ -9,9 +9,11 @@ PKGS="gcc make libc6-dev libcmocka-dev python3 python3-pytest python3-pytest-xdi
 
 missing=""
 if command -v dpkg-query >/dev/null 2>&1; then
+	# One query for all packages (this runs before every make check).
+	installed=$(dpkg-query -W -f='${Package} ${Status}\n' $PKGS 2>/dev/null |
+		awk '$NF == "installed" { print $1 }')
 	for p in $PKGS; do
-		st=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null)
-		case "$st" in *" installed") ;; *) missing="$missing $p" ;; esac
+		case " $(echo $installed) " in *" $p "*) ;; *) missing="$missing $p" ;; esac
 	done
 else
 	# Not Debian: check for the things themselves.
