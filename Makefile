@@ -20,6 +20,7 @@
 #   REPORT_DIR=dir       where run directories go (default reports/)
 #
 #   make bench           how fast: make check, runner overhead, REPEAT, UML (figures in reports/)
+#   make soak RUNS=100   every item RUNS times under stress-ng load; any verdict flip is a flake
 #
 #   make compare REPORTS="a/report.json b/report.json"   side-by-side table
 #   make check-kernels   host, UML 6.1, QEMU 6.1, QEMU 6.12, then a comparison
@@ -43,7 +44,7 @@ EXTRA_DEPS := $(if $(or $(KERNEL),$(filter musl,$(LIBC))),musl-tools) \
 	$(if $(KERNEL),busybox-static) $(if $(filter uml,$(KERNEL)),user-mode-linux) \
 	$(if $(filter-out uml,$(KERNEL)),qemu-system-x86)
 
-.PHONY: all binaries static check check-kernels compare bench test list deps clean
+.PHONY: all binaries static check check-kernels compare bench soak test list deps clean
 .SECONDARY:
 .DELETE_ON_ERROR:
 
@@ -61,6 +62,11 @@ check: deps
 bench: deps
 	@$(MAKE) --no-print-directory binaries static
 	@$(PYTHON) -m runner bench $(if $(RUNS),--runs $(RUNS))
+
+soak:
+	@scripts/deps.sh stress-ng
+	@$(MAKE) --no-print-directory binaries
+	@$(PYTHON) -m runner soak --runs $(or $(RUNS),100)
 
 compare: deps
 	@$(PYTHON) -m runner compare $(REPORTS)

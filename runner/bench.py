@@ -37,9 +37,13 @@ def spread(xs: list) -> dict:
 
 
 def bench(runs: int, out: Path, with_uml: bool = True, log=print) -> dict:
+    with tempfile.TemporaryDirectory(prefix="sockprobe-bench-") as tmp:
+        return _bench(runs, out, with_uml, log, Path(tmp))
+
+
+def _bench(runs: int, out: Path, with_uml: bool, log, tmp: Path) -> dict:
     root = discover.ROOT
     res = {"runs": runs, "targets": TARGETS}
-    tmp = Path(tempfile.mkdtemp(prefix="sockprobe-bench-"))
 
     # 1. make check end to end.
     walls, last = [], None

@@ -62,6 +62,10 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--runs", type=int, default=5)
     b.add_argument("--no-uml", action="store_true")
     b.add_argument("--reports", default=str(ROOT / "reports"))
+    so = sub.add_parser("soak", help="every item N times under CPU load; report verdict flips")
+    so.add_argument("--runs", type=int, default=100)
+    so.add_argument("--no-load", action="store_true", help="without stress-ng")
+    so.add_argument("--reports", default=str(ROOT / "reports"))
     k = sub.add_parser("kernels", help="host, UML 6.1, QEMU 6.1 and 6.12, then one comparison")
     k.add_argument("--timeout", type=float, default=10.0, help="seconds per item")
     k.add_argument("--reports", default=str(ROOT / "reports"), help="report directory")
@@ -109,6 +113,7 @@ def cmd_check(a) -> int:
         raise CliError("--repeat must be at least 1")
     if a.kernel:
         return cmd_guest(a)
+    _writable(Path(a.reports))
     build = Path(a.build)
     if a.libc == "musl":
         build = discover.BUILD / "static"
@@ -177,7 +182,19 @@ def cmd_compare(a) -> int:
     return 1 if differ else 0
 
 
+def _writable(reports: Path) -> None:
+    try:
+        reports.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise CliError("cannot create the report directory %s: %s (choose another with "
+                       "REPORT_DIR=... or --reports)" % (reports, e.strerror))
+    if not os.access(reports, os.W_OK | os.X_OK):
+        raise CliError("cannot write reports to %s: permission denied (choose another with "
+                       "REPORT_DIR=... or --reports)" % reports)
+
+
 def cmd_guest(a) -> int:
+    _writable(Path(a.reports))
     static = discover.BUILD / "static"
     if not (static / "sp-isolate").exists():
         raise CliError("the static probes are not built: run `make check KERNEL=%s`" % a.kernel)
@@ -262,6 +279,47 @@ def cmd_kernels(a) -> int:
     return 1 if failed else 0
 
 
+def cmd_soak(a) -> int:
+    """Flake hunting: the whole suite, every item --runs times, two at a
+    time, while stress-ng keeps every core busy. Any item whose verdict
+    ever differs is a flake to fix at its cause."""
+    import shutil
+    import signal
+    import subprocess
+    if a.runs < 1:
+        raise CliError("--runs must be at least 1")
+    load = None
+    if not a.no_load:
+        if not shutil.which("stress-ng"):
+            raise CliError("stress-ng is not installed (apt-get install stress-ng), or use --no-load")
+        load = subprocess.Popen(["stress-ng", "--cpu", "0", "--timeout", "3600s", "--quiet"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                start_new_session=True)
+    started = time.time()
+    try:
+        r = subprocess.run([sys.executable, "-m", "runner", "check", "-q", "-n", "2",
+                            "--repeat", str(a.runs), "--reports", a.reports], cwd=ROOT,
+                           capture_output=True, text=True)
+    finally:
+        if load:
+            os.killpg(load.pid, signal.SIGKILL)
+            load.wait()
+    m = re.search(r"^report: (\S+)", r.stdout, re.M)
+    if not m:
+        raise CliError("the soak run wrote no report: %s" % (r.stderr.strip() or r.stdout[-300:]))
+    doc = report.load(Path(ROOT / m.group(1)) if not os.path.isabs(m.group(1)) else m.group(1))
+    print("soak: %d runs of %d items%s in %.0f s" % (
+        a.runs, len(doc["results"]) // a.runs, " under stress-ng on every core" if load else "",
+        time.time() - started))
+    print("verdicts: " + ", ".join("%d %s" % (doc["counts"][v], v) for v in report.ORDER))
+    print("items whose verdict flipped: %d" % len(doc["flips"]))
+    for item, counts in doc["flips"].items():
+        print("  FLIP %s: %s" % (item, ", ".join("%d %s" % (n, v) for v, n in counts.items())))
+    print("report: %s" % m.group(1))
+    bad = doc["flips"] or doc["counts"]["fail"] + doc["counts"]["error"] + doc["counts"]["timeout"]
+    return 1 if bad else 0
+
+
 def cmd_list(a) -> int:
     for i in discover.all_items(Path(a.build)):
         print("%-64s %s" % (i.name, ",".join(i.ids)))
@@ -279,6 +337,8 @@ def main(argv=None) -> int:
             return cmd_compare(a)
         if a.cmd == "kernels":
             return cmd_kernels(a)
+        if a.cmd == "soak":
+            return cmd_soak(a)
         if a.cmd == "bench":
             from . import bench
             if a.runs < 1:

@@ -147,11 +147,18 @@ def pytest_sessionfinish(session, exitstatus):
     env["repeat"] = config.getoption("--sp-repeat")
     doc = report.build(results, env, partial=partial,
                        started=config._sp_started, finished=time.time())
-    config._sp_report_dir = report.write(doc, Path(config.getoption("--sp-reports")))
+    try:
+        config._sp_report_dir = report.write(doc, Path(config.getoption("--sp-reports")))
+    except OSError as e:
+        config._sp_report_error = "cannot write the report under %s: %s" % (
+            config.getoption("--sp-reports"), e.strerror or e)
+        session.exitstatus = pytest.ExitCode.INTERNAL_ERROR
     config._sp_report = doc
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    if getattr(config, "_sp_report_error", None):
+        terminalreporter.write_line("sockprobe: error: %s" % config._sp_report_error)
     if _is_worker(config) or not getattr(config, "_sp_report_dir", None):
         return
     doc = config._sp_report
