@@ -131,7 +131,7 @@ SP_TEST(caught_signal_cuts_sleep_short)
 	timer_ms(10);
 	unsigned rest = sleep(2); /* SIG-INTERRUPTS-SLEEP: sleep() returns what is left */
 	RECORD("sleep_left_s", "%u", rest);
-	ASSERT_TRUE(rest > 0, "sleep(2) ends early with seconds left (%u)", rest);
+	ASSERT_TRUE(rest > 0, "a two-second sleep ends early with seconds left (%u)", rest);
 	ASSERT_EQ(2, hits[SIGALRM]);
 }
 
