@@ -2,6 +2,7 @@
 import os
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -33,34 +34,53 @@ def settings(**kw):
     return execute.Settings(**kw)
 
 
-def processes_running(needle: str, zombie_names=()) -> list:
-    """Pids of processes whose command line mentions needle, and zombies
-    (which have no command line) whose name is one of zombie_names."""
+def processes_running(needle: str) -> list:
+    """Pids of live processes whose command line mentions needle."""
     found = []
     for d in Path("/proc").iterdir():
         if not d.name.isdigit() or int(d.name) == os.getpid():
             continue
         try:
             cmd = (d / "cmdline").read_bytes().replace(b"\0", b" ").decode("utf-8", "replace")
-            stat = (d / "stat").read_text()
         except OSError:
             continue
-        comm = stat[stat.index("(") + 1:stat.rindex(")")]
-        state = stat[stat.rindex(")") + 2:].split()[0]
-        if needle in cmd or (state == "Z" and comm in zombie_names):
+        if needle in cmd:
             found.append(int(d.name))
     return found
 
 
-PROBE_NAMES = ("tcp", "udp", "close", "proc", "sig", "pipe", "dns", "misbehave", "sp-isolate", "dnsmasq")
+def new_tag() -> str:
+    """A value for SOCKPROBE_TEST_TAG: every process of one test's run
+    inherits it, so leftovers of this run (and only of this run) can be
+    found, whatever else runs on the machine."""
+    return uuid.uuid4().hex
 
 
-def wait_gone(needle: str, bound_s: float = 3.0) -> list:
-    """Leftover processes (or zombies) after a bounded wait for the kernel
-    to reap them."""
+def tagged(tag: str) -> list:
+    """Live processes carrying the tag, and zombies whose parent does."""
+    want = ("SOCKPROBE_TEST_TAG=" + tag).encode()
+    live, zombies = set(), []
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            stat = (d / "stat").read_text()
+            rest = stat[stat.rindex(")") + 2:].split()
+            if rest[0] == "Z":
+                zombies.append((int(d.name), int(rest[1])))
+            elif want in (d / "environ").read_bytes().split(b"\0"):
+                live.add(int(d.name))
+        except (OSError, ValueError, IndexError):
+            continue
+    return sorted(live | {z for z, parent in zombies if parent in live})
+
+
+def wait_gone(tag: str, bound_s: float = 3.0, find=tagged) -> list:
+    """Leftovers of a run (by its tag, or find(needle)) after a bounded
+    wait for the kernel to reap them."""
     end = time.monotonic() + bound_s
-    left = processes_running(needle, PROBE_NAMES)
+    left = find(tag)
     while left and time.monotonic() < end:
         time.sleep(0.02)  # the test harness polls; probes never do this
-        left = processes_running(needle, PROBE_NAMES)
+        left = find(tag)
     return left

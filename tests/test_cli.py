@@ -9,8 +9,8 @@ import pytest
 from conftest import ROOT
 
 
-def cli(*args, cwd=ROOT):
-    return subprocess.run([sys.executable, "-m", "runner", *args], cwd=cwd,
+def cli(*args, cwd=ROOT, env=None):
+    return subprocess.run([sys.executable, "-m", "runner", *args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=120)
 
 
@@ -81,9 +81,10 @@ def test_list_names_every_test_with_ids():
 
 @pytest.mark.parametrize("mode", [[], ["--host"]], ids=["namespaces", "host"])
 def test_a_run_leaves_no_process_or_zombie_behind(tmp_path, mode):
-    from conftest import wait_gone
-    r = cli("check", "-q", "--reports", str(tmp_path), *mode, "proc", "sig", "pipe", "dns")
+    from conftest import new_tag, wait_gone
+    tag = new_tag()
+    r = cli("check", "-q", "--reports", str(tmp_path), *mode, "proc", "sig", "pipe", "dns",
+            env=dict(os.environ, SOCKPROBE_TEST_TAG=tag))
     assert r.returncode == 0, r.stdout + r.stderr
-    assert wait_gone(str(ROOT / "build" / "probes")) == []
-    assert wait_gone("sp-isolate") == []
-    assert wait_gone("dns/zone.conf") == []  # the fixture DNS servers
+    # Probes, their children, sp-isolate, the fixture DNS servers: none left.
+    assert wait_gone(tag) == []

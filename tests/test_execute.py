@@ -5,11 +5,12 @@ import stat
 
 import pytest
 
-from conftest import FAULTLIB, MISBEHAVE, item, settings, wait_gone
+from conftest import FAULTLIB, item, new_tag, settings, wait_gone
 from runner import execute
 
 
-def run(test, family="none", **kw):
+def run(test, family="none", tag=None, **kw):
+    kw["extra_env"] = {"SOCKPROBE_TEST_TAG": tag or new_tag()}
     return execute.run_item(item(test, family), settings(**kw))
 
 
@@ -39,10 +40,11 @@ def test_crash_without_namespaces_too():
 
 
 def test_hang_is_timeout_and_nothing_is_left():
-    r = run("hangs", timeout_s=0.5)
+    tag = new_tag()
+    r = run("hangs", tag=tag, timeout_s=0.5)
     assert r["verdict"] == "timeout"
     assert r["duration_s"] < 3
-    assert wait_gone(str(MISBEHAVE)) == []
+    assert wait_gone(tag) == []
 
 
 def test_skip_carries_its_reason():
@@ -59,15 +61,30 @@ def test_failed_check_in_a_child_fails_the_test():
 
 @pytest.mark.parametrize("host_only", [False, True], ids=["namespaces", "host"])
 def test_child_that_never_exits_is_killed(host_only):
-    r = run("leaves_child_running", host_only=host_only)
+    tag = new_tag()
+    r = run("leaves_child_running", tag=tag, host_only=host_only)
     assert r["verdict"] == "pass"
-    assert wait_gone(str(MISBEHAVE)) == []
+    assert wait_gone(tag) == []
 
 
 def test_daemonised_grandchild_dies_with_the_pid_namespace():
-    r = run("leaves_daemon_running", family="ipv4")
+    tag = new_tag()
+    r = run("leaves_daemon_running", family="ipv4", tag=tag)
     assert r["verdict"] == "pass"
-    assert wait_gone(str(MISBEHAVE)) == []
+    assert wait_gone(tag) == []
+
+
+def test_the_leftover_check_sees_a_leftover():
+    """The check above would pass vacuously if it could not see one."""
+    import subprocess
+    tag = new_tag()
+    p = subprocess.Popen(["sleep", "30"], env=dict(os.environ, SOCKPROBE_TEST_TAG=tag))
+    try:
+        assert wait_gone(tag, bound_s=0.1) == [p.pid]
+    finally:
+        p.kill()
+        p.wait()
+    assert wait_gone(tag) == []
 
 
 def script_probe(tmp_path, body):

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from conftest import ROOT, wait_gone
+from conftest import ROOT, processes_running, wait_gone
 from runner import guest
 
 STREAM = """\
@@ -72,7 +72,7 @@ def test_a_panicking_kernel_is_reported_at_once(tmp_path):
                                      "exec sleep 300\n"), console, 60)
     assert how == "panicked" and time.monotonic() - start < 10
     assert "panicked: Kernel panic - not syncing: VFS" in guest.describe_failure(how, console)
-    assert wait_gone(str(tmp_path / "vm.sh")) == []
+    assert wait_gone(str(tmp_path / "vm.sh"), find=processes_running) == []
 
 
 def test_a_hung_kernel_ends_at_the_bound(tmp_path):
@@ -80,7 +80,7 @@ def test_a_hung_kernel_ends_at_the_bound(tmp_path):
     how = guest._run_bounded(fake_vm(tmp_path, "echo booting; exec sleep 300\n"), console, 1)
     assert how == "hung"
     assert "did not finish within the bound" in guest.describe_failure(how, console)
-    assert wait_gone(str(tmp_path / "vm.sh")) == []
+    assert wait_gone(str(tmp_path / "vm.sh"), find=processes_running) == []
 
 
 @pytest.mark.skipif(not guest.UML.exists(), reason="user-mode-linux is not installed")
@@ -93,7 +93,7 @@ def test_a_real_kernel_panic_is_caught(tmp_path):
            "init=/no-such-init", "con=null", "con0=null,fd:1", "ssl=null"]
     how = guest._run_bounded(cmd, console, 60, env=dict(os.environ, TMPDIR=str(umltmp)))
     assert how == "panicked"
-    assert wait_gone("rootflags=%s" % tmp_path) == []
+    assert wait_gone("rootflags=%s" % tmp_path, find=processes_running) == []
 
 
 STATIC = ROOT / "build" / "static"

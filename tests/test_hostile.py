@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, wait_gone
+from conftest import ROOT, new_tag, wait_gone
 
 CLONE_NEWUSER = 0x10000000
 CLONE_NEWNET = 0x40000000
@@ -189,9 +189,10 @@ def test_without_ipv6_the_ipv6_items_skip_with_the_reason(tmp_path):
 
 def test_ctrl_c_mid_parallel_run_leaves_nothing_and_a_partial_report(tmp_path):
     before = {p.name for p in Path("/tmp").iterdir()}
+    tag = new_tag()
     proc = subprocess.Popen(cli("-n", "2", "--repeat", "30", "--reports", str(tmp_path)),
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            start_new_session=True)
+                            start_new_session=True, env=dict(os.environ, SOCKPROBE_TEST_TAG=tag))
     # Wait (bounded) until items are running, then press Ctrl-C: SIGINT to
     # the whole foreground group, as a terminal does.
     seen = b""
@@ -209,8 +210,7 @@ def test_ctrl_c_mid_parallel_run_leaves_nothing_and_a_partial_report(tmp_path):
     doc = report_of(tmp_path)
     assert doc["partial"] is True
     assert "PARTIAL" in (tmp_path / "latest" / "summary.md").read_text().upper()
-    assert wait_gone(str(ROOT / "build" / "probes")) == []
-    assert wait_gone("sp-isolate") == []
+    assert wait_gone(tag) == []  # probes, sp-isolate, their children
     assert in_session(proc.pid) == []  # the runner, its xdist workers, anything they started
     left = {p.name for p in Path("/tmp").iterdir()} - before
     assert not [n for n in left if "sockprobe" in n]
