@@ -30,7 +30,7 @@ CFLAGS  += -std=gnu11 -Wall -Wextra -Werror=implicit-function-declaration -Ifixt
 BUILD   := build
 CASES   := $(wildcard cases/*.c)
 PROBES  := $(patsubst cases/%.c,$(BUILD)/probes/%,$(CASES))
-FIXOBJ  := $(BUILD)/obj/sp_protocol.o $(BUILD)/obj/sp_fixtures.o $(BUILD)/obj/sp_capture.o
+FIXOBJ  := $(BUILD)/obj/sp_protocol.o $(BUILD)/obj/sp_fixtures.o $(BUILD)/obj/sp_capture.o $(BUILD)/obj/sp_ns.o
 LIBS    := -lcmocka
 PYTHON   = $$(scripts/find-python)
 
@@ -94,17 +94,18 @@ test:
 # LIBC=musl; they use fixtures/lite (a minimal cmocka-compatible runner).
 MUSLCC  := musl-gcc
 SCFLAGS := -O2 -g -std=gnu11 -Wall -Wextra -static -Ifixtures/lite -Ifixtures
-SFIX    := fixtures/sp_protocol.c fixtures/sp_fixtures.c fixtures/sp_capture.c fixtures/lite/cmocka_lite.c
+SFIX    := fixtures/sp_protocol.c fixtures/sp_fixtures.c fixtures/sp_capture.c fixtures/sp_ns.c \
+	   fixtures/lite/cmocka_lite.c
 SPROBES := $(patsubst cases/%.c,$(BUILD)/static/probes/%,$(CASES))
 static: $(SPROBES) $(BUILD)/static/sp-isolate
 $(BUILD)/static/probes/%: cases/%.c $(SFIX) fixtures/sp.h fixtures/lite/cmocka.h
 	@mkdir -p $(@D)
 	$(MUSLCC) $(SCFLAGS) -o $@ $< $(SFIX)
-$(BUILD)/static/sp-isolate: runner/isolate.c
+$(BUILD)/static/sp-isolate: runner/isolate.c fixtures/sp_ns.c fixtures/sp_ns.h
 	@mkdir -p $(@D)
-	$(MUSLCC) $(SCFLAGS) -o $@ $<
+	$(MUSLCC) $(SCFLAGS) -o $@ runner/isolate.c fixtures/sp_ns.c
 
-$(BUILD)/obj/%.o: fixtures/%.c fixtures/sp.h | $(BUILD)/obj
+$(BUILD)/obj/%.o: fixtures/%.c fixtures/sp.h fixtures/sp_ns.h | $(BUILD)/obj
 	$(CC) $(CFLAGS) -c -o $@ $<
 $(BUILD)/probes/%: cases/%.c $(FIXOBJ) fixtures/sp.h | $(BUILD)/probes
 	$(CC) $(CFLAGS) -o $@ $< $(FIXOBJ) $(LIBS)
@@ -112,8 +113,8 @@ $(BUILD)/fixtures-test: tests/fixtures_test.c $(FIXOBJ) fixtures/sp.h | $(BUILD)
 	$(CC) $(CFLAGS) -o $@ $< $(FIXOBJ) $(LIBS)
 $(BUILD)/test-probes/%: tests/probes/%.c $(FIXOBJ) fixtures/sp.h | $(BUILD)/test-probes
 	$(CC) $(CFLAGS) -o $@ $< $(FIXOBJ) $(LIBS)
-$(BUILD)/sp-isolate: runner/isolate.c | $(BUILD)
-	$(CC) $(CFLAGS) -o $@ $<
+$(BUILD)/sp-isolate: runner/isolate.c fixtures/sp_ns.c fixtures/sp_ns.h | $(BUILD)
+	$(CC) $(CFLAGS) -o $@ runner/isolate.c fixtures/sp_ns.c
 $(BUILD)/libspfault.so: faults/spfault.c | $(BUILD)
 	$(CC) $(CFLAGS) -fPIC -shared -o $@ $< -ldl
 $(BUILD) $(BUILD)/obj $(BUILD)/probes $(BUILD)/test-probes:

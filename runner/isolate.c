@@ -29,18 +29,17 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
-#include <net/if.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-#include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
+
+#include "sp_ns.h"
 
 #define MAX_BINDS 16
 #define TIMEOUT_STATUS (128 + SIGTERM)
@@ -80,34 +79,6 @@ static void say_isolation(const char *mode, const char *reason)
 	n = (size_t)snprintf(line, sizeof(line), "@SP1 isolation mode=%s reason=%s\n", mode, esc);
 	if (write(STDOUT_FILENO, line, n) < 0)
 		_exit(125);
-}
-
-static int write_file(const char *path, const char *text)
-{
-	int fd = open(path, O_WRONLY | O_CLOEXEC);
-	int ok = fd >= 0 && write(fd, text, strlen(text)) == (ssize_t)strlen(text);
-
-	if (fd >= 0)
-		close(fd);
-	return ok ? 0 : -1;
-}
-
-static int lo_up(void)
-{
-	struct ifreq ifr;
-	int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-	int rc = -1;
-
-	if (fd < 0)
-		return -1;
-	memset(&ifr, 0, sizeof(ifr));
-	strcpy(ifr.ifr_name, "lo");
-	if (ioctl(fd, SIOCGIFFLAGS, &ifr) == 0) {
-		ifr.ifr_flags |= IFF_UP | IFF_RUNNING;
-		rc = ioctl(fd, SIOCSIFFLAGS, &ifr);
-	}
-	close(fd);
-	return rc;
 }
 
 static void set_preload(void)
@@ -157,8 +128,8 @@ static void init_main(char **argv, char **binds, int nbinds, int status_fd)
 	int status = 0;
 
 	prctl(PR_SET_PDEATHSIG, SIGKILL);
-	if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) == 0)
-		mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
+	/* mounts are private already (sp_ns_enter): a /proc of this pid ns */
+	mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
 	for (int i = 0; i < nbinds; i++) {
 		char *dst = strchr(binds[i], ':');
 		*dst++ = '\0';
@@ -215,41 +186,6 @@ static void run_on_host(char **argv, unsigned timeout)
 	pass_on(st);
 }
 
-static int make_namespaces(char *why, size_t room)
-{
-	uid_t uid = getuid();
-	gid_t gid = getgid();
-	char map[64];
-
-	if (unshare(CLONE_NEWUSER | CLONE_NEWNET | CLONE_NEWNS | CLONE_NEWPID) == 0) {
-		snprintf(map, sizeof(map), "0 %u 1", (unsigned)uid);
-		(void)write_file("/proc/self/setgroups", "deny"); /* absent on old kernels */
-		if (write_file("/proc/self/uid_map", map) != 0) {
-			snprintf(why, room, "uid_map: %s", strerror(errno));
-			return -1;
-		}
-		snprintf(map, sizeof(map), "0 %u 1", (unsigned)gid);
-		if (write_file("/proc/self/gid_map", map) != 0) {
-			snprintf(why, room, "gid_map: %s", strerror(errno));
-			return -1;
-		}
-	} else {
-		int err = errno;
-		/* Real root without user namespaces can still make the rest. */
-		if (geteuid() != 0 ||
-		    unshare(CLONE_NEWNET | CLONE_NEWNS | CLONE_NEWPID) != 0) {
-			snprintf(why, room, "unshare(user+net+pid+mount namespaces): %s",
-				 strerror(err));
-			return -1;
-		}
-	}
-	if (lo_up() != 0) {
-		snprintf(why, room, "bringing up lo: %s", strerror(errno));
-		return -1;
-	}
-	return 0;
-}
-
 int main(int argc, char **argv)
 {
 	char *binds[MAX_BINDS];
@@ -286,7 +222,7 @@ int main(int argc, char **argv)
 		say_isolation("host", "isolation turned off (--host)");
 		run_on_host(argv, timeout);
 	}
-	if (make_namespaces(why, sizeof(why)) != 0) {
+	if (sp_ns_enter(CLONE_NEWNET | CLONE_NEWNS | CLONE_NEWPID, why, sizeof(why)) != 0) {
 		if (nbinds) {
 			fprintf(stderr, "sp-isolate: namespaces needed for fixture mounts: %s\n", why);
 			say_isolation("host", why);
