@@ -97,6 +97,7 @@ static void record_host_localhost(void)
 	ASSERT_SYS(pipe(p));
 	pid_t pid = ASSERT_SYS(fork());
 	if (pid == 0) {
+		close(p[0]);
 		struct hostent *h = gethostbyname("localhost");
 		char out[256] = "unresolved";
 		if (h && h->h_addr_list[0]) {
@@ -110,11 +111,18 @@ static void record_host_localhost(void)
 		}
 		_exit(write(p[1], out, strlen(out)) < 0);
 	}
+	sp_track_child(pid);
 	close(p[1]);
-	ssize_t n = read(p[0], buf, sizeof(buf) - 1);
-	buf[n > 0 ? n : 0] = '\0';
+	/* An observation only: a slow host resolver is recorded, not waited
+	 * for past the bound (teardown kills the child). */
+	if (sp_poll(p[0], POLLIN, sp_wait_ms()) & (POLLIN | POLLHUP)) {
+		ssize_t n = read(p[0], buf, sizeof(buf) - 1);
+		buf[n > 0 ? n : 0] = '\0';
+		sp_reap(pid);
+	} else {
+		snprintf(buf, sizeof(buf), "no answer within %d ms", sp_wait_ms());
+	}
 	close(p[0]);
-	waitpid(pid, NULL, 0);
 	RECORD("host_config_localhost", "%s", buf);
 }
 
@@ -205,12 +213,6 @@ static void assert_has_aliases(const char *file, int line, const struct hostent 
 	}
 }
 #define ASSERT_ALIASES(h, want) assert_has_aliases(__FILE__, __LINE__, h, want)
-
-#define ASSERT_STR(expected, got)                                                   \
-	do {                                                                        \
-		if (strcmp((expected), (got)) != 0)                                 \
-			sp_fail(__FILE__, __LINE__, #got, expected, got, 0);         \
-	} while (0)
 
 /* 1a. Several addresses and the alias it was asked by, all from DNS. */
 SP_TEST(gethostbyname_returns_every_address_and_alias)

@@ -179,7 +179,9 @@ SP_TEST(exited_child_is_a_zombie_until_waited)
 	} else {
 		siginfo_t si;
 		memset(&si, 0, sizeof(si));
+		sp_watchdog(sp_wait_ms());
 		ASSERT_SYS(waitid(P_PID, (id_t)pid, &si, WEXITED | WNOWAIT));
+		sp_watchdog(0);
 	}
 	/* It stays a zombie while nobody waits: still there, still waitable. */
 	ASSERT_SYS(kill(pid, 0));
@@ -188,7 +190,9 @@ SP_TEST(exited_child_is_a_zombie_until_waited)
 		ASSERT_EQ('Z', sp_proc_state(pid));
 
 	int st;
+	sp_watchdog(sp_wait_ms());
 	ASSERT_EQ(pid, waitpid(pid, &st, 0));
+	sp_watchdog(0);
 	sp_untrack_child(pid);
 	ASSERT_EQ(3, WEXITSTATUS(st));
 	ASSERT_ERRNO(kill(pid, 0), ESRCH); /* gone once collected */
@@ -214,7 +218,9 @@ SP_TEST(wait_returns_pid_and_exit_status)
 	int seen = 0;
 	for (int i = 0; i < 2; i++) {
 		int st = 0;
+		sp_watchdog(sp_wait_ms()); /* both children end at once */
 		pid_t w = ASSERT_SYS(wait(&st));
+		sp_watchdog(0);
 		ASSERT_TRUE(WIFEXITED(st), "WIFEXITED for pid %d (status 0x%x)", (int)w, st);
 		if (w == by_exit) {
 			RECORD("exit_7_status", "%d", WEXITSTATUS(st));
@@ -275,23 +281,6 @@ SP_TEST(wait_blocks_while_child_runs)
 	ASSERT_ERRNO(wait(NULL), ECHILD);
 }
 
-/* A watchdog so that a call that should return at once cannot hang. */
-static void on_alarm(int sig) { (void)sig; }
-
-static void arm_watchdog(int ms)
-{
-	struct sigaction sa = { .sa_handler = on_alarm }; /* no SA_RESTART */
-	struct itimerval it = { .it_value = { ms / 1000, (ms % 1000) * 1000 } };
-	ASSERT_SYS(sigaction(SIGALRM, &sa, NULL));
-	ASSERT_SYS(setitimer(ITIMER_REAL, &it, NULL));
-}
-
-static void disarm_watchdog(void)
-{
-	struct itimerval off = { { 0, 0 }, { 0, 0 } };
-	ASSERT_SYS(setitimer(ITIMER_REAL, &off, NULL));
-}
-
 static int held_then_exit_5(void *arg)
 {
 	sp_barrier_wait(arg);
@@ -307,10 +296,10 @@ SP_TEST(waitpid_wnohang_returns_at_once)
 
 	sp_barrier_init(&release);
 	pid_t pid = sp_fork(held_then_exit_5, &release);
-	arm_watchdog(sp_wait_ms());
+	sp_watchdog(sp_wait_ms()); /* a waitpid that blocks fails with EINTR */
 	pid_t r = waitpid(-1, &st, WNOHANG);
 	int err = errno;
-	disarm_watchdog();
+	sp_watchdog(0);
 	if (r < 0)
 		FAIL("waitpid(-1, WNOHANG) with a live child: -1 (%s), expected 0 at once",
 		     sp_errno_name(err));
@@ -319,9 +308,9 @@ SP_TEST(waitpid_wnohang_returns_at_once)
 	sp_barrier_pass(&release);
 	siginfo_t si;
 	memset(&si, 0, sizeof(si));
-	arm_watchdog(sp_wait_ms());
+	sp_watchdog(sp_wait_ms());
 	ASSERT_SYS(waitid(P_PID, (id_t)pid, &si, WEXITED | WNOWAIT)); /* it has ended */
-	disarm_watchdog();
+	sp_watchdog(0);
 	ASSERT_EQ(pid, waitpid(-1, &st, WNOHANG));
 	sp_untrack_child(pid);
 	ASSERT_EQ(5, WEXITSTATUS(st));

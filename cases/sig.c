@@ -40,10 +40,18 @@ static volatile sig_atomic_t hits[NSIG];
 static void count(int sig) { hits[sig]++; }
 
 /* Wait (bounded) until the handler for sig has run `want` times. */
+struct want_hits { int sig, want; };
+
+static int hits_reached(void *p)
+{
+	struct want_hits *w = p;
+	return hits[w->sig] >= w->want;
+}
+
 static int handled(int sig, int want)
 {
-	for (int waited = 0; hits[sig] < want && waited < sp_wait_ms(); waited++)
-		poll(NULL, 0, 1); /* a caught signal ends this early with EINTR */
+	struct want_hits w = { sig, want };
+	sp_wait_until(hits_reached, &w, sp_wait_ms()); /* a signal ends each tick early */
 	return hits[sig];
 }
 
@@ -172,6 +180,12 @@ static void reap_all(int sig)
 	errno = saved;
 }
 
+static int all_reaped(void *arg)
+{
+	(void)arg;
+	return reaped >= KIDS;
+}
+
 SP_TEST(sigchld_handler_reaps_children_ending_together)
 {
 	int gate[2], done[2];
@@ -203,8 +217,7 @@ SP_TEST(sigchld_handler_reaps_children_ending_together)
 	ASSERT_TRUE(sp_poll(done[0], POLLIN, sp_wait_ms()), "all children end");
 	ASSERT_EQ(0, read(done[0], &c, 1));
 	ASSERT_SYS(sigprocmask(SIG_SETMASK, &old, NULL)); /* the handler runs now */
-	for (int waited = 0; reaped < KIDS && waited < sp_wait_ms(); waited++)
-		poll(NULL, 0, 1); /* bounded; a SIGCHLD ends it early */
+	sp_wait_until(all_reaped, NULL, sp_wait_ms()); /* each SIGCHLD ends a tick early */
 
 	RECORD("children", "%d", KIDS);
 	RECORD("handler_calls", "%d", (int)handler_calls);

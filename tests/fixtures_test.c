@@ -138,6 +138,21 @@ static void barrier_orders_processes_and_reap_gives_status(void **state)
 	sp_barrier_close(&b);
 }
 
+static void watchdog_turns_a_stuck_call_into_eintr(void **state)
+{
+	int p[2];
+	char c;
+	(void)state;
+	assert_int_equal(0, pipe(p));
+	sp_watchdog(20);
+	errno = 0;
+	assert_int_equal(-1, read(p[0], &c, 1)); /* nothing will ever come */
+	assert_int_equal(EINTR, errno);
+	sp_watchdog(0);
+	close(p[0]);
+	close(p[1]);
+}
+
 static int exit_now(void *arg) { (void)arg; return 0; }
 
 static void proc_state_shows_zombie(void **state)
@@ -163,6 +178,7 @@ int main(void)
 		cmocka_unit_test(wait_inq_is_bounded),
 		cmocka_unit_test(barrier_orders_processes_and_reap_gives_status),
 		cmocka_unit_test(proc_state_shows_zombie),
+		cmocka_unit_test(watchdog_turns_a_stuck_call_into_eintr),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
