@@ -21,7 +21,7 @@ FAULTS = {
     "close_discards_output": {"TCP-CLOSE-FLUSHES-OUTPUT", "TCP-TEARDOWN-STATES",
                               "CLOSE-FULL-LOSES-REPLY"},
     "close_drains_input": {"TCP-CLOSE-DISCARDS-INPUT"},
-    "write_ignores_full_buffer": {"TCP-FLOW-CONTROL"},
+    "write_ignores_full_buffer": {"TCP-FLOW-CONTROL", "PROC-SPLIT-IO"},
     "write_waits_for_peer_read": {"TCP-WRITE-RETURNS-BUFFERED"},
     "connect_needs_accept": {"TCP-HANDSHAKE-BEFORE-ACCEPT"},
     "no_implicit_bind": {"TCP-CONNECT-IMPLICIT-BIND", "UDP-SENDTO-IMPLICIT-BIND"},
@@ -45,7 +45,6 @@ FAULTS = {
                                "SIG-CHLD-REAPS-ALL"},
     "wait_never_blocks": {"PROC-WAIT-BLOCKS"},
     "waitpid_ignores_wnohang": {"PROC-WAITPID-WNOHANG"},
-    "write_ignores_full_buffer_split_io": {"PROC-SPLIT-IO"},
     # signals
     "handlers_not_installed": {"SIG-HANDLER-RUNS", "SIG-INTERRUPTS-SLEEP"},
     "sleep_restarts": {"SIG-INTERRUPTS-SLEEP"},
@@ -60,8 +59,6 @@ FAULTS = {
     "reverse_lookup_fails": {"DNS-BYADDR"},
     "unknown_name_try_again": {"DNS-NOT-FOUND"},
 }
-# A table row may reuse a fault under another name (one fault, two rows).
-ALIAS = {"write_ignores_full_buffer_split_io": "write_ignores_full_buffer"}
 
 ITEMS = discover.all_items()
 
@@ -79,7 +76,7 @@ def run_all(items, fault):
 def test_fault_makes_its_behaviors_fail(fault):
     ids = FAULTS[fault]
     items = [i for i in ITEMS if ids & set(i.ids)]
-    results = run_all(items, ALIAS.get(fault, fault))
+    results = run_all(items, fault)
     failing = collections.defaultdict(set)   # id -> families with a failing item
     families = collections.defaultdict(set)  # id -> families run
     for r in results:
