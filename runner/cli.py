@@ -237,38 +237,40 @@ def cmd_guest(a) -> int:
     doc = report.build(parsed["results"], env, partial=not parsed["done"],
                        started=started, finished=time.time())
     d = report.write(doc, Path(a.reports))
-    c = doc["counts"]
-    print("kernel %s (%s), %s %s" % (env["kernel"], env["guest"], env.get("libc"), env.get("libc_version", "")))
     if not parsed["done"]:
-        print("PARTIAL run: " + guest.describe_failure(how, console))
+        print("guest: " + guest.describe_failure(how, console))
     bad = [r for r in doc["results"] if r["verdict"] in ("fail", "error", "timeout")]
     for r in bad:
         print("  %s %s: %s" % (r["verdict"].upper(), r["item"], r["message"]))
-    print("verdicts: " + ", ".join("%d %s" % (c[v], v) for v in report.ORDER))
-    print("report: %s (also %s)" % (os.path.relpath(d), os.path.join(os.path.relpath(d.parent), "latest")))
+    print("\n".join(report.terminal_summary(doc, d)))
     print("wall time: %.1fs" % (time.time() - started))
     return 0 if parsed["done"] and not bad else 1
+
+
+def _run_check(args: list) -> tuple:
+    """`runner check ARGS` as a child process (pytest runs once per
+    process); returns its CompletedProcess and its report.json, or None."""
+    import subprocess
+    r = subprocess.run([sys.executable, "-m", "runner", "check", "-q"] + args, cwd=ROOT,
+                       capture_output=True, text=True)
+    m = re.search(r"^report: (\S+)", r.stdout, re.M)
+    return r, (ROOT / m.group(1) / "report.json") if m else None
 
 
 def cmd_kernels(a) -> int:
     """Each run is its own process (pytest runs once per process); their
     reports are then compared on one page."""
-    import subprocess
     runs = [("host", []), ("uml", ["--kernel", "uml"]), ("qemu 6.1", ["--kernel", "6.1"]),
             ("qemu 6.12", ["--kernel", "6.12"])]
     paths, failed = [], []
     for name, extra in runs:
         started = time.time()
-        r = subprocess.run([sys.executable, "-m", "runner", "check", "-q", "--reports", a.reports,
-                            "--timeout", str(a.timeout)] + extra, cwd=ROOT,
-                           capture_output=True, text=True)
-        m = re.search(r"^report: (\S+)", r.stdout, re.M)
+        r, path = _run_check(["--reports", a.reports, "--timeout", str(a.timeout)] + extra)
         summary = [l for l in r.stdout.splitlines() if l.startswith("verdicts:")]
         print("%-10s %5.1fs  %s" % (name, time.time() - started,
                                      summary[0] if summary else (r.stderr.strip() or "no report")))
-        if m:
-            paths.append(str(ROOT / m.group(1) / "report.json") if not os.path.isabs(m.group(1))
-                         else m.group(1) + "/report.json")
+        if path:
+            paths.append(str(path))
         else:
             failed.append(name)
     if len(paths) < 2:
@@ -297,25 +299,18 @@ def cmd_soak(a) -> int:
                                 start_new_session=True)
     started = time.time()
     try:
-        r = subprocess.run([sys.executable, "-m", "runner", "check", "-q", "-n", "2",
-                            "--repeat", str(a.runs), "--reports", a.reports], cwd=ROOT,
-                           capture_output=True, text=True)
+        r, path = _run_check(["-n", "2", "--repeat", str(a.runs), "--reports", a.reports])
     finally:
         if load:
             os.killpg(load.pid, signal.SIGKILL)
             load.wait()
-    m = re.search(r"^report: (\S+)", r.stdout, re.M)
-    if not m:
+    if not path:
         raise CliError("the soak run wrote no report: %s" % (r.stderr.strip() or r.stdout[-300:]))
-    doc = report.load(Path(ROOT / m.group(1)) if not os.path.isabs(m.group(1)) else m.group(1))
+    doc = report.load(path)
     print("soak: %d runs of %d items%s in %.0f s" % (
         a.runs, len(doc["results"]) // a.runs, " under stress-ng on every core" if load else "",
         time.time() - started))
-    print("verdicts: " + ", ".join("%d %s" % (doc["counts"][v], v) for v in report.ORDER))
-    print("items whose verdict flipped: %d" % len(doc["flips"]))
-    for item, counts in doc["flips"].items():
-        print("  FLIP %s: %s" % (item, ", ".join("%d %s" % (n, v) for v, n in counts.items())))
-    print("report: %s" % m.group(1))
+    print("\n".join(report.terminal_summary(doc, path.parent)))
     bad = doc["flips"] or doc["counts"]["fail"] + doc["counts"]["error"] + doc["counts"]["timeout"]
     return 1 if bad else 0
 

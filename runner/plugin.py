@@ -8,7 +8,6 @@ run's reports at the end (runner/report.py).
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 
@@ -104,7 +103,7 @@ class ProbeItem(pytest.Item):
         if isinstance(excinfo.value, ProbeFailure):
             rec = excinfo.value.args[0]
             return "%s: %s\n%s" % (rec["verdict"].upper(), rec["item"],
-                                   report._detail(rec))
+                                   report.detail(rec))
         return super().repr_failure(excinfo)
 
     def reportinfo(self):
@@ -161,25 +160,6 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
         terminalreporter.write_line("sockprobe: error: %s" % config._sp_report_error)
     if _is_worker(config) or not getattr(config, "_sp_report_dir", None):
         return
-    doc = config._sp_report
-    tr = terminalreporter
-    tr.section("sockprobe")
-    env = doc["environment"]
-    tr.write_line("kernel %s, %s %s, isolation %s%s" % (
-        env.get("kernel"), env.get("libc"), env.get("libc_version"),
-        env.get("isolation"),
-        " (%s)" % env["isolation_reason"] if env.get("isolation_reason") else ""))
-    nc = doc["coverage"]["not_covered"]
-    if nc:
-        tr.write_line("catalogue IDs not covered by this run: %d (%s%s)" % (
-            len(nc), ", ".join(nc[:5]), ", ..." if len(nc) > 5 else ""))
-    if doc["partial"]:
-        tr.write_line("PARTIAL run: not every item ran")
-    if doc["environment"].get("repeat", 1) > 1:
-        tr.write_line("repeat %d: %d item(s) flipped verdict" % (
-            doc["environment"]["repeat"], len(doc["flips"])))
-        for item, counts in doc["flips"].items():
-            tr.write_line("  FLIP %s: %s" % (item, ", ".join("%d %s" % (n, v) for v, n in counts.items())))
-    tr.write_line("verdicts: " + ", ".join("%d %s" % (doc["counts"][v], v) for v in report.ORDER))
-    rel = os.path.relpath(config._sp_report_dir)
-    tr.write_line("report: %s (also %s)" % (rel, os.path.join(os.path.dirname(rel), "latest")))
+    terminalreporter.section("sockprobe")
+    for line in report.terminal_summary(config._sp_report, config._sp_report_dir):
+        terminalreporter.write_line(line)

@@ -103,10 +103,10 @@ def junit(report: dict) -> str:
                        % quoteattr(",".join(r["ids"])))
             msg = quoteattr(r.get("message") or r["verdict"])
             if r["verdict"] == "fail":
-                out.append('      <failure message=%s>%s</failure>' % (msg, escape(_detail(r))))
+                out.append('      <failure message=%s>%s</failure>' % (msg, escape(detail(r))))
             elif r["verdict"] in ("error", "timeout"):
                 out.append('      <error type="%s" message=%s>%s</error>'
-                           % (r["verdict"], msg, escape(_detail(r))))
+                           % (r["verdict"], msg, escape(detail(r))))
             elif r["verdict"] == "skip":
                 out.append('      <skipped message=%s/>' % msg)
             if r.get("observations"):
@@ -118,7 +118,8 @@ def junit(report: dict) -> str:
     return "\n".join(out) + "\n"
 
 
-def _detail(r: dict) -> str:
+def detail(r: dict) -> str:
+    """A result's message, failed checks and log tail, for people."""
     lines = [r.get("message", "")]
     for f in r.get("failures", []):
         lines.append("%s: %s: expected %s, observed %s%s" % (
@@ -126,6 +127,30 @@ def _detail(r: dict) -> str:
             " (child %s)" % f["child"] if f.get("child") else ""))
     lines += r.get("log", [])
     return "\n".join(lines)
+
+
+def terminal_summary(doc: dict, run_dir: Path) -> list:
+    """The lines every kind of run ends with: the system, what was not
+    covered, partial runs and flips, per-verdict counts, the report path."""
+    env = doc["environment"]
+    lines = ["kernel %s%s, %s %s, isolation %s%s" % (
+        env.get("kernel"), " (%s)" % env["guest"] if env.get("guest") else "",
+        env.get("libc"), env.get("libc_version", ""), env.get("isolation"),
+        " (%s)" % env["isolation_reason"] if env.get("isolation_reason") else "")]
+    nc = doc["coverage"]["not_covered"]
+    if nc:
+        lines.append("catalogue IDs not covered by this run: %d (%s%s)" % (
+            len(nc), ", ".join(nc[:5]), ", ..." if len(nc) > 5 else ""))
+    if doc["partial"]:
+        lines.append("PARTIAL run: not every item ran")
+    if env.get("repeat", 1) > 1:
+        lines.append("repeat %d: %d item(s) flipped verdict" % (env["repeat"], len(doc["flips"])))
+        for item, counts in doc["flips"].items():
+            lines.append("  FLIP %s: %s" % (item, ", ".join("%d %s" % (n, v) for v, n in counts.items())))
+    lines.append("verdicts: " + ", ".join("%d %s" % (doc["counts"][v], v) for v in ORDER))
+    rel = os.path.relpath(run_dir)
+    lines.append("report: %s (also %s)" % (rel, os.path.join(os.path.dirname(rel), "latest")))
+    return lines
 
 
 def summary(report: dict) -> str:
