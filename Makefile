@@ -26,7 +26,7 @@
 #   make check-kernels   host, UML 6.1, QEMU 6.1, QEMU 6.12, then a comparison
 CC      ?= cc
 CFLAGS  ?= -O2 -g
-CFLAGS  += -std=gnu11 -Wall -Wextra -Werror=implicit-function-declaration -Ifixtures
+CFLAGS  += -std=gnu11 -pthread -Wall -Wextra -Werror=implicit-function-declaration -Ifixtures
 BUILD   := build
 CASES   := $(wildcard cases/*.c)
 PROBES  := $(patsubst cases/%.c,$(BUILD)/probes/%,$(CASES))
@@ -93,7 +93,7 @@ test:
 # Static musl builds of the probes and sp-isolate, for guest kernels and
 # LIBC=musl; they use fixtures/lite (a minimal cmocka-compatible runner).
 MUSLCC  := musl-gcc
-SCFLAGS := -O2 -g -std=gnu11 -Wall -Wextra -static -Ifixtures/lite -Ifixtures
+SCFLAGS := -O2 -g -std=gnu11 -pthread -Wall -Wextra -static -Ifixtures/lite -Ifixtures
 SFIX    := fixtures/sp_protocol.c fixtures/sp_fixtures.c fixtures/sp_capture.c fixtures/sp_ns.c \
 	   fixtures/lite/cmocka_lite.c
 SPROBES := $(patsubst cases/%.c,$(BUILD)/static/probes/%,$(CASES))
@@ -115,8 +115,8 @@ $(BUILD)/test-probes/%: tests/probes/%.c $(FIXOBJ) fixtures/sp.h | $(BUILD)/test
 	$(CC) $(CFLAGS) -o $@ $< $(FIXOBJ) $(LIBS)
 $(BUILD)/sp-isolate: runner/isolate.c fixtures/sp_ns.c fixtures/sp_ns.h | $(BUILD)
 	$(CC) $(CFLAGS) -o $@ runner/isolate.c fixtures/sp_ns.c
-$(BUILD)/libspfault.so: faults/spfault.c | $(BUILD)
-	$(CC) $(CFLAGS) -fPIC -shared -o $@ $< -ldl
+$(BUILD)/libspfault.so: $(wildcard faults/*.c) faults/spfault.h | $(BUILD)
+	$(CC) $(CFLAGS) -fPIC -shared -o $@ $(wildcard faults/*.c) -ldl
 $(BUILD) $(BUILD)/obj $(BUILD)/probes $(BUILD)/test-probes:
 	mkdir -p $@
 clean:

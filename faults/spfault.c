@@ -35,13 +35,138 @@
 #include <netdb.h>
 #include <arpa/inet.h>
 
+#include "spfault.h"
+
 #define MAXFD 1024
+
+/* ---- the fault table (see spfault.h) ------------------------------------ */
+
+FAULT(read_caps_at_10,
+      "TCP-BOUNDARY-COALESCE",
+      "a message-oriented stack (SCTP-like emulation) that returns one write per read");
+FAULT(stream_read_drops_rest,
+      "TCP-BOUNDARY-SPLIT",
+      "a userspace TCP stack that drops what does not fit the caller's buffer");
+FAULT(sockets_start_without_buffers,
+      "TCP-BUFFERS-AT-CREATION",
+      "an emulator that allocates buffers only at connect() and reports 0 before");
+FAULT(close_discards_output,
+      "TCP-CLOSE-FLUSHES-OUTPUT,TCP-TEARDOWN-STATES,CLOSE-FULL-LOSES-REPLY",
+      "a stack whose close() frees the send queue instead of flushing it");
+FAULT(close_drains_input,
+      "TCP-CLOSE-DISCARDS-INPUT",
+      "a stack that drains unread input on close() and sends FIN instead of RST");
+FAULT(write_ignores_full_buffer,
+      "TCP-FLOW-CONTROL,PROC-SPLIT-IO",
+      "a stack without flow control that drops what the window cannot take");
+FAULT(write_waits_for_peer_read,
+      "TCP-WRITE-RETURNS-BUFFERED",
+      "a synchronous RPC-style transport whose write waits for the peer's read");
+FAULT(connect_needs_accept,
+      "TCP-HANDSHAKE-BEFORE-ACCEPT",
+      "a sandbox that completes connect() only when the server accepts");
+FAULT(no_implicit_bind,
+      "TCP-CONNECT-IMPLICIT-BIND,UDP-SENDTO-IMPLICIT-BIND",
+      "an LD_PRELOAD stack whose getsockname() reports port 0 after an implicit bind");
+FAULT(accept_repeats_first,
+      "TCP-LISTEN-ACCEPT-SEQUENCE",
+      "a broken accept() that hands out the same connection again");
+FAULT(dgram_recv_merges,
+      "UDP-BOUNDARY",
+      "a datagram emulation over a byte stream that merges queued datagrams");
+FAULT(dgram_no_trunc_flag,
+      "UDP-TRUNCATE",
+      "a stack that truncates a datagram without setting MSG_TRUNC");
+FAULT(dgram_send_backpressure,
+      "UDP-NO-FLOW-CONTROL",
+      "a UDP emulation that blocks senders like a stream (EAGAIN when the peer is slow)");
+FAULT(dgram_send_refused,
+      "UDP-NO-ACK",
+      "a UDP emulation that refuses sendto() when nobody listens, as if it waited for an ACK");
+FAULT(recvfrom_hides_source,
+      "UDP-ONE-SOCKET-MANY-PEERS",
+      "an LD_PRELOAD stack that does not fill in recvfrom()'s source address");
+FAULT(dgram_remembers_destination,
+      "UDP-DESTINATION-EACH-SEND",
+      "a stack that keeps sending to the first destination of an unconnected socket");
+FAULT(udp_connect_noop,
+      "UDP-CONNECTED",
+      "a stack whose connect() on UDP registers nothing");
+FAULT(shutdown_wr_closes_both,
+      "CLOSE-HALF-WR-EOF",
+      "a stack whose shutdown(SHUT_WR) closes both directions");
+FAULT(shutdown_ignored,
+      "CLOSE-HALF-WR-NO-MORE-WRITES,CLOSE-HALF-RD",
+      "an emulator that accepts shutdown() and does nothing");
+FAULT(close_is_half_close,
+      "CLOSE-FULL-LOSES-REPLY",
+      "a stack whose close() only shuts down writing, so late replies still arrive");
+FAULT(fork_child_gets_pid,
+      "PROC-FORK-RETURNS",
+      "a process emulation whose fork() returns the pid in the child too");
+FAULT(private_memory_shared,
+      "PROC-FORK-COPIES",
+      "a vfork-style fork() whose private memory stays shared");
+FAULT(close_shuts_down_shared_socket,
+      "PROC-FORK-SHARES-FDS,PROC-FORKING-SERVER",
+      "a stack whose close() of one descriptor shuts the connection for every process");
+FAULT(sigchld_ignored,
+      "PROC-ZOMBIE,SIG-CHLD-REAPS-ALL",
+      "a sandbox that runs programs with SIGCHLD ignored (children auto-reaped)");
+FAULT(status_loses_exit_code,
+      "PROC-WAIT-REAPS,PROC-WAITPID-WNOHANG,SIG-CHLD-REAPS-ALL",
+      "an emulator that reports every exit as status 0");
+FAULT(wait_never_blocks,
+      "PROC-WAIT-BLOCKS",
+      "a wait() that returns at once with ECHILD-like emptiness while children run");
+FAULT(waitpid_ignores_wnohang,
+      "PROC-WAITPID-WNOHANG",
+      "a waitpid() that ignores WNOHANG and blocks");
+FAULT(handlers_not_installed,
+      "SIG-HANDLER-RUNS,SIG-INTERRUPTS-SLEEP",
+      "a sandbox that accepts sigaction() but never delivers to the handler");
+FAULT(sleep_restarts,
+      "SIG-INTERRUPTS-SLEEP",
+      "a sleep() that restarts after a handled signal instead of returning early");
+FAULT(pipe_ends_swapped,
+      "PIPE-ENDS,PIPE-TWO-WAY",
+      "a pipe() emulation that returns the ends the wrong way round");
+FAULT(empty_pipe_reads_eof,
+      "PIPE-ACROSS-FORK,PIPE-EOF",
+      "a pipe emulation whose empty pipe reads EOF while writers exist");
+FAULT(sigpipe_ignored,
+      "PIPE-EPIPE",
+      "a runtime that ignores SIGPIPE for every program");
+FAULT(pipe_writes_in_pieces,
+      "PIPE-ATOMIC",
+      "a pipe emulation that splits writes of PIPE_BUF bytes or less");
+FAULT(resolver_drops_aliases,
+      "DNS-BYNAME",
+      "a libc whose gethostbyname() drops hosts-file aliases (musl)");
+FAULT(resolver_answers_without_server,
+      "DNS-FIXTURE-SERVER",
+      "a resolver that answers from a cache or built-in table without asking the server");
+FAULT(reverse_lookup_fails,
+      "DNS-BYADDR",
+      "a resolver without reverse (PTR) lookups");
+FAULT(unknown_name_try_again,
+      "DNS-NOT-FOUND",
+      "a resolver that reports TRY_AGAIN for a name that does not exist");
+
+/* The table, for the self-test and make mutate (called through dlopen or
+ * ctypes, never by a probe). */
+extern const struct spfault __start_spfault_rows[], __stop_spfault_rows[];
+const struct spfault *spfault_table(int *n)
+{
+	*n = (int)(__stop_spfault_rows - __start_spfault_rows);
+	return __start_spfault_rows;
+}
 
 /* ---- which faults are on ------------------------------------------------ */
 
 static const char *faults;
 
-static int on(const char *name)
+int spfault_on(const char *name)
 {
 	if (!faults) {
 		faults = getenv("SOCKPROBE_FAULT");
@@ -54,6 +179,8 @@ static int on(const char *name)
 			return 1;
 	return 0;
 }
+
+#define on(name) spfault_on(name)
 
 #define REAL(ret, name, ...)                                                \
 	static ret (*real_##name)(__VA_ARGS__);                             \

@@ -1,28 +1,40 @@
 """The behavior catalogue: IDs with their Must/Record text.
 
-The project keeps a copy in fixtures/behaviors.md; the seed copy in
-../shared/seed/behaviors.md, where present, is the one in force (a project
-test checks that the two agree)."""
+The catalogue has two parts: behaviors.md (the notes' behaviors) and
+behaviors-2.md (the textbook's remaining socket chapters and what
+applications rely on). The project keeps copies in fixtures/; the seed
+copies in ../shared/seed/, where present, are the ones in force (a project
+test checks that they agree)."""
 from __future__ import annotations
 
 import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-SEED = ROOT.parent / "shared" / "seed" / "behaviors.md"
-COPY = ROOT / "fixtures" / "behaviors.md"
+PARTS = ("behaviors.md", "behaviors-2.md")
+SEED_DIR = ROOT.parent / "shared" / "seed"
+COPY_DIR = ROOT / "fixtures"
+SEED = SEED_DIR / PARTS[0]
+COPY = COPY_DIR / PARTS[0]
 _ID = re.compile(r"^- \*\*([A-Z0-9-]+)\*\*\s*(.*)$")
 
 
+def paths() -> list:
+    """The catalogue's parts, seed copies where present."""
+    return [SEED_DIR / p if (SEED_DIR / p).is_file() else COPY_DIR / p for p in PARTS]
+
+
 def path() -> Path:
-    return SEED if SEED.is_file() else COPY
+    return paths()[0]
 
 
 def load(p: Path | None = None) -> dict:
-    """{ID: first line of its description}, in catalogue order."""
+    """{ID: first line of its description}, in catalogue order (both parts
+    unless one file is named)."""
     out = {}
-    for line in (p or path()).read_text(encoding="utf-8").splitlines():
-        m = _ID.match(line)
-        if m:
-            out[m.group(1)] = m.group(2)
+    for f in [p] if p else paths():
+        for line in f.read_text(encoding="utf-8").splitlines():
+            m = _ID.match(line)
+            if m:
+                out[m.group(1)] = m.group(2)
     return out

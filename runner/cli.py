@@ -239,7 +239,7 @@ def cmd_guest(a) -> int:
     d = report.write(doc, Path(a.reports))
     if not parsed["done"]:
         print("guest: " + guest.describe_failure(how, console))
-    bad = [r for r in doc["results"] if r["verdict"] in ("fail", "error", "timeout")]
+    bad = [r for r in doc["results"] if r["verdict"] in report.BAD]
     for r in bad:
         print("  %s %s: %s" % (r["verdict"].upper(), r["item"], r["message"]))
     print("\n".join(report.terminal_summary(doc, d)))

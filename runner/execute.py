@@ -161,7 +161,7 @@ def result_record(item: Item, outcome: protocol.Outcome, duration: float,
     }
     if outcome.isolation.get("mode") == "host":
         rec["isolation_reason"] = outcome.isolation.get("reason", "")
-    if outcome.verdict in ("fail", "error", "timeout"):
+    if outcome.verdict in ("fail", "error", "timeout", "broken"):
         tail = (outcome.log + [l for l in stderr.splitlines() if l.strip()])[-20:]
         rec["log"] = tail
     return rec

@@ -149,6 +149,9 @@ def interpret(text: str, returncode: int | None, timed_out: bool = False,
             end = f
         elif ev.kind == "skip" and "reason" in f:
             out.observations.setdefault("skip_reason", f["reason"])
+        elif ev.kind == "broken" and "reason" in f:
+            out.observations.setdefault("broken_reason", f["reason"])
+            out.observations.setdefault("broken_at", f.get("at", ""))
 
     if timed_out:
         out.verdict = "timeout"
@@ -175,7 +178,7 @@ def interpret(text: str, returncode: int | None, timed_out: bool = False,
                        "(exit status %s)" % returncode)
         return out
     verdict = end.get("verdict", "")
-    if verdict not in ("pass", "fail", "skip"):
+    if verdict not in ("pass", "fail", "skip", "broken"):
         out.message = "unknown verdict %r in the protocol stream" % verdict
         return out
     if verdict == "pass" and returncode not in (0, None):

@@ -19,7 +19,10 @@ from xml.sax.saxutils import escape, quoteattr
 from . import catalogue
 
 SCHEMA = "sockprobe-report/1"
-ORDER = ("pass", "fail", "error", "timeout", "skip")
+ORDER = ("pass", "fail", "error", "timeout", "broken", "skip")
+# Verdicts that mean "a Must was not shown to hold": any of them makes a run
+# exit 1. broken: the test could not create its situation (LTP's TBROK).
+BAD = ("fail", "error", "timeout", "broken")
 
 
 def build(results: list, environment: dict, *, partial: bool = False,
@@ -40,7 +43,7 @@ def build(results: list, environment: dict, *, partial: bool = False,
         "environment": environment,
         "counts": {v: counts.get(v, 0) for v in ORDER},
         "coverage": {
-            "catalogue": str(catalogue.path().name),
+            "catalogue": ",".join(p.name for p in catalogue.paths()),
             "covered": covered,
             "not_covered": [i for i in ids if i not in covered],
         },
@@ -88,12 +91,12 @@ def junit(report: dict) -> str:
     out = ['<?xml version="1.0" encoding="UTF-8"?>']
     c = report["counts"]
     out.append('<testsuites name="sockprobe" tests="%d" failures="%d" errors="%d" skipped="%d">'
-               % (len(report["results"]), c["fail"], c["error"] + c["timeout"], c["skip"]))
+               % (len(report["results"]), c["fail"], c["error"] + c["timeout"] + c["broken"], c["skip"]))
     for probe, rs in suites.items():
         cnt = Counter(r["verdict"] for r in rs)
         out.append('  <testsuite name=%s tests="%d" failures="%d" errors="%d" skipped="%d" time="%.3f">'
                    % (quoteattr("sockprobe." + probe), len(rs), cnt["fail"],
-                      cnt["error"] + cnt["timeout"], cnt["skip"],
+                      cnt["error"] + cnt["timeout"] + cnt["broken"], cnt["skip"],
                       sum(r.get("duration_s", 0) for r in rs)))
         for r in rs:
             name = r["item"].split("/", 1)[-1]
@@ -104,7 +107,7 @@ def junit(report: dict) -> str:
             msg = quoteattr(r.get("message") or r["verdict"])
             if r["verdict"] == "fail":
                 out.append('      <failure message=%s>%s</failure>' % (msg, escape(detail(r))))
-            elif r["verdict"] in ("error", "timeout"):
+            elif r["verdict"] in ("error", "timeout", "broken"):
                 out.append('      <error type="%s" message=%s>%s</error>'
                            % (r["verdict"], msg, escape(detail(r))))
             elif r["verdict"] == "skip":
@@ -188,7 +191,7 @@ def summary(report: dict) -> str:
         lines += ["", "## Items whose verdict flipped between repeats", ""]
         for item, counts in report["flips"].items():
             lines.append("- `%s`: %s" % (item, ", ".join("%d %s" % (n, v) for v, n in counts.items())))
-    bad = [r for r in report["results"] if r["verdict"] in ("fail", "error", "timeout")]
+    bad = [r for r in report["results"] if r["verdict"] in BAD]
     if bad:
         lines += ["", "## Not passing", ""]
         for r in bad:

@@ -52,6 +52,12 @@ def test_skip_carries_its_reason():
     assert (r["verdict"], r["message"]) == ("skip", "nothing to see here")
 
 
+def test_unmet_precondition_is_broken_not_fail_or_pass():
+    r = run("cannot_set_up")
+    assert (r["verdict"], r["message"]) == ("broken", "an option the stack lacks")
+    assert r["observations"]["broken_at"].startswith("misbehave.c:")
+
+
 def test_failed_check_in_a_child_fails_the_test():
     r = run("child_check_fails")
     assert r["verdict"] == "fail"

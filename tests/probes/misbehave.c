@@ -15,6 +15,7 @@ SP_TEST(fails_a_check) { (void)ctx; ASSERT_EQ(1, 2); }
 SP_TEST(crashes) { (void)ctx; *(volatile int *)0 = 1; }
 SP_TEST(hangs) { (void)ctx; poll(NULL, 0, -1); }
 SP_TEST(skips) { (void)ctx; SKIP("nothing to see here"); }
+SP_TEST(cannot_set_up) { (void)ctx; REQUIRE(1 == 2, "an option the stack lacks"); }
 
 static int failing_child(void *arg) { (void)arg; ASSERT_EQ(3, 4); return 0; }
 
@@ -65,6 +66,7 @@ static const struct sp_case cases[] = {
 	SP_CASE(crashes, "SELF-CRASH", SP_NONE),
 	SP_CASE(hangs, "SELF-HANG", SP_NONE),
 	SP_CASE(skips, "SELF-SKIP", SP_NONE),
+	SP_CASE(cannot_set_up, "SELF-BROKEN", SP_NONE),
 	SP_CASE(child_check_fails, "SELF-CHILD", SP_NONE),
 	SP_CASE(leaves_child_running, "SELF-LINGER", SP_NONE),
 	SP_CASE(leaves_daemon_running, "SELF-DAEMON", SP_INET),

@@ -1,0 +1,39 @@
+/*
+ * spfault.h - how a fault of libspfault.so is declared.
+ *
+ *   FAULT(name, "ID1,ID2", "what real system or bug it models")
+ *
+ * puts one row into the library's fault table (a linker section, so rows
+ * can stand next to the code that implements them, in any file of the
+ * library). The table is the one list of faults: the fault self-test
+ * (tests/test_faults.py) and the mutation campaign (make mutate) read it
+ * through spfault_table(). Every named ID must fail, in every family it
+ * runs for, when the fault is on.
+ *
+ *   FAULT_EQUIVALENT(name, "ID", "models", "why no program can observe it")
+ *
+ * declares a fault that changes nothing a program can observe; the
+ * campaign lists it as equivalent instead of requiring a failure.
+ */
+#ifndef SOCKPROBE_SPFAULT_H
+#define SOCKPROBE_SPFAULT_H
+
+struct spfault {
+	const char *name;
+	const char *ids;        /* catalogue IDs it must make fail, comma separated */
+	const char *models;     /* one line: the kind of system or bug it imitates */
+	const char *equivalent; /* NULL, or why nothing observable changes */
+};
+
+#define SPFAULT_ROW_(name_, ids_, models_, equiv_)                           \
+	static const struct spfault spfault_row_##name_                     \
+	__attribute__((used, section("spfault_rows"), aligned(sizeof(void *)))) = \
+		{ #name_, ids_, models_, equiv_ }
+#define FAULT(name_, ids_, models_) SPFAULT_ROW_(name_, ids_, models_, 0)
+#define FAULT_EQUIVALENT(name_, ids_, models_, why_) \
+	SPFAULT_ROW_(name_, ids_, models_, why_)
+
+/* Is the named fault on (SOCKPROBE_FAULT, comma separated)? */
+int spfault_on(const char *name);
+
+#endif
