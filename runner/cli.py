@@ -53,6 +53,8 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--kernel", help="run under another kernel: uml, 6.1, 6.12 or a bzImage path")
     c.add_argument("--libc", choices=("glibc", "musl"), default="glibc",
                    help="musl: the static musl probes (build/static)")
+    c.add_argument("--ktap", action="store_true",
+                   help="also print the run's results.ktap (KTAP v1) to stdout at the end")
     c.add_argument("--guest-timeout", type=float, default=900.0,
                    help="seconds a guest kernel may take in all (default 900)")
     cp = sub.add_parser("compare", help="compare two or more report.json files")
@@ -321,11 +323,23 @@ def cmd_list(a) -> int:
     return 0
 
 
+def _print_ktap(reports: Path) -> None:
+    """For consoles that kernel CI reads (LAVA, KernelCI): the KTAP of the
+    run just written."""
+    f = reports / "latest" / "results.ktap"
+    if f.is_file():
+        sys.stdout.write(f.read_text())
+        sys.stdout.flush()
+
+
 def main(argv=None) -> int:
     try:
         a = _parser().parse_args(argv)
         if a.cmd == "check":
-            return cmd_check(a)
+            rc = cmd_check(a)
+            if a.ktap:
+                _print_ktap(Path(a.reports))
+            return rc
         if a.cmd == "list":
             return cmd_list(a)
         if a.cmd == "compare":

@@ -1,6 +1,7 @@
-"""Reports: one run's results as report.json, junit.xml and summary.md.
+"""Reports: one run's results as report.json, junit.xml, summary.md and
+results.ktap (KTAP version 1, runner/ktap.py).
 
-A run directory under reports/ holds the three files; reports/latest
+A run directory under reports/ holds the four files; reports/latest
 points at the newest. Every source of results (host, guest kernel,
 LD_PRELOAD stack) goes through build() and write(), so all reports have
 the same schema.
@@ -16,7 +17,7 @@ from collections import Counter, OrderedDict
 from pathlib import Path
 from xml.sax.saxutils import escape, quoteattr
 
-from . import catalogue
+from . import catalogue, ktap
 
 SCHEMA = "sockprobe-report/1"
 ORDER = ("pass", "fail", "error", "timeout", "broken", "skip")
@@ -77,6 +78,7 @@ def write(report: dict, base: Path) -> Path:
     (d / "report.json").write_text(json.dumps(report, indent=2, sort_keys=False) + "\n")
     (d / "junit.xml").write_text(junit(report))
     (d / "summary.md").write_text(summary(report))
+    (d / "results.ktap").write_text(ktap.render(report))
     latest = base / "latest"
     tmp = base / (".latest-%s" % uuid.uuid4().hex[:6])
     os.symlink(d.name, tmp)
