@@ -82,7 +82,7 @@ list: deps
 	@$(PYTHON) -m runner list
 
 test:
-	@scripts/deps.sh musl-tools busybox-static perl
+	@scripts/deps.sh musl-tools busybox-static perl python3-yaml
 	@$(MAKE) --no-print-directory binaries static
 	@py=$(PYTHON) && \
 	echo "== fixture library (cmocka)" && $(BUILD)/fixtures-test && \
