@@ -18,6 +18,7 @@
 #   BASELINE=report.json fail only on behaviors worse than in that report
 #   REPEAT=N             run every item N times (with JOBS=2: in parallel); count flips
 #   REPORT_DIR=dir       where run directories go (default reports/)
+#   EXPECT=socket_wrapper  known deviations (expectations/NAME.tsv) become xfail
 #   KTAP=1               also print the run's results.ktap (KTAP v1) at the end
 #
 #   make bench           how fast: make check, runner overhead, REPEAT, UML (figures in reports/)
@@ -39,7 +40,7 @@ CHECK_ARGS := $(if $(PRELOAD),--preload $(PRELOAD)) $(if $(TIMEOUT),--timeout $(
 	$(if $(JOBS),-n $(JOBS)) $(if $(FAMILY),--family $(FAMILY)) \
 	$(if $(K),-k "$(K)") $(if $(HOST),--host) $(if $(BASELINE),--baseline $(BASELINE)) \
 	$(if $(KERNEL),--kernel $(KERNEL)) $(if $(LIBC),--libc $(LIBC)) \
-	$(if $(KTAP),--ktap) $(if $(REPEAT),--repeat $(REPEAT)) $(if $(REPORT_DIR),--reports $(REPORT_DIR)) $(TESTS)
+	$(if $(KTAP),--ktap) $(if $(EXPECT),--expect $(EXPECT)) $(if $(REPEAT),--repeat $(REPEAT)) $(if $(REPORT_DIR),--reports $(REPORT_DIR)) $(TESTS)
 # What a run needs beyond the base packages.
 EXTRA_DEPS := $(if $(or $(KERNEL),$(filter musl,$(LIBC))),musl-tools) \
 	$(if $(KERNEL),busybox-static) $(if $(filter uml,$(KERNEL)),user-mode-linux) \

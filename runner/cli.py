@@ -16,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-from . import compare, discover, guest, report
+from . import compare, discover, expect, guest, report
 
 ROOT = discover.ROOT
 
@@ -53,6 +53,8 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--kernel", help="run under another kernel: uml, 6.1, 6.12 or a bzImage path")
     c.add_argument("--libc", choices=("glibc", "musl"), default="glibc",
                    help="musl: the static musl probes (build/static)")
+    c.add_argument("--expect", metavar="NAME|FILE",
+                   help="known deviations (expectations/NAME.tsv or a .tsv file) become xfail")
     c.add_argument("--ktap", action="store_true",
                    help="also print the run's results.ktap (KTAP v1) to stdout at the end")
     c.add_argument("--guest-timeout", type=float, default=900.0,
@@ -113,6 +115,12 @@ def cmd_check(a) -> int:
         raise CliError("--timeout must be a positive number of seconds")
     if a.repeat < 1:
         raise CliError("--repeat must be at least 1")
+    if a.expect:
+        try:
+            expect.load(expect.resolve(a.expect))
+        except (expect.ExpectError, OSError) as e:
+            raise CliError(str(e))
+        a.expect = str(expect.resolve(a.expect))
     if a.kernel:
         return cmd_guest(a)
     _writable(Path(a.reports))
@@ -136,6 +144,8 @@ def cmd_check(a) -> int:
             "--sp-build", str(build), "-p", "no:cacheprovider"]
     if a.preload:
         args += ["--sp-preload", a.preload]
+    if a.expect:
+        args += ["--sp-expect", a.expect]
     if a.host:
         args.append("--sp-host")
     for f in a.family or []:
@@ -236,6 +246,11 @@ def cmd_guest(a) -> int:
     env["isolation"] = "guest (%s)" % ",".join(modes)
     env["item_isolation"] = modes
     env["timeout_s"] = a.timeout
+    if a.expect:
+        table = expect.load(Path(a.expect))
+        for r in parsed["results"]:
+            expect.apply(r, table)
+        env["expectations"] = a.expect
     doc = report.build(parsed["results"], env, partial=not parsed["done"],
                        started=started, finished=time.time())
     d = report.write(doc, Path(a.reports))

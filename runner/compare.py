@@ -15,7 +15,8 @@ from pathlib import Path
 
 from . import catalogue, report
 
-RANK = {"pass": 0, "skip": 1, "broken": 2, "fail": 2, "error": 3, "timeout": 3}
+RANK = {"pass": 0, "xpass": 0, "skip": 1, "broken": 2, "fail": 2, "xfail": 2, "error": 3,
+        "timeout": 3}
 
 
 def label(doc: dict, path: str) -> str:

@@ -4,7 +4,8 @@ One subtest per catalogue behavior ID, in catalogue order; inside it one
 test line per item covering that ID (its family in the name). An item
 that covers two IDs appears under both. Skips carry `# SKIP reason`;
 timeouts `# TIMEOUT`, crashes `# ERROR`, unmet preconditions `# BROKEN`
-(all three are `not ok`); failed checks and messages are `# ` diagnostic
+(all three are `not ok`); known deviations (expectation files)
+`ok ... # XFAIL reason`; failed checks and messages are `# ` diagnostic
 lines before the result line. A KTAP parser that does not know nesting
 (plain TAP, Perl's prove) still reads the top level: one line per ID."""
 from __future__ import annotations
@@ -27,6 +28,11 @@ def _item_line(n: int, r: dict) -> list:
         return ["ok %d %s" % (n, name)]
     if v == "skip":
         return ["ok %d %s # SKIP %s" % (n, name, _clean(r.get("message") or "skipped"))]
+    if v == "xfail":
+        return ["ok %d %s # XFAIL %s" % (n, name, _clean(r["expected"]["reason"]))]
+    if v == "xpass":
+        return ["# XPASS: listed as %s (%s), passes now" % (
+            r["expected"]["verdict"], _clean(r["expected"]["reason"])), "ok %d %s" % (n, name)]
     diag = []
     if r.get("message"):
         diag.append("# " + _clean(r["message"]))
@@ -41,7 +47,7 @@ def _item_line(n: int, r: dict) -> list:
 
 def _id_verdict(rs: list) -> str:
     vs = {r["verdict"] for r in rs}
-    if vs - {"pass", "skip"}:
+    if vs - {"pass", "skip", "xfail", "xpass"}:
         return "not ok"
     return "skip" if vs == {"skip"} else "ok"
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from . import discover, execute, report
+from . import discover, execute, expect, report
 
 _KEY = "sockprobe_result"
 
@@ -32,6 +32,8 @@ def pytest_addoption(parser):
                 help="run on the host loopback, without namespaces")
     g.addoption("--sp-family", action="append", choices=("ipv4", "ipv6"),
                 help="only this address family (repeatable)")
+    g.addoption("--sp-expect", default=None,
+                help="expectation file (expectations/NAME.tsv): known deviations become xfail")
     g.addoption("--sp-repeat", type=int, default=1,
                 help="run every item N times (flake hunting); the report counts flips")
 
@@ -51,6 +53,8 @@ def pytest_configure(config):
     _config = config
     config._sp_results = []
     config._sp_started = time.time()
+    path = config.getoption("--sp-expect")
+    config._sp_expect = expect.load(expect.resolve(path)) if path else {}
     for fam in ("ipv4", "ipv6", "nofamily"):
         config.addinivalue_line("markers", "%s: items of that address family" % fam)
     for src in sorted(discover.CASES.glob("*.c")):
@@ -93,10 +97,13 @@ class ProbeItem(pytest.Item):
         rec = execute.run_item(self.sp_item, _settings(self.config))
         if self.sp_repeat:
             rec["repeat"] = self.sp_repeat
+        expect.apply(rec, self.config._sp_expect)
         self.user_properties.append((_KEY, json.dumps(rec)))
         if rec["verdict"] == "skip":
             pytest.skip(rec["message"] or "skipped by the probe")
-        if rec["verdict"] != "pass":
+        if rec["verdict"] == "xfail":
+            pytest.xfail(rec["message"])
+        if rec["verdict"] not in ("pass", "xpass"):
             raise ProbeFailure(rec)
 
     def repr_failure(self, excinfo, style=None):
@@ -144,6 +151,7 @@ def pytest_sessionfinish(session, exitstatus):
     env["item_isolation"] = modes
     env["timeout_s"] = s.timeout_s
     env["repeat"] = config.getoption("--sp-repeat")
+    env["expectations"] = config.getoption("--sp-expect")
     doc = report.build(results, env, partial=partial,
                        started=config._sp_started, finished=time.time())
     try:

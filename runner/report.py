@@ -20,7 +20,9 @@ from xml.sax.saxutils import escape, quoteattr
 from . import catalogue, ktap
 
 SCHEMA = "sockprobe-report/1"
-ORDER = ("pass", "fail", "error", "timeout", "broken", "skip")
+ORDER = ("pass", "fail", "error", "timeout", "broken", "skip", "xfail", "xpass")
+# xfail: a known deviation listed in an expectation file (runner/expect.py);
+# xpass: a listed deviation that passes now.
 # Verdicts that mean "a Must was not shown to hold": any of them makes a run
 # exit 1. broken: the test could not create its situation (LTP's TBROK).
 BAD = ("fail", "error", "timeout", "broken")
@@ -93,12 +95,13 @@ def junit(report: dict) -> str:
     out = ['<?xml version="1.0" encoding="UTF-8"?>']
     c = report["counts"]
     out.append('<testsuites name="sockprobe" tests="%d" failures="%d" errors="%d" skipped="%d">'
-               % (len(report["results"]), c["fail"], c["error"] + c["timeout"] + c["broken"], c["skip"]))
+               % (len(report["results"]), c["fail"], c["error"] + c["timeout"] + c["broken"],
+                  c["skip"] + c["xfail"]))
     for probe, rs in suites.items():
         cnt = Counter(r["verdict"] for r in rs)
         out.append('  <testsuite name=%s tests="%d" failures="%d" errors="%d" skipped="%d" time="%.3f">'
                    % (quoteattr("sockprobe." + probe), len(rs), cnt["fail"],
-                      cnt["error"] + cnt["timeout"] + cnt["broken"], cnt["skip"],
+                      cnt["error"] + cnt["timeout"] + cnt["broken"], cnt["skip"] + cnt["xfail"],
                       sum(r.get("duration_s", 0) for r in rs)))
         for r in rs:
             name = r["item"].split("/", 1)[-1]
@@ -112,7 +115,7 @@ def junit(report: dict) -> str:
             elif r["verdict"] in ("error", "timeout", "broken"):
                 out.append('      <error type="%s" message=%s>%s</error>'
                            % (r["verdict"], msg, escape(detail(r))))
-            elif r["verdict"] == "skip":
+            elif r["verdict"] in ("skip", "xfail"):
                 out.append('      <skipped message=%s/>' % msg)
             if r.get("observations"):
                 obs = "\n".join("%s = %s" % kv for kv in r["observations"].items())
@@ -152,7 +155,14 @@ def terminal_summary(doc: dict, run_dir: Path) -> list:
         lines.append("repeat %d: %d item(s) flipped verdict" % (env["repeat"], len(doc["flips"])))
         for item, counts in doc["flips"].items():
             lines.append("  FLIP %s: %s" % (item, ", ".join("%d %s" % (n, v) for v, n in counts.items())))
-    lines.append("verdicts: " + ", ".join("%d %s" % (doc["counts"][v], v) for v in ORDER))
+    fixed = [r for r in doc["results"] if r["verdict"] == "xpass"]
+    if fixed:
+        lines.append("%d known deviation(s) pass now (xpass): remove them from %s" % (
+            len(fixed), env.get("expectations") or "the expectation file"))
+        for r in fixed:
+            lines.append("  XPASS %s (listed: %s)" % (r["item"], r["expected"]["reason"]))
+    lines.append("verdicts: " + ", ".join("%d %s" % (doc["counts"].get(v, 0), v) for v in ORDER
+                                          if v not in ("xfail", "xpass") or doc["counts"].get(v)))
     rel = os.path.relpath(run_dir)
     lines.append("report: %s (also %s)" % (rel, os.path.join(os.path.dirname(rel), "latest")))
     return lines
