@@ -177,13 +177,15 @@ def cmd_check(a) -> int:
 
 
 def _judge_baseline(latest: Path, baseline: dict, where: str) -> int:
-    worse, known = compare.against_baseline(report.load(latest), baseline)
-    print("baseline %s: %d worse, %d known deviations" % (where, len(worse), len(known)))
-    for item, was, now in known:
-        print("  known: %s (%s in the baseline, %s now)" % (item, was, now))
-    for item, was, now in worse:
-        print("  WORSE: %s (%s in the baseline, %s now)" % (item, was, now))
-    return 1 if worse else 0
+    """Changes against a previous run first; exit 1 only for new failures."""
+    rows = compare.against_baseline(report.load(latest), baseline)
+    count = {c: sum(1 for r in rows if r[0] == c) for c in compare.CLASSES}
+    print("baseline %s: %s" % (where, ", ".join("%d %s" % (count[c], c) for c in compare.CLASSES)))
+    for cls, item, was, now in rows:
+        if cls != "unchanged":
+            print("  %s: %s (%s in the baseline, %s now)" % (
+                cls.upper(), item, was or "absent", now or "absent"))
+    return 1 if count["new failure"] else 0
 
 
 def cmd_compare(a) -> int:

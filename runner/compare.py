@@ -1,10 +1,19 @@
-"""Compare runs: two or more report.json files side by side, and baselines.
+"""Compare systems: report.json files side by side, and baselines.
 
-Rows are catalogue behavior IDs per family; each run's cell is the worst
-verdict of the items covering that ID there. Recorded values (the
-catalogue's "Record" lines) that differ between runs are listed under
-their item. Output: a terminal table, Markdown and one self-contained HTML
-page (no network needed to view it).
+Reports are grouped into systems by what they ran on (kernel, libc,
+preload, guest): several reports of one system (REPEAT= runs, or the same
+command run twice) tell run-to-run variation from real differences. Rows
+are catalogue behavior IDs per family; a system's cell is the worst
+verdict of the items covering that ID there, or "varies (a/b)" when its
+runs disagree. A recorded value (the catalogue's "Record" lines) is
+reported as differing only when it is stable within every system that
+has it and differs between systems; values that vary within one system
+are listed apart as "varies".
+
+The first lines say how many behaviors differ and which; then come rows
+whose verdicts differ, then stable values that differ, then what varies
+within a system; identical rows are folded. Output: a terminal text,
+Markdown and one self-contained HTML page (no network needed to view it).
 """
 from __future__ import annotations
 
@@ -17,154 +26,310 @@ from . import catalogue, report
 
 RANK = {"pass": 0, "xpass": 0, "skip": 1, "broken": 2, "fail": 2, "xfail": 2, "error": 3,
         "timeout": 3}
+NOT_RUN = "(not run)"
 
 
-def label(doc: dict, path: str) -> str:
+def label(doc: dict, path: str = "") -> str:
     env = doc.get("environment", {})
     parts = [env.get("kernel", "?"), env.get("libc", "?")]
     if env.get("preload"):
         parts.append("preload " + Path(env["preload"]).name)
+    if env.get("wrap"):
+        parts.append("wrap " + str(env["wrap"]))
+    if env.get("arch"):
+        parts.append(str(env["arch"]))
     if env.get("guest"):
         parts.append(env["guest"])
-    return " ".join(p for p in parts if p)
+    return " ".join(str(p) for p in parts if p)
 
 
 def worst(verdicts):
     return max(verdicts, key=lambda v: RANK.get(v, 9)) if verdicts else "-"
 
 
-def table(docs: list) -> dict:
-    """{(id, family): [verdict per run]} in catalogue order, and the
-    differing observations {(item): {key: [value per run]}}."""
+def _repeats(doc: dict) -> list:
+    """A REPEAT=N report holds N runs: one document per repeat."""
+    reps = sorted({r.get("repeat", 0) for r in doc["results"]})
+    if len(reps) < 2:
+        return [doc]
+    return [dict(doc, results=[r for r in doc["results"] if r.get("repeat", 0) == n])
+            for n in reps]
+
+
+def systems(docs: list, paths: list) -> "OrderedDict[str, list]":
+    """{system label: [(path, doc), ...]} in the order first seen; a
+    REPEAT report counts as one run per repeat."""
+    out = OrderedDict()
+    for p, d in zip(paths, docs):
+        for one in _repeats(d):
+            out.setdefault(label(d, p), []).append((p, one))
+    return out
+
+
+def _cell(values: list) -> tuple:
+    """One system's cell from its runs' values: (text, stable)."""
+    seen = []
+    for v in values:
+        if v not in seen:
+            seen.append(v)
+    if len(seen) == 1:
+        return seen[0], True
+    return "varies (%s)" % "/".join(seen), False
+
+
+def table(groups: "OrderedDict[str, list]") -> dict:
+    """Rows of verdicts and of recorded values, each with its class:
+    "differs" (stable and different between systems), "varies" (some
+    system disagrees with itself) or "same"."""
     order = list(catalogue.load())
-    cells = OrderedDict()
-    for i, doc in enumerate(docs):
-        for r in doc["results"]:
-            for id_ in r["ids"]:
-                if id_ not in order:
-                    order.append(id_)
-                cells.setdefault((id_, r["family"]), [[] for _ in docs])[i].append(r["verdict"])
+    n = len(groups)
+    verdicts = OrderedDict()   # (id, fam) -> [[worst verdict per run] per system]
+    values = OrderedDict()     # (item, key) -> [[value per run] per system]
+    for s, runs in enumerate(groups.values()):
+        for r_i, (_, doc) in enumerate(runs):
+            per_cell = {}
+            for r in doc["results"]:
+                for id_ in r["ids"]:
+                    if id_ not in order:
+                        order.append(id_)
+                    per_cell.setdefault((id_, r["family"]), []).append(r["verdict"])
+            for key, vs in per_cell.items():
+                verdicts.setdefault(key, [[] for _ in range(n)])[s].append(worst(vs))
+    for runs in groups.values():
+        for _, doc in runs:
+            for r in doc["results"]:
+                for k in r.get("observations", {}):
+                    values.setdefault((r["item"], k), [[] for _ in range(n)])
+    for s, runs in enumerate(groups.values()):
+        for _, doc in runs:
+            by_item = {r["item"]: r for r in doc["results"]}
+            for (item, k), cols in values.items():
+                if item in by_item:
+                    cols[s].append(by_item[item].get("observations", {}).get(k, "-"))
+
+    def classify(cols):
+        cells = [_cell(c) if c else (NOT_RUN, True) for c in cols]
+        stable = [t for t, ok in cells if ok and t != NOT_RUN]
+        if not all(ok for _, ok in cells):
+            kind = "varies"
+        elif len(set(stable)) > 1:
+            kind = "differs"
+        else:
+            kind = "same"
+        # a verdict row that differs between systems differs, even when
+        # another system varies
+        if kind == "varies" and len(set(stable)) > 1:
+            kind = "differs"
+        return [t for t, _ in cells], kind
+
     rows = OrderedDict()
     for id_ in order:
         for fam in ("ipv4", "ipv6", None):
-            if (id_, fam) in cells:
-                rows[(id_, fam)] = [worst(v) for v in cells[(id_, fam)]]
+            if (id_, fam) in verdicts:
+                rows[(id_, fam)] = classify(verdicts[(id_, fam)])
+    for key in sorted(verdicts, key=lambda k: (order.index(k[0]), str(k[1]))):
+        if key not in rows:
+            rows[key] = classify(verdicts[key])
     obs = OrderedDict()
-    items = OrderedDict()
-    for i, doc in enumerate(docs):
-        for r in doc["results"]:
-            items.setdefault(r["item"], [None] * len(docs))[i] = r
-    for item, rs in items.items():
-        keys = []
-        for r in rs:
-            for k in (r or {}).get("observations", {}):
-                if k not in keys:
-                    keys.append(k)
-        for k in keys:
-            vals = [(r or {}).get("observations", {}).get(k, "-") if r else "(not run)" for r in rs]
-            if len(set(vals)) > 1:
-                obs.setdefault(item, OrderedDict())[k] = vals
+    for key, cols in values.items():
+        cells, kind = classify(cols)
+        if kind != "same":
+            obs[key] = (cells, kind)
     return {"rows": rows, "observations": obs}
 
 
-def differs(row: list) -> bool:
+def headline(t: dict) -> list:
+    """The first screen: how many behaviors differ and which."""
+    ids = []
+    for (id_, _), (_, kind) in t["rows"].items():
+        if kind == "differs" and id_ not in ids:
+            ids.append(id_)
+    stable = sum(1 for _, kind in t["observations"].values() if kind == "differs")
+    varies = sum(1 for _, kind in list(t["rows"].values()) + list(t["observations"].values())
+                 if kind == "varies")
+    out = ["%d behavior%s differ%s between systems%s" % (
+        len(ids), "" if len(ids) == 1 else "s", "s" if len(ids) == 1 else "",
+        ": " + ", ".join(ids) if ids else "")]
+    out.append("%d recorded value%s differ%s (stable within each system); "
+               "%d row%s vary within a system" % (
+                   stable, "" if stable == 1 else "s", "s" if stable == 1 else "",
+                   varies, "" if varies == 1 else "s"))
+    return out
+
+
+def differs(row) -> bool:
+    """A row's verdicts differ between systems (row: (cells, kind) or a
+    plain list of cells)."""
+    if isinstance(row, tuple):
+        return row[1] == "differs"
     return len(set(row)) > 1
 
 
+def _sections(t: dict):
+    rows = t["rows"]
+    return ([(k, v) for k, v in rows.items() if v[1] == "differs"],
+            [(k, v) for k, v in t["observations"].items() if v[1] == "differs"],
+            [(k, v) for k, v in list(rows.items()) + list(t["observations"].items())
+             if v[1] == "varies"],
+            [(k, v) for k, v in rows.items() if v[1] == "same"])
+
+
 def render_text(labels, t) -> str:
+    diff, vals, varies, same = _sections(t)
+    out = headline(t) + [""] + ["system %s" % l for l in labels]
     w = max([len("behavior [family]")] + [len("%s [%s]" % (i, f or "-")) for i, f in t["rows"]])
     cols = [max(6, min(len(l), 28)) for l in labels]
-    out = ["%-*s  %s" % (w, "behavior [family]", "  ".join("%-*s" % (c, l[:c]) for c, l in zip(cols, labels)))]
-    for (i, f), row in t["rows"].items():
-        mark = " <" if differs(row) else ""
-        out.append("%-*s  %s%s" % (w, "%s [%s]" % (i, f or "-"),
-                                   "  ".join("%-*s" % (c, v) for c, v in zip(cols, row)), mark))
-    if t["observations"]:
-        out.append("")
-        out.append("recorded values that differ:")
-        for item, kv in t["observations"].items():
-            for k, vals in kv.items():
-                out.append("  %s %s: %s" % (item, k, " | ".join(vals)))
+    head = "%-*s  %s" % (w, "behavior [family]", "  ".join(
+        "%-*s" % (c, str(n)) for n, c in enumerate(cols, 1)))
+    if diff:
+        out += ["", "verdicts that differ:", head]
+        for (i, f), (row, _) in diff:
+            out.append("%-*s  %s <" % (w, "%s [%s]" % (i, f or "-"),
+                                       "  ".join("%-*s" % (c, v) for c, v in zip(cols, row))))
+    if vals:
+        out += ["", "recorded values that differ:"]
+        for (item, k), (row, _) in vals:
+            out.append("  %s %s: %s" % (item, k, " | ".join(row)))
+    if varies:
+        out += ["", "varies within a system (run-to-run, not a difference):"]
+        for key, (row, _) in varies:
+            name = "%s [%s]" % (key[0], key[1] or "-") if key in t["rows"] else "%s %s" % key
+            out.append("  %s: %s" % (name, " | ".join(row)))
+    out += ["", "%d identical row%s folded" % (len(same), "" if len(same) == 1 else "s")]
     return "\n".join(out) + "\n"
 
 
 def render_md(labels, paths, t) -> str:
-    out = ["# sockprobe comparison", ""]
-    for n, (l, p) in enumerate(zip(labels, paths), 1):
-        out.append("- run %d: %s (`%s`)" % (n, l, p))
-    out += ["", "| behavior | family | " + " | ".join("run %d" % n for n in range(1, len(labels) + 1)) + " |",
-            "|---|---|" + "---|" * len(labels)]
-    for (i, f), row in t["rows"].items():
-        cells = ["**%s**" % v if differs(row) else v for v in row]
-        out.append("| %s | %s | %s |" % (i, f or "-", " | ".join(cells)))
-    if t["observations"]:
+    diff, vals, varies, same = _sections(t)
+    n = len(labels)
+    runs = ["run %d" % i for i in range(1, n + 1)]
+    out = ["# sockprobe comparison", ""] + ["**%s**" % l for l in headline(t)[:1]] + \
+        headline(t)[1:] + [""]
+    for i, (l, ps) in enumerate(zip(labels, paths), 1):
+        out.append("- run %d: %s (%s)" % (i, l, ", ".join("`%s`" % p for p in ps)))
+
+    def verdict_table(rows, bold):
+        lines = ["", "| behavior | family | " + " | ".join(runs) + " |",
+                 "|---|---|" + "---|" * n]
+        for (i, f), (row, _) in rows:
+            cells = ["**%s**" % v if bold else v for v in row]
+            lines.append("| %s | %s | %s |" % (i, f or "-", " | ".join(cells)))
+        return lines
+
+    if diff:
+        out += ["", "## Verdicts that differ"] + verdict_table(diff, True)
+    if vals:
         out += ["", "## Recorded values that differ", "",
-                "| item | value | " + " | ".join("run %d" % n for n in range(1, len(labels) + 1)) + " |",
-                "|---|---|" + "---|" * len(labels)]
-        for item, kv in t["observations"].items():
-            for k, vals in kv.items():
-                out.append("| `%s` | %s | %s |" % (item, k, " | ".join(v.replace("|", "\\|") for v in vals)))
+                "| item | value | " + " | ".join(runs) + " |", "|---|---|" + "---|" * n]
+        for (item, k), (row, _) in vals:
+            out.append("| `%s` | %s | %s |" % (item, k, " | ".join(v.replace("|", "\\|") for v in row)))
+    if varies:
+        out += ["", "## Varies within a system", "",
+                "| row | " + " | ".join(runs) + " |", "|---|" + "---|" * n]
+        for key, (row, _) in varies:
+            name = "%s [%s]" % (key[0], key[1] or "-") if key in t["rows"] else "`%s` %s" % key
+            out.append("| %s | %s |" % (name, " | ".join(v.replace("|", "\\|") for v in row)))
+    out += ["", "<details><summary>%d identical rows</summary>" % len(same)]
+    out += verdict_table(same, False) + ["", "</details>"]
     return "\n".join(out) + "\n"
 
 
 CSS = """body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;margin:1em 0}
 td,th{border:1px solid #ccc;padding:.25em .6em;text-align:left;font-size:90%}
-tr.diff td{background:#fff4cc}.pass{color:#176f2c}.fail,.error,.timeout{color:#b00020;font-weight:bold}
-.skip{color:#666}code{font-size:90%}"""
+tr.diff td{background:#fff4cc}tr.varies td{background:#eef}.pass{color:#176f2c}
+.fail,.error,.timeout,.broken{color:#b00020;font-weight:bold}.skip{color:#666}code{font-size:90%}
+#summary{font-size:120%}"""
 
 
 def render_html(labels, paths, t) -> str:
     e = html.escape
+    diff, vals, varies, same = _sections(t)
+    n = len(labels)
+    ths = "".join("<th>run %d</th>" % i for i in range(1, n + 1))
+    head = headline(t)
     out = ["<!DOCTYPE html><html><head><meta charset='utf-8'><title>sockprobe comparison</title>",
-           "<style>%s</style></head><body><h1>sockprobe comparison</h1><ul>" % CSS]
-    for n, (l, p) in enumerate(zip(labels, paths), 1):
-        out.append("<li>run %d: %s (<code>%s</code>)</li>" % (n, e(l), e(str(p))))
-    ndiff = sum(differs(r) for r in t["rows"].values())
-    out.append("</ul><p>%d of %d rows differ (highlighted).</p><table><tr><th>behavior</th><th>family</th>%s</tr>"
-               % (ndiff, len(t["rows"]), "".join("<th>run %d</th>" % n for n in range(1, len(labels) + 1))))
-    for (i, f), row in t["rows"].items():
-        out.append("<tr%s><td>%s</td><td>%s</td>%s</tr>" % (
-            " class='diff'" if differs(row) else "", e(i), e(f or "-"),
-            "".join("<td class='%s'>%s</td>" % (e(v), e(v)) for v in row)))
+           "<style>%s</style></head><body><h1>sockprobe comparison</h1>" % CSS,
+           "<p id='summary'>%s</p><p>%s</p><ul>" % (e(head[0]), e(head[1]))]
+    for i, (l, ps) in enumerate(zip(labels, paths), 1):
+        out.append("<li>run %d: %s (%s)</li>" % (i, e(l), ", ".join(
+            "<code>%s</code>" % e(str(p)) for p in ps)))
+    out.append("</ul>")
+
+    def rows_html(rows, cls):
+        for (i, f), (row, _) in rows:
+            out.append("<tr class='%s' data-id='%s'><td>%s</td><td>%s</td>%s</tr>" % (
+                cls, e(i), e(i), e(f or "-"),
+                "".join("<td class='%s'>%s</td>" % (e(v.split(" ")[0]), e(v)) for v in row)))
+
+    out.append("<table id='verdicts'><tr><th>behavior</th><th>family</th>%s</tr>" % ths)
+    rows_html(diff, "diff")
+    rows_html([(k, v) for k, v in varies if k in t["rows"]], "varies")
     out.append("</table>")
-    if t["observations"]:
-        out.append("<h2>Recorded values that differ</h2><table><tr><th>item</th><th>value</th>%s</tr>"
-                   % "".join("<th>run %d</th>" % n for n in range(1, len(labels) + 1)))
-        for item, kv in t["observations"].items():
-            for k, vals in kv.items():
-                out.append("<tr class='diff'><td><code>%s</code></td><td>%s</td>%s</tr>" % (
-                    e(item), e(k), "".join("<td>%s</td>" % e(v) for v in vals)))
+    if vals or any(k not in t["rows"] for k, _ in varies):
+        out.append("<h2>Recorded values</h2><table id='values'><tr><th>item</th><th>value</th>%s</tr>"
+                   % ths)
+        for cls, rows in (("diff", vals), ("varies", [(k, v) for k, v in varies if k not in t["rows"]])):
+            for (item, k), (row, _) in rows:
+                out.append("<tr class='%s'><td><code>%s</code></td><td>%s</td>%s</tr>" % (
+                    cls, e(item), e(k), "".join("<td>%s</td>" % e(v) for v in row)))
         out.append("</table>")
-    out.append("</body></html>")
+    out.append("<details id='same'><summary>%d identical rows</summary><table>"
+               "<tr><th>behavior</th><th>family</th>%s</tr>" % (len(same), ths))
+    rows_html(same, "same")
+    out.append("</table></details></body></html>")
     return "\n".join(out) + "\n"
 
 
 def compare(paths: list, out_dir: Path) -> tuple:
-    """Write compare.md and compare.html; return (text, any_verdict_differs, dir)."""
+    """Write compare.md and compare.html; return (text, any_verdict_differs
+    between systems, dir)."""
     if len(paths) < 2:
         raise report.ReportError("compare needs at least two reports")
     docs = [report.load(p) for p in paths]
-    labels = [label(d, p) for d, p in zip(docs, paths)]
-    t = table(docs)
+    groups = systems(docs, [str(p) for p in paths])
+    labels = list(groups)
+    grouped_paths = [list(OrderedDict.fromkeys(p for p, _ in runs)) for runs in groups.values()]
+    t = table(groups)
     stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%d-%H%M%S-%f")
     d = out_dir / ("compare-" + stamp)
     d.mkdir(parents=True)
-    (d / "compare.md").write_text(render_md(labels, paths, t))
-    (d / "compare.html").write_text(render_html(labels, paths, t))
-    numbered = ["%d: %s" % (n, l) for n, l in enumerate(labels, 1)]
+    (d / "compare.md").write_text(render_md(labels, grouped_paths, t))
+    (d / "compare.html").write_text(render_html(labels, grouped_paths, t))
+    numbered = ["%d: %s (%d run%s)" % (i, l, len(runs), "" if len(runs) == 1 else "s")
+                for i, (l, runs) in enumerate(groups.items(), 1)]
     return render_text(numbered, t), any(differs(r) for r in t["rows"].values()), d
 
 
-def against_baseline(current: dict, baseline: dict) -> tuple:
-    """Items worse than in the baseline, and known deviations (not passing
-    in both). Items the baseline lacks count as new: worse if not passing."""
-    base = {r["item"]: r for r in baseline["results"]}
-    worse, known = [], []
-    for r in current["results"]:
-        b = base.get(r["item"])
-        bv = b["verdict"] if b else "pass"
-        if RANK.get(r["verdict"], 9) >= 2 and RANK.get(bv, 9) >= 2:
-            known.append((r["item"], bv, r["verdict"]))
-        elif RANK.get(r["verdict"], 9) > RANK.get(bv, 9) and RANK.get(r["verdict"], 9) >= 2:
-            worse.append((r["item"], bv, r["verdict"]))
-    return worse, known
+# ---- baselines -------------------------------------------------------------
+
+CLASSES = ("new failure", "fixed", "new test", "gone", "unchanged")
+
+
+def _bad(v) -> bool:
+    return RANK.get(v, 9) >= 2 and v != "xfail"
+
+
+def against_baseline(current: dict, baseline: dict) -> list:
+    """Every item of either run classified against the baseline:
+    [(class, item, baseline verdict or None, current verdict or None)],
+    changes first. "new failure": failing now and not failing in the
+    baseline (a new test that fails is one too); "fixed": failing in the
+    baseline, not now; "new test"/"gone": only in one of them; otherwise
+    "unchanged" (also a failure in both: a known deviation)."""
+    base = {r["item"]: r["verdict"] for r in baseline["results"]}
+    now = {r["item"]: r["verdict"] for r in current["results"]}
+    out = []
+    for item in sorted(set(base) | set(now)):
+        b, c = base.get(item), now.get(item)
+        if c is None:
+            cls = "gone"
+        elif _bad(c) and (b is None or not _bad(b)):
+            cls = "new failure"
+        elif b is None:
+            cls = "new test"
+        elif _bad(b) and not _bad(c) and c != "skip":
+            cls = "fixed"
+        else:
+            cls = "unchanged"
+        out.append((cls, item, b, c))
+    return sorted(out, key=lambda x: (CLASSES.index(x[0]), x[1]))

@@ -46,13 +46,52 @@ def test_identical_runs_agree(tmp_path):
     assert not differ
 
 
-def test_baseline_separates_regressions_from_known_deviations():
-    base = doc("6.1", {"tcp/x[ipv4]": "fail", "tcp/y[ipv4]": "pass", "proc/z": "pass"})
+def test_baseline_classifies_every_item_changes_first():
+    base = doc("6.1", {"tcp/x[ipv4]": "fail", "tcp/y[ipv4]": "pass", "proc/z": "pass",
+                       "proc/fixed": "fail", "proc/old": "pass"})
     now = doc("6.1", {"tcp/x[ipv4]": "fail", "tcp/y[ipv4]": "timeout", "proc/z": "pass",
-                      "proc/new": "error"})
-    worse, known = compare.against_baseline(now, base)
-    assert [w[0] for w in worse] == ["proc/new", "tcp/y[ipv4]"]
-    assert [k[0] for k in known] == ["tcp/x[ipv4]"]
+                      "proc/new": "error", "proc/fixed": "pass", "proc/added": "pass"})
+    rows = compare.against_baseline(now, base)
+    assert [(c, i) for c, i, _, _ in rows] == [
+        ("new failure", "proc/new"), ("new failure", "tcp/y[ipv4]"), ("fixed", "proc/fixed"),
+        ("new test", "proc/added"), ("gone", "proc/old"),
+        ("unchanged", "proc/z"), ("unchanged", "tcp/x[ipv4]")]
+
+
+def test_two_runs_of_one_system_show_no_differences(tmp_path):
+    a = write(tmp_path, "a.json", doc("6.1", {"tcp/x[ipv4]": "pass"}, {"tcp/x[ipv4]": {"n": "1"}}))
+    b = write(tmp_path, "b.json", doc("6.1", {"tcp/x[ipv4]": "pass"}, {"tcp/x[ipv4]": {"n": "1"}}))
+    text, differ, _ = compare.compare([a, b], tmp_path)
+    assert not differ
+    assert text.startswith("0 behaviors differ between systems\n")
+
+
+def test_values_that_vary_within_a_system_are_not_differences(tmp_path):
+    a1 = write(tmp_path, "a1.json", doc("6.1", {"tcp/x[ipv4]": "pass", "proc/z": "pass"},
+                                        {"tcp/x[ipv4]": {"calls": "1"}, "proc/z": {"st": "Z"}}))
+    a2 = write(tmp_path, "a2.json", doc("6.1", {"tcp/x[ipv4]": "pass", "proc/z": "fail"},
+                                        {"tcp/x[ipv4]": {"calls": "2"}, "proc/z": {"st": "Z"}}))
+    b = write(tmp_path, "b.json", doc("6.12", {"tcp/x[ipv4]": "pass", "proc/z": "pass"},
+                                      {"tcp/x[ipv4]": {"calls": "2"}, "proc/z": {"st": "S"}}))
+    text, differ, d = compare.compare([a1, a2, b], tmp_path)
+    assert not differ
+    assert "tcp/x[ipv4] calls: varies (1/2) | 2" in text
+    assert "PROC-ZOMBIE [-]: varies (pass/fail) | pass" in text
+    assert "proc/z st: Z | S" in text.split("recorded values that differ:")[1]
+    assert "1 recorded value differs" in text
+    page = (d / "compare.html").read_text()
+    assert page.index("id='summary'") < page.index("<table")
+
+
+def test_differing_verdicts_come_first_and_are_named(tmp_path):
+    a = write(tmp_path, "a.json", doc("6.1", {"tcp/x[ipv4]": "fail", "proc/z": "pass"}))
+    b = write(tmp_path, "b.json", doc("6.12", {"tcp/x[ipv4]": "pass", "proc/z": "pass"}))
+    text, differ, d = compare.compare([a, b], tmp_path)
+    assert differ
+    assert text.splitlines()[0] == "1 behavior differs between systems: TCP-BOUNDARY-COALESCE"
+    assert "1 identical row folded" in text
+    md = (d / "compare.md").read_text()
+    assert md.index("TCP-BOUNDARY-COALESCE") < md.index("PROC-ZOMBIE")
 
 
 def run_cli(*args):
@@ -81,7 +120,7 @@ def test_check_against_a_baseline(tmp_path):
     p = write(tmp_path, "base.json", base)
     r = run_cli("check", "-q", "--reports", str(tmp_path / "r"), "--baseline", p,
                 "tcp/tcp_connect_binds_ephemeral_port[ipv4]")
-    assert r.returncode == 0 and "0 worse, 0 known deviations" in r.stdout
+    assert r.returncode == 0 and "0 new failure" in r.stdout, r.stdout
     r = run_cli("check", "-q", "--baseline", str(tmp_path / "none.json"), "tcp")
     assert r.returncode == 2 and "baseline" in r.stderr and "no such report" in r.stderr
 
@@ -90,3 +129,15 @@ def test_bad_kernel_argument_is_one_line():
     r = run_cli("check", "--kernel", "7.7")
     assert r.returncode == 2 and "KERNEL must be uml" in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
+
+
+def test_a_repeat_report_counts_as_several_runs(tmp_path):
+    d = doc("6.1", {"tcp/x[ipv4]": "pass"}, {"tcp/x[ipv4]": {"n": "1"}})
+    r2 = dict(d["results"][0], repeat=2, observations={"n": "2"})
+    d["results"][0]["repeat"] = 1
+    d["results"].append(r2)
+    a = write(tmp_path, "a.json", d)
+    b = write(tmp_path, "b.json", doc("6.12", {"tcp/x[ipv4]": "pass"}, {"tcp/x[ipv4]": {"n": "1"}}))
+    text, differ, _ = compare.compare([a, b], tmp_path)
+    assert "1: 6.1 glibc (2 runs)" in text
+    assert "tcp/x[ipv4] n: varies (1/2) | 1" in text
