@@ -3,6 +3,7 @@
 #
 #   make check    build and run the suite on this machine's kernel
 #   make test     the project's own tests (fixtures, runner, faults, suite)
+#   make test-browser  the comparison page rendered in headless Chromium
 #   make list     the tests with their catalogue IDs
 #
 # make check options (make variables):
@@ -46,7 +47,7 @@ EXTRA_DEPS := $(if $(or $(KERNEL),$(filter musl,$(LIBC))),musl-tools) \
 	$(if $(KERNEL),busybox-static) $(if $(filter uml,$(KERNEL)),user-mode-linux) \
 	$(if $(filter-out uml,$(KERNEL)),qemu-system-x86)
 
-.PHONY: all binaries static check check-kernels compare bench soak test list deps clean
+.PHONY: test-browser all binaries static check check-kernels compare bench soak test list deps clean
 .SECONDARY:
 .DELETE_ON_ERROR:
 
@@ -91,6 +92,12 @@ test:
 	$$py -m pytest -q tests && \
 	echo "== the suite on this machine's kernel" && \
 	$$py -m runner check -q -n 2
+
+# The comparison page in a real browser (headless Chromium from Debian).
+test-browser:
+	@scripts/deps.sh chromium
+	@$(MAKE) --no-print-directory binaries
+	@$$(scripts/find-python) -m pytest -q -m browser tests/test_browser.py
 
 # Static musl builds of the probes and sp-isolate, for guest kernels and
 # LIBC=musl; they use fixtures/lite (a minimal cmocka-compatible runner).

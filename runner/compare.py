@@ -202,11 +202,11 @@ def render_text(labels, t) -> str:
 def render_md(labels, paths, t) -> str:
     diff, vals, varies, same = _sections(t)
     n = len(labels)
-    runs = ["run %d" % i for i in range(1, n + 1)]
+    runs = ["system %d" % i for i in range(1, n + 1)]
     out = ["# sockprobe comparison", ""] + ["**%s**" % l for l in headline(t)[:1]] + \
         headline(t)[1:] + [""]
     for i, (l, ps) in enumerate(zip(labels, paths), 1):
-        out.append("- run %d: %s (%s)" % (i, l, ", ".join("`%s`" % p for p in ps)))
+        out.append("- system %d: %s (%s)" % (i, l, ", ".join("`%s`" % p for p in ps)))
 
     def verdict_table(rows, bold):
         lines = ["", "| behavior | family | " + " | ".join(runs) + " |",
@@ -245,13 +245,13 @@ def render_html(labels, paths, t) -> str:
     e = html.escape
     diff, vals, varies, same = _sections(t)
     n = len(labels)
-    ths = "".join("<th>run %d</th>" % i for i in range(1, n + 1))
+    ths = "".join("<th>system %d</th>" % i for i in range(1, n + 1))
     head = headline(t)
     out = ["<!DOCTYPE html><html><head><meta charset='utf-8'><title>sockprobe comparison</title>",
            "<style>%s</style></head><body><h1>sockprobe comparison</h1>" % CSS,
            "<p id='summary'>%s</p><p>%s</p><ul>" % (e(head[0]), e(head[1]))]
     for i, (l, ps) in enumerate(zip(labels, paths), 1):
-        out.append("<li>run %d: %s (%s)</li>" % (i, e(l), ", ".join(
+        out.append("<li>system %d: %s (%s)</li>" % (i, e(l), ", ".join(
             "<code>%s</code>" % e(str(p)) for p in ps)))
     out.append("</ul>")
 
