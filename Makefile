@@ -84,7 +84,7 @@ list: deps
 	@$(PYTHON) -m runner list
 
 test:
-	@scripts/deps.sh musl-tools busybox-static perl python3-yaml
+	@scripts/deps.sh musl-tools busybox-static perl python3-yaml libsocket-wrapper
 	@$(MAKE) --no-print-directory binaries static
 	@py=$(PYTHON) && \
 	echo "== fixture library (cmocka)" && $(BUILD)/fixtures-test && \

@@ -137,6 +137,17 @@ def detail(r: dict) -> str:
     return "\n".join(lines)
 
 
+def premise_refusals(doc: dict) -> dict:
+    """{what the stack refused: items}: set-ups the stack under test
+    rejected although the kernel has them (observation premise_refused)."""
+    out = Counter()
+    for r in doc["results"]:
+        what = r.get("observations", {}).get("premise_refused")
+        if what:
+            out[what] += 1
+    return dict(sorted(out.items()))
+
+
 def terminal_summary(doc: dict, run_dir: Path) -> list:
     """The lines every kind of run ends with: the system, what was not
     covered, partial runs and flips, per-verdict counts, the report path."""
@@ -155,6 +166,11 @@ def terminal_summary(doc: dict, run_dir: Path) -> list:
         lines.append("repeat %d: %d item(s) flipped verdict" % (env["repeat"], len(doc["flips"])))
         for item, counts in doc["flips"].items():
             lines.append("  FLIP %s: %s" % (item, ", ".join("%d %s" % (n, v) for v, n in counts.items())))
+    refused = premise_refusals(doc)
+    if refused:
+        lines.append("the stack under test refused a premise in %d item(s) (a finding against "
+                     "the stack, not the environment): %s" % (
+                         sum(refused.values()), "; ".join("%s (%d)" % kv for kv in refused.items())))
     fixed = [r for r in doc["results"] if r["verdict"] == "xpass"]
     if fixed:
         lines.append("%d known deviation(s) pass now (xpass): remove them from %s" % (
@@ -183,6 +199,11 @@ def summary(report: dict) -> str:
         env.get("kernel", "?"), env.get("machine", "?"), env.get("libc", "?"),
         env.get("libc_version", ""), env.get("isolation", "?"), env.get("preload") or "none"))
     lines += ["", "Verdicts: " + ", ".join("%d %s" % (c[v], v) for v in ORDER), ""]
+    refused = premise_refusals(report)
+    if refused:
+        lines += ["**Premises the stack under test refused** (the kernel has them; a finding "
+                  "against the stack, not the environment): " +
+                  "; ".join("%s in %d item(s)" % kv for kv in refused.items()), ""]
     lines += ["| behavior | ipv4 | ipv6 | no family | observations |",
               "|---|---|---|---|---|"]
     for i, rs in by_id.items():

@@ -139,3 +139,19 @@ def test_preload_reaches_the_probe_only(tmp_path, monkeypatch):
 def test_no_preload_means_none(tmp_path):
     r = run_script(tmp_path, PRINT_ENV)
     assert r["observations"]["preload"] == "none"
+
+
+SOCKET_WRAPPER = "/usr/lib/x86_64-linux-gnu/libsocket_wrapper.so"
+
+
+@pytest.mark.skipif(not os.path.exists(SOCKET_WRAPPER), reason="libsocket-wrapper is not installed")
+def test_a_stack_that_refuses_ipv6_loopback_is_a_finding_not_a_skip(tmp_path, monkeypatch):
+    """socket_wrapper rejects ::1 although the kernel has it: broken with
+    premise_refused, not the skip of a machine without IPv6."""
+    from runner import discover
+    monkeypatch.setenv("SOCKET_WRAPPER_DIR", str(tmp_path))
+    it = [i for i in discover.all_items() if i.probe == "tcp" and i.family == "ipv6"][0]
+    r = execute.run_item(it, settings(preload=SOCKET_WRAPPER))
+    assert r["verdict"] == "broken", r
+    assert r["observations"]["premise_refused"] == "bind(::1): EADDRNOTAVAIL"
+    assert "refused the premise" in r["message"]
