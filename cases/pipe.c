@@ -7,8 +7,9 @@
  *                      bytes come out in order, in any pieces; the wrong
  *                      end refuses (EBADF).
  *  2. PIPE-ACROSS-FORK the pipe belongs to the kernel: after fork parent
- *                      and child talk through it, and the child's read
- *                      blocks until the parent writes.
+ *                      and child talk through it, both ways; the child's
+ *                      read blocks until the parent writes, and the
+ *                      parent's until the child writes.
  *  3. PIPE-TWO-WAY     with one pipe a process reads back its own message;
  *                      with two, each side gets only the other's.
  *  4. PIPE-EOF         while any write end is open the reader waits; once
@@ -81,7 +82,12 @@ static int echo_upper(void *arg)
 	ssize_t n = read(a->down[0], buf, sizeof(buf)); /* blocks: pipe is empty */
 	for (ssize_t i = 0; i < n; i++)
 		buf[i] = (char)(buf[i] - 'a' + 'A');
-	return n == 4 && write(a->up[1], buf, 4) == 4 ? 0 : 1;
+	if (n != 4 || write(a->up[1], buf, 4) != 4)
+		return 1;
+	/* The other way: the parent's read blocks until this write. */
+	if (sp_have_proc() && !sp_wait_proc_state(getppid(), 'S'))
+		return 2;
+	return write(a->up[1], "pong", 4) == 4 ? 0 : 3;
 }
 
 SP_TEST(pipe_connects_parent_and_child)
@@ -103,6 +109,14 @@ SP_TEST(pipe_connects_parent_and_child)
 	ASSERT_EQ(4, write(a.down[1], "ping", 4));
 	ASSERT_EQ(4, sp_read_all(a.up[0], buf, 4));
 	ASSERT_MEM_EQ("PING", buf, 4);
+	/* Parent side: a plain blocking read() waits for the child's write. */
+	sp_watchdog(sp_wait_ms());
+	ssize_t n = read(a.up[0], buf, 4);
+	int err = errno;
+	sp_watchdog(0);
+	ASSERT_TRUE(n == 4, "the parent's blocking read returns the child's write (got %zd, %s)",
+		    n, n < 0 ? sp_errno_name(err) : "-");
+	ASSERT_MEM_EQ("pong", buf, 4);
 	sp_reap_exit(child, 0); /* the child read and answered */
 }
 

@@ -10,8 +10,9 @@
  *  2. PROC-FORK-COPIES      the child's memory (data, stack, heap, private
  *                           mappings) is a copy, in both directions.
  *  3. PROC-FORK-SHARES-FDS  a socket stays open until every copy is closed.
- *  4. PROC-ZOMBIE           an exited, unwaited child is in state Z and stays
- *                           so until its status is collected.
+ *  4. PROC-ZOMBIE           an exited (or killed), unwaited child is in state
+ *                           Z and stays so until its status is collected, by
+ *                           waitpid(), waitid() or wait(); then it is gone.
  *  5. PROC-WAIT-REAPS       wait(), waitpid(pid), waitpid(-1) and waitid()
  *                           give pid and status: exit codes over 0-255
  *                           (exit(N), `return N` from main, exit(263) is 7)
@@ -171,39 +172,72 @@ SP_TEST(fork_shares_descriptors_until_every_copy_closes)
 /* 4. An exited child that was not waited for is a zombie until reaped. */
 static int exit_3(void *arg) { (void)arg; return 3; }
 
+static int held_forever(void *arg)
+{
+	sp_barrier_wait(arg); /* killed before the bound runs out */
+	return 0;
+}
+
 SP_TEST(exited_child_is_a_zombie_until_waited)
 {
-	(void)ctx;
-	pid_t pid = sp_fork(exit_3, NULL);
+	static const char *collect[] = { "waitpid(pid)", "waitid(P_PID)", "wait()" };
 	int proc = sp_have_proc();
+	(void)ctx;
 
 	RECORD("state_source", "%s", proc ? "/proc" : "waitid(WNOWAIT)");
-	if (proc) {
-		ASSERT_TRUE(sp_wait_proc_state(pid, 'Z'),
-			    "the exited child shows state Z (state %c)", sp_proc_state(pid));
-	} else {
+	for (int how = 0; how < 3; how++) {
+		/* An exit(3), or (the last round) a death by SIGKILL. */
+		struct sp_barrier hold;
+		sp_barrier_init(&hold);
+		pid_t pid = how < 2 ? sp_fork(exit_3, NULL) : sp_fork(held_forever, &hold);
+		if (how == 2)
+			ASSERT_SYS(kill(pid, SIGKILL));
+		if (proc) {
+			ASSERT_TRUE(sp_wait_proc_state(pid, 'Z'),
+				    "the ended child shows state Z (state %c)", sp_proc_state(pid));
+		} else {
+			siginfo_t si;
+			memset(&si, 0, sizeof(si));
+			sp_watchdog(sp_wait_ms());
+			ASSERT_SYS(waitid(P_PID, (id_t)pid, &si, WEXITED | WNOWAIT));
+			sp_watchdog(0);
+		}
+		/* It stays a zombie while nobody waits: still there, still waitable. */
+		ASSERT_SYS(kill(pid, 0));
+		ASSERT_TRUE(has_exited_unwaited(pid), "the zombie still holds its status");
+		if (proc)
+			ASSERT_EQ('Z', sp_proc_state(pid));
+
+		int st = 0;
+		pid_t w = -1;
 		siginfo_t si;
 		memset(&si, 0, sizeof(si));
 		sp_watchdog(sp_wait_ms());
-		ASSERT_SYS(waitid(P_PID, (id_t)pid, &si, WEXITED | WNOWAIT));
+		if (how == 0) {
+			w = waitpid(pid, &st, 0);
+		} else if (how == 1) {
+			if (waitid(P_PID, (id_t)pid, &si, WEXITED) == 0)
+				w = si.si_pid;
+			st = si.si_code == CLD_EXITED ? si.si_status << 8 : 0x7f; /* as wait() */
+		} else {
+			w = wait(&st);
+		}
 		sp_watchdog(0);
+		ASSERT_TRUE(w == pid, "%s collects the zombie %d (returned %d)", collect[how],
+			    (int)pid, (int)w);
+		sp_untrack_child(pid);
+		if (how < 2)
+			ASSERT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 3,
+				    "the zombie's status: exited 3 (%s)", sp_status_str(st));
+		else
+			ASSERT_TRUE(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL,
+				    "the zombie's status: killed by SIGKILL (%s)", sp_status_str(st));
+		ASSERT_ERRNO(kill(pid, 0), ESRCH); /* gone once collected */
+		if (proc)
+			ASSERT_EQ(0, sp_proc_state(pid));
+		ASSERT_TRUE(!has_exited_unwaited(pid), "nothing left to collect");
+		sp_barrier_close(&hold);
 	}
-	/* It stays a zombie while nobody waits: still there, still waitable. */
-	ASSERT_SYS(kill(pid, 0));
-	ASSERT_TRUE(has_exited_unwaited(pid), "the zombie still holds its status");
-	if (proc)
-		ASSERT_EQ('Z', sp_proc_state(pid));
-
-	int st;
-	sp_watchdog(sp_wait_ms());
-	ASSERT_EQ(pid, waitpid(pid, &st, 0));
-	sp_watchdog(0);
-	sp_untrack_child(pid);
-	ASSERT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 3, "the zombie's status: exited 3 (%s)",
-		    sp_status_str(st));
-	ASSERT_ERRNO(kill(pid, 0), ESRCH); /* gone once collected */
-	if (proc)
-		ASSERT_EQ(0, sp_proc_state(pid));
 }
 
 /* 5. wait(), waitpid() and waitid() give the pid and the status:
