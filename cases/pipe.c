@@ -152,6 +152,10 @@ SP_TEST(one_pipe_reads_back_own_message_two_pipes_do_not)
 	ASSERT_EQ(5, write(t.to_child[1], "hello", 5));
 	ASSERT_EQ(5, sp_read_all(t.to_parent[0], buf, 5));
 	ASSERT_MEM_EQ("world", buf, 5);
+	/* Only the other side's words: our "hello" is not there as well. */
+	ASSERT_EQ(0, sp_poll(t.to_parent[0], POLLIN, 0));
+	sp_set_nonblock(t.to_child[0], 1);
+	ASSERT_ERRNO(read(t.to_child[0], buf, sizeof(buf)), EAGAIN); /* the child took it all */
 	sp_reap_exit(child, 0); /* the child got "hello", not its own words */
 }
 

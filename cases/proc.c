@@ -9,7 +9,8 @@
  *                           the child; both go on after the call.
  *  2. PROC-FORK-COPIES      the child's memory (data, stack, heap, private
  *                           mappings) is a copy, in both directions.
- *  3. PROC-FORK-SHARES-FDS  a socket stays open until every copy is closed.
+ *  3. PROC-FORK-SHARES-FDS  a socket stays open until every copy is closed,
+ *                           whether the parent or the child closes first.
  *  4. PROC-ZOMBIE           an exited (or killed), unwaited child is in state
  *                           Z and stays so until its status is collected, by
  *                           waitpid(), waitid() or wait(); then it is gone.
@@ -72,7 +73,7 @@ static int has_exited_unwaited(pid_t pid)
 }
 
 /* 1. fork() returns twice: the child's pid in the parent, 0 in the child. */
-struct fork_report { pid_t ret, self; };
+struct fork_report { pid_t ret, self, parent; };
 
 SP_TEST(fork_returns_child_pid_in_parent_and_zero_in_child)
 {
@@ -84,7 +85,7 @@ SP_TEST(fork_returns_child_pid_in_parent_and_zero_in_child)
 	pid_t ret = ASSERT_SYS(fork());
 	if (ret == 0) {
 		/* Child: report what fork() returned here and who we are. */
-		struct fork_report r = { ret, getpid() };
+		struct fork_report r = { ret, getpid(), getppid() };
 		_exit(write(p[1], &r, sizeof(r)) == sizeof(r) ? 0 : 1);
 	}
 	sp_track_child(ret);
@@ -94,6 +95,7 @@ SP_TEST(fork_returns_child_pid_in_parent_and_zero_in_child)
 	RECORD("fork_in_child", "%d", (int)child.ret);
 	ASSERT_EQ(0, child.ret);
 	ASSERT_EQ(child.self, ret);
+	ASSERT_EQ(getpid(), child.parent); /* the caller of fork() is its parent */
 	ASSERT_TRUE(ret != getpid(), "the child is another process");
 	sp_reap_exit(ret, 0); /* the child ran on and exited */
 }
@@ -151,6 +153,11 @@ static int echo_once(void *arg)
 	return n == 5 && write(e->fd, buf, 5) == 5 ? 0 : 1;
 }
 
+static int close_copy(void *arg)
+{
+	return close(*(int *)arg) == 0 ? 0 : 1;
+}
+
 SP_TEST(fork_shares_descriptors_until_every_copy_closes)
 {
 	int client, server;
@@ -167,6 +174,16 @@ SP_TEST(fork_shares_descriptors_until_every_copy_closes)
 	sp_reap_exit(pid, 0); /* the child echoed; the last copy goes with it */
 	ASSERT_TRUE(sp_poll(client, POLLIN, sp_wait_ms()), "EOF after the last copy closed");
 	ASSERT_EQ(0, read(client, buf, 1));
+
+	/* The other way round: the child closes its copy; ours still works. */
+	sp_tcp_pair(ctx, &client, &server);
+	sp_reap_exit(sp_fork(close_copy, &server), 0);
+	ASSERT_EQ(0, sp_poll(client, POLLIN, 0)); /* no EOF for the client */
+	ASSERT_EQ(5, write(server, "again", 5));
+	ASSERT_EQ(5, sp_read_all(client, buf, 5));
+	ASSERT_MEM_EQ("again", buf, 5);
+	ASSERT_EQ(2, write(client, "ok", 2));
+	ASSERT_EQ(2, sp_read_all(server, buf, 2));
 }
 
 /* 4. An exited child that was not waited for is a zombie until reaped. */
