@@ -189,6 +189,8 @@ SP_TEST(pipe_reader_gets_eof_after_last_writer_closes)
 	ASSERT_MEM_EQ("ta", buf, 2);
 	ASSERT_EQ(2, read(fds[0], buf, sizeof(buf)));
 	ASSERT_MEM_EQ("il", buf, 2);
+	ASSERT_TRUE(sp_poll(fds[0], POLLIN, sp_wait_ms()) & (POLLIN | POLLHUP),
+		    "EOF is signalled once the data is read (within %d ms)", sp_wait_ms());
 	ASSERT_EQ(0, read(fds[0], buf, sizeof(buf))); /* then EOF */
 	ASSERT_EQ(0, read(fds[0], buf, sizeof(buf))); /* and EOF again */
 }
