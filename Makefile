@@ -9,7 +9,7 @@
 # make check options (make variables):
 #   PRELOAD=/abs/lib.so  LD_PRELOAD a socket stack into every probe
 #   TESTS="tcp udp/udp_keeps_datagram_boundaries"  a selection
-#   JOBS=2               parallel items (pytest-xdist -n)
+#   JOBS=2               parallel workers (pytest-xdist -n; default: nproc, 0 = none)
 #   TIMEOUT=5            seconds per item
 #   FAMILY=ipv4          one address family only
 #   K="expr"             pytest -k expression
@@ -36,9 +36,10 @@ PROBES  := $(patsubst cases/%.c,$(BUILD)/probes/%,$(CASES))
 FIXOBJ  := $(BUILD)/obj/sp_protocol.o $(BUILD)/obj/sp_fixtures.o $(BUILD)/obj/sp_capture.o $(BUILD)/obj/sp_ns.o
 LIBS    := -lcmocka
 PYTHON   = $$(scripts/find-python)
+JOBS    ?= $(shell nproc 2>/dev/null || echo 2)
 
 CHECK_ARGS := $(if $(PRELOAD),--preload $(PRELOAD)) $(if $(TIMEOUT),--timeout $(TIMEOUT)) \
-	$(if $(JOBS),-n $(JOBS)) $(if $(FAMILY),--family $(FAMILY)) \
+	$(if $(filter-out 0,$(JOBS)),-n $(JOBS)) $(if $(FAMILY),--family $(FAMILY)) \
 	$(if $(K),-k "$(K)") $(if $(HOST),--host) $(if $(BASELINE),--baseline $(BASELINE)) \
 	$(if $(KERNEL),--kernel $(KERNEL)) $(if $(LIBC),--libc $(LIBC)) \
 	$(if $(KTAP),--ktap) $(if $(EXPECT),--expect $(EXPECT)) $(if $(REPEAT),--repeat $(REPEAT)) $(if $(REPORT_DIR),--reports $(REPORT_DIR)) $(TESTS)

@@ -3,19 +3,29 @@
  *
  * Checks:
  *
- *  1. PIPE-ENDS        fds[0] reads, fds[1] writes; bytes come out in order;
- *                      the wrong end refuses (EBADF).
+ *  1. PIPE-ENDS        fds[0] reads, fds[1] writes (pipe() and pipe2());
+ *                      bytes come out in order, in any pieces; the wrong
+ *                      end refuses (EBADF).
  *  2. PIPE-ACROSS-FORK the pipe belongs to the kernel: after fork parent
- *                      and child talk through it, and the child's read
- *                      blocks until the parent writes.
+ *                      and child talk through it, both ways; the child's
+ *                      read blocks until the parent writes, and the
+ *                      parent's until the child writes.
  *  3. PIPE-TWO-WAY     with one pipe a process reads back its own message;
  *                      with two, each side gets only the other's.
  *  4. PIPE-EOF         while any write end is open the reader waits; once
- *                      the last is closed it gets the rest, then EOF.
- *  5. PIPE-EPIPE       writing with no reader left raises SIGPIPE (the
- *                      default kills), or fails with EPIPE when ignored.
- *  6. PIPE-ATOMIC      writes of PIPE_BUF bytes from several concurrent
- *                      writers never interleave.
+ *                      the last is closed it gets the rest (in pieces),
+ *                      then EOF, and EOF again.
+ *  5. PIPE-EPIPE       writing with no reader left raises SIGPIPE: the
+ *                      default kills; a handler (from signal() or
+ *                      sigaction()) runs once per write, which fails with
+ *                      EPIPE; ignored or blocked, EPIPE. The same for a
+ *                      stream socket whose peer is gone, through write()
+ *                      and send(); send(MSG_NOSIGNAL) gives EPIPE alone.
+ *  6. PIPE-ATOMIC      a write of at most PIPE_BUF bytes is never split: a
+ *                      non-blocking one into a partly full pipe writes all
+ *                      or nothing (EAGAIN); blocking ones of several sizes
+ *                      from four writers into a pipe kept partly full never
+ *                      interleave.
  *
  * Platform-defined (recorded): PIPE_BUF (POSIX minimum 512; Linux 4096),
  * the pipe's capacity (Linux: 16 pages by default, F_GETPIPE_SZ) and the
@@ -32,7 +42,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/ioctl.h>
 #include <sys/wait.h>
+#include <time.h>
 
 /* 1. fds[1] is the write end, fds[0] the read end; order is kept. */
 SP_TEST(pipe_fd1_writes_fd0_reads_in_order)
@@ -41,13 +53,22 @@ SP_TEST(pipe_fd1_writes_fd0_reads_in_order)
 	char buf[16];
 	(void)ctx;
 
-	ASSERT_SYS(pipe(fds));
-	ASSERT_EQ(3, write(fds[1], "abc", 3));
-	ASSERT_EQ(3, write(fds[1], "def", 3));
-	ASSERT_EQ(6, read(fds[0], buf, sizeof(buf)));
-	ASSERT_MEM_EQ("abcdef", buf, 6);
-	ASSERT_ERRNO(write(fds[0], "x", 1), EBADF);
-	ASSERT_ERRNO(read(fds[1], buf, 1), EBADF);
+	for (int two = 0; two < 2; two++) { /* pipe() and pipe2() */
+		if (two)
+			ASSERT_SYS(pipe2(fds, O_CLOEXEC));
+		else
+			ASSERT_SYS(pipe(fds));
+		ASSERT_EQ(3, write(fds[1], "abc", 3));
+		ASSERT_EQ(3, write(fds[1], "def", 3));
+		ASSERT_EQ(2, read(fds[0], buf, 2)); /* in order, in any pieces */
+		ASSERT_MEM_EQ("ab", buf, 2);
+		ASSERT_EQ(4, read(fds[0], buf, sizeof(buf)));
+		ASSERT_MEM_EQ("cdef", buf, 4);
+		ASSERT_ERRNO(write(fds[0], "x", 1), EBADF);
+		ASSERT_ERRNO(read(fds[1], buf, 1), EBADF);
+		close(fds[0]);
+		close(fds[1]);
+	}
 }
 
 /* 2. After fork both processes use the same pipe; a read blocks until the
@@ -61,7 +82,12 @@ static int echo_upper(void *arg)
 	ssize_t n = read(a->down[0], buf, sizeof(buf)); /* blocks: pipe is empty */
 	for (ssize_t i = 0; i < n; i++)
 		buf[i] = (char)(buf[i] - 'a' + 'A');
-	return n == 4 && write(a->up[1], buf, 4) == 4 ? 0 : 1;
+	if (n != 4 || write(a->up[1], buf, 4) != 4)
+		return 1;
+	/* The other way: the parent's read blocks until this write. */
+	if (sp_have_proc() && !sp_wait_proc_state(getppid(), 'S'))
+		return 2;
+	return write(a->up[1], "pong", 4) == 4 ? 0 : 3;
 }
 
 SP_TEST(pipe_connects_parent_and_child)
@@ -83,8 +109,15 @@ SP_TEST(pipe_connects_parent_and_child)
 	ASSERT_EQ(4, write(a.down[1], "ping", 4));
 	ASSERT_EQ(4, sp_read_all(a.up[0], buf, 4));
 	ASSERT_MEM_EQ("PING", buf, 4);
-	int st = sp_reap(child);
-	ASSERT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0, "the child read and answered");
+	/* Parent side: a plain blocking read() waits for the child's write. */
+	sp_watchdog(sp_wait_ms());
+	ssize_t n = read(a.up[0], buf, 4);
+	int err = errno;
+	sp_watchdog(0);
+	ASSERT_TRUE(n == 4, "the parent's blocking read returns the child's write (got %zd, %s)",
+		    n, n < 0 ? sp_errno_name(err) : "-");
+	ASSERT_MEM_EQ("pong", buf, 4);
+	sp_reap_exit(child, 0); /* the child read and answered */
 }
 
 /* 3. One pipe for two-way talk reads back one's own message; two work. */
@@ -119,8 +152,11 @@ SP_TEST(one_pipe_reads_back_own_message_two_pipes_do_not)
 	ASSERT_EQ(5, write(t.to_child[1], "hello", 5));
 	ASSERT_EQ(5, sp_read_all(t.to_parent[0], buf, 5));
 	ASSERT_MEM_EQ("world", buf, 5);
-	int st = sp_reap(child);
-	ASSERT_EQ(0, WEXITSTATUS(st)); /* the child got "hello", not its own words */
+	/* Only the other side's words: our "hello" is not there as well. */
+	ASSERT_EQ(0, sp_poll(t.to_parent[0], POLLIN, 0));
+	sp_set_nonblock(t.to_child[0], 1);
+	ASSERT_ERRNO(read(t.to_child[0], buf, sizeof(buf)), EAGAIN); /* the child took it all */
+	sp_reap_exit(child, 0); /* the child got "hello", not its own words */
 }
 
 /* 4. EOF only once every write end is closed, after the remaining data. */
@@ -147,39 +183,148 @@ SP_TEST(pipe_reader_gets_eof_after_last_writer_closes)
 
 	pid_t child = sp_fork(write_tail_and_exit, fds);
 	ASSERT_SYS(close(fds[1])); /* now only the child writes */
-	sp_reap(child);            /* ...and its copy closed at exit */
-	ASSERT_EQ(4, read(fds[0], buf, sizeof(buf)));
-	ASSERT_MEM_EQ("tail", buf, 4);
-	ASSERT_EQ(0, read(fds[0], buf, sizeof(buf))); /* EOF */
+	sp_reap_exit(child, 0);    /* ...and its copy closed at exit */
+	ASSERT_TRUE(sp_poll(fds[0], POLLIN, 0) & POLLIN, "the tail is readable");
+	ASSERT_EQ(2, read(fds[0], buf, 2)); /* the rest first, in pieces */
+	ASSERT_MEM_EQ("ta", buf, 2);
+	ASSERT_EQ(2, read(fds[0], buf, sizeof(buf)));
+	ASSERT_MEM_EQ("il", buf, 2);
+	ASSERT_TRUE(sp_poll(fds[0], POLLIN, sp_wait_ms()) & (POLLIN | POLLHUP),
+		    "EOF is signalled once the data is read (within %d ms)", sp_wait_ms());
+	ASSERT_EQ(0, read(fds[0], buf, sizeof(buf))); /* then EOF */
+	ASSERT_EQ(0, read(fds[0], buf, sizeof(buf))); /* and EOF again */
 }
 
-/* 5. No reader left: SIGPIPE kills by default; ignored, EPIPE. */
-static int write_to_broken_pipe(void *arg)
+/* 5. No reader left: SIGPIPE kills by default; caught, the handler runs
+ * once per write and the write fails with EPIPE; ignored or blocked,
+ * EPIPE. The same for a stream socket whose peer is gone (write() and
+ * send()), except that send(MSG_NOSIGNAL) never raises SIGPIPE. */
+enum { VIA_PIPE_WRITE, VIA_SOCK_WRITE, VIA_SOCK_SEND, VIA_SOCK_SEND_NOSIGNAL, VIAS };
+static const char *via_name[VIAS] = {
+	"write() to a pipe", "write() to a socket", "send() on a socket",
+	"send(MSG_NOSIGNAL) on a socket",
+};
+
+/* A write end whose every read end is closed: a pipe or a socket pair. */
+static int broken_end(int via)
 {
-	int *fds = arg;
+	int fds[2];
+	if (via == VIA_PIPE_WRITE)
+		ASSERT_SYS(pipe(fds));
+	else
+		ASSERT_SYS(socketpair(AF_UNIX, SOCK_STREAM, 0, fds));
+	ASSERT_SYS(close(fds[0]));
+	return fds[1];
+}
+
+static ssize_t write_via(int via, int fd)
+{
+	switch (via) {
+	case VIA_PIPE_WRITE:
+	case VIA_SOCK_WRITE:
+		return write(fd, "x", 1);
+	case VIA_SOCK_SEND:
+		return send(fd, "x", 1, 0);
+	default:
+		return send(fd, "x", 1, MSG_NOSIGNAL);
+	}
+}
+
+struct broken_writer { int via, fd; };
+
+static int write_to_broken_end(void *arg)
+{
+	struct broken_writer *b = arg;
 	signal(SIGPIPE, SIG_DFL);
-	(void)!write(fds[1], "x", 1);
-	return 0; /* reached only if SIGPIPE did not kill us */
+	errno = 0;
+	ssize_t r = write_via(b->via, b->fd);
+	/* reached only if SIGPIPE did not kill us: 0 for -1 EPIPE */
+	return r == -1 && errno == EPIPE ? 0 : 1;
 }
 
 SP_TEST(write_to_pipe_without_reader_raises_sigpipe)
 {
-	int fds[2];
 	(void)ctx;
+	for (int via = 0; via < VIAS; via++) {
+		struct broken_writer b = { via, broken_end(via) };
+		pid_t pid = sp_fork(write_to_broken_end, &b);
+		if (via == VIA_SOCK_SEND_NOSIGNAL)
+			sp_reap_exit(pid, 0); /* no signal: -1 EPIPE, and it lives */
+		else
+			sp_reap_signal(pid, SIGPIPE); /* the default action kills */
+		close(b.fd);
+	}
+	RECORD("default_action", "killed by SIGPIPE");
 
-	ASSERT_SYS(pipe(fds));
-	ASSERT_SYS(close(fds[0]));
-	int st = sp_reap(sp_fork(write_to_broken_pipe, fds));
-	RECORD("writer_status", "%s", WIFSIGNALED(st) ? sp_signal_name(WTERMSIG(st)) : "exited");
-	ASSERT_TRUE(WIFSIGNALED(st) && WTERMSIG(st) == SIGPIPE,
-		    "the writer is killed by SIGPIPE (status 0x%x)", st);
-
+	/* Ignored: EPIPE instead, nothing else. */
 	ASSERT_TRUE(signal(SIGPIPE, SIG_IGN) != SIG_ERR, "SIGPIPE can be ignored");
-	ASSERT_ERRNO(write(fds[1], "x", 1), EPIPE);
+	for (int via = 0; via < VIAS; via++) {
+		int fd = broken_end(via);
+		ASSERT_ERRNO(write_via(via, fd), EPIPE);
+		close(fd);
+	}
+
+	/* Blocked: EPIPE, and the SIGPIPE stays pending (except MSG_NOSIGNAL). */
+	sigset_t pipe_set, pending;
+	int sig;
+	sigemptyset(&pipe_set);
+	sigaddset(&pipe_set, SIGPIPE);
+	ASSERT_TRUE(signal(SIGPIPE, SIG_DFL) != SIG_ERR, "SIGPIPE back to SIG_DFL");
+	ASSERT_SYS(sigprocmask(SIG_BLOCK, &pipe_set, NULL));
+	for (int via = 0; via < VIAS; via++) {
+		int fd = broken_end(via);
+		ASSERT_ERRNO(write_via(via, fd), EPIPE);
+		ASSERT_SYS(sigpending(&pending));
+		int raised = sigismember(&pending, SIGPIPE);
+		if (via == VIA_SOCK_SEND_NOSIGNAL)
+			ASSERT_TRUE(!raised, "%s raised no SIGPIPE", via_name[via]);
+		else
+			ASSERT_TRUE(raised, "%s left a SIGPIPE pending while blocked", via_name[via]);
+		if (raised) {
+			struct timespec zero = { 0, 0 };
+			ASSERT_EQ(SIGPIPE, sigtimedwait(&pipe_set, NULL, &zero)); /* consume it */
+		}
+		(void)sig;
+		close(fd);
+	}
+	ASSERT_SYS(sigprocmask(SIG_UNBLOCK, &pipe_set, NULL));
 }
 
-/* 6. Writes of PIPE_BUF bytes are atomic among concurrent writers. */
-enum { WRITERS = 4, RECORDS = 64 };
+/* 5b. A SIGPIPE handler runs once per failed write, which returns EPIPE;
+ * installed through signal() and through sigaction(). */
+static volatile sig_atomic_t sigpipes;
+static void on_sigpipe(int sig) { (void)sig; sigpipes++; }
+
+SP_TEST(sigpipe_handler_runs_and_write_fails_with_epipe)
+{
+	(void)ctx;
+	for (int how = 0; how < 2; how++) {
+		if (how) {
+			struct sigaction sa = { .sa_handler = on_sigpipe };
+			sigemptyset(&sa.sa_mask);
+			ASSERT_SYS(sigaction(SIGPIPE, &sa, NULL));
+		} else {
+			ASSERT_TRUE(signal(SIGPIPE, on_sigpipe) != SIG_ERR, "signal(SIGPIPE) installs");
+		}
+		for (int via = 0; via < VIAS; via++) {
+			int fd = broken_end(via);
+			for (int i = 0; i < 2; i++) { /* every write, not just the first */
+				sigpipes = 0;
+				ASSERT_ERRNO(write_via(via, fd), EPIPE);
+				int want = via == VIA_SOCK_SEND_NOSIGNAL ? 0 : 1;
+				ASSERT_TRUE(sigpipes == want,
+					    "%s (write %d, handler from %s): the SIGPIPE handler ran %d "
+					    "times, expected %d", via_name[via], i + 1,
+					    how ? "sigaction()" : "signal()", (int)sigpipes, want);
+			}
+			close(fd);
+		}
+	}
+}
+
+/* 6. Writes of at most PIPE_BUF bytes are atomic: never split, even when
+ * the pipe is partly full, and never interleaved among several writers. */
+enum { WRITERS = 4, RECORDS = 48, PREFILL = 1000 };
 struct atomic_writer { int fd; int id; size_t size; };
 
 static int write_records(void *arg)
@@ -189,13 +334,25 @@ static int write_records(void *arg)
 	memset(rec, 'A' + w->id, w->size);
 	for (int i = 0; i < RECORDS; i++)
 		if (write(w->fd, rec, w->size) != (ssize_t)w->size)
-			return 1;
+			return 1; /* a short count is a split record */
 	return 0;
+}
+
+/* Fill a non-blocking pipe with PIPE_BUF writes until EAGAIN; returns bytes. */
+static long fill_pipe(int fd, long pipe_buf, char *block)
+{
+	long fit = 0;
+	ssize_t n;
+	while ((n = write(fd, block, (size_t)pipe_buf)) > 0)
+		fit += n;
+	ASSERT_TRUE(n < 0 && errno == EAGAIN, "a full non-blocking pipe says EAGAIN (%s)",
+		    sp_errno_name(errno));
+	return fit;
 }
 
 SP_TEST(small_pipe_writes_are_atomic)
 {
-	int fds[2];
+	int fds[2], inq = 0;
 	struct atomic_writer w[WRITERS];
 	pid_t pids[WRITERS];
 	(void)ctx;
@@ -207,45 +364,91 @@ SP_TEST(small_pipe_writes_are_atomic)
 #ifdef F_GETPIPE_SZ
 	RECORD("capacity_F_GETPIPE_SZ", "%d", fcntl(fds[1], F_GETPIPE_SZ));
 #endif
-	/* Capacity as a writer sees it: what fits before EAGAIN. */
-	{
-		int probe[2];
-		char block[4096];
-		long fit = 0;
-		ssize_t n;
-		ASSERT_SYS(pipe2(probe, O_NONBLOCK));
-		memset(block, 0, sizeof(block));
-		while ((n = write(probe[1], block, sizeof(block))) > 0)
-			fit += n;
-		RECORD("capacity_before_eagain", "%ld", fit);
-		close(probe[0]);
-		close(probe[1]);
-	}
+	char *block = malloc((size_t)pipe_buf), *scratch = malloc((size_t)pipe_buf);
+	memset(block, 'x', (size_t)pipe_buf);
 
-	/* Let the pipe fill first, so every writer is blocked and contending. */
+	/* (a) Non-blocking, partly full: fill, take one record out, put
+	 * PREFILL bytes back. Less than PIPE_BUF is free now, so a write of
+	 * PIPE_BUF must write all or nothing: EAGAIN, never a short count. */
+	sp_set_nonblock(fds[1], 1);
+	long cap = fill_pipe(fds[1], pipe_buf, block);
+	RECORD("capacity_before_eagain", "%ld", cap);
+	ASSERT_EQ(pipe_buf, read(fds[0], scratch, (size_t)pipe_buf));
+	ASSERT_EQ(PREFILL, write(fds[1], block, PREFILL));
+	ASSERT_SYS(ioctl(fds[0], FIONREAD, &inq));
+	long free_now = cap - inq;
+	REQUIRE(free_now > 0 && free_now < pipe_buf,
+		"a pipe with room for less than PIPE_BUF bytes (room %ld)", free_now);
+	errno = 0;
+	ssize_t r = write(fds[1], block, (size_t)pipe_buf);
+	int err = errno;
+	RECORD("nonblocking_write_partly_full", "%s", r < 0 ? sp_errno_name(err) : "written");
+	ASSERT_TRUE(r == pipe_buf || (r == -1 && err == EAGAIN),
+		    "a non-blocking write of PIPE_BUF with %ld bytes free writes all or nothing "
+		    "(got %zd, %s)", free_now, r, r < 0 ? sp_errno_name(err) : "-");
+	int after = 0;
+	ASSERT_SYS(ioctl(fds[0], FIONREAD, &after));
+	ASSERT_EQ(r == pipe_buf ? inq + pipe_buf : inq, after);
+	/* With room for it again, the whole record goes in at once. */
+	if (r < 0) {
+		ASSERT_EQ(pipe_buf, read(fds[0], scratch, (size_t)pipe_buf));
+		ASSERT_EQ(pipe_buf, write(fds[1], block, (size_t)pipe_buf));
+	}
+	/* Empty it again. */
+	sp_set_nonblock(fds[0], 1);
+	while (read(fds[0], scratch, (size_t)pipe_buf) > 0)
+		;
+	sp_set_nonblock(fds[0], 0);
+	sp_set_nonblock(fds[1], 0);
+
+	/* (b) Blocking, several writers, records of different sizes up to
+	 * PIPE_BUF, the pipe started partly full (PREFILL bytes) and read in
+	 * odd-sized pieces, so free space is never a multiple of a record. */
+	size_t sizes[WRITERS] = { (size_t)pipe_buf, (size_t)pipe_buf - 1,
+				  (size_t)pipe_buf / 2 + 3, 1000 };
+	memset(block, 'P', PREFILL);
+	ASSERT_EQ(PREFILL, write(fds[1], block, PREFILL));
 	for (int i = 0; i < WRITERS; i++) {
-		w[i] = (struct atomic_writer){ fds[1], i, (size_t)pipe_buf };
+		w[i] = (struct atomic_writer){ fds[1], i, sizes[i] };
 		pids[i] = sp_fork(write_records, &w[i]);
 	}
 	ASSERT_SYS(close(fds[1]));
-	size_t total = (size_t)WRITERS * RECORDS * (size_t)pipe_buf;
+	size_t total = PREFILL;
+	for (int i = 0; i < WRITERS; i++)
+		total += RECORDS * sizes[i];
 	char *all = malloc(total);
-	ASSERT_EQ(total, sp_read_all(fds[0], all, total));
+	size_t got = 0;
+	while (got < total) {
+		REQUIRE(sp_poll(fds[0], POLLIN, sp_wait_ms()) & (POLLIN | POLLHUP),
+			"the writers keep writing (%zu of %zu bytes)", got, total);
+		size_t want = total - got < 3001 ? total - got : 3001;
+		ssize_t n = read(fds[0], all + got, want);
+		ASSERT_TRUE(n > 0, "read %zu of %zu bytes before EOF", got, total);
+		got += (size_t)n;
+	}
+	ASSERT_EQ(0, read(fds[0], scratch, 1)); /* nothing more */
+	for (size_t i = 0; i < PREFILL; i++)
+		ASSERT_TRUE(all[i] == 'P', "the prefill comes first, whole");
 	int counts[WRITERS] = { 0 };
-	for (size_t off = 0; off < total; off += (size_t)pipe_buf) {
+	for (size_t off = PREFILL; off < total;) {
 		char who = all[off];
-		for (size_t i = 1; i < (size_t)pipe_buf; i++)
-			if (all[off + i] != who)
-				FAIL("record at byte %zu mixes writers '%c' and '%c'", off, who,
-				     all[off + i]);
-		ASSERT_TRUE(who >= 'A' && who < 'A' + WRITERS, "a known writer");
+		ASSERT_TRUE(who >= 'A' && who < 'A' + WRITERS, "a record of a known writer at byte %zu",
+			    off);
+		size_t n = sizes[who - 'A'];
+		for (size_t i = 1; i < n; i++)
+			if (off + i >= total || all[off + i] != who)
+				FAIL("the %zu-byte record of writer '%c' at byte %zu is split (byte %zu "
+				     "is '%c')", n, who, off, off + i, off + i < total ? all[off + i] : '?');
 		counts[who - 'A']++;
+		off += n;
 	}
 	for (int i = 0; i < WRITERS; i++) {
 		ASSERT_EQ(RECORDS, counts[i]);
-		ASSERT_EQ(0, WEXITSTATUS(sp_reap(pids[i])));
+		sp_reap_exit(pids[i], 0);
 	}
 	free(all);
+	free(block);
+	free(scratch);
 }
 
 static const struct sp_case cases[] = {
@@ -254,6 +457,7 @@ static const struct sp_case cases[] = {
 	SP_CASE(one_pipe_reads_back_own_message_two_pipes_do_not, "PIPE-TWO-WAY", SP_NONE),
 	SP_CASE(pipe_reader_gets_eof_after_last_writer_closes, "PIPE-EOF", SP_NONE),
 	SP_CASE(write_to_pipe_without_reader_raises_sigpipe, "PIPE-EPIPE", SP_NONE),
+	SP_CASE(sigpipe_handler_runs_and_write_fails_with_epipe, "PIPE-EPIPE", SP_NONE),
 	SP_CASE(small_pipe_writes_are_atomic, "PIPE-ATOMIC", SP_NONE),
 };
 

@@ -9,16 +9,25 @@
  *                           the child; both go on after the call.
  *  2. PROC-FORK-COPIES      the child's memory (data, stack, heap, private
  *                           mappings) is a copy, in both directions.
- *  3. PROC-FORK-SHARES-FDS  a socket stays open until every copy is closed.
- *  4. PROC-ZOMBIE           an exited, unwaited child is in state Z and stays
- *                           so until its status is collected.
- *  5. PROC-WAIT-REAPS       wait() gives pid and status; exit(N) and a
- *                           `return N` from main both reach WEXITSTATUS; the
- *                           zombie is then gone.
- *  6. PROC-WAIT-BLOCKS      wait() blocks while the child runs; with no
- *                           children it fails with ECHILD.
- *  7. PROC-WAITPID-WNOHANG  waitpid(-1, WNOHANG) is 0 at once for a live
- *                           child, the pid once it has ended.
+ *  3. PROC-FORK-SHARES-FDS  a socket stays open until every copy is closed,
+ *                           whether the parent or the child closes first.
+ *  4. PROC-ZOMBIE           an exited (or killed), unwaited child is in state
+ *                           Z and stays so until its status is collected, by
+ *                           waitpid(), waitid() or wait(); then it is gone.
+ *  5. PROC-WAIT-REAPS       wait(), waitpid(pid), waitpid(-1) and waitid()
+ *                           give pid and status: exit codes over 0-255
+ *                           (exit(N), `return N` from main, exit(263) is 7)
+ *                           and deaths by seven signals, WIFEXITED and
+ *                           WIFSIGNALED told apart; the zombie is then gone.
+ *                           waitpid(pid) never collects another child that
+ *                           has already exited.
+ *  6. PROC-WAIT-BLOCKS      wait(), waitpid(-1, 0) and waitid(P_ALL) block
+ *                           while the child runs; with no children they fail
+ *                           with ECHILD.
+ *  7. PROC-WAITPID-WNOHANG  waitpid(-1 or pid, WNOHANG) and waitid(WNOHANG)
+ *                           are 0 at once for a live child; with a zombie
+ *                           beside it, -1 gives the zombie and pid still 0;
+ *                           then the pid once it has ended.
  *  8. PROC-FORKING-SERVER   a fork-per-connection echo server serves two
  *                           clients at once; the parent's close of the
  *                           accepted socket does not end the client's
@@ -64,7 +73,7 @@ static int has_exited_unwaited(pid_t pid)
 }
 
 /* 1. fork() returns twice: the child's pid in the parent, 0 in the child. */
-struct fork_report { pid_t ret, self; };
+struct fork_report { pid_t ret, self, parent; };
 
 SP_TEST(fork_returns_child_pid_in_parent_and_zero_in_child)
 {
@@ -76,7 +85,7 @@ SP_TEST(fork_returns_child_pid_in_parent_and_zero_in_child)
 	pid_t ret = ASSERT_SYS(fork());
 	if (ret == 0) {
 		/* Child: report what fork() returned here and who we are. */
-		struct fork_report r = { ret, getpid() };
+		struct fork_report r = { ret, getpid(), getppid() };
 		_exit(write(p[1], &r, sizeof(r)) == sizeof(r) ? 0 : 1);
 	}
 	sp_track_child(ret);
@@ -86,9 +95,9 @@ SP_TEST(fork_returns_child_pid_in_parent_and_zero_in_child)
 	RECORD("fork_in_child", "%d", (int)child.ret);
 	ASSERT_EQ(0, child.ret);
 	ASSERT_EQ(child.self, ret);
+	ASSERT_EQ(getpid(), child.parent); /* the caller of fork() is its parent */
 	ASSERT_TRUE(ret != getpid(), "the child is another process");
-	int st = sp_reap(ret);
-	ASSERT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0, "the child ran on and exited");
+	sp_reap_exit(ret, 0); /* the child ran on and exited */
 }
 
 /* 2. The child's memory is a copy of the parent's, both ways. */
@@ -130,7 +139,7 @@ SP_TEST(fork_child_memory_is_a_copy)
 	RECORD("child_sees_after_parent_wrote", "%d %d %d %d", kid[0], kid[1], kid[2], kid[3]);
 	for (int i = 0; i < 4; i++)
 		ASSERT_EQ(2, kid[i]); /* nor the parent's there */
-	sp_reap(pid);
+	sp_reap_exit(pid, 0);
 }
 
 /* 3. A socket stays open until every copy is closed. */
@@ -142,6 +151,11 @@ static int echo_once(void *arg)
 	char buf[64];
 	ssize_t n = sp_read_all(e->fd, buf, 5);
 	return n == 5 && write(e->fd, buf, 5) == 5 ? 0 : 1;
+}
+
+static int close_copy(void *arg)
+{
+	return close(*(int *)arg) == 0 ? 0 : 1;
 }
 
 SP_TEST(fork_shares_descriptors_until_every_copy_closes)
@@ -157,88 +171,264 @@ SP_TEST(fork_shares_descriptors_until_every_copy_closes)
 	ASSERT_EQ(5, write(client, "hello", 5));
 	ASSERT_EQ(5, sp_read_all(client, buf, 5));
 	ASSERT_MEM_EQ("hello", buf, 5);
-	int st = sp_reap(pid); /* the last copy goes with the child */
-	ASSERT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0, "the child echoed");
+	sp_reap_exit(pid, 0); /* the child echoed; the last copy goes with it */
 	ASSERT_TRUE(sp_poll(client, POLLIN, sp_wait_ms()), "EOF after the last copy closed");
 	ASSERT_EQ(0, read(client, buf, 1));
+
+	/* The other way round: the child closes its copy; ours still works. */
+	sp_tcp_pair(ctx, &client, &server);
+	sp_reap_exit(sp_fork(close_copy, &server), 0);
+	ASSERT_EQ(0, sp_poll(client, POLLIN, 0)); /* no EOF for the client */
+	ASSERT_EQ(5, write(server, "again", 5));
+	ASSERT_EQ(5, sp_read_all(client, buf, 5));
+	ASSERT_MEM_EQ("again", buf, 5);
+	ASSERT_EQ(2, write(client, "ok", 2));
+	ASSERT_EQ(2, sp_read_all(server, buf, 2));
 }
 
 /* 4. An exited child that was not waited for is a zombie until reaped. */
 static int exit_3(void *arg) { (void)arg; return 3; }
 
+static int held_forever(void *arg)
+{
+	sp_barrier_wait(arg); /* killed before the bound runs out */
+	return 0;
+}
+
 SP_TEST(exited_child_is_a_zombie_until_waited)
 {
-	(void)ctx;
-	pid_t pid = sp_fork(exit_3, NULL);
+	static const char *collect[] = { "waitpid(pid)", "waitid(P_PID)", "wait()" };
 	int proc = sp_have_proc();
+	(void)ctx;
 
 	RECORD("state_source", "%s", proc ? "/proc" : "waitid(WNOWAIT)");
-	if (proc) {
-		ASSERT_TRUE(sp_wait_proc_state(pid, 'Z'),
-			    "the exited child shows state Z (state %c)", sp_proc_state(pid));
-	} else {
+	for (int how = 0; how < 3; how++) {
+		/* An exit(3), or (the last round) a death by SIGKILL. */
+		struct sp_barrier hold;
+		sp_barrier_init(&hold);
+		pid_t pid = how < 2 ? sp_fork(exit_3, NULL) : sp_fork(held_forever, &hold);
+		if (how == 2)
+			ASSERT_SYS(kill(pid, SIGKILL));
+		if (proc) {
+			ASSERT_TRUE(sp_wait_proc_state(pid, 'Z'),
+				    "the ended child shows state Z (state %c)", sp_proc_state(pid));
+		} else {
+			siginfo_t si;
+			memset(&si, 0, sizeof(si));
+			sp_watchdog(sp_wait_ms());
+			ASSERT_SYS(waitid(P_PID, (id_t)pid, &si, WEXITED | WNOWAIT));
+			sp_watchdog(0);
+		}
+		/* It stays a zombie while nobody waits: still there, still waitable. */
+		ASSERT_SYS(kill(pid, 0));
+		ASSERT_TRUE(has_exited_unwaited(pid), "the zombie still holds its status");
+		if (proc)
+			ASSERT_EQ('Z', sp_proc_state(pid));
+
+		int st = 0;
+		pid_t w = -1;
 		siginfo_t si;
 		memset(&si, 0, sizeof(si));
 		sp_watchdog(sp_wait_ms());
-		ASSERT_SYS(waitid(P_PID, (id_t)pid, &si, WEXITED | WNOWAIT));
-		sp_watchdog(0);
-	}
-	/* It stays a zombie while nobody waits: still there, still waitable. */
-	ASSERT_SYS(kill(pid, 0));
-	ASSERT_TRUE(has_exited_unwaited(pid), "the zombie still holds its status");
-	if (proc)
-		ASSERT_EQ('Z', sp_proc_state(pid));
-
-	int st;
-	sp_watchdog(sp_wait_ms());
-	ASSERT_EQ(pid, waitpid(pid, &st, 0));
-	sp_watchdog(0);
-	sp_untrack_child(pid);
-	ASSERT_EQ(3, WEXITSTATUS(st));
-	ASSERT_ERRNO(kill(pid, 0), ESRCH); /* gone once collected */
-	if (proc)
-		ASSERT_EQ(0, sp_proc_state(pid));
-}
-
-/* 5. wait() returns pid and status; exit(N) and return-from-main both
- * reach WEXITSTATUS; the zombie is gone afterwards. */
-static int exit_7(void *arg) { (void)arg; exit(7); }
-
-SP_TEST(wait_returns_pid_and_exit_status)
-{
-	(void)ctx;
-	pid_t by_exit = sp_fork(exit_7, NULL);
-	pid_t by_return = ASSERT_SYS(fork());
-	if (by_return == 0) {
-		execl(sp_self_exe(), "probe", "--return-from-main", "9", (char *)NULL);
-		_exit(127);
-	}
-	sp_track_child(by_return);
-
-	int seen = 0;
-	for (int i = 0; i < 2; i++) {
-		int st = 0;
-		sp_watchdog(sp_wait_ms()); /* both children end at once */
-		pid_t w = ASSERT_SYS(wait(&st));
-		sp_watchdog(0);
-		ASSERT_TRUE(WIFEXITED(st), "WIFEXITED for pid %d (status 0x%x)", (int)w, st);
-		if (w == by_exit) {
-			RECORD("exit_7_status", "%d", WEXITSTATUS(st));
-			ASSERT_EQ(7, WEXITSTATUS(st));
+		if (how == 0) {
+			w = waitpid(pid, &st, 0);
+		} else if (how == 1) {
+			if (waitid(P_PID, (id_t)pid, &si, WEXITED) == 0)
+				w = si.si_pid;
+			st = si.si_code == CLD_EXITED ? si.si_status << 8 : 0x7f; /* as wait() */
 		} else {
-			ASSERT_EQ(by_return, w);
-			RECORD("return_9_status", "%d", WEXITSTATUS(st));
-			ASSERT_EQ(9, WEXITSTATUS(st));
+			w = wait(&st);
 		}
-		sp_untrack_child(w);
-		ASSERT_ERRNO(kill(w, 0), ESRCH);
-		seen++;
+		sp_watchdog(0);
+		ASSERT_TRUE(w == pid, "%s collects the zombie %d (returned %d)", collect[how],
+			    (int)pid, (int)w);
+		sp_untrack_child(pid);
+		if (how < 2)
+			ASSERT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 3,
+				    "the zombie's status: exited 3 (%s)", sp_status_str(st));
+		else
+			ASSERT_TRUE(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL,
+				    "the zombie's status: killed by SIGKILL (%s)", sp_status_str(st));
+		ASSERT_ERRNO(kill(pid, 0), ESRCH); /* gone once collected */
+		if (proc)
+			ASSERT_EQ(0, sp_proc_state(pid));
+		ASSERT_TRUE(!has_exited_unwaited(pid), "nothing left to collect");
+		sp_barrier_close(&hold);
 	}
-	ASSERT_EQ(2, seen);
 }
 
-/* 6. wait() blocks while the child runs; with no children: ECHILD. */
-struct waiter { struct sp_barrier release; int report[2]; };
+/* 5. wait(), waitpid() and waitid() give the pid and the status:
+ * every exit code 0-255 (exit(N) and a `return N` from main), deaths
+ * by several signals told apart from exits; the zombie is gone after. */
+static const int codes[] = { 0, 1, 2, 7, 42, 100, 126, 127, 128, 129, 130, 143,
+			     200, 254, 255, 0x100 + 7 /* only the low 8 bits: 7 */ };
+static const int deaths[] = { SIGTERM, SIGKILL, SIGINT, SIGHUP, SIGUSR1, SIGUSR2, SIGPIPE };
+enum { NCODES = sizeof(codes) / sizeof(codes[0]), NDEATHS = sizeof(deaths) / sizeof(deaths[0]),
+       NFROM_MAIN = 3, NKIDS = NCODES + NDEATHS + NFROM_MAIN };
+static const int from_main[NFROM_MAIN] = { 0, 9, 255 };
+
+struct kid { pid_t pid; int code; int sig; }; /* exit code, or killed by sig */
+
+static void spawn_all(struct kid *k)
+{
+	int n = 0;
+	for (int i = 0; i < NCODES; i++, n++) {
+		k[n] = (struct kid){ ASSERT_SYS(fork()), codes[i] & 0xff, 0 };
+		if (k[n].pid == 0)
+			exit(codes[i]);
+		sp_track_child(k[n].pid);
+	}
+	for (int i = 0; i < NDEATHS; i++, n++) {
+		k[n] = (struct kid){ ASSERT_SYS(fork()), 0, deaths[i] };
+		if (k[n].pid == 0) {
+			signal(deaths[i], SIG_DFL);
+			sigset_t all;
+			sigemptyset(&all);
+			sigprocmask(SIG_SETMASK, &all, NULL);
+			raise(deaths[i]);
+			_exit(99); /* not reached if the signal killed us */
+		}
+		sp_track_child(k[n].pid);
+	}
+	for (int i = 0; i < NFROM_MAIN; i++, n++) {
+		k[n] = (struct kid){ ASSERT_SYS(fork()), from_main[i], 0 };
+		if (k[n].pid == 0) {
+			char arg[8];
+			snprintf(arg, sizeof(arg), "%d", from_main[i]);
+			execl(sp_self_exe(), "probe", "--return-from-main", arg, (char *)NULL);
+			_exit(99);
+		}
+		sp_track_child(k[n].pid);
+	}
+}
+
+static struct kid *find_kid(struct kid *k, pid_t pid)
+{
+	for (int i = 0; i < NKIDS; i++)
+		if (k[i].pid == pid)
+			return &k[i];
+	return NULL;
+}
+
+/* Check one collected status against what the child did. */
+static void check_status(const char *api, struct kid *k, int st)
+{
+	char want[48];
+	if (k->sig)
+		snprintf(want, sizeof(want), "killed by %s", sp_signal_name(k->sig));
+	else
+		snprintf(want, sizeof(want), "exited %d", k->code);
+	int ok = k->sig ? WIFSIGNALED(st) && !WIFEXITED(st) && WTERMSIG(st) == k->sig
+			: WIFEXITED(st) && !WIFSIGNALED(st) && WEXITSTATUS(st) == k->code;
+	if (!ok)
+		FAIL("%s: child %d should have %s, status says %s (0x%x)", api, (int)k->pid, want,
+		     sp_status_str(st), st);
+}
+
+SP_TEST(wait_returns_pid_and_every_exit_status)
+{
+	static const char *apis[] = { "wait()", "waitpid(pid)", "waitpid(-1)", "waitid(P_ALL)" };
+	struct kid k[NKIDS];
+	(void)ctx;
+
+	for (int api = 0; api < 4; api++) {
+		spawn_all(k);
+		for (int i = 0; i < NKIDS; i++) {
+			int st = 0;
+			pid_t w;
+			sp_watchdog(sp_wait_ms()); /* every child ends at once */
+			if (api == 0) {
+				w = wait(&st);
+			} else if (api == 1) {
+				/* newest first: not the order "any child" would give */
+				pid_t want = k[NKIDS - 1 - i].pid;
+				w = waitpid(want, &st, 0);
+				if (w > 0 && w != want)
+					FAIL("waitpid(%d) returned another child, %d", (int)want, (int)w);
+			} else if (api == 2) {
+				w = waitpid(-1, &st, 0);
+			} else {
+				siginfo_t si;
+				memset(&si, 0, sizeof(si));
+				w = waitid(P_ALL, 0, &si, WEXITED) == 0 ? si.si_pid : -1;
+				if (w > 0) {
+					struct kid *kk = find_kid(k, w);
+					ASSERT_TRUE(kk != NULL, "waitid() returned a child of ours (%d)", (int)w);
+					int code = kk->sig ? CLD_KILLED : CLD_EXITED;
+					ASSERT_TRUE(si.si_code == code && si.si_status == (kk->sig ? kk->sig : kk->code),
+						    "waitid: child %d si_code %d si_status %d, expected %s %d",
+						    (int)w, si.si_code, si.si_status,
+						    kk->sig ? "CLD_KILLED" : "CLD_EXITED",
+						    kk->sig ? kk->sig : kk->code);
+					st = kk->sig ? kk->sig : (kk->code << 8); /* as wait() encodes it */
+				}
+			}
+			int err = errno;
+			sp_watchdog(0);
+			if (w < 0)
+				FAIL("%s: -1 (%s) with %d children left to collect", apis[api],
+				     sp_errno_name(err), NKIDS - i);
+			struct kid *kk = find_kid(k, w);
+			ASSERT_TRUE(kk != NULL, "%s returned a child of ours (%d)", apis[api], (int)w);
+			check_status(apis[api], kk, st);
+			sp_untrack_child(w);
+			ASSERT_ERRNO(kill(w, 0), ESRCH); /* the zombie is gone */
+			kk->pid = -1;                    /* collected once only */
+		}
+		ASSERT_ERRNO(waitpid(-1, NULL, WNOHANG), ECHILD); /* nothing left */
+	}
+	RECORD("exit_codes", "0-255 (%d values, one above 255), and return from main", NCODES);
+	RECORD("deaths", "%d signals", NDEATHS);
+}
+
+/* 5b. waitpid(pid) collects that child only, even while another one has
+ * already exited and waits to be collected. */
+static int held_then_exit_22(void *arg)
+{
+	sp_barrier_wait(arg);
+	return 22;
+}
+
+static int exit_11(void *arg) { (void)arg; return 11; }
+
+SP_TEST(waitpid_pid_leaves_other_exited_children)
+{
+	struct sp_barrier release;
+	siginfo_t si;
+	int st = 0;
+	(void)ctx;
+
+	sp_barrier_init(&release);
+	pid_t done = sp_fork(exit_11, NULL);
+	pid_t held = sp_fork(held_then_exit_22, &release);
+	memset(&si, 0, sizeof(si));
+	sp_watchdog(sp_wait_ms());
+	ASSERT_SYS(waitid(P_PID, (id_t)done, &si, WEXITED | WNOWAIT)); /* `done` has ended */
+	sp_watchdog(0);
+
+	/* The held child runs: waitpid(held, WNOHANG) is 0, not `done`. */
+	ASSERT_EQ(0, waitpid(held, &st, WNOHANG));
+	memset(&si, 0, sizeof(si));
+	ASSERT_SYS(waitid(P_PID, (id_t)held, &si, WEXITED | WNOHANG));
+	ASSERT_EQ(0, si.si_pid);
+	ASSERT_TRUE(has_exited_unwaited(done), "the exited child is still there to collect");
+
+	/* Blocking waitpid(held) returns held once it ends, never `done`. */
+	sp_barrier_pass(&release);
+	sp_watchdog(sp_wait_ms());
+	pid_t w = waitpid(held, &st, 0);
+	sp_watchdog(0);
+	ASSERT_EQ(held, w);
+	sp_untrack_child(held);
+	ASSERT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 22, "held child: exited 22 (%s)",
+		    sp_status_str(st));
+	ASSERT_TRUE(has_exited_unwaited(done), "the other exited child was not collected");
+	sp_reap_exit(done, 11);
+}
+
+/* 6. wait() blocks while the child runs (so do waitpid(-1, 0) and
+ * waitid(P_ALL, WEXITED)); with no children: ECHILD at once. */
+struct waiter { struct sp_barrier release; int report[2]; int api; };
 
 static int wait_for_held_child(void *arg)
 {
@@ -249,36 +439,58 @@ static int wait_for_held_child(void *arg)
 		_exit(0);
 	}
 	pid_t got[2] = { held, 0 };
-	got[1] = wait(NULL); /* must block until `held` ends */
+	siginfo_t si;
+	memset(&si, 0, sizeof(si));
+	/* each must block until `held` ends */
+	if (w->api == 0)
+		got[1] = wait(NULL);
+	else if (w->api == 1)
+		got[1] = waitpid(-1, NULL, 0);
+	else
+		got[1] = waitid(P_ALL, 0, &si, WEXITED) == 0 ? si.si_pid : -1;
 	return write(w->report[1], got, sizeof(got)) == sizeof(got) ? 0 : 1;
 }
 
 SP_TEST(wait_blocks_while_child_runs)
 {
-	struct waiter w;
-	pid_t got[2];
+	static const char *apis[] = { "wait()", "waitpid(-1, 0)", "waitid(P_ALL)" };
 	(void)ctx;
 
-	sp_barrier_init(&w.release);
-	ASSERT_SYS(pipe(w.report));
-	pid_t waiter = sp_fork(wait_for_held_child, &w);
-	if (sp_have_proc()) {
-		ASSERT_TRUE(sp_wait_proc_state(waiter, 'S'),
-			    "the waiter sleeps in wait() (state %c)", sp_proc_state(waiter));
-		RECORD("waiter_state_while_child_runs", "S");
-	} else {
-		RECORD("waiter_state_while_child_runs", "unobservable (no /proc)");
-	}
-	ASSERT_EQ(0, sp_poll(w.report[0], POLLIN, 0)); /* wait() has not returned */
-	sp_barrier_pass(&w.release);
-	read_report(w.report[0], got, sizeof(got), "wait() returns once the child ends");
-	ASSERT_EQ(got[0], got[1]);
-	sp_reap(waiter);
+	for (int api = 0; api < 3; api++) {
+		struct waiter w = { .api = api };
+		pid_t got[2];
 
-	/* No children left at all: wait() fails at once with ECHILD. */
-	while (waitpid(-1, NULL, WNOHANG) > 0)
-		;
+		sp_barrier_init(&w.release);
+		ASSERT_SYS(pipe(w.report));
+		pid_t waiter = sp_fork(wait_for_held_child, &w);
+		if (sp_have_proc()) {
+			ASSERT_TRUE(sp_wait_proc_state(waiter, 'S'),
+				    "the waiter sleeps in %s (state %c)", apis[api],
+				    sp_proc_state(waiter));
+			RECORD("waiter_state_while_child_runs", "S");
+		} else {
+			RECORD("waiter_state_while_child_runs", "unobservable (no /proc)");
+		}
+		ASSERT_TRUE(sp_poll(w.report[0], POLLIN, 0) == 0,
+			    "%s has not returned while the child runs", apis[api]);
+		sp_barrier_pass(&w.release);
+		read_report(w.report[0], got, sizeof(got), "the wait returns once the child ends");
+		ASSERT_TRUE(got[0] == got[1], "%s returned the child %d (got %d)", apis[api],
+			    (int)got[0], (int)got[1]);
+		sp_reap_exit(waiter, 0);
+		close(w.report[0]);
+		close(w.report[1]);
+		sp_barrier_close(&w.release);
+	}
+
+	/* No children left at all: every wait fails at once with ECHILD
+	 * (one that blocks instead is ended by the watchdog: EINTR). */
+	siginfo_t si;
+	sp_watchdog(sp_wait_ms());
 	ASSERT_ERRNO(wait(NULL), ECHILD);
+	ASSERT_ERRNO(waitpid(-1, NULL, 0), ECHILD);
+	ASSERT_ERRNO(waitid(P_ALL, 0, &si, WEXITED), ECHILD);
+	sp_watchdog(0);
 }
 
 static int held_then_exit_5(void *arg)
@@ -287,10 +499,13 @@ static int held_then_exit_5(void *arg)
 	return 5;
 }
 
-/* 7. waitpid(-1, WNOHANG): 0 at once while the child lives, then its pid. */
+/* 7. waitpid(-1, WNOHANG): 0 at once while the child lives, then its pid;
+ * the same for waitpid(pid, WNOHANG) and waitid(WNOHANG), and with a
+ * zombie present it returns that one, not the live child. */
 SP_TEST(waitpid_wnohang_returns_at_once)
 {
 	struct sp_barrier release;
+	siginfo_t si;
 	int st = 0;
 	(void)ctx;
 
@@ -299,21 +514,41 @@ SP_TEST(waitpid_wnohang_returns_at_once)
 	sp_watchdog(sp_wait_ms()); /* a waitpid that blocks fails with EINTR */
 	pid_t r = waitpid(-1, &st, WNOHANG);
 	int err = errno;
+	pid_t r_pid = waitpid(pid, &st, WNOHANG);
+	memset(&si, 0, sizeof(si));
+	si.si_pid = 12345;
+	int r_id = waitid(P_ALL, 0, &si, WEXITED | WNOHANG);
 	sp_watchdog(0);
 	if (r < 0)
 		FAIL("waitpid(-1, WNOHANG) with a live child: -1 (%s), expected 0 at once",
 		     sp_errno_name(err));
 	ASSERT_EQ(0, r);
+	ASSERT_EQ(0, r_pid);
+	ASSERT_EQ(0, r_id);
+	ASSERT_EQ(0, si.si_pid); /* waitid: nothing ended, si_pid zeroed */
+
+	/* A zombie beside the live child: WNOHANG returns the zombie. */
+	pid_t z = sp_fork(exit_11, NULL);
+	memset(&si, 0, sizeof(si));
+	sp_watchdog(sp_wait_ms());
+	ASSERT_SYS(waitid(P_PID, (id_t)z, &si, WEXITED | WNOWAIT));
+	sp_watchdog(0);
+	ASSERT_EQ(0, waitpid(pid, &st, WNOHANG)); /* not the zombie */
+	ASSERT_EQ(z, waitpid(-1, &st, WNOHANG));
+	sp_untrack_child(z);
+	ASSERT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 11, "zombie: exited 11 (%s)",
+		    sp_status_str(st));
+	ASSERT_EQ(0, waitpid(-1, &st, WNOHANG)); /* the live one still runs */
 
 	sp_barrier_pass(&release);
-	siginfo_t si;
 	memset(&si, 0, sizeof(si));
 	sp_watchdog(sp_wait_ms());
 	ASSERT_SYS(waitid(P_PID, (id_t)pid, &si, WEXITED | WNOWAIT)); /* it has ended */
 	sp_watchdog(0);
 	ASSERT_EQ(pid, waitpid(-1, &st, WNOHANG));
 	sp_untrack_child(pid);
-	ASSERT_EQ(5, WEXITSTATUS(st));
+	ASSERT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 5, "exited 5 (%s)", sp_status_str(st));
+	ASSERT_ERRNO(waitpid(-1, &st, WNOHANG), ECHILD);
 }
 
 /* 8. A fork-per-connection echo server with a SIGCHLD handler. */
@@ -469,8 +704,7 @@ SP_TEST(split_io_client_exchanges_payload_with_echo_server)
 	ASSERT_EQ(w.n, sp_pattern_check(in, w.n, 0));
 	ASSERT_TRUE(sp_poll(w.fd, POLLIN, sp_wait_ms()), "EOF follows the echo");
 	ASSERT_EQ(0, read(w.fd, in, 1));
-	int st = sp_reap(writer);
-	ASSERT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0, "the writer sent everything");
+	sp_reap_exit(writer, 0); /* the writer sent everything */
 	free(in);
 }
 
@@ -479,7 +713,8 @@ static const struct sp_case cases[] = {
 	SP_CASE(fork_child_memory_is_a_copy, "PROC-FORK-COPIES", SP_NONE),
 	SP_CASE(fork_shares_descriptors_until_every_copy_closes, "PROC-FORK-SHARES-FDS", SP_INET),
 	SP_CASE(exited_child_is_a_zombie_until_waited, "PROC-ZOMBIE", SP_NONE),
-	SP_CASE(wait_returns_pid_and_exit_status, "PROC-WAIT-REAPS", SP_NONE),
+	SP_CASE(wait_returns_pid_and_every_exit_status, "PROC-WAIT-REAPS", SP_NONE),
+	SP_CASE(waitpid_pid_leaves_other_exited_children, "PROC-WAIT-REAPS", SP_NONE),
 	SP_CASE(wait_blocks_while_child_runs, "PROC-WAIT-BLOCKS", SP_NONE),
 	SP_CASE(waitpid_wnohang_returns_at_once, "PROC-WAITPID-WNOHANG", SP_NONE),
 	SP_CASE(forking_server_serves_clients_concurrently, "PROC-FORKING-SERVER", SP_INET),

@@ -16,6 +16,7 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -140,6 +141,46 @@ FAULT(sigpipe_ignored,
 FAULT(pipe_writes_in_pieces,
       "PIPE-ATOMIC",
       "a pipe emulation that splits writes of PIPE_BUF bytes or less");
+/* Processes, signals and pipes (issue 11): the mechanism, not its first use. */
+FAULT(waitpid_pid_reaps_any,
+      "PROC-WAIT-REAPS",
+      "a process emulation whose waitpid(pid) returns whichever child ended first");
+FAULT(exit_status_7_bits,
+      "PROC-WAIT-REAPS",
+      "an emulator that keeps 7 bits of the exit code (exit(200) reads as 72)");
+FAULT(signal_death_as_exit_code,
+      "PROC-WAIT-REAPS",
+      "a process layer that reports a child killed by signal N as exited 128+N, shell style");
+FAULT(waitid_never_blocks,
+      "PROC-WAIT-BLOCKS",
+      "an emulator whose waitid(WEXITED) returns at once (as with WNOHANG) while children run");
+FAULT(signal_one_shot,
+      "SIG-HANDLER-RUNS",
+      "System V signal(): the handler is reset to SIG_DFL on delivery (SA_RESETHAND|SA_NODEFER)");
+FAULT(sigaction_one_shot,
+      "SIG-HANDLER-RUNS",
+      "an emulation layer that delivers each sigaction() handler once, as if SA_RESETHAND were set");
+FAULT(alarm_never_fires,
+      "SIG-HANDLER-RUNS",
+      "a sandbox whose alarm() keeps the bookkeeping and return values but never raises SIGALRM");
+FAULT(sa_restart_ignored,
+      "SIG-INTERRUPTS-SLEEP",
+      "a syscall emulation (early gVisor/WSL1 style) that never restarts: SA_RESTART calls fail with EINTR");
+FAULT(sa_restart_always,
+      "SIG-INTERRUPTS-SLEEP",
+      "a libc or emulator that restarts every interrupted call, as if SA_RESTART were always set");
+FAULT(pipe_small_write_splits,
+      "PIPE-ATOMIC",
+      "a pipe emulation that writes what fits of a write <= PIPE_BUF into a partly full pipe, then the rest");
+FAULT(pipe_eof_drops_data,
+      "PIPE-EOF",
+      "a pipe emulation that reads EOF once the last writer is gone, dropping what was still unread");
+FAULT(sigpipe_handler_never_runs,
+      "PIPE-EPIPE",
+      "a sandbox that ignores SIGPIPE behind the program's back even when it installs a handler");
+FAULT(msg_nosignal_ignored,
+      "PIPE-EPIPE",
+      "an LD_PRELOAD socket stack that forwards send() without MSG_NOSIGNAL, so SIGPIPE is raised");
 FAULT(resolver_drops_aliases,
       "DNS-BYNAME",
       "a libc whose gethostbyname() drops hosts-file aliases (musl)");
@@ -328,6 +369,14 @@ ssize_t read(int fd, void *buf, size_t n)
 		if (ioctl(fd, FIONREAD, &avail) == 0 && avail == 0)
 			return 0;
 	}
+	/* pipe_eof_drops_data: no writer left means EOF, unread data or not. */
+	if (on("pipe_eof_drops_data") && is_fifo(fd)) {
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+		int saved = errno;
+		if (poll(&p, 1, 0) == 1 && (p.revents & POLLHUP))
+			return 0;
+		errno = saved;
+	}
 	ssize_t r = real_read(fd, buf, cap_stream(fd, n));
 	note_recv(fd);
 	return merge_dgrams(fd, buf, n, after_stream_read(fd, r));
@@ -424,6 +473,35 @@ static socklen_t ss_len(const struct sockaddr_storage *ss)
 	return ss->ss_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
 }
 
+/* pipe_small_write_splits: a write of at most PIPE_BUF bytes into a
+ * pipe with less room than that puts in what fits first (all a
+ * non-blocking writer gets), then the rest: other writers come between. */
+static ssize_t split_small_pipe_write(int fd, const void *buf, size_t n)
+{
+	int saved = errno, inq = 0, cap = fcntl(fd, F_GETPIPE_SZ);
+	int nonblock = (fcntl(fd, F_GETFL) & O_NONBLOCK) != 0;
+
+	errno = saved;
+	load_write();
+	if (n > PIPE_BUF || cap <= 0 || ioctl(fd, FIONREAD, &inq) < 0 || inq <= 0 ||
+	    cap - inq <= 0 || (size_t)(cap - inq) >= n) {
+		errno = saved;
+		return real_write(fd, buf, n);
+	}
+	errno = saved;
+	ssize_t w = real_write(fd, buf, (size_t)(cap - inq));
+	if (w <= 0 || nonblock)
+		return w;
+	size_t done = (size_t)w;
+	while (done < n) {
+		w = real_write(fd, (const char *)buf + done, n - done);
+		if (w <= 0)
+			return (ssize_t)done;
+		done += (size_t)w;
+	}
+	return (ssize_t)n;
+}
+
 static ssize_t faulty_send(int fd, const void *buf, size_t n, int flags, int via_write)
 {
 	if (fd >= 0 && fd < MAXFD && is_dgram(fd)) {
@@ -458,6 +536,8 @@ static ssize_t faulty_send(int fd, const void *buf, size_t n, int flags, int via
 			}
 			return (ssize_t)n;
 		}
+		if (on("pipe_small_write_splits") && is_fifo(fd))
+			return split_small_pipe_write(fd, buf, n);
 		return real_write(fd, buf, n);
 	}
 	load_send();
@@ -471,6 +551,8 @@ ssize_t write(int fd, const void *buf, size_t n)
 
 ssize_t send(int fd, const void *buf, size_t n, int flags)
 {
+	if (on("msg_nosignal_ignored")) /* the flag is not passed on */
+		flags &= ~MSG_NOSIGNAL;
 	return faulty_send(fd, buf, n, flags, 0);
 }
 
@@ -697,6 +779,12 @@ static int lose_code(int st)
 {
 	if (on("status_loses_exit_code") && WIFEXITED(st))
 		return st & ~0xff00;
+	/* exit_status_7_bits: the top bit of the exit code is lost. */
+	if (on("exit_status_7_bits") && WIFEXITED(st))
+		return st & ~0x8000;
+	/* signal_death_as_exit_code: killed by N reads as exited 128+N. */
+	if (on("signal_death_as_exit_code") && WIFSIGNALED(st))
+		return ((128 + WTERMSIG(st)) & 0xff) << 8;
 	return st;
 }
 
@@ -706,6 +794,9 @@ pid_t waitpid(pid_t pid, int *st, int options)
 	/* waitpid_ignores_wnohang: WNOHANG blocks like a plain waitpid. */
 	if (on("waitpid_ignores_wnohang"))
 		options &= ~WNOHANG;
+	/* waitpid_pid_reaps_any: a pid is taken as "any child". */
+	if (pid > 0 && on("waitpid_pid_reaps_any"))
+		pid = -1;
 	pid_t r = real_waitpid(pid, st, options);
 	if (r > 0 && st)
 		*st = lose_code(*st);
@@ -727,9 +818,18 @@ pid_t wait(int *st)
 int waitid(idtype_t type, id_t id, siginfo_t *si, int options)
 {
 	load_waitid();
+	/* waitid_never_blocks: WEXITED without WNOHANG returns at once. */
+	if (on("waitid_never_blocks"))
+		options |= WNOHANG;
 	int r = real_waitid(type, id, si, options);
 	if (r == 0 && si && si->si_code == CLD_EXITED && on("status_loses_exit_code"))
 		si->si_status = 0;
+	if (r == 0 && si && si->si_code == CLD_EXITED && on("exit_status_7_bits"))
+		si->si_status &= 0x7f;
+	if (r == 0 && si && si->si_code == CLD_KILLED && on("signal_death_as_exit_code")) {
+		si->si_code = CLD_EXITED;
+		si->si_status = (128 + si->si_status) & 0xff;
+	}
 	return r;
 }
 
@@ -745,6 +845,10 @@ static sighandler_t faulty_handler(int sig, sighandler_t h)
 	/* sigpipe_ignored: SIGPIPE can never kill. */
 	if (sig == SIGPIPE && on("sigpipe_ignored"))
 		return SIG_IGN;
+	/* sigpipe_handler_never_runs: a SIGPIPE handler is swapped for SIG_IGN. */
+	if (sig == SIGPIPE && h != SIG_DFL && h != SIG_IGN && h != SIG_ERR &&
+	    on("sigpipe_handler_never_runs"))
+		return SIG_IGN;
 	/* handlers_not_installed: a handler is accepted but never runs. */
 	if (h != SIG_DFL && h != SIG_IGN && h != SIG_ERR && on("handlers_not_installed") &&
 	    (sig == SIGALRM || sig == SIGINT || sig == SIGCHLD))
@@ -752,10 +856,44 @@ static sighandler_t faulty_handler(int sig, sighandler_t h)
 	return h;
 }
 
+static int is_handler(sighandler_t h)
+{
+	return h != SIG_DFL && h != SIG_IGN && h != SIG_ERR;
+}
+
+/* The flags a fault makes of a handler's sigaction() flags. */
+static int faulty_flags(int flags)
+{
+	/* sigaction_one_shot: every handler is delivered once. */
+	if (on("sigaction_one_shot"))
+		flags |= SA_RESETHAND | SA_NODEFER;
+	/* sa_restart_ignored / sa_restart_always: restart never / always. */
+	if (on("sa_restart_ignored"))
+		flags &= ~SA_RESTART;
+	if (on("sa_restart_always"))
+		flags |= SA_RESTART;
+	return flags;
+}
+
 sighandler_t signal(int sig, sighandler_t h)
 {
 	load_signal();
-	return real_signal(sig, faulty_handler(sig, h));
+	h = faulty_handler(sig, h);
+	/* signal_one_shot: System V semantics (reset on delivery, not
+	 * blocked while it runs, no restart). sa_restart_*: as for sigaction. */
+	if (is_handler(h) && (on("signal_one_shot") || on("sa_restart_ignored") ||
+			      on("sa_restart_always"))) {
+		struct sigaction sa = { .sa_handler = h }, old;
+		sa.sa_flags = on("signal_one_shot") ? SA_RESETHAND | SA_NODEFER : SA_RESTART;
+		if (on("sa_restart_ignored"))
+			sa.sa_flags &= ~SA_RESTART;
+		sigemptyset(&sa.sa_mask);
+		load_sigaction();
+		if (real_sigaction(sig, &sa, &old) < 0)
+			return SIG_ERR;
+		return old.sa_handler;
+	}
+	return real_signal(sig, h);
 }
 
 int sigaction(int sig, const struct sigaction *sa, struct sigaction *old)
@@ -763,13 +901,36 @@ int sigaction(int sig, const struct sigaction *sa, struct sigaction *old)
 	load_sigaction();
 	if (sa && !(sa->sa_flags & SA_SIGINFO)) {
 		sighandler_t h = faulty_handler(sig, sa->sa_handler);
-		if (h != sa->sa_handler) {
+		int flags = is_handler(h) ? faulty_flags(sa->sa_flags) : sa->sa_flags;
+		if (h != sa->sa_handler || flags != sa->sa_flags) {
 			struct sigaction copy = *sa;
 			copy.sa_handler = h;
+			copy.sa_flags = flags;
 			return real_sigaction(sig, &copy, old);
 		}
 	}
 	return real_sigaction(sig, sa, old);
+}
+
+/* alarm_never_fires: alarm() answers with the seconds left of what it
+ * was asked, but no SIGALRM ever comes. */
+static struct timespec fake_alarm_at;
+
+unsigned int alarm(unsigned int s)
+{
+	static unsigned int (*real_alarm)(unsigned int);
+	if (!real_alarm)
+		real_alarm = dlsym(RTLD_NEXT, "alarm");
+	if (!on("alarm_never_fires"))
+		return real_alarm(s);
+	struct timespec now;
+	unsigned left = 0;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	if (fake_alarm_at.tv_sec && fake_alarm_at.tv_sec > now.tv_sec)
+		left = (unsigned)(fake_alarm_at.tv_sec - now.tv_sec);
+	fake_alarm_at.tv_sec = s ? now.tv_sec + s : 0;
+	fake_alarm_at.tv_nsec = now.tv_nsec;
+	return left;
 }
 
 __attribute__((constructor)) static void spfault_init(void)

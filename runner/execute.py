@@ -30,6 +30,7 @@ class Item:
     test: str       # test name
     family: str     # "ipv4", "ipv6" or "none"
     ids: list
+    slow: float = 0.0  # wall time spent by design (`slow` on the --list line)
 
     @property
     def name(self) -> str:

@@ -79,6 +79,13 @@ class ProbeFile(pytest.File):
                                             sp_item=it, repeat=r + 1 if repeat > 1 else 0)
 
 
+def pytest_collection_modifyitems(session, config, items):
+    """Slow items first (a stable sort: the rest keep their order), so in a
+    parallel run a test that spends a second by design (alarm(1)) runs
+    while the other workers go through the quick items."""
+    items.sort(key=lambda i: -i.sp_item.slow if isinstance(i, ProbeItem) else 0.0)
+
+
 class ProbeFailure(Exception):
     pass
 

@@ -82,6 +82,16 @@ class TestListing:
     name: str
     ids: list
     families: list  # ["ipv4", "ipv6"] or ["none"]
+    slow: float = 0.0  # seconds of wall time the test spends by design (alarm(1))
+
+
+def _seconds(v: str) -> float:
+    """The optional `slow` field of a `test` line; anything else is 0."""
+    try:
+        x = float(v)
+    except ValueError:
+        return 0.0
+    return x if x > 0 and x == x and x != float("inf") else 0.0
 
 
 def parse_listing(text: str) -> list[TestListing]:
@@ -97,7 +107,8 @@ def parse_listing(text: str) -> list[TestListing]:
         out.append(TestListing(
             probe=f["probe"], name=f["name"],
             ids=[i for i in f.get("ids", "").split(",") if i],
-            families=[x for x in f.get("families", "none").split(",") if x]))
+            families=[x for x in f.get("families", "none").split(",") if x],
+            slow=_seconds(f.get("slow", ""))))
     return out
 
 

@@ -124,6 +124,8 @@ static int pass_barrier(void *arg)
 	return 7;
 }
 
+static int pass_barrier_free(void *arg) { (void)arg; return 7; }
+
 static void barrier_orders_processes_and_reap_gives_status(void **state)
 {
 	struct sp_barrier b;
@@ -155,6 +157,32 @@ static void watchdog_turns_a_stuck_call_into_eintr(void **state)
 
 static int exit_now(void *arg) { (void)arg; return 0; }
 
+static void quiet_handler(int sig) { (void)sig; }
+
+static void watchdog_puts_back_the_tests_sigalrm_handler(void **state)
+{
+	struct sigaction mine = { .sa_handler = quiet_handler }, now;
+	(void)state;
+	sigemptyset(&mine.sa_mask);
+	assert_int_equal(0, sigaction(SIGALRM, &mine, NULL));
+	sp_watchdog(1000);
+	sp_watchdog(0);
+	assert_int_equal(0, sigaction(SIGALRM, NULL, &now));
+	assert_true(now.sa_handler == quiet_handler);
+	signal(SIGALRM, SIG_DFL);
+}
+
+static int die_by_term(void *arg) { (void)arg; raise(SIGTERM); return 0; }
+
+static void status_in_words_and_strict_reaps(void **state)
+{
+	(void)state;
+	assert_string_equal("exited 255", sp_status_str(255 << 8));
+	assert_string_equal("killed by SIGPIPE", sp_status_str(SIGPIPE));
+	sp_reap_exit(sp_fork(pass_barrier_free, NULL), 7);
+	sp_reap_signal(sp_fork(die_by_term, NULL), SIGTERM);
+}
+
 static void proc_state_shows_zombie(void **state)
 {
 	(void)state;
@@ -179,6 +207,8 @@ int main(void)
 		cmocka_unit_test(barrier_orders_processes_and_reap_gives_status),
 		cmocka_unit_test(proc_state_shows_zombie),
 		cmocka_unit_test(watchdog_turns_a_stuck_call_into_eintr),
+		cmocka_unit_test(watchdog_puts_back_the_tests_sigalrm_handler),
+		cmocka_unit_test(status_in_words_and_strict_reaps),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

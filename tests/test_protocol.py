@@ -27,6 +27,28 @@ def test_listing():
         ("t1", ["A", "B"], ["ipv4", "ipv6"]), ("t2", ["C"], ["none"])]
 
 
+
+def test_listing_slow_field_is_optional():
+    text = ("@SP1 test probe=sig name=a ids=A families=none slow=1\n"
+            "@SP1 test probe=sig name=b ids=A families=none\n"
+            "@SP1 test probe=sig name=c ids=A families=none slow=soon\n")
+    assert [t.slow for t in protocol.parse_listing(text)] == [1.0, 0.0, 0.0]
+
+
+def test_probes_list_slow_tests_and_the_runner_starts_them_first():
+    import subprocess
+    import sys
+    from conftest import ROOT
+    sig = [t for t in protocol.parse_listing(subprocess.run(
+        [str(ROOT / "build" / "probes" / "sig"), "--list"], capture_output=True,
+        text=True).stdout) if t.slow]
+    assert sig, "sig lists its real alarm() test as slow"
+    out = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q",
+                          "-p", "no:cacheprovider", "cases"], cwd=ROOT,
+                         capture_output=True, text=True).stdout.splitlines()
+    assert out[0] == "cases/sig.c::%s" % sig[0].name
+
+
 RUN = "@SP1 begin probe=p test=t family=ipv4 ids=A\n@SP1 obs key=k value=v\n"
 
 
