@@ -8,6 +8,7 @@
 #
 # make check options (make variables):
 #   PRELOAD=/abs/lib.so  LD_PRELOAD a socket stack into every probe
+#   WRAP="cmd args"      run every probe as `cmd args PROBE ...` (proot, valgrind --tool=none)
 #   TESTS="tcp udp/udp_keeps_datagram_boundaries"  a selection
 #   JOBS=2               parallel workers (pytest-xdist -n; default: nproc, 0 = none)
 #   TIMEOUT=5            seconds per item
@@ -38,7 +39,7 @@ LIBS    := -lcmocka
 PYTHON   = $$(scripts/find-python)
 JOBS    ?= $(shell nproc 2>/dev/null || echo 2)
 
-CHECK_ARGS := $(if $(PRELOAD),--preload $(PRELOAD)) $(if $(TIMEOUT),--timeout $(TIMEOUT)) \
+CHECK_ARGS := $(if $(PRELOAD),--preload $(PRELOAD)) $(if $(WRAP),--wrap '$(WRAP)') $(if $(TIMEOUT),--timeout $(TIMEOUT)) \
 	$(if $(filter-out 0,$(JOBS)),-n $(JOBS)) $(if $(FAMILY),--family $(FAMILY)) \
 	$(if $(K),-k "$(K)") $(if $(HOST),--host) $(if $(BASELINE),--baseline $(BASELINE)) \
 	$(if $(KERNEL),--kernel $(KERNEL)) $(if $(LIBC),--libc $(LIBC)) \
@@ -46,7 +47,8 @@ CHECK_ARGS := $(if $(PRELOAD),--preload $(PRELOAD)) $(if $(TIMEOUT),--timeout $(
 # What a run needs beyond the base packages.
 EXTRA_DEPS := $(if $(or $(KERNEL),$(filter musl,$(LIBC))),musl-tools) \
 	$(if $(KERNEL),busybox-static) $(if $(filter uml,$(KERNEL)),user-mode-linux) \
-	$(if $(filter-out uml,$(KERNEL)),qemu-system-x86)
+	$(if $(filter-out uml,$(KERNEL)),qemu-system-x86) \
+	$(if $(filter proot%,$(WRAP)),proot) $(if $(filter valgrind%,$(WRAP)),valgrind)
 
 .PHONY: test-browser all binaries static check check-kernels compare bench soak test list deps clean
 .SECONDARY:

@@ -39,6 +39,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="probe (tcp), test (tcp/NAME) or item (tcp/NAME[ipv6]); default all")
     c.add_argument("--timeout", type=float, default=5.0, help="seconds per item (default 5)")
     c.add_argument("--preload", help="absolute path of an LD_PRELOAD library for the probes")
+    c.add_argument("--wrap", metavar="'CMD ARGS'",
+                   help="run every probe as CMD ARGS PROBE ... inside its isolation "
+                        "(e.g. proot, 'valgrind --tool=none')")
     c.add_argument("--reports", default=str(ROOT / "reports"), help="report directory")
     c.add_argument("--build", default=str(discover.BUILD), help="build directory")
     c.add_argument("--host", action="store_true", help="no namespaces: run on the host loopback")
@@ -105,12 +108,34 @@ def _repeat_nodes(nodes: list, repeat: int) -> list:
         [n for n in nodes if "::" not in n]
 
 
+def _check_wrap(a) -> None:
+    """WRAP='cmd args': the command must exist; it wraps the probes only,
+    so it cannot be combined with a guest kernel or PRELOAD."""
+    import shlex
+    import shutil
+    try:
+        words = shlex.split(a.wrap)
+    except ValueError as e:
+        raise CliError("WRAP is not a valid command line (%s)" % e)
+    if not words:
+        raise CliError("WRAP is empty")
+    if shutil.which(words[0]) is None:
+        raise CliError("WRAP command '%s' is not installed or not on PATH" % words[0])
+    if a.kernel:
+        raise CliError("WRAP runs probes on this kernel; it does not combine with KERNEL=")
+    if a.preload:
+        raise CliError("WRAP and PRELOAD do not combine: the library would be loaded into "
+                       "the wrapper too")
+
+
 def cmd_check(a) -> int:
     if a.preload:
         if not os.path.isabs(a.preload):
             raise CliError("PRELOAD must be an absolute path (got '%s')" % a.preload)
         if not os.path.isfile(a.preload):
             raise CliError("PRELOAD library '%s' does not exist" % a.preload)
+    if a.wrap:
+        _check_wrap(a)
     if a.timeout <= 0:
         raise CliError("--timeout must be a positive number of seconds")
     if a.repeat < 1:
@@ -144,6 +169,8 @@ def cmd_check(a) -> int:
             "--sp-build", str(build), "-p", "no:cacheprovider"]
     if a.preload:
         args += ["--sp-preload", a.preload]
+    if a.wrap:
+        args += ["--sp-wrap", a.wrap]
     if a.expect:
         args += ["--sp-expect", a.expect]
     if a.host:

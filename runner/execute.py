@@ -46,10 +46,11 @@ class Settings:
     preload: str | None = None
     host_only: bool = False    # --host: isolation switched off
     extra_env: dict | None = None
+    wrap: list | None = None   # WRAP: the probe runs as `wrap... PROBE ARGS`
 
 
 def command(item: Item, settings: Settings) -> list:
-    probe = [item.binary, "--run", item.test, "--family", item.family]
+    probe = list(settings.wrap or []) + [item.binary, "--run", item.test, "--family", item.family]
     if not settings.isolate:
         return probe
     wrap = [settings.isolate]

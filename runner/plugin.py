@@ -8,6 +8,7 @@ run's reports at the end (runner/report.py).
 from __future__ import annotations
 
 import json
+import shlex
 import time
 from pathlib import Path
 
@@ -22,6 +23,8 @@ def pytest_addoption(parser):
     g = parser.getgroup("sockprobe")
     g.addoption("--sp-timeout", type=float, default=5.0,
                 help="seconds per item before its process group is killed (default 5)")
+    g.addoption("--sp-wrap", default=None,
+                help="run every probe as `WRAP PROBE ARGS` inside its isolation (proot, valgrind ...)")
     g.addoption("--sp-preload", default=None,
                 help="absolute path of a library to LD_PRELOAD into every probe")
     g.addoption("--sp-reports", default=str(discover.ROOT / "reports"),
@@ -45,6 +48,7 @@ def _settings(config) -> execute.Settings:
         isolate=str(isolate) if isolate.exists() else None,
         timeout_s=config.getoption("--sp-timeout"),
         preload=config.getoption("--sp-preload"),
+        wrap=shlex.split(config.getoption("--sp-wrap")) if config.getoption("--sp-wrap") else None,
         host_only=config.getoption("--sp-host"))
 
 
@@ -153,6 +157,7 @@ def pytest_sessionfinish(session, exitstatus):
                                      s.isolate, s.host_only)
     env.update(report.runner_environment())
     env["preload"] = s.preload
+    env["wrap"] = config.getoption("--sp-wrap")
     env.setdefault("isolation", "none" if not s.isolate else "unknown")
     modes = sorted({r.get("isolation", "none") for r in results})
     env["item_isolation"] = modes
