@@ -3,6 +3,7 @@
   check [options] [TEST ...]   run the suite (or some tests) and write reports
   list                         the tests, their families and catalogue IDs
   compare REPORT REPORT...     side-by-side verdicts and differing values
+  mutate [FAULT ...]           the mutation campaign: every fault against the suite
 
 Errors are one line on stderr, naming what is wrong and what to do, with a
 non-zero exit status; never a traceback.
@@ -69,6 +70,8 @@ def _parser() -> argparse.ArgumentParser:
     k = sub.add_parser("kernels", help="host, UML 6.1, QEMU 6.1 and 6.12, then one comparison")
     k.add_argument("--timeout", type=float, default=10.0, help="seconds per item")
     k.add_argument("--reports", default=str(ROOT / "reports"), help="report directory")
+    from . import mutate
+    mutate.add_arguments(sub.add_parser("mutate", help="run every fault against the suite; score"))
     sub.add_parser("list", help="list tests with their catalogue IDs").add_argument(
         "--build", default=str(discover.BUILD))
     return p
@@ -321,6 +324,11 @@ def cmd_list(a) -> int:
     return 0
 
 
+def _mutate_error():
+    from .mutate import MutateError
+    return MutateError
+
+
 def main(argv=None) -> int:
     try:
         a = _parser().parse_args(argv)
@@ -334,6 +342,9 @@ def main(argv=None) -> int:
             return cmd_kernels(a)
         if a.cmd == "soak":
             return cmd_soak(a)
+        if a.cmd == "mutate":
+            from . import mutate
+            return mutate.cmd(a)
         if a.cmd == "bench":
             from . import bench
             if a.runs < 1:
@@ -341,7 +352,8 @@ def main(argv=None) -> int:
             bench.bench(a.runs, Path(a.reports), with_uml=not a.no_uml)
             return 0
         raise CliError("say what to do: check or list (see `python -m runner --help`)")
-    except (CliError, discover.DiscoveryError, report.ReportError, guest.GuestError) as e:
+    except (CliError, discover.DiscoveryError, report.ReportError, guest.GuestError,
+            _mutate_error()) as e:
         print("sockprobe: error: %s" % e, file=sys.stderr)
         return 2
     except KeyboardInterrupt:
