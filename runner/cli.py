@@ -314,7 +314,7 @@ def cmd_soak(a) -> int:
         a.runs, len(doc["results"]) // a.runs, " under stress-ng on every core" if load else "",
         time.time() - started))
     print("\n".join(report.terminal_summary(doc, path.parent)))
-    bad = doc["flips"] or doc["counts"]["fail"] + doc["counts"]["error"] + doc["counts"]["timeout"]
+    bad = doc["flips"] or sum(doc["counts"][v] for v in report.BAD)
     return 1 if bad else 0
 
 

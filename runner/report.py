@@ -150,6 +150,14 @@ def terminal_summary(doc: dict, run_dir: Path) -> list:
         lines.append("repeat %d: %d item(s) flipped verdict" % (env["repeat"], len(doc["flips"])))
         for item, counts in doc["flips"].items():
             lines.append("  FLIP %s: %s" % (item, ", ".join("%d %s" % (n, v) for v, n in counts.items())))
+    broken = [r for r in doc["results"] if r["verdict"] == "broken"]
+    if broken:
+        lines.append("broken (the test could not create its situation; not a verdict on the "
+                     "behavior): %d" % len(broken))
+        for r in broken[:10]:
+            lines.append("  BROKEN %s: %s" % (r.get("item", r["test"]), r.get("message", "")))
+        if len(broken) > 10:
+            lines.append("  ... and %d more (summary.md lists them)" % (len(broken) - 10))
     lines.append("verdicts: " + ", ".join("%d %s" % (doc["counts"][v], v) for v in ORDER))
     rel = os.path.relpath(run_dir)
     lines.append("report: %s (also %s)" % (rel, os.path.join(os.path.dirname(rel), "latest")))
@@ -191,11 +199,21 @@ def summary(report: dict) -> str:
         lines += ["", "## Items whose verdict flipped between repeats", ""]
         for item, counts in report["flips"].items():
             lines.append("- `%s`: %s" % (item, ", ".join("%d %s" % (n, v) for v, n in counts.items())))
-    bad = [r for r in report["results"] if r["verdict"] in BAD]
+    bad = [r for r in report["results"] if r["verdict"] in BAD and r["verdict"] != "broken"]
     if bad:
         lines += ["", "## Not passing", ""]
         for r in bad:
             lines.append("- `%s` (%s): %s" % (r["item"], r["verdict"], _md(r.get("message", ""))))
+    broken = [r for r in report["results"] if r["verdict"] == "broken"]
+    if broken:
+        lines += ["", "## Broken: could not be set up", "",
+                  "The test could not create the situation its Must is about (what was "
+                  "missing is named); this is neither a pass nor a failure of the behavior, "
+                  "and it makes the run exit 1.", ""]
+        for r in broken:
+            at = r.get("observations", {}).get("broken_at")
+            lines.append("- `%s`: %s%s" % (r["item"], _md(r.get("message", "")),
+                                           " (%s)" % at if at else ""))
     return "\n".join(lines) + "\n"
 
 
