@@ -346,7 +346,8 @@ static int is_fifo(int fd)
 static int udp_recv_fault(int fd, void *buf, size_t n, int flags, struct sockaddr *from,
 			  socklen_t *len, int named, ssize_t *r)
 {
-	if (fd < 0 || fd >= MAXFD || !is_dgram(fd))
+	if (fd < 0 || fd >= MAXFD ||
+	    !(on("unconnected_udp_reports_icmp") || on("dgram_recv_keeps_tail")) || !is_dgram(fd))
 		return 0;
 	/* unconnected_udp_reports_icmp: the port unreachable an earlier
 	 * sendto() provoked fails the next receive that names a source. */
