@@ -107,6 +107,12 @@ FAULT(implicit_port_per_destination,
 FAULT(dgram_drops_empty,
       "UDP-BOUNDARY",
       "a datagram emulation over a byte stream that cannot carry an empty datagram: it reports 0 sent and delivers nothing");
+FAULT(unconnected_write_enotconn,
+      "UDP-DESTINATION-EACH-SEND",
+      "socket_wrapper-style UDP over AF_UNIX datagrams: send()/write() without a destination fail with ENOTCONN, not EDESTADDRREQ");
+FAULT(connected_send_refused_at_once,
+      "UDP-CONNECTED",
+      "socket_wrapper-style UDP over AF_UNIX datagrams: a connected send() to a closed port fails at once with ECONNREFUSED");
 FAULT(connected_dgram_backpressure,
       "UDP-NO-FLOW-CONTROL",
       "a UDP-over-TCP relay whose connected send()/write() wait for the receiver like a stream (blocks, or EAGAIN)");
@@ -503,6 +509,8 @@ static socklen_t ss_len(const struct sockaddr_storage *ss)
 	return ss->ss_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
 }
 
+static int nobody_listens(const struct sockaddr *to, socklen_t len);
+
 static ssize_t faulty_send(int fd, const void *buf, size_t n, int flags, int via_write)
 {
 	if (fd >= 0 && fd < MAXFD && is_dgram(fd)) {
@@ -513,6 +521,23 @@ static ssize_t faulty_send(int fd, const void *buf, size_t n, int flags, int via
 		}
 		if (n == 0 && on("dgram_drops_empty"))
 			return 0;
+		/* unconnected_write_enotconn, connected_send_refused_at_once:
+		 * AF_UNIX datagram semantics under a UDP socket. */
+		if (on("unconnected_write_enotconn") || on("connected_send_refused_at_once")) {
+			struct sockaddr_storage peer;
+			socklen_t pl = sizeof(peer);
+			int saved = errno, connected = getpeername(fd, (struct sockaddr *)&peer, &pl) == 0;
+			errno = saved;
+			if (!connected && on("unconnected_write_enotconn")) {
+				errno = ENOTCONN;
+				return -1;
+			}
+			if (connected && on("connected_send_refused_at_once") &&
+			    nobody_listens((struct sockaddr *)&peer, pl)) {
+				errno = ECONNREFUSED;
+				return -1;
+			}
+		}
 		/* connected_dgram_backpressure: held back once the receiver is
 		 * 32 datagrams behind: a blocking socket waits, else EAGAIN. */
 		if (on("connected_dgram_backpressure") && ++connected_dgram_sends > 32) {
