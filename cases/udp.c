@@ -5,7 +5,7 @@
  * Each test runs over IPv4 and IPv6 loopback and checks:
  *
  *  1. UDP-BOUNDARY               k sends are k receives of the same sizes
- *                                (an empty datagram included), in order,
+ *                                (0 to 9000 bytes), in order,
  *                                each from its sender's address, none
  *                                joined to the next.
  *  2. UDP-TRUNCATE               a short buffer gets the head (MSG_TRUNC in
@@ -242,11 +242,12 @@ static void fill(unsigned char *buf, size_t n, int i)
 /* ---- the behaviors ---------------------------------------------------------- */
 
 /* 1. Each send is one datagram: k sends (sendto, sendmsg, write, send; an
- * empty one among them), k receives of the same sizes and contents, each
- * from its sender, through every receive API, blocking and non-blocking. */
+ * empty one and one larger than an Ethernet MTU among them), k receives of
+ * the same sizes and contents, each from its sender, through every receive
+ * API, blocking and non-blocking. */
 SP_TEST(udp_keeps_datagram_boundaries)
 {
-	static const size_t sizes[] = { 1, 100, 0, 7, 1000, 3 };
+	static const size_t sizes[] = { 1, 100, 0, 7, 9000, 3 };
 	enum { K = sizeof(sizes) / sizeof(sizes[0]) };
 
 	for (int api = 0; api < RX_APIS; api++) {
@@ -256,7 +257,7 @@ SP_TEST(udp_keeps_datagram_boundaries)
 			int rx = sp_udp_bound(ctx), un = sp_udp_bound(ctx), co = sp_udp_bound(ctx);
 			struct sockaddr_storage to, sun, sco;
 			socklen_t tolen = addr_of(rx, &to);
-			unsigned char out[1000], in[2048];
+			unsigned char out[9000], in[16384];
 			struct dgram d;
 
 			addr_of(un, &sun);

@@ -113,6 +113,9 @@ FAULT(unconnected_write_enotconn,
 FAULT(connected_send_refused_at_once,
       "UDP-CONNECTED",
       "socket_wrapper-style UDP over AF_UNIX datagrams: a connected send() to a closed port fails at once with ECONNREFUSED");
+FAULT(dgram_limited_to_mtu,
+      "UDP-BOUNDARY",
+      "a userspace stack without IP fragmentation (lwIP built without IP_FRAG) that refuses datagrams over a 1500-byte MTU with EMSGSIZE");
 FAULT(connected_dgram_backpressure,
       "UDP-NO-FLOW-CONTROL",
       "a UDP-over-TCP relay whose connected send()/write() wait for the receiver like a stream (blocks, or EAGAIN)");
@@ -521,6 +524,10 @@ static ssize_t faulty_send(int fd, const void *buf, size_t n, int flags, int via
 		}
 		if (n == 0 && on("dgram_drops_empty"))
 			return 0;
+		if (n > 1472 && on("dgram_limited_to_mtu")) {
+			errno = EMSGSIZE;
+			return -1;
+		}
 		/* unconnected_write_enotconn, connected_send_refused_at_once:
 		 * AF_UNIX datagram semantics under a UDP socket. */
 		if (on("unconnected_write_enotconn") || on("connected_send_refused_at_once")) {
@@ -615,6 +622,12 @@ ssize_t sendto(int fd, const void *buf, size_t n, int flags, const struct sockad
 			memcpy(&last_dest[fd], to, len);
 		if (n == 0 && on("dgram_drops_empty"))
 			return 0;
+		/* dgram_limited_to_mtu: no fragmentation, so nothing over
+		 * the MTU less the IP and UDP headers. */
+		if (n > 1472 && on("dgram_limited_to_mtu")) {
+			errno = EMSGSIZE;
+			return -1;
+		}
 		int icmp = on("unconnected_udp_reports_icmp"), nat = on("implicit_port_per_destination");
 		struct sockaddr_storage peer, dst;
 		socklen_t pl = sizeof(peer);
