@@ -5,9 +5,8 @@
  * Each test runs over IPv4 and IPv6 loopback and checks:
  *
  *  1. UDP-BOUNDARY               k sends are k receives of the same sizes
- *                                (0 to 9000 bytes), in order,
- *                                each from its sender's address, none
- *                                joined to the next.
+ *                                (0 to 9000 bytes), in order, each from its
+ *                                sender's address, none joined to the next.
  *  2. UDP-TRUNCATE               a short buffer gets the head (MSG_TRUNC in
  *                                recvmsg) and the rest of that datagram is
  *                                gone: the next receive gets the next one.
