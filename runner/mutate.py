@@ -26,6 +26,7 @@ import datetime as _dt
 import json
 import os
 import random
+import subprocess
 import sys
 import threading
 import time
@@ -329,6 +330,10 @@ def cmd(a) -> int:
         table = select(faults.table(), a.faults)
     except ValueError as e:
         raise MutateError(str(e))
+    except (OSError, subprocess.CalledProcessError) as e:
+        why = (getattr(e, "stderr", "") or str(e)).strip().splitlines()
+        raise MutateError("cannot read the fault table of %s: %s (rebuild with `make mutate`)"
+                          % (faults.LIBRARY, why[-1] if why else e))
     base = Path(a.reports)
     try:
         base.mkdir(parents=True, exist_ok=True)
