@@ -296,6 +296,7 @@ static char *dgram_tail[MAXFD];               /* dgram_recv_keeps_tail */
 static size_t dgram_tail_len[MAXFD];
 static char icmp_pending[MAXFD];              /* unconnected_udp_reports_icmp */
 static struct sockaddr_storage nat_first[MAXFD];  /* implicit_port_per_destination */
+static int nobody_listens(const struct sockaddr *to, socklen_t len);
 
 /* ---- reading ---------------------------------------------------------------- */
 
@@ -394,6 +395,9 @@ static int udp_recv_fault(int fd, void *buf, size_t n, int flags, struct sockadd
 ssize_t read(int fd, void *buf, size_t n)
 {
 	load_read();
+	ssize_t fr;
+	if (udp_recv_fault(fd, buf, n, 0, NULL, NULL, 0, &fr))
+		return fr;
 	/* empty_pipe_reads_eof: an empty pipe reads as EOF instead of
 	 * blocking until a writer writes. */
 	if (on("empty_pipe_reads_eof") && is_fifo(fd)) {
@@ -401,9 +405,6 @@ ssize_t read(int fd, void *buf, size_t n)
 		if (ioctl(fd, FIONREAD, &avail) == 0 && avail == 0)
 			return 0;
 	}
-	ssize_t fr;
-	if (udp_recv_fault(fd, buf, n, 0, NULL, NULL, 0, &fr))
-		return fr;
 	ssize_t r = real_read(fd, buf, cap_stream(fd, n));
 	note_recv(fd);
 	return merge_dgrams(fd, buf, n, after_stream_read(fd, r));
@@ -511,8 +512,6 @@ static socklen_t ss_len(const struct sockaddr_storage *ss)
 {
 	return ss->ss_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
 }
-
-static int nobody_listens(const struct sockaddr *to, socklen_t len);
 
 static ssize_t faulty_send(int fd, const void *buf, size_t n, int flags, int via_write)
 {
