@@ -46,7 +46,7 @@ EXTRA_DEPS := $(if $(or $(KERNEL),$(filter musl,$(LIBC))),musl-tools) \
 	$(if $(KERNEL),busybox-static) $(if $(filter uml,$(KERNEL)),user-mode-linux) \
 	$(if $(filter-out uml,$(KERNEL)),qemu-system-x86)
 
-.PHONY: all binaries static check check-kernels compare bench soak test list deps clean mutate
+.PHONY: all binaries static check check-kernels compare bench soak test list deps clean
 .SECONDARY:
 .DELETE_ON_ERROR:
 
@@ -70,6 +70,7 @@ soak:
 	@$(MAKE) --no-print-directory binaries
 	@$(PYTHON) -m runner soak --runs $(or $(RUNS),100)
 
+.PHONY: mutate
 mutate: deps
 	@$(MAKE) --no-print-directory binaries
 	@$(PYTHON) -m runner mutate $(if $(JOBS),--jobs $(JOBS)) $(if $(REPORT_DIR),--reports $(REPORT_DIR)) $(FAULTS)

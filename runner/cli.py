@@ -324,11 +324,6 @@ def cmd_list(a) -> int:
     return 0
 
 
-def _mutate_error():
-    from .mutate import MutateError
-    return MutateError
-
-
 def main(argv=None) -> int:
     try:
         a = _parser().parse_args(argv)
@@ -352,8 +347,7 @@ def main(argv=None) -> int:
             bench.bench(a.runs, Path(a.reports), with_uml=not a.no_uml)
             return 0
         raise CliError("say what to do: check or list (see `python -m runner --help`)")
-    except (CliError, discover.DiscoveryError, report.ReportError, guest.GuestError,
-            _mutate_error()) as e:
+    except (CliError, discover.DiscoveryError, report.ReportError, guest.GuestError) as e:
         print("sockprobe: error: %s" % e, file=sys.stderr)
         return 2
     except KeyboardInterrupt:

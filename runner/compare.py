@@ -15,11 +15,7 @@ from pathlib import Path
 
 from . import catalogue, report
 
-# Worst last. broken (the test could not create its situation) is not a
-# verdict on the behavior, so a failure of the behavior ranks above it.
-RANK = {"pass": 0, "skip": 1, "broken": 2, "fail": 3, "error": 4, "timeout": 4}
-# Verdicts that show the behavior deviates (broken shows nothing either way).
-DEVIATES = ("fail", "error", "timeout")
+RANK = {"pass": 0, "skip": 1, "broken": 2, "fail": 2, "error": 3, "timeout": 3}
 
 
 def label(doc: dict, path: str) -> str:
@@ -33,7 +29,9 @@ def label(doc: dict, path: str) -> str:
 
 
 def worst(verdicts):
-    return max(verdicts, key=lambda v: RANK.get(v, 9)) if verdicts else "-"
+    # On a tie of rank, fail wins over broken: a failure shows the behavior
+    # deviates, broken (could not be set up) shows nothing either way.
+    return max(verdicts, key=lambda v: (RANK.get(v, 9), v == "fail")) if verdicts else "-"
 
 
 def table(docs: list) -> dict:
@@ -113,7 +111,7 @@ def render_md(labels, paths, t) -> str:
 CSS = """body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;margin:1em 0}
 td,th{border:1px solid #ccc;padding:.25em .6em;text-align:left;font-size:90%}
 tr.diff td{background:#fff4cc}.pass{color:#176f2c}.fail,.error,.timeout{color:#b00020;font-weight:bold}
-.broken{color:#a35200;font-style:italic}.skip{color:#666}code{font-size:90%}"""
+.skip{color:#666}code{font-size:90%}"""
 
 
 def render_html(labels, paths, t) -> str:
@@ -160,22 +158,14 @@ def compare(paths: list, out_dir: Path) -> tuple:
 
 def against_baseline(current: dict, baseline: dict) -> tuple:
     """Items worse than in the baseline, and known deviations (not passing
-    in both). Items the baseline lacks count as new: worse if not passing.
-
-    broken means the Must was not shown either way: broken now is known
-    if the baseline did not pass either, worse if it passed; a failure now
-    is worse if the baseline was broken (the baseline never measured the
-    behavior, so its failure is new)."""
+    in both). Items the baseline lacks count as new: worse if not passing."""
     base = {r["item"]: r for r in baseline["results"]}
     worse, known = [], []
     for r in current["results"]:
         b = base.get(r["item"])
-        bv, v = (b["verdict"] if b else "pass"), r["verdict"]
-        if v not in report.BAD:
-            continue
-        if v == "broken":
-            was_bad = bv in report.BAD
-        else:
-            was_bad = bv in DEVIATES or (bv not in report.BAD and bv not in ("pass", "skip"))
-        (known if was_bad else worse).append((r["item"], bv, v))
+        bv = b["verdict"] if b else "pass"
+        if RANK.get(r["verdict"], 9) >= 2 and RANK.get(bv, 9) >= 2:
+            known.append((r["item"], bv, r["verdict"]))
+        elif RANK.get(r["verdict"], 9) > RANK.get(bv, 9) and RANK.get(r["verdict"], 9) >= 2:
+            worse.append((r["item"], bv, r["verdict"]))
     return worse, known

@@ -32,7 +32,7 @@ import threading
 import time
 from pathlib import Path
 
-from . import discover, execute, faults
+from . import discover, execute, faults, report
 
 SCHEMA = "sockprobe-mutate/1"
 # The bound of every probe wait under a fault (the suite's own default is
@@ -302,8 +302,8 @@ def select(table: list, names: list) -> list:
     return [known[n] for n in names]
 
 
-class MutateError(Exception):
-    pass
+class MutateError(report.ReportError):
+    """A one-line error (the CLI prints report errors that way)."""
 
 
 def add_arguments(p) -> None:

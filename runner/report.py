@@ -144,12 +144,6 @@ def terminal_summary(doc: dict, run_dir: Path) -> list:
     if nc:
         lines.append("catalogue IDs not covered by this run: %d (%s%s)" % (
             len(nc), ", ".join(nc[:5]), ", ..." if len(nc) > 5 else ""))
-    if doc["partial"]:
-        lines.append("PARTIAL run: not every item ran")
-    if env.get("repeat", 1) > 1:
-        lines.append("repeat %d: %d item(s) flipped verdict" % (env["repeat"], len(doc["flips"])))
-        for item, counts in doc["flips"].items():
-            lines.append("  FLIP %s: %s" % (item, ", ".join("%d %s" % (n, v) for v, n in counts.items())))
     broken = [r for r in doc["results"] if r["verdict"] == "broken"]
     if broken:
         lines.append("broken (the test could not create its situation; not a verdict on the "
@@ -158,6 +152,12 @@ def terminal_summary(doc: dict, run_dir: Path) -> list:
             lines.append("  BROKEN %s: %s" % (r.get("item", r["test"]), r.get("message", "")))
         if len(broken) > 10:
             lines.append("  ... and %d more (summary.md lists them)" % (len(broken) - 10))
+    if doc["partial"]:
+        lines.append("PARTIAL run: not every item ran")
+    if env.get("repeat", 1) > 1:
+        lines.append("repeat %d: %d item(s) flipped verdict" % (env["repeat"], len(doc["flips"])))
+        for item, counts in doc["flips"].items():
+            lines.append("  FLIP %s: %s" % (item, ", ".join("%d %s" % (n, v) for v, n in counts.items())))
     lines.append("verdicts: " + ", ".join("%d %s" % (doc["counts"][v], v) for v in ORDER))
     rel = os.path.relpath(run_dir)
     lines.append("report: %s (also %s)" % (rel, os.path.join(os.path.dirname(rel), "latest")))

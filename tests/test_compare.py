@@ -90,35 +90,3 @@ def test_bad_kernel_argument_is_one_line():
     r = run_cli("check", "--kernel", "7.7")
     assert r.returncode == 2 and "KERNEL must be uml" in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
-
-
-def test_broken_ranks_between_skip_and_fail():
-    assert compare.worst(["pass", "broken", "skip"]) == "broken"
-    assert compare.worst(["broken", "fail"]) == compare.worst(["fail", "broken"]) == "fail"
-    assert compare.worst(["timeout", "broken"]) == "timeout"
-
-
-def test_compare_marks_broken_against_pass(tmp_path):
-    a = write(tmp_path, "a.json", doc("6.1", {"tcp/x[ipv4]": "pass"}))
-    b = write(tmp_path, "b.json", doc("socket_wrapper", {"tcp/x[ipv4]": "broken"}))
-    text, differ, d = compare.compare([a, b], tmp_path)
-    assert differ
-    assert "| TCP-BOUNDARY-COALESCE | ipv4 | **pass** | **broken** |" in (d / "compare.md").read_text()
-    assert "<td class='broken'>broken</td>" in (d / "compare.html").read_text()
-
-
-def test_baseline_treats_broken_as_not_shown_either_way():
-    """broken: the Must was not shown to hold, nor to fail."""
-    base = doc("6.1", {"tcp/p[ipv4]": "pass", "tcp/b[ipv4]": "broken", "tcp/f[ipv4]": "fail",
-                       "tcp/b2[ipv4]": "broken", "tcp/s[ipv4]": "skip"})
-    now = doc("6.1", {"tcp/p[ipv4]": "broken",    # could be shown, now cannot: worse
-                      "tcp/b[ipv4]": "broken",    # same as before: known
-                      "tcp/f[ipv4]": "broken",    # failed before, not shown now: known
-                      "tcp/b2[ipv4]": "fail",     # never measured before, fails now: worse
-                      "tcp/s[ipv4]": "broken"})   # skipped before: worse
-    worse, known = compare.against_baseline(now, base)
-    assert sorted(w[:3] for w in worse) == [("tcp/b2[ipv4]", "broken", "fail"),
-                                           ("tcp/p[ipv4]", "pass", "broken"),
-                                           ("tcp/s[ipv4]", "skip", "broken")]
-    assert sorted(k[:3] for k in known) == [("tcp/b[ipv4]", "broken", "broken"),
-                                           ("tcp/f[ipv4]", "fail", "broken")]

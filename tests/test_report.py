@@ -90,37 +90,3 @@ def test_loading_a_bad_report_says_what_is_wrong(tmp_path, content, needle):
         p.write_text(content)
     with pytest.raises(report.ReportError, match=needle):
         report.load(p)
-
-
-BROKEN = rec("tcp/c", "ipv4", "broken", ids=("TCP-CLOSE-FLUSHES-OUTPUT",),
-             message="TIOCOUTQ is not supported here",
-             obs={"broken_reason": "TIOCOUTQ is not supported here", "broken_at": "tcp.c:99"})
-
-
-def test_broken_is_counted_reported_and_set_apart(tmp_path):
-    """broken (a precondition the test could not create) is its own verdict:
-    counted, a JUnit error of type broken, its own summary section naming
-    what was missing, and listed in the terminal summary."""
-    doc = report.build(RESULTS + [BROKEN], {"kernel": "6.1.0"})
-    assert doc["counts"]["broken"] == 1 and doc["counts"]["fail"] == 1
-    d = report.write(doc, tmp_path)
-    case = [c for c in ET.parse(d / "junit.xml").getroot().iter("testcase")
-            if c.get("name") == "c[ipv4]"][0]
-    assert case.find("error").get("type") == "broken"
-    assert case.find("failure") is None
-    text = (d / "summary.md").read_text()
-    row = [l for l in text.splitlines() if l.startswith("| TCP-CLOSE-FLUSHES-OUTPUT |")][0]
-    assert "| broken | - | - |" in row
-    section = text[text.index("## Broken: could not be set up"):]
-    assert "`tcp/c[ipv4]`: TIOCOUTQ is not supported here (tcp.c:99)" in section
-    not_passing = text[text.index("## Not passing"):text.index("## Broken")]
-    assert "tcp/c[ipv4]" not in not_passing and "tcp/a[ipv6]" in not_passing
-    lines = report.terminal_summary(doc, d)
-    assert "  BROKEN tcp/c[ipv4]: TIOCOUTQ is not supported here" in lines
-    assert any(l.startswith("verdicts: ") and "1 broken" in l for l in lines)
-
-
-def test_a_run_without_broken_items_says_nothing_of_them(tmp_path):
-    doc = report.build(RESULTS, {})
-    assert not any("BROKEN" in l for l in report.terminal_summary(doc, tmp_path))
-    assert "## Broken" not in report.summary(doc)
