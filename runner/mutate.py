@@ -84,6 +84,22 @@ def judge(ids, results: list) -> dict:
             if families[i] - failing[i] or not families[i]}
 
 
+def unshowable(ids, fault_results: list, clean_results: list) -> dict:
+    """{ID: skip message} for the IDs whose items all skip, under the fault
+    and without it (no /proc of the item's own in a container, no IPv6):
+    this system cannot show the fault there. Such an ID is left out of the
+    judgement and said so, never counted as detected."""
+    def all_skip(i, results):
+        rs = [r for r in results if i in r["ids"]]
+        return rs and all(r["verdict"] == "skip" for r in rs) and rs
+    out = {}
+    for i in sorted(set(ids)):
+        rs = all_skip(i, fault_results) and all_skip(i, clean_results)
+        if rs:
+            out[i] = rs[0]["message"]
+    return out
+
+
 def failed_items(results: list) -> list:
     return sorted(r["item"] for r in results if r["verdict"] not in NOT_FAILING)
 
@@ -158,6 +174,7 @@ def campaign(table: list, items: list, *, workers: int, build: Path = discover.B
         ex.shutdown(wait=False, cancel_futures=True)
         raise
     ex.shutdown()
+    clean = results[None]
     rows = []
     for f in table:
         if f.equivalent:
@@ -167,10 +184,13 @@ def campaign(table: list, items: list, *, workers: int, build: Path = discover.B
             continue
         rs = results[f.name]
         missed = judge(f.ids, rs)
+        cannot = unshowable(missed, rs, clean)
+        for i in cannot:
+            del missed[i]
+        result = "ESCAPED" if missed else "unshowable" if cannot.keys() >= f.ids else "caught"
         rows.append({"name": f.name, "ids": sorted(f.ids), "models": f.models,
-                     "result": "ESCAPED" if missed else "caught", "equivalent": None,
+                     "result": result, "equivalent": None, "unshowable": cannot,
                      "failed_items": failed_items(rs), "still_passing": missed})
-    clean = results[None]
     caught = sum(r["result"] == "caught" for r in rows)
     return {
         "schema": SCHEMA,
@@ -186,6 +206,7 @@ def campaign(table: list, items: list, *, workers: int, build: Path = discover.B
                                   if r["verdict"] not in NOT_FAILING}},
         "score": {"caught": caught, "non_equivalent": len(live),
                   "equivalent": len(table) - len(live),
+                  "unshowable": [r["name"] for r in rows if r["result"] == "unshowable"],
                   "escaped": [r["name"] for r in rows if r["result"] == "ESCAPED"]},
         "faults": rows,
     }
@@ -215,18 +236,25 @@ def score_line(doc: dict) -> str:
     pct = 100.0 * s["caught"] / s["non_equivalent"] if s["non_equivalent"] else 0.0
     line = "score: %d/%d non-equivalent faults caught (%.1f%%), %d equivalent, %d ESCAPED" % (
         s["caught"], s["non_equivalent"], pct, s["equivalent"], len(s["escaped"]))
-    return line + (": " + ", ".join(s["escaped"]) if s["escaped"] else "")
+    line += ": " + ", ".join(s["escaped"]) if s["escaped"] else ""
+    if s.get("unshowable"):
+        line += "; %d cannot be shown on this system: %s" % (
+            len(s["unshowable"]), ", ".join(s["unshowable"]))
+    return line
 
 
 def render_text(doc: dict) -> str:
     rows = [r for r in doc["faults"] if r["result"] != "equivalent"]
     w = max([len("fault")] + [len(r["name"]) for r in rows])
-    out = ["%-*s  %-7s  %s" % (w, "fault", "result", "items that failed")]
+    out = ["%-*s  %-10s  %s" % (w, "fault", "result", "items that failed")]
     for r in rows:
-        out.append("%-*s  %-7s  %s" % (w, r["name"], r["result"], _short(r["failed_items"])))
+        out.append("%-*s  %-10s  %s" % (w, r["name"], r["result"], _short(r["failed_items"])))
         out.append("%-*s  models: %s" % (w, "", r["models"]))
         if r["still_passing"]:
             out.append("%-*s  not caught: %s" % (w, "", _missed(r["still_passing"])))
+        for i, why in r.get("unshowable", {}).items():
+            out.append("%-*s  %s cannot be shown here (skips without the fault too): %s"
+                       % (w, "", i, why))
     eq = [r for r in doc["faults"] if r["result"] == "equivalent"]
     if eq:
         out += ["", "equivalent faults (nothing a program can observe changes):"]

@@ -24,7 +24,7 @@ def test_a_fault_that_breaks_its_id_is_caught_and_one_that_does_not_escapes(tmp_
     assert rows["dgram_drops_empty"]["still_passing"] == {"UDP-TRUNCATE": ["ipv4", "ipv6"]}
     assert rows["some_equivalent"]["result"] == "equivalent"
     assert doc["score"] == {"caught": 1, "non_equivalent": 2, "equivalent": 1,
-                            "escaped": ["dgram_drops_empty"]}
+                            "escaped": ["dgram_drops_empty"], "unshowable": []}
     assert doc["no_fault"]["failed_items"] == []
     assert "ETA" in (tmp_path / "progress").read_text()
     text = mutate.render_text(doc)
