@@ -49,9 +49,10 @@ def fault_settings(fault: str | None, *, build: Path = discover.BUILD,
                    library: Path = faults.LIBRARY, wait_ms: int = WAIT_MS,
                    timeout_s: float = TIMEOUT_S) -> execute.Settings:
     """How an item runs under one fault (None: the library, no fault)."""
-    env = {"SOCKPROBE_WAIT_MS": str(wait_ms if fault else NO_FAULT_WAIT_MS)}
-    if fault:
-        env["SOCKPROBE_FAULT"] = fault
+    # SOCKPROBE_FAULT is always set: one in the caller's environment must
+    # not leak into the run without a fault.
+    env = {"SOCKPROBE_WAIT_MS": str(wait_ms if fault else NO_FAULT_WAIT_MS),
+           "SOCKPROBE_FAULT": fault or ""}
     return execute.Settings(isolate=str(build / "sp-isolate"), timeout_s=timeout_s,
                             preload=str(library), extra_env=env)
 
