@@ -281,6 +281,9 @@ def render_md(doc: dict) -> str:
            "Started %s; %d items, %d runs on %d workers in %s; SOCKPROBE_WAIT_MS=%d." % (
                doc["started"], doc["items"], doc["runs"], doc["workers"],
                _mmss(doc["duration_s"]), doc["wait_ms"]), "",
+           "Kernel %s (%s), %s %s; isolation: %s." % tuple(
+               (doc.get("environment") or {}).get(k) or "?" for k in
+               ("kernel", "machine", "libc", "libc_version", "isolation")), "",
            "**" + score_line(doc) + "**", "",
            "A fault is caught when every ID it names fails (verdict other than pass or "
            "skip) in every family.", "",
@@ -378,6 +381,9 @@ def cmd(a) -> int:
           "fault, on %d workers" % (len(table), len(table) - live, len(items), workers),
           flush=True)
     doc = campaign(table, items, workers=workers, wait_ms=a.wait_ms, timeout_s=a.timeout)
+    env = discover.probe_environment(build, str(build / "sp-isolate"))
+    doc["environment"] = {k: env.get(k) for k in ("kernel", "machine", "libc", "libc_version",
+                                                  "isolation")}
     sys.stdout.write("\n" + render_text(doc))
     d = write(doc, base)
     rel = os.path.relpath(d)
