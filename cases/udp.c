@@ -284,7 +284,9 @@ SP_TEST(udp_keeps_datagram_boundaries)
 				ASSERT_EQ(0, d.flags & MSG_TRUNC);
 			}
 			ASSERT_EMPTY(rx); /* exactly k, nothing more */
-			close(rx), close(un), close(co);
+			close(rx);
+			close(un);
+			close(co);
 		}
 	}
 	RECORD("empty_datagram", "received as a 0-byte datagram");
@@ -339,7 +341,8 @@ SP_TEST(udp_short_buffer_truncates_datagram)
 			ASSERT_MEM_EQ(exact, next, sizeof(exact));
 			ASSERT_EQ(0, d.flags & MSG_TRUNC);
 			ASSERT_EMPTY(rx);
-			close(rx), close(tx);
+			close(rx);
+			close(tx);
 		}
 	}
 
@@ -424,7 +427,9 @@ SP_TEST(udp_first_sendto_binds_local_port)
 		TX(rx2, TX_SENDTO, "back", 4, &d.from, d.fromlen);
 		ASSERT_EQ(4, RX(tx, RX_RECVFROM, buf, sizeof(buf), &d));
 		ASSERT_FROM(&to2, &d);
-		close(rx1), close(rx2), close(tx);
+		close(rx1);
+		close(rx2);
+		close(tx);
 	}
 }
 
@@ -484,7 +489,8 @@ SP_TEST(udp_sender_is_not_held_back)
 			ASSERT_TRUE(received < SENT,
 				    "the slow receiver gets fewer than were sent with %s() (%s): %d of %d",
 				    tx_name[api], mode_name[mode], received, SENT);
-			close(rx), close(tx);
+			close(rx);
+			close(tx);
 		}
 	}
 }
@@ -700,7 +706,8 @@ SP_TEST(udp_connected_socket_needs_no_addresses)
 			ASSERT_MEM_EQ(m, buf, 4);
 			if (d.named)
 				ASSERT_FROM(&sa, &d);
-			m[0] = 'b', m[2] = 'a';
+			m[0] = 'b';
+			m[2] = 'a';
 			TX(b, (enum tx_api)(TX_APIS - 1 - api), m, 4, NULL, 0);
 			ASSERT_EQ(4, RX(a, (enum rx_api)(RX_APIS - 1 - api), buf, sizeof(buf), &d));
 			ASSERT_MEM_EQ(m, buf, 4);
