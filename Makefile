@@ -25,6 +25,8 @@
 #
 #   make bench           how fast: make check, runner overhead, REPEAT, UML (figures in reports/)
 #   make soak RUNS=100   every item RUNS times under stress-ng load; any verdict flip is a flake
+#   make mutate          every fault of faults/ against the whole suite: table, score, reports/mutate-*/
+#                        (FAULTS="a b" only those; JOBS=N items at once); exit 1 if a fault escapes
 #
 #   make compare REPORTS="a/report.json b/report.json"   side-by-side table
 #   make check-kernels   host, UML 6.1, QEMU 6.1, QEMU 6.12, then a comparison
@@ -73,6 +75,11 @@ soak:
 	@scripts/deps.sh stress-ng
 	@$(MAKE) --no-print-directory binaries
 	@$(PYTHON) -m runner soak --runs $(or $(RUNS),100)
+
+.PHONY: mutate
+mutate: deps
+	@$(MAKE) --no-print-directory binaries
+	@$(PYTHON) -m runner mutate $(if $(JOBS),--jobs $(JOBS)) $(if $(REPORT_DIR),--reports $(REPORT_DIR)) $(FAULTS)
 
 compare: deps
 	@$(PYTHON) -m runner compare $(REPORTS)

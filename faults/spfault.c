@@ -93,6 +93,33 @@ FAULT(dgram_remembers_destination,
 FAULT(udp_connect_noop,
       "UDP-CONNECTED",
       "a stack whose connect() on UDP registers nothing");
+FAULT(dgram_recv_keeps_tail,
+      "UDP-TRUNCATE",
+      "a datagram layer over a byte stream whose recv()/recvfrom()/read() keep a long datagram's tail for the next call");
+FAULT(recvmsg_drops_source,
+      "UDP-ONE-SOCKET-MANY-PEERS,UDP-BOUNDARY",
+      "an LD_PRELOAD stack that wraps recvfrom() but returns recvmsg() without msg_name (msg_namelen 0)");
+FAULT(unconnected_udp_reports_icmp,
+      "UDP-NO-ACK",
+      "a Windows-socket-backed layer (WSL1-like, WSAECONNRESET) whose next recvfrom()/recvmsg() on an unconnected socket fails after ICMP port unreachable");
+FAULT(implicit_port_per_destination,
+      "UDP-SENDTO-IMPLICIT-BIND",
+      "a slirp-style user-mode network (symmetric NAT) that gives each new destination of an unbound socket its own source port");
+FAULT(dgram_drops_empty,
+      "UDP-BOUNDARY",
+      "a datagram emulation over a byte stream that cannot carry an empty datagram: it reports 0 sent and delivers nothing");
+FAULT(unconnected_write_enotconn,
+      "UDP-DESTINATION-EACH-SEND",
+      "socket_wrapper-style UDP over AF_UNIX datagrams: send()/write() without a destination fail with ENOTCONN, not EDESTADDRREQ");
+FAULT(connected_send_refused_at_once,
+      "UDP-CONNECTED",
+      "socket_wrapper-style UDP over AF_UNIX datagrams: a connected send() to a closed port fails at once with ECONNREFUSED");
+FAULT(dgram_limited_to_mtu,
+      "UDP-BOUNDARY",
+      "a userspace stack without IP fragmentation (lwIP built without IP_FRAG) that refuses datagrams over a 1500-byte MTU with EMSGSIZE");
+FAULT(connected_dgram_backpressure,
+      "UDP-NO-FLOW-CONTROL",
+      "a UDP-over-TCP relay whose connected send()/write() wait for the receiver like a stream (blocks, or EAGAIN)");
 FAULT(shutdown_wr_closes_both,
       "CLOSE-HALF-WR-EOF",
       "a stack whose shutdown(SHUT_WR) closes both directions");
@@ -305,6 +332,12 @@ static struct sockaddr_storage fake_peer[MAXFD];  /* udp_connect_noop */
 static struct sockaddr_storage last_dest[MAXFD];  /* dgram_remembers_destination */
 static struct sockaddr_storage first_src;     /* recvfrom_hides_source */
 static int dgram_sends_since_recv;
+static int connected_dgram_sends;             /* connected_dgram_backpressure */
+static char *dgram_tail[MAXFD];               /* dgram_recv_keeps_tail */
+static size_t dgram_tail_len[MAXFD];
+static char icmp_pending[MAXFD];              /* unconnected_udp_reports_icmp */
+static struct sockaddr_storage nat_first[MAXFD];  /* implicit_port_per_destination */
+static int nobody_listens(const struct sockaddr *to, socklen_t len);
 
 /* ---- reading ---------------------------------------------------------------- */
 
@@ -347,7 +380,7 @@ static ssize_t merge_dgrams(int fd, char *buf, size_t n, ssize_t r)
 static void note_recv(int fd)
 {
 	if (is_dgram(fd))
-		dgram_sends_since_recv = 0;
+		dgram_sends_since_recv = connected_dgram_sends = 0;
 }
 
 static int is_fifo(int fd)
@@ -359,9 +392,53 @@ static int is_fifo(int fd)
 	return r;
 }
 
+/* UDP faults that answer a receive themselves (1, result in *r). named:
+ * the call reports a source (recvfrom/recvmsg); buf NULL: recvmsg. */
+static int udp_recv_fault(int fd, void *buf, size_t n, int flags, struct sockaddr *from,
+			  socklen_t *len, int named, ssize_t *r)
+{
+	if (fd < 0 || fd >= MAXFD ||
+	    !(on("unconnected_udp_reports_icmp") || on("dgram_recv_keeps_tail")) || !is_dgram(fd))
+		return 0;
+	/* unconnected_udp_reports_icmp: the port unreachable an earlier
+	 * sendto() provoked fails the next receive that names a source. */
+	if (named && icmp_pending[fd] && on("unconnected_udp_reports_icmp")) {
+		icmp_pending[fd] = 0;
+		errno = ECONNREFUSED;
+		*r = -1;
+		return 1;
+	}
+	/* dgram_recv_keeps_tail: what did not fit is returned next time. */
+	if (!buf || (flags & MSG_PEEK) || !on("dgram_recv_keeps_tail"))
+		return 0;
+	if (dgram_tail[fd]) {
+		size_t k = dgram_tail_len[fd] < n ? dgram_tail_len[fd] : n;
+		memcpy(buf, dgram_tail[fd], k);
+		free(dgram_tail[fd]);
+		dgram_tail[fd] = NULL;
+		*r = (ssize_t)k;
+		return 1;
+	}
+	char whole[65536];
+	load_recvfrom();
+	ssize_t got = real_recvfrom(fd, whole, sizeof(whole), flags, from, len);
+	if (got > (ssize_t)n && (dgram_tail[fd] = malloc((size_t)got - n)) != NULL) {
+		dgram_tail_len[fd] = (size_t)got - n;
+		memcpy(dgram_tail[fd], whole + n, dgram_tail_len[fd]);
+		got = (ssize_t)n;
+	}
+	if (got > 0)
+		memcpy(buf, whole, (size_t)got < n ? (size_t)got : n);
+	*r = got;
+	return 1;
+}
+
 ssize_t read(int fd, void *buf, size_t n)
 {
 	load_read();
+	ssize_t fr;
+	if (udp_recv_fault(fd, buf, n, 0, NULL, NULL, 0, &fr))
+		return fr;
 	/* empty_pipe_reads_eof: an empty pipe reads as EOF instead of
 	 * blocking until a writer writes. */
 	if (on("empty_pipe_reads_eof") && is_fifo(fd)) {
@@ -385,6 +462,9 @@ ssize_t read(int fd, void *buf, size_t n)
 ssize_t recv(int fd, void *buf, size_t n, int flags)
 {
 	load_recv();
+	ssize_t fr;
+	if (udp_recv_fault(fd, buf, n, flags, NULL, NULL, 0, &fr))
+		return fr;
 	ssize_t r = real_recv(fd, buf, cap_stream(fd, n), flags);
 	note_recv(fd);
 	return merge_dgrams(fd, buf, n, after_stream_read(fd, r));
@@ -393,6 +473,9 @@ ssize_t recv(int fd, void *buf, size_t n, int flags)
 ssize_t recvfrom(int fd, void *buf, size_t n, int flags, struct sockaddr *from, socklen_t *len)
 {
 	load_recvfrom();
+	ssize_t fr;
+	if (udp_recv_fault(fd, buf, n, flags, from, len, 1, &fr))
+		return fr;
 	ssize_t r = real_recvfrom(fd, buf, cap_stream(fd, n), flags, from, len);
 	note_recv(fd);
 	/* recvfrom_hides_source: every datagram seems to come from the first
@@ -409,8 +492,14 @@ ssize_t recvfrom(int fd, void *buf, size_t n, int flags, struct sockaddr *from, 
 ssize_t recvmsg(int fd, struct msghdr *mh, int flags)
 {
 	load_recvmsg();
+	ssize_t fr;
+	if (udp_recv_fault(fd, NULL, 0, flags, NULL, NULL, 1, &fr))
+		return fr;
 	ssize_t r = real_recvmsg(fd, mh, flags);
 	note_recv(fd);
+	/* recvmsg_drops_source: msg_name is never filled in. */
+	if (r >= 0 && mh->msg_name && on("recvmsg_drops_source") && is_dgram(fd))
+		mh->msg_namelen = 0;
 	/* dgram_no_trunc_flag: truncation goes unreported. */
 	if (r >= 0 && on("dgram_no_trunc_flag"))
 		mh->msg_flags &= ~MSG_TRUNC;
@@ -510,6 +599,42 @@ static ssize_t faulty_send(int fd, const void *buf, size_t n, int flags, int via
 			load_sendto();
 			return real_sendto(fd, buf, n, flags, (struct sockaddr *)&to, ss_len(&to));
 		}
+		if (n == 0 && on("dgram_drops_empty"))
+			return 0;
+		if (n > 1472 && on("dgram_limited_to_mtu")) {
+			errno = EMSGSIZE;
+			return -1;
+		}
+		/* unconnected_write_enotconn, connected_send_refused_at_once:
+		 * AF_UNIX datagram semantics under a UDP socket. */
+		if (on("unconnected_write_enotconn") || on("connected_send_refused_at_once")) {
+			struct sockaddr_storage peer;
+			socklen_t pl = sizeof(peer);
+			int saved = errno, connected = getpeername(fd, (struct sockaddr *)&peer, &pl) == 0;
+			errno = saved;
+			if (!connected && on("unconnected_write_enotconn")) {
+				errno = ENOTCONN;
+				return -1;
+			}
+			if (connected && on("connected_send_refused_at_once") &&
+			    nobody_listens((struct sockaddr *)&peer, pl)) {
+				errno = ECONNREFUSED;
+				return -1;
+			}
+		}
+		/* connected_dgram_backpressure: held back once the receiver is
+		 * 32 datagrams behind: a blocking socket waits, else EAGAIN. */
+		if (on("connected_dgram_backpressure") && ++connected_dgram_sends > 32) {
+			int fl = fcntl(fd, F_GETFL);
+			if (!(flags & MSG_DONTWAIT) && fl >= 0 && !(fl & O_NONBLOCK)) {
+				const char *w = getenv("SOCKPROBE_WAIT_MS");
+				poll(NULL, 0, 2 * (w && atoi(w) > 0 ? atoi(w) : 2000));
+				errno = EINTR;
+			} else {
+				errno = EAGAIN;
+			}
+			return -1;
+		}
 	} else if (is_stream(fd)) {
 		if (on("write_ignores_full_buffer"))
 			return lossy_stream_send(fd, buf, n, flags);
@@ -576,6 +701,39 @@ ssize_t sendto(int fd, const void *buf, size_t n, int flags, const struct sockad
 	if (is_dgram(fd)) {
 		if (fd < MAXFD && len <= sizeof(last_dest[fd]))
 			memcpy(&last_dest[fd], to, len);
+		if (n == 0 && on("dgram_drops_empty"))
+			return 0;
+		/* dgram_limited_to_mtu: no fragmentation, so nothing over
+		 * the MTU less the IP and UDP headers. */
+		if (n > 1472 && on("dgram_limited_to_mtu")) {
+			errno = EMSGSIZE;
+			return -1;
+		}
+		int icmp = on("unconnected_udp_reports_icmp"), nat = on("implicit_port_per_destination");
+		struct sockaddr_storage peer, dst;
+		socklen_t pl = sizeof(peer);
+		int saved = errno, connected = (icmp || nat) &&
+			getpeername(fd, (struct sockaddr *)&peer, &pl) == 0;
+		errno = saved;
+		memset(&dst, 0, sizeof(dst));
+		memcpy(&dst, to, len < sizeof(dst) ? len : sizeof(dst));
+		if (icmp && fd < MAXFD && !connected && nobody_listens(to, len))
+			icmp_pending[fd] = 1;
+		/* implicit_port_per_destination: a new destination of an
+		 * implicitly bound socket leaves from a fresh port. */
+		if (nat && fd < MAXFD && !connected && !explicitly_bound[fd]) {
+			if (!nat_first[fd].ss_family)
+				nat_first[fd] = dst;
+			else if (!same_addr(&nat_first[fd], &dst)) {
+				int s = socket(to->sa_family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+				if (s < 0)
+					return -1;
+				ssize_t w = real_sendto(s, buf, n, flags, to, len);
+				load_close();
+				real_close(s);
+				return w;
+			}
+		}
 		/* dgram_send_refused: an acknowledging datagram service. */
 		if (on("dgram_send_refused") && nobody_listens(to, len)) {
 			errno = ECONNREFUSED;
@@ -709,6 +867,10 @@ int close(int fd)
 		explicitly_bound[fd] = 0;
 		memset(&fake_peer[fd], 0, sizeof(fake_peer[fd]));
 		memset(&last_dest[fd], 0, sizeof(last_dest[fd]));
+		memset(&nat_first[fd], 0, sizeof(nat_first[fd]));
+		icmp_pending[fd] = 0;
+		free(dgram_tail[fd]);
+		dgram_tail[fd] = NULL;
 	}
 	if (is_stream(fd)) {
 		/* close_discards_output: close() resets, dropping queued output. */

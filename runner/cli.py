@@ -3,6 +3,7 @@
   check [options] [TEST ...]   run the suite (or some tests) and write reports
   list                         the tests, their families and catalogue IDs
   compare REPORT REPORT...     side-by-side verdicts and differing values
+  mutate [FAULT ...]           the mutation campaign: every fault against the suite
 
 Errors are one line on stderr, naming what is wrong and what to do, with a
 non-zero exit status; never a traceback.
@@ -76,6 +77,8 @@ def _parser() -> argparse.ArgumentParser:
     k = sub.add_parser("kernels", help="host, UML 6.1, QEMU 6.1 and 6.12, then one comparison")
     k.add_argument("--timeout", type=float, default=10.0, help="seconds per item")
     k.add_argument("--reports", default=str(ROOT / "reports"), help="report directory")
+    from . import mutate
+    mutate.add_arguments(sub.add_parser("mutate", help="run every fault against the suite; score"))
     sub.add_parser("list", help="list tests with their catalogue IDs").add_argument(
         "--build", default=str(discover.BUILD))
     return p
@@ -357,7 +360,7 @@ def cmd_soak(a) -> int:
         a.runs, len(doc["results"]) // a.runs, " under stress-ng on every core" if load else "",
         time.time() - started))
     print("\n".join(report.terminal_summary(doc, path.parent)))
-    bad = doc["flips"] or doc["counts"]["fail"] + doc["counts"]["error"] + doc["counts"]["timeout"]
+    bad = doc["flips"] or sum(doc["counts"][v] for v in report.BAD)
     return 1 if bad else 0
 
 
@@ -392,6 +395,9 @@ def main(argv=None) -> int:
             return cmd_kernels(a)
         if a.cmd == "soak":
             return cmd_soak(a)
+        if a.cmd == "mutate":
+            from . import mutate
+            return mutate.cmd(a)
         if a.cmd == "bench":
             from . import bench
             if a.runs < 1:

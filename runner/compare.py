@@ -44,7 +44,9 @@ def label(doc: dict, path: str = "") -> str:
 
 
 def worst(verdicts):
-    return max(verdicts, key=lambda v: RANK.get(v, 9)) if verdicts else "-"
+    # On a tie of rank, fail wins over broken: a failure shows the behavior
+    # deviates, broken (could not be set up) shows nothing either way.
+    return max(verdicts, key=lambda v: (RANK.get(v, 9), v == "fail")) if verdicts else "-"
 
 
 def _repeats(doc: dict) -> list:

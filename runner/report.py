@@ -160,6 +160,14 @@ def terminal_summary(doc: dict, run_dir: Path) -> list:
     if nc:
         lines.append("catalogue IDs not covered by this run: %d (%s%s)" % (
             len(nc), ", ".join(nc[:5]), ", ..." if len(nc) > 5 else ""))
+    broken = [r for r in doc["results"] if r["verdict"] == "broken"]
+    if broken:
+        lines.append("broken (the test could not create its situation; not a verdict on the "
+                     "behavior): %d" % len(broken))
+        for r in broken[:10]:
+            lines.append("  BROKEN %s: %s" % (r.get("item", r["test"]), r.get("message", "")))
+        if len(broken) > 10:
+            lines.append("  ... and %d more (summary.md lists them)" % (len(broken) - 10))
     if doc["partial"]:
         lines.append("PARTIAL run: not every item ran")
     if env.get("repeat", 1) > 1:
@@ -224,11 +232,21 @@ def summary(report: dict) -> str:
         lines += ["", "## Items whose verdict flipped between repeats", ""]
         for item, counts in report["flips"].items():
             lines.append("- `%s`: %s" % (item, ", ".join("%d %s" % (n, v) for v, n in counts.items())))
-    bad = [r for r in report["results"] if r["verdict"] in BAD]
+    bad = [r for r in report["results"] if r["verdict"] in BAD and r["verdict"] != "broken"]
     if bad:
         lines += ["", "## Not passing", ""]
         for r in bad:
             lines.append("- `%s` (%s): %s" % (r["item"], r["verdict"], _md(r.get("message", ""))))
+    broken = [r for r in report["results"] if r["verdict"] == "broken"]
+    if broken:
+        lines += ["", "## Broken: could not be set up", "",
+                  "The test could not create the situation its Must is about (what was "
+                  "missing is named); this is neither a pass nor a failure of the behavior, "
+                  "and it makes the run exit 1.", ""]
+        for r in broken:
+            at = r.get("observations", {}).get("broken_at")
+            lines.append("- `%s`: %s%s" % (r["item"], _md(r.get("message", "")),
+                                           " (%s)" % at if at else ""))
     return "\n".join(lines) + "\n"
 
 

@@ -1,0 +1,84 @@
+"""The broken verdict in every report: a test that could not create its
+situation (LTP's TBROK) is counted, set apart from failures with what was
+missing, ranks between skip and fail, and in baselines counts as not shown
+to hold: a regression from pass, a known deviation from broken or fail."""
+import json
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+
+from conftest import FAULTLIB, ROOT
+from runner import compare, report
+
+# sockets_start_without_buffers makes SO_RCVBUF read 0, so the UDP flow-
+# control test cannot set up its small receive buffer: broken, not fail.
+ITEM = "udp/udp_sender_is_not_held_back[ipv4]"
+ENV = {"SOCKPROBE_FAULT": "sockets_start_without_buffers"}
+
+
+def rec(item, verdict, message="", obs=None):
+    test, _, fam = item.partition("[")
+    return {"test": test, "item": item, "probe": test.split("/")[0],
+            "ids": ["TCP-CLOSE-FLUSHES-OUTPUT"], "family": fam.rstrip("]") or None,
+            "verdict": verdict, "message": message, "observations": obs or {},
+            "failures": [], "isolation": "namespaces", "duration_s": 0.01}
+
+
+BROKEN = rec("tcp/c[ipv4]", "broken", "TIOCOUTQ is not supported here",
+             {"broken_reason": "TIOCOUTQ is not supported here", "broken_at": "tcp.c:99"})
+FAILED = rec("tcp/d[ipv6]", "fail", "tcp.c:5: n: expected 1, observed 0")
+
+
+def test_summary_and_terminal_set_broken_apart(tmp_path):
+    doc = report.build([BROKEN, FAILED, rec("tcp/e[ipv4]", "pass")], {"kernel": "6.1.0"})
+    assert doc["counts"]["broken"] == 1 and doc["counts"]["fail"] == 1
+    d = report.write(doc, tmp_path)
+    text = (d / "summary.md").read_text()
+    row = [l for l in text.splitlines() if l.startswith("| TCP-CLOSE-FLUSHES-OUTPUT |")][0]
+    assert "| broken/pass | fail | - |" in row or "| pass/broken | fail | - |" in row
+    broken = text[text.index("## Broken: could not be set up"):]
+    assert "`tcp/c[ipv4]`: TIOCOUTQ is not supported here (tcp.c:99)" in broken
+    failing = text[text.index("## Not passing"):text.index("## Broken")]
+    assert "tcp/d[ipv6]" in failing and "tcp/c[ipv4]" not in failing
+    lines = report.terminal_summary(doc, d)
+    assert "  BROKEN tcp/c[ipv4]: TIOCOUTQ is not supported here" in lines
+    assert not any("BROKEN tcp/d" in l for l in lines)
+    assert "## Broken" not in report.summary(report.build([FAILED], {}))
+
+
+def test_broken_ranks_between_skip_and_fail():
+    assert compare.worst(["pass", "broken", "skip"]) == "broken"
+    assert compare.worst(["broken", "fail"]) == compare.worst(["fail", "broken"]) == "fail"
+    assert compare.worst(["timeout", "broken"]) == "timeout"
+
+
+def check(tmp_path, *args):
+    env = dict(__import__("os").environ, **ENV)
+    return subprocess.run([sys.executable, "-m", "runner", "check", "-q", "--preload",
+                           str(FAULTLIB), "--reports", str(tmp_path / "r"), *args, ITEM],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120, env=env)
+
+
+def baseline(tmp_path, verdict):
+    doc = report.build([dict(rec(ITEM, verdict), ids=["UDP-NO-FLOW-CONTROL"])], {})
+    p = tmp_path / ("base-%s.json" % verdict)
+    p.write_text(json.dumps(doc))
+    return str(p)
+
+
+def test_a_broken_run_end_to_end(tmp_path):
+    r = check(tmp_path)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "BROKEN %s: a receive buffer much smaller" % ITEM in r.stdout
+    assert "1 broken" in r.stdout
+    d = tmp_path / "r" / "latest"
+    res = json.loads((d / "report.json").read_text())["results"][0]
+    assert res["verdict"] == "broken" and res["observations"]["broken_at"].startswith("udp.c:")
+    case = next(ET.parse(d / "junit.xml").getroot().iter("testcase"))
+    assert case.find("error").get("type") == "broken" and case.find("failure") is None
+    assert "## Broken: could not be set up" in (d / "summary.md").read_text()
+    # Against baselines: from pass it is a regression; broken or failing
+    # in the baseline too, it is a known deviation.
+    assert check(tmp_path, "--baseline", baseline(tmp_path, "pass")).returncode == 1
+    assert check(tmp_path, "--baseline", baseline(tmp_path, "broken")).returncode == 0
+    assert check(tmp_path, "--baseline", baseline(tmp_path, "fail")).returncode == 0
