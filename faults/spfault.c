@@ -608,12 +608,21 @@ int accept4(int l, struct sockaddr *a, socklen_t *len, int flags)
 
 /* ---- disconnecting --------------------------------------------------------------- */
 
+FAULT(shutdown_rd_leaves_reader_blocked,
+      "THREAD-SHUTDOWN-WAKES-READ",
+      "a userspace stack that accepts shutdown(SHUT_RD) but leaves a reader blocked "
+      "in another thread waiting for data");
+
 int shutdown(int fd, int how)
 {
 	load_shutdown();
 	/* shutdown_ignored: half-close does nothing at all. */
 	if (on("shutdown_ignored") && is_stream(fd))
 		return 0;
+	/* shutdown_rd_leaves_reader_blocked (THREAD-*): SHUT_RD is accepted
+	 * but ends no read; SHUT_RDWR only shuts the write side. */
+	if (on("shutdown_rd_leaves_reader_blocked") && is_stream(fd) && how != SHUT_WR)
+		return how == SHUT_RD ? 0 : real_shutdown(fd, SHUT_WR);
 	/* shutdown_wr_closes_both: SHUT_WR behaves like SHUT_RDWR. */
 	if (on("shutdown_wr_closes_both") && how == SHUT_WR)
 		how = SHUT_RDWR;
