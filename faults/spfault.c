@@ -34,6 +34,8 @@
 #include <time.h>
 #include <netdb.h>
 #include <arpa/inet.h>
+#include <stddef.h>
+#include <sys/un.h>
 
 #include "spfault.h"
 
@@ -265,6 +267,106 @@ static struct sockaddr_storage last_dest[MAXFD];  /* dgram_remembers_destination
 static struct sockaddr_storage first_src;     /* recvfrom_hides_source */
 static int dgram_sends_since_recv;
 
+/* ---- catalogue 2, UNIX-* (c2c): faults on functions interposed here ------ */
+
+FAULT(unix_trunc_flag_missing,
+      "UNIX-DGRAM-BOUNDARY,UNIX-SEQPACKET-BOUNDARY",
+      "an AF_UNIX emulation that cuts a long message without setting MSG_TRUNC");
+FAULT(scm_rights_reopens_file,
+      "UNIX-SCM-RIGHTS",
+      "a sandbox that passes SCM_RIGHTS files by re-opening them (/proc/self/fd), "
+      "so the receiver gets a new open file description with its own offset");
+FAULT(peercred_reports_self,
+      "UNIX-PEERCRED",
+      "an emulator that fills SO_PEERCRED with the caller's own credentials instead "
+      "of the peer's");
+FAULT(unix_close_unlinks_path,
+      "UNIX-PATH-FILE,UNIX-CONNECT-ERRORS",
+      "a runtime whose close() of a Unix socket removes its socket file (as Go's "
+      "UnixListener.Close does)");
+FAULT(unix_connect_refuses_missing_path,
+      "UNIX-CONNECT-ERRORS",
+      "a stack that reports every failed AF_UNIX connect as ECONNREFUSED, even for "
+      "a path that does not exist");
+FAULT(abstract_name_makes_file,
+      "UNIX-ABSTRACT",
+      "a stack without the abstract namespace that drops the leading NUL and makes "
+      "a socket file under the rest of the name (BSD-like)");
+
+static int sock_domain(int fd)
+{
+	int d = 0, saved = errno;
+	socklen_t len = sizeof(d);
+
+	load_getsockopt();
+	if (fd < 0 || real_getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &d, &len) < 0)
+		d = 0;
+	errno = saved;
+	return d;
+}
+
+static int is_unix(int fd) { return sock_domain(fd) == AF_UNIX; }
+
+/* scm_rights_reopens_file: each received regular file becomes a fresh
+ * open() of the same file. */
+static void reopen_passed_files(struct msghdr *mh)
+{
+	for (struct cmsghdr *cm = CMSG_FIRSTHDR(mh); cm; cm = CMSG_NXTHDR(mh, cm)) {
+		if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS)
+			continue;
+		int n = (int)((cm->cmsg_len - CMSG_LEN(0)) / sizeof(int));
+		for (int i = 0; i < n; i++) {
+			int fd, saved = errno;
+			struct stat st;
+			char p[64];
+			memcpy(&fd, CMSG_DATA(cm) + i * sizeof(int), sizeof(int));
+			if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode)) {
+				snprintf(p, sizeof(p), "/proc/self/fd/%d", fd);
+				int nfd = open(p, fcntl(fd, F_GETFL) & ~(O_CREAT | O_TRUNC));
+				if (nfd >= 0) {
+					dup2(nfd, fd);
+					load_close();
+					real_close(nfd);
+				}
+			}
+			errno = saved;
+		}
+	}
+}
+
+/* unix_close_unlinks_path: remove the socket file of a pathname socket. */
+static void unlink_bound_path(int fd)
+{
+	struct sockaddr_storage ss;
+	struct sockaddr *sa = (struct sockaddr *)&ss;
+	socklen_t len = sizeof(ss);
+	int saved = errno;
+
+	load_getsockname();
+	memset(&ss, 0, sizeof(ss));
+	if (real_getsockname(fd, sa, &len) == 0 && sa->sa_family == AF_UNIX &&
+	    len > offsetof(struct sockaddr_un, sun_path) + 1 &&
+	    ((struct sockaddr_un *)sa)->sun_path[0] != '\0')
+		unlink(((struct sockaddr_un *)sa)->sun_path);
+	errno = saved;
+}
+
+/* abstract_name_makes_file: a socket file under the abstract name's rest. */
+static void file_for_abstract_name(const struct sockaddr *a, socklen_t len)
+{
+	const struct sockaddr_un *un = (const struct sockaddr_un *)a;
+	size_t off = offsetof(struct sockaddr_un, sun_path);
+	char path[sizeof(un->sun_path)];
+	int saved = errno;
+
+	if (a->sa_family != AF_UNIX || len <= off + 1 || un->sun_path[0] != '\0')
+		return;
+	memcpy(path, un->sun_path + 1, len - off - 1);
+	path[len - off - 1] = '\0';
+	mknod(path, S_IFSOCK | 0755, 0);
+	errno = saved;
+}
+
 /* ---- reading ---------------------------------------------------------------- */
 
 static ssize_t after_stream_read(int fd, ssize_t r)
@@ -365,6 +467,10 @@ ssize_t recvmsg(int fd, struct msghdr *mh, int flags)
 	/* dgram_no_trunc_flag: truncation goes unreported. */
 	if (r >= 0 && on("dgram_no_trunc_flag"))
 		mh->msg_flags &= ~MSG_TRUNC;
+	if (r >= 0 && on("unix_trunc_flag_missing") && is_unix(fd))
+		mh->msg_flags &= ~MSG_TRUNC;
+	if (r >= 0 && on("scm_rights_reopens_file") && mh->msg_controllen)
+		reopen_passed_files(mh);
 	return r;
 }
 
@@ -517,6 +623,8 @@ int bind(int fd, const struct sockaddr *a, socklen_t len)
 	int r = real_bind(fd, a, len);
 	if (r == 0 && fd >= 0 && fd < MAXFD)
 		explicitly_bound[fd] = 1;
+	if (r == 0 && on("abstract_name_makes_file"))
+		file_for_abstract_name(a, len);
 	return r;
 }
 
@@ -543,6 +651,9 @@ int getsockopt(int fd, int level, int opt, void *val, socklen_t *len)
 {
 	load_getsockopt();
 	int r = real_getsockopt(fd, level, opt, val, len);
+	/* peercred_reports_self: SO_PEERCRED names the caller itself. */
+	if (r == 0 && level == SOL_SOCKET && opt == SO_PEERCRED && on("peercred_reports_self"))
+		((struct ucred *)val)->pid = getpid();
 	/* sockets_start_without_buffers: buffers appear only once connected. */
 	if (r == 0 && level == SOL_SOCKET && (opt == SO_SNDBUF || opt == SO_RCVBUF) &&
 	    on("sockets_start_without_buffers")) {
@@ -564,6 +675,9 @@ int connect(int fd, const struct sockaddr *a, socklen_t len)
 		return 0;
 	}
 	int r = real_connect(fd, a, len);
+	/* unix_connect_refuses_missing_path: ENOENT becomes ECONNREFUSED. */
+	if (r < 0 && errno == ENOENT && on("unix_connect_refuses_missing_path") && is_unix(fd))
+		errno = ECONNREFUSED;
 	/* connect_needs_accept: connect() does not complete while the
 	 * connection waits, unaccepted, in the listen queue. */
 	if (r == 0 && on("connect_needs_accept") && is_stream(fd)) {
@@ -632,6 +746,8 @@ int shutdown(int fd, int how)
 int close(int fd)
 {
 	load_close();
+	if (on("unix_close_unlinks_path") && is_unix(fd))
+		unlink_bound_path(fd);
 	if (fd >= 0 && fd < MAXFD) {
 		explicitly_bound[fd] = 0;
 		memset(&fake_peer[fd], 0, sizeof(fake_peer[fd]));

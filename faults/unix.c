@@ -111,3 +111,37 @@ int pthread_join(pthread_t t, void **ret)
 		*ret = NULL;
 	return r;
 }
+
+/* ---- Unix domain socket pairs ------------------------------------------- */
+
+FAULT(socketpair_one_way,
+      "UNIX-SOCKETPAIR",
+      "a socketpair() emulated with a pipe: data flows only from the first "
+      "descriptor to the second");
+FAULT(unix_stream_pair_keeps_messages,
+      "UNIX-STREAM-NO-BOUNDARY",
+      "an emulator that backs AF_UNIX stream pairs with message channels, so "
+      "each write stays one read");
+FAULT(unix_message_pair_is_stream,
+      "UNIX-DGRAM-BOUNDARY,UNIX-SEQPACKET-BOUNDARY",
+      "an emulator that backs every AF_UNIX socketpair with a byte stream, "
+      "losing datagram and packet boundaries");
+
+int socketpair(int domain, int type, int proto, int sv[2])
+{
+	static int (*real)(int, int, int, int[2]);
+	if (!real)
+		real = dlsym(RTLD_NEXT, "socketpair");
+	int base = type & ~(SOCK_NONBLOCK | SOCK_CLOEXEC), flags = type & ~base;
+	if (domain == AF_UNIX && base == SOCK_STREAM && on("unix_stream_pair_keeps_messages"))
+		type = SOCK_SEQPACKET | flags;
+	if (domain == AF_UNIX && (base == SOCK_DGRAM || base == SOCK_SEQPACKET) &&
+	    on("unix_message_pair_is_stream"))
+		type = SOCK_STREAM | flags;
+	int r = real(domain, type, proto, sv);
+	if (r == 0 && domain == AF_UNIX && on("socketpair_one_way")) {
+		shutdown(sv[0], SHUT_RD);
+		shutdown(sv[1], SHUT_WR);
+	}
+	return r;
+}
