@@ -474,6 +474,78 @@ ssize_t recvmsg(int fd, struct msghdr *mh, int flags)
 	return r;
 }
 
+/* ---- catalogue 2, MCAST-* (c2c): faults on functions interposed here ----- */
+
+FAULT(broadcast_without_so_broadcast,
+      "MCAST-BROADCAST-NEEDS-OPT",
+      "a stack that never checks SO_BROADCAST (lwIP-style builds without "
+      "IP_SOF_BROADCAST), so broadcasts are sent without the option");
+FAULT(broadcast_dropped,
+      "MCAST-BROADCAST-DELIVERED",
+      "a user-mode network (slirp-like) that accepts broadcasts and delivers none");
+FAULT(multicast_dropped,
+      "MCAST-JOIN-DELIVERS",
+      "a user-mode network (slirp-like) that accepts multicast sends and delivers "
+      "nothing to the group's members");
+FAULT(multicast_ttl_as_unicast,
+      "MCAST-TTL",
+      "a stack that sends multicast with the unicast TTL (IP_TTL, 64) instead of "
+      "IP_MULTICAST_TTL");
+FAULT(multicast_ttl_reads_ip_ttl,
+      "MCAST-TTL",
+      "an emulator that answers IP_MULTICAST_TTL with IP_TTL's value");
+
+/* Which IPv4 faults apply to a datagram to `to`: 'b' broadcast (lo's or
+ * the limited one), 'm' multicast, 0 neither. */
+static int ipv4_dest_kind(const struct sockaddr *to, socklen_t len)
+{
+	if (!to || to->sa_family != AF_INET || len < sizeof(struct sockaddr_in))
+		return 0;
+	uint32_t a = ntohl(((const struct sockaddr_in *)to)->sin_addr.s_addr);
+	if (a == 0xffffffffu || a == 0x7fffffffu)
+		return 'b';
+	return (a >> 28) == 0xe ? 'm' : 0;
+}
+
+/* Send a datagram the way the mcast faults say; *done is 0 when none
+ * applies (the caller sends normally). */
+static ssize_t mcast_faulty_sendto(int fd, const void *buf, size_t n, int flags,
+				   const struct sockaddr *to, socklen_t len, int *done)
+{
+	int kind = ipv4_dest_kind(to, len), v = 0, saved = errno;
+	socklen_t vl = sizeof(v);
+
+	*done = 1;
+	if (kind == 'b' && on("broadcast_dropped"))
+		return (ssize_t)n;
+	if (kind == 'm' && on("multicast_dropped"))
+		return (ssize_t)n;
+	load_getsockopt();
+	if (kind == 'b' && on("broadcast_without_so_broadcast") &&
+	    real_getsockopt(fd, SOL_SOCKET, SO_BROADCAST, &v, &vl) == 0 && !v) {
+		int one = 1;
+		setsockopt(fd, SOL_SOCKET, SO_BROADCAST, &one, sizeof(one));
+		ssize_t r = real_sendto(fd, buf, n, flags, to, len);
+		saved = errno;
+		setsockopt(fd, SOL_SOCKET, SO_BROADCAST, &v, sizeof(v));
+		errno = saved;
+		return r;
+	}
+	if (kind == 'm' && on("multicast_ttl_as_unicast") &&
+	    real_getsockopt(fd, IPPROTO_IP, IP_MULTICAST_TTL, &v, &vl) == 0) {
+		int ttl = 64;
+		setsockopt(fd, IPPROTO_IP, IP_MULTICAST_TTL, &ttl, sizeof(ttl));
+		ssize_t r = real_sendto(fd, buf, n, flags, to, len);
+		saved = errno;
+		setsockopt(fd, IPPROTO_IP, IP_MULTICAST_TTL, &v, sizeof(v));
+		errno = saved;
+		return r;
+	}
+	errno = saved;
+	*done = 0;
+	return 0;
+}
+
 /* ---- writing ------------------------------------------------------------------- */
 
 /* write_ignores_full_buffer: a full send buffer silently drops data
@@ -612,6 +684,12 @@ ssize_t sendto(int fd, const void *buf, size_t n, int flags, const struct sockad
 			return -1;
 		}
 	}
+	if (is_dgram(fd)) {
+		int done;
+		ssize_t r = mcast_faulty_sendto(fd, buf, n, flags, to, len, &done);
+		if (done)
+			return r;
+	}
 	return real_sendto(fd, buf, n, flags, to, len);
 }
 
@@ -651,6 +729,10 @@ int getsockopt(int fd, int level, int opt, void *val, socklen_t *len)
 {
 	load_getsockopt();
 	int r = real_getsockopt(fd, level, opt, val, len);
+	/* multicast_ttl_reads_ip_ttl: IP_MULTICAST_TTL answers with IP_TTL. */
+	if (r == 0 && level == IPPROTO_IP && opt == IP_MULTICAST_TTL &&
+	    on("multicast_ttl_reads_ip_ttl") && *len >= sizeof(int))
+		*(int *)val = 64;
 	/* peercred_reports_self: SO_PEERCRED names the caller itself. */
 	if (r == 0 && level == SOL_SOCKET && opt == SO_PEERCRED && on("peercred_reports_self"))
 		((struct ucred *)val)->pid = getpid();

@@ -19,6 +19,7 @@
 #include <string.h>
 #include <unistd.h>
 #include <sys/socket.h>
+#include <netinet/in.h>
 
 #include "spfault.h"
 
@@ -144,4 +145,26 @@ int socketpair(int domain, int type, int proto, int sv[2])
 		shutdown(sv[1], SHUT_WR);
 	}
 	return r;
+}
+
+/* ---- multicast options (setsockopt: see the note at the top) ------------- */
+
+FAULT(multicast_all_ignored,
+      "MCAST-NONMEMBER",
+      "a stack that accepts IP_MULTICAST_ALL=0 but still hands every group "
+      "datagram to each socket bound to the port");
+FAULT(drop_membership_ignored,
+      "MCAST-NONMEMBER",
+      "a stack whose IP_DROP_MEMBERSHIP succeeds but leaves the group joined");
+
+int setsockopt(int fd, int level, int opt, const void *val, socklen_t len)
+{
+	static int (*real)(int, int, int, const void *, socklen_t);
+	if (!real)
+		real = dlsym(RTLD_NEXT, "setsockopt");
+	if (level == IPPROTO_IP && opt == IP_MULTICAST_ALL && on("multicast_all_ignored"))
+		return 0;
+	if (level == IPPROTO_IP && opt == IP_DROP_MEMBERSHIP && on("drop_membership_ignored"))
+		return 0;
+	return real(fd, level, opt, val, len);
 }
