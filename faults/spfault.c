@@ -288,6 +288,14 @@ FAULT(unix_connect_refuses_missing_path,
       "UNIX-CONNECT-ERRORS",
       "a stack that reports every failed AF_UNIX connect as ECONNREFUSED, even for "
       "a path that does not exist");
+FAULT(scm_rights_dropped,
+      "UNIX-SCM-RIGHTS",
+      "an LD_PRELOAD socket stack that carries the data of sendmsg() but drops "
+      "SCM_RIGHTS control messages");
+FAULT(abstract_name_lingers,
+      "UNIX-ABSTRACT",
+      "a stack that frees an abstract name only later (at process exit), so "
+      "re-binding it after close() is EADDRINUSE");
 FAULT(abstract_name_makes_file,
       "UNIX-ABSTRACT",
       "a stack without the abstract namespace that drops the leading NUL and makes "
@@ -349,6 +357,46 @@ static void unlink_bound_path(int fd)
 	    ((struct sockaddr_un *)sa)->sun_path[0] != '\0')
 		unlink(((struct sockaddr_un *)sa)->sun_path);
 	errno = saved;
+}
+
+/* scm_rights_dropped: the received descriptors are closed and the control
+ * data is gone. */
+static void drop_passed_descriptors(struct msghdr *mh)
+{
+	for (struct cmsghdr *cm = CMSG_FIRSTHDR(mh); cm; cm = CMSG_NXTHDR(mh, cm)) {
+		int n = (int)((cm->cmsg_len - CMSG_LEN(0)) / sizeof(int)), fd, saved = errno;
+		for (int i = 0; cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS && i < n; i++) {
+			memcpy(&fd, CMSG_DATA(cm) + i * sizeof(int), sizeof(int));
+			load_close();
+			real_close(fd);
+		}
+		errno = saved;
+	}
+	mh->msg_controllen = 0;
+}
+
+/* abstract_name_lingers: after close(), another (leaked) socket holds the
+ * abstract name the closed one had. */
+static int hold_abstract_name(int fd)
+{
+	struct sockaddr_un un;
+	socklen_t len = sizeof(un);
+	int saved = errno;
+
+	load_getsockname();
+	load_bind();
+	if (real_getsockname(fd, (struct sockaddr *)&un, &len) == 0 && un.sun_family == AF_UNIX &&
+	    len > offsetof(struct sockaddr_un, sun_path) + 1 && un.sun_path[0] == '\0') {
+		int holder = socket(AF_UNIX, sock_type(fd), 0);
+		load_close();
+		real_close(fd);
+		if (holder >= 0)
+			real_bind(holder, (struct sockaddr *)&un, len);
+		errno = saved;
+		return 1;
+	}
+	errno = saved;
+	return 0;
 }
 
 /* abstract_name_makes_file: a socket file under the abstract name's rest. */
@@ -471,6 +519,8 @@ ssize_t recvmsg(int fd, struct msghdr *mh, int flags)
 		mh->msg_flags &= ~MSG_TRUNC;
 	if (r >= 0 && on("scm_rights_reopens_file") && mh->msg_controllen)
 		reopen_passed_files(mh);
+	if (r >= 0 && on("scm_rights_dropped") && mh->msg_controllen)
+		drop_passed_descriptors(mh);
 	return r;
 }
 
@@ -830,6 +880,8 @@ int close(int fd)
 	load_close();
 	if (on("unix_close_unlinks_path") && is_unix(fd))
 		unlink_bound_path(fd);
+	if (on("abstract_name_lingers") && is_unix(fd) && hold_abstract_name(fd))
+		return 0; /* fd is closed; a leaked socket keeps its name */
 	if (fd >= 0 && fd < MAXFD) {
 		explicitly_bound[fd] = 0;
 		memset(&fake_peer[fd], 0, sizeof(fake_peer[fd]));
