@@ -375,6 +375,20 @@ static void drop_passed_descriptors(struct msghdr *mh)
 	mh->msg_controllen = 0;
 }
 
+/* pktinfo_reports_local_address: IP_PKTINFO's destination becomes
+ * 127.0.0.1 (the interface address). */
+static void pktinfo_to_loopback(struct msghdr *mh)
+{
+	for (struct cmsghdr *cm = CMSG_FIRSTHDR(mh); cm; cm = CMSG_NXTHDR(mh, cm)) {
+		if (cm->cmsg_level == IPPROTO_IP && cm->cmsg_type == IP_PKTINFO) {
+			struct in_pktinfo pi;
+			memcpy(&pi, CMSG_DATA(cm), sizeof(pi));
+			pi.ipi_addr.s_addr = htonl(INADDR_LOOPBACK);
+			memcpy(CMSG_DATA(cm), &pi, sizeof(pi));
+		}
+	}
+}
+
 /* abstract_name_lingers: after close(), another (leaked) socket holds the
  * abstract name the closed one had. */
 static int hold_abstract_name(int fd)
@@ -521,6 +535,8 @@ ssize_t recvmsg(int fd, struct msghdr *mh, int flags)
 		reopen_passed_files(mh);
 	if (r >= 0 && on("scm_rights_dropped") && mh->msg_controllen)
 		drop_passed_descriptors(mh);
+	if (r >= 0 && on("pktinfo_reports_local_address") && mh->msg_controllen)
+		pktinfo_to_loopback(mh);
 	return r;
 }
 
@@ -530,6 +546,14 @@ FAULT(broadcast_without_so_broadcast,
       "MCAST-BROADCAST-NEEDS-OPT",
       "a stack that never checks SO_BROADCAST (lwIP-style builds without "
       "IP_SOF_BROADCAST), so broadcasts are sent without the option");
+FAULT(broadcast_connect_unchecked,
+      "MCAST-BROADCAST-NEEDS-OPT",
+      "a stack that checks SO_BROADCAST in sendto() but lets connect() to a "
+      "broadcast address through without it");
+FAULT(pktinfo_reports_local_address,
+      "MCAST-BROADCAST-DELIVERED,MCAST-JOIN-DELIVERS",
+      "a stack whose IP_PKTINFO reports the interface's address instead of the "
+      "broadcast or group address the datagram was sent to");
 FAULT(broadcast_dropped,
       "MCAST-BROADCAST-DELIVERED",
       "a user-mode network (slirp-like) that accepts broadcasts and delivers none");
@@ -805,6 +829,20 @@ int connect(int fd, const struct sockaddr *a, socklen_t len)
 	if (on("udp_connect_noop") && is_dgram(fd) && fd < MAXFD && len <= sizeof(fake_peer[fd])) {
 		memcpy(&fake_peer[fd], a, len);
 		return 0;
+	}
+	/* broadcast_connect_unchecked: connect() to a broadcast address as if
+	 * SO_BROADCAST were set. */
+	if (on("broadcast_connect_unchecked") && is_dgram(fd) && ipv4_dest_kind(a, len) == 'b') {
+		int one = 1, was = 0, saved;
+		socklen_t wl = sizeof(was);
+		load_getsockopt();
+		real_getsockopt(fd, SOL_SOCKET, SO_BROADCAST, &was, &wl);
+		setsockopt(fd, SOL_SOCKET, SO_BROADCAST, &one, sizeof(one));
+		int r = real_connect(fd, a, len);
+		saved = errno;
+		setsockopt(fd, SOL_SOCKET, SO_BROADCAST, &was, sizeof(was));
+		errno = saved;
+		return r;
 	}
 	int r = real_connect(fd, a, len);
 	/* unix_connect_refuses_missing_path: ENOENT becomes ECONNREFUSED. */
