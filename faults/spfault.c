@@ -35,6 +35,8 @@
 #include <time.h>
 #include <netdb.h>
 #include <arpa/inet.h>
+#include <stddef.h>
+#include <sys/un.h>
 
 #include "spfault.h"
 
@@ -339,6 +341,168 @@ static char icmp_pending[MAXFD];              /* unconnected_udp_reports_icmp */
 static struct sockaddr_storage nat_first[MAXFD];  /* implicit_port_per_destination */
 static int nobody_listens(const struct sockaddr *to, socklen_t len);
 
+/* ---- catalogue 2, UNIX-* (c2c): faults on functions interposed here ------ */
+
+FAULT(unix_trunc_flag_missing,
+      "UNIX-DGRAM-BOUNDARY,UNIX-SEQPACKET-BOUNDARY",
+      "an AF_UNIX emulation that cuts a long message without setting MSG_TRUNC");
+FAULT(scm_rights_reopens_file,
+      "UNIX-SCM-RIGHTS",
+      "a sandbox that passes SCM_RIGHTS files by re-opening them (/proc/self/fd), "
+      "so the receiver gets a new open file description with its own offset");
+FAULT(peercred_reports_self,
+      "UNIX-PEERCRED",
+      "an emulator that fills SO_PEERCRED with the caller's own credentials instead "
+      "of the peer's");
+FAULT(unix_close_unlinks_path,
+      "UNIX-PATH-FILE,UNIX-CONNECT-ERRORS",
+      "a runtime whose close() of a Unix socket removes its socket file (as Go's "
+      "UnixListener.Close does)");
+FAULT(unix_connect_refuses_missing_path,
+      "UNIX-CONNECT-ERRORS",
+      "a stack that reports every failed AF_UNIX connect as ECONNREFUSED, even for "
+      "a path that does not exist");
+FAULT(scm_rights_dropped,
+      "UNIX-SCM-RIGHTS",
+      "an LD_PRELOAD socket stack that carries the data of sendmsg() but drops "
+      "SCM_RIGHTS control messages");
+FAULT(abstract_name_lingers,
+      "UNIX-ABSTRACT",
+      "a stack that frees an abstract name only later (at process exit), so "
+      "re-binding it after close() is EADDRINUSE");
+FAULT(abstract_name_makes_file,
+      "UNIX-ABSTRACT",
+      "a stack without the abstract namespace that drops the leading NUL and makes "
+      "a socket file under the rest of the name (BSD-like)");
+
+static int sock_domain(int fd)
+{
+	int d = 0, saved = errno;
+	socklen_t len = sizeof(d);
+
+	load_getsockopt();
+	if (fd < 0 || real_getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &d, &len) < 0)
+		d = 0;
+	errno = saved;
+	return d;
+}
+
+static int is_unix(int fd) { return sock_domain(fd) == AF_UNIX; }
+
+/* scm_rights_reopens_file: each received regular file becomes a fresh
+ * open() of the same file. */
+static void reopen_passed_files(struct msghdr *mh)
+{
+	for (struct cmsghdr *cm = CMSG_FIRSTHDR(mh); cm; cm = CMSG_NXTHDR(mh, cm)) {
+		if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS)
+			continue;
+		int n = (int)((cm->cmsg_len - CMSG_LEN(0)) / sizeof(int));
+		for (int i = 0; i < n; i++) {
+			int fd, saved = errno;
+			struct stat st;
+			char p[64];
+			memcpy(&fd, CMSG_DATA(cm) + i * sizeof(int), sizeof(int));
+			if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode)) {
+				snprintf(p, sizeof(p), "/proc/self/fd/%d", fd);
+				int nfd = open(p, fcntl(fd, F_GETFL) & ~(O_CREAT | O_TRUNC));
+				if (nfd >= 0) {
+					dup2(nfd, fd);
+					load_close();
+					real_close(nfd);
+				}
+			}
+			errno = saved;
+		}
+	}
+}
+
+/* unix_close_unlinks_path: remove the socket file of a pathname socket. */
+static void unlink_bound_path(int fd)
+{
+	struct sockaddr_storage ss;
+	struct sockaddr *sa = (struct sockaddr *)&ss;
+	socklen_t len = sizeof(ss);
+	int saved = errno;
+
+	load_getsockname();
+	memset(&ss, 0, sizeof(ss));
+	if (real_getsockname(fd, sa, &len) == 0 && sa->sa_family == AF_UNIX &&
+	    len > offsetof(struct sockaddr_un, sun_path) + 1 &&
+	    ((struct sockaddr_un *)sa)->sun_path[0] != '\0')
+		unlink(((struct sockaddr_un *)sa)->sun_path);
+	errno = saved;
+}
+
+/* scm_rights_dropped: the received descriptors are closed and the control
+ * data is gone. */
+static void drop_passed_descriptors(struct msghdr *mh)
+{
+	for (struct cmsghdr *cm = CMSG_FIRSTHDR(mh); cm; cm = CMSG_NXTHDR(mh, cm)) {
+		int n = (int)((cm->cmsg_len - CMSG_LEN(0)) / sizeof(int)), fd, saved = errno;
+		for (int i = 0; cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS && i < n; i++) {
+			memcpy(&fd, CMSG_DATA(cm) + i * sizeof(int), sizeof(int));
+			load_close();
+			real_close(fd);
+		}
+		errno = saved;
+	}
+	mh->msg_controllen = 0;
+}
+
+/* pktinfo_reports_local_address: IP_PKTINFO's destination becomes
+ * 127.0.0.1 (the interface address). */
+static void pktinfo_to_loopback(struct msghdr *mh)
+{
+	for (struct cmsghdr *cm = CMSG_FIRSTHDR(mh); cm; cm = CMSG_NXTHDR(mh, cm)) {
+		if (cm->cmsg_level == IPPROTO_IP && cm->cmsg_type == IP_PKTINFO) {
+			struct in_pktinfo pi;
+			memcpy(&pi, CMSG_DATA(cm), sizeof(pi));
+			pi.ipi_addr.s_addr = htonl(INADDR_LOOPBACK);
+			memcpy(CMSG_DATA(cm), &pi, sizeof(pi));
+		}
+	}
+}
+
+/* abstract_name_lingers: after close(), another (leaked) socket holds the
+ * abstract name the closed one had. */
+static int hold_abstract_name(int fd)
+{
+	struct sockaddr_un un;
+	socklen_t len = sizeof(un);
+	int saved = errno;
+
+	load_getsockname();
+	load_bind();
+	if (real_getsockname(fd, (struct sockaddr *)&un, &len) == 0 && un.sun_family == AF_UNIX &&
+	    len > offsetof(struct sockaddr_un, sun_path) + 1 && un.sun_path[0] == '\0') {
+		int holder = socket(AF_UNIX, sock_type(fd), 0);
+		load_close();
+		real_close(fd);
+		if (holder >= 0)
+			real_bind(holder, (struct sockaddr *)&un, len);
+		errno = saved;
+		return 1;
+	}
+	errno = saved;
+	return 0;
+}
+
+/* abstract_name_makes_file: a socket file under the abstract name's rest. */
+static void file_for_abstract_name(const struct sockaddr *a, socklen_t len)
+{
+	const struct sockaddr_un *un = (const struct sockaddr_un *)a;
+	size_t off = offsetof(struct sockaddr_un, sun_path);
+	char path[sizeof(un->sun_path)];
+	int saved = errno;
+
+	if (a->sa_family != AF_UNIX || len <= off + 1 || un->sun_path[0] != '\0')
+		return;
+	memcpy(path, un->sun_path + 1, len - off - 1);
+	path[len - off - 1] = '\0';
+	mknod(path, S_IFSOCK | 0755, 0);
+	errno = saved;
+}
+
 /* ---- reading ---------------------------------------------------------------- */
 
 static ssize_t after_stream_read(int fd, ssize_t r)
@@ -503,7 +667,95 @@ ssize_t recvmsg(int fd, struct msghdr *mh, int flags)
 	/* dgram_no_trunc_flag: truncation goes unreported. */
 	if (r >= 0 && on("dgram_no_trunc_flag"))
 		mh->msg_flags &= ~MSG_TRUNC;
+	if (r >= 0 && on("unix_trunc_flag_missing") && is_unix(fd))
+		mh->msg_flags &= ~MSG_TRUNC;
+	if (r >= 0 && on("scm_rights_reopens_file") && mh->msg_controllen)
+		reopen_passed_files(mh);
+	if (r >= 0 && on("scm_rights_dropped") && mh->msg_controllen)
+		drop_passed_descriptors(mh);
+	if (r >= 0 && on("pktinfo_reports_local_address") && mh->msg_controllen)
+		pktinfo_to_loopback(mh);
 	return r;
+}
+
+/* ---- catalogue 2, MCAST-* (c2c): faults on functions interposed here ----- */
+
+FAULT(broadcast_without_so_broadcast,
+      "MCAST-BROADCAST-NEEDS-OPT",
+      "a stack that never checks SO_BROADCAST (lwIP-style builds without "
+      "IP_SOF_BROADCAST), so broadcasts are sent without the option");
+FAULT(broadcast_connect_unchecked,
+      "MCAST-BROADCAST-NEEDS-OPT",
+      "a stack that checks SO_BROADCAST in sendto() but lets connect() to a "
+      "broadcast address through without it");
+FAULT(pktinfo_reports_local_address,
+      "MCAST-BROADCAST-DELIVERED,MCAST-JOIN-DELIVERS",
+      "a stack whose IP_PKTINFO reports the interface's address instead of the "
+      "broadcast or group address the datagram was sent to");
+FAULT(broadcast_dropped,
+      "MCAST-BROADCAST-DELIVERED",
+      "a user-mode network (slirp-like) that accepts broadcasts and delivers none");
+FAULT(multicast_dropped,
+      "MCAST-JOIN-DELIVERS",
+      "a user-mode network (slirp-like) that accepts multicast sends and delivers "
+      "nothing to the group's members");
+FAULT(multicast_ttl_as_unicast,
+      "MCAST-TTL",
+      "a stack that sends multicast with the unicast TTL (IP_TTL, 64) instead of "
+      "IP_MULTICAST_TTL");
+FAULT(multicast_ttl_reads_ip_ttl,
+      "MCAST-TTL",
+      "an emulator that answers IP_MULTICAST_TTL with IP_TTL's value");
+
+/* Which IPv4 faults apply to a datagram to `to`: 'b' broadcast (lo's or
+ * the limited one), 'm' multicast, 0 neither. */
+static int ipv4_dest_kind(const struct sockaddr *to, socklen_t len)
+{
+	if (!to || to->sa_family != AF_INET || len < sizeof(struct sockaddr_in))
+		return 0;
+	uint32_t a = ntohl(((const struct sockaddr_in *)to)->sin_addr.s_addr);
+	if (a == 0xffffffffu || a == 0x7fffffffu)
+		return 'b';
+	return (a >> 28) == 0xe ? 'm' : 0;
+}
+
+/* Send a datagram the way the mcast faults say; *done is 0 when none
+ * applies (the caller sends normally). */
+static ssize_t mcast_faulty_sendto(int fd, const void *buf, size_t n, int flags,
+				   const struct sockaddr *to, socklen_t len, int *done)
+{
+	int kind = ipv4_dest_kind(to, len), v = 0, saved = errno;
+	socklen_t vl = sizeof(v);
+
+	*done = 1;
+	if (kind == 'b' && on("broadcast_dropped"))
+		return (ssize_t)n;
+	if (kind == 'm' && on("multicast_dropped"))
+		return (ssize_t)n;
+	load_getsockopt();
+	if (kind == 'b' && on("broadcast_without_so_broadcast") &&
+	    real_getsockopt(fd, SOL_SOCKET, SO_BROADCAST, &v, &vl) == 0 && !v) {
+		int one = 1;
+		setsockopt(fd, SOL_SOCKET, SO_BROADCAST, &one, sizeof(one));
+		ssize_t r = real_sendto(fd, buf, n, flags, to, len);
+		saved = errno;
+		setsockopt(fd, SOL_SOCKET, SO_BROADCAST, &v, sizeof(v));
+		errno = saved;
+		return r;
+	}
+	if (kind == 'm' && on("multicast_ttl_as_unicast") &&
+	    real_getsockopt(fd, IPPROTO_IP, IP_MULTICAST_TTL, &v, &vl) == 0) {
+		int ttl = 64;
+		setsockopt(fd, IPPROTO_IP, IP_MULTICAST_TTL, &ttl, sizeof(ttl));
+		ssize_t r = real_sendto(fd, buf, n, flags, to, len);
+		saved = errno;
+		setsockopt(fd, IPPROTO_IP, IP_MULTICAST_TTL, &v, sizeof(v));
+		errno = saved;
+		return r;
+	}
+	errno = saved;
+	*done = 0;
+	return 0;
 }
 
 /* ---- writing ------------------------------------------------------------------- */
@@ -746,6 +998,12 @@ ssize_t sendto(int fd, const void *buf, size_t n, int flags, const struct sockad
 			return -1;
 		}
 	}
+	if (is_dgram(fd)) {
+		int done;
+		ssize_t r = mcast_faulty_sendto(fd, buf, n, flags, to, len, &done);
+		if (done)
+			return r;
+	}
 	return real_sendto(fd, buf, n, flags, to, len);
 }
 
@@ -757,6 +1015,8 @@ int bind(int fd, const struct sockaddr *a, socklen_t len)
 	int r = real_bind(fd, a, len);
 	if (r == 0 && fd >= 0 && fd < MAXFD)
 		explicitly_bound[fd] = 1;
+	if (r == 0 && on("abstract_name_makes_file"))
+		file_for_abstract_name(a, len);
 	return r;
 }
 
@@ -783,6 +1043,13 @@ int getsockopt(int fd, int level, int opt, void *val, socklen_t *len)
 {
 	load_getsockopt();
 	int r = real_getsockopt(fd, level, opt, val, len);
+	/* multicast_ttl_reads_ip_ttl: IP_MULTICAST_TTL answers with IP_TTL. */
+	if (r == 0 && level == IPPROTO_IP && opt == IP_MULTICAST_TTL &&
+	    on("multicast_ttl_reads_ip_ttl") && *len >= sizeof(int))
+		*(int *)val = 64;
+	/* peercred_reports_self: SO_PEERCRED names the caller itself. */
+	if (r == 0 && level == SOL_SOCKET && opt == SO_PEERCRED && on("peercred_reports_self"))
+		((struct ucred *)val)->pid = getpid();
 	/* sockets_start_without_buffers: buffers appear only once connected. */
 	if (r == 0 && level == SOL_SOCKET && (opt == SO_SNDBUF || opt == SO_RCVBUF) &&
 	    on("sockets_start_without_buffers")) {
@@ -803,7 +1070,24 @@ int connect(int fd, const struct sockaddr *a, socklen_t len)
 		memcpy(&fake_peer[fd], a, len);
 		return 0;
 	}
+	/* broadcast_connect_unchecked: connect() to a broadcast address as if
+	 * SO_BROADCAST were set. */
+	if (on("broadcast_connect_unchecked") && is_dgram(fd) && ipv4_dest_kind(a, len) == 'b') {
+		int one = 1, was = 0, saved;
+		socklen_t wl = sizeof(was);
+		load_getsockopt();
+		real_getsockopt(fd, SOL_SOCKET, SO_BROADCAST, &was, &wl);
+		setsockopt(fd, SOL_SOCKET, SO_BROADCAST, &one, sizeof(one));
+		int r = real_connect(fd, a, len);
+		saved = errno;
+		setsockopt(fd, SOL_SOCKET, SO_BROADCAST, &was, sizeof(was));
+		errno = saved;
+		return r;
+	}
 	int r = real_connect(fd, a, len);
+	/* unix_connect_refuses_missing_path: ENOENT becomes ECONNREFUSED. */
+	if (r < 0 && errno == ENOENT && on("unix_connect_refuses_missing_path") && is_unix(fd))
+		errno = ECONNREFUSED;
 	/* connect_needs_accept: connect() does not complete while the
 	 * connection waits, unaccepted, in the listen queue. */
 	if (r == 0 && on("connect_needs_accept") && is_stream(fd)) {
@@ -848,12 +1132,21 @@ int accept4(int l, struct sockaddr *a, socklen_t *len, int flags)
 
 /* ---- disconnecting --------------------------------------------------------------- */
 
+FAULT(shutdown_rd_leaves_reader_blocked,
+      "THREAD-SHUTDOWN-WAKES-READ",
+      "a userspace stack that accepts shutdown(SHUT_RD) but leaves a reader blocked "
+      "in another thread waiting for data");
+
 int shutdown(int fd, int how)
 {
 	load_shutdown();
 	/* shutdown_ignored: half-close does nothing at all. */
 	if (on("shutdown_ignored") && is_stream(fd))
 		return 0;
+	/* shutdown_rd_leaves_reader_blocked (THREAD-*): SHUT_RD is accepted
+	 * but ends no read; SHUT_RDWR only shuts the write side. */
+	if (on("shutdown_rd_leaves_reader_blocked") && is_stream(fd) && how != SHUT_WR)
+		return how == SHUT_RD ? 0 : real_shutdown(fd, SHUT_WR);
 	/* shutdown_wr_closes_both: SHUT_WR behaves like SHUT_RDWR. */
 	if (on("shutdown_wr_closes_both") && how == SHUT_WR)
 		how = SHUT_RDWR;
@@ -863,6 +1156,10 @@ int shutdown(int fd, int how)
 int close(int fd)
 {
 	load_close();
+	if (on("unix_close_unlinks_path") && is_unix(fd))
+		unlink_bound_path(fd);
+	if (on("abstract_name_lingers") && is_unix(fd) && hold_abstract_name(fd))
+		return 0; /* fd is closed; a leaked socket keeps its name */
 	if (fd >= 0 && fd < MAXFD) {
 		explicitly_bound[fd] = 0;
 		memset(&fake_peer[fd], 0, sizeof(fake_peer[fd]));

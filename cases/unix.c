@@ -1,0 +1,743 @@
+/*
+ * unix.c - Unix domain sockets (catalogue part 2, "Unix domain sockets";
+ * unix(7), socketpair(2), cmsg(3)).
+ *
+ *  1. UNIX-SOCKETPAIR          socketpair(AF_UNIX, SOCK_STREAM) gives two
+ *                              connected sockets; data flows both ways
+ *                              (write/send/sendto/sendmsg into
+ *                              read/recv/recvfrom/recvmsg); the peer's close
+ *                              reads as 0.
+ *  2. UNIX-STREAM-NO-BOUNDARY  4 writes of 10 bytes are read as 40 by one
+ *                              read, and one write of 40 by four reads of
+ *                              10 (a socketpair and a bound/connected pair,
+ *                              every read call).
+ *  3. UNIX-DGRAM-BOUNDARY      writes of 3, 5 and 10 bytes are read as 3, 5
+ *                              and (into a 4-byte buffer) 4 with MSG_TRUNC;
+ *                              the rest of that message is gone.
+ *  4. UNIX-SEQPACKET-BOUNDARY  the same reads on SOCK_SEQPACKET, which is
+ *                              connection-oriented: send before connect is
+ *                              ENOTCONN, after the peer closes every read
+ *                              call returns 0 and send is EPIPE.
+ *  5. UNIX-SCM-RIGHTS          a descriptor sent with SCM_RIGHTS to another
+ *                              process is the same open file description:
+ *                              reads through either end move one offset.
+ *  6. UNIX-PEERCRED            Linux: SO_PEERCRED on an accepted connection
+ *                              gives the connecting process's pid, uid and
+ *                              gid; on the client, the listener's.
+ *  7. UNIX-PATH-FILE           bind() to a path creates a socket file that
+ *                              stays after close(): a new bind is
+ *                              EADDRINUSE until unlink() (stream and dgram).
+ *  8. UNIX-CONNECT-ERRORS      connect() (and a datagram sendto()) to a
+ *                              stale socket file is ECONNREFUSED, to a
+ *                              missing path ENOENT, blocking or not.
+ *  9. UNIX-ABSTRACT            Linux: a name whose first byte is NUL creates
+ *                              no file, connects and carries data, is
+ *                              EADDRINUSE while bound and free once closed.
+ *
+ * Pathname sockets live in a private directory made with mkdtemp() under
+ * $TMPDIR (or /tmp), which each test removes; UNIX-ABSTRACT uses the
+ * abstract namespace, with a name built from that directory's path so it
+ * is unique to the run.
+ *
+ * Platform-defined (recorded): what getpeername() returns on a socketpair
+ * (Linux: success, unnamed, length 2); what recv(MSG_TRUNC) returns on a
+ * datagram (Linux: the full length); SEQPACKET support; whether abstract
+ * names are per network namespace (Linux: yes).
+ */
+#define _GNU_SOURCE
+#include "sp.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+
+/* ---- the private directory -------------------------------------------- */
+
+static char dir[PATH_MAX / 2];
+
+static void remove_dir(void)
+{
+	if (!dir[0] || sp_in_child())
+		return;
+	DIR *d = opendir(dir);
+	if (d) {
+		struct dirent *e;
+		char p[PATH_MAX + 256];
+		while ((e = readdir(d)) != NULL) {
+			if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) {
+				snprintf(p, sizeof(p), "%s/%s", dir, e->d_name);
+				unlink(p);
+			}
+		}
+		closedir(d);
+	}
+	rmdir(dir);
+	dir[0] = '\0';
+}
+
+/* A path inside the test's private directory (made on first use). */
+static const char *in_dir(const char *name)
+{
+	static char paths[4][PATH_MAX];
+	static int next;
+
+	if (!dir[0]) {
+		const char *tmp = getenv("TMPDIR");
+		snprintf(dir, sizeof(dir), "%s/sp-unix-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+		REQUIRE(mkdtemp(dir) != NULL, "a private directory for socket files (mkdtemp: %s)",
+			sp_errno_name(errno));
+		atexit(remove_dir);
+	}
+	char *p = paths[next++ % 4];
+	snprintf(p, PATH_MAX, "%s/%s", dir, name);
+	return p;
+}
+
+static socklen_t path_addr(struct sockaddr_un *sa, const char *path)
+{
+	memset(sa, 0, sizeof(*sa));
+	sa->sun_family = AF_UNIX;
+	REQUIRE(strlen(path) < sizeof(sa->sun_path), "a socket path shorter than sun_path: %s",
+		path);
+	strcpy(sa->sun_path, path);
+	return (socklen_t)(offsetof(struct sockaddr_un, sun_path) + strlen(path) + 1);
+}
+
+static int unix_socket(int type)
+{
+	return (int)ASSERT_SYS(socket(AF_UNIX, type, 0));
+}
+
+static int bound_at(int type, const char *path)
+{
+	struct sockaddr_un sa;
+	socklen_t len = path_addr(&sa, path);
+	int fd = unix_socket(type);
+	ASSERT_SYS(bind(fd, (struct sockaddr *)&sa, len));
+	return fd;
+}
+
+static void connect_to(int fd, const char *path)
+{
+	struct sockaddr_un sa;
+	socklen_t len = path_addr(&sa, path);
+	ASSERT_SYS(connect(fd, (struct sockaddr *)&sa, len));
+}
+
+/* A connected pair of the type through a listener bound to a path. */
+static void path_pair(int type, const char *name, int *client, int *server)
+{
+	const char *path = in_dir(name);
+	int l = bound_at(type, path);
+	ASSERT_SYS(listen(l, 4));
+	*client = unix_socket(type);
+	connect_to(*client, path);
+	*server = (int)ASSERT_SYS(accept(l, NULL, NULL));
+	close(l);
+}
+
+/* ---- every send and receive call --------------------------------------- */
+
+enum { VIA_WRITE, VIA_SEND, VIA_SENDTO, VIA_SENDMSG };
+static const char *const send_name[] = { "write", "send", "sendto", "sendmsg" };
+enum { VIA_READ, VIA_RECV, VIA_RECVFROM, VIA_RECVMSG };
+static const char *const recv_name[] = { "read", "recv", "recvfrom", "recvmsg" };
+
+static ssize_t send_via(int api, int fd, const void *buf, size_t n)
+{
+	struct iovec iov = { (void *)buf, n };
+	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
+
+	switch (api) {
+	case VIA_WRITE: return write(fd, buf, n);
+	case VIA_SEND: return send(fd, buf, n, MSG_NOSIGNAL);
+	case VIA_SENDTO: return sendto(fd, buf, n, MSG_NOSIGNAL, NULL, 0);
+	default: return sendmsg(fd, &mh, MSG_NOSIGNAL);
+	}
+}
+
+/* Receive with the call; *flags gets recvmsg's msg_flags (-1 for others).
+ * Waits (bounded) for something to read first. */
+static ssize_t recv_via(int api, int fd, void *buf, size_t n, int *flags)
+{
+	struct sockaddr_storage from;
+	socklen_t flen = sizeof(from);
+	struct iovec iov = { buf, n };
+	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
+
+	*flags = -1;
+	ASSERT_TRUE(sp_poll(fd, POLLIN, sp_wait_ms()) & (POLLIN | POLLHUP),
+		    "something to %s within %d ms", recv_name[api], sp_wait_ms());
+	switch (api) {
+	case VIA_READ: return read(fd, buf, n);
+	case VIA_RECV: return recv(fd, buf, n, 0);
+	case VIA_RECVFROM: return recvfrom(fd, buf, n, 0, (struct sockaddr *)&from, &flen);
+	default: {
+		ssize_t r = recvmsg(fd, &mh, 0);
+		*flags = mh.msg_flags;
+		return r;
+	}
+	}
+}
+
+/* Nothing more is queued: a non-blocking receive is EAGAIN (not EOF). */
+static void nothing_queued(int fd)
+{
+	char c;
+	ASSERT_ERRNO(recv(fd, &c, 1, MSG_DONTWAIT), EAGAIN);
+}
+
+/* 1. A socketpair is two connected sockets; data flows both ways. */
+SP_TEST(unix_socketpair_is_connected_both_ways)
+{
+	(void)ctx;
+	int sv[2], type = 0;
+	socklen_t tl = sizeof(type);
+	char buf[16];
+
+	ASSERT_SYS(socketpair(AF_UNIX, SOCK_STREAM, 0, sv));
+	ASSERT_TRUE(sv[0] != sv[1], "two distinct descriptors");
+	for (int i = 0; i < 2; i++) {
+		ASSERT_SYS(getsockopt(sv[i], SOL_SOCKET, SO_TYPE, &type, &tl));
+		ASSERT_EQ(SOCK_STREAM, type);
+	}
+	/* Both directions, every send call into every receive call. */
+	static const int send_order[] = { VIA_SEND, VIA_WRITE, VIA_SENDTO, VIA_SENDMSG };
+	for (int d = 0; d < 2; d++) {
+		int a = sv[d], b = sv[1 - d];
+		for (int i = 0; i < 4; i++) {
+			char msg[5];
+			int flags;
+			snprintf(msg, sizeof(msg), "%d>%d%d", d, 1 - d, i);
+			nothing_queued(b);
+			ssize_t w = send_via(send_order[i], a, msg, 4);
+			if (w != 4)
+				FAIL("%s on sv[%d] returned %zd (%s), expected 4",
+				     send_name[send_order[i]], d, w, sp_errno_name(errno));
+			ASSERT_EQ(4, recv_via(i, b, buf, sizeof(buf), &flags));
+			ASSERT_MEM_EQ(msg, buf, 4);
+		}
+	}
+	struct sockaddr_storage peer;
+	socklen_t plen = sizeof(peer);
+	int pr = getpeername(sv[0], (struct sockaddr *)&peer, &plen);
+	if (pr == 0)
+		RECORD("getpeername", "success, family %d, length %u", peer.ss_family, (unsigned)plen);
+	else
+		RECORD("getpeername", "fails with %s", sp_errno_name(errno));
+	/* Connected: the peer's close reads as end of input, sends fail. */
+	ASSERT_SYS(close(sv[1]));
+	int flags;
+	ASSERT_EQ(0, recv_via(VIA_READ, sv[0], buf, sizeof(buf), &flags));
+	ASSERT_ERRNO(send(sv[0], "x", 1, MSG_NOSIGNAL), EPIPE);
+	close(sv[0]);
+}
+
+/* Four writes of ten bytes, one read of 40; one write of 40, four reads. */
+static void check_stream_no_boundaries(const char *kind, int a, int b)
+{
+	char buf[1024];
+	int flags;
+
+	for (int api = VIA_READ; api <= VIA_RECVMSG; api++) {
+		for (int i = 0; i < 4; i++) {
+			char rec[11];
+			snprintf(rec, sizeof(rec), "%s%d%d", "abcdefgh", api, i);
+			ASSERT_EQ(10, send_via(i, a, rec, 10));
+		}
+		ASSERT_EQ(40, sp_wait_inq(b, 40));
+		ssize_t n = recv_via(api, b, buf, sizeof(buf), &flags);
+		if (n != 40)
+			FAIL("%s: 4 writes of 10 bytes, one %s of 1024 returned %zd, expected 40",
+			     kind, recv_name[api], n);
+		for (int i = 0; i < 4; i++) {
+			ASSERT_MEM_EQ("abcdefgh", buf + 10 * i, 8);
+			ASSERT_EQ('0' + i, buf[10 * i + 9]);
+		}
+		nothing_queued(b);
+
+		char one[41];
+		for (int i = 0; i < 40; i++)
+			one[i] = (char)('A' + i);
+		ASSERT_EQ(40, send_via(api, b, one, 40));
+		for (int i = 0; i < 4; i++) {
+			n = recv_via(api, a, buf, 10, &flags);
+			if (n != 10)
+				FAIL("%s: one write of 40, %s #%d of 10 returned %zd, expected 10",
+				     kind, recv_name[api], i + 1, n);
+			ASSERT_MEM_EQ(one + 10 * i, buf, 10);
+		}
+		nothing_queued(a);
+	}
+}
+
+/* 2. An AF_UNIX stream keeps no message boundaries. */
+SP_TEST(unix_stream_keeps_no_boundaries)
+{
+	(void)ctx;
+	int sv[2], c, s;
+
+	ASSERT_SYS(socketpair(AF_UNIX, SOCK_STREAM, 0, sv));
+	check_stream_no_boundaries("socketpair", sv[0], sv[1]);
+	close(sv[0]);
+	close(sv[1]);
+	path_pair(SOCK_STREAM, "stream", &c, &s);
+	check_stream_no_boundaries("connected path", c, s);
+	close(c);
+	close(s);
+	remove_dir();
+}
+
+/* Messages of 3, 5 and 10 bytes read as 3, 5 and (4-byte buffer) 4 with
+ * MSG_TRUNC; the 10-byte message's rest is gone: the next read is the
+ * next message. Every send and receive call. */
+static void check_message_boundaries(const char *kind, int tx, int rx)
+{
+	for (int api = VIA_READ; api <= VIA_RECVMSG; api++) {
+		static const char *const msgs[] = { "abc", "defgh", "ijklmnopqr", "zz" };
+		char buf[64];
+		int flags;
+
+		for (int i = 0; i < 4; i++) {
+			size_t len = strlen(msgs[i]);
+			ssize_t w = send_via((api + i) % 4, tx, msgs[i], len);
+			if (w != (ssize_t)len)
+				FAIL("%s: %s of %zu bytes returned %zd (%s)", kind,
+				     send_name[(api + i) % 4], len, w, sp_errno_name(errno));
+		}
+		ssize_t n = recv_via(api, rx, buf, sizeof(buf), &flags);
+		if (n != 3)
+			FAIL("%s: first %s returned %zd bytes, expected the 3-byte message", kind,
+			     recv_name[api], n);
+		ASSERT_MEM_EQ("abc", buf, 3);
+		if (flags != -1)
+			ASSERT_EQ(0, flags & MSG_TRUNC);
+		n = recv_via(api, rx, buf, sizeof(buf), &flags);
+		if (n != 5)
+			FAIL("%s: second %s returned %zd bytes, expected the 5-byte message", kind,
+			     recv_name[api], n);
+		ASSERT_MEM_EQ("defgh", buf, 5);
+		n = recv_via(api, rx, buf, 4, &flags);
+		if (n != 4)
+			FAIL("%s: %s into 4 bytes returned %zd, expected 4", kind, recv_name[api], n);
+		ASSERT_MEM_EQ("ijkl", buf, 4);
+		if (flags != -1)
+			ASSERT_TRUE(flags & MSG_TRUNC, "%s: recvmsg flags the cut message MSG_TRUNC "
+				    "(flags 0x%x)", kind, flags);
+		n = recv_via(api, rx, buf, sizeof(buf), &flags);
+		if (n != 2 || memcmp(buf, "zz", 2) != 0)
+			FAIL("%s: after the cut message, %s returned %zd bytes ('%.*s'), expected the "
+			     "next message 'zz' (the rest is discarded)", kind, recv_name[api], n,
+			     n > 0 ? (int)n : 0, buf);
+		nothing_queued(rx);
+	}
+	/* Record: recv(MSG_TRUNC) reports the message's real length (Linux). */
+	static int recorded;
+	if (recorded++)
+		return;
+	char small[4];
+	ASSERT_EQ(10, send(tx, "0123456789", 10, MSG_NOSIGNAL));
+	ASSERT_TRUE(sp_poll(rx, POLLIN, sp_wait_ms()) & POLLIN, "the message arrives");
+	ssize_t full = recv(rx, small, sizeof(small), MSG_TRUNC);
+	RECORD("recv_msg_trunc_returns", "%zd for a 10-byte message into 4 bytes", full);
+}
+
+/* 3. AF_UNIX SOCK_DGRAM keeps boundaries and cuts long messages. */
+SP_TEST(unix_dgram_keeps_boundaries)
+{
+	(void)ctx;
+	int sv[2];
+
+	ASSERT_SYS(socketpair(AF_UNIX, SOCK_DGRAM, 0, sv));
+	check_message_boundaries("dgram socketpair", sv[0], sv[1]);
+	close(sv[0]);
+	close(sv[1]);
+
+	/* A receiver bound to a path, a sender connected to it. */
+	const char *path = in_dir("dgram");
+	int rx = bound_at(SOCK_DGRAM, path), tx = unix_socket(SOCK_DGRAM);
+	connect_to(tx, path);
+	check_message_boundaries("dgram by path", tx, rx);
+	close(tx);
+	close(rx);
+	remove_dir();
+}
+
+/* 4. SOCK_SEQPACKET: boundaries like datagrams, a connection like streams. */
+SP_TEST(unix_seqpacket_keeps_boundaries_and_connection)
+{
+	(void)ctx;
+	int probe = socket(AF_UNIX, SOCK_SEQPACKET, 0);
+	if (probe < 0) {
+		RECORD("seqpacket", "unsupported: socket() fails with %s", sp_errno_name(errno));
+		UNSUPPORTED("AF_UNIX SOCK_SEQPACKET (socket: %s)", sp_errno_name(errno));
+	}
+	RECORD("seqpacket", "supported");
+	/* Connection-oriented: an unconnected socket cannot send. */
+	ASSERT_ERRNO(send(probe, "x", 1, MSG_NOSIGNAL), ENOTCONN);
+	close(probe);
+
+	int sv[2], c, s;
+	ASSERT_SYS(socketpair(AF_UNIX, SOCK_SEQPACKET, 0, sv));
+	check_message_boundaries("seqpacket socketpair", sv[0], sv[1]);
+	close(sv[0]);
+	close(sv[1]);
+
+	path_pair(SOCK_SEQPACKET, "seqpacket", &c, &s);
+	check_message_boundaries("seqpacket by path", c, s);
+	check_message_boundaries("seqpacket by path, reverse", s, c);
+
+	/* After the peer closes, every read call returns 0; send is EPIPE. */
+	ASSERT_SYS(close(c));
+	for (int api = VIA_READ; api <= VIA_RECVMSG; api++) {
+		char buf[8];
+		int flags;
+		ssize_t n = recv_via(api, s, buf, sizeof(buf), &flags);
+		if (n != 0)
+			FAIL("%s after the peer closed returned %zd (%s), expected 0",
+			     recv_name[api], n, n < 0 ? sp_errno_name(errno) : "data");
+	}
+	ASSERT_ERRNO(send(s, "x", 1, MSG_NOSIGNAL), EPIPE);
+	close(s);
+	remove_dir();
+}
+
+/* ---- 5. UNIX-SCM-RIGHTS ----------------------------------------------- */
+
+struct rights { int sock, file; };
+
+/* Receive one descriptor and return it (child side; asserts end the child). */
+static int receive_descriptor(int sock)
+{
+	char data, cbuf[CMSG_SPACE(sizeof(int))];
+	struct iovec iov = { &data, 1 };
+	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1,
+			     .msg_control = cbuf, .msg_controllen = sizeof(cbuf) };
+
+	memset(cbuf, 0, sizeof(cbuf));
+	ASSERT_TRUE(sp_poll(sock, POLLIN, sp_wait_ms()) & POLLIN, "the descriptor arrives");
+	ASSERT_EQ(1, recvmsg(sock, &mh, 0));
+	ASSERT_EQ('F', data);
+	ASSERT_EQ(0, mh.msg_flags & MSG_CTRUNC);
+	struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
+	ASSERT_TRUE(cm != NULL, "a control message came with the byte");
+	ASSERT_EQ(SOL_SOCKET, cm->cmsg_level);
+	ASSERT_EQ(SCM_RIGHTS, cm->cmsg_type);
+	ASSERT_EQ(CMSG_LEN(sizeof(int)), cm->cmsg_len);
+	int fd;
+	memcpy(&fd, CMSG_DATA(cm), sizeof(fd));
+	ASSERT_TRUE(fd >= 0, "a descriptor number (%d)", fd);
+	return fd;
+}
+
+/* The child: gets the file only through the socket, reads 4 bytes, then
+ * (when told) 2 more, and sends back what it read. */
+static int reader_of_passed_file(void *arg)
+{
+	struct rights *r = arg;
+	char buf[4], go;
+
+	close(r->file); /* only the passed descriptor remains */
+	int fd = receive_descriptor(r->sock);
+	ASSERT_EQ(4, read(fd, buf, 4));
+	ASSERT_EQ(4, write(r->sock, buf, 4));
+	ASSERT_EQ(1, sp_read_all(r->sock, &go, 1));
+	ASSERT_EQ(2, read(fd, buf, 2));
+	ASSERT_EQ(2, write(r->sock, buf, 2));
+	return 0;
+}
+
+/* 5. SCM_RIGHTS passes an open file description to another process. */
+SP_TEST(unix_scm_rights_passes_open_file)
+{
+	(void)ctx;
+	const char *path = in_dir("file");
+	int file = (int)ASSERT_SYS(open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
+	ASSERT_EQ(10, write(file, "0123456789", 10));
+	ASSERT_EQ(0, lseek(file, 0, SEEK_SET));
+
+	int sv[2];
+	ASSERT_SYS(socketpair(AF_UNIX, SOCK_STREAM, 0, sv));
+	struct rights r = { sv[1], file };
+	pid_t child = sp_fork(reader_of_passed_file, &r);
+	close(sv[1]);
+
+	char data = 'F', cbuf[CMSG_SPACE(sizeof(int))];
+	struct iovec iov = { &data, 1 };
+	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1,
+			     .msg_control = cbuf, .msg_controllen = sizeof(cbuf) };
+	memset(cbuf, 0, sizeof(cbuf));
+	struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
+	cm->cmsg_level = SOL_SOCKET;
+	cm->cmsg_type = SCM_RIGHTS;
+	cm->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(cm), &file, sizeof(int));
+	ASSERT_EQ(1, sendmsg(sv[0], &mh, MSG_NOSIGNAL));
+
+	/* The receiver reads through its descriptor: our offset moves. */
+	char buf[4];
+	ASSERT_EQ(4, sp_read_all(sv[0], buf, 4));
+	ASSERT_MEM_EQ("0123", buf, 4);
+	ASSERT_EQ(4, lseek(file, 0, SEEK_CUR));
+	/* We read on: the receiver's next read continues after us. */
+	ASSERT_EQ(2, read(file, buf, 2));
+	ASSERT_MEM_EQ("45", buf, 2);
+	ASSERT_EQ(1, write(sv[0], "g", 1));
+	ASSERT_EQ(2, sp_read_all(sv[0], buf, 2));
+	ASSERT_MEM_EQ("67", buf, 2);
+	ASSERT_EQ(8, lseek(file, 0, SEEK_CUR));
+
+	int st = sp_reap(child);
+	ASSERT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0, "the receiving child's checks held "
+		    "(status 0x%x)", st);
+	close(sv[0]);
+	close(file);
+	remove_dir();
+}
+
+/* ---- 6. UNIX-PEERCRED ------------------------------------------------- */
+
+struct dialer { const char *path; };
+
+/* Connect, then wait for the server to close (bounded). */
+static int connect_and_wait(void *arg)
+{
+	struct dialer *d = arg;
+	char c;
+	int fd = unix_socket(SOCK_STREAM);
+	connect_to(fd, d->path);
+	struct ucred cr;
+	socklen_t len = sizeof(cr);
+	ASSERT_SYS(getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &len));
+	ASSERT_EQ(getppid(), cr.pid); /* the client sees the listener's process */
+	ASSERT_TRUE(sp_poll(fd, POLLIN, sp_wait_ms()), "the server closes");
+	ASSERT_EQ(0, read(fd, &c, 1));
+	return 0;
+}
+
+/* 6. SO_PEERCRED names the process at the other end. */
+SP_TEST(unix_peercred_names_connecting_process)
+{
+	(void)ctx;
+	const char *path = in_dir("cred");
+	int l = bound_at(SOCK_STREAM, path);
+	ASSERT_SYS(listen(l, 1));
+
+	struct dialer d = { path };
+	pid_t child = sp_fork(connect_and_wait, &d);
+	int s = (int)ASSERT_SYS(accept(l, NULL, NULL));
+	struct ucred cr;
+	socklen_t len = sizeof(cr);
+	if (getsockopt(s, SOL_SOCKET, SO_PEERCRED, &cr, &len) < 0)
+		UNSUPPORTED("SO_PEERCRED (getsockopt: %s)", sp_errno_name(errno));
+	ASSERT_EQ(sizeof(cr), len);
+	ASSERT_EQ(child, cr.pid);
+	ASSERT_TRUE(cr.pid != getpid(), "the peer's pid, not the reader's own");
+	ASSERT_EQ(getuid(), cr.uid);
+	ASSERT_EQ(getgid(), cr.gid);
+	close(s);
+	int st = sp_reap(child);
+	ASSERT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0, "the client's checks held (status 0x%x)",
+		    st);
+	close(l);
+	remove_dir();
+}
+
+/* ---- 7. UNIX-PATH-FILE ------------------------------------------------ */
+
+/* 7. bind() makes a socket file that outlives the socket until unlink(). */
+SP_TEST(unix_bind_creates_socket_file)
+{
+	(void)ctx;
+	static const int types[] = { SOCK_STREAM, SOCK_DGRAM };
+
+	for (int i = 0; i < 2; i++) {
+		const char *path = in_dir(i ? "file-dgram" : "file-stream");
+		struct stat st;
+		ASSERT_ERRNO(lstat(path, &st), ENOENT);
+		int fd = bound_at(types[i], path);
+		ASSERT_SYS(lstat(path, &st));
+		ASSERT_TRUE(S_ISSOCK(st.st_mode), "%s is a socket file (mode 0%o)", path, st.st_mode);
+
+		struct sockaddr_un sa;
+		socklen_t len = sizeof(sa);
+		ASSERT_SYS(getsockname(fd, (struct sockaddr *)&sa, &len));
+		ASSERT_EQ(AF_UNIX, sa.sun_family);
+		ASSERT_STR(path, sa.sun_path);
+
+		ASSERT_SYS(close(fd));
+		ASSERT_SYS(lstat(path, &st));
+		ASSERT_TRUE(S_ISSOCK(st.st_mode), "the socket file remains after close()");
+
+		struct sockaddr_un again;
+		socklen_t alen = path_addr(&again, path);
+		int fd2 = unix_socket(types[i]);
+		ASSERT_ERRNO(bind(fd2, (struct sockaddr *)&again, alen), EADDRINUSE);
+		ASSERT_SYS(unlink(path));
+		ASSERT_SYS(bind(fd2, (struct sockaddr *)&again, alen));
+		ASSERT_SYS(lstat(path, &st));
+		ASSERT_TRUE(S_ISSOCK(st.st_mode), "the new bind made a new socket file");
+		close(fd2);
+	}
+	remove_dir();
+}
+
+/* ---- 8. UNIX-CONNECT-ERRORS ------------------------------------------- */
+
+/* 8. A stale socket file refuses; a missing path does not exist. */
+SP_TEST(unix_connect_errors_name_the_cause)
+{
+	(void)ctx;
+	static const int types[] = { SOCK_STREAM, SOCK_SEQPACKET, SOCK_DGRAM };
+	static const char *const tname[] = { "stream", "seqpacket", "dgram" };
+
+	for (int i = 0; i < 3; i++) {
+		char name[32];
+		snprintf(name, sizeof(name), "stale-%s", tname[i]);
+		const char *stale = in_dir(name);
+		snprintf(name, sizeof(name), "missing-%s", tname[i]);
+		const char *missing = in_dir(name);
+		int l = socket(AF_UNIX, types[i], 0);
+		if (l < 0 && types[i] == SOCK_SEQPACKET)
+			continue; /* recorded by the SEQPACKET test */
+		ASSERT_SYS(l);
+		close(l);
+		l = bound_at(types[i], stale);
+		if (types[i] != SOCK_DGRAM)
+			ASSERT_SYS(listen(l, 1));
+		ASSERT_SYS(close(l)); /* the file stays, nobody behind it */
+
+		struct sockaddr_un sa, sm;
+		socklen_t slen = path_addr(&sa, stale), mlen = path_addr(&sm, missing);
+		for (int nb = 0; nb < 2; nb++) {
+			int fd = unix_socket(types[i] | (nb ? SOCK_NONBLOCK : 0));
+			errno = 0;
+			int r = connect(fd, (struct sockaddr *)&sa, slen);
+			if (r != -1 || errno != ECONNREFUSED)
+				FAIL("%s%s connect to a stale socket file: %d (%s), expected "
+				     "ECONNREFUSED", nb ? "non-blocking " : "", tname[i], r,
+				     sp_errno_name(errno));
+			errno = 0;
+			r = connect(fd, (struct sockaddr *)&sm, mlen);
+			if (r != -1 || errno != ENOENT)
+				FAIL("%s%s connect to a missing path: %d (%s), expected ENOENT",
+				     nb ? "non-blocking " : "", tname[i], r, sp_errno_name(errno));
+			if (types[i] == SOCK_DGRAM) {
+				ASSERT_ERRNO(sendto(fd, "x", 1, MSG_NOSIGNAL, (struct sockaddr *)&sa, slen),
+					     ECONNREFUSED);
+				ASSERT_ERRNO(sendto(fd, "x", 1, MSG_NOSIGNAL, (struct sockaddr *)&sm, mlen),
+					     ENOENT);
+			}
+			close(fd);
+		}
+	}
+	remove_dir();
+}
+
+/* ---- 9. UNIX-ABSTRACT ------------------------------------------------- */
+
+/* An abstract address: a NUL, then `name` (no terminating NUL counted). */
+static socklen_t abstract_addr(struct sockaddr_un *sa, const char *name)
+{
+	memset(sa, 0, sizeof(*sa));
+	sa->sun_family = AF_UNIX;
+	REQUIRE(strlen(name) + 1 < sizeof(sa->sun_path), "an abstract name that fits sun_path");
+	memcpy(sa->sun_path + 1, name, strlen(name));
+	return (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + strlen(name));
+}
+
+struct abstract_try { struct sockaddr_un sa; socklen_t len; };
+
+/* In a new network namespace: 0 if the name binds there, 1 if in use,
+ * 2 if no namespace could be made. */
+static int bind_in_new_netns(void *arg)
+{
+	struct abstract_try *t = arg;
+	if (unshare(CLONE_NEWNET) < 0)
+		return 2;
+	int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+	if (bind(fd, (struct sockaddr *)&t->sa, t->len) == 0)
+		return 0;
+	return errno == EADDRINUSE ? 1 : 3;
+}
+
+/* 9. Linux abstract names: no file, in use while bound, free after close. */
+SP_TEST(unix_abstract_names_make_no_file)
+{
+	(void)ctx;
+	const char *shadow = in_dir("abstract"); /* the name, as a path */
+	struct sockaddr_un sa;
+	socklen_t len = abstract_addr(&sa, shadow);
+	int l = unix_socket(SOCK_STREAM);
+
+	if (bind(l, (struct sockaddr *)&sa, len) < 0)
+		UNSUPPORTED("abstract AF_UNIX names (bind: %s)", sp_errno_name(errno));
+	struct stat st;
+	ASSERT_ERRNO(lstat(shadow, &st), ENOENT);
+
+	struct sockaddr_un got;
+	socklen_t glen = sizeof(got);
+	ASSERT_SYS(getsockname(l, (struct sockaddr *)&got, &glen));
+	ASSERT_EQ(len, glen);
+	ASSERT_EQ(0, got.sun_path[0]);
+	ASSERT_MEM_EQ(sa.sun_path, got.sun_path, len - offsetof(struct sockaddr_un, sun_path));
+
+	/* Connect and data, both ways. */
+	ASSERT_SYS(listen(l, 1));
+	int c = unix_socket(SOCK_STREAM);
+	ASSERT_SYS(connect(c, (struct sockaddr *)&sa, len));
+	int s = (int)ASSERT_SYS(accept(l, NULL, NULL));
+	char buf[8];
+	ASSERT_EQ(5, write(c, "hello", 5));
+	ASSERT_EQ(5, sp_read_all(s, buf, 5));
+	ASSERT_MEM_EQ("hello", buf, 5);
+	ASSERT_EQ(3, write(s, "bye", 3));
+	ASSERT_EQ(3, sp_read_all(c, buf, 3));
+	ASSERT_MEM_EQ("bye", buf, 3);
+
+	/* In use while bound; free again once the socket is closed. */
+	int l2 = unix_socket(SOCK_STREAM);
+	ASSERT_ERRNO(bind(l2, (struct sockaddr *)&sa, len), EADDRINUSE);
+
+	struct abstract_try t = { sa, len };
+	pid_t child = sp_fork(bind_in_new_netns, &t);
+	int cst = sp_reap(child);
+	int how = WIFEXITED(cst) ? WEXITSTATUS(cst) : -1;
+	RECORD("per_network_namespace", "%s",
+	       how == 0 ? "yes (the name is free in a new network namespace)" :
+	       how == 1 ? "no (in use in a new network namespace too)" :
+	       how == 2 ? "unknown (no new network namespace)" : "unknown (bind failed)");
+
+	ASSERT_SYS(close(s));
+	ASSERT_SYS(close(c));
+	ASSERT_SYS(close(l));
+	ASSERT_SYS(bind(l2, (struct sockaddr *)&sa, len));
+	ASSERT_ERRNO(lstat(shadow, &st), ENOENT);
+	close(l2);
+	remove_dir();
+}
+
+static const struct sp_case cases[] = {
+	SP_CASE(unix_socketpair_is_connected_both_ways, "UNIX-SOCKETPAIR", SP_NONE),
+	SP_CASE(unix_stream_keeps_no_boundaries, "UNIX-STREAM-NO-BOUNDARY", SP_NONE),
+	SP_CASE(unix_dgram_keeps_boundaries, "UNIX-DGRAM-BOUNDARY", SP_NONE),
+	SP_CASE(unix_seqpacket_keeps_boundaries_and_connection, "UNIX-SEQPACKET-BOUNDARY", SP_NONE),
+	SP_CASE(unix_scm_rights_passes_open_file, "UNIX-SCM-RIGHTS", SP_NONE),
+	SP_CASE(unix_peercred_names_connecting_process, "UNIX-PEERCRED", SP_NONE),
+	SP_CASE(unix_bind_creates_socket_file, "UNIX-PATH-FILE", SP_NONE),
+	SP_CASE(unix_connect_errors_name_the_cause, "UNIX-CONNECT-ERRORS", SP_NONE),
+	SP_CASE(unix_abstract_names_make_no_file, "UNIX-ABSTRACT", SP_NONE),
+};
+
+SP_MAIN("unix", cases)
