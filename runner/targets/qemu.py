@@ -28,6 +28,10 @@ def _boot_id() -> str:
         return ""
 
 
+def kvm_usable() -> bool:
+    return os.access("/dev/kvm", os.R_OK | os.W_OK)
+
+
 def kvm_known_dead() -> bool:
     try:
         v = json.loads(KVM_CACHE.read_text())
@@ -61,10 +65,10 @@ class Qemu(Target):
         if self.image is None:
             self.image = guest.debian_kernel(self.series)
         self.kvm_dead_before = kvm_known_dead()
-        usable = os.access("/dev/kvm", os.R_OK | os.W_OK)
+        usable = kvm_usable()
         self.accel = "KVM" if usable and not self.kvm_dead_before else "TCG"
-        self.why = (": KVM printed nothing earlier on this boot of the machine (%s)"
-                    % KVM_CACHE if usable and self.kvm_dead_before else "")
+        self.why = (": KVM printed nothing earlier on this boot"
+                    if usable and self.kvm_dead_before else "")
 
     def describe(self) -> str:
         return "booting %s (%s, %s%s)" % (self.label(), Path(self.image).name, self.accel,
