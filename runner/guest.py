@@ -13,12 +13,14 @@ written as the same report.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
 import signal
 import subprocess
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -224,6 +226,25 @@ def _die_with_runner():
         _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
 
 
+@contextlib.contextmanager
+def hold_signals():
+    """Ctrl-C or SIGTERM arriving while a VM is being ended or a report is
+    being written is noted (the list yielded), not raised: a second
+    Ctrl-C must not cut the clean-up short."""
+    got = []
+    if threading.current_thread() is not threading.main_thread():
+        yield got
+        return
+    old = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    for s in old:
+        signal.signal(s, lambda signum, frame: got.append(signum))
+    try:
+        yield got
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
 def session_members(sid: int) -> list:
     """Pids of live processes in session sid (a VM and everything it
     started: UML runs the guest's processes as host processes)."""
@@ -313,7 +334,8 @@ def _run_bounded(cmd, console: Path, bound_s: float, env=None, cwd=None, *,
                 break
             time.sleep(0.2)  # the host watching a VM, not a probe waiting
     finally:
-        _end_session(p)  # UML leaves helpers: take the whole session
+        with hold_signals():
+            _end_session(p)  # UML leaves helpers: take the whole session
     if how == "exited" and any(b"Kernel panic" in _tail(f, 262144) for f in panic_in):
         how = "panicked"  # UML aborts at once after panicking
     return how

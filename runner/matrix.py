@@ -107,7 +107,13 @@ def run_check(args: list, relay: bool = False) -> tuple:
     except KeyboardInterrupt as e:
         sig = getattr(e, "signum", signal.SIGINT)
         try:
-            p.send_signal(sig)  # a terminal's Ctrl-C reached it already; SIGTERM did not
+            if sig == signal.SIGINT:
+                try:  # a terminal's Ctrl-C reaches the whole group: it may be stopping already
+                    p.wait(timeout=3)
+                except subprocess.TimeoutExpired:
+                    pass
+            if p.poll() is None:
+                p.send_signal(sig)
             p.wait(timeout=30)
         except subprocess.TimeoutExpired:
             p.kill()  # its VM dies with it (PR_SET_PDEATHSIG)

@@ -44,9 +44,10 @@ def run(target, a, static: Path, tests: list, work: Path | None = None) -> int:
     seen = {"n": 0, "tail": b""}
 
     def on_stream(data: bytes) -> None:
-        text = seen["tail"] + data
-        seen["n"] += text.count(b"@SP1 item ")
-        seen["tail"] = text[-16:]  # an item line split across reads
+        pat = b"@SP1 item "
+        text = seen["tail"] + data  # an item line may be split across reads
+        seen["n"] += text.count(pat) - seen["tail"].count(pat)
+        seen["tail"] = text[-len(pat):]
         if seen["n"]:
             prog.update(seen["n"] - 1, "running items")
         else:
@@ -61,6 +62,17 @@ def run(target, a, static: Path, tests: list, work: Path | None = None) -> int:
         how = "interrupted"
     finally:
         prog.close()
+    with guest.hold_signals() as late:
+        rc = _finish(target, a, work, started, bound, how, stopped)
+    if late and not stopped:
+        print("sockprobe: interrupted by %s while writing the report" % signal.Signals(late[0]).name)
+        return 128 + late[0]
+    return rc
+
+
+def _finish(target, a, work, started, bound, how, stopped) -> int:
+    """The stream so far -> the report; the exit code."""
+    say = _say
     text = ""
     if target.stream_path is not None and target.stream_path.exists():
         text = target.stream_path.read_text(errors="replace")
