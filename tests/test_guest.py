@@ -355,3 +355,19 @@ def test_a_guest_runs_every_item_each_probe_lists(tmp_path):
     assert sorted(x["item"] for x in doc["results"]) == want
     assert {x["family"] or "none" for x in doc["results"]} == {"none", "ipv4", "ipv6"}
     assert not doc["partial"]
+
+
+@needs_static
+@pytest.mark.parametrize("kind", ["uml", "qemu"])
+def test_a_runner_killed_outright_takes_its_guest_along(tmp_path, kind):
+    """SIGKILL cannot be caught: the VM dies with the runner (PR_SET_PDEATHSIG),
+    and UML's guest processes with it (its own PID namespace, as root)."""
+    if kind == "uml" and not guest.UML.exists():
+        pytest.skip("user-mode-linux is not installed")
+    if kind == "qemu" and (not shutil.which("qemu-system-x86_64") or not KERNEL_61):
+        pytest.skip("qemu-system-x86 or the cached 6.1 kernel is missing")
+    argv = [sys.executable, "-m", "runner", "check", "--kernel", "uml" if kind == "uml" else "6.1",
+            "--reports", str(tmp_path)] + SELECTION
+    needle = ("rootflags=%s" % (ROOT / "build/guest/uml/root") if kind == "uml"
+              else str(ROOT / "build/guest/qemu"))
+    _stop_mid_run(tmp_path, argv, kind, needle, signal.SIGKILL, False)

@@ -1,9 +1,15 @@
 """User-mode Linux (Debian's user-mode-linux package): the guest kernel runs
 as host processes, the root is a hostfs directory, the stream a file in it.
-No accelerator is involved."""
+No accelerator is involved.
+
+UML runs the guest's processes as host processes. As root it runs as
+process 1 of a PID namespace of its own (unshare --kill-child, which dies
+with the runner), so even a runner killed outright (SIGKILL) takes every
+one of them along; Ctrl-C and SIGTERM kill its whole session either way."""
 from __future__ import annotations
 
 import os
+import shutil
 
 from .. import guest
 from . import Target
@@ -22,7 +28,7 @@ class Uml(Target):
         tmp.mkdir(exist_ok=True)
         self.stream_path = root / "out" / "stream"
         self.console = work / "console.log"
-        cmd = [str(guest.UML), "mem=256M", "rootfstype=hostfs", "rootflags=%s" % root, "rw",
+        cmd = _own_pid_namespace() + [str(guest.UML), "mem=256M", "rootfstype=hostfs", "rootflags=%s" % root, "rw",
                "init=/init", "con=null", "con0=null,fd:1", "ssl=null", "quiet",
                "sockprobe.out=/out/stream"] + guest.init_args(item_timeout, tests)
         return guest._run_bounded(cmd, self.console, bound_s, env=dict(os.environ, TMPDIR=str(tmp)),
@@ -31,3 +37,9 @@ class Uml(Target):
 
     def environment(self) -> dict:
         return {"guest": "uml", "guest_kernel_image": str(guest.UML)}
+
+
+def _own_pid_namespace() -> list:
+    if os.geteuid() == 0 and shutil.which("unshare"):
+        return ["unshare", "--pid", "--fork", "--kill-child", "--"]
+    return []
