@@ -364,6 +364,8 @@ def test_a_runner_killed_outright_takes_its_guest_along(tmp_path, kind):
     and UML's guest processes with it (its own PID namespace, as root)."""
     if kind == "uml" and not guest.UML.exists():
         pytest.skip("user-mode-linux is not installed")
+    if kind == "uml" and os.geteuid() != 0:
+        pytest.skip("UML gets a PID namespace of its own only as root")
     if kind == "qemu" and (not shutil.which("qemu-system-x86_64") or not KERNEL_61):
         pytest.skip("qemu-system-x86 or the cached 6.1 kernel is missing")
     argv = [sys.executable, "-m", "runner", "check", "--kernel", "uml" if kind == "uml" else "6.1",
