@@ -65,7 +65,7 @@ deps:
 
 check: deps
 	@$(MAKE) --no-print-directory binaries $(if $(EXTRA_DEPS),static)
-	@$(PYTHON) -m runner check $(CHECK_ARGS)
+	@exec $(PYTHON) -m runner check $(CHECK_ARGS)
 
 bench: deps
 	@$(MAKE) --no-print-directory binaries static
@@ -87,7 +87,7 @@ compare: deps
 check-kernels:
 	@scripts/deps.sh musl-tools busybox-static user-mode-linux qemu-system-x86
 	@$(MAKE) --no-print-directory binaries static
-	@$(PYTHON) -m runner kernels $(if $(TIMEOUT),--timeout $(TIMEOUT))
+	@exec $(PYTHON) -m runner kernels $(if $(TIMEOUT),--timeout $(TIMEOUT))
 
 list: deps
 	@$(MAKE) --no-print-directory binaries

@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
+import signal
 import sys
 import time
 from pathlib import Path
 
-from . import compare, discover, expect, guest, report
+from . import compare, discover, expect, guest, matrix, report
+from .targets import host, qemu, uml, vm
 
 ROOT = discover.ROOT
 
@@ -61,8 +62,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="known deviations (expectations/NAME.tsv or a .tsv file) become xfail")
     c.add_argument("--ktap", action="store_true",
                    help="also print the run's results.ktap (KTAP v1) to stdout at the end")
-    c.add_argument("--guest-timeout", type=float, default=900.0,
-                   help="seconds a guest kernel may take in all (default 900)")
+    c.add_argument("--guest-timeout", type=float, default=None,
+                   help="seconds a guest kernel may take in all (default: a boot bound "
+                        "plus items x --timeout)")
     cp = sub.add_parser("compare", help="compare two or more report.json files")
     cp.add_argument("reports", nargs="+", metavar="REPORT", help="report.json files or run directories")
     cp.add_argument("--out", default=str(ROOT / "reports"), help="where compare-*/ is written")
@@ -167,36 +169,13 @@ def cmd_check(a) -> int:
             raise CliError("-n needs pytest-xdist: apt-get install python3-pytest-xdist")
     import pytest
 
-    args = ["-c", str(ROOT / "pytest.ini"), "--rootdir", str(ROOT),
-            "--sp-timeout", str(a.timeout), "--sp-reports", a.reports,
-            "--sp-build", str(build), "-p", "no:cacheprovider"]
-    if a.preload:
-        args += ["--sp-preload", a.preload]
-    if a.wrap:
-        args += ["--sp-wrap", a.wrap]
-    if a.expect:
-        args += ["--sp-expect", a.expect]
-    if a.host:
-        args.append("--sp-host")
-    for f in a.family or []:
-        args += ["--sp-family", f]
-    if a.repeat > 1:
-        args += ["--sp-repeat", str(a.repeat)]
-    if a.keyword:
-        args += ["-k", a.keyword]
-    if a.marker:
-        args += ["-m", a.marker]
-    if a.workers:
-        args += ["-n", a.workers]
-    args += ["-v"] * a.verbose + (["-q"] if a.quiet else [])
     baseline = None
     if a.baseline:
         try:
             baseline = report.load(a.baseline)
         except report.ReportError as e:
             raise CliError("baseline %s" % e)
-    os.chdir(ROOT)
-    rc = pytest.main(args + nodes)
+    rc = host.run(a, build, nodes)
     if rc == pytest.ExitCode.NO_TESTS_COLLECTED:
         raise CliError("no test matched the selection (check -k/-m/--family)")
     if rc == pytest.ExitCode.USAGE_ERROR:
@@ -249,85 +228,28 @@ def cmd_guest(a) -> int:
     for t in tests:
         if t not in known:
             raise CliError("unknown probe '%s' (probes: %s)" % (t, ", ".join(known)))
-    kind, kernel = "qemu", None
+    if a.guest_timeout is not None and a.guest_timeout <= 0:
+        raise CliError("--guest-timeout must be a positive number of seconds")
     if a.kernel == "uml":
-        kind = "uml"
+        target = uml.Uml()
     elif a.kernel in guest.DEBIAN_META:
-        kernel = guest.debian_kernel(a.kernel)
+        target = qemu.Qemu(series=a.kernel)
     elif os.path.isfile(a.kernel):
-        kernel = Path(a.kernel).resolve()
+        target = qemu.Qemu(image=Path(a.kernel).resolve())
     else:
         raise CliError("KERNEL must be uml, %s or the path of a kernel image (got '%s')"
                        % (", ".join(guest.DEBIAN_META), a.kernel))
-    started = time.time()
-    print("sockprobe: booting %s%s (%s)..." % (kind, " " + str(kernel) if kernel else "",
-                                                 "KVM" if os.access("/dev/kvm", os.W_OK) else "no KVM: TCG"
-                                                 if kind == "qemu" else "user-mode"), flush=True)
-    text, how, console = guest.boot(kind, kernel, static, discover.BUILD / "guest" / kind,
-                                    a.timeout, a.guest_timeout, tests)
-    parsed = guest.parse_stream(text, a.timeout)
-    if not parsed["results"]:
-        raise CliError(guest.describe_failure(how, console))
-    env = dict(parsed["env"])
-    env.update(report.runner_environment())
-    env["kernel"] = parsed["kernel"] or env.get("kernel")
-    env["guest"] = "uml" if kind == "uml" else "qemu " + (a.kernel if kernel else "")
-    env["guest_kernel_image"] = str(kernel) if kernel else str(guest.UML)
-    env["preload"] = None
-    modes = sorted({r.get("isolation", "none") for r in parsed["results"]})
-    env["isolation"] = "guest (%s)" % ",".join(modes)
-    env["item_isolation"] = modes
-    env["timeout_s"] = a.timeout
-    if a.expect:
-        table = expect.load(Path(a.expect))
-        for r in parsed["results"]:
-            expect.apply(r, table)
-        env["expectations"] = a.expect
-    doc = report.build(parsed["results"], env, partial=not parsed["done"],
-                       started=started, finished=time.time())
-    d = report.write(doc, Path(a.reports))
-    if not parsed["done"]:
-        print("guest: " + guest.describe_failure(how, console))
-    bad = [r for r in doc["results"] if r["verdict"] in report.BAD]
-    for r in bad:
-        print("  %s %s: %s" % (r["verdict"].upper(), r["item"], r["message"]))
-    print("\n".join(report.terminal_summary(doc, d)))
-    print("wall time: %.1fs" % (time.time() - started))
-    return 0 if parsed["done"] and not bad else 1
+    return vm.run(target, a, static, tests)
 
 
-def _run_check(args: list) -> tuple:
-    """`runner check ARGS` as a child process (pytest runs once per
-    process); returns its CompletedProcess and its report.json, or None."""
-    import subprocess
-    r = subprocess.run([sys.executable, "-m", "runner", "check", "-q"] + args, cwd=ROOT,
-                       capture_output=True, text=True)
-    m = re.search(r"^report: (\S+)", r.stdout, re.M)
-    return r, (ROOT / m.group(1) / "report.json") if m else None
+def _run_check(args: list, relay: bool = False) -> tuple:
+    """`runner check ARGS` as a child process; see matrix.run_check."""
+    return matrix.run_check(args, relay)
 
 
 def cmd_kernels(a) -> int:
-    """Each run is its own process (pytest runs once per process); their
-    reports are then compared on one page."""
-    runs = [("host", []), ("uml", ["--kernel", "uml"]), ("qemu 6.1", ["--kernel", "6.1"]),
-            ("qemu 6.12", ["--kernel", "6.12"])]
-    paths, failed = [], []
-    for name, extra in runs:
-        started = time.time()
-        r, path = _run_check(["--reports", a.reports, "--timeout", str(a.timeout)] + extra)
-        summary = [l for l in r.stdout.splitlines() if l.startswith("verdicts:")]
-        print("%-10s %5.1fs  %s" % (name, time.time() - started,
-                                     summary[0] if summary else (r.stderr.strip() or "no report")))
-        if path:
-            paths.append(str(path))
-        else:
-            failed.append(name)
-    if len(paths) < 2:
-        raise CliError("fewer than two runs produced a report (%s failed)" % ", ".join(failed))
-    text, differ, d = compare.compare(paths, Path(a.reports))
-    sys.stdout.write(text)
-    print("comparison page: %s" % (d / "compare.html"))
-    return 1 if failed else 0
+    """host, UML, QEMU 6.1 and 6.12, then one comparison (runner/matrix.py)."""
+    return matrix.run(a)
 
 
 def cmd_soak(a) -> int:
@@ -379,7 +301,18 @@ def _print_ktap(reports: Path) -> None:
         sys.stdout.flush()
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl-C so every run stops the same way: probes'
+    groups and guests killed, partial report written."""
+    signum = signal.SIGTERM
+
+
+def _on_sigterm(signum, frame):
+    raise Terminated()
+
+
 def main(argv=None) -> int:
+    signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         a = _parser().parse_args(argv)
         if a.cmd == "check":
@@ -405,9 +338,11 @@ def main(argv=None) -> int:
             bench.bench(a.runs, Path(a.reports), with_uml=not a.no_uml)
             return 0
         raise CliError("say what to do: check or list (see `python -m runner --help`)")
-    except (CliError, discover.DiscoveryError, report.ReportError, guest.GuestError) as e:
+    except (CliError, discover.DiscoveryError, report.ReportError, guest.GuestError,
+            matrix.MatrixError) as e:
         print("sockprobe: error: %s" % e, file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("sockprobe: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as e:
+        sig = getattr(e, "signum", signal.SIGINT)
+        print("sockprobe: interrupted (%s)" % signal.Signals(sig).name, file=sys.stderr)
+        return 128 + sig

@@ -1,8 +1,11 @@
 """Run the suite under another kernel: User-mode Linux or a kernel booted
 with QEMU, a minimal busybox root, the static probes.
 
-The guest's init (runner/guest/init) runs every probe test for every
-family and writes the probe protocol, framed per item by `item` and
+This module is the machinery the guest targets share (runner/targets/uml.py,
+runner/targets/qemu.py): the stream, the root image, Debian's kernels and
+a bounded, interruptible way to run a VM. The guest's init
+(runner/guest/init) runs every test each probe lists (`probe --list`),
+for every family it names, and writes the probe protocol, framed per item by `item` and
 `exit` lines, to a channel of its own: a hostfs file under UML, the second
 serial port under QEMU (the console keeps the kernel's messages). The
 stream is parsed here with the same protocol.interpret as a host run and
@@ -10,12 +13,14 @@ written as the same report.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
 import signal
 import subprocess
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -38,15 +43,22 @@ class GuestError(Exception):
 
 # ---- the stream ----------------------------------------------------------
 
-def parse_stream(text: str, item_timeout: float) -> dict:
-    """Guest stream -> {kernel, env, results, done}. Items that started but
-    never reported an exit (the guest died) are errors; the rest run."""
+CUT_SHORT = "the guest stopped during this item (kernel crash or hang?)"
+
+
+def parse_stream(text: str, item_timeout: float, cut: str | None = CUT_SHORT) -> dict:
+    """Guest stream -> {kernel, env, results, done}. An item that started
+    but never reported an exit (the guest died) is an error with the
+    message `cut`; with cut=None (the run was interrupted) it is left out,
+    like the items that never started."""
     from .execute import Item, result_record
     env, results = {}, []
     kernel, done = None, False
     cur, lines = None, []
 
     def close(status):
+        if status is None and cut is None:
+            return  # the run was stopped on purpose: the item did not run
         it = Item(probe=cur.get("probe", "?"), binary="", test=cur.get("test", "?"),
                   family=cur.get("family", "none"),
                   ids=[i for i in cur.get("ids", "").split(",") if i])
@@ -55,7 +67,7 @@ def parse_stream(text: str, item_timeout: float) -> dict:
             out = protocol.interpret(text, None)
             if out.verdict == "error" or not any(l for l in lines if "@SP1 end" in l):
                 out.verdict = "error"
-                out.message = "the guest stopped during this item (kernel crash or hang?)"
+                out.message = cut
         elif status == TIMEOUT_STATUS:
             out = protocol.interpret(text, -signal.SIGKILL, True, item_timeout)
         elif status > 128:
@@ -92,6 +104,14 @@ def parse_stream(text: str, item_timeout: float) -> dict:
     if cur is not None:
         close(None)
     return {"kernel": kernel, "env": env, "results": results, "done": done}
+
+
+def init_args(item_timeout: float, tests=()) -> list:
+    """The kernel command line words runner/guest/init reads."""
+    args = ["sockprobe.timeout=%d" % max(1, int(item_timeout))]
+    if tests:
+        args.append("sockprobe.tests=%s" % ",".join(tests))
+    return args
 
 
 # ---- the root file system --------------------------------------------------
@@ -191,78 +211,155 @@ def uml_modules() -> list:
 
 # ---- booting -----------------------------------------------------------------
 
-def _run_bounded(cmd, console: Path, bound_s: float, env=None, cwd=None) -> str:
-    """Run a VM; end it on power-off, on a kernel panic (seen on the
-    console) or when the bound expires. Returns how it ended."""
+try:
+    import ctypes
+    _LIBC = ctypes.CDLL(None, use_errno=True)
+except OSError:  # pragma: no cover - no libc to ask
+    _LIBC = None
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_runner():
+    """In the VM's process, before exec: SIGKILL when the runner dies, so a
+    runner killed outright (SIGKILL, OOM) still takes its VM along."""
+    if _LIBC is not None:
+        _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+
+
+@contextlib.contextmanager
+def hold_signals():
+    """Ctrl-C or SIGTERM arriving while a VM is being ended or a report is
+    being written is noted (the list yielded), not raised: a second
+    Ctrl-C must not cut the clean-up short."""
+    got = []
+    if threading.current_thread() is not threading.main_thread():
+        yield got
+        return
+    old = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    for s in old:
+        signal.signal(s, lambda signum, frame: got.append(signum))
+    try:
+        yield got
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
+def session_members(sid: int) -> list:
+    """Pids of live processes in session sid (a VM and everything it
+    started: UML runs the guest's processes as host processes)."""
+    found = []
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            st = (d / "stat").read_text()
+            rest = st[st.rindex(")") + 2:].split()
+        except (OSError, ValueError):
+            continue
+        if rest[0] != "Z" and int(rest[3]) == sid:
+            found.append(int(d.name))
+    return found
+
+
+def _end_session(p: subprocess.Popen, bound_s: float = 10.0) -> None:
+    """SIGKILL the VM's whole session and wait (bounded) until none of it is
+    left: the runner returns only when the VM is gone."""
+    end = time.monotonic() + bound_s
+    while True:
+        try:
+            os.killpg(p.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        for pid in session_members(p.pid):  # in case one left the group
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        if p.returncode is None:
+            p.wait()
+        if not session_members(p.pid) or time.monotonic() > end:
+            return
+        time.sleep(0.02)  # the kernel reaping what was killed
+
+
+def _size(path) -> int:
+    try:
+        return os.stat(path).st_size
+    except (OSError, TypeError):
+        return 0
+
+
+def _run_bounded(cmd, console: Path, bound_s: float, env=None, cwd=None, *,
+                 guest_console: Path | None = None, stream: Path | None = None,
+                 boot_bound_s: float | None = None, on_stream=None) -> str:
+    """Run a VM in a session of its own; its stdout and stderr go to
+    console. End it on power-off ("exited"), on a kernel panic seen on
+    console or guest_console ("panicked"), when neither guest_console nor
+    stream shows a byte within boot_bound_s ("silent"), or when bound_s
+    expires ("hung"). on_stream(bytes) is given the stream as it grows (b""
+    on rounds where it did not).
+    Ctrl-C or SIGTERM (KeyboardInterrupt) end the VM at once too: on every
+    way out its whole session is killed before this returns or raises."""
     with open(console, "wb") as log:
         p = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                             start_new_session=True, env=env, cwd=cwd)
-    end = time.monotonic() + bound_s
-    how = "exited"
+                             start_new_session=True, env=env, cwd=cwd,
+                             preexec_fn=_die_with_runner)
+    start = time.monotonic()
+    how, offset = "exited", 0
+    panic_in = [console] + ([guest_console] if guest_console else [])
     try:
-        while p.poll() is None:
-            if time.monotonic() > end:
+        while True:
+            ended = p.poll() is not None
+            if on_stream is not None:  # called on every round: progress ticks on it
+                data = b""
+                if stream is not None and _size(stream) > offset:
+                    with open(stream, "rb") as f:
+                        f.seek(offset)
+                        data = f.read()
+                    offset += len(data)
+                on_stream(data)
+            if ended:
+                break
+            now = time.monotonic() - start
+            if now > bound_s:
                 how = "hung"
                 break
-            if b"Kernel panic" in console.read_bytes()[-65536:]:
+            if boot_bound_s is not None and now > boot_bound_s and \
+                    not _size(stream) and not _size(guest_console):
+                how = "silent"
+                break
+            if any(b"Kernel panic" in _tail(f, 65536) for f in panic_in):
                 how = "panicked"
                 break
             time.sleep(0.2)  # the host watching a VM, not a probe waiting
     finally:
-        try:
-            os.killpg(p.pid, signal.SIGKILL)  # UML leaves helpers: take the group
-        except ProcessLookupError:
-            pass
-        p.wait()
-    if how == "exited" and b"Kernel panic" in console.read_bytes()[-262144:]:
+        with hold_signals():
+            _end_session(p)  # UML leaves helpers: take the whole session
+    if how == "exited" and any(b"Kernel panic" in _tail(f, 262144) for f in panic_in):
         how = "panicked"  # UML aborts at once after panicking
     return how
 
 
-def boot(kind: str, kernel: Path | None, static: Path, work: Path, item_timeout: float,
-         bound_s: float, tests=()) -> tuple:
-    """Boot, run the suite, return (stream text, how the VM ended, console)."""
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True)
-    console = work / "console.log"
-    args = "sockprobe.timeout=%d" % max(1, int(item_timeout))
-    if tests:
-        args += " sockprobe.tests=%s" % ",".join(tests)
-    if kind == "uml":
-        if not UML.exists():
-            raise GuestError("User-mode Linux is not installed (apt-get install user-mode-linux)")
-        root = build_root(work / "root", static, uml_modules())
-        tmp = work / "umltmp"  # UML maps its memory here: not noexec, not small
-        tmp.mkdir()
-        cmd = [str(UML), "mem=256M", "rootfstype=hostfs", "rootflags=%s" % root, "rw",
-               "init=/init", "con=null", "con0=null,fd:1", "ssl=null", "quiet",
-               "sockprobe.out=/out/stream", args]
-        how = _run_bounded(cmd, console, bound_s, env=dict(os.environ, TMPDIR=str(tmp)))
-        stream = root / "out" / "stream"
-    else:
-        if not shutil.which("qemu-system-x86_64"):
-            raise GuestError("QEMU is not installed (apt-get install qemu-system-x86)")
-        root = build_root(work / "root", static)
-        initrd = write_cpio(root, work / "initrd.cpio")
-        stream = work / "stream"
-        accel = "kvm" if os.access("/dev/kvm", os.R_OK | os.W_OK) else "tcg"
-        cmd = ["qemu-system-x86_64", "-M", "pc", "-accel", accel, "-m", "512", "-smp", "1",
-               "-nodefaults", "-display", "none", "-no-reboot",
-               "-kernel", str(kernel), "-initrd", str(initrd),
-               "-append", "console=ttyS0 panic=-1 rdinit=/init quiet sockprobe.out=/dev/ttyS1 " + args,
-               "-serial", "file:%s" % console, "-serial", "file:%s" % stream]
-        how = _run_bounded(cmd, work / "qemu.log", bound_s)
-    text = stream.read_text(errors="replace") if stream.exists() else ""
-    return text, how, console
+def _tail(path: Path, n: int) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            f.seek(max(0, _size(path) - n))
+            return f.read()
+    except OSError:
+        return b""
 
 
-def describe_failure(how: str, console: Path) -> str:
+def describe_failure(how: str, console: Path, boot_bound_s: float | None = None) -> str:
     tail = console.read_text(errors="replace").strip().splitlines()[-3:] if console.exists() else []
     last = " / ".join(l.strip() for l in tail)[-300:]
     if how == "panicked":
         text = console.read_text(errors="replace")
         line = [l for l in text.splitlines() if "Kernel panic" in l]
         return "the guest kernel panicked: %s" % (line[-1].strip() if line else last)
+    if how == "silent":
+        return "the guest printed nothing within %s s of booting (last console lines: %s)" % (
+            "%g" % boot_bound_s if boot_bound_s else "the boot bound", last or "none")
     if how == "hung":
         return "the guest did not finish within the bound (last console lines: %s)" % last
     return "the guest stopped before finishing the suite (last console lines: %s)" % last

@@ -164,10 +164,11 @@ def pytest_sessionfinish(session, exitstatus):
     env["timeout_s"] = s.timeout_s
     env["repeat"] = config.getoption("--sp-repeat")
     env["expectations"] = config.getoption("--sp-expect")
-    doc = report.build(results, env, partial=partial,
-                       started=config._sp_started, finished=time.time())
+    doc = None
     try:
-        config._sp_report_dir = report.write(doc, Path(config.getoption("--sp-reports")))
+        doc, config._sp_report_dir = report.publish(
+            results, env, Path(config.getoption("--sp-reports")), partial=partial,
+            started=config._sp_started, finished=time.time())
     except OSError as e:
         config._sp_report_error = "cannot write the report under %s: %s" % (
             config.getoption("--sp-reports"), e.strerror or e)

@@ -88,6 +88,15 @@ def write(report: dict, base: Path) -> Path:
     return d
 
 
+def publish(results: list, environment: dict, base: Path, *, partial: bool = False,
+            started: float | None = None, finished: float | None = None) -> tuple:
+    """The one place results become reports, whatever target produced them
+    (host through the pytest plugin, guests through targets/vm.py):
+    build the document, write the run directory; (doc, run dir)."""
+    doc = build(results, environment, partial=partial, started=started, finished=finished)
+    return doc, write(doc, base)
+
+
 def junit(report: dict) -> str:
     suites = OrderedDict()
     for r in report["results"]:

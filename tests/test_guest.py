@@ -1,14 +1,23 @@
-"""Guest kernels: the stream a guest's init writes, a panicking or hung
-kernel, and the guest root image."""
+"""Guest kernels: the stream a guest's init writes, a panicking, hung or
+silent kernel (a dead KVM), the guest root image, progress, and real UML
+and QEMU guests stopped with Ctrl-C and SIGTERM, alone and inside
+`make check-kernels`."""
+import io
+import json
 import os
 import shutil
+import signal
 import stat
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, processes_running, wait_gone
-from runner import guest
+from conftest import ROOT, new_tag, processes_running, wait_gone
+from runner import guest, progress
+from runner.targets import qemu, uml, vm
 
 STREAM = """\
 [    0.51] random kernel noise
@@ -114,3 +123,253 @@ def test_guest_root_and_initramfs(tmp_path):
         import subprocess
         out = subprocess.run(["cpio", "-t"], input=data, capture_output=True).stdout.decode()
         assert "init" in out.split() and "probes/tcp" in out.split()
+
+
+def test_a_silent_kernel_ends_at_the_boot_bound(tmp_path):
+    console = tmp_path / "console.log"
+    how = guest._run_bounded(fake_vm(tmp_path, "exec sleep 300\n"), tmp_path / "vm.log", 60,
+                             guest_console=console, stream=tmp_path / "stream", boot_bound_s=0.5)
+    assert how == "silent"
+    assert "printed nothing within 0.5 s" in guest.describe_failure(how, console, 0.5)
+    assert wait_gone(str(tmp_path / "vm.sh"), find=processes_running) == []
+
+
+needs_static = pytest.mark.skipif(not (STATIC / "sp-isolate").exists() or not guest.BUSYBOX.exists(),
+                                  reason="static probes or busybox-static not built/installed")
+
+# A stand-in for qemu-system-x86_64: under KVM it prints nothing and never
+# ends (what this machine's /dev/kvm does); under TCG it writes a finished
+# stream to the second serial port and powers off.
+FAKE_QEMU = """#!/bin/sh
+case " $* " in *" -accel kvm "*) exec sleep 300 ;; esac
+n=0
+for a in "$@"; do
+    case $a in file:*) n=$((n+1)); [ $n = 2 ] && out=${a#file:} ;; esac
+done
+printf '@SP1 guest kernel=fake\\n@SP1 guest-done\\n' > "$out"
+"""
+
+
+@needs_static
+def test_a_kvm_that_prints_nothing_is_abandoned_for_tcg_once(tmp_path, monkeypatch):
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    (bindir / "qemu-system-x86_64").write_text(FAKE_QEMU)
+    (bindir / "qemu-system-x86_64").chmod(0o755)
+    monkeypatch.setenv("PATH", "%s:%s" % (bindir, os.environ["PATH"]))
+    monkeypatch.setattr(qemu, "KVM_CACHE", tmp_path / "kvm.json")
+    monkeypatch.setattr(qemu, "KVM_BOOT_S", 0.5)
+    monkeypatch.setattr(qemu, "kvm_usable", lambda: True)
+    image = tmp_path / "bzImage"
+    image.write_bytes(b"")
+    said = []
+    t = qemu.Qemu(image=image)
+    t.prepare(said.append)
+    assert t.describe() == "booting qemu %s (bzImage, KVM)" % image
+    how = t.boot(STATIC, tmp_path / "work", ["close"], 5, 60, None, said.append)
+    assert how == "exited" and t.accel == "TCG"
+    assert len(said) == 1 and said[0].startswith("sockprobe: KVM printed nothing within 0.5 s: "
+                                                 "abandoned for TCG")
+    assert guest.parse_stream(t.stream_path.read_text(), 5)["done"]
+    assert json.loads((tmp_path / "kvm.json").read_text())["kvm"] == "dead"
+    # The verdict holds for this boot of the machine: the next run goes
+    # straight to TCG and says why in its one booting line.
+    again = qemu.Qemu(image=image)
+    again.prepare(said.append)
+    assert again.accel == "TCG" and len(said) == 1
+    assert "TCG: KVM printed nothing earlier on this boot" in again.describe()
+    assert wait_gone(str(bindir), find=processes_running) == []
+
+
+def test_messages_name_an_accelerator_only_where_one_is_used():
+    assert uml.Uml().describe() == "booting uml"
+
+
+def test_the_guest_bound_is_the_boot_bound_plus_every_item_timing_out():
+    assert vm.default_bound(uml.Uml(), 10, 5) == uml.Uml.boot_bound_s + 50
+
+
+class Clock:
+    t = 0.0
+
+    def __call__(self):
+        return self.t
+
+
+def test_progress_is_quiet_for_short_work_and_says_how_long_is_left():
+    out, clock = io.StringIO(), Clock()
+    p = progress.Progress("uml", 100, out=out, clock=clock)
+    for i in range(1, 40):
+        clock.t = i * 0.2
+        p.update(i, "running items")
+    assert out.getvalue() == ""  # a run this short says nothing
+    clock.t = 20
+    p.update(50, "running items")
+    assert out.getvalue() == "uml: running items, 50/100, 20 s so far, about 20 s left\n"
+    clock.t = 21
+    p.update(55)
+    assert out.getvalue().count("\n") == 1  # not a line per update
+
+
+# ---- real guests, stopped -------------------------------------------------
+
+KERNEL_61 = sorted(guest.CACHE.glob("linux-image-6.1.*/boot/vmlinuz-*"))
+
+
+def _vm_session(needle: str, bound_s: float = 60) -> int:
+    """The session of the VM whose command line holds needle."""
+    end = time.monotonic() + bound_s
+    while time.monotonic() < end:
+        pids = processes_running(needle)
+        for pid in pids:
+            try:
+                st = Path("/proc/%d/stat" % pid).read_text()
+                return int(st[st.rindex(")") + 2:].split()[3])
+            except (OSError, ValueError):
+                continue
+        time.sleep(0.05)  # the test harness polls
+    raise AssertionError("no VM started (%s)" % needle)
+
+
+def _wait_items(stream: Path, n: int, bound_s: float = 90) -> None:
+    end = time.monotonic() + bound_s
+    while time.monotonic() < end:
+        try:
+            if stream.read_text(errors="replace").count("@SP1 exit ") >= n:
+                return
+        except OSError:
+            pass
+        time.sleep(0.05)  # the test harness polls
+    raise AssertionError("the guest ran fewer than %d items within %g s" % (n, bound_s))
+
+
+def _stop_mid_run(tmp_path, argv, kind, needle, sig, whole_group):
+    """Start argv, wait until its guest has finished two items, stop it
+    with sig (to the whole group, as a terminal's Ctrl-C does, or to the
+    first process alone, as a service manager or CI does); return its
+    output, exit status and the guest's session."""
+    stream = ROOT / "build" / "guest" / kind / ("root/out/stream" if kind == "uml" else "stream")
+    stream.unlink(missing_ok=True)  # not a previous run's
+    tag = new_tag()
+    proc = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            start_new_session=True, env=dict(os.environ, SOCKPROBE_TEST_TAG=tag))
+    try:
+        sid = _vm_session(needle)
+        _wait_items(stream, 2)
+        if whole_group:
+            os.killpg(proc.pid, sig)
+        else:
+            proc.send_signal(sig)
+        out = proc.communicate(timeout=60)[0].decode(errors="replace")
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    # Nothing left: not the VM or anything it started (UML runs the
+    # guest's processes as host processes), not the runner, not make.
+    assert wait_gone(sid, find=guest.session_members) == [], out
+    assert wait_gone(proc.pid, find=guest.session_members) == [], out
+    assert wait_gone(tag) == [], out
+    return out, proc.returncode
+
+
+def _partial_report(reports: Path, selection_items: int) -> dict:
+    doc = json.loads((reports / "latest" / "report.json").read_text())
+    assert doc["partial"] is True
+    assert 2 <= len(doc["results"]) < selection_items  # stopped mid-run, finished items kept
+    assert {r["verdict"] for r in doc["results"]} <= {"pass", "skip"}
+    return doc
+
+
+SELECTION = ["tcp", "udp"]
+
+
+def _selection_items():
+    return vm.count_items(STATIC, SELECTION)
+
+
+@needs_static
+@pytest.mark.skipif(not guest.UML.exists(), reason="user-mode-linux is not installed")
+@pytest.mark.parametrize("sig,whole_group", [(signal.SIGINT, True), (signal.SIGTERM, False)],
+                         ids=["ctrl-c", "sigterm"])
+def test_make_check_uml_stops_at_once_and_writes_a_partial_report(tmp_path, sig, whole_group):
+    argv = ["make", "--no-print-directory", "check", "KERNEL=uml", "TESTS=" + " ".join(SELECTION),
+            "REPORT_DIR=%s" % tmp_path]
+    out, rc = _stop_mid_run(tmp_path, argv, "uml", "rootflags=%s" % (ROOT / "build/guest/uml/root"),
+                            sig, whole_group)
+    assert rc != 0
+    assert "sockprobe: interrupted by %s: the guest was stopped; partial report written"\
+        % sig.name in out, out
+    doc = _partial_report(tmp_path, _selection_items())
+    assert doc["environment"]["guest"] == "uml"
+
+
+@needs_static
+@pytest.mark.skipif(not shutil.which("qemu-system-x86_64") or not KERNEL_61,
+                    reason="qemu-system-x86 or the cached 6.1 kernel is missing")
+def test_a_qemu_guest_stops_at_once_on_ctrl_c_and_writes_a_partial_report(tmp_path):
+    """(SIGTERM takes the same path: it is tested with UML and make check-kernels.)"""
+    sig, whole_group = signal.SIGINT, True
+    argv = [sys.executable, "-m", "runner", "check", "--kernel", "6.1", "--reports", str(tmp_path)]
+    out, rc = _stop_mid_run(tmp_path, argv + SELECTION, "qemu", str(ROOT / "build/guest/qemu"),
+                            sig, whole_group)
+    assert rc == 128 + sig, out
+    doc = _partial_report(tmp_path, _selection_items())
+    assert doc["environment"]["guest"] == "qemu 6.1"
+    assert doc["environment"]["guest_accel"] in ("kvm", "tcg")
+
+
+@needs_static
+@pytest.mark.skipif(not guest.UML.exists() or not shutil.which("qemu-system-x86_64"),
+                    reason="user-mode-linux or qemu-system-x86 is not installed")
+def test_make_check_kernels_stopped_with_sigterm_leaves_nothing(tmp_path):
+    """SIGTERM to make (what CI and `timeout` send) during the UML step:
+    make passes it to the matrix, the matrix to its running step, which
+    stops UML and writes its partial report; nothing is left."""
+    reports = ROOT / "reports"
+    before = set(reports.iterdir()) if reports.exists() else set()
+    out, rc = _stop_mid_run(tmp_path, ["make", "--no-print-directory", "check-kernels"], "uml",
+                            "rootflags=%s" % (ROOT / "build/guest/uml/root"),
+                            signal.SIGTERM, False)
+    assert rc != 0
+    assert "[2/4] uml" in out and "[3/4]" not in out, out
+    new = [d for d in set(reports.iterdir()) - before if (d / "report.json").exists()]
+    docs = [json.loads((d / "report.json").read_text()) for d in new]
+    assert [d["environment"].get("guest") for d in docs if d["partial"]] == ["uml"], out
+
+
+@needs_static
+@pytest.mark.skipif(not guest.UML.exists(), reason="user-mode-linux is not installed")
+def test_a_guest_runs_every_item_each_probe_lists(tmp_path):
+    """The guest's init takes its items from each probe's --list, every
+    family it names (none, ipv4, ipv6): a new case file runs in guests with
+    no change to the guest code. One probe with all three keeps it quick."""
+    probes = ["proc"]
+    r = subprocess.run([sys.executable, "-m", "runner", "check", "--kernel", "uml",
+                        "--reports", str(tmp_path)] + probes, cwd=ROOT, capture_output=True,
+                       text=True)
+    assert r.returncode in (0, 1), r.stdout + r.stderr
+    doc = json.loads((tmp_path / "latest" / "report.json").read_text())
+    from runner import discover
+    want = sorted(i.name for p in probes for i in discover.items_of(STATIC / "probes" / p))
+    assert sorted(x["item"] for x in doc["results"]) == want
+    assert {x["family"] or "none" for x in doc["results"]} == {"none", "ipv4", "ipv6"}
+    assert not doc["partial"]
+
+
+@needs_static
+@pytest.mark.parametrize("kind", ["uml", "qemu"])
+def test_a_runner_killed_outright_takes_its_guest_along(tmp_path, kind):
+    """SIGKILL cannot be caught: the VM dies with the runner (PR_SET_PDEATHSIG),
+    and UML's guest processes with it (its own PID namespace, as root)."""
+    if kind == "uml" and not guest.UML.exists():
+        pytest.skip("user-mode-linux is not installed")
+    if kind == "uml" and os.geteuid() != 0:
+        pytest.skip("UML gets a PID namespace of its own only as root")
+    if kind == "qemu" and (not shutil.which("qemu-system-x86_64") or not KERNEL_61):
+        pytest.skip("qemu-system-x86 or the cached 6.1 kernel is missing")
+    argv = [sys.executable, "-m", "runner", "check", "--kernel", "uml" if kind == "uml" else "6.1",
+            "--reports", str(tmp_path)] + SELECTION
+    needle = ("rootflags=%s" % (ROOT / "build/guest/uml/root") if kind == "uml"
+              else str(ROOT / "build/guest/qemu"))
+    _stop_mid_run(tmp_path, argv, kind, needle, signal.SIGKILL, False)

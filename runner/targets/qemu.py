@@ -1,0 +1,107 @@
+"""A kernel image booted with QEMU (qemu-system-x86_64): Debian's cloud
+kernels (6.1, 6.12, fetched on first use) or any bzImage. The root is an
+initramfs; the stream comes out of the second serial port.
+
+KVM is used when /dev/kvm is there, but never trusted blindly: on some
+machines /dev/kvm exists and a guest under it never runs. A KVM guest
+that prints nothing within KVM_BOOT_S is abandoned for TCG, the run says
+so in one line, and the verdict is kept for this boot of the machine
+(~/.cache/sockprobe/kvm.json), so later runs go straight to TCG."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+from .. import guest
+from . import Target
+
+KVM_BOOT_S = 15.0
+KVM_CACHE = guest.CACHE.parent / "kvm.json"
+
+
+def _boot_id() -> str:
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return ""
+
+
+def kvm_usable() -> bool:
+    return os.access("/dev/kvm", os.R_OK | os.W_OK)
+
+
+def kvm_known_dead() -> bool:
+    try:
+        v = json.loads(KVM_CACHE.read_text())
+    except (OSError, ValueError):
+        return False
+    return v.get("kvm") == "dead" and v.get("boot_id") == _boot_id() != ""
+
+
+def remember_kvm_dead() -> None:
+    try:
+        KVM_CACHE.parent.mkdir(parents=True, exist_ok=True)
+        KVM_CACHE.write_text(json.dumps({"kvm": "dead", "boot_id": _boot_id()}) + "\n")
+    except OSError:
+        pass  # only a speed-up
+
+
+class Qemu(Target):
+    kind = "qemu"
+
+    def __init__(self, series: str | None = None, image: Path | None = None):
+        super().__init__()
+        self.series, self.image = series, image
+        self.accel, self.why = None, ""
+
+    def label(self) -> str:
+        return "qemu %s" % (self.series or self.image)
+
+    def prepare(self, say) -> None:
+        if not shutil.which("qemu-system-x86_64"):
+            raise guest.GuestError("QEMU is not installed (apt-get install qemu-system-x86)")
+        if self.image is None:
+            self.image = guest.debian_kernel(self.series)
+        self.kvm_dead_before = kvm_known_dead()
+        usable = kvm_usable()
+        self.accel = "KVM" if usable and not self.kvm_dead_before else "TCG"
+        self.why = (": KVM printed nothing earlier on this boot"
+                    if usable and self.kvm_dead_before else "")
+
+    def describe(self) -> str:
+        return "booting %s (%s, %s%s)" % (self.label(), Path(self.image).name, self.accel,
+                                           self.why)
+
+    def boot(self, static, work, tests, item_timeout, bound_s, on_stream, say) -> str:
+        root = guest.build_root(work / "root", static)
+        initrd = guest.write_cpio(root, work / "initrd.cpio")
+        self.stream_path = work / "stream"
+        self.console = work / "console.log"
+        how = self._run(initrd, work, tests, item_timeout, bound_s, on_stream)
+        if how == "silent" and self.accel == "KVM":
+            remember_kvm_dead()
+            say("sockprobe: KVM printed nothing within %g s: abandoned for TCG "
+                "(remembered for this boot in %s)" % (KVM_BOOT_S, KVM_CACHE))
+            self.accel = "TCG"
+            how = self._run(initrd, work, tests, item_timeout, bound_s, on_stream)
+        return how
+
+    def _run(self, initrd, work, tests, item_timeout, bound_s, on_stream) -> str:
+        for f in (self.stream_path, self.console):
+            f.unlink(missing_ok=True)
+        append = ("console=ttyS0 panic=-1 rdinit=/init quiet sockprobe.out=/dev/ttyS1 " +
+                  " ".join(guest.init_args(item_timeout, tests)))
+        cmd = ["qemu-system-x86_64", "-M", "pc", "-accel", self.accel.lower(), "-m", "512",
+               "-smp", "1", "-nodefaults", "-display", "none", "-no-reboot",
+               "-kernel", str(self.image), "-initrd", str(initrd), "-append", append,
+               "-serial", "file:%s" % self.console, "-serial", "file:%s" % self.stream_path]
+        bound = KVM_BOOT_S if self.accel == "KVM" else self.boot_bound_s
+        return guest._run_bounded(cmd, work / "qemu.log", bound_s, guest_console=self.console,
+                                  stream=self.stream_path, boot_bound_s=bound,
+                                  on_stream=on_stream)
+
+    def environment(self) -> dict:
+        return {"guest": self.label(), "guest_kernel_image": str(self.image),
+                "guest_accel": (self.accel or "").lower()}
