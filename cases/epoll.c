@@ -7,10 +7,12 @@
  *
  *  1. EPOLL-LEVEL           level-triggered (default): reported while unread
  *                           data remains, again after a partial read, not
- *                           once drained; nothing before data arrives.
+ *                           once drained; nothing before data arrives; data
+ *                           arriving while epoll_wait blocks wakes it.
  *  2. EPOLL-EDGE            EPOLLET: one report per arrival; a second wait
  *                           with data unread (also after a partial read)
- *                           returns 0; new data gives exactly one new report.
+ *                           returns 0; new data gives exactly one new report,
+ *                           also when it arrives while epoll_wait blocks.
  *  3. EPOLL-ONESHOT         EPOLLONESHOT: one report, then disabled (more
  *                           data gives none), ADD fails EEXIST, MOD re-arms
  *                           and the pending data is reported once more.
@@ -47,6 +49,7 @@
 #include <string.h>
 #include <unistd.h>
 #include <sys/epoll.h>
+#include <sys/wait.h>
 
 /* The two waiting calls; every check runs through each. */
 enum { EP_WAIT, EP_PWAIT, EP_APIS };
@@ -142,6 +145,31 @@ static void send_and_wait(int c, int s, const char *data, int n, int queued_afte
 	ASSERT_EQ(queued_after, sp_wait_inq(s, queued_after));
 }
 
+/* A child that writes once the parent sleeps (blocked in epoll_wait). */
+struct late_writer { int fd; pid_t waiter; };
+static int write_when_parent_blocked(void *p)
+{
+	struct late_writer *w = p;
+	if (sp_have_proc())
+		sp_wait_proc_state(w->waiter, 'S');
+	return write(w->fd, "late!", 5) == 5 ? 0 : 1;
+}
+
+/* Data that arrives while epoll_wait is blocked wakes it with one report. */
+static void expect_wakeup(int api, int ep, int c, int s)
+{
+	struct late_writer w = { c, getpid() };
+	char buf[8];
+	pid_t pid = sp_fork(write_when_parent_blocked, &w);
+
+	EXPECT_ONE(api, ep, s, EPOLLIN, sp_wait_ms());
+	int st = sp_reap(pid);
+	ASSERT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0, "the late writer wrote 5 bytes");
+	ASSERT_EQ(5, sp_wait_inq(s, 5));
+	ASSERT_EQ(5, read(s, buf, sizeof(buf)));
+	ASSERT_MEM_EQ("late!", buf, 5);
+}
+
 /* 1. Level-triggered: reported for as long as unread data remains. */
 SP_TEST(epoll_level_triggered_reports_until_drained)
 {
@@ -160,8 +188,11 @@ SP_TEST(epoll_level_triggered_reports_until_drained)
 		ASSERT_EQ(6, read(s, buf, sizeof(buf)));
 		EXPECT_NONE(api, ep, "once the socket is drained");
 		send_and_wait(c, s, "abc", 3, 3);       /* new data: reported again */
+		EXPECT_ONE(api, ep, s, EPOLLIN, sp_wait_ms());
 		EXPECT_ONE(api, ep, s, EPOLLIN, 0);
-		EXPECT_ONE(api, ep, s, EPOLLIN, 0);
+		ASSERT_EQ(3, read(s, buf, sizeof(buf)));
+		expect_wakeup(api, ep, c, s);           /* data while blocked */
+		EXPECT_NONE(api, ep, "once the late data is read");
 		close(ep);
 		close(c);
 		close(s);
@@ -179,16 +210,18 @@ SP_TEST(epoll_edge_triggered_reports_each_arrival_once)
 		ep_add(ep, s, EPOLLIN | EPOLLET);
 		EXPECT_NONE(api, ep, "before any data arrives");
 		send_and_wait(c, s, "0123456789", 10, 10);
-		EXPECT_ONE(api, ep, s, EPOLLIN, 0);
+		EXPECT_ONE(api, ep, s, EPOLLIN, sp_wait_ms());
 		EXPECT_NONE(api, ep, "a second time for the same arrival (10 bytes unread)");
 		ASSERT_EQ(4, recv(s, buf, 4, 0));
 		EXPECT_NONE(api, ep, "after a partial read (6 bytes unread)");
 		send_and_wait(c, s, "abcde", 5, 11);    /* a new arrival */
-		EXPECT_ONE(api, ep, s, EPOLLIN, 0);
+		EXPECT_ONE(api, ep, s, EPOLLIN, sp_wait_ms());
 		EXPECT_NONE(api, ep, "a second time for the second arrival");
 		ASSERT_EQ(11, read(s, buf, sizeof(buf)));
 		ASSERT_MEM_EQ("456789abcde", buf, 11);
 		EXPECT_NONE(api, ep, "once drained");
+		expect_wakeup(api, ep, c, s);           /* an arrival while blocked */
+		EXPECT_NONE(api, ep, "a second time for the late arrival");
 		close(ep);
 		close(c);
 		close(s);
@@ -207,14 +240,14 @@ SP_TEST(epoll_oneshot_reports_once_until_rearmed)
 		ep_add(ep, s, EPOLLIN | EPOLLONESHOT);
 		EXPECT_NONE(api, ep, "before any data arrives");
 		send_and_wait(c, s, "0123456789", 10, 10);
-		EXPECT_ONE(api, ep, s, EPOLLIN, 0);
+		EXPECT_ONE(api, ep, s, EPOLLIN, sp_wait_ms());
 		EXPECT_NONE(api, ep, "after the one report (10 bytes unread)");
 		send_and_wait(c, s, "abcde", 5, 15);
 		EXPECT_NONE(api, ep, "for new data while disabled");
 		ev.data.fd = s;
 		ASSERT_ERRNO(epoll_ctl(ep, EPOLL_CTL_ADD, s, &ev), EEXIST);
 		ep_mod(ep, s, EPOLLIN | EPOLLONESHOT);  /* re-arm */
-		EXPECT_ONE(api, ep, s, EPOLLIN, 0);     /* the pending 15 bytes */
+		EXPECT_ONE(api, ep, s, EPOLLIN, sp_wait_ms());     /* the pending 15 bytes */
 		EXPECT_NONE(api, ep, "after the re-armed report");
 		ASSERT_EQ(15, read(s, buf, sizeof(buf)));
 		ASSERT_MEM_EQ("0123456789abcde", buf, 15);
@@ -310,7 +343,7 @@ SP_TEST(epoll_close_removes_registration)
 		sp_tcp_pair(ctx, &c, &s);
 		ep_add(ep, s, EPOLLIN);
 		send_and_wait(c, s, "data", 4, 4);
-		EXPECT_ONE(api, ep, s, EPOLLIN, 0);
+		EXPECT_ONE(api, ep, s, EPOLLIN, sp_wait_ms());
 		int num = s;
 		sp_tcp_pair(ctx, &c2, &s2);                 /* before num is free */
 		ASSERT_SYS(close(s));                       /* 4 bytes unread */
@@ -321,7 +354,7 @@ SP_TEST(epoll_close_removes_registration)
 		ep_add(ep, num, EPOLLIN);
 		EXPECT_NONE(api, ep, "for the new socket before its data");
 		send_and_wait(c2, num, "new", 3, 3);
-		EXPECT_ONE(api, ep, num, EPOLLIN, 0);
+		EXPECT_ONE(api, ep, num, EPOLLIN, sp_wait_ms());
 		ASSERT_EQ(3, read(num, buf, sizeof(buf)));
 		ASSERT_MEM_EQ("new", buf, 3);
 		EXPECT_NONE(api, ep, "once the new socket is drained");

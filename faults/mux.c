@@ -103,6 +103,10 @@ FAULT(epoll_regular_file_ready,
       "EPOLL-CTL-ERRORS",
       "an emulator that accepts regular files in epoll (always ready) instead of failing with EPERM");
 
+FAULT(epoll_wait_no_wakeup,
+      "EPOLL-LEVEL,EPOLL-EDGE",
+      "an epoll emulation that checks readiness when epoll_wait is called and then sleeps out the timeout, never woken by arrivals");
+
 MUX_REAL(int, epoll_ctl, int, int, int, struct epoll_event *)
 MUX_REAL(int, epoll_wait, int, struct epoll_event *, int, int)
 MUX_REAL(int, epoll_pwait, int, struct epoll_event *, int, int, const sigset_t *)
@@ -216,11 +220,23 @@ static int ep_after_wait(int ep, struct epoll_event *ev, int n)
 	return out;
 }
 
+/* epoll_wait_no_wakeup: sample at entry; if nothing, sleep out the timeout. */
+static int ep_sleep_out(int ms)
+{
+	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+	while (clock_nanosleep(CLOCK_MONOTONIC, 0, &ts, &ts) == EINTR)
+		;
+	return 0;
+}
+
 int epoll_wait(int ep, struct epoll_event *ev, int max, int ms)
 {
 	mux_load_epoll_wait();
 	mux_load_epoll_ctl();
-	int n = real_epoll_wait(ep, ev, max, ms);
+	int nowake = ms > 0 && spfault_on("epoll_wait_no_wakeup");
+	int n = real_epoll_wait(ep, ev, max, nowake ? 0 : ms);
+	if (n == 0 && nowake)
+		return ep_sleep_out(ms);
 	return n > 0 ? ep_after_wait(ep, ev, n) : n;
 }
 
@@ -228,7 +244,10 @@ int epoll_pwait(int ep, struct epoll_event *ev, int max, int ms, const sigset_t 
 {
 	mux_load_epoll_pwait();
 	mux_load_epoll_ctl();
-	int n = real_epoll_pwait(ep, ev, max, ms, mask);
+	int nowake = ms > 0 && spfault_on("epoll_wait_no_wakeup");
+	int n = real_epoll_pwait(ep, ev, max, nowake ? 0 : ms, mask);
+	if (n == 0 && nowake)
+		return ep_sleep_out(ms);
 	return n > 0 ? ep_after_wait(ep, ev, n) : n;
 }
 
