@@ -22,7 +22,8 @@
  *                         a non-blocking and on a blocking listener.
  *  4. MUX-WRITABLE        writable with room in the send buffer, not writable
  *                         once non-blocking writes got EAGAIN, writable again
- *                         after the peer drained everything.
+ *                         after the peer drained everything (and then a
+ *                         blocking write returns at once).
  *  5. MUX-POLLHUP         no POLLHUP on an open or half-closed connection;
  *                         POLLHUP on each end once both have shut down
  *                         writing and received the other's FIN; POLLHUP with
@@ -346,6 +347,14 @@ SP_TEST(mux_writable_until_send_buffer_full)
 		ASSERT_EQ(total, sp_pattern_check(in, total, 0));
 		free(in);
 		EXPECT_MUX(api, c, POLLOUT, sp_wait_ms(), POLLOUT, POLLOUT, "once the peer drained the data");
+		/* Writable means a blocking write does not block (a watchdog
+		 * would interrupt it). */
+		sp_watchdog(sp_wait_ms());
+		ssize_t w = write(c, "+", 1);
+		int err = errno;
+		sp_watchdog(0);
+		ASSERT_TRUE(w == 1, "%s: a blocking write to the writable socket returns 1 (got %zd, %s)",
+			    m_name[api], w, w < 0 ? sp_errno_name(err) : "");
 		close(c);
 		close(s);
 	}

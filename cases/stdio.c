@@ -32,9 +32,11 @@
  *                                its reply still comes in through the read
  *                                stream.
  *
- * The wire is not needed here: "nothing arrived yet" is shown by ordering
- * (a byte sent directly after the buffered line arrives first), never by
- * waiting for nothing.
+ * "Nothing arrived yet" is shown by ordering (a byte sent directly after
+ * the buffered line arrives first), never by waiting for nothing. Wire
+ * (where the item has its own network namespace; else skipped with the
+ * reason): fclose sends the flushed data then a FIN (test 3); fclose of the
+ * write stream sends no FIN, the later shutdown does (test 5).
  *
  * Platform-defined (recorded, not asserted): whether a newline alone
  * flushes a socket stream (glibc, musl: no, fully buffered) and BUFSIZ.
@@ -222,8 +224,13 @@ SP_TEST(stdio_fclose_flushes_and_closes_fd)
 	int c, s, c2, s2;
 	char b;
 
+	struct sp_capture cap;
+
 	no_sigpipe();
 	sp_tcp_pair(ctx, &c, &s);
+	sp_capture_start(&cap);
+	sp_capture_name(&cap, sp_local_port(c), "C");
+	sp_capture_name(&cap, sp_local_port(s), "S");
 	FILE *w = stream(c, "w");
 	ASSERT_TRUE(fputs("last words", w) >= 0, "fputs succeeds");
 	ASSERT_EQ(0, fclose(w));
@@ -231,6 +238,10 @@ SP_TEST(stdio_fclose_flushes_and_closes_fd)
 	EXPECT_RAW(s, "last words");
 	ASSERT_TRUE(sp_poll(s, POLLIN, sp_wait_ms()) & POLLIN, "EOF follows the flushed data");
 	ASSERT_EQ(0, read(s, &b, 1));
+	/* On the wire: the flushed bytes, then the FIN of the close. */
+	if (sp_capture_sync(&cap))
+		WIRE_EXPECT(&cap, "C>S P.10, C>S F");
+	sp_capture_stop(&cap);
 
 	/* A read stream: fclose closes its descriptor too. */
 	sp_tcp_pair(ctx, &c2, &s2);
@@ -292,10 +303,15 @@ SP_TEST(stdio_fclose_of_write_stream_is_no_half_close)
 	int c, s;
 	char line[64], b;
 
+	struct sp_capture cap;
+
 	no_sigpipe();
 	sp_tcp_pair(ctx, &c, &s);
 	FILE *in = stream(s, "r");
 	FILE *out = stream((int)ASSERT_SYS(dup(s)), "w");
+	sp_capture_start(&cap);
+	sp_capture_name(&cap, sp_local_port(c), "C");
+	sp_capture_name(&cap, sp_local_port(s), "S");
 
 	ASSERT_TRUE(fputs("data\n", out) >= 0, "fputs succeeds");
 	ASSERT_EQ(0, fclose(out));             /* flushes; the read stream's fd stays */
@@ -305,11 +321,19 @@ SP_TEST(stdio_fclose_of_write_stream_is_no_half_close)
 	EXPECT_RAW(c, "data\n#");
 	expect_nothing_more(c, "after fclose of the write stream (no FIN)");
 	ASSERT_EQ(TCP_ESTABLISHED, sp_tcp_state(c));
+	/* On the wire: data, no FIN from the fclose. */
+	if (sp_capture_sync(&cap)) {
+		WIRE_EXPECT(&cap, "S>C P.");
+		WIRE_LACKS(&cap, "S>C F");
+	}
 
 	/* shutdown on the read stream's descriptor half-closes. */
 	ASSERT_SYS(shutdown(fileno(in), SHUT_WR));
 	ASSERT_TRUE(sp_poll(c, POLLIN, sp_wait_ms()) & POLLIN, "the peer sees the FIN");
 	ASSERT_EQ(0, read(c, &b, 1));
+	if (sp_capture_sync(&cap))
+		WIRE_EXPECT(&cap, "S>C P., S>C F");
+	sp_capture_stop(&cap);
 	/* The reply still comes in through the read stream. */
 	ASSERT_EQ(6, write(c, "reply\n", 6));
 	ASSERT_TRUE(fgets(line, sizeof(line), in) != NULL, "fgets reads the reply after the half-close");
