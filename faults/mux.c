@@ -259,15 +259,27 @@ FAULT(poll_always_readable,
 FAULT(select_no_wakeup,
       "MUX-READABLE-DATA",
       "a select() emulation that samples readiness at entry and then sleeps out its timeout, never woken by arriving data");
-FAULT(mux_eof_not_readable,
+FAULT(poll_eof_not_readable,
       "MUX-READABLE-EOF",
-      "a user-space stack whose select()/poll() signal readability only for queued bytes, never for the peer's FIN");
-FAULT(mux_listener_always_readable,
+      "a user-space stack whose poll() signals POLLIN only for queued bytes, never for the peer's FIN");
+FAULT(select_eof_not_readable,
+      "MUX-READABLE-EOF",
+      "a user-space stack whose select() marks a socket readable only for queued bytes, never for the peer's FIN");
+FAULT(poll_listener_always_readable,
       "MUX-LISTEN-READABLE",
-      "an emulator that reports listening sockets readable whenever polled, so accept() then fails with EAGAIN");
-FAULT(mux_always_writable,
+      "an emulator whose poll() reports listening sockets readable whenever polled, so accept() then fails with EAGAIN");
+FAULT(select_listener_always_readable,
+      "MUX-LISTEN-READABLE",
+      "an emulator whose select() reports listening sockets readable whenever asked, so accept() then fails with EAGAIN");
+FAULT(poll_always_writable,
       "MUX-WRITABLE",
-      "a user-space stack that reports sockets always writable and lets write() answer EAGAIN instead");
+      "a user-space stack whose poll() reports sockets always writable and lets write() answer EAGAIN instead");
+FAULT(select_always_writable,
+      "MUX-WRITABLE",
+      "a user-space stack whose select() reports sockets always writable and lets write() answer EAGAIN instead");
+FAULT(poll_short_timeout_expires_early,
+      "MUX-SELECT-TIMEOUT",
+      "a poll() emulation that converts its millisecond timeout to 10 ms ticks rounding down, so short timeouts expire at once");
 FAULT(pollhup_on_peer_fin,
       "MUX-POLLHUP,MUX-POLLRDHUP",
       "a WSAPoll-style layer that reports the peer's graceful close (FIN) as POLLHUP on a half-open connection");
@@ -376,12 +388,13 @@ static int mux_any_on(const char *const *names)
 
 static const char *const poll_faults[] = {
 	"poll_skips_closed_fds", "pollrdhup_unmasked", "poll_always_readable",
-	"mux_eof_not_readable", "mux_listener_always_readable", "mux_always_writable",
-	"pollhup_on_peer_fin", "pollerr_dropped", "poll_leaves_stale_revents", NULL,
+	"poll_eof_not_readable", "poll_listener_always_readable", "poll_always_writable",
+	"pollhup_on_peer_fin", "pollerr_dropped", "poll_leaves_stale_revents",
+	"poll_short_timeout_expires_early", NULL,
 };
 static const char *const select_faults[] = {
 	"select_skips_closed_fds", "select_zero_timeout_blocks", "select_no_wakeup",
-	"mux_eof_not_readable", "mux_listener_always_readable", "mux_always_writable",
+	"select_eof_not_readable", "select_listener_always_readable", "select_always_writable",
 	"select_connect_error_in_exceptfds", "select_keeps_idle_bits",
 	"select_timeout_leaves_sets", NULL,
 };
@@ -411,6 +424,16 @@ static int mux_poll_core(struct pollfd *p, nfds_t n, int ms, const struct timesp
 		if (spfault_on("pollrdhup_unmasked") && mux_is_stream(p[i].fd))
 			p[i].events |= POLLRDHUP;
 	}
+	if (spfault_on("poll_short_timeout_expires_early")) {
+		/* 10 ms ticks, rounded down. */
+		if (!use_ppoll && ms > 0)
+			ms = ms / 10 * 10;
+		if (use_ppoll && ts && ts->tv_sec == 0) {
+			tcopy = *ts;
+			tcopy.tv_nsec = tcopy.tv_nsec / 10000000L * 10000000L;
+			ts = &tcopy;
+		}
+	}
 	if (use_ppoll) {
 		if (ts)
 			tcopy = *ts;
@@ -427,12 +450,12 @@ static int mux_poll_core(struct pollfd *p, nfds_t n, int ms, const struct timesp
 			if (fd >= 0 && p[i].revents != POLLNVAL) {
 				if (spfault_on("poll_always_readable") && (want & POLLIN) && mux_connected(fd))
 					got |= POLLIN;
-				if (spfault_on("mux_eof_not_readable") && (got & POLLIN) && mux_eof_only(fd))
+				if (spfault_on("poll_eof_not_readable") && (got & POLLIN) && mux_eof_only(fd))
 					got &= ~POLLIN;
-				if (spfault_on("mux_listener_always_readable") && (want & POLLIN) &&
+				if (spfault_on("poll_listener_always_readable") && (want & POLLIN) &&
 				    mux_is_listener(fd))
 					got |= POLLIN;
-				if (spfault_on("mux_always_writable") && (want & POLLOUT) && mux_connected(fd))
+				if (spfault_on("poll_always_writable") && (want & POLLOUT) && mux_connected(fd))
 					got |= POLLOUT;
 				if (spfault_on("pollhup_on_peer_fin") && mux_peer_fin(fd))
 					got |= POLLHUP;
@@ -527,12 +550,12 @@ static int mux_select_core(int nfds, fd_set *rs, fd_set *ws, fd_set *es, struct 
 		return r;
 	}
 	for (int fd = 0; fd < nfds; fd++) {
-		if (spfault_on("mux_eof_not_readable") && rs && FD_ISSET(fd, rs) && mux_eof_only(fd))
+		if (spfault_on("select_eof_not_readable") && rs && FD_ISSET(fd, rs) && mux_eof_only(fd))
 			FD_CLR(fd, rs);
-		if (spfault_on("mux_listener_always_readable") && rs && FD_ISSET(fd, &in_r) &&
+		if (spfault_on("select_listener_always_readable") && rs && FD_ISSET(fd, &in_r) &&
 		    mux_is_listener(fd))
 			FD_SET(fd, rs);
-		if (spfault_on("mux_always_writable") && ws && FD_ISSET(fd, &in_w) && mux_connected(fd))
+		if (spfault_on("select_always_writable") && ws && FD_ISSET(fd, &in_w) && mux_connected(fd))
 			FD_SET(fd, ws);
 		if (spfault_on("select_connect_error_in_exceptfds") && ws && FD_ISSET(fd, ws) &&
 		    mux_connect_failed(fd)) {
