@@ -103,6 +103,9 @@ FAULT(epoll_regular_file_ready,
       "EPOLL-CTL-ERRORS",
       "an emulator that accepts regular files in epoll (always ready) instead of failing with EPERM");
 
+FAULT(epoll_del_ignored,
+      "EPOLL-CTL-ERRORS",
+      "an epoll shim whose EPOLL_CTL_DEL answers 0 without removing anything (and so never reports ENOENT)");
 FAULT(epoll_wait_no_wakeup,
       "EPOLL-LEVEL,EPOLL-EDGE",
       "an epoll emulation that checks readiness when epoll_wait is called and then sleeps out the timeout, never woken by arrivals");
@@ -176,6 +179,8 @@ int epoll_ctl(int ep, int op, int fd, struct epoll_event *ev)
 		return -1;
 	}
 	if (op == EPOLL_CTL_ADD && spfault_on("epoll_regular_file_ready") && mux_is_regular(fd))
+		return 0;
+	if (op == EPOLL_CTL_DEL && spfault_on("epoll_del_ignored"))
 		return 0;
 	if (ev && (op == EPOLL_CTL_ADD || op == EPOLL_CTL_MOD)) {
 		copy = *ev;
