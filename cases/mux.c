@@ -641,7 +641,7 @@ static int idle_call(int api, int fd, int ms, long long *us, int *marked, long *
 /* 9. Nothing ready: 0 after at least the timeout, sets cleared; 0 polls. */
 SP_TEST(mux_select_timeout_returns_zero)
 {
-	enum { TIMEOUT_MS = 5 };
+	enum { TIMEOUT_MS = 3 };
 	int c, s;
 
 	sp_tcp_pair(ctx, &c, &s);
