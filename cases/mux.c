@@ -58,8 +58,10 @@
  * the full revents after a reset and after a refused connect (Linux:
  * POLLOUT|POLLERR|POLLHUP), whether select also reports the refused socket
  * readable (Linux: yes), what select leaves in its timeout after a ready
- * return (Linux: the time left) and after expiry (Linux: 0), pselect's
- * timespec (const: unchanged).
+ * return (Linux with glibc: the time left; musl leaves it unchanged) and
+ * after expiry (glibc: 0; musl: unchanged), pselect's timespec (const:
+ * unchanged), whether the wake-up of a blocked call could be shown (needs
+ * /proc to see the caller asleep).
  */
 #define _GNU_SOURCE
 #include "sp.h"
