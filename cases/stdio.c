@@ -70,6 +70,33 @@ static void no_sigpipe(void)
 	ASSERT_TRUE(signal(SIGPIPE, SIG_IGN) != SIG_ERR, "SIGPIPE can be ignored");
 }
 
+/* Blocking stream reads, bounded: a watchdog interrupts a read() that
+ * would never return (the stream then reports an error, and the check
+ * fails instead of hanging). */
+static char *fgets_bounded(char *buf, int n, FILE *f)
+{
+	sp_watchdog(sp_wait_ms());
+	char *r = fgets(buf, n, f);
+	sp_watchdog(0);
+	return r;
+}
+
+static ssize_t getline_bounded(char **line, size_t *cap, FILE *f)
+{
+	sp_watchdog(sp_wait_ms());
+	ssize_t r = getline(line, cap, f);
+	sp_watchdog(0);
+	return r;
+}
+
+static size_t fread_bounded(void *buf, size_t size, size_t n, FILE *f)
+{
+	sp_watchdog(sp_wait_ms());
+	size_t r = fread(buf, size, n, f);
+	sp_watchdog(0);
+	return r;
+}
+
 /* Read exactly n raw bytes at the peer and compare them. */
 #define EXPECT_RAW(fd, text) expect_raw(__FILE__, __LINE__, fd, text)
 static void expect_raw(const char *file, int line, int fd, const char *text)
@@ -105,7 +132,7 @@ static int read_split_line(void *p)
 	char line[64];
 
 	sp_barrier_pass(&r->started);
-	if (!fgets(line, sizeof(line), r->in))
+	if (!fgets_bounded(line, sizeof(line), r->in))
 		return 2;
 	return strcmp(line, "first half, second half\n") == 0 ? 0 : 1;
 }
@@ -138,18 +165,18 @@ SP_TEST(stdio_fdopen_streams_carry_lines)
 	ASSERT_TRUE(fprintf(cw, "line %d of %s\n", 2, "three") > 0, "fprintf succeeds");
 	ASSERT_EQ(1, fwrite("raw bytes\n", 10, 1, cw));
 	ASSERT_EQ(0, fflush(cw));
-	ASSERT_TRUE(fgets(line, sizeof(line), sr) != NULL, "fgets reads the first line");
+	ASSERT_TRUE(fgets_bounded(line, sizeof(line), sr) != NULL, "fgets reads the first line");
 	ASSERT_STR("hello, stdio\n", line);
-	ASSERT_EQ(16, getline(&gl, &cap, sr));
+	ASSERT_EQ(16, getline_bounded(&gl, &cap, sr));
 	ASSERT_STR("line 2 of three\n", gl);
-	ASSERT_EQ(10, fread(line, 1, 10, sr));
+	ASSERT_EQ(10, fread_bounded(line, 1, 10, sr));
 	ASSERT_MEM_EQ("raw bytes\n", line, 10);
 	free(gl);
 
 	/* The other way round, on the other socket. */
 	ASSERT_TRUE(fputs("and back\n", sw) >= 0, "fputs on the server side");
 	ASSERT_EQ(0, fflush(sw));
-	ASSERT_TRUE(fgets(line, sizeof(line), cr) != NULL, "fgets on the client side");
+	ASSERT_TRUE(fgets_bounded(line, sizeof(line), cr) != NULL, "fgets on the client side");
 	ASSERT_STR("and back\n", line);
 
 	/* A line that arrives in two pieces while the reader is blocked in
@@ -287,7 +314,7 @@ SP_TEST(stdio_read_and_write_streams_on_dup)
 		EXPECT_RAW(c, lines[i]);
 		ASSERT_EQ((ssize_t)n, write(c, lines[i], n));
 		/* ... and back in through the read stream. */
-		ASSERT_TRUE(fgets(line, sizeof(line), in) != NULL, "fgets reads the echo of line %d", i + 1);
+		ASSERT_TRUE(fgets_bounded(line, sizeof(line), in) != NULL, "fgets reads the echo of line %d", i + 1);
 		ASSERT_STR(lines[i], line);
 	}
 	fclose(out);
@@ -336,10 +363,10 @@ SP_TEST(stdio_fclose_of_write_stream_is_no_half_close)
 	sp_capture_stop(&cap);
 	/* The reply still comes in through the read stream. */
 	ASSERT_EQ(6, write(c, "reply\n", 6));
-	ASSERT_TRUE(fgets(line, sizeof(line), in) != NULL, "fgets reads the reply after the half-close");
+	ASSERT_TRUE(fgets_bounded(line, sizeof(line), in) != NULL, "fgets reads the reply after the half-close");
 	ASSERT_STR("reply\n", line);
 	ASSERT_SYS(close(c));
-	ASSERT_TRUE(fgets(line, sizeof(line), in) == NULL && feof(in), "then EOF on the read stream");
+	ASSERT_TRUE(fgets_bounded(line, sizeof(line), in) == NULL && feof(in), "then EOF on the read stream");
 	fclose(in);
 }
 
