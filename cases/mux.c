@@ -121,7 +121,19 @@ static const char *bits_str(int api, int b)
  * count must agree with what it reported, and poll must not touch events.
  * A failed call returns -1 with errno set.
  */
+static int m_wait_once(int api, int fd, short events, int ms);
 static int m_wait(int api, int fd, short events, int ms)
+{
+	/* A call that ignores its timeout fails with EINTR instead of hanging. */
+	sp_watchdog(ms + sp_wait_ms());
+	int r = m_wait_once(api, fd, events, ms);
+	int err = errno;
+	sp_watchdog(0);
+	errno = err;
+	return r;
+}
+
+static int m_wait_once(int api, int fd, short events, int ms)
 {
 	int r;
 
@@ -576,7 +588,9 @@ SP_TEST(mux_select_rewrites_fd_sets)
 	ASSERT_EQ(1, sp_wait_inq(s2, 1));
 	tv.tv_sec = 0;
 	tv.tv_usec = 0;
+	sp_watchdog(sp_wait_ms());
 	ASSERT_EQ(0, select(nfds, &reused, NULL, NULL, &tv)); /* s2 ready, but not in the set */
+	sp_watchdog(0);
 	ASSERT_TRUE(only_bit(&reused, nfds, -1), "select on the unrebuilt set: nothing set");
 
 	/* poll and ppoll: revents written for every entry, events untouched. */
