@@ -2,7 +2,9 @@
  * mux.c - I/O multiplexing with select() and poll() (textbook ch. 12;
  * select(2), poll(2)).
  *
- * Each test runs over IPv4 and IPv6 loopback and makes every check through
+ * Each test runs over IPv4 and IPv6 loopback (tests 1, 2 and 6 on every
+ * kind of stream socket in turn: TCP, TCP on the v4-mapped address in the
+ * ipv6 item, and an AF_UNIX socketpair) and makes every check through
  * all four calls in turn: select(), pselect(), poll() and ppoll() (for
  * select a descriptor is "readable"/"writable"/"exceptional" when it is in
  * the returned read/write/except set; poll's revents are compared exactly,
@@ -15,7 +17,9 @@
  *                         not readable again once read.
  *  2. MUX-READABLE-EOF    after the peer's shutdown(SHUT_WR) or close() the
  *                         socket is readable, read/recv return 0, and it
- *                         stays readable.
+ *                         stays readable (a closed AF_UNIX peer ends both
+ *                         directions, so poll adds POLLHUP there; a TCP
+ *                         socket can still send, so it does not).
  *  3. MUX-LISTEN-READABLE a listener is not readable with an empty accept
  *                         queue (accept gives EAGAIN), readable with a
  *                         connection pending; accept then does not block, on
@@ -75,6 +79,7 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <arpa/inet.h>
 #include <sys/ioctl.h>
 #include <sys/select.h>
 #include <sys/wait.h>
@@ -83,6 +88,8 @@
 
 enum { M_SELECT, M_PSELECT, M_POLL, M_PPOLL, M_APIS };
 static const char *const m_name[M_APIS] = { "select", "pselect", "poll", "ppoll" };
+/* The socket kind being checked (see kind_pair), named in failures. */
+static const char *cur_kind = "tcp";
 
 static int is_select(int api) { return api == M_SELECT || api == M_PSELECT; }
 
@@ -189,14 +196,83 @@ static int expect_mux(const char *file, int line, int api, int fd, short events,
 	int want = is_select(api) ? want_select : want_poll;
 	int got = m_wait(api, fd, events, ms);
 	if (got < 0)
-		sp_failf(file, line, "%s (%s) failed: %s", m_name[api], what, sp_errno_name(errno));
+		sp_failf(file, line, "%s on %s (%s) failed: %s", m_name[api], cur_kind, what,
+			 sp_errno_name(errno));
 	if (got != want)
-		sp_failf(file, line, "%s %s: expected %s, got %s", m_name[api], what,
+		sp_failf(file, line, "%s on %s %s: expected %s, got %s", m_name[api], cur_kind, what,
 			 bits_str(api, want), bits_str(api, got));
 	return got;
 }
 /* Nothing reported, without blocking. */
 #define EXPECT_IDLE(api, fd, events, what) EXPECT_MUX(api, fd, events, 0, 0, 0, what)
+
+/* ---- socket kinds -------------------------------------------------------- */
+
+/* A stream behavior that holds for every kind of connected stream socket
+ * is checked on each in turn (as gVisor's suite does): TCP over the
+ * item's family, TCP between AF_INET6 sockets on the v4-mapped address
+ * ::ffff:127.0.0.1 (ipv6 items only), and an AF_UNIX stream socketpair. */
+enum { K_TCP, K_MAPPED, K_UNIX, K_KINDS };
+static const char *const kind_name[K_KINDS] = { "tcp", "tcp-v4-mapped", "unix" };
+
+static socklen_t mapped_loopback(struct sockaddr_in6 *a, uint16_t port)
+{
+	memset(a, 0, sizeof(*a));
+	a->sin6_family = AF_INET6;
+	a->sin6_port = htons(port);
+	inet_pton(AF_INET6, "::ffff:127.0.0.1", &a->sin6_addr);
+	return sizeof(*a);
+}
+
+/* Does this kind run in this item? (v4-mapped: ipv6 items, where the
+ * stack offers it; where it does not, that is recorded.) */
+static int kind_applies(const struct sp_ctx *ctx, int kind)
+{
+	static int mapped = -1;
+
+	if (kind != K_MAPPED)
+		return 1;
+	if (ctx->af != AF_INET6)
+		return 0;
+	if (mapped < 0) {
+		struct sockaddr_in6 a;
+		int off = 0, fd = sp_socket(ctx, SOCK_STREAM);
+		socklen_t len = mapped_loopback(&a, 0);
+		errno = 0;
+		mapped = setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &off, sizeof(off)) == 0 &&
+			 bind(fd, (struct sockaddr *)&a, len) == 0;
+		if (!mapped)
+			RECORD("v4_mapped_kind", "not available (%s)", sp_errno_name(errno));
+		close(fd);
+	}
+	return mapped;
+}
+
+/* A connected pair of the kind: *c the client, *s the server side. */
+static void kind_pair(const struct sp_ctx *ctx, int kind, int *c, int *s)
+{
+	cur_kind = kind_name[kind];
+	if (kind == K_TCP) {
+		sp_tcp_pair(ctx, c, s);
+	} else if (kind == K_UNIX) {
+		int sv[2];
+		ASSERT_SYS(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv));
+		*c = sv[0];
+		*s = sv[1];
+	} else {
+		struct sockaddr_in6 a;
+		int off = 0, l = sp_socket(ctx, SOCK_STREAM);
+		socklen_t len = mapped_loopback(&a, 0);
+		ASSERT_SYS(setsockopt(l, IPPROTO_IPV6, IPV6_V6ONLY, &off, sizeof(off)));
+		ASSERT_SYS(bind(l, (struct sockaddr *)&a, len));
+		ASSERT_SYS(listen(l, 4));
+		len = mapped_loopback(&a, sp_local_port(l));
+		*c = sp_socket(ctx, SOCK_STREAM);
+		ASSERT_SYS(connect(*c, (struct sockaddr *)&a, len));
+		*s = (int)ASSERT_SYS(accept4(l, NULL, NULL, SOCK_CLOEXEC));
+		close(l);
+	}
+}
 
 /* ---- 1. MUX-READABLE-DATA ------------------------------------------------ */
 
@@ -215,33 +291,37 @@ static int write_when_parent_blocked(void *p)
 /* 1. Readable only once data has arrived, including while blocked. */
 SP_TEST(mux_readable_only_when_data_arrives)
 {
-	for (int api = 0; api < M_APIS; api++) {
-		int c, s;
-		char buf[16];
+	for (int kind = 0; kind < K_KINDS; kind++) {
+		if (!kind_applies(ctx, kind))
+			continue;
+		for (int api = 0; api < M_APIS; api++) {
+			int c, s;
+			char buf[16];
 
-		sp_tcp_pair(ctx, &c, &s);
-		EXPECT_IDLE(api, s, POLLIN, "before any data");
-		ASSERT_EQ(3, write(c, "abc", 3));
-		EXPECT_MUX(api, s, POLLIN, sp_wait_ms(), POLLIN, POLLIN, "once data arrived");
-		ASSERT_EQ(3, read(s, buf, sizeof(buf)));
-		EXPECT_IDLE(api, s, POLLIN, "once the data was read");
+			kind_pair(ctx, kind, &c, &s);
+			EXPECT_IDLE(api, s, POLLIN, "before any data");
+			ASSERT_EQ(3, write(c, "abc", 3));
+			EXPECT_MUX(api, s, POLLIN, sp_wait_ms(), POLLIN, POLLIN, "once data arrived");
+			ASSERT_EQ(3, read(s, buf, sizeof(buf)));
+			EXPECT_IDLE(api, s, POLLIN, "once the data was read");
 
-		/* The data arrives while the call is blocked: it must wake. */
-		struct late_writer w = { c, getpid() };
-		pid_t pid = sp_fork(write_when_parent_blocked, &w);
-		EXPECT_MUX(api, s, POLLIN, sp_wait_ms(), POLLIN, POLLIN,
-			   "for data that arrived while it was blocked");
-		int st = sp_reap(pid);
-		ASSERT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) != 1, "the late writer wrote 5 bytes");
-		if (api == M_SELECT)
-			RECORD("wakeup_while_blocked", "%s", WEXITSTATUS(st) == 0
-			       ? "shown (writer waited until the caller slept)"
-			       : "not shown (caller's sleep not observable)");
-		ASSERT_EQ(5, recv(s, buf, sizeof(buf), 0)); /* a blocking read that does not block */
-		ASSERT_MEM_EQ("late!", buf, 5);
-		EXPECT_IDLE(api, s, POLLIN, "once drained again");
-		close(c);
-		close(s);
+			/* The data arrives while the call is blocked: it must wake. */
+			struct late_writer w = { c, getpid() };
+			pid_t pid = sp_fork(write_when_parent_blocked, &w);
+			EXPECT_MUX(api, s, POLLIN, sp_wait_ms(), POLLIN, POLLIN,
+				   "for data that arrived while it was blocked");
+			int st = sp_reap(pid);
+			ASSERT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) != 1, "the late writer wrote 5 bytes");
+			if (api == M_SELECT)
+				RECORD("wakeup_while_blocked", "%s", WEXITSTATUS(st) == 0
+				       ? "shown (writer waited until the caller slept)"
+				       : "not shown (caller's sleep not observable)");
+			ASSERT_EQ(5, recv(s, buf, sizeof(buf), 0)); /* a blocking read that does not block */
+			ASSERT_MEM_EQ("late!", buf, 5);
+			EXPECT_IDLE(api, s, POLLIN, "once drained again");
+			close(c);
+			close(s);
+		}
 	}
 }
 
@@ -250,26 +330,32 @@ SP_TEST(mux_readable_only_when_data_arrives)
 /* 2. The peer's FIN (shutdown or close) makes the socket readable; read gives 0. */
 SP_TEST(mux_readable_at_peer_eof)
 {
-	for (int api = 0; api < M_APIS; api++) {
-		int c, s, c2, s2;
-		char buf[8];
+	for (int kind = 0; kind < K_KINDS; kind++) {
+		if (!kind_applies(ctx, kind))
+			continue;
+		for (int api = 0; api < M_APIS; api++) {
+			int c, s, c2, s2;
+			char buf[8];
 
-		sp_tcp_pair(ctx, &c, &s);
-		sp_tcp_pair(ctx, &c2, &s2);
-		EXPECT_IDLE(api, s, POLLIN, "on an open idle connection");
-		ASSERT_SYS(shutdown(c, SHUT_WR));
-		EXPECT_MUX(api, s, POLLIN, sp_wait_ms(), POLLIN, POLLIN, "after the peer's shutdown(SHUT_WR)");
-		ASSERT_EQ(0, read(s, buf, sizeof(buf)));
-		EXPECT_MUX(api, s, POLLIN, 0, POLLIN, POLLIN, "still, after read returned 0");
-		ASSERT_EQ(0, recv(s, buf, sizeof(buf), 0));
+			kind_pair(ctx, kind, &c, &s);
+			kind_pair(ctx, kind, &c2, &s2);
+			EXPECT_IDLE(api, s, POLLIN, "on an open idle connection");
+			ASSERT_SYS(shutdown(c, SHUT_WR));
+			EXPECT_MUX(api, s, POLLIN, sp_wait_ms(), POLLIN, POLLIN, "after the peer's shutdown(SHUT_WR)");
+			ASSERT_EQ(0, read(s, buf, sizeof(buf)));
+			EXPECT_MUX(api, s, POLLIN, 0, POLLIN, POLLIN, "still, after read returned 0");
+			ASSERT_EQ(0, recv(s, buf, sizeof(buf), 0));
 
-		ASSERT_SYS(close(c2));
-		EXPECT_MUX(api, s2, POLLIN, sp_wait_ms(), POLLIN, POLLIN, "after the peer's close()");
-		ASSERT_EQ(0, recv(s2, buf, sizeof(buf), 0));
-		ASSERT_EQ(0, read(s2, buf, sizeof(buf)));
-		close(c);
-		close(s);
-		close(s2);
+			/* A closed AF_UNIX peer ends both directions: POLLHUP too. */
+			ASSERT_SYS(close(c2));
+			EXPECT_MUX(api, s2, POLLIN, sp_wait_ms(), kind == K_UNIX ? POLLIN | POLLHUP : POLLIN,
+				   POLLIN, "after the peer's close()");
+			ASSERT_EQ(0, recv(s2, buf, sizeof(buf), 0));
+			ASSERT_EQ(0, read(s2, buf, sizeof(buf)));
+			close(c);
+			close(s);
+			close(s2);
+		}
 	}
 }
 
@@ -447,33 +533,37 @@ SP_TEST(mux_pollhup_when_both_directions_shut)
 /* 6. Linux: the peer's half-close is POLLRDHUP|POLLIN, not POLLHUP. */
 SP_TEST(mux_pollrdhup_on_peer_half_close)
 {
-	for (int api = 0; api < M_APIS; api++) {
-		int c, s;
-		char buf[8];
-		const short rd = POLLIN | POLLRDHUP | POLLOUT;
+	for (int kind = 0; kind < K_KINDS; kind++) {
+		if (!kind_applies(ctx, kind))
+			continue;
+		for (int api = 0; api < M_APIS; api++) {
+			int c, s;
+			char buf[8];
+			const short rd = POLLIN | POLLRDHUP | POLLOUT;
 
-		sp_tcp_pair(ctx, &c, &s);
-		EXPECT_MUX(api, s, rd, 0, POLLOUT, POLLOUT, "on an open connection");
-		ASSERT_SYS(shutdown(c, SHUT_WR));
-		ASSERT_TRUE(sp_poll(s, POLLIN, sp_wait_ms()) & POLLIN, "the peer's FIN arrives");
-		if (!is_select(api)) {
-			int got = m_wait(api, s, rd, 0);
-			ASSERT_SYS(got);
-			if (got == (POLLIN | POLLOUT))
-				UNSUPPORTED("POLLRDHUP (%s reports the half-close as %s only)",
-					    m_name[api], bits_str(api, got));
+			kind_pair(ctx, kind, &c, &s);
+			EXPECT_MUX(api, s, rd, 0, POLLOUT, POLLOUT, "on an open connection");
+			ASSERT_SYS(shutdown(c, SHUT_WR));
+			ASSERT_TRUE(sp_poll(s, POLLIN, sp_wait_ms()) & POLLIN, "the peer's FIN arrives");
+			if (!is_select(api)) {
+				int got = m_wait(api, s, rd, 0);
+				ASSERT_SYS(got);
+				if (got == (POLLIN | POLLOUT))
+					UNSUPPORTED("POLLRDHUP (%s reports the half-close as %s only)",
+						    m_name[api], bits_str(api, got));
+			}
+			EXPECT_MUX(api, s, rd, 0, POLLIN | POLLOUT | POLLRDHUP, POLLIN | POLLOUT,
+				   "after the peer's shutdown(SHUT_WR), POLLRDHUP requested");
+			EXPECT_MUX(api, s, POLLIN, 0, POLLIN, POLLIN,
+				   "after the peer's shutdown(SHUT_WR), POLLRDHUP not requested");
+			ASSERT_EQ(0, read(s, buf, sizeof(buf)));
+			/* Only one direction is shut: the socket still sends. */
+			ASSERT_EQ(5, send(s, "reply", 5, 0));
+			ASSERT_EQ(5, sp_read_all(c, buf, 5));
+			ASSERT_MEM_EQ("reply", buf, 5);
+			close(c);
+			close(s);
 		}
-		EXPECT_MUX(api, s, rd, 0, POLLIN | POLLOUT | POLLRDHUP, POLLIN | POLLOUT,
-			   "after the peer's shutdown(SHUT_WR), POLLRDHUP requested");
-		EXPECT_MUX(api, s, POLLIN, 0, POLLIN, POLLIN,
-			   "after the peer's shutdown(SHUT_WR), POLLRDHUP not requested");
-		ASSERT_EQ(0, read(s, buf, sizeof(buf)));
-		/* Only one direction is shut: the socket still sends. */
-		ASSERT_EQ(5, send(s, "reply", 5, 0));
-		ASSERT_EQ(5, sp_read_all(c, buf, 5));
-		ASSERT_MEM_EQ("reply", buf, 5);
-		close(c);
-		close(s);
 	}
 }
 
