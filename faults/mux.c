@@ -493,7 +493,7 @@ static int mux_select_core(int nfds, fd_set *rs, fd_set *ws, fd_set *es, struct 
 			   const struct timespec *ts, const sigset_t *mask, int use_pselect)
 {
 	fd_set in_r, in_w, in_e, none;
-	struct timespec tcopy, zero_ts = { 0, 0 };
+	struct timespec tcopy;
 	struct timeval zero_tv = { 0, 0 };
 	int r, saved;
 
@@ -541,7 +541,6 @@ static int mux_select_core(int nfds, fd_set *rs, fd_set *ws, fd_set *es, struct 
 			*ws = w0;
 		if (es)
 			*es = e0;
-		(void)zero_ts;
 	} else if (use_pselect) {
 		if (ts)
 			tcopy = *ts;
