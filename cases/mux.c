@@ -1,0 +1,851 @@
+/*
+ * mux.c - I/O multiplexing with select() and poll() (textbook ch. 12;
+ * select(2), poll(2)).
+ *
+ * Each test runs over IPv4 and IPv6 loopback (tests 1, 2 and 6 on every
+ * kind of stream socket in turn: TCP, TCP on the v4-mapped address in the
+ * ipv6 item, and an AF_UNIX socketpair) and makes every check through
+ * all four calls in turn: select(), pselect(), poll() and ppoll() (for
+ * select a descriptor is "readable"/"writable"/"exceptional" when it is in
+ * the returned read/write/except set; poll's revents are compared exactly,
+ * and each call's return count must agree with what it reported). It
+ * checks:
+ *
+ *  1. MUX-READABLE-DATA   a connected socket is not readable while nothing
+ *                         has arrived, readable once data arrives (also when
+ *                         the data arrives while the call is blocked), and
+ *                         not readable again once read.
+ *  2. MUX-READABLE-EOF    after the peer's shutdown(SHUT_WR) or close() the
+ *                         socket is readable, read/recv return 0, and it
+ *                         stays readable (a closed AF_UNIX peer ends both
+ *                         directions, so poll adds POLLHUP there; a TCP
+ *                         socket can still send, so it does not).
+ *  3. MUX-LISTEN-READABLE a listener is not readable with an empty accept
+ *                         queue (accept gives EAGAIN), readable with a
+ *                         connection pending; accept then does not block, on
+ *                         a non-blocking and on a blocking listener.
+ *  4. MUX-WRITABLE        writable with room in the send buffer, not writable
+ *                         once non-blocking writes got EAGAIN, writable again
+ *                         after the peer drained everything (and then a
+ *                         blocking write returns at once).
+ *  5. MUX-POLLHUP         no POLLHUP on an open or half-closed connection;
+ *                         POLLHUP on each end once both have shut down
+ *                         writing and received the other's FIN; POLLHUP with
+ *                         POLLERR after the peer's reset (select: readable and
+ *                         writable).
+ *  6. MUX-POLLRDHUP       Linux: after the peer's shutdown(SHUT_WR), POLLRDHUP
+ *                         requested gives POLLRDHUP|POLLIN and no POLLHUP, and
+ *                         not requested is not reported; the socket still
+ *                         sends (select: readable and writable).
+ *  7. MUX-POLLERR-REFUSED a non-blocking connect to a closed port gives
+ *                         EINPROGRESS (or ECONNREFUSED at once); then poll
+ *                         reports POLLERR, select reports it writable, and
+ *                         SO_ERROR is ECONNREFUSED once, then 0.
+ *  8. MUX-SELECT-SETS-MODIFIED select rewrites its sets: with two sockets
+ *                         watched and one ready it returns 1, the ready one
+ *                         set, the idle one (and every other bit) cleared, so
+ *                         the unrebuilt set no longer watches the idle one.
+ *                         poll's counterpart: revents written for every entry
+ *                         (0 for the idle one), events left unchanged.
+ *  9. MUX-SELECT-TIMEOUT  nothing ready: the call returns 0 after at least
+ *                         its timeout (measured on CLOCK_MONOTONIC; the lower
+ *                         bound is the behavior, no upper bound is asserted),
+ *                         with the sets cleared / revents 0; a zero timeout
+ *                         returns 0 without blocking (a watchdog would
+ *                         interrupt it).
+ * 10. MUX-CLOSED-FD       a closed descriptor is an error, not a hang: poll
+ *                         reports POLLNVAL for it (and 0 for a valid idle
+ *                         one), select fails with EBADF.
+ *
+ * Platform-defined (recorded, not asserted): bytes accepted before EAGAIN,
+ * revents after a local shutdown(SHUT_RDWR) alone (Linux: POLLIN|POLLHUP),
+ * the full revents after a reset and after a refused connect (Linux:
+ * POLLOUT|POLLERR|POLLHUP), whether select also reports the refused socket
+ * readable (Linux: yes), what select leaves in its timeout after a ready
+ * return (Linux with glibc: the time left; musl leaves it unchanged) and
+ * after expiry (glibc: 0; musl: unchanged), pselect's timespec (const:
+ * unchanged), whether the wake-up of a blocked call could be shown (needs
+ * /proc to see the caller asleep).
+ */
+#define _GNU_SOURCE
+#include "sp.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <arpa/inet.h>
+#include <sys/ioctl.h>
+#include <sys/select.h>
+#include <sys/wait.h>
+
+/* ---- the four calls, one descriptor at a time -------------------------- */
+
+enum { M_SELECT, M_PSELECT, M_POLL, M_PPOLL, M_APIS };
+static const char *const m_name[M_APIS] = { "select", "pselect", "poll", "ppoll" };
+/* The socket kind being checked (see kind_pair), named in failures. */
+static const char *cur_kind = "tcp";
+
+static int is_select(int api) { return api == M_SELECT || api == M_PSELECT; }
+
+static const char *bits_str(int api, int b)
+{
+	static char buf[4][128];
+	static int slot;
+	char *s = buf[slot++ % 4];
+	static const struct { int bit; const char *p, *sel; } names[] = {
+		{ POLLIN, "POLLIN", "readable" }, { POLLOUT, "POLLOUT", "writable" },
+		{ POLLPRI, "POLLPRI", "exceptional" }, { POLLERR, "POLLERR", "?" },
+		{ POLLHUP, "POLLHUP", "?" }, { POLLNVAL, "POLLNVAL", "?" },
+		{ POLLRDHUP, "POLLRDHUP", "?" },
+	};
+
+	s[0] = '\0';
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+		if (b & names[i].bit) {
+			if (s[0])
+				strcat(s, "|");
+			strcat(s, is_select(api) ? names[i].sel : names[i].p);
+			b &= ~names[i].bit;
+		}
+	if (b)
+		snprintf(s + strlen(s), 32, "%s0x%x", s[0] ? "|" : "", b);
+	if (!s[0])
+		strcpy(s, is_select(api) ? "nothing" : "0");
+	return s;
+}
+
+/*
+ * Wait up to ms (0: do not block) for `events` on fd through `api`.
+ * Returns what was reported, in poll terms: poll's revents, or for select
+ * POLLIN/POLLOUT/POLLPRI for membership of the returned read/write/except
+ * set (asked for by POLLIN, POLLOUT, POLLPRI in events). The call's return
+ * count must agree with what it reported, and poll must not touch events.
+ * A failed call returns -1 with errno set.
+ */
+static int m_wait_once(int api, int fd, short events, int ms);
+static int m_wait(int api, int fd, short events, int ms)
+{
+	/* A call that ignores its timeout fails with EINTR instead of hanging. */
+	sp_watchdog(ms + sp_wait_ms());
+	int r = m_wait_once(api, fd, events, ms);
+	int err = errno;
+	sp_watchdog(0);
+	errno = err;
+	return r;
+}
+
+static int m_wait_once(int api, int fd, short events, int ms)
+{
+	int r;
+
+	if (is_select(api)) {
+		fd_set rs, ws, es;
+		FD_ZERO(&rs);
+		FD_ZERO(&ws);
+		FD_ZERO(&es);
+		if (events & POLLIN)
+			FD_SET(fd, &rs);
+		if (events & POLLOUT)
+			FD_SET(fd, &ws);
+		if (events & POLLPRI)
+			FD_SET(fd, &es);
+		if (api == M_SELECT) {
+			struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
+			r = select(fd + 1, &rs, &ws, &es, &tv);
+		} else {
+			struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+			r = pselect(fd + 1, &rs, &ws, &es, &ts, NULL);
+		}
+		if (r < 0)
+			return -1;
+		int got = (FD_ISSET(fd, &rs) ? POLLIN : 0) | (FD_ISSET(fd, &ws) ? POLLOUT : 0) |
+			  (FD_ISSET(fd, &es) ? POLLPRI : 0);
+		int count = !!(got & POLLIN) + !!(got & POLLOUT) + !!(got & POLLPRI);
+		ASSERT_TRUE(r == count, "%s returned %d but reported %s", m_name[api], r,
+			    bits_str(api, got));
+		return got;
+	}
+	struct pollfd p = { .fd = fd, .events = events, .revents = 0 };
+	if (api == M_POLL) {
+		r = poll(&p, 1, ms);
+	} else {
+		struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+		r = ppoll(&p, 1, &ts, NULL);
+	}
+	if (r < 0)
+		return -1;
+	ASSERT_TRUE(r == (p.revents != 0), "%s returned %d with revents %s", m_name[api], r,
+		    bits_str(api, p.revents));
+	ASSERT_TRUE(p.events == events, "%s left events unchanged", m_name[api]);
+	return p.revents;
+}
+
+/* The call reports exactly `want_poll` (poll, ppoll) or `want_select`
+ * (select, pselect) for fd, waiting at most ms. */
+#define EXPECT_MUX(api, fd, events, ms, want_poll, want_select, what)                 \
+	expect_mux(__FILE__, __LINE__, api, fd, events, ms, want_poll, want_select, what)
+static int expect_mux(const char *file, int line, int api, int fd, short events, int ms,
+		      int want_poll, int want_select, const char *what)
+{
+	int want = is_select(api) ? want_select : want_poll;
+	int got = m_wait(api, fd, events, ms);
+	if (got < 0)
+		sp_failf(file, line, "%s on %s (%s) failed: %s", m_name[api], cur_kind, what,
+			 sp_errno_name(errno));
+	if (got != want)
+		sp_failf(file, line, "%s on %s %s: expected %s, got %s", m_name[api], cur_kind, what,
+			 bits_str(api, want), bits_str(api, got));
+	return got;
+}
+/* Nothing reported, without blocking. */
+#define EXPECT_IDLE(api, fd, events, what) EXPECT_MUX(api, fd, events, 0, 0, 0, what)
+
+/* ---- socket kinds -------------------------------------------------------- */
+
+/* A stream behavior that holds for every kind of connected stream socket
+ * is checked on each in turn (as gVisor's suite does): TCP over the
+ * item's family, TCP between AF_INET6 sockets on the v4-mapped address
+ * ::ffff:127.0.0.1 (ipv6 items only), and an AF_UNIX stream socketpair. */
+enum { K_TCP, K_MAPPED, K_UNIX, K_KINDS };
+static const char *const kind_name[K_KINDS] = { "tcp", "tcp-v4-mapped", "unix" };
+
+static socklen_t mapped_loopback(struct sockaddr_in6 *a, uint16_t port)
+{
+	memset(a, 0, sizeof(*a));
+	a->sin6_family = AF_INET6;
+	a->sin6_port = htons(port);
+	inet_pton(AF_INET6, "::ffff:127.0.0.1", &a->sin6_addr);
+	return sizeof(*a);
+}
+
+/* Does this kind run in this item? (v4-mapped: ipv6 items, where the
+ * stack offers it; where it does not, that is recorded.) */
+static int kind_applies(const struct sp_ctx *ctx, int kind)
+{
+	static int mapped = -1;
+
+	if (kind != K_MAPPED)
+		return 1;
+	if (ctx->af != AF_INET6)
+		return 0;
+	if (mapped < 0) {
+		struct sockaddr_in6 a;
+		int off = 0, fd = sp_socket(ctx, SOCK_STREAM);
+		socklen_t len = mapped_loopback(&a, 0);
+		errno = 0;
+		mapped = setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &off, sizeof(off)) == 0 &&
+			 bind(fd, (struct sockaddr *)&a, len) == 0;
+		if (!mapped)
+			RECORD("v4_mapped_kind", "not available (%s)", sp_errno_name(errno));
+		close(fd);
+	}
+	return mapped;
+}
+
+/* A connected pair of the kind: *c the client, *s the server side. */
+static void kind_pair(const struct sp_ctx *ctx, int kind, int *c, int *s)
+{
+	cur_kind = kind_name[kind];
+	if (kind == K_TCP) {
+		sp_tcp_pair(ctx, c, s);
+	} else if (kind == K_UNIX) {
+		int sv[2];
+		ASSERT_SYS(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv));
+		*c = sv[0];
+		*s = sv[1];
+	} else {
+		struct sockaddr_in6 a;
+		int off = 0, l = sp_socket(ctx, SOCK_STREAM);
+		socklen_t len = mapped_loopback(&a, 0);
+		ASSERT_SYS(setsockopt(l, IPPROTO_IPV6, IPV6_V6ONLY, &off, sizeof(off)));
+		ASSERT_SYS(bind(l, (struct sockaddr *)&a, len));
+		ASSERT_SYS(listen(l, 4));
+		len = mapped_loopback(&a, sp_local_port(l));
+		*c = sp_socket(ctx, SOCK_STREAM);
+		ASSERT_SYS(connect(*c, (struct sockaddr *)&a, len));
+		*s = (int)ASSERT_SYS(accept4(l, NULL, NULL, SOCK_CLOEXEC));
+		close(l);
+	}
+}
+
+/* ---- 1. MUX-READABLE-DATA ------------------------------------------------ */
+
+struct late_writer { int fd; pid_t waiter; };
+
+/* A child that writes once the parent sleeps (blocked in the call). */
+static int write_when_parent_blocked(void *p)
+{
+	struct late_writer *w = p;
+	int saw_sleep = sp_have_proc() && sp_wait_proc_state(w->waiter, 'S');
+	if (write(w->fd, "late!", 5) != 5)
+		return 1;
+	return saw_sleep ? 0 : 2;
+}
+
+/* 1. Readable only once data has arrived, including while blocked. */
+SP_TEST(mux_readable_only_when_data_arrives)
+{
+	for (int kind = 0; kind < K_KINDS; kind++) {
+		if (!kind_applies(ctx, kind))
+			continue;
+		for (int api = 0; api < M_APIS; api++) {
+			int c, s;
+			char buf[16];
+
+			kind_pair(ctx, kind, &c, &s);
+			EXPECT_IDLE(api, s, POLLIN, "before any data");
+			ASSERT_EQ(3, write(c, "abc", 3));
+			EXPECT_MUX(api, s, POLLIN, sp_wait_ms(), POLLIN, POLLIN, "once data arrived");
+			ASSERT_EQ(3, read(s, buf, sizeof(buf)));
+			EXPECT_IDLE(api, s, POLLIN, "once the data was read");
+
+			/* The data arrives while the call is blocked: it must wake. */
+			struct late_writer w = { c, getpid() };
+			pid_t pid = sp_fork(write_when_parent_blocked, &w);
+			EXPECT_MUX(api, s, POLLIN, sp_wait_ms(), POLLIN, POLLIN,
+				   "for data that arrived while it was blocked");
+			int st = sp_reap(pid);
+			ASSERT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) != 1, "the late writer wrote 5 bytes");
+			if (api == M_SELECT && kind == K_TCP)
+				RECORD("wakeup_while_blocked", "%s", WEXITSTATUS(st) == 0
+				       ? "shown (writer waited until the caller slept)"
+				       : "not shown (caller's sleep not observable)");
+			ASSERT_EQ(5, recv(s, buf, sizeof(buf), 0)); /* a blocking read that does not block */
+			ASSERT_MEM_EQ("late!", buf, 5);
+			EXPECT_IDLE(api, s, POLLIN, "once drained again");
+			close(c);
+			close(s);
+		}
+	}
+}
+
+/* ---- 2. MUX-READABLE-EOF ---------------------------------------------------- */
+
+/* 2. The peer's FIN (shutdown or close) makes the socket readable; read gives 0. */
+SP_TEST(mux_readable_at_peer_eof)
+{
+	for (int kind = 0; kind < K_KINDS; kind++) {
+		if (!kind_applies(ctx, kind))
+			continue;
+		for (int api = 0; api < M_APIS; api++) {
+			int c, s, c2, s2;
+			char buf[8];
+
+			kind_pair(ctx, kind, &c, &s);
+			kind_pair(ctx, kind, &c2, &s2);
+			EXPECT_IDLE(api, s, POLLIN, "on an open idle connection");
+			ASSERT_SYS(shutdown(c, SHUT_WR));
+			EXPECT_MUX(api, s, POLLIN, sp_wait_ms(), POLLIN, POLLIN, "after the peer's shutdown(SHUT_WR)");
+			ASSERT_EQ(0, read(s, buf, sizeof(buf)));
+			EXPECT_MUX(api, s, POLLIN, 0, POLLIN, POLLIN, "still, after read returned 0");
+			ASSERT_EQ(0, recv(s, buf, sizeof(buf), 0));
+
+			/* A closed AF_UNIX peer ends both directions: POLLHUP too. */
+			ASSERT_SYS(close(c2));
+			EXPECT_MUX(api, s2, POLLIN, sp_wait_ms(), kind == K_UNIX ? POLLIN | POLLHUP : POLLIN,
+				   POLLIN, "after the peer's close()");
+			ASSERT_EQ(0, recv(s2, buf, sizeof(buf), 0));
+			ASSERT_EQ(0, read(s2, buf, sizeof(buf)));
+			close(c);
+			close(s);
+			close(s2);
+		}
+	}
+}
+
+/* ---- 3. MUX-LISTEN-READABLE --------------------------------------------------- */
+
+/* 3. A listener is readable exactly when a connection waits to be accepted. */
+SP_TEST(mux_listener_readable_when_connection_pending)
+{
+	int l = sp_tcp_listener(ctx, 0);
+
+	for (int api = 0; api < M_APIS; api++) {
+		int blocking = api == M_PSELECT || api == M_PPOLL;
+
+		sp_set_nonblock(l, 1);
+		EXPECT_IDLE(api, l, POLLIN, "for a listener with an empty accept queue");
+		ASSERT_ERRNO(accept(l, NULL, NULL), EAGAIN);
+		int c = sp_tcp_connect(ctx, l);
+		EXPECT_MUX(api, l, POLLIN, sp_wait_ms(), POLLIN, POLLIN, "with a connection pending");
+		/* Readable means accept does not block: the non-blocking one
+		 * succeeds, the blocking one returns (a watchdog bounds it). */
+		sp_set_nonblock(l, !blocking);
+		sp_watchdog(sp_wait_ms());
+		errno = 0;
+		int s = blocking ? accept(l, NULL, NULL) : accept4(l, NULL, NULL, SOCK_CLOEXEC);
+		int err = errno;
+		sp_watchdog(0);
+		if (s < 0)
+			FAIL("%s reported the %s listener readable but accept failed: %s",
+			     m_name[api], blocking ? "blocking" : "non-blocking", sp_errno_name(err));
+		struct sockaddr_storage peer;
+		socklen_t len = sizeof(peer);
+		ASSERT_SYS(getpeername(s, (struct sockaddr *)&peer, &len));
+		ASSERT_EQ(sp_local_port(c), sp_port(&peer));
+		EXPECT_IDLE(api, l, POLLIN, "once the pending connection was accepted");
+		close(c);
+		close(s);
+	}
+	close(l);
+}
+
+/* ---- 4. MUX-WRITABLE -------------------------------------------------------------- */
+
+/* 4. Writable while the send buffer has room, not once full, again once drained. */
+SP_TEST(mux_writable_until_send_buffer_full)
+{
+	enum { SMALL = 4096, LIMIT = 1 << 24 };
+	int l = sp_tcp_listener(ctx, SMALL);
+
+	for (int api = 0; api < M_APIS; api++) {
+		int c = sp_tcp_connect(ctx, l), small = SMALL;
+		int s = (int)ASSERT_SYS(accept(l, NULL, NULL));
+		unsigned char chunk[4096];
+		size_t total = 0;
+
+		ASSERT_SYS(setsockopt(c, SOL_SOCKET, SO_SNDBUF, &small, sizeof(small)));
+		EXPECT_MUX(api, c, POLLOUT, sp_wait_ms(), POLLOUT, POLLOUT, "with an empty send buffer");
+		sp_set_nonblock(c, 1);
+		/* Fill until EAGAIN; then the call must not say writable. If it
+		 * does, the next write must take bytes (room was freed). */
+		for (int round = 0;; round++) {
+			ssize_t w;
+			size_t before = total;
+			while (total < LIMIT) {
+				sp_pattern(chunk, sizeof(chunk), total);
+				w = write(c, chunk, sizeof(chunk));
+				if (w < 0 && errno == EAGAIN)
+					break;
+				ASSERT_SYS(w);
+				total += (size_t)w;
+			}
+			REQUIRE(total < LIMIT, "write() to a peer that does not read ends in EAGAIN "
+				"(%d bytes taken)", LIMIT);
+			if (round == 0 && api == M_SELECT)
+				RECORD("bytes_accepted_before_eagain", "%zu", total);
+			int got = m_wait(api, c, POLLOUT, 0);
+			ASSERT_SYS(got);
+			if (!got)
+				break;
+			ASSERT_TRUE(round == 0 || total > before,
+				    "%s: a socket reported writable accepts bytes (write gave EAGAIN at once)",
+				    m_name[api]);
+			ASSERT_TRUE(round < 32, "%s: not writable once write() gave EAGAIN (still %s)",
+				    m_name[api], bits_str(api, got));
+		}
+		sp_set_nonblock(c, 0);
+		/* The peer drains every byte: room again. */
+		unsigned char *in = malloc(total);
+		ASSERT_EQ(total, sp_read_all(s, in, total));
+		ASSERT_EQ(total, sp_pattern_check(in, total, 0));
+		free(in);
+		EXPECT_MUX(api, c, POLLOUT, sp_wait_ms(), POLLOUT, POLLOUT, "once the peer drained the data");
+		/* Writable means a blocking write does not block (a watchdog
+		 * would interrupt it). */
+		sp_watchdog(sp_wait_ms());
+		ssize_t w = write(c, "+", 1);
+		int err = errno;
+		sp_watchdog(0);
+		ASSERT_TRUE(w == 1, "%s: a blocking write to the writable socket returns 1 (got %zd, %s)",
+			    m_name[api], w, w < 0 ? sp_errno_name(err) : "");
+		close(c);
+		close(s);
+	}
+	close(l);
+}
+
+/* ---- 5. MUX-POLLHUP ------------------------------------------------------------------ */
+
+static void wait_eof(int fd)
+{
+	char b;
+	ASSERT_TRUE(sp_poll(fd, POLLIN, sp_wait_ms()) & POLLIN, "the peer's FIN arrives within %d ms",
+		    sp_wait_ms());
+	ASSERT_EQ(0, read(fd, &b, 1));
+}
+
+/* 5. POLLHUP once both directions are shut, and with POLLERR after a reset. */
+SP_TEST(mux_pollhup_when_both_directions_shut)
+{
+	const short io = POLLIN | POLLOUT;
+
+	for (int api = 0; api < M_APIS; api++) {
+		int c, s, c2, s2;
+		struct linger lg = { 1, 0 };
+
+		sp_tcp_pair(ctx, &c, &s);
+		EXPECT_MUX(api, s, io, sp_wait_ms(), POLLOUT, POLLOUT, "on an open connection");
+		ASSERT_SYS(shutdown(c, SHUT_WR));
+		wait_eof(s);
+		EXPECT_MUX(api, s, io, 0, POLLIN | POLLOUT, POLLIN | POLLOUT,
+			   "after the peer's FIN only (half-closed, no POLLHUP)");
+		ASSERT_SYS(shutdown(s, SHUT_WR));
+		wait_eof(c);
+		EXPECT_MUX(api, s, io, 0, POLLIN | POLLOUT | POLLHUP, POLLIN | POLLOUT,
+			   "on the end that shut down last, both FINs exchanged");
+		EXPECT_MUX(api, c, io, 0, POLLIN | POLLOUT | POLLHUP, POLLIN | POLLOUT,
+			   "on the end that shut down first, both FINs exchanged");
+
+		/* A reset: POLLHUP with POLLERR; for select readable and writable. */
+		sp_tcp_pair(ctx, &c2, &s2);
+		ASSERT_SYS(setsockopt(c2, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg)));
+		ASSERT_SYS(close(c2));
+		ASSERT_TRUE(sp_poll(s2, POLLIN, sp_wait_ms()), "the reset arrives within %d ms", sp_wait_ms());
+		int got = m_wait(api, s2, io, 0);
+		ASSERT_SYS(got);
+		if (api == M_POLL)
+			RECORD("revents_after_reset", "%s", bits_str(api, got));
+		if (is_select(api))
+			ASSERT_TRUE(got == (POLLIN | POLLOUT),
+				    "%s after the peer's reset: expected readable|writable, got %s",
+				    m_name[api], bits_str(api, got));
+		else
+			ASSERT_TRUE((got & (POLLHUP | POLLERR)) == (POLLHUP | POLLERR) &&
+				    !(got & ~(POLLIN | POLLOUT | POLLERR | POLLHUP)),
+				    "%s after the peer's reset: expected POLLERR|POLLHUP (and at most "
+				    "POLLIN|POLLOUT besides), got %s", m_name[api], bits_str(api, got));
+		int err = 0;
+		socklen_t len = sizeof(err);
+		ASSERT_SYS(getsockopt(s2, SOL_SOCKET, SO_ERROR, &err, &len));
+		ASSERT_EQ(ECONNRESET, err);
+		close(c);
+		close(s);
+		close(s2);
+	}
+	/* Record: only the local end shut both ways, nothing from the peer. */
+	int c3, s3;
+	sp_tcp_pair(ctx, &c3, &s3);
+	ASSERT_SYS(shutdown(s3, SHUT_RDWR));
+	RECORD("revents_after_local_shut_rdwr", "%s", bits_str(M_POLL, m_wait(M_POLL, s3, POLLIN, 0)));
+	close(c3);
+	close(s3);
+}
+
+/* ---- 6. MUX-POLLRDHUP ------------------------------------------------------------------ */
+
+/* 6. Linux: the peer's half-close is POLLRDHUP|POLLIN, not POLLHUP. */
+SP_TEST(mux_pollrdhup_on_peer_half_close)
+{
+	for (int kind = 0; kind < K_KINDS; kind++) {
+		if (!kind_applies(ctx, kind))
+			continue;
+		for (int api = 0; api < M_APIS; api++) {
+			int c, s;
+			char buf[8];
+			const short rd = POLLIN | POLLRDHUP | POLLOUT;
+
+			kind_pair(ctx, kind, &c, &s);
+			EXPECT_MUX(api, s, rd, 0, POLLOUT, POLLOUT, "on an open connection");
+			ASSERT_SYS(shutdown(c, SHUT_WR));
+			ASSERT_TRUE(sp_poll(s, POLLIN, sp_wait_ms()) & POLLIN, "the peer's FIN arrives");
+			if (!is_select(api)) {
+				int got = m_wait(api, s, rd, 0);
+				ASSERT_SYS(got);
+				if (got == (POLLIN | POLLOUT))
+					UNSUPPORTED("POLLRDHUP (%s reports the half-close as %s only)",
+						    m_name[api], bits_str(api, got));
+			}
+			EXPECT_MUX(api, s, rd, 0, POLLIN | POLLOUT | POLLRDHUP, POLLIN | POLLOUT,
+				   "after the peer's shutdown(SHUT_WR), POLLRDHUP requested");
+			EXPECT_MUX(api, s, POLLIN, 0, POLLIN, POLLIN,
+				   "after the peer's shutdown(SHUT_WR), POLLRDHUP not requested");
+			ASSERT_EQ(0, read(s, buf, sizeof(buf)));
+			/* Only one direction is shut: the socket still sends. */
+			ASSERT_EQ(5, send(s, "reply", 5, 0));
+			ASSERT_EQ(5, sp_read_all(c, buf, 5));
+			ASSERT_MEM_EQ("reply", buf, 5);
+			close(c);
+			close(s);
+		}
+	}
+}
+
+/* ---- 7. MUX-POLLERR-REFUSED ------------------------------------------------------------ */
+
+/* 7. A refused non-blocking connect: POLLERR, writable for select, SO_ERROR once. */
+SP_TEST(mux_pollerr_after_refused_connect)
+{
+	/* A port that is bound but not listening: connects to it are refused. */
+	int closed = sp_socket(ctx, SOCK_STREAM);
+	struct sockaddr_storage ss;
+	socklen_t len = sp_loopback(ctx, &ss, 0);
+	ASSERT_SYS(bind(closed, (struct sockaddr *)&ss, len));
+	len = sp_loopback(ctx, &ss, sp_local_port(closed));
+
+	for (int api = 0; api < M_APIS; api++) {
+		int fd = sp_socket(ctx, SOCK_STREAM), err = 0;
+		socklen_t elen = sizeof(err);
+
+		sp_set_nonblock(fd, 1);
+		errno = 0;
+		int r = connect(fd, (struct sockaddr *)&ss, len);
+		int cerr = errno;
+		if (api == M_SELECT)
+			RECORD("nonblocking_connect_to_closed_port", "%s", r == 0 ? "0" : sp_errno_name(cerr));
+		ASSERT_TRUE(r < 0 && (cerr == EINPROGRESS || cerr == ECONNREFUSED),
+			    "connect() gives EINPROGRESS or ECONNREFUSED (got %d, %s)", r,
+			    sp_errno_name(cerr));
+		if (cerr == ECONNREFUSED) {     /* refused at once: nothing pending */
+			close(fd);
+			continue;
+		}
+		if (is_select(api)) {
+			int got = m_wait(api, fd, POLLIN | POLLOUT, sp_wait_ms());
+			ASSERT_SYS(got);
+			ASSERT_TRUE(got & POLLOUT, "%s reports the refused socket writable (got %s)",
+				    m_name[api], bits_str(api, got));
+			if (api == M_SELECT)
+				RECORD("select_refused_also_readable", "%s", got & POLLIN ? "yes" : "no");
+		} else {
+			int got = m_wait(api, fd, POLLOUT, sp_wait_ms());
+			ASSERT_SYS(got);
+			if (api == M_POLL)
+				RECORD("revents_after_refused_connect", "%s", bits_str(api, got));
+			ASSERT_TRUE((got & POLLERR) && !(got & ~(POLLOUT | POLLERR | POLLHUP)),
+				    "%s reports POLLERR for the refused connect (and at most POLLOUT|POLLHUP "
+				    "besides), got %s", m_name[api], bits_str(api, got));
+		}
+		ASSERT_SYS(getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &elen));
+		ASSERT_EQ(ECONNREFUSED, err);
+		ASSERT_SYS(getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &elen));
+		ASSERT_EQ(0, err);
+		close(fd);
+	}
+	close(closed);
+}
+
+/* ---- 8. MUX-SELECT-SETS-MODIFIED -------------------------------------------------------- */
+
+/* Is fd the only descriptor below nfds in the set (-1: none is)? */
+static int only_bit(const fd_set *set, int nfds, int fd)
+{
+	for (int i = 0; i < nfds; i++)
+		if (!!FD_ISSET(i, set) != (i == fd))
+			return 0;
+	return 1;
+}
+
+/* 8. select rewrites its sets to the ready descriptors; poll writes revents. */
+SP_TEST(mux_select_rewrites_fd_sets)
+{
+	int c1, s1, c2, s2;
+	char buf[8];
+
+	sp_tcp_pair(ctx, &c1, &s1);
+	sp_tcp_pair(ctx, &c2, &s2);
+	ASSERT_EQ(1, write(c1, "x", 1));
+	ASSERT_EQ(1, sp_wait_inq(s1, 1));
+	int nfds = (s1 > s2 ? s1 : s2) + 1;
+
+	for (int api = M_SELECT; api <= M_PSELECT; api++) {
+		fd_set rs;
+		FD_ZERO(&rs);
+		FD_SET(s1, &rs);
+		FD_SET(s2, &rs);
+		struct timeval tv = { 2, 0 };
+		struct timespec ts = { 2, 0 };
+		int r = api == M_SELECT ? select(nfds, &rs, NULL, NULL, &tv)
+					: pselect(nfds, &rs, NULL, NULL, &ts, NULL);
+		ASSERT_TRUE(r == 1, "%s with one of two sockets ready returns 1 (got %d)", m_name[api], r);
+		ASSERT_TRUE(FD_ISSET(s1, &rs), "%s leaves the ready socket set", m_name[api]);
+		ASSERT_TRUE(!FD_ISSET(s2, &rs), "%s clears the idle socket from the set", m_name[api]);
+		ASSERT_TRUE(only_bit(&rs, nfds, s1), "%s: only the ready socket is set", m_name[api]);
+		if (api == M_SELECT)
+			RECORD("select_timeout_after_ready_return", "%s",
+			       tv.tv_sec == 2 && tv.tv_usec == 0 ? "unchanged" :
+			       tv.tv_sec < 2 ? "time left" : "other");
+		else
+			RECORD("pselect_timespec_after_return", "%s",
+			       ts.tv_sec == 2 && ts.tv_nsec == 0 ? "unchanged" : "changed");
+	}
+	/* The rewritten set, reused without rebuilding, no longer watches s2
+	 * even when s2 has data: the reason to copy the set before each call. */
+	fd_set reused;
+	FD_ZERO(&reused);
+	FD_SET(s1, &reused);
+	FD_SET(s2, &reused);
+	struct timeval tv = { 2, 0 };
+	ASSERT_EQ(1, select(nfds, &reused, NULL, NULL, &tv));
+	ASSERT_EQ(1, read(s1, buf, sizeof(buf)));
+	ASSERT_EQ(1, write(c2, "y", 1));
+	ASSERT_EQ(1, sp_wait_inq(s2, 1));
+	tv.tv_sec = 0;
+	tv.tv_usec = 0;
+	sp_watchdog(sp_wait_ms());
+	ASSERT_EQ(0, select(nfds, &reused, NULL, NULL, &tv)); /* s2 ready, but not in the set */
+	sp_watchdog(0);
+	ASSERT_TRUE(only_bit(&reused, nfds, -1), "select on the unrebuilt set: nothing set");
+
+	/* poll and ppoll: revents written for every entry, events untouched. */
+	ASSERT_EQ(1, read(s2, buf, sizeof(buf)));
+	ASSERT_EQ(1, write(c1, "z", 1));
+	ASSERT_EQ(1, sp_wait_inq(s1, 1));
+	for (int api = M_POLL; api <= M_PPOLL; api++) {
+		struct pollfd p[2] = {
+			{ .fd = s1, .events = POLLIN, .revents = (short)0x7fff },
+			{ .fd = s2, .events = POLLIN, .revents = (short)0x7fff },
+		};
+		struct timespec ts = { 2, 0 };
+		int r = api == M_POLL ? poll(p, 2, 2000) : ppoll(p, 2, &ts, NULL);
+		ASSERT_TRUE(r == 1, "%s with one of two sockets ready returns 1 (got %d)", m_name[api], r);
+		ASSERT_TRUE(p[0].revents == POLLIN, "%s: revents of the ready socket is POLLIN (got %s)",
+			    m_name[api], bits_str(api, p[0].revents));
+		ASSERT_TRUE(p[1].revents == 0, "%s: revents of the idle socket is 0 (got %s)",
+			    m_name[api], bits_str(api, p[1].revents));
+		ASSERT_TRUE(p[0].events == POLLIN && p[1].events == POLLIN,
+			    "%s leaves events unchanged", m_name[api]);
+	}
+	close(c1);
+	close(s1);
+	close(c2);
+	close(s2);
+}
+
+/* ---- 9. MUX-SELECT-TIMEOUT ------------------------------------------------------------- */
+
+static long long now_us(void)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (long long)t.tv_sec * 1000000 + t.tv_nsec / 1000;
+}
+
+/* One call through api on an idle socket, timeout ms; returns its result,
+ * the elapsed time in *us, and whether the socket is still marked. */
+static int idle_call(int api, int fd, int ms, long long *us, int *marked, long *left_us)
+{
+	fd_set rs;
+	struct pollfd p = { .fd = fd, .events = POLLIN, .revents = (short)0x7fff };
+	struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
+	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+	int r;
+
+	FD_ZERO(&rs);
+	FD_SET(fd, &rs);
+	long long t0 = now_us();
+	switch (api) {
+	case M_SELECT: r = select(fd + 1, &rs, NULL, NULL, &tv); break;
+	case M_PSELECT: r = pselect(fd + 1, &rs, NULL, NULL, &ts, NULL); break;
+	case M_POLL: r = poll(&p, 1, ms); break;
+	default: r = ppoll(&p, 1, &ts, NULL); break;
+	}
+	int err = errno;
+	*us = now_us() - t0;
+	*marked = is_select(api) ? FD_ISSET(fd, &rs) != 0 : p.revents != 0;
+	*left_us = api == M_SELECT ? tv.tv_sec * 1000000L + tv.tv_usec : -1;
+	errno = err;
+	return r;
+}
+
+/* 9. Nothing ready: 0 after at least the timeout, sets cleared; 0 polls. */
+SP_TEST(mux_select_timeout_returns_zero)
+{
+	enum { TIMEOUT_MS = 3 };
+	int c, s;
+
+	sp_tcp_pair(ctx, &c, &s);
+	for (int api = 0; api < M_APIS; api++) {
+		long long us;
+		int marked;
+		long left;
+
+		errno = 0;
+		int r = idle_call(api, s, TIMEOUT_MS, &us, &marked, &left);
+		ASSERT_TRUE(r == 0, "%s on an idle socket returns 0 at its timeout (got %d, %s)",
+			    m_name[api], r, r < 0 ? sp_errno_name(errno) : "");
+		ASSERT_TRUE(!marked, "%s leaves nothing marked after the timeout (%s)", m_name[api],
+			    is_select(api) ? "the read set is cleared" : "revents 0");
+		ASSERT_TRUE(us >= TIMEOUT_MS * 1000, "%s returned after at least %d ms (took %lld us)",
+			    m_name[api], TIMEOUT_MS, us);
+		if (api == M_SELECT)
+			RECORD("select_timeval_after_timeout_us", "%ld", left);
+
+		/* A zero timeout polls: no wait (a watchdog interrupts a wait). */
+		sp_watchdog(sp_wait_ms());
+		errno = 0;
+		r = idle_call(api, s, 0, &us, &marked, &left);
+		int err = errno;
+		sp_watchdog(0);
+		ASSERT_TRUE(r == 0, "%s with a zero timeout returns 0 at once (got %d, %s)",
+			    m_name[api], r, r < 0 ? sp_errno_name(err) : "");
+		ASSERT_TRUE(!marked, "%s with a zero timeout leaves nothing marked", m_name[api]);
+	}
+	close(c);
+	close(s);
+}
+
+/* ---- 10. MUX-CLOSED-FD ----------------------------------------------------------------- */
+
+/* 10. A closed descriptor: POLLNVAL from poll, EBADF from select, no hang. */
+SP_TEST(mux_closed_fd_is_an_error)
+{
+	int c, s;
+
+	sp_tcp_pair(ctx, &c, &s);
+	int bad = sp_socket(ctx, SOCK_STREAM);
+	ASSERT_SYS(close(bad));
+	errno = 0;
+	REQUIRE(fcntl(bad, F_GETFD) == -1 && errno == EBADF, "descriptor %d stays closed", bad);
+	int nfds = (bad > s ? bad : s) + 1;
+
+	for (int api = 0; api < M_APIS; api++) {
+		sp_watchdog(2 * sp_wait_ms());
+		if (is_select(api)) {
+			fd_set rs, ws;
+			struct timeval tv = { 2, 0 };
+			struct timespec ts = { 2, 0 };
+			FD_ZERO(&rs);
+			FD_SET(bad, &rs);
+			FD_SET(s, &rs);
+			if (api == M_SELECT)
+				ASSERT_ERRNO(select(nfds, &rs, NULL, NULL, &tv), EBADF);
+			else
+				ASSERT_ERRNO(pselect(nfds, &rs, NULL, NULL, &ts, NULL), EBADF);
+			FD_ZERO(&ws);
+			FD_SET(bad, &ws);
+			tv.tv_sec = 2;
+			if (api == M_SELECT)
+				ASSERT_ERRNO(select(nfds, NULL, &ws, NULL, &tv), EBADF);
+			else
+				ASSERT_ERRNO(pselect(nfds, NULL, &ws, NULL, &ts, NULL), EBADF);
+		} else {
+			struct pollfd p[2] = {
+				{ .fd = bad, .events = POLLIN },
+				{ .fd = s, .events = POLLIN },
+			};
+			struct timespec ts = { 2, 0 };
+			int r = api == M_POLL ? poll(p, 2, sp_wait_ms()) : ppoll(p, 2, &ts, NULL);
+			ASSERT_TRUE(r == 1, "%s with a closed descriptor returns 1 (got %d, %s)",
+				    m_name[api], r, r < 0 ? sp_errno_name(errno) : "");
+			ASSERT_TRUE(p[0].revents == POLLNVAL, "%s: revents of the closed fd is POLLNVAL "
+				    "(got %s)", m_name[api], bits_str(api, p[0].revents));
+			ASSERT_TRUE(p[1].revents == 0, "%s: revents of the idle socket is 0 (got %s)",
+				    m_name[api], bits_str(api, p[1].revents));
+		}
+		sp_watchdog(0);
+	}
+	close(c);
+	close(s);
+}
+
+static const struct sp_case cases[] = {
+	SP_CASE(mux_readable_only_when_data_arrives, "MUX-READABLE-DATA", SP_INET),
+	SP_CASE(mux_readable_at_peer_eof, "MUX-READABLE-EOF", SP_INET),
+	SP_CASE(mux_listener_readable_when_connection_pending, "MUX-LISTEN-READABLE", SP_INET),
+	SP_CASE(mux_writable_until_send_buffer_full, "MUX-WRITABLE", SP_INET),
+	SP_CASE(mux_pollhup_when_both_directions_shut, "MUX-POLLHUP", SP_INET),
+	SP_CASE(mux_pollrdhup_on_peer_half_close, "MUX-POLLRDHUP", SP_INET),
+	SP_CASE(mux_pollerr_after_refused_connect, "MUX-POLLERR-REFUSED", SP_INET),
+	SP_CASE(mux_select_rewrites_fd_sets, "MUX-SELECT-SETS-MODIFIED", SP_INET),
+	SP_CASE(mux_select_timeout_returns_zero, "MUX-SELECT-TIMEOUT", SP_INET),
+	SP_CASE(mux_closed_fd_is_an_error, "MUX-CLOSED-FD", SP_INET),
+};
+
+SP_MAIN("mux", cases)
