@@ -70,6 +70,14 @@ static void ends(int dir, int c, int s, int *wr, int *rd)
 
 static const char *dir_name(int dir) { return dir ? "server->client" : "client->server"; }
 
+/* accept() a connection once the listener has it queued (bounded). */
+static int accept_queued(int l)
+{
+	ASSERT_TRUE(sp_poll(l, POLLIN, sp_wait_ms()) & POLLIN,
+		    "the listener has the connection queued within %d ms", sp_wait_ms());
+	return (int)ASSERT_SYS(accept(l, NULL, NULL));
+}
+
 /* 1. Several writes can be read by one read: TCP keeps no boundaries.
  * Every write call x every read call, both directions, the reader
  * blocking and non-blocking; after the 40 bytes nothing is left. */
@@ -265,7 +273,7 @@ SP_TEST(tcp_close_flushes_output)
 		struct sp_capture cap;
 
 		c = sp_tcp_connect(ctx, l);
-		s = ASSERT_SYS(accept(l, NULL, NULL));
+		s = accept_queued(l);
 		if (round == 0) {
 			sp_capture_start(&cap);
 			sp_capture_name(&cap, sp_local_port(c), "C");
@@ -370,7 +378,7 @@ SP_TEST(tcp_flow_control_stops_nonblocking_writer)
 	int l = sp_tcp_listener(ctx, SMALL_BUF), c, s, big = 4 * SMALL_BUF;
 
 	c = sp_tcp_connect(ctx, l);
-	s = ASSERT_SYS(accept(l, NULL, NULL));
+	s = accept_queued(l);
 	ASSERT_SYS(setsockopt(c, SOL_SOCKET, SO_SNDBUF, &big, sizeof(big)));
 	int snd = bufsize(c, SO_SNDBUF), rcv = bufsize(s, SO_RCVBUF);
 	RECORD("sender_sndbuf", "%d", snd);
@@ -433,7 +441,7 @@ SP_TEST(tcp_flow_control_blocks_writer_until_reader_reads)
 	if (!sp_have_proc())
 		SKIP("needs /proc of this pid namespace to see the writer blocked");
 	w.fd = sp_tcp_connect(ctx, l);
-	s = ASSERT_SYS(accept(l, NULL, NULL));
+	s = accept_queued(l);
 	small_sndbuf(w.fd);
 	int snd = bufsize(w.fd, SO_SNDBUF), rcv = bufsize(s, SO_RCVBUF);
 	RECORD("writer_sndbuf", "%d", snd);
@@ -577,9 +585,7 @@ SP_TEST(tcp_connect_completes_before_accept)
 		ASSERT_EQ(TCP_ESTABLISHED, state);
 	}
 	for (int i = 0; i < 2; i++) {
-		ASSERT_TRUE(sp_poll(l, POLLIN, sp_wait_ms()) & POLLIN,
-			    "the established connection waits in the listen queue");
-		s = ASSERT_SYS(accept(l, NULL, NULL));
+		s = accept_queued(l);
 		ASSERT_EQ(TCP_ESTABLISHED, sp_tcp_state(s));
 		close(s);
 	}
