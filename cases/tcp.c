@@ -87,6 +87,13 @@ SP_TEST(tcp_writes_coalesce_into_one_read)
 	char buf[1024];
 
 	sp_tcp_pair(ctx, &c, &s);
+	/* Without Nagle each small write leaves at once as its own segment
+	 * (no delayed-ACK wait per round); the reader must still get one run
+	 * of 40 bytes. Best effort: a stack without TCP_NODELAY only runs
+	 * slower. */
+	int one = 1, nodelay = setsockopt(c, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) == 0 &&
+				    setsockopt(s, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) == 0;
+	RECORD("tcp_nodelay", "%s", nodelay ? "on" : "unavailable");
 	for (int round = 0; round < 2 * SP_IO_APIS * SP_IO_APIS; round++) {
 		int dir = round / (SP_IO_APIS * SP_IO_APIS), wr, rd;
 		int out = round / SP_IO_APIS % SP_IO_APIS, in = round % SP_IO_APIS;
@@ -177,6 +184,14 @@ static void small_sndbuf(int fd)
 {
 	int v = SMALL_BUF;
 	ASSERT_SYS(setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &v, sizeof(v)));
+}
+
+/* The listener's SO_RCVBUF is inherited by accepted sockets on Linux; set
+ * it on the accepted socket too, for stacks that do not pass it on. */
+static void small_rcvbuf(int fd)
+{
+	int v = SMALL_BUF;
+	ASSERT_SYS(setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &v, sizeof(v)));
 }
 
 static int bufsize(int fd, int opt)
@@ -274,6 +289,7 @@ SP_TEST(tcp_close_flushes_output)
 
 		c = sp_tcp_connect(ctx, l);
 		s = accept_queued(l);
+		small_rcvbuf(s);
 		if (round == 0) {
 			sp_capture_start(&cap);
 			sp_capture_name(&cap, sp_local_port(c), "C");
@@ -379,6 +395,7 @@ SP_TEST(tcp_flow_control_stops_nonblocking_writer)
 
 	c = sp_tcp_connect(ctx, l);
 	s = accept_queued(l);
+	small_rcvbuf(s);
 	ASSERT_SYS(setsockopt(c, SOL_SOCKET, SO_SNDBUF, &big, sizeof(big)));
 	int snd = bufsize(c, SO_SNDBUF), rcv = bufsize(s, SO_RCVBUF);
 	RECORD("sender_sndbuf", "%d", snd);
@@ -442,6 +459,7 @@ SP_TEST(tcp_flow_control_blocks_writer_until_reader_reads)
 		SKIP("needs /proc of this pid namespace to see the writer blocked");
 	w.fd = sp_tcp_connect(ctx, l);
 	s = accept_queued(l);
+	small_rcvbuf(s);
 	small_sndbuf(w.fd);
 	int snd = bufsize(w.fd, SO_SNDBUF), rcv = bufsize(s, SO_RCVBUF);
 	RECORD("writer_sndbuf", "%d", snd);
