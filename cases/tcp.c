@@ -718,7 +718,7 @@ static int is_unspecified(const struct sockaddr_storage *a)
 {
 	if (a->ss_family == AF_INET6)
 		return IN6_IS_ADDR_UNSPECIFIED(&((const struct sockaddr_in6 *)a)->sin6_addr);
-	return ((const struct sockaddr_in *)a)->sin_addr.s_addr == htonl(INADDR_ANY);
+	return ((const struct sockaddr_in *)a)->sin_addr.s_addr == 0; /* 0.0.0.0 */
 }
 
 static void addr_text(const struct sockaddr_storage *a, char *out, size_t n)
