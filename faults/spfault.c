@@ -344,6 +344,12 @@ FAULT(shut_rd_eof_once,
 FAULT(eof_reported_once,
       "CLOSE-HALF-WR-EOF",
       "an emulator that delivers the peer's FIN as a one-shot EOF event: the first read returns 0, later reads say EAGAIN");
+FAULT(nonblocking_close_discards_output,
+      "TCP-CLOSE-FLUSHES-OUTPUT",
+      "a userspace TCP stack that flushes the send queue inside close() only for blocking sockets and resets non-blocking ones (it cannot linger in the background)");
+FAULT(write_hides_reset,
+      "CLOSE-FULL-LOSES-REPLY,CLOSE-HALF-WR-NO-MORE-WRITES,TCP-CLOSE-DISCARDS-INPUT",
+      "an LD_PRELOAD stack that buffers write() in user space and reports success even when the connection is reset or shut (send() reports the error)");
 FAULT(sigpipe_once_per_socket,
       "CLOSE-HALF-WR-NO-MORE-WRITES",
       "an emulator that raises SIGPIPE only for the first failed write on a socket (a one-shot 'broken pipe' event), later writes just fail with EPIPE");
@@ -438,6 +444,12 @@ static int stream_out_faults(int fd, const void *buf, size_t n, int flags, int v
 	}
 	if (blocking && n > 8192 && on("blocking_write_short")) {
 		*w = real_send(fd, buf, 8192, flags);
+		return 1;
+	}
+	if (via_write && on("write_hides_reset")) {
+		*w = real_write(fd, buf, n);
+		if (*w < 0 && (errno == EPIPE || errno == ECONNRESET))
+			*w = (ssize_t)n;
 		return 1;
 	}
 	if (on("sigpipe_once_per_socket")) {
@@ -795,8 +807,10 @@ int close(int fd)
 		memset(&last_dest[fd], 0, sizeof(last_dest[fd]));
 	}
 	if (is_stream(fd)) {
-		/* close_discards_output: close() resets, dropping queued output. */
-		if (on("close_discards_output")) {
+		/* close_discards_output: close() resets, dropping queued output;
+		 * nonblocking_close_discards_output: only for O_NONBLOCK sockets. */
+		if (on("close_discards_output") ||
+		    (on("nonblocking_close_discards_output") && fd_nonblocking(fd))) {
 			struct linger lg = { 1, 0 };
 			setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
 		}
