@@ -556,6 +556,152 @@ static int is_fifo(int fd)
 	return r;
 }
 
+/* ---- stream faults: one API, one blocking mode, the first time only ------------ */
+
+FAULT(stream_recv_drops_rest,
+      "TCP-BOUNDARY-SPLIT",
+      "an LD_PRELOAD stack whose recv()/recvfrom()/recvmsg() path treats the stream like datagrams and drops what does not fit (read() goes to the kernel intact)");
+FAULT(recv_reset_reads_as_eof,
+      "TCP-CLOSE-DISCARDS-INPUT",
+      "a userspace stack whose recv()-family calls map a connection reset to end-of-file (only read() reports ECONNRESET)");
+FAULT(blocking_write_eagain,
+      "TCP-FLOW-CONTROL",
+      "an emulator that backs a blocking guest socket with a non-blocking host socket and passes EAGAIN and short counts through");
+FAULT(blocking_write_short,
+      "TCP-FLOW-CONTROL",
+      "a userspace TCP stack whose blocking send() returns after copying one 8 KiB segment (a short count) instead of blocking for the rest");
+FAULT(connect_returns_before_handshake,
+      "TCP-HANDSHAKE-BEFORE-ACCEPT",
+      "a stack with deferred connect (TCP_FASTOPEN_CONNECT-like, or a lazy proxy shim): connect() returns 0 at once and the SYN goes out on the next call on the socket");
+FAULT(implicit_bind_reports_wildcard,
+      "TCP-CONNECT-IMPLICIT-BIND",
+      "an LD_PRELOAD or NAT-ing sandbox stack whose getsockname() after connect()'s implicit bind reports the wildcard address (only the port is right)");
+FAULT(shut_rd_eof_once,
+      "CLOSE-HALF-RD",
+      "an emulator that turns shutdown(SHUT_RD) into a one-shot EOF event: the first read returns 0, later reads say EAGAIN as if the socket were open");
+FAULT(eof_reported_once,
+      "CLOSE-HALF-WR-EOF",
+      "an emulator that delivers the peer's FIN as a one-shot EOF event: the first read returns 0, later reads say EAGAIN");
+FAULT(nonblocking_close_discards_output,
+      "TCP-CLOSE-FLUSHES-OUTPUT",
+      "a userspace TCP stack that flushes the send queue inside close() only for blocking sockets and resets non-blocking ones (it cannot linger in the background)");
+FAULT(write_hides_reset,
+      "CLOSE-FULL-LOSES-REPLY,CLOSE-HALF-WR-NO-MORE-WRITES,TCP-CLOSE-DISCARDS-INPUT",
+      "an LD_PRELOAD stack that buffers write() in user space and reports success even when the connection is reset or shut (send() reports the error)");
+FAULT(sigpipe_once_per_socket,
+      "CLOSE-HALF-WR-NO-MORE-WRITES",
+      "an emulator that raises SIGPIPE only for the first failed write on a socket (a one-shot 'broken pipe' event), later writes just fail with EPIPE");
+
+static struct sockaddr_storage lazy_peer[MAXFD]; /* connect_returns_before_handshake */
+static socklen_t lazy_len[MAXFD];
+static char connected_by_us[MAXFD];            /* implicit_bind_reports_wildcard */
+static char shut_rd_state[MAXFD];               /* shut_rd_eof_once: 1 shut, 2 EOF given */
+static char eof_given[MAXFD];                   /* eof_reported_once */
+static char sigpipe_given[MAXFD];               /* sigpipe_once_per_socket */
+
+static int fd_nonblocking(int fd)
+{
+	int saved = errno, fl = fcntl(fd, F_GETFL);
+	errno = saved;
+	return fl >= 0 && (fl & O_NONBLOCK);
+}
+
+/* The deferred handshake happens on the next call on the socket. */
+static void lazy_connect_finish(int fd)
+{
+	if (fd < 0 || fd >= MAXFD || !lazy_len[fd])
+		return;
+	int saved = errno;
+	socklen_t len = lazy_len[fd];
+	lazy_len[fd] = 0;
+	load_connect();
+	real_connect(fd, (struct sockaddr *)&lazy_peer[fd], len);
+	errno = saved;
+}
+
+static int lazy_connect_start(int fd, const struct sockaddr *a, socklen_t len)
+{
+	if (!on("connect_returns_before_handshake") || fd < 0 || fd >= MAXFD ||
+	    len > sizeof(lazy_peer[fd]) || !is_stream(fd) || fd_nonblocking(fd))
+		return 0;
+	memcpy(&lazy_peer[fd], a, len);
+	lazy_len[fd] = len;
+	return 1;
+}
+
+static void stream_state_forget(int fd)
+{
+	if (fd < 0 || fd >= MAXFD)
+		return;
+	lazy_len[fd] = 0;
+	connected_by_us[fd] = shut_rd_state[fd] = eof_given[fd] = sigpipe_given[fd] = 0;
+}
+
+/* After a read-family call on a stream socket (recv_family: recv,
+ * recvfrom, recvmsg; not read()). */
+static ssize_t stream_in_faults(int fd, size_t n, ssize_t r, int recv_family)
+{
+	if (fd < 0 || fd >= MAXFD || !is_stream(fd))
+		return r;
+	if (recv_family && r < 0 && errno == ECONNRESET && on("recv_reset_reads_as_eof"))
+		r = 0;
+	if (recv_family && r > 0 && (size_t)r == n && on("stream_recv_drops_rest")) {
+		char scratch[65536];
+		int saved = errno;
+		load_recv();
+		while (real_recv(fd, scratch, sizeof(scratch), MSG_DONTWAIT) > 0)
+			;
+		errno = saved;
+	}
+	if (r == 0 && n > 0 && shut_rd_state[fd] && on("shut_rd_eof_once")) {
+		if (shut_rd_state[fd]++ >= 2) {
+			errno = EAGAIN;
+			return -1;
+		}
+	} else if (r == 0 && n > 0 && !shut_rd_state[fd] && on("eof_reported_once")) {
+		if (eof_given[fd]++) {
+			errno = EAGAIN;
+			return -1;
+		}
+	}
+	return r;
+}
+
+/* A write-family call on a stream socket under one of the blocking or
+ * SIGPIPE faults; returns 1 with *w set when it made the call itself. */
+static int stream_out_faults(int fd, const void *buf, size_t n, int flags, int via_write, ssize_t *w)
+{
+	if (fd < 0 || fd >= MAXFD)
+		return 0;
+	load_send();
+	load_write();
+	int blocking = !fd_nonblocking(fd) && !(flags & MSG_DONTWAIT);
+	if (blocking && on("blocking_write_eagain")) {
+		*w = real_send(fd, buf, n, flags | MSG_DONTWAIT);
+		return 1;
+	}
+	if (blocking && n > 8192 && on("blocking_write_short")) {
+		*w = real_send(fd, buf, 8192, flags);
+		return 1;
+	}
+	if (via_write && on("write_hides_reset")) {
+		*w = real_write(fd, buf, n);
+		if (*w < 0 && (errno == EPIPE || errno == ECONNRESET))
+			*w = (ssize_t)n;
+		return 1;
+	}
+	if (on("sigpipe_once_per_socket")) {
+		if (sigpipe_given[fd])
+			*w = real_send(fd, buf, n, flags | MSG_NOSIGNAL);
+		else
+			*w = via_write ? real_write(fd, buf, n) : real_send(fd, buf, n, flags);
+		if (*w < 0 && errno == EPIPE && !(flags & MSG_NOSIGNAL))
+			sigpipe_given[fd] = 1;
+		return 1;
+	}
+	return 0;
+}
+
 /* UDP faults that answer a receive themselves (1, result in *r). named:
  * the call reports a source (recvfrom/recvmsg); buf NULL: recvmsg. */
 static int udp_recv_fault(int fd, void *buf, size_t n, int flags, struct sockaddr *from,
@@ -618,9 +764,10 @@ ssize_t read(int fd, void *buf, size_t n)
 			return 0;
 		errno = saved;
 	}
+	lazy_connect_finish(fd);
 	ssize_t r = real_read(fd, buf, cap_stream(fd, n));
 	note_recv(fd);
-	return merge_dgrams(fd, buf, n, after_stream_read(fd, r));
+	return stream_in_faults(fd, n, merge_dgrams(fd, buf, n, after_stream_read(fd, r)), 0);
 }
 
 ssize_t recv(int fd, void *buf, size_t n, int flags)
@@ -629,9 +776,10 @@ ssize_t recv(int fd, void *buf, size_t n, int flags)
 	ssize_t fr;
 	if (udp_recv_fault(fd, buf, n, flags, NULL, NULL, 0, &fr))
 		return fr;
+	lazy_connect_finish(fd);
 	ssize_t r = real_recv(fd, buf, cap_stream(fd, n), flags);
 	note_recv(fd);
-	return merge_dgrams(fd, buf, n, after_stream_read(fd, r));
+	return stream_in_faults(fd, n, merge_dgrams(fd, buf, n, after_stream_read(fd, r)), 1);
 }
 
 ssize_t recvfrom(int fd, void *buf, size_t n, int flags, struct sockaddr *from, socklen_t *len)
@@ -640,6 +788,7 @@ ssize_t recvfrom(int fd, void *buf, size_t n, int flags, struct sockaddr *from, 
 	ssize_t fr;
 	if (udp_recv_fault(fd, buf, n, flags, from, len, 1, &fr))
 		return fr;
+	lazy_connect_finish(fd);
 	ssize_t r = real_recvfrom(fd, buf, cap_stream(fd, n), flags, from, len);
 	note_recv(fd);
 	/* recvfrom_hides_source: every datagram seems to come from the first
@@ -650,7 +799,7 @@ ssize_t recvfrom(int fd, void *buf, size_t n, int flags, struct sockaddr *from, 
 		else
 			memcpy(from, &first_src, *len);
 	}
-	return merge_dgrams(fd, buf, n, after_stream_read(fd, r));
+	return stream_in_faults(fd, n, merge_dgrams(fd, buf, n, after_stream_read(fd, r)), 1);
 }
 
 ssize_t recvmsg(int fd, struct msghdr *mh, int flags)
@@ -659,11 +808,16 @@ ssize_t recvmsg(int fd, struct msghdr *mh, int flags)
 	ssize_t fr;
 	if (udp_recv_fault(fd, NULL, 0, flags, NULL, NULL, 1, &fr))
 		return fr;
+	lazy_connect_finish(fd);
 	ssize_t r = real_recvmsg(fd, mh, flags);
 	note_recv(fd);
 	/* recvmsg_drops_source: msg_name is never filled in. */
 	if (r >= 0 && mh->msg_name && on("recvmsg_drops_source") && is_dgram(fd))
 		mh->msg_namelen = 0;
+	size_t room = 0;
+	for (size_t i = 0; mh && i < (size_t)mh->msg_iovlen; i++)
+		room += mh->msg_iov[i].iov_len;
+	r = stream_in_faults(fd, room, r, 1);
 	/* dgram_no_trunc_flag: truncation goes unreported. */
 	if (r >= 0 && on("dgram_no_trunc_flag"))
 		mh->msg_flags &= ~MSG_TRUNC;
@@ -888,6 +1042,10 @@ static ssize_t faulty_send(int fd, const void *buf, size_t n, int flags, int via
 			return -1;
 		}
 	} else if (is_stream(fd)) {
+		ssize_t w;
+		lazy_connect_finish(fd);
+		if (stream_out_faults(fd, buf, n, flags, via_write, &w))
+			return w;
 		if (on("write_ignores_full_buffer"))
 			return lossy_stream_send(fd, buf, n, flags);
 		if (on("write_waits_for_peer_read")) {
@@ -1023,7 +1181,17 @@ int bind(int fd, const struct sockaddr *a, socklen_t len)
 int getsockname(int fd, struct sockaddr *a, socklen_t *len)
 {
 	load_getsockname();
+	lazy_connect_finish(fd);
 	int r = real_getsockname(fd, a, len);
+	/* implicit_bind_reports_wildcard: the port is right, the address is
+	 * the wildcard. */
+	if (r == 0 && on("implicit_bind_reports_wildcard") && fd >= 0 && fd < MAXFD &&
+	    connected_by_us[fd] && !explicitly_bound[fd]) {
+		if (a->sa_family == AF_INET)
+			((struct sockaddr_in *)a)->sin_addr.s_addr = htonl(INADDR_ANY);
+		else if (a->sa_family == AF_INET6)
+			((struct sockaddr_in6 *)a)->sin6_addr = in6addr_any;
+	}
 	/* no_implicit_bind: connect()/sendto() leave an unbound socket
 	 * without a local port. */
 	if (r == 0 && on("no_implicit_bind") && fd >= 0 && fd < MAXFD &&
@@ -1042,6 +1210,7 @@ int getsockname(int fd, struct sockaddr *a, socklen_t *len)
 int getsockopt(int fd, int level, int opt, void *val, socklen_t *len)
 {
 	load_getsockopt();
+	lazy_connect_finish(fd);
 	int r = real_getsockopt(fd, level, opt, val, len);
 	/* multicast_ttl_reads_ip_ttl: IP_MULTICAST_TTL answers with IP_TTL. */
 	if (r == 0 && level == IPPROTO_IP && opt == IP_MULTICAST_TTL &&
@@ -1084,6 +1253,11 @@ int connect(int fd, const struct sockaddr *a, socklen_t len)
 		errno = saved;
 		return r;
 	}
+	if (fd >= 0 && fd < MAXFD && is_stream(fd))
+		connected_by_us[fd] = 1;
+	/* connect_returns_before_handshake: nothing is sent yet. */
+	if (lazy_connect_start(fd, a, len))
+		return 0;
 	int r = real_connect(fd, a, len);
 	/* unix_connect_refuses_missing_path: ENOENT becomes ECONNREFUSED. */
 	if (r < 0 && errno == ENOENT && on("unix_connect_refuses_missing_path") && is_unix(fd))
@@ -1140,6 +1314,9 @@ FAULT(shutdown_rd_leaves_reader_blocked,
 int shutdown(int fd, int how)
 {
 	load_shutdown();
+	lazy_connect_finish(fd);
+	if (fd >= 0 && fd < MAXFD && (how == SHUT_RD || how == SHUT_RDWR) && is_stream(fd))
+		shut_rd_state[fd] = 1;
 	/* shutdown_ignored: half-close does nothing at all. */
 	if (on("shutdown_ignored") && is_stream(fd))
 		return 0;
@@ -1156,6 +1333,7 @@ int shutdown(int fd, int how)
 int close(int fd)
 {
 	load_close();
+	stream_state_forget(fd);
 	if (on("unix_close_unlinks_path") && is_unix(fd))
 		unlink_bound_path(fd);
 	if (on("abstract_name_lingers") && is_unix(fd) && hold_abstract_name(fd))
@@ -1170,8 +1348,10 @@ int close(int fd)
 		dgram_tail[fd] = NULL;
 	}
 	if (is_stream(fd)) {
-		/* close_discards_output: close() resets, dropping queued output. */
-		if (on("close_discards_output")) {
+		/* close_discards_output: close() resets, dropping queued output;
+		 * nonblocking_close_discards_output: only for O_NONBLOCK sockets. */
+		if (on("close_discards_output") ||
+		    (on("nonblocking_close_discards_output") && fd_nonblocking(fd))) {
 			struct linger lg = { 1, 0 };
 			setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
 		}

@@ -99,6 +99,30 @@ static void tcp_pair_is_connected_over_loopback(void **state)
 	close(s);
 }
 
+/* The strict I/O fixtures move bytes through every read and write call,
+ * blocking and non-blocking, and see EOF. */
+static void strict_io_through_every_api(void **state)
+{
+	int c, s;
+	char b[16];
+	(void)state;
+
+	sp_tcp_pair(&v4, &c, &s);
+	for (int api = 0; api < SP_IO_APIS; api++) {
+		sp_set_nonblock(s, api % 2);
+		assert_int_equal(6, SP_OUT_EXACT(api, c, "abcdef", 6));
+		memset(b, 0, sizeof(b));
+		assert_int_equal(6, SP_IN_EXACT((api + 1) % SP_IO_APIS, s, b, 6));
+		assert_memory_equal("abcdef", b, 6);
+	}
+	assert_string_equal("recvmsg", sp_io_in_name(SP_IO_MSG));
+	assert_string_equal("writev", sp_io_out_name(SP_IO_VEC));
+	close(c);
+	for (int api = 0; api < SP_IO_APIS; api++)
+		SP_EXPECT_EOF(api, s);
+	close(s);
+}
+
 static void udp_bound_socket_has_loopback_port(void **state)
 {
 	int u = sp_udp_bound(&v4);
@@ -202,6 +226,7 @@ int main(void)
 		cmocka_unit_test(errno_and_signal_names),
 		cmocka_unit_test(pattern_detects_first_wrong_byte),
 		cmocka_unit_test(tcp_pair_is_connected_over_loopback),
+		cmocka_unit_test(strict_io_through_every_api),
 		cmocka_unit_test(udp_bound_socket_has_loopback_port),
 		cmocka_unit_test(wait_inq_is_bounded),
 		cmocka_unit_test(barrier_orders_processes_and_reap_gives_status),
