@@ -103,14 +103,54 @@ def report_of(reports: Path) -> dict:
     return json.loads((reports / "latest" / "report.json").read_text())
 
 
-def drop_to(uid):
+_TREE = []
+
+
+def tree_for_others() -> Path:
+    """What an unprivileged run needs (runner, cases, fixtures, the built
+    probes), copied once to a world-readable temporary directory: the
+    checkout itself may sit in a home no other user can enter (root's
+    0700 /root). Removed at the end of the session (conftest)."""
+    import shutil
+    import tempfile
+    if _TREE:
+        return _TREE[0]
+    d = Path(tempfile.mkdtemp(prefix="sp-hostile-tree-"))
+    d.chmod(0o755)
+    skip = shutil.ignore_patterns("__pycache__", "*.pyc", "reports", "static", "guest", "obj")
+    for name in ("runner", "cases", "fixtures", "build"):
+        shutil.copytree(ROOT / name, d / name, symlinks=True, ignore=skip)
+    shutil.copy(ROOT / "pytest.ini", d / "pytest.ini")
+    for p in [d] + list(d.rglob("*")):
+        if not p.is_symlink():
+            p.chmod(0o755 if p.is_dir() or os.access(p, os.X_OK) else 0o644)
+    _TREE.append(d)
+    return d
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _remove_tree_for_others():
+    yield
+    import shutil
+    for d in _TREE:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def drop_to(uid, tree=None):
     os.setgroups([])
     os.setresgid(uid, uid, uid)
     os.setresuid(uid, uid, uid)
-    os.chdir(str(ROOT))
+    os.chdir(str(tree))
+
+
+def proc_sys_read_only() -> bool:
+    return bool(os.statvfs("/proc/sys").f_flag & os.ST_RDONLY)
 
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to set the scene up")
+needs_writable_sysctls = pytest.mark.skipif(
+    proc_sys_read_only(), reason="needs a writable /proc/sys to set the scene up "
+    "(read-only here, as in a container)")
 
 
 @pytest.fixture
@@ -127,7 +167,8 @@ def open_dir():
 @needs_root
 def test_unprivileged_user_gets_clear_verdicts(open_dir):
     tmp_path = open_dir
-    rc, out = in_child(lambda: drop_to(65534), cli("--reports", str(tmp_path), *ITEMS))
+    tree = tree_for_others()
+    rc, out = in_child(lambda: drop_to(65534, tree), cli("--reports", str(tmp_path), *ITEMS))
     assert rc == 0, out
     doc = report_of(tmp_path)
     assert {r["verdict"] for r in doc["results"]} == {"pass"}
@@ -135,10 +176,12 @@ def test_unprivileged_user_gets_clear_verdicts(open_dir):
 
 
 @needs_root
+@needs_writable_sysctls
 def test_without_user_namespaces_items_fall_back_to_host_and_say_so(open_dir):
     """A user namespace of our own where creating further user namespaces
     is forbidden (user.max_user_namespaces=0), entered as a non-root user."""
     tmp_path = open_dir
+    tree = tree_for_others()
 
     def map_ids(pid):  # only real root outside may map a range of ids
         write("/proc/%d/uid_map" % pid, "0 0 65536")
@@ -146,7 +189,7 @@ def test_without_user_namespaces_items_fall_back_to_host_and_say_so(open_dir):
 
     def scene():
         write("/proc/sys/user/max_user_namespaces", "0")
-        drop_to(1000)
+        drop_to(1000, tree)
 
     rc, out = in_child(scene, cli("--reports", str(tmp_path), *ITEMS),
                        before=lambda: unshare(CLONE_NEWUSER), from_parent=map_ids)
@@ -165,6 +208,7 @@ def test_without_user_namespaces_items_fall_back_to_host_and_say_so(open_dir):
 
 
 @needs_root
+@needs_writable_sysctls
 def test_without_ipv6_the_ipv6_items_skip_with_the_reason(tmp_path):
     def scene():
         unshare(CLONE_NEWUSER | CLONE_NEWNET)
@@ -220,7 +264,8 @@ def test_ctrl_c_mid_parallel_run_leaves_nothing_and_a_partial_report(tmp_path):
 def test_unwritable_report_directory_is_one_clear_line(open_dir):
     locked = open_dir / "locked"
     locked.mkdir(mode=0o500)
-    rc, out = in_child(lambda: drop_to(65534), cli("--reports", str(locked), ITEMS[0]))
+    tree = tree_for_others()
+    rc, out = in_child(lambda: drop_to(65534, tree), cli("--reports", str(locked), ITEMS[0]))
     assert rc == 2 and "Traceback" not in out
     assert out.strip().splitlines() == [
         "sockprobe: error: cannot write reports to %s: permission denied (choose another "
