@@ -171,7 +171,12 @@ def test_unprivileged_user_gets_clear_verdicts(open_dir):
     rc, out = in_child(lambda: drop_to(65534, tree), cli("--reports", str(tmp_path), *ITEMS))
     assert rc == 0, out
     doc = report_of(tmp_path)
-    assert {r["verdict"] for r in doc["results"]} == {"pass"}
+    # Every item passes; in a container, where the item's user namespace
+    # cannot mount its own /proc, an item that needs one skips and says so.
+    for r in doc["results"]:
+        assert r["verdict"] == "pass" or (
+            r["verdict"] == "skip" and "/proc" in r["message"]
+            and "outer /proc" in r.get("isolation_reason", "")), r
     assert doc["environment"]["isolation"] == "namespaces"  # unprivileged user namespaces
 
 
