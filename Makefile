@@ -4,6 +4,8 @@
 #   make check    build and run the suite on this machine's kernel
 #   make test     the project's own tests (fixtures, runner, faults, suite)
 #   make list     the tests with their catalogue IDs
+#   make test-fresh  the two commands above on a fresh Debian 12 root in a container,
+#                 as root and as a user (root cached in ~/.cache/sockprobe/fresh)
 #
 # make check options (make variables):
 #   PRELOAD=/abs/lib.so  LD_PRELOAD a socket stack into every probe
@@ -87,12 +89,16 @@ endif
 # except in question mode (-q), where a recipe line marked `+` still runs
 # and its status 1 becomes make's exit status 1 (2 and above stay 2).
 # So these two goals run in question mode, every recipe line they use is
-# a `+` line, set-up steps exit 2 on failure, and the sub-make that
-# builds runs in normal mode (MAKEFLAGS= drops the -q).
-# tests/test_exit_status.py checks this through make.
+# a `+` line ($(SP_RUN)), set-up steps exit 2 on failure, and the
+# sub-make that builds runs in normal mode (MAKEFLAGS= drops the -q).
+# Not with -n: a dry run stays dry. tests/test_exit_status.py checks
+# this through make.
 ifneq ($(filter check test,$(MAKECMDGOALS)),)
 ifeq ($(filter-out check test,$(MAKECMDGOALS)),)
+ifeq ($(findstring n,$(filter-out --%,$(firstword -$(MAKEFLAGS)))),)
 MAKEFLAGS += -q
+SP_RUN := +
+endif
 endif
 endif
 SUBMAKE = MAKEFLAGS= $(MAKE) --no-print-directory
@@ -106,11 +112,11 @@ binaries: $(PROBES) $(BUILD)/sp-isolate $(BUILD)/libspfault.so $(BUILD)/fixtures
 	$(BUILD)/test-probes/misbehave
 
 deps:
-	+@scripts/deps.sh $(EXTRA_DEPS)
+	$(SP_RUN)@scripts/deps.sh $(EXTRA_DEPS)
 
 check: deps
-	+@$(SUBMAKE) binaries $(if $(EXTRA_DEPS),static) || exit 2
-	+@$(PYTHON) -m runner check $(CHECK_ARGS)
+	$(SP_RUN)@$(SUBMAKE) binaries $(if $(EXTRA_DEPS),static) || exit 2
+	$(SP_RUN)@$(PYTHON) -m runner check $(CHECK_ARGS)
 
 bench: deps
 	@$(MAKE) --no-print-directory binaries static
@@ -134,9 +140,9 @@ list: deps
 	@$(PYTHON) -m runner list
 
 test:
-	+@scripts/deps.sh musl-tools busybox-static iproute2
-	+@$(SUBMAKE) binaries static || exit 2
-	+@py=$(PYTHON) || exit 2; \
+	$(SP_RUN)@scripts/deps.sh musl-tools busybox-static iproute2
+	$(SP_RUN)@$(SUBMAKE) binaries static || exit 2
+	$(SP_RUN)@py=$(PYTHON) || exit 2; \
 	echo "== fixture library (cmocka)" && { $(BUILD)/fixtures-test || exit 1; } && \
 	echo "== runner, reports, CLI, catalogue, fault injection (pytest)" && \
 	{ $$py -m pytest -q tests; rc=$$?; [ $$rc = 0 ] || exit $$(( rc == 1 ? 1 : 2 )); } && \
