@@ -212,6 +212,66 @@ def test_without_user_namespaces_items_fall_back_to_host_and_say_so(open_dir):
                        for r in tcp)
 
 
+MS_RDONLY, MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 1, 32, 4096, 16384, 1 << 18
+CLONE_NEWNS = 0x00020000
+
+
+def mount(src, dst, fstype=None, flags=0, data=None):
+    libc = ctypes.CDLL(None, use_errno=True)
+    enc = lambda v: v.encode() if v is not None else None  # noqa: E731
+    if libc.mount(enc(src), enc(dst), enc(fstype), ctypes.c_ulong(flags), enc(data)) != 0:
+        raise OSError(ctypes.get_errno(), "mount %s" % dst)
+
+
+def like_a_container(real_etc: Path):
+    """This process's own mounts as a container runtime makes them: /proc
+    with a read-only /proc/sys over it (so no user namespace may mount a
+    procfs of its own), and an /etc without hosts."""
+    unshare(CLONE_NEWNS)
+    mount(None, "/", None, MS_REC | MS_PRIVATE)
+    mount("proc", "/proc", "proc")
+    mount("/proc/sys", "/proc/sys", None, MS_BIND | MS_REC)
+    mount(None, "/proc/sys", None, MS_BIND | MS_REMOUNT | MS_RDONLY)
+    mount("/etc", str(real_etc), None, MS_BIND | MS_REC)
+    mount("tmpfs", "/etc", "tmpfs", 0, "mode=0755")
+    for name in os.listdir(str(real_etc)):
+        if name != "hosts":
+            os.symlink(str(real_etc / name), "/etc/" + name)
+
+
+@needs_root
+def test_in_a_container_items_say_they_lack_their_own_proc_and_dns_brings_its_hosts(open_dir):
+    """As a user in a container: sp-isolate cannot mount the namespace's
+    own /proc; it says so, the items that need it skip with the reason
+    (never pass on the outer /proc), and the DNS items create the /etc/hosts
+    the system lacks inside their own mount namespace."""
+    tree = tree_for_others()
+    real_etc = open_dir / "real-etc"
+    real_etc.mkdir()
+    needs_proc = ["tcp/tcp_flow_control_blocks_writer_until_reader_reads",
+                  "pipe/pipe_connects_parent_and_child"]
+    dns = "dns/gethostbyname_reads_the_hosts_file"
+
+    def scene():
+        like_a_container(real_etc)
+        drop_to(65534, tree)
+
+    rc, out = in_child(scene, cli("--reports", str(open_dir / "r"), *ITEMS, *needs_proc, dns))
+    assert rc == 0, out
+    doc = report_of(open_dir / "r")
+    assert doc["environment"]["isolation"] == "namespaces"
+    assert "outer /proc" in doc["environment"]["isolation_reason"]
+    for r in doc["results"]:
+        assert "outer /proc" in r["isolation_reason"], r
+        if r["test"] in needs_proc:
+            assert r["verdict"] == "skip" and "/proc" in r["message"], r
+        elif r["test"] == dns and "dnsmasq" in r["message"]:
+            assert r["verdict"] == "skip", r  # no dnsmasq on this system
+        else:
+            assert r["verdict"] == "pass", r
+    assert not os.path.exists("/etc/.sp-real")  # the real /etc was never written
+
+
 @needs_root
 @needs_writable_sysctls
 def test_without_ipv6_the_ipv6_items_skip_with_the_reason(tmp_path):
