@@ -154,7 +154,7 @@ test:
 # ~/.cache/sockprobe/fresh).
 test-fresh:
 	@scripts/deps.sh debootstrap bubblewrap git
-	@scripts/test-fresh
+	@scripts/test-fresh $(if $(REBUILD),--rebuild)
 
 # Static musl builds of the probes and sp-isolate, for guest kernels and
 # LIBC=musl; they use fixtures/lite (a minimal cmocka-compatible runner).
