@@ -5,6 +5,8 @@
 #   make test     the project's own tests (fixtures, runner, faults, suite)
 #   make test-browser  the comparison page rendered in headless Chromium
 #   make list     the tests with their catalogue IDs
+#   make test-fresh  the two commands above on a fresh Debian 12 root in a container,
+#                 as root and as a user (root cached in ~/.cache/sockprobe/fresh)
 #
 # make check options (make variables):
 #   PRELOAD=/abs/lib.so  LD_PRELOAD a socket stack into every probe
@@ -46,13 +48,72 @@ CHECK_ARGS := $(if $(PRELOAD),--preload $(PRELOAD)) $(if $(WRAP),--wrap '$(WRAP)
 	$(if $(K),-k "$(K)") $(if $(HOST),--host) $(if $(BASELINE),--baseline $(BASELINE)) \
 	$(if $(KERNEL),--kernel $(KERNEL)) $(if $(LIBC),--libc $(LIBC)) \
 	$(if $(KTAP),--ktap) $(if $(EXPECT),--expect $(EXPECT)) $(if $(REPEAT),--repeat $(REPEAT)) $(if $(REPORT_DIR),--reports $(REPORT_DIR)) $(TESTS)
-# What a run needs beyond the base packages.
-EXTRA_DEPS := $(if $(or $(KERNEL),$(filter musl,$(LIBC))),musl-tools) \
+# What a run needs beyond the base packages. $(strip): the list is spaces
+# when nothing extra is needed, and $(if) does not strip before testing.
+EXTRA_DEPS := $(strip $(if $(or $(KERNEL),$(filter musl,$(LIBC))),musl-tools) \
 	$(if $(KERNEL),busybox-static) $(if $(filter uml,$(KERNEL)),user-mode-linux) \
 	$(if $(filter-out uml,$(KERNEL)),qemu-system-x86) \
-	$(if $(filter proot%,$(WRAP)),proot) $(if $(filter valgrind%,$(WRAP)),valgrind)
+	$(if $(filter proot%,$(WRAP)),proot) $(if $(filter valgrind%,$(WRAP)),valgrind))
+# Static (musl) probes are built only for guest kernels and LIBC=musl.
+NEED_STATIC := $(strip $(if $(or $(KERNEL),$(filter musl,$(LIBC))),yes))
 
-.PHONY: test-browser all binaries static check check-kernels compare bench soak test list deps clean
+# Variables are checked while the Makefile is read, before anything is
+# installed or built: a wrong value is one line and exit status 2.
+KERNELS := uml 6.1 6.12
+comma := ,
+sp_bad = $(error $(1))
+ifneq ($(KERNEL),)
+ifeq ($(filter $(KERNELS),$(KERNEL))$(wildcard $(KERNEL)),)
+$(call sp_bad,KERNEL must be $(subst $() $(),$(comma) ,$(KERNELS)) or the path of a kernel image (got '$(KERNEL)'))
+endif
+endif
+ifneq ($(filter-out glibc musl,$(LIBC)),)
+$(call sp_bad,LIBC must be glibc or musl (got '$(LIBC)'))
+endif
+ifneq ($(filter-out ipv4 ipv6,$(FAMILY)),)
+$(call sp_bad,FAMILY must be ipv4 or ipv6 (got '$(FAMILY)'))
+endif
+sp_num = $(shell printf '%s' '$(1)' | grep -Eqx '$(2)' || echo bad)
+ifneq ($(and $(JOBS),$(call sp_num,$(JOBS),[0-9]+|auto)),)
+$(call sp_bad,JOBS must be a number of parallel workers or auto (got '$(JOBS)'))
+endif
+ifneq ($(and $(TIMEOUT),$(call sp_num,$(TIMEOUT),0*[1-9][0-9]*(\.[0-9]+)?|0*\.[0-9]*[1-9][0-9]*)),)
+$(call sp_bad,TIMEOUT must be a positive number of seconds (got '$(TIMEOUT)'))
+endif
+ifneq ($(and $(REPEAT),$(call sp_num,$(REPEAT),[1-9][0-9]*)),)
+$(call sp_bad,REPEAT must be a positive whole number (got '$(REPEAT)'))
+endif
+ifneq ($(and $(PRELOAD),$(filter-out /%,$(PRELOAD))),)
+$(call sp_bad,PRELOAD must be an absolute path (got '$(PRELOAD)'))
+endif
+ifneq ($(and $(PRELOAD),$(if $(wildcard $(PRELOAD)),,x)),)
+$(call sp_bad,PRELOAD library '$(PRELOAD)' does not exist)
+endif
+ifneq ($(and $(BASELINE),$(if $(wildcard $(BASELINE)),,x)),)
+$(call sp_bad,BASELINE report '$(BASELINE)' does not exist)
+endif
+
+# Exit status of `make check` and `make test` is the runner's: 0 every
+# Must holds, 1 a Must failed (or an item broke, crashed or timed out),
+# 2 a usage or set-up error. GNU make turns any failed recipe into 2,
+# except in question mode (-q), where a recipe line marked `+` still runs
+# and its status 1 becomes make's exit status 1 (2 and above stay 2).
+# So these two goals run in question mode, every recipe line they use is
+# a `+` line ($(SP_RUN)), set-up steps exit 2 on failure, and the
+# sub-make that builds runs in normal mode (MAKEFLAGS= drops the -q).
+# Not with -n: a dry run stays dry. tests/test_exit_status.py checks
+# this through make.
+ifneq ($(filter check test,$(MAKECMDGOALS)),)
+ifeq ($(filter-out check test,$(MAKECMDGOALS)),)
+ifeq ($(findstring n,$(filter-out --%,$(firstword -$(MAKEFLAGS)))),)
+MAKEFLAGS += -q
+SP_RUN := +
+endif
+endif
+endif
+SUBMAKE = MAKEFLAGS= $(MAKE) --no-print-directory
+
+.PHONY: all binaries static check check-kernels compare bench soak test test-fresh test-browser list deps clean
 .SECONDARY:
 .DELETE_ON_ERROR:
 
@@ -61,11 +122,11 @@ binaries: $(PROBES) $(BUILD)/sp-isolate $(BUILD)/libspfault.so $(BUILD)/fixtures
 	$(BUILD)/test-probes/misbehave
 
 deps:
-	@scripts/deps.sh $(EXTRA_DEPS)
+	$(SP_RUN)@scripts/deps.sh $(EXTRA_DEPS)
 
 check: deps
-	@$(MAKE) --no-print-directory binaries $(if $(EXTRA_DEPS),static)
-	@exec $(PYTHON) -m runner check $(CHECK_ARGS)
+	$(SP_RUN)@$(SUBMAKE) binaries $(if $(NEED_STATIC),static) || exit 2
+	$(SP_RUN)@exec $(PYTHON) -m runner check $(CHECK_ARGS)
 
 bench: deps
 	@$(MAKE) --no-print-directory binaries static
@@ -94,12 +155,12 @@ list: deps
 	@$(PYTHON) -m runner list
 
 test:
-	@scripts/deps.sh musl-tools busybox-static perl python3-yaml libsocket-wrapper
-	@$(MAKE) --no-print-directory binaries static
-	@py=$(PYTHON) && \
-	echo "== fixture library (cmocka)" && $(BUILD)/fixtures-test && \
+	$(SP_RUN)@scripts/deps.sh musl-tools busybox-static iproute2 perl python3-yaml libsocket-wrapper
+	$(SP_RUN)@$(SUBMAKE) binaries static || exit 2
+	$(SP_RUN)@py=$(PYTHON) || exit 2; \
+	echo "== fixture library (cmocka)" && { $(BUILD)/fixtures-test || exit 1; } && \
 	echo "== runner, reports, CLI, catalogue, fault injection (pytest)" && \
-	$$py -m pytest -q tests && \
+	{ $$py -m pytest -q tests; rc=$$?; [ $$rc = 0 ] || exit $$(( rc == 1 ? 1 : 2 )); } && \
 	echo "== the suite on this machine's kernel" && \
 	$$py -m runner check -q -n 2
 
@@ -108,6 +169,13 @@ test-browser:
 	@scripts/deps.sh chromium
 	@$(MAKE) --no-print-directory binaries
 	@$$(scripts/find-python) -m pytest -q -m browser tests/test_browser.py
+
+# The README's two commands on a fresh Debian 12 root in a container, as
+# root and as a user (scripts/test-fresh; the root is cached under
+# ~/.cache/sockprobe/fresh).
+test-fresh:
+	@scripts/deps.sh debootstrap bubblewrap git
+	@scripts/test-fresh $(if $(REBUILD),--rebuild)
 
 # Static musl builds of the probes and sp-isolate, for guest kernels and
 # LIBC=musl; they use fixtures/lite (a minimal cmocka-compatible runner).

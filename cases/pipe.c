@@ -118,6 +118,11 @@ SP_TEST(pipe_connects_parent_and_child)
 		    n, n < 0 ? sp_errno_name(err) : "-");
 	ASSERT_MEM_EQ("pong", buf, 4);
 	sp_reap_exit(child, 0); /* the child read and answered */
+	/* Without /proc of our own pid namespace the child may simply have
+	 * read after the write: the data checks above still fail a broken
+	 * pipe, but the block on the empty pipe was not shown, so no pass. */
+	if (!sp_have_proc())
+		SKIP("needs /proc of this pid namespace to see the reader block on the empty pipe");
 }
 
 /* 3. One pipe for two-way talk reads back one's own message; two work. */

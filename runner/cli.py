@@ -86,8 +86,9 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _select(tests: list, items: list) -> list:
-    """Map TEST arguments to pytest node ids; unknown names are errors."""
+def _select(tests: list, items: list, families=None) -> list:
+    """Map TEST arguments to pytest node ids; unknown names are errors.
+    With families (FAMILY=...), only the items of those families."""
     nodes = []
     for t in tests:
         probe, _, rest = t.partition("/")
@@ -99,6 +100,10 @@ def _select(tests: list, items: list) -> list:
                 raise CliError("unknown probe '%s' (probes: %s; `make list` shows every test)"
                                % (probe, ", ".join(known)))
             raise CliError("unknown test '%s' (`make list` shows every test)" % t)
+        if families:
+            matches = [i for i in matches if i.family in families or i.family == "none"]
+            if not matches:
+                raise CliError("'%s' has no item of family %s" % (t, ", ".join(families)))
         for i in matches:
             fam = "" if i.family == "none" else "[%s]" % i.family
             nodes.append("cases/%s.c::%s%s" % (i.probe, i.test, fam))
@@ -162,7 +167,7 @@ def cmd_check(a) -> int:
     if not (build / "sp-isolate").exists():
         raise CliError("%s/sp-isolate is not built: run `make check` (it builds first)" % build)
     items = discover.all_items(build)
-    nodes = _repeat_nodes(_select(a.tests, items), a.repeat) if a.tests else ["cases"]
+    nodes = _repeat_nodes(_select(a.tests, items, a.family), a.repeat) if a.tests else ["cases"]
     if a.workers:
         import importlib.util
         if importlib.util.find_spec("xdist") is None:
@@ -178,11 +183,14 @@ def cmd_check(a) -> int:
     rc = host.run(a, build, nodes)
     if rc == pytest.ExitCode.NO_TESTS_COLLECTED:
         raise CliError("no test matched the selection (check -k/-m/--family)")
-    if rc == pytest.ExitCode.USAGE_ERROR:
-        return 2
     if baseline is not None and rc in (0, 1):
         return _judge_baseline(Path(a.reports) / "latest" / "report.json", baseline, a.baseline)
-    return int(rc)
+    # The exit-status contract (README): 0 every Must holds, 1 a Must
+    # failed (or an item broke, crashed or timed out), 2 usage or set-up
+    # error (pytest's usage and internal errors, an unwritable report).
+    if rc == pytest.ExitCode.INTERRUPTED:
+        return 130
+    return int(rc) if rc in (0, 1) else 2
 
 
 def _judge_baseline(latest: Path, baseline: dict, where: str) -> int:

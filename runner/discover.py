@@ -76,7 +76,7 @@ def probe_environment(build: Path = BUILD, isolate: str | None = None,
         for ev in events:
             if ev.kind == "isolation":
                 env["isolation"] = ev.fields.get("mode", "")
-                if ev.fields.get("mode") == "host":
+                if ev.fields.get("mode") == "host" or ev.fields.get("proc") == "outer":
                     env["isolation_reason"] = ev.fields.get("reason", "")
         return env
     return {}

@@ -161,7 +161,8 @@ def result_record(item: Item, outcome: protocol.Outcome, duration: float,
         "isolation": outcome.isolation.get("mode", "none"),
         "duration_s": round(duration, 4),
     }
-    if outcome.isolation.get("mode") == "host":
+    if outcome.isolation.get("mode") == "host" or outcome.isolation.get("proc") == "outer":
+        # host mode, or namespaces whose own /proc could not be mounted
         rec["isolation_reason"] = outcome.isolation.get("reason", "")
     if outcome.verdict in ("fail", "error", "timeout", "broken"):
         tail = (outcome.log + [l for l in stderr.splitlines() if l.strip()])[-20:]

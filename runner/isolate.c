@@ -16,7 +16,14 @@
  *
  * Where namespaces cannot be made (or with --host) the probe runs on the
  * host's loopback. Either way the first line out is the protocol line
- *   @SP1 isolation mode=namespaces|host reason=...
+ *   @SP1 isolation mode=namespaces|host reason=... [proc=own|outer]
+ * proc=outer: the namespace's own /proc could not be mounted (a user
+ * namespace may not mount procfs where the outer /proc has read-only
+ * submounts, as in containers), so the probe sees the outer /proc, whose
+ * pids are not its own; SOCKPROBE_PROC=outer then tells the probe
+ * (sp_have_proc() is false), and the reason says why. As root, where a
+ * user namespace could not mount its /proc, the namespaces are made
+ * without one, which can.
  *
  * With --timeout, a probe still running after SECS is killed with its whole
  * namespace (or process group, on the host) and sp-isolate exits with
@@ -63,9 +70,9 @@ static void arm_timeout(unsigned secs)
 	alarm(secs);
 }
 
-static void say_isolation(const char *mode, const char *reason)
+static void say_isolation_proc(const char *mode, const char *reason, const char *proc)
 {
-	char line[512], esc[400];
+	char line[600], esc[400];
 	size_t n = 0;
 
 	for (const char *p = reason; *p && n + 4 < sizeof(esc); p++) {
@@ -76,9 +83,15 @@ static void say_isolation(const char *mode, const char *reason)
 		}
 	}
 	esc[n] = '\0';
-	n = (size_t)snprintf(line, sizeof(line), "@SP1 isolation mode=%s reason=%s\n", mode, esc);
+	n = (size_t)snprintf(line, sizeof(line), "@SP1 isolation mode=%s reason=%s%s%s\n", mode, esc,
+			     proc ? " proc=" : "", proc ? proc : "");
 	if (write(STDOUT_FILENO, line, n) < 0)
 		_exit(125);
+}
+
+static void say_isolation(const char *mode, const char *reason)
+{
+	say_isolation_proc(mode, reason, NULL);
 }
 
 static void set_preload(void)
@@ -122,14 +135,23 @@ static void pass_on(int status)
 }
 
 /* pid 1 of the new namespace: set up, run the probe, reap, report. */
-static void init_main(char **argv, char **binds, int nbinds, int status_fd)
+static void init_main(char **argv, char **binds, int nbinds, int status_fd, const char *kinds)
 {
 	pid_t probe;
 	int status = 0;
 
 	prctl(PR_SET_PDEATHSIG, SIGKILL);
 	/* mounts are private already (sp_ns_enter): a /proc of this pid ns */
-	mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
+	if (mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) == 0) {
+		say_isolation_proc("namespaces", kinds, "own");
+	} else {
+		char reason[300];
+		snprintf(reason, sizeof(reason), "%s; no /proc of its own (mount proc: %s%s), "
+			 "the probe sees the outer /proc", kinds, strerror(errno),
+			 errno == EPERM ? ": the outer /proc has read-only submounts, as in a container" : "");
+		say_isolation_proc("namespaces", reason, "outer");
+		setenv("SOCKPROBE_PROC", "outer", 1);
+	}
 	for (int i = 0; i < nbinds; i++) {
 		char *dst = strchr(binds[i], ':');
 		*dst++ = '\0';
@@ -159,6 +181,33 @@ static void init_main(char **argv, char **binds, int nbinds, int status_fd)
 	if (write(status_fd, &status, sizeof(status)) != sizeof(status))
 		_exit(125);
 	_exit(0); /* the kernel now kills everything left in the namespace */
+}
+
+/* Can a user namespace of ours mount a /proc for its pid namespace? Not
+ * where the outer /proc is not fully visible (read-only submounts over
+ * its files, as container runtimes make): the kernel refuses with EPERM.
+ * Tried in a throw-away child; only asked as root, who has another way. */
+static int userns_mounts_proc(void)
+{
+	int st = 0;
+	pid_t pid = fork();
+
+	if (pid < 0)
+		return 1;
+	if (pid == 0) {
+		char why[256];
+		if (sp_ns_enter(CLONE_NEWNS | CLONE_NEWPID, why, sizeof(why)) != 0)
+			_exit(0); /* the real attempt will say why */
+		pid_t c = fork();
+		if (c == 0)
+			_exit(mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) == 0 ? 0 : 1);
+		if (c < 0 || waitpid(c, &st, 0) != c)
+			_exit(0);
+		_exit(WIFEXITED(st) ? WEXITSTATUS(st) : 0);
+	}
+	while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
+		;
+	return !(WIFEXITED(st) && WEXITSTATUS(st) == 1);
 }
 
 /* No namespaces: exec the probe, or, with a timeout, run it in a process
@@ -222,7 +271,15 @@ int main(int argc, char **argv)
 		say_isolation("host", "isolation turned off (--host)");
 		run_on_host(argv, timeout);
 	}
-	if (sp_ns_enter(CLONE_NEWNET | CLONE_NEWNS | CLONE_NEWPID, why, sizeof(why)) != 0) {
+	const char *kinds = "user+net+pid+mount";
+	int entered;
+	if (geteuid() == 0 && !userns_mounts_proc()) {
+		kinds = "net+pid+mount as root (no user namespace: one could not mount its own /proc here)";
+		entered = sp_ns_enter_without_user(CLONE_NEWNET | CLONE_NEWNS | CLONE_NEWPID, why, sizeof(why));
+	} else {
+		entered = sp_ns_enter(CLONE_NEWNET | CLONE_NEWNS | CLONE_NEWPID, why, sizeof(why));
+	}
+	if (entered != 0) {
 		if (nbinds) {
 			fprintf(stderr, "sp-isolate: namespaces needed for fixture mounts: %s\n", why);
 			say_isolation("host", why);
@@ -231,8 +288,7 @@ int main(int argc, char **argv)
 		say_isolation("host", why);
 		run_on_host(argv, timeout);
 	}
-	say_isolation("namespaces", "user+net+pid+mount");
-	/* Tells the probe its network namespace is its own (packet capture
+	/* init says the isolation line, once it knows about /proc. Tells the probe its network namespace is its own (packet capture
 	 * on lo then sees nothing but the probe's traffic). */
 	setenv("SOCKPROBE_NETNS", "private", 1);
 
@@ -246,7 +302,7 @@ int main(int argc, char **argv)
 	}
 	if (init == 0) {
 		close(sp[0]);
-		init_main(argv, binds, nbinds, sp[1]);
+		init_main(argv, binds, nbinds, sp[1], kinds);
 	}
 	victim = init; /* killing init kills the whole namespace */
 	arm_timeout(timeout);

@@ -1,7 +1,8 @@
 #!/bin/sh
 # Make sure sockprobe's Debian packages are installed: install them when we
 # are root with apt-get, otherwise say exactly what to install. Exit 0 only
-# when everything needed is there.
+# when everything needed is there, 2 (a set-up error, in the exit-status
+# contract of make check and make test) otherwise.
 set -u
 # Extra packages a run needs (musl-tools, user-mode-linux, ...) come as
 # arguments.
@@ -21,7 +22,7 @@ else
 	"$(dirname "$0")/find-python" >/dev/null 2>&1 || missing="$missing python3-with-pytest,pytest-xdist,pytest-timeout"
 	if [ -n "$missing" ]; then
 		echo "sockprobe: missing:$missing; install them with your package manager" >&2
-		exit 1
+		exit 2
 	fi
 	exit 0
 fi
@@ -36,7 +37,14 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
 		exit 0
 	fi
 	echo "sockprobe: apt-get could not install$missing (log: /tmp/sockprobe-apt.log)" >&2
-	exit 1
+	exit 2
 fi
-echo "sockprobe: missing Debian packages:$missing; install them with: sudo apt-get install -y$missing" >&2
-exit 1
+# The hint names a way this system has: sudo where it is installed and we
+# may use it, otherwise root's own shell.
+if [ "$(id -u)" != 0 ] && command -v sudo >/dev/null 2>&1; then
+	how="sudo apt-get install -y$missing"
+else
+	how="apt-get install -y$missing (as root)"
+fi
+echo "sockprobe: missing Debian packages:$missing; install them with: $how" >&2
+exit 2

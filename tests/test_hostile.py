@@ -103,14 +103,54 @@ def report_of(reports: Path) -> dict:
     return json.loads((reports / "latest" / "report.json").read_text())
 
 
-def drop_to(uid):
+_TREE = []
+
+
+def tree_for_others() -> Path:
+    """What an unprivileged run needs (runner, cases, fixtures, the built
+    probes), copied once to a world-readable temporary directory: the
+    checkout itself may sit in a home no other user can enter (root's
+    0700 /root). Removed at the end of the session (conftest)."""
+    import shutil
+    import tempfile
+    if _TREE:
+        return _TREE[0]
+    d = Path(tempfile.mkdtemp(prefix="sp-hostile-tree-"))
+    d.chmod(0o755)
+    skip = shutil.ignore_patterns("__pycache__", "*.pyc", "reports", "static", "guest", "obj")
+    for name in ("runner", "cases", "fixtures", "build"):
+        shutil.copytree(ROOT / name, d / name, symlinks=True, ignore=skip)
+    shutil.copy(ROOT / "pytest.ini", d / "pytest.ini")
+    for p in [d] + list(d.rglob("*")):
+        if not p.is_symlink():
+            p.chmod(0o755 if p.is_dir() or os.access(p, os.X_OK) else 0o644)
+    _TREE.append(d)
+    return d
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _remove_tree_for_others():
+    yield
+    import shutil
+    for d in _TREE:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def drop_to(uid, tree=None):
     os.setgroups([])
     os.setresgid(uid, uid, uid)
     os.setresuid(uid, uid, uid)
-    os.chdir(str(ROOT))
+    os.chdir(str(tree))
+
+
+def proc_sys_read_only() -> bool:
+    return bool(os.statvfs("/proc/sys").f_flag & os.ST_RDONLY)
 
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to set the scene up")
+needs_writable_sysctls = pytest.mark.skipif(
+    proc_sys_read_only(), reason="needs a writable /proc/sys to set the scene up "
+    "(read-only here, as in a container)")
 
 
 @pytest.fixture
@@ -127,18 +167,26 @@ def open_dir():
 @needs_root
 def test_unprivileged_user_gets_clear_verdicts(open_dir):
     tmp_path = open_dir
-    rc, out = in_child(lambda: drop_to(65534), cli("--reports", str(tmp_path), *ITEMS))
+    tree = tree_for_others()
+    rc, out = in_child(lambda: drop_to(65534, tree), cli("--reports", str(tmp_path), *ITEMS))
     assert rc == 0, out
     doc = report_of(tmp_path)
-    assert {r["verdict"] for r in doc["results"]} == {"pass"}
+    # Every item passes; in a container, where the item's user namespace
+    # cannot mount its own /proc, an item that needs one skips and says so.
+    for r in doc["results"]:
+        assert r["verdict"] == "pass" or (
+            r["verdict"] == "skip" and "/proc" in r["message"]
+            and "outer /proc" in r.get("isolation_reason", "")), r
     assert doc["environment"]["isolation"] == "namespaces"  # unprivileged user namespaces
 
 
 @needs_root
+@needs_writable_sysctls
 def test_without_user_namespaces_items_fall_back_to_host_and_say_so(open_dir):
     """A user namespace of our own where creating further user namespaces
     is forbidden (user.max_user_namespaces=0), entered as a non-root user."""
     tmp_path = open_dir
+    tree = tree_for_others()
 
     def map_ids(pid):  # only real root outside may map a range of ids
         write("/proc/%d/uid_map" % pid, "0 0 65536")
@@ -146,7 +194,7 @@ def test_without_user_namespaces_items_fall_back_to_host_and_say_so(open_dir):
 
     def scene():
         write("/proc/sys/user/max_user_namespaces", "0")
-        drop_to(1000)
+        drop_to(1000, tree)
 
     rc, out = in_child(scene, cli("--reports", str(tmp_path), *ITEMS),
                        before=lambda: unshare(CLONE_NEWUSER), from_parent=map_ids)
@@ -164,7 +212,68 @@ def test_without_user_namespaces_items_fall_back_to_host_and_say_so(open_dir):
                        for r in tcp)
 
 
+MS_RDONLY, MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 1, 32, 4096, 16384, 1 << 18
+CLONE_NEWNS = 0x00020000
+
+
+def mount(src, dst, fstype=None, flags=0, data=None):
+    libc = ctypes.CDLL(None, use_errno=True)
+    enc = lambda v: v.encode() if v is not None else None  # noqa: E731
+    if libc.mount(enc(src), enc(dst), enc(fstype), ctypes.c_ulong(flags), enc(data)) != 0:
+        raise OSError(ctypes.get_errno(), "mount %s" % dst)
+
+
+def like_a_container(real_etc: Path):
+    """This process's own mounts as a container runtime makes them: /proc
+    with a read-only /proc/sys over it (so no user namespace may mount a
+    procfs of its own), and an /etc without hosts."""
+    unshare(CLONE_NEWNS)
+    mount(None, "/", None, MS_REC | MS_PRIVATE)
+    mount("proc", "/proc", "proc")
+    mount("/proc/sys", "/proc/sys", None, MS_BIND | MS_REC)
+    mount(None, "/proc/sys", None, MS_BIND | MS_REMOUNT | MS_RDONLY)
+    mount("/etc", str(real_etc), None, MS_BIND | MS_REC)
+    mount("tmpfs", "/etc", "tmpfs", 0, "mode=0755")
+    for name in os.listdir(str(real_etc)):
+        if name != "hosts":
+            os.symlink(str(real_etc / name), "/etc/" + name)
+
+
 @needs_root
+def test_in_a_container_items_say_they_lack_their_own_proc_and_dns_brings_its_hosts(open_dir):
+    """As a user in a container: sp-isolate cannot mount the namespace's
+    own /proc; it says so, the items that need it skip with the reason
+    (never pass on the outer /proc), and the DNS items create the /etc/hosts
+    the system lacks inside their own mount namespace."""
+    tree = tree_for_others()
+    real_etc = open_dir / "real-etc"
+    real_etc.mkdir()
+    needs_proc = ["tcp/tcp_flow_control_blocks_writer_until_reader_reads",
+                  "pipe/pipe_connects_parent_and_child"]
+    dns = "dns/gethostbyname_reads_the_hosts_file"
+
+    def scene():
+        like_a_container(real_etc)
+        drop_to(65534, tree)
+
+    rc, out = in_child(scene, cli("--reports", str(open_dir / "r"), *ITEMS, *needs_proc, dns))
+    assert rc == 0, out
+    doc = report_of(open_dir / "r")
+    assert doc["environment"]["isolation"] == "namespaces"
+    assert "outer /proc" in doc["environment"]["isolation_reason"]
+    for r in doc["results"]:
+        assert "outer /proc" in r["isolation_reason"], r
+        if r["test"] in needs_proc:
+            assert r["verdict"] == "skip" and "/proc" in r["message"], r
+        elif r["test"] == dns and "dnsmasq" in r["message"]:
+            assert r["verdict"] == "skip", r  # no dnsmasq on this system
+        else:
+            assert r["verdict"] == "pass", r
+    assert not os.path.exists("/etc/.sp-real")  # the real /etc was never written
+
+
+@needs_root
+@needs_writable_sysctls
 def test_without_ipv6_the_ipv6_items_skip_with_the_reason(tmp_path):
     def scene():
         unshare(CLONE_NEWUSER | CLONE_NEWNET)
@@ -220,7 +329,8 @@ def test_ctrl_c_mid_parallel_run_leaves_nothing_and_a_partial_report(tmp_path):
 def test_unwritable_report_directory_is_one_clear_line(open_dir):
     locked = open_dir / "locked"
     locked.mkdir(mode=0o500)
-    rc, out = in_child(lambda: drop_to(65534), cli("--reports", str(locked), ITEMS[0]))
+    tree = tree_for_others()
+    rc, out = in_child(lambda: drop_to(65534, tree), cli("--reports", str(locked), ITEMS[0]))
     assert rc == 2 and "Traceback" not in out
     assert out.strip().splitlines() == [
         "sockprobe: error: cannot write reports to %s: permission denied (choose another "
