@@ -38,3 +38,34 @@ def load(p: Path | None = None) -> dict:
             if m:
                 out[m.group(1)] = m.group(2)
     return out
+
+
+OTHER = "Other"
+_CHAPTER = re.compile(r"^## (.+?)\s*$")
+
+
+def chapters() -> "dict[str, list]":
+    """{chapter: [IDs]}: the catalogue's `##` headings in order (both
+    parts), each with the IDs listed under it."""
+    out = {}
+    for f in paths():
+        cur = None
+        for line in f.read_text(encoding="utf-8").splitlines():
+            m = _CHAPTER.match(line)
+            if m:
+                cur = out.setdefault(m.group(1), [])
+                continue
+            m = _ID.match(line)
+            if m and cur is not None:
+                cur.append(m.group(1))
+    return out
+
+
+def chapter_of() -> "dict[str, str]":
+    """{ID: its chapter}; an ID outside the catalogue belongs to OTHER."""
+    return {i: c for c, ids in chapters().items() for i in ids}
+
+
+def short(chapter: str) -> str:
+    """A chapter heading without its source note: `TCP (notes: ...)` -> `TCP`."""
+    return re.sub(r"\s*\((notes|textbook)[^)]*\)\s*$", "", chapter)

@@ -132,12 +132,40 @@ def table(groups: "OrderedDict[str, list]") -> dict:
     for key in sorted(verdicts, key=lambda k: (order.index(k[0]), str(k[1]))):
         if key not in rows:
             rows[key] = classify(verdicts[key])
+    item_ids = {}
+    for runs in groups.values():
+        for _, doc in runs:
+            for r in doc["results"]:
+                item_ids.setdefault(r["item"], r["ids"])
     obs = OrderedDict()
     for key, cols in values.items():
         cells, kind = classify(cols)
         if kind != "same":
             obs[key] = (cells, kind)
-    return {"rows": rows, "observations": obs}
+    return {"rows": rows, "observations": obs, "item_ids": item_ids}
+
+
+def chapter(t: dict, key) -> str:
+    """The catalogue chapter of a row: (ID, family) or (item, value key)."""
+    of = _chapters()
+    if key in t["rows"]:
+        return of.get(key[0], catalogue.OTHER)
+    ids = t.get("item_ids", {}).get(key[0], [])
+    return of.get(ids[0], catalogue.OTHER) if ids else catalogue.OTHER
+
+
+def _chapters() -> dict:
+    return catalogue.chapter_of()
+
+
+def by_chapter(t: dict, rows: list) -> list:
+    """rows (key, value) grouped by catalogue chapter, in catalogue order
+    (stable within a chapter): [(chapter, [(key, value), ...]), ...]."""
+    order = list(catalogue.chapters()) + [catalogue.OTHER]
+    out = OrderedDict()
+    for k, v in rows:
+        out.setdefault(chapter(t, k), []).append((k, v))
+    return sorted(out.items(), key=lambda cv: order.index(cv[0]) if cv[0] in order else len(order))
 
 
 def headline(t: dict) -> list:
@@ -185,18 +213,24 @@ def render_text(labels, t) -> str:
         "%-*s" % (c, str(n)) for n, c in enumerate(cols, 1)))
     if diff:
         out += ["", "verdicts that differ:", head]
-        for (i, f), (row, _) in diff:
-            out.append("%-*s  %s <" % (w, "%s [%s]" % (i, f or "-"),
-                                       "  ".join("%-*s" % (c, v) for c, v in zip(cols, row))))
+        for ch, rows in by_chapter(t, diff):
+            out.append("-- %s" % catalogue.short(ch))
+            for (i, f), (row, _) in rows:
+                out.append("%-*s  %s <" % (w, "%s [%s]" % (i, f or "-"),
+                                           "  ".join("%-*s" % (c, v) for c, v in zip(cols, row))))
     if vals:
         out += ["", "recorded values that differ:"]
-        for (item, k), (row, _) in vals:
-            out.append("  %s %s: %s" % (item, k, " | ".join(row)))
+        for ch, rows in by_chapter(t, vals):
+            out.append("-- %s" % catalogue.short(ch))
+            for (item, k), (row, _) in rows:
+                out.append("  %s %s: %s" % (item, k, " | ".join(row)))
     if varies:
         out += ["", "varies within a system (run-to-run, not a difference):"]
-        for key, (row, _) in varies:
-            name = "%s [%s]" % (key[0], key[1] or "-") if key in t["rows"] else "%s %s" % key
-            out.append("  %s: %s" % (name, " | ".join(row)))
+        for ch, rows in by_chapter(t, varies):
+            out.append("-- %s" % catalogue.short(ch))
+            for key, (row, _) in rows:
+                name = "%s [%s]" % (key[0], key[1] or "-") if key in t["rows"] else "%s %s" % key
+                out.append("  %s: %s" % (name, " | ".join(row)))
     out += ["", "%d identical row%s folded" % (len(same), "" if len(same) == 1 else "s")]
     return "\n".join(out) + "\n"
 
@@ -211,26 +245,32 @@ def render_md(labels, paths, t) -> str:
         out.append("- system %d: %s (%s)" % (i, l, ", ".join("`%s`" % p for p in ps)))
 
     def verdict_table(rows, bold):
-        lines = ["", "| behavior | family | " + " | ".join(runs) + " |",
-                 "|---|---|" + "---|" * n]
-        for (i, f), (row, _) in rows:
-            cells = ["**%s**" % v if bold else v for v in row]
-            lines.append("| %s | %s | %s |" % (i, f or "-", " | ".join(cells)))
+        lines = []
+        for ch, group in by_chapter(t, rows):  # one table per catalogue chapter
+            lines += ["", "### %s" % catalogue.short(ch), "",
+                      "| behavior | family | " + " | ".join(runs) + " |", "|---|---|" + "---|" * n]
+            for (i, f), (row, _) in group:
+                cells = ["**%s**" % v if bold else v for v in row]
+                lines.append("| %s | %s | %s |" % (i, f or "-", " | ".join(cells)))
         return lines
 
     if diff:
         out += ["", "## Verdicts that differ"] + verdict_table(diff, True)
     if vals:
-        out += ["", "## Recorded values that differ", "",
-                "| item | value | " + " | ".join(runs) + " |", "|---|---|" + "---|" * n]
-        for (item, k), (row, _) in vals:
-            out.append("| `%s` | %s | %s |" % (item, k, " | ".join(v.replace("|", "\\|") for v in row)))
+        out += ["", "## Recorded values that differ"]
+        for ch, group in by_chapter(t, vals):
+            out += ["", "### %s" % catalogue.short(ch), "",
+                    "| item | value | " + " | ".join(runs) + " |", "|---|---|" + "---|" * n]
+            for (item, k), (row, _) in group:
+                out.append("| `%s` | %s | %s |" % (item, k, " | ".join(v.replace("|", "\\|") for v in row)))
     if varies:
-        out += ["", "## Varies within a system", "",
-                "| row | " + " | ".join(runs) + " |", "|---|" + "---|" * n]
-        for key, (row, _) in varies:
-            name = "%s [%s]" % (key[0], key[1] or "-") if key in t["rows"] else "`%s` %s" % key
-            out.append("| %s | %s |" % (name, " | ".join(v.replace("|", "\\|") for v in row)))
+        out += ["", "## Varies within a system"]
+        for ch, group in by_chapter(t, varies):
+            out += ["", "### %s" % catalogue.short(ch), "",
+                    "| row | " + " | ".join(runs) + " |", "|---|" + "---|" * n]
+            for key, (row, _) in group:
+                name = "%s [%s]" % (key[0], key[1] or "-") if key in t["rows"] else "`%s` %s" % key
+                out.append("| %s | %s |" % (name, " | ".join(v.replace("|", "\\|") for v in row)))
     out += ["", "<details><summary>%d identical rows</summary>" % len(same)]
     out += verdict_table(same, False) + ["", "</details>"]
     return "\n".join(out) + "\n"
@@ -258,6 +298,12 @@ def render_html(labels, paths, t) -> str:
     out.append("</ul>")
 
     def rows_html(rows, cls):
+        for ch, group in by_chapter(t, rows):
+            out.append("<tr class='chapter'><th colspan='%d'>%s</th></tr>" % (
+                n + 2, e(catalogue.short(ch))))
+            rows_one(group, cls)
+
+    def rows_one(rows, cls):
         for (i, f), (row, _) in rows:
             out.append("<tr class='%s' data-id='%s'><td>%s</td><td>%s</td>%s</tr>" % (
                 cls, e(i), e(i), e(f or "-"),
@@ -271,6 +317,7 @@ def render_html(labels, paths, t) -> str:
         out.append("<h2>Recorded values</h2><table id='values'><tr><th>item</th><th>value</th>%s</tr>"
                    % ths)
         for cls, rows in (("diff", vals), ("varies", [(k, v) for k, v in varies if k not in t["rows"]])):
+            rows = [kv for _, group in by_chapter(t, rows) for kv in group]
             for (item, k), (row, _) in rows:
                 out.append("<tr class='%s'><td><code>%s</code></td><td>%s</td>%s</tr>" % (
                     cls, e(item), e(k), "".join("<td>%s</td>" % e(v) for v in row)))

@@ -10,9 +10,13 @@ Applied to one result:
   not fail the run), with the reason and link kept in `expected`;
 - the verdict is `pass`: `xpass` (the deviation is gone; listed as fixed);
 - anything else stays as it is (a different failure is still a failure).
-The most specific key wins: item, then test, then ID."""
+The most specific key wins: item, then test, then ID, then a pattern: a
+key with `*` is a pattern over items (`*` matches anything, nothing else
+is special; `*[ipv6]`: every IPv6 item), for a deviation with one cause across many items (a stack that
+refuses ::1); the first matching pattern in file order applies."""
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -77,6 +81,10 @@ def match(rec: dict, table: dict):
     for key in [rec.get("item"), rec.get("test")] + list(rec.get("ids", [])):
         if key and key in table:
             return table[key]
+    item = rec.get("item") or rec.get("test") or ""
+    for key, e in table.items():
+        if "*" in key and re.fullmatch(".*".join(map(re.escape, key.split("*"))), item):
+            return e
     return None
 
 

@@ -221,9 +221,16 @@ def summary(report: dict) -> str:
         lines += ["**Premises the stack under test refused** (the kernel has them; a finding "
                   "against the stack, not the environment): " +
                   "; ".join("%s in %d item(s)" % kv for kv in refused.items()), ""]
-    lines += ["| behavior | ipv4 | ipv6 | no family | observations |",
-              "|---|---|---|---|---|"]
-    for i, rs in by_id.items():
+    chapter = catalogue.chapter_of()
+    current = None
+    for i, rs in sorted(by_id.items(), key=lambda kv: _chapter_rank(chapter, kv[0])):
+        # rows grouped by catalogue chapter (the `##` headings), one table each
+        if chapter.get(i, catalogue.OTHER) != current:
+            lines += [""] if current else []
+            current = chapter.get(i, catalogue.OTHER)
+            lines += ["### %s" % current, "",
+                      "| behavior | ipv4 | ipv6 | no family | observations |",
+                      "|---|---|---|---|---|"]
         cells = []
         for fam in ("ipv4", "ipv6", None):
             vs = [r["verdict"] for r in rs if r["family"] == fam]
@@ -257,6 +264,12 @@ def summary(report: dict) -> str:
             lines.append("- `%s`: %s%s" % (r["item"], _md(r.get("message", "")),
                                            " (%s)" % at if at else ""))
     return "\n".join(lines) + "\n"
+
+
+def _chapter_rank(chapter: dict, id_: str) -> int:
+    """Sort key keeping catalogue order, IDs outside the catalogue last."""
+    order = list(dict.fromkeys(chapter.values()))
+    return order.index(chapter[id_]) if id_ in chapter else len(order)
 
 
 def _cell(verdicts: list) -> str:
