@@ -7,9 +7,11 @@ end, the whole group is killed, so nothing a probe started survives it.
 from __future__ import annotations
 
 import os
+import shutil
 import select
 import signal
 import subprocess
+import tempfile
 import threading
 import time
 from dataclasses import dataclass
@@ -89,14 +91,42 @@ def run_item(item: Item, settings: Settings) -> dict:
     cmd = command(item, settings)
     start = time.monotonic()
     timed_out = False
+    env = probe_env(settings)
+    own_dir = _own_socket_wrapper_dir(env, settings)
     try:
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                stdin=subprocess.DEVNULL, env=probe_env(settings),
+                                stdin=subprocess.DEVNULL, env=env,
                                 start_new_session=True)
     except OSError as e:
+        if own_dir:
+            shutil.rmtree(own_dir, ignore_errors=True)
         return result_record(item, protocol.Outcome(
             verdict="error", message="cannot start %s: %s" % (cmd[0], e.strerror)),
             0.0, "")
+    try:
+        return _finish(item, settings, proc, start)
+    finally:
+        if own_dir:
+            shutil.rmtree(own_dir, ignore_errors=True)
+
+
+def _own_socket_wrapper_dir(env: dict, settings: Settings):
+    """socket_wrapper's SOCKET_WRAPPER_DIR is its emulated network (one
+    Unix socket file per address and port). Each item has a network
+    namespace of its own, so it gets a directory of its own under the one
+    given: items running in parallel (all pid 2 in their pid namespaces,
+    so socket_wrapper picks them the same ports) must not meet in a
+    shared one. Returns the directory to remove afterwards, or None."""
+    base = env.get("SOCKET_WRAPPER_DIR")
+    if not (settings.preload and base and os.path.isdir(base)):
+        return None
+    d = tempfile.mkdtemp(prefix="item-", dir=base)
+    env["SOCKET_WRAPPER_DIR"] = d
+    return d
+
+
+def _finish(item: Item, settings: Settings, proc, start: float) -> dict:
+    timed_out = False
     out, err = bytearray(), bytearray()
     readers = [threading.Thread(target=_drain, args=(proc.stdout, out), daemon=True),
                threading.Thread(target=_drain, args=(proc.stderr, err), daemon=True)]
