@@ -32,6 +32,8 @@
 #
 #   make compare REPORTS="a/report.json b/report.json"   side-by-side table
 #   make check-kernels   host, UML 6.1, QEMU 6.1, QEMU 6.12, then a comparison
+#   make matrix          every target this machine runs (host, UML, QEMU 6.1/6.12, musl,
+#                        socket_wrapper, proot, valgrind) with its expectations -> docs/matrix.md
 CC      ?= cc
 CFLAGS  ?= -O2 -g
 CFLAGS  += -std=gnu11 -pthread -Wall -Wextra -Werror=implicit-function-declaration -Ifixtures
@@ -149,6 +151,17 @@ check-kernels:
 	@scripts/deps.sh musl-tools busybox-static user-mode-linux qemu-system-x86
 	@$(MAKE) --no-print-directory binaries static
 	@exec $(PYTHON) -m runner kernels $(if $(TIMEOUT),--timeout $(TIMEOUT))
+
+# The reference matrix (runner/refmatrix.py): each target with its
+# expectations/<target>.tsv, written as docs/matrix.md. Targets whose
+# packages cannot be installed are skipped, and the page says why.
+.PHONY: matrix
+matrix:
+	@scripts/deps.sh musl-tools busybox-static
+	@scripts/deps.sh user-mode-linux qemu-system-x86 proot valgrind libsocket-wrapper || \
+		echo "sockprobe: the targets these packages serve are skipped"
+	@$(MAKE) --no-print-directory binaries static
+	@exec $(PYTHON) -m runner matrix $(if $(TIMEOUT),--timeout $(TIMEOUT)) $(if $(REPORT_DIR),--reports $(REPORT_DIR))
 
 list: deps
 	@$(MAKE) --no-print-directory binaries

@@ -81,6 +81,9 @@ def _parser() -> argparse.ArgumentParser:
     k.add_argument("--reports", default=str(ROOT / "reports"), help="report directory")
     from . import mutate
     mutate.add_arguments(sub.add_parser("mutate", help="run every fault against the suite; score"))
+    from . import refmatrix
+    refmatrix.add_arguments(sub.add_parser(
+        "matrix", help="every target this machine can run, written as docs/matrix.md"))
     sub.add_parser("list", help="list tests with their catalogue IDs").add_argument(
         "--build", default=str(discover.BUILD))
     return p
@@ -336,6 +339,12 @@ def main(argv=None) -> int:
             return cmd_kernels(a)
         if a.cmd == "soak":
             return cmd_soak(a)
+        if a.cmd == "matrix":
+            from . import refmatrix
+            try:
+                return refmatrix.cmd(a)
+            except (refmatrix.MatrixError, expect.ExpectError, report.ReportError) as e:
+                raise CliError(str(e))
         if a.cmd == "mutate":
             from . import mutate
             return mutate.cmd(a)
