@@ -67,7 +67,8 @@ def test_unknown_target_names_the_known_ones():
 def test_shipped_expectation_files_parse():
     for f in sorted(expect.DIR.glob("*.tsv")):
         t = expect.load(f)
-        assert t, f
+        # a target with no deviation says so in a comment (proot.tsv)
+        assert t or "# None" in f.read_text(), f
         for e in t.values():
             assert len(e.reason) > 15, "%s: say what the stack does differently" % e.where
 
