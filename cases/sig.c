@@ -342,9 +342,12 @@ SP_TEST(signal_interrupts_blocking_read_unless_sa_restart)
 	static const char *call[] = { "read() on a pipe", "recv() on a socket" };
 	(void)ctx;
 
+	/* An environment without its own /proc (a container's read-only
+	 * /proc) cannot show the call asleep before the signal: skip, as for
+	 * any item that needs /proc, rather than blame the test set-up. */
 	if (!sp_have_proc())
-		BROKEN("no /proc of our own: cannot see the probe asleep in the call "
-		       "before interrupting it");
+		SKIP("needs /proc of this pid namespace to see the probe asleep in the call "
+		     "before interrupting it");
 	for (int mode = 0; mode < 2; mode++) {
 		char got;
 		int err;

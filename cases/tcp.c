@@ -455,8 +455,10 @@ SP_TEST(tcp_flow_control_blocks_writer_until_reader_reads)
 	int l = sp_tcp_listener(ctx, SMALL_BUF), s;
 	struct blocking_writer w;
 
-	if (!sp_have_proc())
-		SKIP("needs /proc of this pid namespace to see the writer blocked");
+	/* Without /proc of our own the writer's sleep cannot be seen: every
+	 * other check still runs (exact counts, no EAGAIN, bytes intact), and
+	 * a conformant run ends as a skip, never a pass. */
+	int see_sleep = sp_have_proc();
 	w.fd = sp_tcp_connect(ctx, l);
 	s = accept_queued(l);
 	small_rcvbuf(s);
@@ -481,13 +483,18 @@ SP_TEST(tcp_flow_control_blocks_writer_until_reader_reads)
 		const char *call = sp_io_out_name(api);
 		sp_barrier_wait(&w.about[api]);
 		/* The writer fills the buffers, then sleeps inside the call. */
-		int asleep = sp_wait_proc_state(writer, 'S');
-		ASSERT_TRUE(asleep || sp_proc_state(writer) != 'Z',
-			    "the writer stays in a blocking %s() once buffers are full; it ended "
-			    "instead (its own failure, reported first, says how the call returned)",
-			    call);
-		ASSERT_TRUE(asleep, "the writer sleeps in a blocking %s() once buffers are full "
-			    "(state %c)", call, sp_proc_state(writer));
+		if (see_sleep) {
+			int asleep = sp_wait_proc_state(writer, 'S');
+			ASSERT_TRUE(asleep || sp_proc_state(writer) != 'Z',
+				    "the writer stays in a blocking %s() once buffers are full; it "
+				    "ended instead (its own failure, reported first, says how the "
+				    "call returned)", call);
+			ASSERT_TRUE(asleep, "the writer sleeps in a blocking %s() once buffers are "
+				    "full (state %c)", call, sp_proc_state(writer));
+		} else {
+			/* At least: the buffers filled up to what they hold. */
+			sp_wait_inq(s, rcv / 2);
+		}
 		int queued = 0;
 		ASSERT_SYS(ioctl(s, FIONREAD, &queued));
 		if (api == 0)
@@ -512,6 +519,9 @@ SP_TEST(tcp_flow_control_blocks_writer_until_reader_reads)
 		    "every blocking write call took all its bytes (writer status 0x%x)", st);
 	ASSERT_ERRNO(recv(s, in, 1, MSG_DONTWAIT), EAGAIN); /* nothing extra */
 	free(in);
+	if (!see_sleep)
+		SKIP("needs /proc of this pid namespace to see the writer asleep in the call "
+		     "(counts and data were checked and held)");
 }
 
 /* 7. write() returns once the bytes are in the local send buffer, before

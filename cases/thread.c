@@ -324,7 +324,7 @@ static void *add_under_lock(void *arg)
 	return NULL;
 }
 
-struct contender { pthread_mutex_t *m; int trylock; volatile int locked; volatile pid_t tid; };
+struct contender { pthread_mutex_t *m; int trylock; volatile int tried, locked; volatile pid_t tid; };
 
 static void *try_then_lock(void *arg)
 {
@@ -334,10 +334,17 @@ static void *try_then_lock(void *arg)
 	k->trylock = pthread_mutex_trylock(k->m);
 	if (k->trylock == 0)
 		pthread_mutex_unlock(k->m);
+	__atomic_store_n(&k->tried, 1, __ATOMIC_RELEASE);
 	pthread_mutex_lock(k->m);
 	k->locked = 1;
 	pthread_mutex_unlock(k->m);
 	return NULL;
+}
+
+static int contender_tried(void *arg)
+{
+	struct contender *k = arg;
+	return __atomic_load_n(&k->tried, __ATOMIC_ACQUIRE);
 }
 
 static int contender_locked_or_asleep(void *arg)
@@ -368,10 +375,14 @@ SP_TEST(thread_mutex_keeps_every_increment)
 	pthread_t ct;
 	ASSERT_EQ(0, pthread_mutex_lock(&m));
 	ASSERT_EQ(0, pthread_create(&ct, NULL, try_then_lock, &k));
+	/* The trylock must happen while main holds the mutex, /proc or not. */
+	int tried = sp_wait_until(contender_tried, &k, sp_wait_ms());
 	int seen = sp_have_proc() ? sp_wait_until(contender_locked_or_asleep, &k, sp_wait_ms()) : 0;
 	int locked_while_held = k.locked;
 	ASSERT_EQ(0, pthread_mutex_unlock(&m));
 	ASSERT_EQ(0, pthread_join(ct, NULL));
+	ASSERT_TRUE(tried, "the other thread's pthread_mutex_trylock returned within %d ms "
+		    "while main held the mutex", sp_wait_ms());
 	ASSERT_EQ(EBUSY, k.trylock);
 	if (seen)
 		ASSERT_TRUE(!locked_while_held,
