@@ -7,8 +7,9 @@ explained by the line of expectations/<target>.tsv that covers it.
 
 A difference is an item whose verdict (before expectations: an xfail
 counts as the verdict it was expected to have) is not the host's. Each
-one is numbered per target (`uml-1`) and explained once per chapter as
-`- [uml-1] expectations/uml.tsv: `KEY` -> verdict: reason <link>; items: ...`;
+cause (expectation lines with the same verdict, reason and link) is
+numbered per target (`uml-1`) and explained once per chapter as
+`- [uml-1] expectations/uml.tsv: `KEY`, `KEY2` -> verdict: reason <link>; items: ...`;
 a difference no expectation covers is marked UNEXPLAINED and makes the
 command exit 1. tests/test_matrix_doc.py checks the committed page
 against the expectation files without running anything.
@@ -196,8 +197,9 @@ def render(runs: "OrderedDict[str, tuple]", took: dict | None) -> tuple:
     items = {n: {r["item"]: r for r in d["results"]} for n, (d, _) in runs.items() if d}
     tables = {n: expect.load(expect.DIR / (n + ".tsv")) if (expect.DIR / (n + ".tsv")).is_file()
               else {} for n in cols}
-    # per target: expectation key -> note number; per (target, key): items
+    # per target: cause (verdict, reason, link) -> note number; keys used
     numbers = {n: OrderedDict() for n in cols}
+    used = {n: set() for n in cols}
     unexplained = []
     by_id = OrderedDict()  # id -> {target: [item results]}
     for n in cols:
@@ -236,7 +238,7 @@ def render(runs: "OrderedDict[str, tuple]", took: dict | None) -> tuple:
     for ch, ids in chapters.items():
         out += ["", "## %s" % catalogue.short(ch), "",
                 "| behavior | " + " | ".join(cols) + " |", "|---|" + "---|" * len(cols)]
-        notes = OrderedDict()  # (target, key) -> [items]
+        notes = OrderedDict()  # (target, note number) -> ([keys], [items])
         for i in ids:
             per = by_id.get(i, {})
             if "host" not in per:
@@ -260,24 +262,33 @@ def render(runs: "OrderedDict[str, tuple]", took: dict | None) -> tuple:
                         unexplained.append("%s: %s is %s, host %s" % (
                             n, r["item"], raw(r), raw(host[r["item"]])))
                         continue
-                    num = numbers[n].setdefault(k, len(numbers[n]) + 1)
+                    e = tables[n][k]
+                    cause = (e.verdict, e.reason, e.link)
+                    num = numbers[n].setdefault(cause, len(numbers[n]) + 1)
+                    used[n].add(k)
                     ref = "%s-%d" % (n, num)
                     if ref not in refs:
                         refs.append(ref)
-                    lst = notes.setdefault((n, k), [])
-                    if r["item"] not in lst:
-                        lst.append(r["item"])
+                    keys, its = notes.setdefault((n, num), ([], []))
+                    if k not in keys:
+                        keys.append(k)
+                    if r["item"] not in its:
+                        its.append(r["item"])
+                refs.sort(key=lambda x: (x == "UNEXPLAINED", int(x.rsplit("-", 1)[-1])
+                                         if x != "UNEXPLAINED" else 0))
                 cells.append("**%s** [%s]" % (v, ", ".join(refs)) if refs else v)
             out.append("| %s | %s |" % (i, " | ".join(cells)))
         if notes:
             out.append("")
-            for (n, k), its in notes.items():
-                e = tables[n][k]
-                out.append("- [%s-%d] expectations/%s.tsv: `%s` -> %s: %s%s; items: %s" % (
-                    n, numbers[n][k], n, k, e.verdict, e.reason.replace("|", "\\|"),
-                    " <%s>" % e.link if e.link else "", ", ".join("`%s`" % x for x in its)))
+            for (n, num), (keys, its) in sorted(notes.items(), key=lambda kv: (
+                    cols.index(kv[0][0]), kv[0][1])):
+                e = tables[n][keys[0]]
+                out.append("- [%s-%d] expectations/%s.tsv: %s -> %s: %s%s; items: %s" % (
+                    n, num, n, ", ".join("`%s`" % k for k in keys), e.verdict,
+                    e.reason.replace("|", "\\|"), " <%s>" % e.link if e.link else "",
+                    ", ".join("`%s`" % x for x in its)))
     # expectation lines no difference used: stale, or about an item the host fails too
-    stale = [(n, k) for n in cols if n != "host" for k in tables[n] if k not in numbers[n]]
+    stale = [(n, k) for n in cols if n != "host" for k in tables[n] if k not in used[n]]
     for n, k in stale:
         unexplained.append("%s: expectation `%s` (%s) matches no difference from the host" % (
             n, k, tables[n][k].where))
@@ -292,5 +303,5 @@ def _worst(verdicts: list) -> str:
 
 
 NOTE = re.compile(r"^- \[(?P<ref>[\w.-]+-\d+)\] expectations/(?P<target>[\w.-]+)\.tsv: "
-                  r"`(?P<key>[^`]+)` -> (?P<verdict>\w+): (?P<reason>.*?)(?: <(?P<link>\S+)>)?; "
+                  r"(?P<keys>`[^`]+`(?:, `[^`]+`)*) -> (?P<verdict>\w+): (?P<reason>.*?)(?: <(?P<link>\S+)>)?; "
                   r"items: (?P<items>.*)$")

@@ -26,7 +26,9 @@ def parse(text):
                 cells.append((row[0], col, c))
         m = refmatrix.NOTE.match(line)
         if m:
-            notes.setdefault(m.group("ref"), []).append(m.groupdict())
+            n = m.groupdict()
+            n["keys"] = re.findall(r"`([^`]+)`", n["keys"])
+            notes.setdefault(m.group("ref"), []).append(n)
     return cols, cells, notes
 
 
@@ -60,16 +62,18 @@ def test_every_difference_has_its_expectation_line(doc):
     for ref, ns in notes.items():
         for n in ns:
             table = expect.load(expect.DIR / (n["target"] + ".tsv"))
-            assert n["key"] in table, "%s: %s is not in expectations/%s.tsv" % (
-                ref, n["key"], n["target"])
-            e = table[n["key"]]
-            assert (n["verdict"], n["reason"].replace("\\|", "|"), n["link"] or "") == \
-                (e.verdict, e.reason, e.link), "%s: the matrix's note differs from %s" % (ref, e.where)
+            for key in n["keys"]:
+                assert key in table, "%s: %s is not in expectations/%s.tsv" % (
+                    ref, key, n["target"])
+                e = table[key]
+                assert (n["verdict"], n["reason"].replace("\\|", "|"), n["link"] or "") == \
+                    (e.verdict, e.reason, e.link), "%s: the matrix's note differs from %s" % (
+                        ref, e.where)
 
 
 def test_every_expectation_line_appears_in_the_matrix(doc):
     cols, _, notes = parse(doc)
-    used = {(n["target"], n["key"]) for ns in notes.values() for n in ns}
+    used = {(n["target"], k) for ns in notes.values() for n in ns for k in n["keys"]}
     skipped = not_run(doc)
     for f in sorted(expect.DIR.glob("*.tsv")):
         if f.stem in skipped:
@@ -99,23 +103,27 @@ def _rec(item, ids, verdict, fam="ipv4", expected=None):
 def test_render_explains_differences_and_flags_the_rest(tmp_path, monkeypatch):
     (tmp_path / "stack.tsv").write_text(
         "tcp/a[ipv6]\tfail\tthe stack deviates\thttps://example.invalid/bug\n"
-        "tcp/gone\tfail\tno longer happens\n")
+        "tcp/gone\tfail\tno longer happens\n"
+        "tcp/c[ipv6]\tfail\tthe stack deviates\thttps://example.invalid/bug\n")
     monkeypatch.setattr(expect, "DIR", tmp_path)
     env = {"kernel": "k", "libc": "glibc"}
     host = {"environment": env, "results": [
         _rec("tcp/a[ipv4]", ["TCP-BOUNDARY-COALESCE"], "pass"),
         _rec("tcp/a[ipv6]", ["TCP-BOUNDARY-COALESCE"], "pass", "ipv6"),
-        _rec("tcp/b[ipv4]", ["TCP-BOUNDARY-SPLIT"], "pass")]}
+        _rec("tcp/b[ipv4]", ["TCP-BOUNDARY-SPLIT"], "pass"),
+        _rec("tcp/c[ipv6]", ["TCP-BOUNDARY-COALESCE"], "pass", "ipv6")]}
     stack = {"environment": env, "results": [
         _rec("tcp/a[ipv4]", ["TCP-BOUNDARY-COALESCE"], "pass"),
         _rec("tcp/a[ipv6]", ["TCP-BOUNDARY-COALESCE"], "xfail", "ipv6", expected="fail"),
-        _rec("tcp/b[ipv4]", ["TCP-BOUNDARY-SPLIT"], "skip")]}
+        _rec("tcp/b[ipv4]", ["TCP-BOUNDARY-SPLIT"], "skip"),
+        _rec("tcp/c[ipv6]", ["TCP-BOUNDARY-COALESCE"], "xfail", "ipv6", expected="fail")]}
     runs = OrderedDict([("host", (host, None)), ("stack", (stack, None)),
                         ("gone", (None, "qemu-system-x86_64 not installed"))])
     text, unexplained = refmatrix.render(runs, None)
     assert "| TCP-BOUNDARY-COALESCE | pass | **fail** [stack-1] |" in text
-    assert ("- [stack-1] expectations/stack.tsv: `tcp/a[ipv6]` -> fail: the stack deviates "
-            "<https://example.invalid/bug>; items: `tcp/a[ipv6]`") in text
+    # two lines with one cause share a note
+    assert ("- [stack-1] expectations/stack.tsv: `tcp/a[ipv6]`, `tcp/c[ipv6]` -> fail: the "
+            "stack deviates <https://example.invalid/bug>; items: `tcp/a[ipv6]`, `tcp/c[ipv6]`") in text
     assert "| TCP-BOUNDARY-SPLIT | pass | **skip** [UNEXPLAINED] |" in text
     assert "- **gone**: not run here: qemu-system-x86_64 not installed" in text
     assert any("tcp/b[ipv4] is skip, host pass" in u for u in unexplained)
