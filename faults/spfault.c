@@ -182,6 +182,15 @@ int spfault_on(const char *name)
 
 #define on(name) spfault_on(name)
 
+/* Hooks of faults/opt.c (catalogue 2: OPT-*, CONN-*, FLAG-*). */
+int spfault_opt_recv_flags(int fd, int flags);
+int spfault_opt_send_flags(int fd, int flags);
+void spfault_opt_getsockopt(int fd, int level, int opt, void *val, socklen_t *len);
+int spfault_opt_connect(int fd, int r);
+int spfault_opt_accept_begin(int l);
+void spfault_opt_accept_end(int l, int fl);
+int spfault_opt_bind(int fd, const struct sockaddr *a, socklen_t len, int r);
+
 #define REAL(ret, name, ...)                                                \
 	static ret (*real_##name)(__VA_ARGS__);                             \
 	static void load_##name(void)                                       \
@@ -336,6 +345,8 @@ ssize_t read(int fd, void *buf, size_t n)
 ssize_t recv(int fd, void *buf, size_t n, int flags)
 {
 	load_recv();
+	if ((flags = spfault_opt_recv_flags(fd, flags)) < 0)
+		return -1;
 	ssize_t r = real_recv(fd, buf, cap_stream(fd, n), flags);
 	note_recv(fd);
 	return merge_dgrams(fd, buf, n, after_stream_read(fd, r));
@@ -344,6 +355,8 @@ ssize_t recv(int fd, void *buf, size_t n, int flags)
 ssize_t recvfrom(int fd, void *buf, size_t n, int flags, struct sockaddr *from, socklen_t *len)
 {
 	load_recvfrom();
+	if ((flags = spfault_opt_recv_flags(fd, flags)) < 0)
+		return -1;
 	ssize_t r = real_recvfrom(fd, buf, cap_stream(fd, n), flags, from, len);
 	note_recv(fd);
 	/* recvfrom_hides_source: every datagram seems to come from the first
@@ -360,6 +373,8 @@ ssize_t recvfrom(int fd, void *buf, size_t n, int flags, struct sockaddr *from, 
 ssize_t recvmsg(int fd, struct msghdr *mh, int flags)
 {
 	load_recvmsg();
+	if ((flags = spfault_opt_recv_flags(fd, flags)) < 0)
+		return -1;
 	ssize_t r = real_recvmsg(fd, mh, flags);
 	note_recv(fd);
 	/* dgram_no_trunc_flag: truncation goes unreported. */
@@ -426,6 +441,11 @@ static socklen_t ss_len(const struct sockaddr_storage *ss)
 
 static ssize_t faulty_send(int fd, const void *buf, size_t n, int flags, int via_write)
 {
+	int opt_flags = spfault_opt_send_flags(fd, flags); /* faults/opt.c */
+	if (opt_flags != flags) {
+		flags = opt_flags;
+		via_write = 0; /* write() on a socket is send(..., 0) */
+	}
 	if (fd >= 0 && fd < MAXFD && is_dgram(fd)) {
 		struct sockaddr_storage to;
 		if (dgram_dest(fd, &to)) {
@@ -491,6 +511,7 @@ ssize_t sendto(int fd, const void *buf, size_t n, int flags, const struct sockad
 	load_sendto();
 	if (!to)
 		return faulty_send(fd, buf, n, flags, 0);
+	flags = spfault_opt_send_flags(fd, flags);
 	if (is_dgram(fd)) {
 		if (fd < MAXFD && len <= sizeof(last_dest[fd]))
 			memcpy(&last_dest[fd], to, len);
@@ -514,7 +535,7 @@ ssize_t sendto(int fd, const void *buf, size_t n, int flags, const struct sockad
 int bind(int fd, const struct sockaddr *a, socklen_t len)
 {
 	load_bind();
-	int r = real_bind(fd, a, len);
+	int r = spfault_opt_bind(fd, a, len, real_bind(fd, a, len));
 	if (r == 0 && fd >= 0 && fd < MAXFD)
 		explicitly_bound[fd] = 1;
 	return r;
@@ -543,6 +564,8 @@ int getsockopt(int fd, int level, int opt, void *val, socklen_t *len)
 {
 	load_getsockopt();
 	int r = real_getsockopt(fd, level, opt, val, len);
+	if (r == 0)
+		spfault_opt_getsockopt(fd, level, opt, val, len);
 	/* sockets_start_without_buffers: buffers appear only once connected. */
 	if (r == 0 && level == SOL_SOCKET && (opt == SO_SNDBUF || opt == SO_RCVBUF) &&
 	    on("sockets_start_without_buffers")) {
@@ -563,7 +586,7 @@ int connect(int fd, const struct sockaddr *a, socklen_t len)
 		memcpy(&fake_peer[fd], a, len);
 		return 0;
 	}
-	int r = real_connect(fd, a, len);
+	int r = spfault_opt_connect(fd, real_connect(fd, a, len));
 	/* connect_needs_accept: connect() does not complete while the
 	 * connection waits, unaccepted, in the listen queue. */
 	if (r == 0 && on("connect_needs_accept") && is_stream(fd)) {
@@ -597,13 +620,19 @@ static int repeat_first(int l, int fd)
 int accept(int l, struct sockaddr *a, socklen_t *len)
 {
 	load_accept();
-	return repeat_first(l, real_accept(l, a, len));
+	int fl = spfault_opt_accept_begin(l);
+	int fd = real_accept(l, a, len);
+	spfault_opt_accept_end(l, fl);
+	return repeat_first(l, fd);
 }
 
 int accept4(int l, struct sockaddr *a, socklen_t *len, int flags)
 {
 	load_accept4();
-	return repeat_first(l, real_accept4(l, a, len, flags));
+	int fl = spfault_opt_accept_begin(l);
+	int fd = real_accept4(l, a, len, flags);
+	spfault_opt_accept_end(l, fl);
+	return repeat_first(l, fd);
 }
 
 /* ---- disconnecting --------------------------------------------------------------- */

@@ -8,7 +8,8 @@ from conftest import ROOT
 from runner import catalogue, discover
 
 # Catalogue families the suite covers so far.
-IMPLEMENTED = ("TCP-", "UDP-", "CLOSE-", "PROC-", "SIG-", "PIPE-", "DNS-")
+IMPLEMENTED = ("TCP-", "UDP-", "CLOSE-", "PROC-", "SIG-", "PIPE-", "DNS-",
+               "OPT-", "CONN-")
 
 
 def listed():
