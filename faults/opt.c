@@ -84,6 +84,39 @@ FAULT(no_v4_mapped,
 FAULT(v6only_ignored,
       "CONN-V6ONLY",
       "an emulator that stores IPV6_V6ONLY (reads it back) but keeps the socket dual-stack");
+FAULT(peek_consumes,
+      "FLAG-PEEK",
+      "an LD_PRELOAD stack that drops MSG_PEEK, so a peek consumes the data");
+FAULT(waitall_ignored,
+      "FLAG-WAITALL",
+      "a userspace stack that ignores MSG_WAITALL and returns whatever has arrived");
+FAULT(dontwait_sets_nonblock,
+      "FLAG-DONTWAIT",
+      "a layer that emulates MSG_DONTWAIT by setting O_NONBLOCK on the descriptor and never restoring it");
+FAULT(nosignal_ignored,
+      "FLAG-NOSIGNAL",
+      "a libc or emulator that drops MSG_NOSIGNAL (pre-POSIX.1-2008 systems), so SIGPIPE is raised anyway");
+FAULT(sigpipe_never_raised,
+      "FLAG-NOSIGNAL",
+      "a sandbox that never raises SIGPIPE on a socket (every send behaves as with MSG_NOSIGNAL)");
+FAULT(oob_unsupported,
+      "FLAG-OOB-URGENT-BYTE,FLAG-OOB-SIGURG,FLAG-OOB-ATMARK",
+      "a userspace stack without urgent data: MSG_OOB is sent as normal data and recv(MSG_OOB) fails");
+FAULT(gather_as_separate_sends,
+      "FLAG-WRITEV-GATHER",
+      "an LD_PRELOAD stack that implements writev()/sendmsg() as one send() per buffer");
+FAULT(writev_first_buffer_only,
+      "FLAG-WRITEV-GATHER",
+      "a vectored write that sends only the first buffer and returns its length");
+FAULT(scatter_as_separate_reads,
+      "FLAG-READV-SCATTER",
+      "an LD_PRELOAD stack that implements readv() as one read() per buffer");
+FAULT(readv_first_buffer_only,
+      "FLAG-READV-SCATTER",
+      "a vectored read that fills only the first buffer");
+FAULT(trunc_flag_ignored,
+      "FLAG-TRUNC-UDP",
+      "a BSD-style stack where MSG_TRUNC is only an output flag: recv returns the bytes copied");
 
 #define on(name) spfault_on(name)
 #define MAXFD 1024

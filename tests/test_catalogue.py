@@ -9,7 +9,7 @@ from runner import catalogue, discover
 
 # Catalogue families the suite covers so far.
 IMPLEMENTED = ("TCP-", "UDP-", "CLOSE-", "PROC-", "SIG-", "PIPE-", "DNS-",
-               "OPT-", "CONN-")
+               "OPT-", "CONN-", "FLAG-")
 
 
 def listed():
