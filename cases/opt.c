@@ -198,8 +198,10 @@ static uint16_t server_closes_first(const struct sp_ctx *ctx, int reuse, struct 
 	 * connection lives on as TIME_WAIT. */
 	ASSERT_EQ(TCP_CLOSE, sp_wait_tcp_state(s, TCP_CLOSE));
 	close(s);
-	int tw = time_wait_on(ctx, port);
-	REQUIRE(tw != 0, "the server's port to be in TIME_WAIT (/proc/net/tcp shows none)");
+	if (cap) { /* /proc/net/tcp walks every bucket: read it once per item */
+		int tw = time_wait_on(ctx, port);
+		REQUIRE(tw != 0, "the server's port to be in TIME_WAIT (/proc/net/tcp shows none)");
+	}
 	return port;
 }
 
@@ -442,7 +444,8 @@ SP_TEST(linger_zero_close_resets_instead_of_fin)
 		int e = bind_port(ctx, n, cport);
 		ASSERT_TRUE(e == 0, "the reset connection's local port binds again at once "
 			    "without SO_REUSEADDR (got %s)", sp_errno_name(e));
-		ASSERT_TRUE(time_wait_on(ctx, cport) != 1, "no TIME_WAIT on the closer's port");
+		if (how == 0) /* /proc/net/tcp is slow to read: once */
+			ASSERT_TRUE(time_wait_on(ctx, cport) != 1, "no TIME_WAIT on the closer's port");
 		close(n);
 		close(s);
 	}

@@ -102,6 +102,9 @@ FAULT(sigpipe_never_raised,
 FAULT(oob_unsupported,
       "FLAG-OOB-URGENT-BYTE,FLAG-OOB-SIGURG,FLAG-OOB-ATMARK",
       "a userspace stack without urgent data: MSG_OOB is sent as normal data and recv(MSG_OOB) fails");
+FAULT(sigurg_never_sent,
+      "FLAG-OOB-SIGURG",
+      "a sandbox that accepts F_SETOWN and delivers urgent data but never raises SIGURG");
 FAULT(gather_as_separate_sends,
       "FLAG-WRITEV-GATHER",
       "an LD_PRELOAD stack that implements writev()/sendmsg() as one send() per buffer");

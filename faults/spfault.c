@@ -774,6 +774,9 @@ static sighandler_t faulty_handler(int sig, sighandler_t h)
 	/* sigpipe_ignored: SIGPIPE can never kill. */
 	if (sig == SIGPIPE && on("sigpipe_ignored"))
 		return SIG_IGN;
+	/* sigurg_never_sent (faults/opt.c): no SIGURG handler ever runs. */
+	if (sig == SIGURG && on("sigurg_never_sent"))
+		return SIG_IGN;
 	/* handlers_not_installed: a handler is accepted but never runs. */
 	if (h != SIG_DFL && h != SIG_IGN && h != SIG_ERR && on("handlers_not_installed") &&
 	    (sig == SIGALRM || sig == SIGINT || sig == SIGCHLD))
