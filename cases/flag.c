@@ -7,7 +7,7 @@
  *  1. FLAG-PEEK             MSG_PEEK returns queued data without consuming
  *                           it (recv, recvfrom, recvmsg; TCP and UDP).
  *  2. FLAG-WAITALL          MSG_WAITALL waits for the full count across
- *                           several writes; short only at EOF.
+ *                           several writes; short only at EOF or a signal.
  *  3. FLAG-DONTWAIT         MSG_DONTWAIT on an empty blocking socket fails
  *                           at once with EAGAIN and leaves O_NONBLOCK unset.
  *  4. FLAG-NOSIGNAL         MSG_NOSIGNAL: EPIPE without SIGPIPE (send, sendto,
@@ -174,7 +174,7 @@ static int four_writes(void *arg)
 	return 0;
 }
 
-/* 2. MSG_WAITALL returns the full count, short only at EOF. */
+/* 2. MSG_WAITALL returns the full count, short only at EOF or a signal. */
 SP_TEST(waitall_waits_for_the_full_count)
 {
 	char buf[32];
@@ -213,6 +213,20 @@ SP_TEST(waitall_waits_for_the_full_count)
 		close(c);
 		close(s);
 	}
+
+	/* A signal ends the wait short too: the bytes so far, not EINTR. */
+	int c, s;
+	sp_tcp_pair(ctx, &c, &s);
+	ASSERT_EQ(5, write(c, "early", 5));
+	ASSERT_EQ(5, sp_wait_inq(s, 5));
+	sp_watchdog(5); /* SIGALRM without SA_RESTART, 5 ms into the wait */
+	errno = 0;
+	ssize_t r = recv(s, buf, 20, MSG_WAITALL);
+	int err = errno;
+	sp_watchdog(0);
+	ASSERT_TRUE(r == 5, "recv(MSG_WAITALL) interrupted by a signal returns the 5 bytes "
+		    "it has (got %zd, %s)", r, sp_errno_name(err));
+	ASSERT_MEM_EQ("early", buf, 5);
 }
 
 /* 3. MSG_DONTWAIT makes one call non-blocking, not the descriptor. */

@@ -81,6 +81,9 @@ FAULT(getpeername_unconnected_zero,
 FAULT(no_v4_mapped,
       "CONN-V6-MAPPED",
       "a stack without dual-stack sockets (OpenBSD-like): AF_INET6 sockets stay IPv6-only whatever IPV6_V6ONLY says");
+FAULT(mapped_peer_as_inet,
+      "CONN-V6-MAPPED",
+      "an emulation layer that hands out a v4-mapped peer of an AF_INET6 socket in its AF_INET form");
 FAULT(v6only_ignored,
       "CONN-V6ONLY",
       "an emulator that stores IPV6_V6ONLY (reads it back) but keeps the socket dual-stack");
@@ -351,13 +354,30 @@ int spfault_opt_accept_begin(int l)
 	return fl;
 }
 
-void spfault_opt_accept_end(int l, int fl)
+/* mapped_peer_as_inet: ::ffff:a.b.c.d:p becomes a.b.c.d:p (AF_INET). */
+static void unmap(struct sockaddr *a, socklen_t *len)
+{
+	struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)a;
+
+	if (!a || !len || *len < sizeof(*a6) || a->sa_family != AF_INET6 ||
+	    !IN6_IS_ADDR_V4MAPPED(&a6->sin6_addr) || !on("mapped_peer_as_inet"))
+		return;
+	struct sockaddr_in a4 = { .sin_family = AF_INET, .sin_port = a6->sin6_port };
+	memcpy(&a4.sin_addr, &a6->sin6_addr.s6_addr[12], 4);
+	memset(a, 0, *len);
+	memcpy(a, &a4, sizeof(a4));
+	*len = sizeof(a4);
+}
+
+void spfault_opt_accept_end(int l, int fl, struct sockaddr *a, socklen_t *len, int fd)
 {
 	if (fl >= 0) {
 		int saved = errno;
 		fcntl(l, F_SETFL, fl);
 		errno = saved;
 	}
+	if (fd >= 0)
+		unmap(a, len);
 }
 
 /* Is some socket of this process listening on addr's port? */
@@ -415,6 +435,8 @@ int getpeername(int fd, struct sockaddr *a, socklen_t *len)
 {
 	load_getpeername();
 	int r = real_getpeername(fd, a, len);
+	if (r == 0)
+		unmap(a, len);
 	if (r == 0 && on("getpeername_is_local") && sock_type(fd) == SOCK_STREAM) {
 		load_getsockname();
 		return real_getsockname(fd, a, len);

@@ -188,7 +188,7 @@ int spfault_opt_send_flags(int fd, int flags);
 void spfault_opt_getsockopt(int fd, int level, int opt, void *val, socklen_t *len);
 int spfault_opt_connect(int fd, int r);
 int spfault_opt_accept_begin(int l);
-void spfault_opt_accept_end(int l, int fl);
+void spfault_opt_accept_end(int l, int fl, struct sockaddr *a, socklen_t *len, int fd);
 int spfault_opt_bind(int fd, const struct sockaddr *a, socklen_t len, int r);
 
 #define REAL(ret, name, ...)                                                \
@@ -622,7 +622,7 @@ int accept(int l, struct sockaddr *a, socklen_t *len)
 	load_accept();
 	int fl = spfault_opt_accept_begin(l);
 	int fd = real_accept(l, a, len);
-	spfault_opt_accept_end(l, fl);
+	spfault_opt_accept_end(l, fl, a, len, fd);
 	return repeat_first(l, fd);
 }
 
@@ -631,7 +631,7 @@ int accept4(int l, struct sockaddr *a, socklen_t *len, int flags)
 	load_accept4();
 	int fl = spfault_opt_accept_begin(l);
 	int fd = real_accept4(l, a, len, flags);
-	spfault_opt_accept_end(l, fl);
+	spfault_opt_accept_end(l, fl, a, len, fd);
 	return repeat_first(l, fd);
 }
 
