@@ -38,7 +38,7 @@
  *
  * SO_RCVLOWAT: a stack that rejects the option reports the Linux point as
  * unsupported; a stack that accepts it (reads it back) but ignores it in
- * poll/select fails (gVisor had that bug).
+ * poll/select fails.
  *
  * Platform-defined (recorded): setsockopt(SO_TYPE) (Linux: ENOPROTOOPT);
  * SO_REUSEADDR on the new socket alone against a TIME_WAIT without it

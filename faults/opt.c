@@ -59,7 +59,7 @@ FAULT(so_error_sticky,
       "an emulator whose SO_ERROR is a status that reading does not clear");
 FAULT(rcvlowat_ignored,
       "OPT-RCVLOWAT",
-      "a sandbox (gVisor-like) that stores SO_RCVLOWAT but wakes poll and read at one byte");
+      "a sandbox that stores SO_RCVLOWAT (reads it back) but wakes poll and read at one byte");
 FAULT(connect_refused_times_out,
       "CONN-REFUSED",
       "a firewalled sandbox that drops the RST, so a refused connect reports ETIMEDOUT");
@@ -98,7 +98,7 @@ FAULT(dontwait_sets_nonblock,
       "a layer that emulates MSG_DONTWAIT by setting O_NONBLOCK on the descriptor and never restoring it");
 FAULT(nosignal_ignored,
       "FLAG-NOSIGNAL",
-      "a libc or emulator that drops MSG_NOSIGNAL (pre-POSIX.1-2008 systems), so SIGPIPE is raised anyway");
+      "a libc or emulator that drops MSG_NOSIGNAL, so SIGPIPE is raised anyway");
 FAULT(sigpipe_never_raised,
       "FLAG-NOSIGNAL",
       "a sandbox that never raises SIGPIPE on a socket (every send behaves as with MSG_NOSIGNAL)");
