@@ -252,6 +252,15 @@ int spfault_on(const char *name)
 
 #define on(name) spfault_on(name)
 
+/* Hooks of faults/opt.c (catalogue 2: OPT-*, CONN-*, FLAG-*). */
+int spfault_opt_recv_flags(int fd, int flags);
+int spfault_opt_send_flags(int fd, int flags);
+void spfault_opt_getsockopt(int fd, int level, int opt, void *val, socklen_t *len);
+int spfault_opt_connect(int fd, int r);
+int spfault_opt_accept_begin(int l);
+void spfault_opt_accept_end(int l, int fl, struct sockaddr *a, socklen_t *len, int fd);
+int spfault_opt_bind(int fd, const struct sockaddr *a, socklen_t len, int r);
+
 #define REAL(ret, name, ...)                                                \
 	static ret (*real_##name)(__VA_ARGS__);                             \
 	static void load_##name(void)                                       \
@@ -773,6 +782,8 @@ ssize_t read(int fd, void *buf, size_t n)
 ssize_t recv(int fd, void *buf, size_t n, int flags)
 {
 	load_recv();
+	if ((flags = spfault_opt_recv_flags(fd, flags)) < 0)
+		return -1;
 	ssize_t fr;
 	if (udp_recv_fault(fd, buf, n, flags, NULL, NULL, 0, &fr))
 		return fr;
@@ -785,6 +796,8 @@ ssize_t recv(int fd, void *buf, size_t n, int flags)
 ssize_t recvfrom(int fd, void *buf, size_t n, int flags, struct sockaddr *from, socklen_t *len)
 {
 	load_recvfrom();
+	if ((flags = spfault_opt_recv_flags(fd, flags)) < 0)
+		return -1;
 	ssize_t fr;
 	if (udp_recv_fault(fd, buf, n, flags, from, len, 1, &fr))
 		return fr;
@@ -805,6 +818,8 @@ ssize_t recvfrom(int fd, void *buf, size_t n, int flags, struct sockaddr *from, 
 ssize_t recvmsg(int fd, struct msghdr *mh, int flags)
 {
 	load_recvmsg();
+	if ((flags = spfault_opt_recv_flags(fd, flags)) < 0)
+		return -1;
 	ssize_t fr;
 	if (udp_recv_fault(fd, NULL, 0, flags, NULL, NULL, 1, &fr))
 		return fr;
@@ -999,6 +1014,11 @@ static ssize_t split_small_pipe_write(int fd, const void *buf, size_t n)
 
 static ssize_t faulty_send(int fd, const void *buf, size_t n, int flags, int via_write)
 {
+	int opt_flags = spfault_opt_send_flags(fd, flags); /* faults/opt.c */
+	if (opt_flags != flags) {
+		flags = opt_flags;
+		via_write = 0; /* write() on a socket is send(..., 0) */
+	}
 	if (fd >= 0 && fd < MAXFD && is_dgram(fd)) {
 		struct sockaddr_storage to;
 		if (dgram_dest(fd, &to)) {
@@ -1108,6 +1128,7 @@ ssize_t sendto(int fd, const void *buf, size_t n, int flags, const struct sockad
 	load_sendto();
 	if (!to)
 		return faulty_send(fd, buf, n, flags, 0);
+	flags = spfault_opt_send_flags(fd, flags);
 	if (is_dgram(fd)) {
 		if (fd < MAXFD && len <= sizeof(last_dest[fd]))
 			memcpy(&last_dest[fd], to, len);
@@ -1170,7 +1191,7 @@ ssize_t sendto(int fd, const void *buf, size_t n, int flags, const struct sockad
 int bind(int fd, const struct sockaddr *a, socklen_t len)
 {
 	load_bind();
-	int r = real_bind(fd, a, len);
+	int r = spfault_opt_bind(fd, a, len, real_bind(fd, a, len));
 	if (r == 0 && fd >= 0 && fd < MAXFD)
 		explicitly_bound[fd] = 1;
 	if (r == 0 && on("abstract_name_makes_file"))
@@ -1219,6 +1240,8 @@ int getsockopt(int fd, int level, int opt, void *val, socklen_t *len)
 	/* peercred_reports_self: SO_PEERCRED names the caller itself. */
 	if (r == 0 && level == SOL_SOCKET && opt == SO_PEERCRED && on("peercred_reports_self"))
 		((struct ucred *)val)->pid = getpid();
+	if (r == 0)
+		spfault_opt_getsockopt(fd, level, opt, val, len);
 	/* sockets_start_without_buffers: buffers appear only once connected. */
 	if (r == 0 && level == SOL_SOCKET && (opt == SO_SNDBUF || opt == SO_RCVBUF) &&
 	    on("sockets_start_without_buffers")) {
@@ -1247,7 +1270,7 @@ int connect(int fd, const struct sockaddr *a, socklen_t len)
 		load_getsockopt();
 		real_getsockopt(fd, SOL_SOCKET, SO_BROADCAST, &was, &wl);
 		setsockopt(fd, SOL_SOCKET, SO_BROADCAST, &one, sizeof(one));
-		int r = real_connect(fd, a, len);
+		int r = spfault_opt_connect(fd, real_connect(fd, a, len));
 		saved = errno;
 		setsockopt(fd, SOL_SOCKET, SO_BROADCAST, &was, sizeof(was));
 		errno = saved;
@@ -1258,7 +1281,7 @@ int connect(int fd, const struct sockaddr *a, socklen_t len)
 	/* connect_returns_before_handshake: nothing is sent yet. */
 	if (lazy_connect_start(fd, a, len))
 		return 0;
-	int r = real_connect(fd, a, len);
+	int r = spfault_opt_connect(fd, real_connect(fd, a, len));
 	/* unix_connect_refuses_missing_path: ENOENT becomes ECONNREFUSED. */
 	if (r < 0 && errno == ENOENT && on("unix_connect_refuses_missing_path") && is_unix(fd))
 		errno = ECONNREFUSED;
@@ -1295,13 +1318,19 @@ static int repeat_first(int l, int fd)
 int accept(int l, struct sockaddr *a, socklen_t *len)
 {
 	load_accept();
-	return repeat_first(l, real_accept(l, a, len));
+	int fl = spfault_opt_accept_begin(l);
+	int fd = real_accept(l, a, len);
+	spfault_opt_accept_end(l, fl, a, len, fd);
+	return repeat_first(l, fd);
 }
 
 int accept4(int l, struct sockaddr *a, socklen_t *len, int flags)
 {
 	load_accept4();
-	return repeat_first(l, real_accept4(l, a, len, flags));
+	int fl = spfault_opt_accept_begin(l);
+	int fd = real_accept4(l, a, len, flags);
+	spfault_opt_accept_end(l, fl, a, len, fd);
+	return repeat_first(l, fd);
 }
 
 /* ---- disconnecting --------------------------------------------------------------- */
@@ -1487,6 +1516,9 @@ static sighandler_t faulty_handler(int sig, sighandler_t h)
 	/* sigpipe_handler_never_runs: a SIGPIPE handler is swapped for SIG_IGN. */
 	if (sig == SIGPIPE && h != SIG_DFL && h != SIG_IGN && h != SIG_ERR &&
 	    on("sigpipe_handler_never_runs"))
+		return SIG_IGN;
+	/* sigurg_never_sent (faults/opt.c): no SIGURG handler ever runs. */
+	if (sig == SIGURG && on("sigurg_never_sent"))
 		return SIG_IGN;
 	/* handlers_not_installed: a handler is accepted but never runs. */
 	if (h != SIG_DFL && h != SIG_IGN && h != SIG_ERR && on("handlers_not_installed") &&

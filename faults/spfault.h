@@ -33,6 +33,10 @@ struct spfault {
 #define FAULT_EQUIVALENT(name_, ids_, models_, why_) \
 	SPFAULT_ROW_(name_, ids_, models_, why_)
 
+/* The multicast option faults of faults/unix.c, for the one setsockopt()
+ * interposer in faults/opt.c: 1 when the call is swallowed. */
+int spfault_unix_setsockopt(int level, int opt);
+
 /* Is the named fault on (SOCKPROBE_FAULT, comma separated)? */
 int spfault_on(const char *name);
 

@@ -2,10 +2,10 @@
  * unix.c - faults for catalogue 2's UNIX-*, THREAD-* and MCAST-* groups
  * (part of libspfault.so; see spfault.c and spfault.h).
  *
- * Interposers of this file: socketpair and the pthread functions (and,
- * for the multicast faults, a small setsockopt that another group's file
- * may also define: the integrator merges the two). Faults on functions
- * that faults/spfault.c already interposes live in spfault.c.
+ * Interposers of this file: socketpair and the pthread functions. The
+ * multicast option faults are a hook that the one setsockopt() interposer
+ * (faults/opt.c) calls. Faults on functions that faults/spfault.c already
+ * interposes live in spfault.c.
  *
  * Each is transparent unless its fault is named in SOCKPROBE_FAULT, and
  * touches only the sockets (or threads) its fault is about.
@@ -147,7 +147,7 @@ int socketpair(int domain, int type, int proto, int sv[2])
 	return r;
 }
 
-/* ---- multicast options (setsockopt: see the note at the top) ------------- */
+/* ---- multicast options (called from setsockopt() in faults/opt.c) -------- */
 
 FAULT(multicast_all_ignored,
       "MCAST-NONMEMBER",
@@ -157,14 +157,13 @@ FAULT(drop_membership_ignored,
       "MCAST-NONMEMBER",
       "a stack whose IP_DROP_MEMBERSHIP succeeds but leaves the group joined");
 
-int setsockopt(int fd, int level, int opt, const void *val, socklen_t len)
+/* Called by the one setsockopt() interposer (faults/opt.c): 1 when the
+ * call is swallowed (reported as done, nothing set). */
+int spfault_unix_setsockopt(int level, int opt)
 {
-	static int (*real)(int, int, int, const void *, socklen_t);
-	if (!real)
-		real = dlsym(RTLD_NEXT, "setsockopt");
 	if (level == IPPROTO_IP && opt == IP_MULTICAST_ALL && on("multicast_all_ignored"))
-		return 0;
+		return 1;
 	if (level == IPPROTO_IP && opt == IP_DROP_MEMBERSHIP && on("drop_membership_ignored"))
-		return 0;
-	return real(fd, level, opt, val, len);
+		return 1;
+	return 0;
 }

@@ -9,7 +9,8 @@ from runner import catalogue, discover
 
 # Catalogue families the suite covers so far.
 IMPLEMENTED = ("TCP-", "UDP-", "CLOSE-", "PROC-", "SIG-", "PIPE-", "DNS-",
-               "THREAD-", "UNIX-", "MCAST-", "EPOLL-", "MUX-", "STDIO-")
+               "THREAD-", "UNIX-", "MCAST-", "EPOLL-", "MUX-", "STDIO-",
+               "OPT-", "CONN-", "FLAG-")
 
 
 def listed():

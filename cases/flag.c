@@ -1,0 +1,664 @@
+/*
+ * flag.c - send/receive flags, urgent data and vectored I/O (textbook
+ * ch. 13; catalogue part 2, "Send/receive flags and vectored I/O").
+ *
+ * Each test runs over IPv4 and IPv6 loopback and checks:
+ *
+ *  1. FLAG-PEEK             MSG_PEEK returns queued data without consuming
+ *                           it (recv, recvfrom, recvmsg; TCP and UDP).
+ *  2. FLAG-WAITALL          MSG_WAITALL waits for the full count across
+ *                           several writes; short only at EOF or a signal.
+ *  3. FLAG-DONTWAIT         MSG_DONTWAIT on an empty blocking socket fails
+ *                           at once with EAGAIN and leaves O_NONBLOCK unset.
+ *  4. FLAG-NOSIGNAL         MSG_NOSIGNAL: EPIPE without SIGPIPE (send, sendto,
+ *                           sendmsg); without it SIGPIPE is raised.
+ *  5. FLAG-OOB-URGENT-BYTE  send(MSG_OOB) of "45" after "123": only '5' is
+ *                           urgent, '4' stays in the stream.
+ *  6. FLAG-OOB-SIGURG       the F_SETOWN owner gets SIGURG; without an owner
+ *                           nobody does.
+ *  7. FLAG-OOB-ATMARK       a read stops at the urgent mark; sockatmark and
+ *                           SIOCATMARK say 0, then 1, then 0.
+ *  8. FLAG-WRITEV-GATHER    writev/sendmsg send their buffers in order as one
+ *                           write (one datagram on UDP).
+ *  9. FLAG-READV-SCATTER    readv/recvmsg fill their buffers in order; a UDP
+ *                           datagram's rest is dropped.
+ * 10. FLAG-TRUNC-UDP        Linux: recv(MSG_TRUNC) on UDP returns the real
+ *                           length and consumes; with MSG_PEEK it does not.
+ *
+ * Wire (where the item has its own network namespace): the urgent segment
+ * carries URG with the urgent pointer just past the urgent byte (Linux
+ * and BSD convention, RFC 6093: the pointer equals the segment's payload
+ * when the urgent byte ends it); a writev of three buffers leaves as one
+ * segment.
+ *
+ * FLAG-TRUNC-UDP is a Linux point: a stack that refuses MSG_TRUNC (EINVAL,
+ * EOPNOTSUPP) reports it as unsupported; one that accepts it and returns
+ * the copied length fails.
+ *
+ * Platform-defined (recorded): recv(MSG_OOB) with nothing urgent and a
+ * second time for the same byte (Linux: EINVAL both); which of two urgent
+ * bytes is returned (Linux: the last); SO_OOBINLINE behavior; whether an
+ * urgent byte never read out of band is dropped from the stream (Linux:
+ * yes).
+ */
+#define _GNU_SOURCE
+#include "sp.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <sys/wait.h>
+
+#ifndef SIOCOUTQ
+#define SIOCOUTQ TIOCOUTQ
+#endif
+
+enum { VIA_RECV, VIA_RECVFROM, VIA_RECVMSG, VIA_COUNT };
+static const char *via_name[] = { "recv", "recvfrom", "recvmsg" };
+
+/* One receive through the named API; *mflags gets recvmsg's msg_flags. */
+static ssize_t recv_via(int how, int fd, void *buf, size_t n, int flags, int *mflags)
+{
+	struct iovec iov = { buf, n };
+	struct sockaddr_storage from;
+	struct msghdr mh = { .msg_name = &from, .msg_namelen = sizeof(from),
+			     .msg_iov = &iov, .msg_iovlen = 1 };
+	socklen_t fl = sizeof(from);
+	ssize_t r;
+
+	if (mflags)
+		*mflags = 0;
+	switch (how) {
+	case VIA_RECV: return recv(fd, buf, n, flags);
+	case VIA_RECVFROM: return recvfrom(fd, buf, n, flags, (struct sockaddr *)&from, &fl);
+	default:
+		r = recvmsg(fd, &mh, flags);
+		if (mflags)
+			*mflags = mh.msg_flags;
+		return r;
+	}
+}
+
+/* Wait until everything fd sent has been acknowledged (so the peer's
+ * kernel has processed it); where SIOCOUTQ is missing, until the peer
+ * signals `events`. */
+static int outq_empty(void *p)
+{
+	int q = -1;
+	return ioctl(*(int *)p, SIOCOUTQ, &q) == 0 && q == 0;
+}
+
+static void wait_delivered(int fd, int peer, short events)
+{
+	int q;
+	if (ioctl(fd, SIOCOUTQ, &q) == 0)
+		ASSERT_TRUE(sp_wait_until(outq_empty, &fd, sp_wait_ms()),
+			    "the peer acknowledges everything within %d ms", sp_wait_ms());
+	else
+		ASSERT_TRUE(sp_poll(peer, events, sp_wait_ms()) & events, "the data arrives");
+}
+
+/* 1. MSG_PEEK looks without consuming. */
+SP_TEST(peek_returns_data_without_consuming)
+{
+	int c, s, mf;
+	char buf[16];
+
+	sp_tcp_pair(ctx, &c, &s);
+	for (int how = 0; how < VIA_COUNT; how++) {
+		ASSERT_EQ(5, write(c, "hello", 5));
+		ASSERT_EQ(5, sp_wait_inq(s, 5));
+		for (int k = 0; k < 2; k++) {       /* peeking twice gives the same */
+			memset(buf, 0, sizeof(buf));
+			ASSERT_EQ(5, recv_via(how, s, buf, sizeof(buf), MSG_PEEK, &mf));
+			ASSERT_MEM_EQ("hello", buf, 5);
+			int inq = -1;
+			ASSERT_SYS(ioctl(s, FIONREAD, &inq));
+			ASSERT_EQ(5, inq);                  /* still queued */
+		}
+		ASSERT_EQ(2, recv_via(how, s, buf, 2, MSG_PEEK, NULL)); /* a partial peek */
+		ASSERT_MEM_EQ("he", buf, 2);
+		memset(buf, 0, sizeof(buf));
+		ASSERT_EQ(5, recv_via(how, s, buf, sizeof(buf), 0, NULL));
+		ASSERT_MEM_EQ("hello", buf, 5);
+		ASSERT_ERRNO(recv_via(how, s, buf, sizeof(buf), MSG_PEEK | MSG_DONTWAIT, NULL), EAGAIN);
+		ASSERT_ERRNO(recv_via(how, s, buf, sizeof(buf), MSG_DONTWAIT, NULL), EAGAIN);
+	}
+
+	/* UDP: the datagram stays queued, whole, with its source. */
+	int rx = sp_udp_bound(ctx), tx = sp_udp_bound(ctx);
+	struct sockaddr_storage to, from;
+	socklen_t tl = sizeof(to), fl;
+	ASSERT_SYS(getsockname(rx, (struct sockaddr *)&to, &tl));
+	for (int how = 0; how < VIA_COUNT; how++) {
+		ASSERT_EQ(5, sendto(tx, "first", 5, 0, (struct sockaddr *)&to, tl));
+		ASSERT_EQ(6, sendto(tx, "second", 6, 0, (struct sockaddr *)&to, tl));
+		ASSERT_TRUE(sp_poll(rx, POLLIN, sp_wait_ms()) & POLLIN, "the datagrams arrive");
+		for (int k = 0; k < 2; k++) {
+			memset(buf, 0, sizeof(buf));
+			ASSERT_EQ(5, recv_via(how, rx, buf, sizeof(buf), MSG_PEEK, NULL));
+			ASSERT_MEM_EQ("first", buf, 5);
+		}
+		fl = sizeof(from);
+		ASSERT_EQ(5, recvfrom(rx, buf, sizeof(buf), MSG_PEEK, (struct sockaddr *)&from, &fl));
+		ASSERT_EQ(sp_local_port(tx), sp_port(&from));
+		ASSERT_EQ(5, recv_via(how, rx, buf, sizeof(buf), 0, NULL));
+		ASSERT_MEM_EQ("first", buf, 5);
+		sp_watchdog(sp_wait_ms());
+		ASSERT_EQ(6, recv_via(how, rx, buf, sizeof(buf), MSG_PEEK, NULL));
+		sp_watchdog(0);
+		ASSERT_MEM_EQ("second", buf, 6);
+		ASSERT_EQ(6, recv_via(how, rx, buf, sizeof(buf), 0, NULL));
+		ASSERT_ERRNO(recv_via(how, rx, buf, sizeof(buf), MSG_PEEK | MSG_DONTWAIT, NULL), EAGAIN);
+	}
+}
+
+/* The writer of test 2: four writes of 5, each once the reader sleeps. */
+static int four_writes(void *arg)
+{
+	int c = *(int *)arg;
+	for (int i = 0; i < 4; i++) {
+		if (sp_have_proc())
+			sp_wait_proc_state(getppid(), 'S');
+		if (write(c, &"aaaaabbbbbcccccddddd"[5 * i], 5) != 5)
+			return 1;
+	}
+	return 0;
+}
+
+static int alarm_parent_when_asleep(void *unused)
+{
+	(void)unused;
+	if (sp_have_proc())
+		sp_wait_proc_state(getppid(), 'S');
+	return kill(getppid(), SIGALRM) == 0 ? 0 : 1;
+}
+
+/* 2. MSG_WAITALL returns the full count, short only at EOF or a signal. */
+SP_TEST(waitall_waits_for_the_full_count)
+{
+	char buf[32];
+
+	for (int how = 0; how < VIA_COUNT; how++) {
+		int c, s;
+		sp_tcp_pair(ctx, &c, &s);
+		pid_t w = sp_fork(four_writes, &c);
+		sp_watchdog(2 * sp_wait_ms());
+		errno = 0;
+		ssize_t r = recv_via(how, s, buf, 20, MSG_WAITALL, NULL);
+		int err = errno;
+		sp_watchdog(0);
+		ASSERT_TRUE(r == 20, "%s(MSG_WAITALL) returns all 20 bytes of 4 writes (got %zd, %s)",
+			    via_name[how], r, sp_errno_name(err));
+		ASSERT_MEM_EQ("aaaaabbbbbcccccddddd", buf, 20);
+		int st = sp_reap(w);
+		ASSERT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0, "the writer wrote 4 times");
+		close(c);
+		close(s);
+
+		/* EOF ends the wait short: 5, then 0. */
+		sp_tcp_pair(ctx, &c, &s);
+		ASSERT_EQ(5, write(c, "short", 5));
+		ASSERT_SYS(shutdown(c, SHUT_WR));
+		sp_watchdog(2 * sp_wait_ms());
+		errno = 0;
+		r = recv_via(how, s, buf, 20, MSG_WAITALL, NULL);
+		err = errno;
+		ssize_t r2 = recv_via(how, s, buf + 5, 20, MSG_WAITALL, NULL);
+		sp_watchdog(0);
+		ASSERT_TRUE(r == 5, "%s(MSG_WAITALL) returns the 5 bytes before EOF (got %zd, %s)",
+			    via_name[how], r, sp_errno_name(err));
+		ASSERT_MEM_EQ("short", buf, 5);
+		ASSERT_EQ(0, r2);
+		close(c);
+		close(s);
+	}
+
+	/* A signal ends the wait short too: the bytes so far, not EINTR. */
+	int c, s;
+	sp_tcp_pair(ctx, &c, &s);
+	ASSERT_EQ(5, write(c, "early", 5));
+	ASSERT_EQ(5, sp_wait_inq(s, 5));
+	/* SIGALRM (the watchdog's handler, no SA_RESTART) from a child once we
+	 * sleep in recv; the watchdog itself bounds the wait if it never comes. */
+	sp_watchdog(sp_wait_ms());
+	pid_t k = sp_fork(alarm_parent_when_asleep, NULL);
+	errno = 0;
+	ssize_t r = recv(s, buf, 20, MSG_WAITALL);
+	int err = errno;
+	sp_watchdog(0);
+	sp_reap(k);
+	ASSERT_TRUE(r == 5, "recv(MSG_WAITALL) interrupted by a signal returns the 5 bytes "
+		    "it has (got %zd, %s)", r, sp_errno_name(err));
+	ASSERT_MEM_EQ("early", buf, 5);
+}
+
+/* 3. MSG_DONTWAIT makes one call non-blocking, not the descriptor. */
+SP_TEST(dontwait_fails_at_once_and_keeps_the_socket_blocking)
+{
+	int c, s, u = sp_udp_bound(ctx);
+	char buf[8];
+
+	sp_tcp_pair(ctx, &c, &s);
+	int fl = (int)ASSERT_SYS(fcntl(s, F_GETFL)), ufl = (int)ASSERT_SYS(fcntl(u, F_GETFL));
+	ASSERT_EQ(0, fl & O_NONBLOCK);
+	for (int how = 0; how < VIA_COUNT; how++) {
+		sp_watchdog(sp_wait_ms()); /* a call that blocks ends in EINTR */
+		ASSERT_ERRNO(recv_via(how, s, buf, sizeof(buf), MSG_DONTWAIT, NULL), EAGAIN);
+		ASSERT_ERRNO(recv_via(how, u, buf, sizeof(buf), MSG_DONTWAIT, NULL), EAGAIN);
+		sp_watchdog(0);
+		ASSERT_EQ(fl, fcntl(s, F_GETFL));
+		ASSERT_EQ(ufl, fcntl(u, F_GETFL));
+	}
+	/* With data queued it returns the data. */
+	ASSERT_EQ(3, write(c, "abc", 3));
+	ASSERT_EQ(3, sp_wait_inq(s, 3));
+	ASSERT_EQ(3, recv(s, buf, sizeof(buf), MSG_DONTWAIT));
+	ASSERT_MEM_EQ("abc", buf, 3);
+	ASSERT_EQ(fl, fcntl(s, F_GETFL));
+}
+
+static volatile sig_atomic_t sigpipes;
+static void count_sigpipe(int sig) { (void)sig; sigpipes++; }
+
+/* A stream whose peer has closed and reset: every send fails with EPIPE. */
+static void broken_pipe(const struct sp_ctx *ctx, int *c, int *s)
+{
+	sp_tcp_pair(ctx, c, s);
+	ASSERT_SYS(close(*s));
+	ASSERT_EQ(1, send(*c, "x", 1, MSG_NOSIGNAL)); /* accepted locally, answered by RST */
+	ASSERT_TRUE(sp_poll(*c, POLLIN, sp_wait_ms()) & (POLLERR | POLLHUP),
+		    "the reset arrives within %d ms", sp_wait_ms());
+}
+
+static int send_without_flag(void *arg)
+{
+	signal(SIGPIPE, SIG_DFL);
+	send(*(int *)arg, "y", 1, 0);
+	return 0; /* reached only if no SIGPIPE killed us */
+}
+
+/* 4. MSG_NOSIGNAL: EPIPE, no SIGPIPE; without it, SIGPIPE. */
+SP_TEST(nosignal_suppresses_sigpipe)
+{
+	int c, s;
+	struct sigaction sa = { .sa_handler = count_sigpipe };
+	struct iovec iov = { "y", 1 };
+	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
+
+	ASSERT_SYS(sigaction(SIGPIPE, &sa, NULL));
+	broken_pipe(ctx, &c, &s);
+	sigpipes = 0;
+	ASSERT_ERRNO(send(c, "y", 1, MSG_NOSIGNAL), EPIPE);
+	ASSERT_ERRNO(sendto(c, "y", 1, MSG_NOSIGNAL, NULL, 0), EPIPE);
+	ASSERT_ERRNO(sendmsg(c, &mh, MSG_NOSIGNAL), EPIPE);
+	ASSERT_EQ(0, sigpipes);
+	/* The same calls without the flag raise SIGPIPE, once per call. */
+	ASSERT_ERRNO(send(c, "y", 1, 0), EPIPE);
+	ASSERT_EQ(1, sigpipes);
+	ASSERT_ERRNO(sendmsg(c, &mh, 0), EPIPE);
+	ASSERT_EQ(2, sigpipes);
+	ASSERT_ERRNO(write(c, "y", 1), EPIPE);
+	ASSERT_EQ(3, sigpipes);
+
+	/* The real mechanism: with the default disposition SIGPIPE kills. */
+	int st = sp_reap(sp_fork(send_without_flag, &c));
+	ASSERT_TRUE(WIFSIGNALED(st) && WTERMSIG(st) == SIGPIPE,
+		    "a send without MSG_NOSIGNAL kills by SIGPIPE (status 0x%x)", st);
+	signal(SIGPIPE, SIG_DFL);
+	ASSERT_ERRNO(send(c, "y", 1, MSG_NOSIGNAL), EPIPE); /* and with it, we live */
+}
+
+/* Check the wire's urgent segments: the last one's pointer is its payload
+ * length (the urgent byte ends the segment, the pointer is just past it). */
+static void wire_urgent_pointer(struct sp_capture *cap, const char *dir)
+{
+	if (!sp_capture_sync(cap))
+		return;
+	WIRE_EXPECT(cap, dir);
+	const char *p = cap->trace, *last = NULL;
+	while ((p = strstr(p, " urg")) != NULL)
+		last = p++;
+	ASSERT_TRUE(last != NULL, "a segment carries URG (trace: %s)", cap->trace);
+	const char *start = last;
+	while (start > cap->trace && start[-1] != ',')
+		start--;
+	unsigned len = 0, ptr = 0;
+	const char *dot = strchr(start, '.');
+	ASSERT_TRUE(dot && dot < last && sscanf(dot + 1, "%u", &len) == 1 &&
+		    sscanf(last, " urg%u", &ptr) == 1,
+		    "the urgent segment has a payload (trace: %s)", cap->trace);
+	ASSERT_TRUE(len > 0 && ptr == len,
+		    "the urgent pointer is just past the urgent byte: %u for a %u-byte segment (trace: %s)",
+		    ptr, len, cap->trace);
+}
+
+/* 5. MSG_OOB makes only the last byte urgent. */
+SP_TEST(oob_send_makes_only_the_last_byte_urgent)
+{
+	char buf[16], b;
+	struct iovec iov = { "45", 2 };
+	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
+
+	for (int how = 0; how < VIA_COUNT; how++) {
+		int c, s, mf;
+		struct sp_capture cap;
+
+		sp_tcp_pair(ctx, &c, &s);
+		if (how == 0) {
+			errno = 0;
+			ssize_t r = recv(s, &b, 1, MSG_OOB);
+			RECORD("recv_oob_with_nothing_urgent", "%zd (%s)", r, sp_errno_name(errno));
+			ASSERT_TRUE(r < 0, "recv(MSG_OOB) with nothing urgent returns no byte");
+			sp_capture_start(&cap);
+			sp_capture_name(&cap, sp_local_port(c), "C");
+			sp_capture_name(&cap, sp_local_port(s), "S");
+		}
+		ASSERT_EQ(3, send(c, "123", 3, 0));
+		if (how == 0)
+			ASSERT_EQ(2, send(c, "45", 2, MSG_OOB));
+		else if (how == 1)
+			ASSERT_EQ(2, sendto(c, "45", 2, MSG_OOB, NULL, 0));
+		else
+			ASSERT_EQ(2, sendmsg(c, &mh, MSG_OOB));
+		ASSERT_TRUE(sp_poll(s, POLLPRI, sp_wait_ms()) & POLLPRI,
+			    "urgent data is signalled (POLLPRI) within %d ms", sp_wait_ms());
+		wait_delivered(c, s, POLLIN);
+		b = 0;
+		ASSERT_EQ(1, recv_via(how, s, &b, 1, MSG_OOB, &mf));
+		ASSERT_EQ('5', b);
+		if (how == VIA_RECVMSG)
+			ASSERT_TRUE(mf & MSG_OOB, "recvmsg marks the byte MSG_OOB (msg_flags 0x%x)", mf);
+		errno = 0;
+		ssize_t r = recv(s, &b, 1, MSG_OOB);
+		if (how == 0)
+			RECORD("recv_oob_second_time", "%zd (%s)", r, sp_errno_name(errno));
+		ASSERT_TRUE(r < 0, "the urgent byte is returned once (second recv(MSG_OOB) gave %zd)", r);
+		/* The normal stream is "1234": '4' is not urgent, '5' is gone. */
+		ASSERT_EQ(4, sp_read_all(s, buf, 4));
+		ASSERT_MEM_EQ("1234", buf, 4);
+		ASSERT_ERRNO(recv(s, buf, sizeof(buf), MSG_DONTWAIT), EAGAIN);
+		if (how == 0) {
+			wire_urgent_pointer(&cap, "C>S P.3, C>S P.");
+			sp_capture_stop(&cap);
+		}
+		close(c);
+		close(s);
+	}
+
+	/* Record: two urgent sends before the reader looks. */
+	int c, s;
+	sp_tcp_pair(ctx, &c, &s);
+	ASSERT_EQ(1, send(c, "a", 1, MSG_OOB));
+	ASSERT_EQ(1, send(c, "b", 1, MSG_OOB));
+	wait_delivered(c, s, POLLPRI);
+	b = 0;
+	errno = 0;
+	ssize_t r = recv(s, &b, 1, MSG_OOB);
+	if (r == 1)
+		RECORD("two_urgent_sends_recv_oob", "'%c' (of 'a' then 'b')", b);
+	else
+		RECORD("two_urgent_sends_recv_oob", "%s", sp_errno_name(errno));
+}
+
+static volatile sig_atomic_t sigurgs;
+static void count_sigurg(int sig) { (void)sig; sigurgs++; }
+static int got_sigurg(void *unused) { (void)unused; return sigurgs > 0; }
+
+/* 6. The socket's owner gets SIGURG when urgent data arrives. */
+SP_TEST(oob_arrival_sends_sigurg_to_the_owner)
+{
+	int c, s, c2, s2;
+	struct sigaction sa = { .sa_handler = count_sigurg };
+
+	ASSERT_SYS(sigaction(SIGURG, &sa, NULL));
+	/* Without an owner, nobody is signalled. */
+	sp_tcp_pair(ctx, &c2, &s2);
+	sigurgs = 0;
+	ASSERT_EQ(1, send(c2, "u", 1, MSG_OOB));
+	ASSERT_TRUE(sp_poll(s2, POLLPRI, sp_wait_ms()) & POLLPRI, "urgent data arrives");
+	wait_delivered(c2, s2, POLLPRI);
+	ASSERT_EQ(0, sigurgs);
+
+	/* With F_SETOWN, the owner is. */
+	sp_tcp_pair(ctx, &c, &s);
+	ASSERT_SYS(fcntl(s, F_SETOWN, getpid()));
+	ASSERT_EQ(getpid(), fcntl(s, F_GETOWN));
+	ASSERT_EQ(0, sigurgs);
+	ASSERT_EQ(3, send(c, "abc", 3, 0)); /* normal data: no signal */
+	ASSERT_EQ(3, sp_wait_inq(s, 3));
+	ASSERT_EQ(0, sigurgs);
+	ASSERT_EQ(1, send(c, "u", 1, MSG_OOB));
+	ASSERT_TRUE(sp_poll(s, POLLPRI, sp_wait_ms()) & POLLPRI, "urgent data arrives");
+	wait_delivered(c, s, POLLPRI);
+	sp_wait_until(got_sigurg, NULL, sp_wait_ms());
+	ASSERT_TRUE(sigurgs >= 1, "SIGURG reaches the owner within %d ms", sp_wait_ms());
+	RECORD("sigurg_count", "%d", (int)sigurgs);
+	signal(SIGURG, SIG_DFL);
+}
+
+static int atmark(int fd)
+{
+	int m = -1;
+	int a = (int)ASSERT_SYS(sockatmark(fd));
+	ASSERT_SYS(ioctl(fd, SIOCATMARK, &m));
+	ASSERT_TRUE(a == m, "sockatmark (%d) and SIOCATMARK (%d) agree", a, m);
+	return a;
+}
+
+/* "123", urgent "45", "67" from c; delivered to s. */
+static void send_with_mark(int c, int s)
+{
+	ASSERT_EQ(3, send(c, "123", 3, 0));
+	ASSERT_EQ(2, send(c, "45", 2, MSG_OOB));
+	ASSERT_EQ(2, send(c, "67", 2, 0));
+	wait_delivered(c, s, POLLPRI);
+}
+
+/* 7. A read stops at the urgent mark. */
+SP_TEST(read_stops_at_the_urgent_mark)
+{
+	int c, s;
+	char buf[16], b;
+
+	sp_tcp_pair(ctx, &c, &s);
+	send_with_mark(c, s);
+	ASSERT_EQ(0, atmark(s));
+	memset(buf, 0, sizeof(buf));
+	ASSERT_EQ(4, read(s, buf, sizeof(buf)));   /* "1234", not beyond the mark */
+	ASSERT_MEM_EQ("1234", buf, 4);
+	ASSERT_EQ(1, atmark(s));
+	ASSERT_EQ(1, recv(s, &b, 1, MSG_OOB));
+	ASSERT_EQ('5', b);
+	memset(buf, 0, sizeof(buf));
+	ASSERT_EQ(2, recv(s, buf, sizeof(buf), 0));
+	ASSERT_MEM_EQ("67", buf, 2);
+	ASSERT_EQ(0, atmark(s));
+	close(c);
+	close(s);
+
+	/* Record: an urgent byte never read out of band. */
+	sp_tcp_pair(ctx, &c, &s);
+	send_with_mark(c, s);
+	ASSERT_EQ(4, read(s, buf, sizeof(buf)));
+	ASSERT_EQ(1, atmark(s));
+	memset(buf, 0, sizeof(buf));
+	ssize_t r = read(s, buf, sizeof(buf));
+	RECORD("unread_urgent_byte_dropped_from_stream", "%s (read \"%.*s\")",
+	       r == 2 && !memcmp(buf, "67", 2) ? "yes" : "no", (int)(r > 0 ? r : 0), buf);
+	close(c);
+	close(s);
+
+	/* Record: SO_OOBINLINE. */
+	sp_tcp_pair(ctx, &c, &s);
+	int one = 1;
+	ASSERT_SYS(setsockopt(s, SOL_SOCKET, SO_OOBINLINE, &one, sizeof(one)));
+	send_with_mark(c, s);
+	errno = 0;
+	r = recv(s, &b, 1, MSG_OOB);
+	int err = errno;
+	char got[16] = "";
+	size_t n = 0;
+	for (int i = 0; i < 4 && n < 7; i++) {
+		r = recv(s, got + n, sizeof(got) - 1 - n, MSG_DONTWAIT);
+		if (r <= 0)
+			break;
+		n += (size_t)r;
+	}
+	RECORD("oobinline", "stream \"%s\", recv(MSG_OOB) %s", got,
+	       err ? sp_errno_name(err) : "returned a byte");
+}
+
+/* 8. writev/sendmsg gather their buffers into one write. */
+SP_TEST(writev_gathers_buffers_in_order)
+{
+	int c, s;
+	char buf[32];
+	struct iovec iov[3] = { { "ab", 2 }, { "cde", 3 }, { "f", 1 } };
+	struct msghdr mh = { .msg_iov = iov, .msg_iovlen = 3 };
+	struct sp_capture cap;
+
+	sp_tcp_pair(ctx, &c, &s);
+	sp_capture_start(&cap);
+	sp_capture_name(&cap, sp_local_port(c), "C");
+	sp_capture_name(&cap, sp_local_port(s), "S");
+	ASSERT_EQ(6, writev(c, iov, 3));
+	ASSERT_EQ(6, sp_read_all(s, buf, 6));
+	ASSERT_MEM_EQ("abcdef", buf, 6);
+	if (sp_capture_sync(&cap)) {
+		WIRE_EXPECT(&cap, "C>S P.6");      /* one write, one segment */
+		WIRE_LACKS(&cap, "C>S P.2");
+	}
+	sp_capture_stop(&cap);
+	ASSERT_EQ(6, sendmsg(c, &mh, 0));
+	ASSERT_EQ(6, sp_read_all(s, buf, 6));
+	ASSERT_MEM_EQ("abcdef", buf, 6);
+	ASSERT_ERRNO(recv(s, buf, sizeof(buf), MSG_DONTWAIT), EAGAIN);
+
+	/* UDP: one datagram of the summed length, connected or addressed. */
+	int rx = sp_udp_bound(ctx), tx = sp_udp_bound(ctx);
+	struct sockaddr_storage to;
+	socklen_t tl = sizeof(to);
+	ASSERT_SYS(getsockname(rx, (struct sockaddr *)&to, &tl));
+	mh.msg_name = &to;
+	mh.msg_namelen = tl;
+	ASSERT_EQ(6, sendmsg(tx, &mh, 0));
+	ASSERT_SYS(connect(tx, (struct sockaddr *)&to, tl));
+	ASSERT_EQ(6, writev(tx, iov, 3));
+	for (int i = 0; i < 2; i++) {
+		ASSERT_TRUE(sp_poll(rx, POLLIN, sp_wait_ms()) & POLLIN, "datagram %d arrives", i + 1);
+		memset(buf, 0, sizeof(buf));
+		ASSERT_EQ(6, recv(rx, buf, sizeof(buf), 0));
+		ASSERT_MEM_EQ("abcdef", buf, 6);
+	}
+	ASSERT_ERRNO(recv(rx, buf, sizeof(buf), MSG_DONTWAIT), EAGAIN);
+}
+
+/* 9. readv/recvmsg scatter into their buffers in order. */
+SP_TEST(readv_scatters_in_order)
+{
+	int c, s;
+	char a[8], b[8];
+	struct iovec iov[2] = { { a, 2 }, { b, 4 } };
+	struct msghdr mh = { .msg_iov = iov, .msg_iovlen = 2 };
+
+	sp_tcp_pair(ctx, &c, &s);
+	ASSERT_EQ(6, write(c, "abcdef", 6));
+	ASSERT_EQ(6, sp_wait_inq(s, 6));
+	ASSERT_EQ(6, readv(s, iov, 2));
+	ASSERT_MEM_EQ("ab", a, 2);
+	ASSERT_MEM_EQ("cdef", b, 4);
+	ASSERT_EQ(6, write(c, "ghijkl", 6));
+	ASSERT_EQ(6, sp_wait_inq(s, 6));
+	ASSERT_EQ(6, recvmsg(s, &mh, 0));
+	ASSERT_MEM_EQ("gh", a, 2);
+	ASSERT_MEM_EQ("ijkl", b, 4);
+
+	/* UDP: 10 bytes into 3+3 fill both and drop the rest. */
+	int rx = sp_udp_bound(ctx), tx = sp_udp_bound(ctx);
+	struct sockaddr_storage to;
+	socklen_t tl = sizeof(to);
+	ASSERT_SYS(getsockname(rx, (struct sockaddr *)&to, &tl));
+	ASSERT_SYS(connect(tx, (struct sockaddr *)&to, tl));
+	iov[1].iov_len = 3;
+	iov[0].iov_len = 3;
+	for (int via_msg = 0; via_msg <= 1; via_msg++) {
+		ASSERT_EQ(10, send(tx, "0123456789", 10, 0));
+		ASSERT_EQ(3, send(tx, "XYZ", 3, 0));
+		ASSERT_TRUE(sp_poll(rx, POLLIN, sp_wait_ms()) & POLLIN, "the datagrams arrive");
+		mh.msg_flags = 0;
+		ASSERT_EQ(6, via_msg ? recvmsg(rx, &mh, 0) : readv(rx, iov, 2));
+		ASSERT_MEM_EQ("012", a, 3);
+		ASSERT_MEM_EQ("345", b, 3);
+		if (via_msg)
+			ASSERT_TRUE(mh.msg_flags & MSG_TRUNC, "recvmsg reports MSG_TRUNC (msg_flags 0x%x)",
+				    mh.msg_flags);
+		memset(a, 0, sizeof(a));
+		sp_watchdog(sp_wait_ms());
+		ssize_t r = readv(rx, iov, 2);          /* the next datagram, not the rest */
+		sp_watchdog(0);
+		ASSERT_EQ(3, r);
+		ASSERT_MEM_EQ("XYZ", a, 3);
+		ASSERT_ERRNO(recv(rx, a, sizeof(a), MSG_DONTWAIT), EAGAIN);
+	}
+}
+
+/* 10. Linux: MSG_TRUNC gives a UDP datagram's real length. */
+SP_TEST(trunc_flag_returns_the_real_datagram_length)
+{
+	int rx = sp_udp_bound(ctx), tx = sp_udp_bound(ctx);
+	struct sockaddr_storage to;
+	socklen_t tl = sizeof(to);
+	char buf[16];
+
+	ASSERT_SYS(getsockname(rx, (struct sockaddr *)&to, &tl));
+	ASSERT_SYS(connect(tx, (struct sockaddr *)&to, tl));
+	for (int how = 0; how < VIA_COUNT; how++) {
+		int mf;
+		ASSERT_EQ(10, send(tx, "0123456789", 10, 0));
+		ASSERT_TRUE(sp_poll(rx, POLLIN, sp_wait_ms()) & POLLIN, "the datagram arrives");
+		/* The size of the next datagram, left queued. */
+		errno = 0;
+		ssize_t r = recv_via(how, rx, buf, 0, MSG_PEEK | MSG_TRUNC, NULL);
+		if (r < 0 && (errno == EINVAL || errno == EOPNOTSUPP))
+			UNSUPPORTED("recv(MSG_TRUNC) on UDP (%s)", sp_errno_name(errno));
+		if (how == 0)
+			RECORD("peek_trunc_zero_buffer", "%zd", r);
+		ASSERT_TRUE(r == 10, "%s(buf, 0, MSG_PEEK|MSG_TRUNC) gives the datagram's size 10 (got %zd)",
+			    via_name[how], r);
+		ASSERT_EQ(10, recv_via(how, rx, buf, 0, MSG_PEEK | MSG_TRUNC, NULL)); /* still there */
+		/* The real length with a 4-byte buffer, and the datagram is gone. */
+		memset(buf, 0, sizeof(buf));
+		r = recv_via(how, rx, buf, 4, MSG_TRUNC, &mf);
+		ASSERT_TRUE(r == 10, "%s(buf, 4, MSG_TRUNC) returns the real length 10 (got %zd)",
+			    via_name[how], r);
+		ASSERT_MEM_EQ("0123", buf, 4);
+		ASSERT_EQ(0, buf[4]);                     /* no more than 4 copied */
+		if (how == VIA_RECVMSG)
+			ASSERT_TRUE(mf & MSG_TRUNC, "recvmsg reports MSG_TRUNC (msg_flags 0x%x)", mf);
+		ASSERT_ERRNO(recv_via(how, rx, buf, sizeof(buf), MSG_DONTWAIT, NULL), EAGAIN);
+	}
+}
+
+static const struct sp_case cases[] = {
+	SP_CASE(peek_returns_data_without_consuming, "FLAG-PEEK", SP_INET),
+	SP_CASE(waitall_waits_for_the_full_count, "FLAG-WAITALL", SP_INET),
+	SP_CASE(dontwait_fails_at_once_and_keeps_the_socket_blocking, "FLAG-DONTWAIT", SP_INET),
+	SP_CASE(nosignal_suppresses_sigpipe, "FLAG-NOSIGNAL", SP_INET),
+	SP_CASE(oob_send_makes_only_the_last_byte_urgent, "FLAG-OOB-URGENT-BYTE", SP_INET),
+	SP_CASE(oob_arrival_sends_sigurg_to_the_owner, "FLAG-OOB-SIGURG", SP_INET),
+	SP_CASE(read_stops_at_the_urgent_mark, "FLAG-OOB-ATMARK", SP_INET),
+	SP_CASE(writev_gathers_buffers_in_order, "FLAG-WRITEV-GATHER", SP_INET),
+	SP_CASE(readv_scatters_in_order, "FLAG-READV-SCATTER", SP_INET),
+	SP_CASE(trunc_flag_returns_the_real_datagram_length, "FLAG-TRUNC-UDP", SP_INET),
+};
+
+SP_MAIN("flag", cases)
