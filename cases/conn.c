@@ -353,6 +353,35 @@ SP_TEST(socket_and_peer_names_agree)
 	ASSERT_SAME_ADDR(&a1, &p2, "UDP getsockname = peer's getpeername");
 	ASSERT_SAME_ADDR(&a2, &p1, "UDP getpeername = peer's getsockname");
 
+	/* A listener on the wildcard address: the accepted socket is named by
+	 * the concrete address the client reached, never the wildcard (only
+	 * in the item's own network namespace: it binds the wildcard). */
+	const char *netns = getenv("SOCKPROBE_NETNS");
+	if (netns && strcmp(netns, "private") == 0) {
+		struct sockaddr_storage any;
+		socklen_t alen = sp_loopback(ctx, &any, 0);
+		if (ctx->af == AF_INET6)
+			((struct sockaddr_in6 *)&any)->sin6_addr = in6addr_any;
+		else
+			((struct sockaddr_in *)&any)->sin_addr.s_addr = htonl(INADDR_ANY);
+		int wl = sp_socket(ctx, SOCK_STREAM);
+		ASSERT_SYS(bind(wl, (struct sockaddr *)&any, alen));
+		ASSERT_SYS(listen(wl, 4));
+		int wc = sp_tcp_connect(ctx, wl);
+		ASSERT_TRUE(sp_poll(wl, POLLIN, sp_wait_ms()) & POLLIN, "the connection is queued");
+		int ws = (int)ASSERT_SYS(accept(wl, NULL, NULL));
+		name_of(ws, 0, &sl);
+		name_of(wc, 1, &cp);
+		ASSERT_SAME_ADDR(&sl, &cp, "wildcard listener: accepted getsockname = client getpeername");
+		RECORD("wildcard_listener_accepted_name", "%s", same_sockaddr(&sl, &cp) ?
+		       "the address the client reached" : "another address");
+		close(ws);
+		close(wc);
+		close(wl);
+	} else {
+		RECORD("wildcard_listener_accepted_name", "not checked (shared host network)");
+	}
+
 	/* Unconnected sockets have no peer. */
 	struct sockaddr_storage none;
 	socklen_t nl = sizeof(none);
