@@ -28,6 +28,9 @@
 #   make mutate          every fault of faults/ against the whole suite: table, score, reports/mutate-*/
 #                        (FAULTS="a b" only those; JOBS=N items at once); exit 1 if a fault escapes
 #
+#   make dist            build/sockprobe-VERSION-ARCH.tar.gz: static probes + POSIX sh runner
+#   make ingest STREAM=file  the stream that bundle's `sh run -o file` wrote -> a report
+#
 #   make compare REPORTS="a/report.json b/report.json"   side-by-side table
 #   make check-kernels   host, UML 6.1, QEMU 6.1, QEMU 6.12, then a comparison
 CC      ?= cc
@@ -88,6 +91,20 @@ check-kernels:
 	@scripts/deps.sh musl-tools busybox-static user-mode-linux qemu-system-x86
 	@$(MAKE) --no-print-directory binaries static
 	@exec $(PYTHON) -m runner kernels $(if $(TIMEOUT),--timeout $(TIMEOUT))
+
+# The bundle that runs anywhere: static probes, sp-isolate, fixtures and the
+# POSIX sh runner in build/sockprobe-VERSION-ARCH.tar.gz; `sh run -o FILE`
+# on the target, then `make ingest STREAM=FILE` here writes the report.
+.PHONY: dist ingest
+dist:
+	@scripts/deps.sh musl-tools
+	@$(MAKE) --no-print-directory static
+	@$(PYTHON) -m runner dist
+
+ingest:
+	@$(if $(STREAM),,echo "make ingest: say which stream: make ingest STREAM=FILE" >&2; exit 2)
+	@scripts/deps.sh
+	@exec $(PYTHON) -m runner ingest $(if $(EXPECT),--expect $(EXPECT)) $(if $(REPORT_DIR),--reports $(REPORT_DIR)) '$(STREAM)'
 
 list: deps
 	@$(MAKE) --no-print-directory binaries

@@ -4,6 +4,8 @@
   list                         the tests, their families and catalogue IDs
   compare REPORT REPORT...     side-by-side verdicts and differing values
   mutate [FAULT ...]           the mutation campaign: every fault against the suite
+  dist                         the bundle: sockprobe-VERSION-ARCH.tar.gz (POSIX sh runner)
+  ingest STREAM                a stream from the bundle's runner -> the report directory
 
 Errors are one line on stderr, naming what is wrong and what to do, with a
 non-zero exit status; never a traceback.
@@ -25,6 +27,9 @@ ROOT = discover.ROOT
 
 class CliError(Exception):
     pass
+
+
+from .dist import DistError as _DistError  # noqa: E402  (dist, ingest, ssh)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -81,6 +86,8 @@ def _parser() -> argparse.ArgumentParser:
     k.add_argument("--reports", default=str(ROOT / "reports"), help="report directory")
     from . import mutate
     mutate.add_arguments(sub.add_parser("mutate", help="run every fault against the suite; score"))
+    from . import dist
+    dist.add_arguments(sub)
     sub.add_parser("list", help="list tests with their catalogue IDs").add_argument(
         "--build", default=str(discover.BUILD))
     return p
@@ -331,6 +338,9 @@ def main(argv=None) -> int:
         if a.cmd == "mutate":
             from . import mutate
             return mutate.cmd(a)
+        if a.cmd in ("dist", "ingest"):
+            from . import dist
+            return dist.cmd(a)
         if a.cmd == "bench":
             from . import bench
             if a.runs < 1:
@@ -339,7 +349,7 @@ def main(argv=None) -> int:
             return 0
         raise CliError("say what to do: check or list (see `python -m runner --help`)")
     except (CliError, discover.DiscoveryError, report.ReportError, guest.GuestError,
-            matrix.MatrixError) as e:
+            matrix.MatrixError, _DistError) as e:
         print("sockprobe: error: %s" % e, file=sys.stderr)
         return 2
     except KeyboardInterrupt as e:
