@@ -21,6 +21,7 @@
 #   REPEAT=N             run every item N times (with JOBS=2: in parallel); count flips
 #   REPORT_DIR=dir       where run directories go (default reports/)
 #   EXPECT=socket_wrapper  known deviations (expectations/NAME.tsv) become xfail
+#   TARGET=ssh://user@host[:port]  run the bundle (make dist) on a remote machine over ssh
 #   KTAP=1               also print the run's results.ktap (KTAP v1) at the end
 #
 #   make bench           how fast: make check, runner overhead, REPEAT, UML (figures in reports/)
@@ -47,13 +48,14 @@ JOBS    ?= $(shell nproc 2>/dev/null || echo 2)
 CHECK_ARGS := $(if $(PRELOAD),--preload $(PRELOAD)) $(if $(WRAP),--wrap '$(WRAP)') $(if $(TIMEOUT),--timeout $(TIMEOUT)) \
 	$(if $(filter-out 0,$(JOBS)),-n $(JOBS)) $(if $(FAMILY),--family $(FAMILY)) \
 	$(if $(K),-k "$(K)") $(if $(HOST),--host) $(if $(BASELINE),--baseline $(BASELINE)) \
-	$(if $(KERNEL),--kernel $(KERNEL)) $(if $(LIBC),--libc $(LIBC)) \
+	$(if $(KERNEL),--kernel $(KERNEL)) $(if $(TARGET),--target '$(TARGET)') $(if $(LIBC),--libc $(LIBC)) \
 	$(if $(KTAP),--ktap) $(if $(EXPECT),--expect $(EXPECT)) $(if $(REPEAT),--repeat $(REPEAT)) $(if $(REPORT_DIR),--reports $(REPORT_DIR)) $(TESTS)
 # What a run needs beyond the base packages.
 EXTRA_DEPS := $(if $(or $(KERNEL),$(filter musl,$(LIBC))),musl-tools) \
 	$(if $(KERNEL),busybox-static) $(if $(filter uml,$(KERNEL)),user-mode-linux) \
 	$(if $(filter-out uml,$(KERNEL)),qemu-system-x86) \
-	$(if $(filter proot%,$(WRAP)),proot) $(if $(filter valgrind%,$(WRAP)),valgrind)
+	$(if $(filter proot%,$(WRAP)),proot) $(if $(filter valgrind%,$(WRAP)),valgrind) \
+	$(if $(TARGET),musl-tools openssh-client)
 
 .PHONY: test-browser all binaries static check check-kernels compare bench soak test list deps clean
 .SECONDARY:
@@ -111,7 +113,7 @@ list: deps
 	@$(PYTHON) -m runner list
 
 test:
-	@scripts/deps.sh musl-tools busybox-static perl python3-yaml libsocket-wrapper
+	@scripts/deps.sh musl-tools busybox-static perl python3-yaml libsocket-wrapper openssh-server openssh-client
 	@$(MAKE) --no-print-directory binaries static
 	@py=$(PYTHON) && \
 	echo "== fixture library (cmocka)" && $(BUILD)/fixtures-test && \

@@ -67,6 +67,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="known deviations (expectations/NAME.tsv or a .tsv file) become xfail")
     c.add_argument("--ktap", action="store_true",
                    help="also print the run's results.ktap (KTAP v1) to stdout at the end")
+    c.add_argument("--target", metavar="ssh://USER@HOST[:PORT]",
+                   help="run the bundle on a remote machine over ssh (runner/targets/ssh.py)")
     c.add_argument("--guest-timeout", type=float, default=None,
                    help="seconds a guest kernel may take in all (default: a boot bound "
                         "plus items x --timeout)")
@@ -158,6 +160,9 @@ def cmd_check(a) -> int:
         except (expect.ExpectError, OSError) as e:
             raise CliError(str(e))
         a.expect = str(expect.resolve(a.expect))
+    if a.target:
+        from .targets import ssh
+        return ssh.check(a)
     if a.kernel:
         return cmd_guest(a)
     _writable(Path(a.reports))

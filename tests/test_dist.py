@@ -3,7 +3,6 @@ dash and busybox sh, and `ingest` giving the verdicts a host run of the
 same binaries gives; the runner's framing of timeouts, crashes and a run
 stopped half-way."""
 import json
-import os
 import shutil
 import signal
 import subprocess
@@ -177,7 +176,7 @@ def test_runner_usage_errors(tmp_path, bad):
 def test_runner_stopped_mid_item_cleans_up_and_ingests_partial(tmp_path):
     b = fake_bundle(tmp_path)
     stream = tmp_path / "stream"
-    p = subprocess.Popen(["dash", str(b / "run"), "-t", "60", "-c", "-o", str(stream)],
+    p = subprocess.Popen(["dash", str(b / "run"), "-t", "60", "-r", str(b), "-o", str(stream)],
                          stderr=subprocess.PIPE)
     end = time.monotonic() + 30
     while not (b / "hang-started").exists():
@@ -186,7 +185,7 @@ def test_runner_stopped_mid_item_cleans_up_and_ingests_partial(tmp_path):
     assert processes_running("sleep 3171")
     p.send_signal(signal.SIGTERM)
     assert p.wait(timeout=10) == 143
-    assert not b.exists()          # -c: the bundle directory is gone
+    assert not b.exists()          # -r: the bundle directory is gone
     end = time.monotonic() + 5     # the item's namespace dies with sp-isolate
     while processes_running("sleep 3171") and time.monotonic() < end:
         time.sleep(0.05)
