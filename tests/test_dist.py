@@ -201,3 +201,16 @@ def test_runner_stopped_mid_item_cleans_up_and_ingests_partial(tmp_path):
     assert res["fake/ok[ipv4]"]["verdict"] == "pass"
     assert res["fake/hang"]["verdict"] == "error"
     assert res["fake/hang"]["message"] == dist.CUT_SHORT
+
+
+@needs_static
+def test_runner_says_when_a_probe_cannot_run_here(tmp_path):
+    b = fake_bundle(tmp_path)
+    alien = b / "probes" / "alien"   # another architecture's binary, as far as exec goes
+    alien.write_bytes(b"\x7fELF\x02\x01\x01" + b"\0" * 57)
+    alien.chmod(0o755)
+    r = subprocess.run(["dash", str(b / "run"), "alien"], capture_output=True, text=True)
+    assert r.returncode == 2
+    assert "alien cannot run here" in r.stderr and "another architecture" in r.stderr
+    r = subprocess.run(["dash", str(b / "run"), "nosuch/x"], capture_output=True, text=True)
+    assert r.returncode == 2 and "no probe 'nosuch'" in r.stderr and r.stdout == ""

@@ -225,3 +225,17 @@ def test_ctrl_c_and_sigterm_stop_the_remote_run_and_clean_up(sshd, tmp_path, sig
     assert "partial report written" in out
     _partial(tmp_path)
     _nothing_left(sshd)
+
+
+def test_a_target_that_cannot_run_the_probes_says_so(sshd, tmp_path):
+    b = fake_build(tmp_path)
+    alien = b / "static" / "probes" / "fake"   # runs here, not on the target (another arch)
+    alien.write_text('#!/bin/sh\ncase "$0" in */sockprobe/probes/*) '
+                     'echo "Exec format error" >&2; exit 126 ;; esac\n' + FAKE[len("#!/bin/sh\n"):])
+    r = subprocess.run([PY, "-m", "runner", "check", "--target", sshd.url, "--build", str(b),
+                        "--reports", str(tmp_path / "r")], cwd=ROOT, env=sshd.env(),
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+    assert "cannot run on ssh://" in r.stderr and "another architecture" in r.stderr, r.stderr
+    _nothing_left(sshd)

@@ -150,6 +150,9 @@ class Ssh(Target):
                                                          "Permission denied", "Host key",
                                                          "Timeout", "client_loop", "Received"))]
         last = (own or [l.strip() for l in lines if l.strip()] or ["no message"])[-1][-300:]
+        said = [l.strip() for l in lines if l.startswith(("sockprobe-run:", "sockprobe:"))]
+        if said and how == "exited":  # the remote side said what is missing
+            return "cannot run on %s: %s" % (self.url, said[-1])
         started = self.stream_path is not None and self.stream_path.exists() and \
             self.stream_path.stat().st_size > 0
         if not started and how == "exited":
