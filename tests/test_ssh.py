@@ -239,3 +239,23 @@ def test_a_target_that_cannot_run_the_probes_says_so(sshd, tmp_path):
     assert len(r.stderr.strip().splitlines()) == 1
     assert "cannot run on ssh://" in r.stderr and "another architecture" in r.stderr, r.stderr
     _nothing_left(sshd)
+
+
+def test_a_target_gone_for_good_still_cleans_up_after_itself(tmp_path):
+    """The whole sshd dies mid-item (no clean-up connection possible): the
+    remote runner removes its directory when its next write fails."""
+    (tmp_path / "own-sshd").mkdir()
+    s = Sshd(tmp_path / "own-sshd")
+    try:
+        p = _start(s, tmp_path, ["--timeout", "2"])
+        _wait_hang_started(s, p)
+        for pid in s.sessions():
+            os.kill(pid, signal.SIGKILL)
+        s.proc.kill()   # the listener too: nobody answers any more
+        out, _ = p.communicate(timeout=60)
+        assert p.returncode == 1, out
+        assert "could not reach ssh root@127.0.0.1:%d to remove" % s.port in out, out
+        _partial(tmp_path)
+        _nothing_left(s)
+    finally:
+        s.stop()
