@@ -136,6 +136,8 @@ def ingest(stream: Path, reports: Path, expectations: str | None = None,
                         % stream)
     env = stream_environment(parsed, parsed["results"], tmo)
     env["target"] = "bundle"
+    m = re.search(r"^@SP1 guest .*\bbundle=(\S+)", text, re.M)
+    env["bundle"] = m.group(1) if m else None
     env["stream"] = str(stream)
     env.update(extra_env or {})
     if expectations:

@@ -87,6 +87,7 @@ def test_bundle_round_trips_to_the_host_verdicts(bundle, host_verdicts, shell, t
     doc = json.loads((rep / "latest" / "report.json").read_text())
     assert doc["partial"] is False
     assert doc["environment"]["target"] == "bundle"
+    assert doc["environment"]["bundle"] == bundle.name
     assert doc["environment"]["libc"] == "musl"
     assert doc["environment"]["item_isolation"] == ["namespaces"]
 
