@@ -215,3 +215,5 @@ def test_runner_says_when_a_probe_cannot_run_here(tmp_path):
     assert "alien cannot run here" in r.stderr and "another architecture" in r.stderr
     r = subprocess.run(["dash", str(b / "run"), "nosuch/x"], capture_output=True, text=True)
     assert r.returncode == 2 and "no probe 'nosuch'" in r.stderr and r.stdout == ""
+    r = subprocess.run(["dash", str(b / "run"), "fake/nosuch"], capture_output=True, text=True)
+    assert r.returncode == 2 and "no test 'nosuch' in probes/fake" in r.stderr and r.stdout == ""

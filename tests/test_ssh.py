@@ -133,9 +133,11 @@ def test_ssh_run_gives_the_host_verdicts_and_names_the_target(sshd, tmp_path):
 
 
 def test_refused_and_bad_targets_are_one_line(sshd, tmp_path):
-    for url, says in (("ssh://root@127.0.0.1:1", "Connection refused"),
+    bad_host = [("ssh://root@no-such-host.invalid", "Could not resolve hostname")] \
+        if sshd.netns else []   # (resolved inside the test's own network namespace only)
+    for url, says in bad_host + [("ssh://root@127.0.0.1:1", "Connection refused"),
                       ("ssh://", "TARGET must be ssh://user@host[:port]"),
-                      ("ssh://root@127.0.0.1:x", "port is not a number")):
+                      ("ssh://root@127.0.0.1:x", "port is not a number")]:
         r = subprocess.run([PY, "-m", "runner", "check", "--target", url, "--reports",
                             str(tmp_path / "r"), "udp"], cwd=ROOT, env=sshd.env(),
                            capture_output=True, text=True, timeout=60)
