@@ -82,8 +82,15 @@ def make_bundle(static: Path, out_dir: Path, name: str | None = None) -> Path:
     if not iso.exists() or not probes:
         raise DistError("the static probes are not built in %s: run `make static`" % static)
     name = name or "sockprobe-%s-%s" % (version(), arch_of(iso))
-    out_dir.mkdir(parents=True, exist_ok=True)
     dest = out_dir / (name + ".tar.gz")
+    try:
+        return _write_bundle(static, iso, probes, name, dest)
+    except OSError as e:
+        raise DistError("cannot write %s: %s" % (dest, e.strerror or e))
+
+
+def _write_bundle(static, iso, probes, name, dest) -> Path:
+    dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
     with tarfile.open(part, "w:gz") as tar:
         _add(tar, name + "/run", guest.RUN.read_bytes(), 0o755)
@@ -146,6 +153,13 @@ def ingest(stream: Path, reports: Path, expectations: str | None = None,
             expect.apply(r, table)
         env["expectations"] = expectations
     st = stream.stat().st_mtime
+    try:
+        reports.mkdir(parents=True, exist_ok=True)
+        if not os.access(reports, os.W_OK | os.X_OK):
+            raise PermissionError(13, "Permission denied")
+    except OSError as e:
+        raise DistError("cannot write reports to %s: %s (choose another with REPORT_DIR=... "
+                        "or --reports)" % (reports, e.strerror))
     return report.publish(parsed["results"], env, reports, partial=not parsed["done"],
                           started=None, finished=st)
 

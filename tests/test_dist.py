@@ -108,6 +108,12 @@ def test_ingest_of_something_else_is_one_clear_line(tmp_path):
         assert r.returncode == 2
         assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
     assert not (tmp_path / "r").exists()
+    stream = tmp_path / "stream"
+    stream.write_text("@SP1 guest kernel=x timeout=5\n@SP1 item probe=p test=t family=none ids=X\n")
+    r = subprocess.run([PY, "-m", "runner", "ingest", str(stream), "--reports", "/proc/no/such"],
+                       cwd=ROOT, capture_output=True, text=True)
+    assert r.returncode == 2 and "cannot write reports to /proc/no/such" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
 
 
 # ---- the runner's framing, with a fake probe ---------------------------------

@@ -6,6 +6,7 @@ the bundle run here; a target that refuses, hangs or disappears mid-run:
 one clear line, a partial report, nothing left behind on either side."""
 import json
 import os
+import pwd
 import shutil
 import signal
 import socket
@@ -47,7 +48,7 @@ class Sshd:
         shutil.copy(d / "user_key.pub", d / "authorized_keys")
         (d / "sshd_config").write_text(
             "Port %d\nListenAddress 127.0.0.1\nHostKey %s\nPidFile %s\nAuthorizedKeysFile %s\n"
-            "StrictModes no\nUsePAM yes\nPasswordAuthentication no\n"
+            "StrictModes no\nUsePAM no\nPrintMotd no\nPasswordAuthentication no\n"
             "KbdInteractiveAuthentication no\nPermitRootLogin prohibit-password\n"
             "AcceptEnv TMPDIR\nLogLevel ERROR\n" % (
                 self.port, d / "host_key", d / "sshd.pid", d / "authorized_keys"))
@@ -56,7 +57,8 @@ class Sshd:
             "Host *\n  IdentityFile %s\n  IdentitiesOnly yes\n  UserKnownHostsFile %s\n"
             "  StrictHostKeyChecking no\n  SetEnv TMPDIR=%s\n" % (
                 d / "user_key", d / "known_hosts", self.remote_tmp))
-        Path("/run/sshd").mkdir(exist_ok=True)  # sshd's privilege separation directory
+        if os.geteuid() == 0:
+            Path("/run/sshd").mkdir(exist_ok=True)  # sshd's privilege separation directory
         cmd = [str(SSHD), "-D", "-e", "-f", str(d / "sshd_config")]
         self.netns = os.geteuid() == 0 and shutil.which("unshare") and shutil.which("nsenter")
         if self.netns:
@@ -66,16 +68,18 @@ class Sshd:
                                      stdin=subprocess.DEVNULL)
         self.ssh = ("nsenter --net=/proc/%d/ns/net " % self.proc.pid if self.netns else "") + \
             "ssh -F %s" % (d / "ssh_config")
-        self.url = "ssh://%s@127.0.0.1:%d" % (os.environ.get("USER") or "root", self.port) \
-            if os.geteuid() != 0 else "ssh://root@127.0.0.1:%d" % self.port
+        self.user = pwd.getpwuid(os.geteuid()).pw_name   # an unprivileged sshd: only oneself
+        self.url = "ssh://%s@127.0.0.1:%d" % (self.user, self.port)
         end = time.monotonic() + 20
         while True:
             r = subprocess.run(self.ssh.split() + ["-o", "BatchMode=yes", "-p", str(self.port),
-                                                   "root@127.0.0.1", "true"],
+                                                   self.user + "@127.0.0.1", "true"],
                                capture_output=True, text=True)
             if r.returncode == 0:
                 break
-            if time.monotonic() > end or self.proc.poll() is not None:
+            if time.monotonic() > end or self.proc.poll() is not None or \
+                    "Permission denied" in r.stderr:   # up, but this user cannot log in
+                self.stop()
                 raise RuntimeError("the test sshd did not start: %s %s" % (
                     r.stderr.strip(), (d / "sshd.log").read_text()[-300:]))
             time.sleep(0.1)  # waiting for sshd to listen
@@ -105,9 +109,20 @@ class Sshd:
         self.log.close()
 
 
+def start_sshd(d: Path) -> Sshd:
+    """As root the test sshd must start; an unprivileged one (it can log in
+    only its own user, whose shell may refuse) may not, and then skips."""
+    try:
+        return Sshd(d)
+    except RuntimeError as e:
+        if os.geteuid() == 0:
+            raise
+        pytest.skip("an unprivileged test sshd cannot start here: %s" % e)
+
+
 @pytest.fixture(scope="module")
 def sshd(tmp_path_factory):
-    s = Sshd(tmp_path_factory.mktemp("sshd"))
+    s = start_sshd(tmp_path_factory.mktemp("sshd"))
     yield s
     s.stop()
 
@@ -121,7 +136,7 @@ def test_ssh_run_gives_the_host_verdicts_and_names_the_target(sshd, tmp_path):
     doc = json.loads((tmp_path / "r" / "latest" / "report.json").read_text())
     assert doc["partial"] is False
     assert doc["environment"]["target"] == sshd.url
-    assert doc["environment"]["guest"].startswith("ssh root@127.0.0.1:")
+    assert doc["environment"]["guest"] == "ssh %s@127.0.0.1:%d" % (sshd.user, sshd.port)
     host = tmp_path / "h"
     h = subprocess.run([PY, "-m", "runner", "check", "--libc", "musl", "-q", "--reports",
                         str(host)] + SELECTION, cwd=ROOT, capture_output=True, text=True)
@@ -247,7 +262,7 @@ def test_a_target_gone_for_good_still_cleans_up_after_itself(tmp_path):
     """The whole sshd dies mid-item (no clean-up connection possible): the
     remote runner removes its directory when its next write fails."""
     (tmp_path / "own-sshd").mkdir()
-    s = Sshd(tmp_path / "own-sshd")
+    s = start_sshd(tmp_path / "own-sshd")
     try:
         p = _start(s, tmp_path, ["--timeout", "2"])
         _wait_hang_started(s, p)
@@ -256,7 +271,7 @@ def test_a_target_gone_for_good_still_cleans_up_after_itself(tmp_path):
         s.proc.kill()   # the listener too: nobody answers any more
         out, _ = p.communicate(timeout=60)
         assert p.returncode == 1, out
-        assert "could not reach ssh root@127.0.0.1:%d to remove" % s.port in out, out
+        assert "could not reach ssh %s@127.0.0.1:%d to remove" % (s.user, s.port) in out, out
         _partial(tmp_path)
         _nothing_left(s)
     finally:
