@@ -210,11 +210,11 @@ def _partial(tmp_path):
 
 
 def test_a_target_that_hangs_is_bounded(sshd, tmp_path):
-    p = _start(sshd, tmp_path, ["--timeout", "60", "--guest-timeout", "4"])
+    p = _start(sshd, tmp_path, ["--timeout", "60", "--guest-timeout", "3"])
     out, _ = p.communicate(timeout=60)
     assert p.returncode == 1, out
     line = [l for l in out.splitlines() if l.startswith("ssh: ")]
-    assert len(line) == 1 and "did not finish within its bound of 4 s" in line[0] and "during fake/hang" in line[0], out
+    assert len(line) == 1 and "did not finish within its bound of 3 s" in line[0] and "during fake/hang" in line[0], out
     _partial(tmp_path)
     _nothing_left(sshd)
 

@@ -131,7 +131,8 @@ class Ssh(Target):
             return  # the runner removed it on its way out
         d, pid = shlex.quote(m.group(1)), m.group(2)
         script = ('[ -d %s ] || exit 0; kill -TERM %s 2>/dev/null; n=0; '
-                  'while kill -0 %s 2>/dev/null && [ $n -lt 10 ]; do sleep 1; n=$((n+1)); done; '
+                  'while kill -0 %s 2>/dev/null && [ $n -lt 50 ]; do '
+                  'sleep 0.2 2>/dev/null || sleep 1; n=$((n+1)); done; '
                   'rm -rf %s; [ ! -d %s ]' % (d, pid, pid, d, d))
         try:
             r = subprocess.run(self.ssh_command() + [script], stdin=subprocess.DEVNULL,
