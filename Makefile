@@ -54,8 +54,7 @@ CHECK_ARGS := $(if $(PRELOAD),--preload $(PRELOAD)) $(if $(WRAP),--wrap '$(WRAP)
 EXTRA_DEPS := $(if $(or $(KERNEL),$(filter musl,$(LIBC))),musl-tools) \
 	$(if $(KERNEL),busybox-static) $(if $(filter uml,$(KERNEL)),user-mode-linux) \
 	$(if $(filter-out uml,$(KERNEL)),qemu-system-x86) \
-	$(if $(filter proot%,$(WRAP)),proot) $(if $(filter valgrind%,$(WRAP)),valgrind) \
-	$(if $(TARGET),musl-tools openssh-client)
+	$(if $(filter proot%,$(WRAP)),proot) $(if $(filter valgrind%,$(WRAP)),valgrind)
 
 .PHONY: test-browser all binaries static check check-kernels compare bench soak test list deps clean
 .SECONDARY:
@@ -97,7 +96,18 @@ check-kernels:
 # The bundle that runs anywhere: static probes, sp-isolate, fixtures and the
 # POSIX sh runner in build/sockprobe-VERSION-ARCH.tar.gz; `sh run -o FILE`
 # on the target, then `make ingest STREAM=FILE` here writes the report.
-.PHONY: dist ingest
+.PHONY: dist ingest ssh-deps
+# TARGET=ssh://user@host[:port] runs that bundle on a remote machine
+# (runner/targets/ssh.py): the static probes and an ssh client here.
+ifneq ($(TARGET),)
+EXTRA_DEPS += musl-tools openssh-client
+NEED_STATIC := yes
+endif
+# make test also runs it against a real sshd started on loopback (tests/test_ssh.py).
+test: ssh-deps
+ssh-deps:
+	$(SP_RUN)@scripts/deps.sh openssh-server openssh-client
+
 dist:
 	@scripts/deps.sh musl-tools
 	@$(MAKE) --no-print-directory static
@@ -113,7 +123,7 @@ list: deps
 	@$(PYTHON) -m runner list
 
 test:
-	@scripts/deps.sh musl-tools busybox-static perl python3-yaml libsocket-wrapper openssh-server openssh-client
+	@scripts/deps.sh musl-tools busybox-static perl python3-yaml libsocket-wrapper
 	@$(MAKE) --no-print-directory binaries static
 	@py=$(PYTHON) && \
 	echo "== fixture library (cmocka)" && $(BUILD)/fixtures-test && \
