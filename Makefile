@@ -23,12 +23,16 @@
 #   REPEAT=N             run every item N times (with JOBS=2: in parallel); count flips
 #   REPORT_DIR=dir       where run directories go (default reports/)
 #   EXPECT=socket_wrapper  known deviations (expectations/NAME.tsv) become xfail
+#   TARGET=ssh://user@host[:port]  run the bundle (make dist) on a remote machine over ssh
 #   KTAP=1               also print the run's results.ktap (KTAP v1) at the end
 #
 #   make bench           how fast: make check, runner overhead, REPEAT, UML (figures in reports/)
 #   make soak RUNS=100   every item RUNS times under stress-ng load; any verdict flip is a flake
 #   make mutate          every fault of faults/ against the whole suite: table, score, reports/mutate-*/
 #                        (FAULTS="a b" only those; JOBS=N items at once); exit 1 if a fault escapes
+#
+#   make dist            build/sockprobe-VERSION-ARCH.tar.gz: static probes + POSIX sh runner
+#   make ingest STREAM=file  the stream that bundle's `sh run -o file` wrote -> a report
 #
 #   make compare REPORTS="a/report.json b/report.json"   side-by-side table
 #   make check-kernels   host, UML 6.1, QEMU 6.1, QEMU 6.12, then a comparison
@@ -48,7 +52,7 @@ JOBS    ?= $(shell nproc 2>/dev/null || echo 2)
 CHECK_ARGS := $(if $(PRELOAD),--preload $(PRELOAD)) $(if $(WRAP),--wrap '$(WRAP)') $(if $(TIMEOUT),--timeout $(TIMEOUT)) \
 	$(if $(filter-out 0,$(JOBS)),-n $(JOBS)) $(if $(FAMILY),--family $(FAMILY)) \
 	$(if $(K),-k "$(K)") $(if $(HOST),--host) $(if $(BASELINE),--baseline $(BASELINE)) \
-	$(if $(KERNEL),--kernel $(KERNEL)) $(if $(LIBC),--libc $(LIBC)) \
+	$(if $(KERNEL),--kernel $(KERNEL)) $(if $(TARGET),--target '$(TARGET)') $(if $(LIBC),--libc $(LIBC)) \
 	$(if $(KTAP),--ktap) $(if $(EXPECT),--expect $(EXPECT)) $(if $(REPEAT),--repeat $(REPEAT)) $(if $(REPORT_DIR),--reports $(REPORT_DIR)) $(TESTS)
 # What a run needs beyond the base packages. $(strip): the list is spaces
 # when nothing extra is needed, and $(if) does not strip before testing.
@@ -162,6 +166,31 @@ matrix:
 		echo "sockprobe: the targets these packages serve are skipped"
 	@$(MAKE) --no-print-directory binaries static
 	@exec $(PYTHON) -m runner matrix $(if $(TIMEOUT),--timeout $(TIMEOUT)) $(if $(REPORT_DIR),--reports $(REPORT_DIR))
+
+# The bundle that runs anywhere: static probes, sp-isolate, fixtures and the
+# POSIX sh runner in build/sockprobe-VERSION-ARCH.tar.gz; `sh run -o FILE`
+# on the target, then `make ingest STREAM=FILE` here writes the report.
+.PHONY: dist ingest ssh-deps
+# TARGET=ssh://user@host[:port] runs that bundle on a remote machine
+# (runner/targets/ssh.py): the static probes and an ssh client here.
+ifneq ($(TARGET),)
+EXTRA_DEPS += musl-tools openssh-client
+NEED_STATIC := yes
+endif
+# make test also runs it against a real sshd started on loopback (tests/test_ssh.py).
+test: ssh-deps
+ssh-deps:
+	$(SP_RUN)@scripts/deps.sh openssh-server openssh-client
+
+dist:
+	@scripts/deps.sh musl-tools
+	@$(MAKE) --no-print-directory static
+	@$(PYTHON) -m runner dist
+
+ingest:
+	@$(if $(STREAM),,echo "make ingest: say which stream: make ingest STREAM=FILE" >&2; exit 2)
+	@scripts/deps.sh
+	@exec $(PYTHON) -m runner ingest $(if $(EXPECT),--expect $(EXPECT)) $(if $(REPORT_DIR),--reports $(REPORT_DIR)) '$(STREAM)'
 
 list: deps
 	@$(MAKE) --no-print-directory binaries

@@ -233,6 +233,24 @@ SP_TEST(backlog_queues_connections_before_accept)
 }
 
 /* 4. accept() on a non-blocking listener does not wait. */
+/* A child that calls accept() on the non-blocking listener once the
+ * parent watches it: "at once" means the call never sleeps. */
+struct nb_accepter { int l; struct sp_barrier go; };
+static int accept_once(void *p)
+{
+	struct nb_accepter *a = p;
+	sp_barrier_pass(&a->go);
+	errno = 0;
+	int r = accept(a->l, NULL, NULL);
+	return r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) ? 0 : 1;
+}
+
+static int gone_or_asleep(void *p)
+{
+	char st = sp_proc_state(*(pid_t *)p);
+	return st == 'Z' || st == 'S' || st == 0;
+}
+
 SP_TEST(nonblocking_accept_fails_with_eagain)
 {
 	int l = sp_tcp_listener(ctx, 0);
@@ -248,6 +266,21 @@ SP_TEST(nonblocking_accept_fails_with_eagain)
 	ASSERT_ERRNO(accept4(l, NULL, NULL, SOCK_CLOEXEC), EAGAIN);
 	ASSERT_ERRNO(accept(l2, NULL, NULL), EAGAIN); /* SOCK_NONBLOCK listener */
 	sp_watchdog(0);
+
+	/* "At once": the call never sleeps. A child makes it while /proc
+	 * shows its state; it must end, never be seen asleep in accept(). */
+	if (sp_have_proc()) {
+		struct nb_accepter a = { .l = l };
+		sp_barrier_init(&a.go);
+		pid_t pid = sp_fork(accept_once, &a);
+		sp_barrier_wait(&a.go);
+		ASSERT_TRUE(sp_wait_until(gone_or_asleep, &pid, sp_wait_ms()),
+			    "the child's accept() ends or sleeps within %d ms", sp_wait_ms());
+		char st = sp_proc_state(pid);
+		ASSERT_TRUE(st != 'S', "a non-blocking accept() returns without sleeping "
+			    "(the child was seen asleep in it, state %c)", st);
+		sp_reap_exit(pid, 0);
+	}
 
 	/* With a connection pending it succeeds, then the queue is empty again. */
 	int c = sp_tcp_connect(ctx, l);
@@ -352,6 +385,35 @@ SP_TEST(socket_and_peer_names_agree)
 	name_of(u2, 1, &p2);
 	ASSERT_SAME_ADDR(&a1, &p2, "UDP getsockname = peer's getpeername");
 	ASSERT_SAME_ADDR(&a2, &p1, "UDP getpeername = peer's getsockname");
+
+	/* A listener on the wildcard address: the accepted socket is named by
+	 * the concrete address the client reached, never the wildcard (only
+	 * in the item's own network namespace: it binds the wildcard). */
+	const char *netns = getenv("SOCKPROBE_NETNS");
+	if (netns && strcmp(netns, "private") == 0) {
+		struct sockaddr_storage any;
+		socklen_t alen = sp_loopback(ctx, &any, 0);
+		if (ctx->af == AF_INET6)
+			((struct sockaddr_in6 *)&any)->sin6_addr = in6addr_any;
+		else
+			((struct sockaddr_in *)&any)->sin_addr.s_addr = htonl(INADDR_ANY);
+		int wl = sp_socket(ctx, SOCK_STREAM);
+		ASSERT_SYS(bind(wl, (struct sockaddr *)&any, alen));
+		ASSERT_SYS(listen(wl, 4));
+		int wc = sp_tcp_connect(ctx, wl);
+		ASSERT_TRUE(sp_poll(wl, POLLIN, sp_wait_ms()) & POLLIN, "the connection is queued");
+		int ws = (int)ASSERT_SYS(accept(wl, NULL, NULL));
+		name_of(ws, 0, &sl);
+		name_of(wc, 1, &cp);
+		ASSERT_SAME_ADDR(&sl, &cp, "wildcard listener: accepted getsockname = client getpeername");
+		RECORD("wildcard_listener_accepted_name", "%s", same_sockaddr(&sl, &cp) ?
+		       "the address the client reached" : "another address");
+		close(ws);
+		close(wc);
+		close(wl);
+	} else {
+		RECORD("wildcard_listener_accepted_name", "not checked (shared host network)");
+	}
 
 	/* Unconnected sockets have no peer. */
 	struct sockaddr_storage none;

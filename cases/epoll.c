@@ -152,70 +152,15 @@ static void send_and_wait(int c, int s, const char *data, int n, int queued_afte
 
 /* ---- socket kinds -------------------------------------------------------- */
 
-/* A stream behavior that holds for every kind of connected stream socket
- * is checked on each in turn (as gVisor's suite does): TCP over the
- * item's family, TCP between AF_INET6 sockets on the v4-mapped address
- * ::ffff:127.0.0.1 (ipv6 items only), and an AF_UNIX stream socketpair. */
-enum { K_TCP, K_MAPPED, K_UNIX, K_KINDS };
-static const char *const kind_name[K_KINDS] = { "tcp", "tcp-v4-mapped", "unix" };
+/* Stream behaviors run over every socket kind the item offers (TCP,
+ * TCP on the v4-mapped address, AF_UNIX; fixtures, sp_kind_*). */
+enum { K_TCP = SP_KIND_TCP, K_MAPPED = SP_KIND_MAPPED, K_UNIX = SP_KIND_UNIX, K_KINDS = SP_KINDS };
+#define kind_applies sp_kind_applies
 
-static socklen_t mapped_loopback(struct sockaddr_in6 *a, uint16_t port)
-{
-	memset(a, 0, sizeof(*a));
-	a->sin6_family = AF_INET6;
-	a->sin6_port = htons(port);
-	inet_pton(AF_INET6, "::ffff:127.0.0.1", &a->sin6_addr);
-	return sizeof(*a);
-}
-
-/* Does this kind run in this item? (v4-mapped: ipv6 items, where the
- * stack offers it; where it does not, that is recorded.) */
-static int kind_applies(const struct sp_ctx *ctx, int kind)
-{
-	static int mapped = -1;
-
-	if (kind != K_MAPPED)
-		return 1;
-	if (ctx->af != AF_INET6)
-		return 0;
-	if (mapped < 0) {
-		struct sockaddr_in6 a;
-		int off = 0, fd = sp_socket(ctx, SOCK_STREAM);
-		socklen_t len = mapped_loopback(&a, 0);
-		errno = 0;
-		mapped = setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &off, sizeof(off)) == 0 &&
-			 bind(fd, (struct sockaddr *)&a, len) == 0;
-		if (!mapped)
-			RECORD("v4_mapped_kind", "not available (%s)", sp_errno_name(errno));
-		close(fd);
-	}
-	return mapped;
-}
-
-/* A connected pair of the kind: *c the client, *s the server side. */
 static void kind_pair(const struct sp_ctx *ctx, int kind, int *c, int *s)
 {
-	cur_kind = kind_name[kind];
-	if (kind == K_TCP) {
-		sp_tcp_pair(ctx, c, s);
-	} else if (kind == K_UNIX) {
-		int sv[2];
-		ASSERT_SYS(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv));
-		*c = sv[0];
-		*s = sv[1];
-	} else {
-		struct sockaddr_in6 a;
-		int off = 0, l = sp_socket(ctx, SOCK_STREAM);
-		socklen_t len = mapped_loopback(&a, 0);
-		ASSERT_SYS(setsockopt(l, IPPROTO_IPV6, IPV6_V6ONLY, &off, sizeof(off)));
-		ASSERT_SYS(bind(l, (struct sockaddr *)&a, len));
-		ASSERT_SYS(listen(l, 4));
-		len = mapped_loopback(&a, sp_local_port(l));
-		*c = sp_socket(ctx, SOCK_STREAM);
-		ASSERT_SYS(connect(*c, (struct sockaddr *)&a, len));
-		*s = (int)ASSERT_SYS(accept4(l, NULL, NULL, SOCK_CLOEXEC));
-		close(l);
-	}
+	cur_kind = sp_kind_name(kind);
+	sp_kind_pair(ctx, kind, c, s);
 }
 
 /* A child that writes once the parent sleeps (blocked in epoll_wait). */

@@ -97,7 +97,9 @@ static int bind_port(const struct sp_ctx *ctx, int fd, uint16_t port)
 
 /* Is some connection on local port `port` in TIME_WAIT? (/proc/net/tcp*);
  * -1 when /proc cannot tell. */
-static int time_wait_on(const struct sp_ctx *ctx, uint16_t port)
+/* Is a socket with local port `port` (and remote port `rport`, when not
+ * 0) in TIME_WAIT? 1 yes, 0 no, -1 no /proc/net/tcp to tell. */
+static int time_wait_of(const struct sp_ctx *ctx, uint16_t port, uint16_t rport)
 {
 	FILE *f = fopen(ctx->af == AF_INET6 ? "/proc/net/tcp6" : "/proc/net/tcp", "r");
 	char line[512];
@@ -106,16 +108,22 @@ static int time_wait_on(const struct sp_ctx *ctx, uint16_t port)
 	if (!f)
 		return -1;
 	while (fgets(line, sizeof(line), f)) {
-		char local[128];
+		char local[128], remote[128];
 		unsigned st;
-		if (sscanf(line, " %*d: %127s %*s %x", local, &st) != 2)
+		if (sscanf(line, " %*d: %127s %127s %x", local, remote, &st) != 3)
 			continue;
-		char *colon = strrchr(local, ':');
-		if (colon && strtoul(colon + 1, NULL, 16) == port && st == 6)
+		char *colon = strrchr(local, ':'), *rcolon = strrchr(remote, ':');
+		if (colon && strtoul(colon + 1, NULL, 16) == port && st == 6 &&
+		    (!rport || (rcolon && strtoul(rcolon + 1, NULL, 16) == rport)))
 			found = 1;
 	}
 	fclose(f);
 	return found;
+}
+
+static int time_wait_on(const struct sp_ctx *ctx, uint16_t port)
+{
+	return time_wait_of(ctx, port, 0);
 }
 
 /* 1. SO_TYPE tells a stream socket from a datagram socket. */
@@ -401,7 +409,7 @@ SP_TEST(linger_zero_close_resets_instead_of_fin)
 		ASSERT_SYS(setsockopt(c, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg)));
 		ASSERT_SYS(getsockopt(c, SOL_SOCKET, SO_LINGER, &back, &len));
 		ASSERT_TRUE(back.l_onoff && back.l_linger == 0, "SO_LINGER reads back {1,0}");
-		uint16_t cport = sp_local_port(c);
+		uint16_t cport = sp_local_port(c), sport = sp_local_port(s);
 		ASSERT_EQ(5, write(c, "hello", 5));
 		ASSERT_EQ(5, sp_wait_inq(s, 5));
 		if (how == 0) {
@@ -444,11 +452,12 @@ SP_TEST(linger_zero_close_resets_instead_of_fin)
 		int e = bind_port(ctx, n, cport);
 		const char *netns = getenv("SOCKPROBE_NETNS");
 		if (e == EADDRINUSE && !(netns && strcmp(netns, "private") == 0) &&
-		    time_wait_on(ctx, cport) == 0) {
-			/* On a shared host loopback another program's connection
-			 * may hold the same ephemeral port (ports are shared
-			 * between destinations): /proc/net/tcp shows it is not
-			 * a TIME_WAIT of ours, which is what the Must is about. */
+		    time_wait_of(ctx, cport, sport) == 0) {
+			/* On a shared host loopback another connection (of
+			 * another program, or a TIME_WAIT left by one) may hold
+			 * the same ephemeral port, which connect() shares between
+			 * destinations: /proc/net/tcp shows no TIME_WAIT of this
+			 * connection, which is what the Must is about. */
 			RECORD("rebind_after_reset", "EADDRINUSE from another socket on the "
 			       "shared host loopback; no TIME_WAIT on the port");
 		} else {
@@ -456,7 +465,8 @@ SP_TEST(linger_zero_close_resets_instead_of_fin)
 				    "without SO_REUSEADDR (got %s)", sp_errno_name(e));
 		}
 		if (how == 0) /* /proc/net/tcp is slow to read: once */
-			ASSERT_TRUE(time_wait_on(ctx, cport) != 1, "no TIME_WAIT on the closer's port");
+			ASSERT_TRUE(time_wait_of(ctx, cport, sport) != 1,
+				    "no TIME_WAIT of this connection on the closer's port");
 		close(n);
 		close(s);
 	}

@@ -1199,11 +1199,52 @@ int bind(int fd, const struct sockaddr *a, socklen_t len)
 	return r;
 }
 
+FAULT(accepted_name_is_listeners,
+      "CONN-NAMES-AGREE",
+      "a socket layer that names an accepted socket by its listener's bound address, "
+      "so a wildcard listener's connections report 0.0.0.0 / :: in getsockname()");
+
+/* Accepted sockets whose listener is bound to the wildcard address. */
+static unsigned char from_wildcard_listener[MAXFD];
+
+static int is_wildcard(const struct sockaddr_storage *ss)
+{
+	if (ss->ss_family == AF_INET)
+		return ((const struct sockaddr_in *)ss)->sin_addr.s_addr == htonl(INADDR_ANY);
+	if (ss->ss_family == AF_INET6)
+		return IN6_IS_ADDR_UNSPECIFIED(&((const struct sockaddr_in6 *)ss)->sin6_addr);
+	return 0;
+}
+
+static void note_accepted(int l, int fd)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+	int saved = errno;
+
+	if (fd < 0 || fd >= MAXFD)
+		return;
+	load_getsockname();
+	memset(&ss, 0, sizeof(ss));
+	from_wildcard_listener[fd] = real_getsockname(l, (struct sockaddr *)&ss, &sl) == 0 &&
+				     is_wildcard(&ss);
+	errno = saved;
+}
+
 int getsockname(int fd, struct sockaddr *a, socklen_t *len)
 {
 	load_getsockname();
 	lazy_connect_finish(fd);
 	int r = real_getsockname(fd, a, len);
+	/* accepted_name_is_listeners: an accepted socket of a wildcard
+	 * listener reports the wildcard address. */
+	if (r == 0 && on("accepted_name_is_listeners") && fd >= 0 && fd < MAXFD &&
+	    from_wildcard_listener[fd]) {
+		if (a->sa_family == AF_INET)
+			((struct sockaddr_in *)a)->sin_addr.s_addr = htonl(INADDR_ANY);
+		else if (a->sa_family == AF_INET6)
+			((struct sockaddr_in6 *)a)->sin6_addr = in6addr_any;
+	}
 	/* implicit_bind_reports_wildcard: the port is right, the address is
 	 * the wildcard. */
 	if (r == 0 && on("implicit_bind_reports_wildcard") && fd >= 0 && fd < MAXFD &&
@@ -1321,6 +1362,7 @@ int accept(int l, struct sockaddr *a, socklen_t *len)
 	int fl = spfault_opt_accept_begin(l);
 	int fd = real_accept(l, a, len);
 	spfault_opt_accept_end(l, fl, a, len, fd);
+	note_accepted(l, fd);
 	return repeat_first(l, fd);
 }
 
@@ -1330,6 +1372,7 @@ int accept4(int l, struct sockaddr *a, socklen_t *len, int flags)
 	int fl = spfault_opt_accept_begin(l);
 	int fd = real_accept4(l, a, len, flags);
 	spfault_opt_accept_end(l, fl, a, len, fd);
+	note_accepted(l, fd);
 	return repeat_first(l, fd);
 }
 
@@ -1369,6 +1412,7 @@ int close(int fd)
 		return 0; /* fd is closed; a leaked socket keeps its name */
 	if (fd >= 0 && fd < MAXFD) {
 		explicitly_bound[fd] = 0;
+		from_wildcard_listener[fd] = 0;
 		memset(&fake_peer[fd], 0, sizeof(fake_peer[fd]));
 		memset(&last_dest[fd], 0, sizeof(last_dest[fd]));
 		memset(&nat_first[fd], 0, sizeof(nat_first[fd]));

@@ -4,6 +4,8 @@
   list                         the tests, their families and catalogue IDs
   compare REPORT REPORT...     side-by-side verdicts and differing values
   mutate [FAULT ...]           the mutation campaign: every fault against the suite
+  dist                         the bundle: sockprobe-VERSION-ARCH.tar.gz (POSIX sh runner)
+  ingest STREAM                a stream from the bundle's runner -> the report directory
 
 Errors are one line on stderr, naming what is wrong and what to do, with a
 non-zero exit status; never a traceback.
@@ -25,6 +27,9 @@ ROOT = discover.ROOT
 
 class CliError(Exception):
     pass
+
+
+from .dist import DistError as _DistError  # noqa: E402  (dist, ingest, ssh)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -62,6 +67,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="known deviations (expectations/NAME.tsv or a .tsv file) become xfail")
     c.add_argument("--ktap", action="store_true",
                    help="also print the run's results.ktap (KTAP v1) to stdout at the end")
+    c.add_argument("--target", metavar="ssh://USER@HOST[:PORT]",
+                   help="run the bundle on a remote machine over ssh (runner/targets/ssh.py)")
     c.add_argument("--guest-timeout", type=float, default=None,
                    help="seconds a guest kernel may take in all (default: a boot bound "
                         "plus items x --timeout)")
@@ -84,6 +91,8 @@ def _parser() -> argparse.ArgumentParser:
     from . import refmatrix
     refmatrix.add_arguments(sub.add_parser(
         "matrix", help="every target this machine can run, written as docs/matrix.md"))
+    from . import dist
+    dist.add_arguments(sub)
     sub.add_parser("list", help="list tests with their catalogue IDs").add_argument(
         "--build", default=str(discover.BUILD))
     return p
@@ -159,6 +168,9 @@ def cmd_check(a) -> int:
         except (expect.ExpectError, OSError) as e:
             raise CliError(str(e))
         a.expect = str(expect.resolve(a.expect))
+    if a.target:
+        from .targets import ssh
+        return ssh.check(a)
     if a.kernel:
         return cmd_guest(a)
     _writable(Path(a.reports))
@@ -348,6 +360,9 @@ def main(argv=None) -> int:
         if a.cmd == "mutate":
             from . import mutate
             return mutate.cmd(a)
+        if a.cmd in ("dist", "ingest"):
+            from . import dist
+            return dist.cmd(a)
         if a.cmd == "bench":
             from . import bench
             if a.runs < 1:
@@ -356,7 +371,7 @@ def main(argv=None) -> int:
             return 0
         raise CliError("say what to do: check or list (see `python -m runner --help`)")
     except (CliError, discover.DiscoveryError, report.ReportError, guest.GuestError,
-            matrix.MatrixError) as e:
+            matrix.MatrixError, _DistError) as e:
         print("sockprobe: error: %s" % e, file=sys.stderr)
         return 2
     except KeyboardInterrupt as e:

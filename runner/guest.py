@@ -28,6 +28,7 @@ from . import protocol
 
 ROOT = Path(__file__).resolve().parent.parent
 INIT = Path(__file__).resolve().parent / "guest" / "init"
+RUN = Path(__file__).resolve().parent / "guest" / "run"  # the POSIX sh runner init calls
 CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "sockprobe" / "kernels"
 UML = Path("/usr/bin/linux.uml")
 UML_MODULES = Path("/usr/lib/uml/modules")
@@ -126,6 +127,8 @@ def build_root(dest: Path, static: Path, modules=()) -> Path:
         os.symlink("busybox", dest / "bin" / "sh")
     shutil.copy2(INIT, dest / "init")
     (dest / "init").chmod(0o755)
+    shutil.copy2(RUN, dest / "sockprobe-run")
+    (dest / "sockprobe-run").chmod(0o755)
     shutil.copy2(static / "sp-isolate", dest / "sp-isolate")
     probes = sorted((static / "probes").iterdir())
     if not probes:

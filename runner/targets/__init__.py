@@ -9,6 +9,10 @@ that writes reports (report.publish):
   uml    (uml.py)   User-mode Linux, the static probes on a hostfs root
   qemu   (qemu.py)  a kernel image booted with QEMU (KVM, or TCG when KVM
                     is missing or prints nothing within a short bound)
+  ssh    (ssh.py)   a remote machine: the bundle of `make dist` (runner/dist.py)
+                    unpacked into a mktemp -d directory there, its POSIX sh
+                    runner (runner/guest/run, also the guest init's) streaming
+                    back over the connection
 
 A guest target is a Target: it boots, runs runner/guest/init (which takes
 the tests from each probe's own --list) and leaves the stream in a file;

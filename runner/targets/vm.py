@@ -20,6 +20,8 @@ def count_items(static: Path, tests: list) -> int:
     for p in sorted((static / "probes").iterdir()):
         if not tests or p.name in tests:
             n += len(discover.items_of(p))
+        elif any(t.startswith(p.name + "/") for t in tests):  # probe/test (ssh)
+            n += sum(1 for i in discover.items_of(p) if "%s/%s" % (p.name, i.test) in tests)
     return n
 
 
@@ -76,8 +78,9 @@ def _finish(target, a, work, started, bound, how, stopped) -> int:
     text = ""
     if target.stream_path is not None and target.stream_path.exists():
         text = target.stream_path.read_text(errors="replace")
-    parsed = guest.parse_stream(text, a.timeout, None if stopped else guest.CUT_SHORT)
-    failure = None if stopped else guest.describe_failure(
+    parsed = guest.parse_stream(text, a.timeout, None if stopped else
+                                getattr(target, "cut_short", guest.CUT_SHORT))
+    failure = None if stopped else getattr(target, "describe_failure", guest.describe_failure)(
         how, target.console or work / "console.log",
         target.boot_bound_s if how == "silent" else None)
     if not parsed["results"]:
@@ -107,7 +110,7 @@ def _finish(target, a, work, started, bound, how, stopped) -> int:
         print("sockprobe: interrupted by %s: the guest was stopped; partial report written"
               % signal.Signals(stopped).name)
     elif not parsed["done"]:
-        print("guest: " + failure)
+        print("%s: %s" % (getattr(target, "prefix", "guest"), failure))
     bad = [r for r in doc["results"] if r["verdict"] in report.BAD]
     for r in bad:
         print("  %s %s: %s" % (r["verdict"].upper(), r["item"], r["message"]))
