@@ -202,7 +202,7 @@ test:
 	$(SP_RUN)@py=$(PYTHON) || exit 2; \
 	echo "== fixture library (cmocka)" && { $(BUILD)/fixtures-test || exit 1; } && \
 	echo "== runner, reports, CLI, catalogue, fault injection (pytest)" && \
-	{ $$py -m pytest -q tests; rc=$$?; [ $$rc = 0 ] || exit $$(( rc == 1 ? 1 : 2 )); } && \
+	{ env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL $$py -m pytest -q tests; rc=$$?; [ $$rc = 0 ] || exit $$(( rc == 1 ? 1 : 2 )); } && \
 	echo "== the suite on this machine's kernel" && \
 	$$py -m runner check -q -n 2
 

@@ -216,7 +216,7 @@ def test_progress_is_quiet_for_short_work_and_says_how_long_is_left():
 KERNEL_61 = sorted(guest.CACHE.glob("linux-image-6.1.*/boot/vmlinuz-*"))
 
 
-def _vm_session(needle: str, bound_s: float = 180) -> int:
+def _vm_session(needle: str, bound_s: float = 60) -> int:
     """The session of the VM whose command line holds needle."""
     end = time.monotonic() + bound_s
     while time.monotonic() < end:
