@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 from . import compare, discover, expect, guest, matrix, report
+from . import arch as arch_mod
 from .targets import host, qemu, uml, vm
 
 ROOT = discover.ROOT
@@ -58,6 +59,9 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--kernel", help="run under another kernel: uml, 6.1, 6.12 or a bzImage path")
     c.add_argument("--libc", choices=("glibc", "musl"), default="glibc",
                    help="musl: the static musl probes (build/static)")
+    c.add_argument("--arch", metavar="ARCH",
+                   help="another CPU: %s (build/ARCH, under qemu-user on this kernel)"
+                        % ", ".join(arch_mod.ARCHES))
     c.add_argument("--expect", metavar="NAME|FILE",
                    help="known deviations (expectations/NAME.tsv or a .tsv file) become xfail")
     c.add_argument("--ktap", action="store_true",
@@ -138,6 +142,23 @@ def _check_wrap(a) -> None:
                        "the wrapper too")
 
 
+def _check_arch(a) -> None:
+    """ARCH=...: one of the known architectures, probes under qemu-user
+    on this kernel; nothing else loaded into or wrapped around them."""
+    try:
+        arch_mod.validate(a.arch)
+    except arch_mod.ArchError as e:
+        raise CliError(str(e))
+    if a.kernel:
+        raise CliError("ARCH=%s runs under qemu-user on this kernel; it does not combine "
+                       "with KERNEL= yet" % a.arch)
+    for what, on in (("PRELOAD", a.preload), ("WRAP", a.wrap), ("LIBC=musl", a.libc == "musl"),
+                     ("HOST", a.host)):
+        if on:
+            raise CliError("ARCH=%s does not combine with %s (the probes run under qemu-user)"
+                           % (a.arch, what))
+
+
 def cmd_check(a) -> int:
     if a.preload:
         if not os.path.isabs(a.preload):
@@ -156,10 +177,24 @@ def cmd_check(a) -> int:
         except (expect.ExpectError, OSError) as e:
             raise CliError(str(e))
         a.expect = str(expect.resolve(a.expect))
+    if getattr(a, "arch", None):
+        _check_arch(a)
     if a.kernel:
         return cmd_guest(a)
     _writable(Path(a.reports))
     build = Path(a.build)
+    if getattr(a, "arch", None):
+        a.isolate = str(build / "sp-isolate")   # native: see runner/arch.py
+        build = build / a.arch
+        if not (build / "sp-isolate").exists():
+            raise CliError("the %s probes are not built: run `make check ARCH=%s`" % (a.arch, a.arch))
+        try:
+            arch_mod.emulator(build / "sp-isolate")
+        except arch_mod.ArchError as e:
+            raise CliError(str(e))
+        if not os.path.exists(a.isolate):
+            raise CliError("%s is not built: run `make check ARCH=%s` (it builds first)"
+                           % (a.isolate, a.arch))
     if a.libc == "musl":
         build = discover.BUILD / "static"
         if not (build / "sp-isolate").exists():
