@@ -64,7 +64,7 @@ xdeb_i386    := i386
 # when nothing extra is needed, and $(if) does not strip before testing.
 EXTRA_DEPS := $(strip $(if $(or $(KERNEL),$(filter musl,$(LIBC))),musl-tools) \
 	$(if $(KERNEL),busybox-static) $(if $(filter uml,$(KERNEL)),user-mode-linux) \
-	$(if $(filter-out uml,$(KERNEL)),qemu-system-x86) \
+	$(if $(filter-out uml,$(KERNEL)),$(if $(ARCH),qemu-system-arm,qemu-system-x86)) \
 	$(if $(filter proot%,$(WRAP)),proot) $(if $(filter valgrind%,$(WRAP)),valgrind) \
 	$(if $(ARCH),gcc-$(xtriple_$(ARCH)) libc6-dev-$(xdeb_$(ARCH))-cross qemu-user-static))
 # Static (musl) probes are built only for guest kernels and LIBC=musl.
@@ -85,7 +85,9 @@ ifneq ($(words $(ARCH)) $(filter $(ARCHES),$(ARCH)),1 $(ARCH))
 $(call sp_bad,ARCH must be one of $(subst $() $(),$(comma) ,$(ARCHES)) (got '$(ARCH)'))
 endif
 ifneq ($(KERNEL),)
-$(call sp_bad,ARCH=$(ARCH) runs under qemu-user on this kernel; it does not combine with KERNEL= yet)
+ifneq ($(ARCH) $(filter 6.1 6.12,$(KERNEL)),aarch64 $(KERNEL))
+$(call sp_bad,ARCH=$(ARCH) with KERNEL=$(KERNEL) is not supported: a guest kernel of another architecture is KERNEL=6.1 or 6.12 with ARCH=aarch64)
+endif
 endif
 ifneq ($(or $(LIBC:glibc=),$(PRELOAD),$(WRAP),$(HOST)),)
 $(call sp_bad,ARCH=$(ARCH) does not combine with LIBC=musl$(comma) PRELOAD$(comma) WRAP or HOST (the probes run under qemu-user))

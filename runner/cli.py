@@ -149,9 +149,9 @@ def _check_arch(a) -> None:
         arch_mod.validate(a.arch)
     except arch_mod.ArchError as e:
         raise CliError(str(e))
-    if a.kernel:
-        raise CliError("ARCH=%s runs under qemu-user on this kernel; it does not combine "
-                       "with KERNEL= yet" % a.arch)
+    if a.kernel and (a.arch != "aarch64" or a.kernel not in ("6.1", "6.12")):
+        raise CliError("ARCH=%s with KERNEL=%s is not supported: a guest kernel of another "
+                       "architecture is KERNEL=6.1 or 6.12 with ARCH=aarch64" % (a.arch, a.kernel))
     for what, on in (("PRELOAD", a.preload), ("WRAP", a.wrap), ("LIBC=musl", a.libc == "musl"),
                      ("HOST", a.host)):
         if on:
@@ -261,7 +261,7 @@ def _writable(reports: Path) -> None:
 
 def cmd_guest(a) -> int:
     _writable(Path(a.reports))
-    static = discover.BUILD / "static"
+    static = discover.BUILD / (getattr(a, "arch", None) or "static")
     if not (static / "sp-isolate").exists():
         raise CliError("the static probes are not built: run `make check KERNEL=%s`" % a.kernel)
     if a.preload:
@@ -275,6 +275,8 @@ def cmd_guest(a) -> int:
         raise CliError("--guest-timeout must be a positive number of seconds")
     if a.kernel == "uml":
         target = uml.Uml()
+    elif getattr(a, "arch", None):
+        target = qemu.Qemu(series=a.kernel, arch=a.arch)
     elif a.kernel in guest.DEBIAN_META:
         target = qemu.Qemu(series=a.kernel)
     elif os.path.isfile(a.kernel):

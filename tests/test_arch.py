@@ -52,11 +52,11 @@ def test_make_rejects_an_unknown_arch_before_installing_anything(bad):
     assert "deps.sh" not in r.stdout and "apt-get" not in r.stdout + r.stderr
 
 
-@pytest.mark.parametrize("other", ["KERNEL=6.1", "LIBC=musl", "WRAP=true", "HOST=1"])
+@pytest.mark.parametrize("other", ["KERNEL=uml", "LIBC=musl", "WRAP=true", "HOST=1"])
 def test_make_rejects_arch_with_what_it_does_not_combine_with(other):
     r = make("-n", "check", "ARCH=aarch64", other)
     assert r.returncode == 2
-    assert "ARCH=aarch64" in r.stderr and "combine" in r.stderr
+    assert "ARCH=aarch64" in r.stderr and ("combine" in r.stderr or "not supported" in r.stderr)
     assert "deps.sh" not in r.stdout
 
 
