@@ -4,6 +4,7 @@ exit 2 before anything is installed; each installed architecture runs a
 few items (one that execs its own binary again); the report names the
 architecture and its emulator."""
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -19,8 +20,10 @@ HOST_ISOLATE = BUILD / "sp-isolate"
 
 
 def make(*args):
+    # Not the calling make's flags (make test runs in question mode).
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")}
     return subprocess.run(["make", "--no-print-directory"] + list(args), cwd=ROOT,
-                          capture_output=True, text=True, timeout=600)
+                          capture_output=True, text=True, timeout=600, env=env)
 
 
 def check(tmp_path, *args):

@@ -48,6 +48,18 @@ def remember_kvm_dead() -> None:
         pass  # only a speed-up
 
 
+_WAIT_HVC = """#!/bin/busybox sh
+b=/bin/busybox
+$b mkdir -p /proc /sys /dev
+$b mount -t devtmpfs dev /dev
+for m in /modules/*.ko; do $b insmod "$m" 2>/dev/null; done
+i=0
+while [ $i -lt 100 ] && ! ( : >/dev/vport0p1 ) 2>/dev/null; do $b sleep 0.1; i=$((i + 1)); done
+$b umount /dev
+exec /init.guest
+"""
+
+
 class Qemu(Target):
     kind = "qemu"
 
@@ -91,6 +103,11 @@ class Qemu(Target):
         if self.arch:
             root = guest.build_root(work / "root", static, self.modules)
             shutil.copy2(self.busybox, root / "bin" / "busybox")
+            # The virtio serial port comes up after its module loads:
+            # wait (bounded) until it opens, then the usual init.
+            os.rename(root / "init", root / "init.guest")
+            (root / "init").write_text(_WAIT_HVC)
+            (root / "init").chmod(0o755)
             initrd = guest.write_cpio(root, work / "initrd.cpio")
             self.stream_path = work / "stream"
             self.console = work / "console.log"
@@ -117,15 +134,15 @@ class Qemu(Target):
                "-smp", "1", "-nodefaults", "-display", "none", "-no-reboot",
                "-kernel", str(self.image), "-initrd", str(initrd), "-append", append,
                "-serial", "file:%s" % self.console, "-serial", "file:%s" % self.stream_path]
-        if self.arch:  # one PL011 UART on -M virt: the stream goes out a virtio console
+        if self.arch:  # one PL011 UART on -M virt: the stream goes out a virtio serial port
             cmd = ["qemu-system-aarch64", "-M", "virt", "-cpu", "max", "-accel", "tcg",
                    "-m", "512", "-smp", "1", "-nodefaults", "-display", "none", "-no-reboot",
                    "-kernel", str(self.image), "-initrd", str(initrd),
                    "-append", append.replace("console=ttyS0", "console=ttyAMA0")
-                                    .replace("/dev/ttyS1", "/dev/hvc0"),
+                                    .replace("/dev/ttyS1", "/dev/vport0p1"),
                    "-serial", "file:%s" % self.console, "-device", "virtio-serial-device",
                    "-chardev", "file,id=sp,path=%s" % self.stream_path,
-                   "-device", "virtconsole,chardev=sp"]
+                   "-device", "virtserialport,chardev=sp,name=sockprobe"]
         bound = KVM_BOOT_S if self.accel == "KVM" else self.boot_bound_s
         return guest._run_bounded(cmd, work / "qemu.log", bound_s, guest_console=self.console,
                                   stream=self.stream_path, boot_bound_s=bound,
