@@ -178,3 +178,32 @@ def test_a_native_report_names_this_machines_architecture(tmp_path):
     import platform
     assert doc["environment"]["arch"] == platform.machine()
     assert doc["environment"]["emulator"] is None
+
+
+# ---- KERNEL=6.1 ARCH=aarch64: Debian's arm64 kernel under qemu-system-aarch64
+
+def test_runner_rejects_a_guest_kernel_for_an_arch_without_one(tmp_path):
+    line = one_error_line(check(tmp_path, "--kernel", "6.1", "--arch", "armhf")[0])
+    assert "ARCH=armhf with KERNEL=6.1 is not supported" in line
+
+
+def _arm64_cached():
+    from runner import guest
+    return any(guest.CACHE.glob("linux-image-*-cloud-arm64_arm64/boot/vmlinuz-*")) and \
+        any(guest.CACHE.glob("busybox-static_arm64/bin/busybox"))
+
+
+@pytest.mark.skipif(shutil.which("qemu-system-aarch64") is None,
+                    reason="qemu-system-aarch64 is not installed (make check KERNEL=6.1 ARCH=aarch64)")
+@pytest.mark.skipif(not _arm64_cached(),
+                    reason="the arm64 kernel is not fetched yet (make check KERNEL=6.1 ARCH=aarch64)")
+def test_an_arm64_guest_runs_the_aarch64_probes(tmp_path):
+    _need("aarch64")
+    r = make("cross-aarch64")
+    assert r.returncode == 0, r.stdout + r.stderr
+    r, doc = check(tmp_path, "--kernel", "6.1", "--arch", "aarch64", "--timeout", "10", "pipe")
+    assert r.returncode == 0, r.stdout + r.stderr
+    env = doc["environment"]
+    assert env["arch"] == "aarch64" and env["machine"] == "aarch64"
+    assert env["kernel"].endswith("-cloud-arm64") and env["guest_accel"] == "tcg"
+    assert doc["results"] and {x["verdict"] for x in doc["results"]} == {"pass"}
