@@ -1,6 +1,6 @@
 """Debian packages of another architecture (KERNEL=6.1 ARCH=aarch64):
 Debian's arm64 cloud kernel and busybox-static:arm64, fetched once into
-~/.cache/sockprobe/kernels with apt's own client and a private arm64
+~/.cache/sockprobe/kernels/DEBARCH with apt's own client and a private arm64
 package index under ~/.cache/sockprobe/apt-ARCH. The machine's apt
 configuration is left alone (no dpkg --add-architecture)."""
 from __future__ import annotations
@@ -45,7 +45,7 @@ def _index(debarch: str) -> list:
 
 def _fetch(pkg: str, debarch: str, opts: list) -> Path:
     """PKG (a real package, not a meta one) unpacked under the cache."""
-    dest = guest.CACHE / ("%s_%s" % (pkg, debarch))
+    dest = guest.CACHE / debarch / pkg  # not beside the amd64 kernels: no glob mixes them
     if dest.is_dir():
         return dest
     with tempfile.TemporaryDirectory() as tmp:

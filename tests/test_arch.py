@@ -189,8 +189,8 @@ def test_runner_rejects_a_guest_kernel_for_an_arch_without_one(tmp_path):
 
 def _arm64_cached():
     from runner import guest
-    return any(guest.CACHE.glob("linux-image-*-cloud-arm64_arm64/boot/vmlinuz-*")) and \
-        any(guest.CACHE.glob("busybox-static_arm64/bin/busybox"))
+    return any(guest.CACHE.glob("arm64/linux-image-*-cloud-arm64/boot/vmlinuz-*")) and \
+        any(guest.CACHE.glob("arm64/busybox-static/bin/busybox"))
 
 
 @pytest.mark.skipif(shutil.which("qemu-system-aarch64") is None,
