@@ -32,10 +32,10 @@ def _apt(debarch: str) -> list:
             "-o", "APT::Sandbox::User=root"]
 
 
-def _index(debarch: str) -> list:
+def _index(debarch: str, refresh: bool = False) -> list:
     opts = _apt(debarch)
     lists = guest.CACHE.parent / ("apt-" + debarch) / "lists"
-    if not any(lists.glob("*_Packages*")):
+    if refresh or not any(lists.glob("*_Packages*")):
         r = subprocess.run(["apt-get", "-q"] + opts + ["update"], capture_output=True, text=True)
         if r.returncode != 0:
             raise guest.GuestError("cannot fetch Debian's %s package index: %s"
@@ -72,8 +72,16 @@ def kernel(arch: str, series: str) -> tuple:
         raise guest.GuestError("KERNEL=%s with ARCH=%s is not supported (supported: %s)" % (
             series, arch, ", ".join("KERNEL=%s ARCH=%s" % (s, a)
                                     for a, (_, m) in KERNELS.items() for s in m)))
+    try:
+        return _kernel(arch, series, _index(KERNELS[arch][0]))
+    except guest.GuestError:
+        # Debian drops old kernel versions: a stale index names one no
+        # longer there. Refresh it once and try again.
+        return _kernel(arch, series, _index(KERNELS[arch][0], refresh=True))
+
+
+def _kernel(arch: str, series: str, opts: list) -> tuple:
     debarch, metas = KERNELS[arch]
-    opts = _index(debarch)
     dep = subprocess.run(["apt-cache"] + opts + ["depends", metas[series]],
                          capture_output=True, text=True)
     m = re.search(r"Depends: (linux-image-[^\s]+)", dep.stdout)
