@@ -66,6 +66,16 @@ def _fetch(pkg: str, debarch: str, opts: list) -> Path:
     return dest
 
 
+def _unxz(path: Path) -> Path:
+    import lzma
+    plain = path.with_suffix("")
+    if not plain.exists():
+        tmp = plain.with_name(plain.name + ".part")
+        tmp.write_bytes(lzma.decompress(path.read_bytes()))
+        tmp.rename(plain)
+    return plain
+
+
 def kernel(arch: str, series: str) -> tuple:
     """(Image, [modules for the stream channel], busybox) for ARCH's guest."""
     if arch not in KERNELS or series not in KERNELS[arch][1]:
@@ -94,10 +104,13 @@ def _kernel(arch: str, series: str, opts: list) -> tuple:
         raise guest.GuestError("%s has no boot/vmlinuz" % m.group(1))
     mods = []
     for rel in STREAM_MODULES:
-        found = sorted(k.glob("lib/modules/*/kernel/" + rel))
-        if not found:
-            raise guest.GuestError("%s has no %s" % (m.group(1), rel))
-        mods.append(found[0])
+        # 6.12 has virtio and the console built in and xz-compressed
+        # modules (busybox insmod takes them plain): unpack once.
+        found = sorted(k.glob("lib/modules/*/kernel/" + rel)) or \
+            [_unxz(x) for x in sorted(k.glob("lib/modules/*/kernel/" + rel + ".xz"))]
+        mods += found[:1]
+    if not mods:
+        raise guest.GuestError("%s has no virtio modules" % m.group(1))
     busybox = _fetch("busybox-static", debarch, opts) / "bin" / "busybox"
     if not busybox.exists():
         raise guest.GuestError("busybox-static:%s has no bin/busybox" % debarch)
