@@ -48,7 +48,7 @@ def remember_kvm_dead() -> None:
         pass  # only a speed-up
 
 
-_WAIT_HVC = """#!/bin/busybox sh
+_WAIT_PORT = """#!/bin/busybox sh
 b=/bin/busybox
 $b mkdir -p /proc /sys /dev
 $b mount -t devtmpfs dev /dev
@@ -106,7 +106,7 @@ class Qemu(Target):
             # The virtio serial port comes up after its module loads:
             # wait (bounded) until it opens, then the usual init.
             os.rename(root / "init", root / "init.guest")
-            (root / "init").write_text(_WAIT_HVC)
+            (root / "init").write_text(_WAIT_PORT)
             (root / "init").chmod(0o755)
             initrd = guest.write_cpio(root, work / "initrd.cpio")
             self.stream_path = work / "stream"
