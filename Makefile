@@ -19,6 +19,8 @@
 #   HOST=1               no namespaces: run on the host loopback
 #   KERNEL=uml|6.1|6.12|/path/bzImage  run the static probes under another kernel
 #   LIBC=musl            run the static musl probes on this kernel
+#   ARCH=aarch64         another CPU (aarch64, armhf, riscv64, i386): static probes from
+#                        Debian's cross compiler (build/ARCH/) under qemu-user on this kernel
 #   BASELINE=report.json fail only on behaviors worse than in that report
 #   REPEAT=N             run every item N times (with JOBS=2: in parallel); count flips
 #   REPORT_DIR=dir       where run directories go (default reports/)
@@ -53,13 +55,24 @@ CHECK_ARGS := $(if $(PRELOAD),--preload $(PRELOAD)) $(if $(WRAP),--wrap '$(WRAP)
 	$(if $(filter-out 0,$(JOBS)),-n $(JOBS)) $(if $(FAMILY),--family $(FAMILY)) \
 	$(if $(K),-k "$(K)") $(if $(HOST),--host) $(if $(BASELINE),--baseline $(BASELINE)) \
 	$(if $(KERNEL),--kernel $(KERNEL)) $(if $(TARGET),--target '$(TARGET)') $(if $(LIBC),--libc $(LIBC)) \
-	$(if $(KTAP),--ktap) $(if $(EXPECT),--expect $(EXPECT)) $(if $(REPEAT),--repeat $(REPEAT)) $(if $(REPORT_DIR),--reports $(REPORT_DIR)) $(TESTS)
+	$(if $(ARCH),--arch $(ARCH)) $(if $(KTAP),--ktap) $(if $(EXPECT),--expect $(EXPECT)) $(if $(REPEAT),--repeat $(REPEAT)) $(if $(REPORT_DIR),--reports $(REPORT_DIR)) $(TESTS)
+# ARCH: name -> cross triple and Debian architecture (runner/arch.py has the same table).
+ARCHES := aarch64 armhf riscv64 i386
+xtriple_aarch64 := aarch64-linux-gnu
+xtriple_armhf   := arm-linux-gnueabihf
+xtriple_riscv64 := riscv64-linux-gnu
+xtriple_i386    := i686-linux-gnu
+xdeb_aarch64 := arm64
+xdeb_armhf   := armhf
+xdeb_riscv64 := riscv64
+xdeb_i386    := i386
 # What a run needs beyond the base packages. $(strip): the list is spaces
 # when nothing extra is needed, and $(if) does not strip before testing.
 EXTRA_DEPS := $(strip $(if $(or $(KERNEL),$(filter musl,$(LIBC))),musl-tools) \
 	$(if $(KERNEL),busybox-static) $(if $(filter uml,$(KERNEL)),user-mode-linux) \
-	$(if $(filter-out uml,$(KERNEL)),qemu-system-x86) \
-	$(if $(filter proot%,$(WRAP)),proot) $(if $(filter valgrind%,$(WRAP)),valgrind))
+	$(if $(filter-out uml,$(KERNEL)),$(if $(ARCH),qemu-system-arm,qemu-system-x86)) \
+	$(if $(filter proot%,$(WRAP)),proot) $(if $(filter valgrind%,$(WRAP)),valgrind) \
+	$(if $(ARCH),gcc-$(xtriple_$(ARCH)) libc6-dev-$(xdeb_$(ARCH))-cross qemu-user-static))
 # Static (musl) probes are built only for guest kernels and LIBC=musl.
 NEED_STATIC := $(strip $(if $(or $(KERNEL),$(filter musl,$(LIBC))),yes))
 
@@ -71,6 +84,19 @@ sp_bad = $(error $(1))
 ifneq ($(KERNEL),)
 ifeq ($(filter $(KERNELS),$(KERNEL))$(wildcard $(KERNEL)),)
 $(call sp_bad,KERNEL must be $(subst $() $(),$(comma) ,$(KERNELS)) or the path of a kernel image (got '$(KERNEL)'))
+endif
+endif
+ifneq ($(ARCH),)
+ifneq ($(words $(ARCH)) $(filter $(ARCHES),$(ARCH)),1 $(ARCH))
+$(call sp_bad,ARCH must be one of $(subst $() $(),$(comma) ,$(ARCHES)) (got '$(ARCH)'))
+endif
+ifneq ($(KERNEL),)
+ifneq ($(ARCH) $(filter 6.1 6.12,$(KERNEL)),aarch64 $(KERNEL))
+$(call sp_bad,ARCH=$(ARCH) with KERNEL=$(KERNEL) is not supported: a guest kernel of another architecture is KERNEL=6.1 or 6.12 with ARCH=aarch64)
+endif
+endif
+ifneq ($(or $(LIBC:glibc=),$(PRELOAD),$(WRAP),$(HOST)),)
+$(call sp_bad,ARCH=$(ARCH) does not combine with LIBC=musl$(comma) PRELOAD$(comma) WRAP or HOST (the probes run under qemu-user))
 endif
 endif
 ifneq ($(filter-out glibc musl,$(LIBC)),)
@@ -131,7 +157,7 @@ deps:
 	$(SP_RUN)@scripts/deps.sh $(EXTRA_DEPS)
 
 check: deps
-	$(SP_RUN)@$(SUBMAKE) binaries $(if $(NEED_STATIC),static) || exit 2
+	$(SP_RUN)@$(SUBMAKE) binaries $(if $(NEED_STATIC),static) $(if $(ARCH),cross-$(ARCH)) || exit 2
 	$(SP_RUN)@exec $(PYTHON) -m runner check $(CHECK_ARGS)
 
 bench: deps
@@ -233,6 +259,22 @@ $(BUILD)/static/probes/%: cases/%.c $(SFIX) fixtures/sp.h fixtures/lite/cmocka.h
 $(BUILD)/static/sp-isolate: runner/isolate.c fixtures/sp_ns.c fixtures/sp_ns.h
 	@mkdir -p $(@D)
 	$(MUSLCC) $(SCFLAGS) -o $@ runner/isolate.c fixtures/sp_ns.c
+
+# Cross builds for ARCH=...: static glibc (Debian's cross libc6-dev) with
+# fixtures/lite, into build/ARCH/probes and build/ARCH/sp-isolate.
+define sp_cross
+XPROBES_$(1) := $$(patsubst cases/%.c,$$(BUILD)/$(1)/probes/%,$$(CASES))
+.PHONY: cross-$(1)
+cross-$(1): $$(XPROBES_$(1)) $$(BUILD)/$(1)/sp-isolate
+$$(BUILD)/$(1)/probes/%: cases/%.c $$(SFIX) fixtures/sp.h fixtures/lite/cmocka.h
+	@mkdir -p $$(@D)
+	@echo "  $$(xtriple_$(1))-gcc $$@"; rm -f $$@; $$(xtriple_$(1))-gcc $$(SCFLAGS) -o $$@ $$< $$(SFIX) 2>&1 | \
+	  { grep -v -e 'statically linked applications requires at runtime' -e ': in function .' || true; }; test -x $$@
+$$(BUILD)/$(1)/sp-isolate: runner/isolate.c fixtures/sp_ns.c fixtures/sp_ns.h
+	@mkdir -p $$(@D)
+	$$(xtriple_$(1))-gcc $$(SCFLAGS) -o $$@ runner/isolate.c fixtures/sp_ns.c
+endef
+$(foreach a,$(ARCHES),$(eval $(call sp_cross,$(a))))
 
 $(BUILD)/obj/%.o: fixtures/%.c fixtures/sp.h fixtures/sp_ns.h | $(BUILD)/obj
 	$(CC) $(CFLAGS) -c -o $@ $<

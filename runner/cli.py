@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 from . import compare, discover, expect, guest, matrix, report
+from . import arch as arch_mod
 from .targets import host, qemu, uml, vm
 
 ROOT = discover.ROOT
@@ -63,6 +64,9 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--kernel", help="run under another kernel: uml, 6.1, 6.12 or a bzImage path")
     c.add_argument("--libc", choices=("glibc", "musl"), default="glibc",
                    help="musl: the static musl probes (build/static)")
+    c.add_argument("--arch", metavar="ARCH",
+                   help="another CPU: %s (build/ARCH, under qemu-user on this kernel)"
+                        % ", ".join(arch_mod.ARCHES))
     c.add_argument("--expect", metavar="NAME|FILE",
                    help="known deviations (expectations/NAME.tsv or a .tsv file) become xfail")
     c.add_argument("--ktap", action="store_true",
@@ -150,6 +154,23 @@ def _check_wrap(a) -> None:
                        "the wrapper too")
 
 
+def _check_arch(a) -> None:
+    """ARCH=...: one of the known architectures, probes under qemu-user
+    on this kernel; nothing else loaded into or wrapped around them."""
+    try:
+        arch_mod.validate(a.arch)
+    except arch_mod.ArchError as e:
+        raise CliError(str(e))
+    if a.kernel and (a.arch != "aarch64" or a.kernel not in ("6.1", "6.12")):
+        raise CliError("ARCH=%s with KERNEL=%s is not supported: a guest kernel of another "
+                       "architecture is KERNEL=6.1 or 6.12 with ARCH=aarch64" % (a.arch, a.kernel))
+    for what, on in (("PRELOAD", a.preload), ("WRAP", a.wrap), ("LIBC=musl", a.libc == "musl"),
+                     ("HOST", a.host)):
+        if on:
+            raise CliError("ARCH=%s does not combine with %s (the probes run under qemu-user)"
+                           % (a.arch, what))
+
+
 def cmd_check(a) -> int:
     if a.preload:
         if not os.path.isabs(a.preload):
@@ -168,6 +189,8 @@ def cmd_check(a) -> int:
         except (expect.ExpectError, OSError) as e:
             raise CliError(str(e))
         a.expect = str(expect.resolve(a.expect))
+    if getattr(a, "arch", None):
+        _check_arch(a)
     if a.target:
         from .targets import ssh
         return ssh.check(a)
@@ -175,6 +198,18 @@ def cmd_check(a) -> int:
         return cmd_guest(a)
     _writable(Path(a.reports))
     build = Path(a.build)
+    if getattr(a, "arch", None):
+        a.isolate = str(build / "sp-isolate")   # native: see runner/arch.py
+        build = build / a.arch
+        if not (build / "sp-isolate").exists():
+            raise CliError("the %s probes are not built: run `make check ARCH=%s`" % (a.arch, a.arch))
+        try:
+            arch_mod.emulator(build / "sp-isolate")
+        except arch_mod.ArchError as e:
+            raise CliError(str(e))
+        if not os.path.exists(a.isolate):
+            raise CliError("%s is not built: run `make check ARCH=%s` (it builds first)"
+                           % (a.isolate, a.arch))
     if a.libc == "musl":
         build = discover.BUILD / "static"
         if not (build / "sp-isolate").exists():
@@ -241,7 +276,7 @@ def _writable(reports: Path) -> None:
 
 def cmd_guest(a) -> int:
     _writable(Path(a.reports))
-    static = discover.BUILD / "static"
+    static = discover.BUILD / (getattr(a, "arch", None) or "static")
     if not (static / "sp-isolate").exists():
         raise CliError("the static probes are not built: run `make check KERNEL=%s`" % a.kernel)
     if a.preload:
@@ -255,6 +290,8 @@ def cmd_guest(a) -> int:
         raise CliError("--guest-timeout must be a positive number of seconds")
     if a.kernel == "uml":
         target = uml.Uml()
+    elif getattr(a, "arch", None):
+        target = qemu.Qemu(series=a.kernel, arch=a.arch)
     elif a.kernel in guest.DEBIAN_META:
         target = qemu.Qemu(series=a.kernel)
     elif os.path.isfile(a.kernel):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from . import protocol
+from . import arch, protocol
 from .execute import Item
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -26,9 +26,9 @@ def list_tests(binary: Path) -> list:
     if not binary.exists():
         raise DiscoveryError("%s is not built: run `make` (or `make check`) first" % binary)
     try:
-        out = subprocess.run([str(binary), "--list"], capture_output=True, timeout=10,
-                             stdin=subprocess.DEVNULL)
-    except (OSError, subprocess.TimeoutExpired) as e:
+        out = subprocess.run(arch.emulator(binary) + [str(binary), "--list"],
+                             capture_output=True, timeout=10, stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.TimeoutExpired, arch.ArchError) as e:
         raise DiscoveryError("%s --list failed: %s" % (binary, e))
     listing = protocol.parse_listing(out.stdout.decode("utf-8", "replace"))
     if out.returncode != 0 or not listing:
@@ -62,7 +62,11 @@ def probe_environment(build: Path = BUILD, isolate: str | None = None,
         binary = probe_binary(src.stem, build)
         if not binary.exists():
             continue
-        cmd = [str(binary), "--env"]
+        try:
+            cmd = (arch.isolated if isolate and not host_only else arch.emulator)(binary) + \
+                [str(binary), "--env"]
+        except arch.ArchError:
+            continue
         if isolate:
             cmd = [isolate] + (["--host"] if host_only else []) + ["--"] + cmd
         try:

@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import protocol
+from . import arch, protocol
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 
@@ -52,7 +52,9 @@ class Settings:
 
 
 def command(item: Item, settings: Settings) -> list:
-    probe = list(settings.wrap or []) + [item.binary, "--run", item.test, "--family", item.family]
+    probe = list(settings.wrap or []) + \
+        (arch.isolated if settings.isolate and not settings.host_only else arch.emulator)(item.binary) + \
+        [item.binary, "--run", item.test, "--family", item.family]
     if not settings.isolate:
         return probe
     wrap = [settings.isolate]

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from . import discover, execute, expect, report
+from . import arch, discover, execute, expect, report
 
 _KEY = "sockprobe_result"
 
@@ -37,13 +37,15 @@ def pytest_addoption(parser):
                 help="only this address family (repeatable)")
     g.addoption("--sp-expect", default=None,
                 help="expectation file (expectations/NAME.tsv): known deviations become xfail")
+    g.addoption("--sp-isolate", default=None,
+                help="path of sp-isolate (default: BUILD/sp-isolate; ARCH= runs use the native one)")
     g.addoption("--sp-repeat", type=int, default=1,
                 help="run every item N times (flake hunting); the report counts flips")
 
 
 def _settings(config) -> execute.Settings:
     build = Path(config.getoption("--sp-build"))
-    isolate = build / "sp-isolate"
+    isolate = Path(config.getoption("--sp-isolate") or build / "sp-isolate")
     return execute.Settings(
         isolate=str(isolate) if isolate.exists() else None,
         timeout_s=config.getoption("--sp-timeout"),
@@ -158,6 +160,8 @@ def pytest_sessionfinish(session, exitstatus):
     env.update(report.runner_environment())
     env["preload"] = s.preload
     env["wrap"] = config.getoption("--sp-wrap")
+    env.update(arch.environment(Path(config.getoption("--sp-build")),
+                                s.isolate if not s.host_only else None))
     env.setdefault("isolation", "none" if not s.isolate else "unknown")
     modes = sorted({r.get("isolation", "none") for r in results})
     env["item_isolation"] = modes

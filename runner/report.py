@@ -165,6 +165,8 @@ def terminal_summary(doc: dict, run_dir: Path) -> list:
         env.get("kernel"), " (%s)" % env["guest"] if env.get("guest") else "",
         env.get("libc"), env.get("libc_version", ""), env.get("isolation"),
         " (%s)" % env["isolation_reason"] if env.get("isolation_reason") else "")]
+    if env.get("emulator"):
+        lines[0] += ", arch %s under %s" % (env.get("arch"), env["emulator"])
     nc = doc["coverage"]["not_covered"]
     if nc:
         lines.append("catalogue IDs not covered by this run: %d (%s%s)" % (

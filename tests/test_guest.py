@@ -252,7 +252,10 @@ def _stop_mid_run(tmp_path, argv, kind, needle, sig, whole_group):
     stream.unlink(missing_ok=True)  # not a previous run's
     tag = new_tag()
     proc = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            start_new_session=True, env=dict(os.environ, SOCKPROBE_TEST_TAG=tag))
+                            start_new_session=True,
+                            env=dict({k: v for k, v in os.environ.items()  # not make test's -q
+                                      if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")},
+                                     SOCKPROBE_TEST_TAG=tag))
     try:
         sid = _vm_session(needle)
         _wait_items(stream, 2)

@@ -20,6 +20,8 @@ def pytest_args(a, build: Path) -> list:
         args += ["--sp-preload", a.preload]
     if getattr(a, "wrap", None):
         args += ["--sp-wrap", a.wrap]
+    if getattr(a, "isolate", None):
+        args += ["--sp-isolate", a.isolate]
     if getattr(a, "expect", None):
         args += ["--sp-expect", a.expect]
     if a.host:
