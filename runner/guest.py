@@ -134,7 +134,53 @@ def build_root(dest: Path, static: Path, modules=()) -> Path:
         shutil.copy2(p, dest / "probes" / p.name)
     for n, m in enumerate(modules, 1):
         shutil.copy2(m, dest / "modules" / ("%02d-%s" % (n, m.name)))
+    add_dns_server(dest)
     return dest
+
+
+# The DNS items' fixture server (cases/dns.c): Debian's dnsmasq, a glibc
+# program, with the shared libraries ldd names and the dynamic loader, at
+# the same paths as on the host. The probes are static musl programs: their
+# resolver reads /etc/resolv.conf and /etc/hosts, which the items bind-mount
+# from /fixtures/dns inside their own mount namespace (a bind mount needs
+# a file to cover, so the root has placeholders). Without dnsmasq on the
+# host the DNS items skip in the guest with the reason, as on the host.
+DNSMASQ = Path("/usr/sbin/dnsmasq")
+GUEST_ETC = {
+    "hosts": "127.0.0.1\tlocalhost\n::1\tlocalhost\n",
+    "resolv.conf": "",
+    "nsswitch.conf": "hosts: files dns\n",
+    # dnsmasq runs --user=root: glibc looks the name up in /etc/passwd.
+    "passwd": "root:x:0:0:root:/:/bin/sh\n",
+    "group": "root:x:0:\n",
+}
+
+
+def shared_libraries(binary: Path) -> list:
+    """The files a dynamically linked binary loads (ldd), loader included."""
+    r = subprocess.run(["ldd", str(binary)], capture_output=True, text=True)
+    if r.returncode != 0:
+        raise GuestError("ldd %s failed: %s" % (binary, (r.stderr or r.stdout).strip()[-200:]))
+    found = []
+    for line in r.stdout.splitlines():
+        m = re.search(r"(?:=>\s*)?(/\S+)\s+\(0x", line)
+        if m:
+            found.append(Path(m.group(1)))
+    return found
+
+
+def add_dns_server(dest: Path, dnsmasq: Path = DNSMASQ) -> bool:
+    for name, text in GUEST_ETC.items():
+        if not (dest / "etc" / name).exists():
+            (dest / "etc" / name).write_text(text)
+    shutil.copytree(ROOT / "fixtures" / "dns", dest / "fixtures" / "dns", dirs_exist_ok=True)
+    if not dnsmasq.exists():
+        return False
+    for f in [dnsmasq] + shared_libraries(dnsmasq):
+        to = dest / str(f).lstrip("/")
+        to.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(f, to)  # follows symlinks: the library under its soname
+    return True
 
 
 def write_cpio(root: Path, out: Path) -> Path:
