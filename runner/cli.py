@@ -79,6 +79,8 @@ def _parser() -> argparse.ArgumentParser:
     k = sub.add_parser("kernels", help="host, UML 6.1, QEMU 6.1 and 6.12, then one comparison")
     k.add_argument("--timeout", type=float, default=10.0, help="seconds per item")
     k.add_argument("--reports", default=str(ROOT / "reports"), help="report directory")
+    k.add_argument("--jobs", type=int, default=None,
+                   help="runs at once (default: up to twice the cores, as memory allows)")
     from . import mutate
     mutate.add_arguments(sub.add_parser("mutate", help="run every fault against the suite; score"))
     sub.add_parser("list", help="list tests with their catalogue IDs").add_argument(

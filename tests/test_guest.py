@@ -248,7 +248,8 @@ def _stop_mid_run(tmp_path, argv, kind, needle, sig, whole_group):
     with sig (to the whole group, as a terminal's Ctrl-C does, or to the
     first process alone, as a service manager or CI does); return its
     output, exit status and the guest's session."""
-    stream = ROOT / "build" / "guest" / kind / ("root/out/stream" if kind == "uml" else "stream")
+    work = "qemu-6.1" if kind == "qemu" else kind  # a directory per target
+    stream = ROOT / "build" / "guest" / work / ("root/out/stream" if kind == "uml" else "stream")
     stream.unlink(missing_ok=True)  # not a previous run's
     tag = new_tag()
     proc = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -311,7 +312,8 @@ def test_a_qemu_guest_stops_at_once_on_ctrl_c_and_writes_a_partial_report(tmp_pa
     """(SIGTERM takes the same path: it is tested with UML and make check-kernels.)"""
     sig, whole_group = signal.SIGINT, True
     argv = [sys.executable, "-m", "runner", "check", "--kernel", "6.1", "--reports", str(tmp_path)]
-    out, rc = _stop_mid_run(tmp_path, argv + SELECTION, "qemu", str(ROOT / "build/guest/qemu"),
+    out, rc = _stop_mid_run(tmp_path, argv + SELECTION, "qemu",
+                            str(ROOT / "build/guest/qemu-6.1"),
                             sig, whole_group)
     assert rc == 128 + sig, out
     doc = _partial_report(tmp_path, _selection_items())
@@ -323,19 +325,23 @@ def test_a_qemu_guest_stops_at_once_on_ctrl_c_and_writes_a_partial_report(tmp_pa
 @pytest.mark.skipif(not guest.UML.exists() or not shutil.which("qemu-system-x86_64"),
                     reason="user-mode-linux or qemu-system-x86 is not installed")
 def test_make_check_kernels_stopped_with_sigterm_leaves_nothing(tmp_path):
-    """SIGTERM to make (what CI and `timeout` send) during the UML step:
-    make passes it to the matrix, the matrix to its running step, which
-    stops UML and writes its partial report; nothing is left."""
+    """SIGTERM to make (what CI and `timeout` send) while UML runs: make
+    passes it to the matrix, the matrix to every running step (they run
+    side by side), each stops its guest and writes its partial report; no
+    step starts after it, no comparison is made, nothing is left."""
     reports = ROOT / "reports"
     before = set(reports.iterdir()) if reports.exists() else set()
     out, rc = _stop_mid_run(tmp_path, ["make", "--no-print-directory", "check-kernels"], "uml",
                             "rootflags=%s" % (ROOT / "build/guest/uml/root"),
                             signal.SIGTERM, False)
     assert rc != 0
-    assert "[2/4] uml" in out and "[3/4]" not in out, out
+    assert "[2/4] uml: started" in out and "comparison page" not in out, out
     new = [d for d in set(reports.iterdir()) - before if (d / "report.json").exists()]
     docs = [json.loads((d / "report.json").read_text()) for d in new]
-    assert [d["environment"].get("guest") for d in docs if d["partial"]] == ["uml"], out
+    partial = [d["environment"].get("guest") for d in docs if d["partial"]]
+    assert "uml" in partial and set(partial) <= {"uml", "qemu 6.1", "qemu 6.12"}, out
+    started = {l.split(":")[0].split("] ")[1] for l in out.splitlines() if l.endswith(": started")}
+    assert set(partial) <= started, out
 
 
 @needs_static
@@ -371,7 +377,7 @@ def test_a_runner_killed_outright_takes_its_guest_along(tmp_path, kind):
     argv = [sys.executable, "-m", "runner", "check", "--kernel", "uml" if kind == "uml" else "6.1",
             "--reports", str(tmp_path)] + SELECTION
     needle = ("rootflags=%s" % (ROOT / "build/guest/uml/root") if kind == "uml"
-              else str(ROOT / "build/guest/qemu"))
+              else str(ROOT / "build/guest/qemu-6.1"))
     _stop_mid_run(tmp_path, argv, kind, needle, signal.SIGKILL, False)
 
 
@@ -413,3 +419,119 @@ def test_dns_items_run_in_a_guest_against_the_fixture_server(tmp_path):
     assert len(verdicts) >= 7 and "skip" not in verdicts.values(), verdicts
     assert {i: v for i, v in verdicts.items() if i not in MUSL_DNS} == \
         {i: "pass" for i in verdicts if i not in MUSL_DNS}, r.stdout
+
+
+# ---- kernel health -------------------------------------------------------------
+
+HEALTH_STREAM = """\
+@SP1 guest kernel=6.1.0-test timeout=10
+@SP1 health when=before taint=4096
+@SP1 item probe=tcp test=a family=ipv4 ids=TCP-BOUNDARY-COALESCE
+@SP1 begin probe=tcp test=a family=ipv4 ids=TCP-BOUNDARY-COALESCE
+@SP1 end verdict=pass message=
+@SP1 exit status=0
+@SP1 item probe=tcp test=b family=ipv6 ids=TCP-BOUNDARY-SPLIT
+@SP1 begin probe=tcp test=b family=ipv6 ids=TCP-BOUNDARY-SPLIT
+[   12.345678] console noise inside an item
+@SP1 end verdict=pass message=
+@SP1 exit status=0
+@SP1 health when=item taint=4608
+@SP1 klog line=[%20%2012.3]%20------------[%20cut%20here%20]------------
+@SP1 klog line=[%20%2012.3]%20WARNING:%20CPU:%200%20PID:%2077%20at%20net/ipv4/tcp.c:100%20tcp_foo+0x1/0x2
+@SP1 klog line=[%20%2012.3]%20Call%20Trace:
+@SP1 item probe=tcp test=c family=ipv4 ids=TCP-BOUNDARY-SPLIT
+@SP1 begin probe=tcp test=c family=ipv4 ids=TCP-BOUNDARY-SPLIT
+@SP1 end verdict=pass message=
+@SP1 exit status=0
+@SP1 health when=after taint=4608
+@SP1 klog line=[%20%2013.0]%20BUG:%20scheduling%20while%20atomic:%20x/1/0x2
+@SP1 guest-done
+"""
+
+
+def test_kernel_health_names_the_item_after_which_the_kernel_warned():
+    """A fake console stream: taint W appears after item b (E was there
+    before the run and is not the run's), a BUG line only at the end."""
+    parsed = guest.parse_stream(HEALTH_STREAM, 10)
+    assert [r["verdict"] for r in parsed["results"]] == ["pass"] * 3 and parsed["done"]
+    h = guest.kernel_health(parsed["health"])
+    assert (h["taint_before"], h["taint_after"]) == (4096, 4608)
+    assert [p["item"] for p in h["problems"]] == ["tcp/b[ipv6]", None]
+    warn, bug = h["problems"]
+    assert warn["new_taint"] == "W"
+    assert warn["message"].startswith("guest kernel: a WARNING after tcp/b[ipv6] (new taint W")
+    assert "net/ipv4/tcp.c:100" in warn["message"]
+    assert bug["message"].startswith("guest kernel: a BUG during the run: BUG: scheduling")
+
+
+def test_a_quiet_kernel_and_an_old_stream_have_no_health_problems():
+    quiet = "\n".join(l for l in HEALTH_STREAM.splitlines() if "klog" not in l and
+                      "taint=4608" not in l)
+    assert guest.kernel_health(guest.parse_stream(quiet, 10)["health"])["problems"] == []
+    # A stream without health lines (an older init) parses as before.
+    assert guest.kernel_health(guest.parse_stream(STREAM, 10)["health"]) == {
+        "taint_before": None, "taint_after": None, "problems": []}
+    assert guest.taint_flags(1 << 9 | 1 << 7 | 1 << 13) == "DWE"
+
+
+POKE = r"""#!/bin/sh
+# A fake probe for the guest: item "warns" taints the kernel the way a
+# WARN() does (TAINT_WARN, bit 9, through /proc/sys/kernel/tainted, a real
+# kernel interface) and logs a WARNING-shaped line through /dev/kmsg.
+case "$1" in
+--list)
+	for t in before warns after; do
+		echo "@SP1 test probe=kpoke name=$t ids=PROC-ZOMBIE families=none"
+	done ;;
+--env) echo "@SP1 env key=libc value=none" ;;
+--run)
+	if [ "$2" = warns ]; then
+		echo "WARNING: CPU: 0 PID: $$ at net/core/sock.c:1 sockprobe_poke+0x0/0x0" >/dev/kmsg
+		# One write(2): sysctl ignores what comes at a later offset, and
+		# busybox's echo may write in pieces.
+		echo 512 | dd of=/proc/sys/kernel/tainted 2>/dev/null
+	fi
+	echo "@SP1 begin probe=kpoke test=$2 family=none ids=PROC-ZOMBIE"
+	echo "@SP1 end verdict=pass message=" ;;
+esac
+"""
+ISOLATE = """#!/bin/sh
+while [ "$1" != "--" ]; do shift; done
+shift
+exec "$@"
+"""
+
+
+@pytest.mark.skipif(not guest.UML.exists() or not guest.BUSYBOX.exists(),
+                    reason="user-mode-linux or busybox-static is not installed")
+def test_a_guest_kernel_that_warns_fails_the_run_and_names_the_item(tmp_path, capsys):
+    """A real UML guest whose second item taints the kernel: the run fails
+    (exit 1), one line names the item, the report keeps it."""
+    import types
+    static = tmp_path / "static"
+    (static / "probes").mkdir(parents=True)
+    for path, text in ((static / "probes" / "kpoke", POKE), (static / "sp-isolate", ISOLATE)):
+        path.write_text(text)
+        path.chmod(0o755)
+    a = types.SimpleNamespace(timeout=10.0, guest_timeout=None, reports=str(tmp_path / "r"),
+                              expect=None)
+    rc = vm.run(uml.Uml(), a, static, [], work=tmp_path / "work")
+    out = capsys.readouterr().out
+    assert rc == 1, out
+    lines = [l for l in out.splitlines() if l.startswith("guest kernel:")]
+    assert len(lines) == 1, out
+    assert lines[0].startswith("guest kernel: a WARNING after kpoke/warns (new taint W"), out
+    assert "net/core/sock.c:1" in lines[0]
+    doc = json.loads((tmp_path / "r" / "latest" / "report.json").read_text())
+    assert [r["verdict"] for r in doc["results"]] == ["pass"] * 3
+    assert {r["item"]: r.get("kernel_health") for r in doc["results"]} == {
+        "kpoke/before": None, "kpoke/warns": lines, "kpoke/after": None}
+    assert doc["environment"]["kernel_health"]["problems"][0]["new_taint"] == "W"
+
+
+def test_the_matrix_runs_as_many_steps_at_once_as_cores_and_memory_allow():
+    from runner import matrix
+    assert matrix.default_jobs(cores=2, available_mb=16000) == 4
+    assert matrix.default_jobs(cores=1, available_mb=16000) == 2
+    assert matrix.default_jobs(cores=8, available_mb=1500) == 2   # two QEMUs fit
+    assert matrix.default_jobs(cores=8, available_mb=100) == 1    # never none
