@@ -71,6 +71,7 @@ def _parser() -> argparse.ArgumentParser:
     b = sub.add_parser("bench", help="time the suite (make check, runner overhead, REPEAT, UML)")
     b.add_argument("--runs", type=int, default=5)
     b.add_argument("--no-uml", action="store_true")
+    b.add_argument("--no-kernels", action="store_true", help="do not time make check-kernels")
     b.add_argument("--reports", default=str(ROOT / "reports"))
     so = sub.add_parser("soak", help="every item N times under CPU load; report verdict flips")
     so.add_argument("--runs", type=int, default=100)
@@ -337,7 +338,8 @@ def main(argv=None) -> int:
             from . import bench
             if a.runs < 1:
                 raise CliError("--runs must be at least 1")
-            bench.bench(a.runs, Path(a.reports), with_uml=not a.no_uml)
+            bench.bench(a.runs, Path(a.reports), with_uml=not a.no_uml,
+                        with_kernels=not a.no_kernels)
             return 0
         raise CliError("say what to do: check or list (see `python -m runner --help`)")
     except (CliError, discover.DiscoveryError, report.ReportError, guest.GuestError,

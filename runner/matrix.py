@@ -78,9 +78,8 @@ def run(a) -> int:
     number = {name: n for n, (name, _) in enumerate(RUNS, 1)}
     paths, failed, took = {}, [], {}
     started_all = time.time()
-    print("matrix: %d runs, %d at a time; about %s (the last matrix's steps took %s in all)"
-          % (len(RUNS), jobs, duration(_estimate(order, times, jobs)),
-             duration(sum(times.get(r[0], 0) for r in RUNS))), flush=True)
+    print("matrix: %d runs, %d at a time; about %s" % (
+        len(RUNS), jobs, duration(_estimate(order, times, jobs))), flush=True)
     waiting, running = list(order), {}
     try:
         while waiting or running:
@@ -122,14 +121,13 @@ def run(a) -> int:
 
 
 def _estimate(order, times, jobs) -> float:
-    """The matrix's wall time if the steps take what they took last time
-    and share the cores fairly: the longest of the work per slot."""
+    """The matrix's wall time if each step takes what it took last time
+    (side by side, so contention is already in those times): the fullest
+    of `jobs` slots."""
     slots = [0.0] * max(1, jobs)
     for name, _ in order:
         slots[slots.index(min(slots))] += times.get(name, 0)
-    import os
-    share = max(1.0, jobs / (os.cpu_count() or 1))
-    return max(max(slots), sum(times.get(r[0], 0) for r in order) / max(1, jobs) * share)
+    return max(slots)
 
 
 def _last_line(r) -> str:
