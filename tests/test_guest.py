@@ -527,6 +527,13 @@ def test_a_guest_kernel_that_warns_fails_the_run_and_names_the_item(tmp_path, ca
     assert {r["item"]: r.get("kernel_health") for r in doc["results"]} == {
         "kpoke/before": None, "kpoke/warns": lines, "kpoke/after": None}
     assert doc["environment"]["kernel_health"]["problems"][0]["new_taint"] == "W"
+    ktap = (tmp_path / "r" / "latest" / "results.ktap").read_text()
+    assert ktap.count("# guest kernel: a WARNING after kpoke/warns") == 2, ktap
+    assert "1..2\n" in ktap and ktap.endswith("\nnot ok 2 guest-kernel-health\n"), ktap
+    if shutil.which("prove"):
+        r = subprocess.run(["prove", "--exec", "cat", str(tmp_path / "r/latest/results.ktap")],
+                           capture_output=True, text=True)
+        assert r.returncode != 0 and "Failed 1/2" in r.stdout, r.stdout
 
 
 def test_the_matrix_runs_as_many_steps_at_once_as_cores_and_memory_allow():
