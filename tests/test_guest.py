@@ -502,12 +502,17 @@ exec "$@"
 """
 
 
-@pytest.mark.skipif(not guest.UML.exists() or not guest.BUSYBOX.exists(),
-                    reason="user-mode-linux or busybox-static is not installed")
-def test_a_guest_kernel_that_warns_fails_the_run_and_names_the_item(tmp_path, capsys):
-    """A real UML guest whose second item taints the kernel: the run fails
-    (exit 1), one line names the item, the report keeps it."""
+@pytest.mark.skipif(not guest.BUSYBOX.exists(), reason="busybox-static is not installed")
+@pytest.mark.parametrize("kind", ["uml", "qemu"])
+def test_a_guest_kernel_that_warns_fails_the_run_and_names_the_item(tmp_path, capsys, kind):
+    """A real guest (UML; QEMU with Debian's 6.1, TCG or KVM) whose second
+    item taints the kernel: the run fails (exit 1), one line names the
+    item, the report and results.ktap keep it."""
     import types
+    if kind == "uml" and not guest.UML.exists():
+        pytest.skip("user-mode-linux is not installed")
+    if kind == "qemu" and (not shutil.which("qemu-system-x86_64") or not KERNEL_61):
+        pytest.skip("qemu-system-x86 or the cached 6.1 kernel is missing")
     static = tmp_path / "static"
     (static / "probes").mkdir(parents=True)
     for path, text in ((static / "probes" / "kpoke", POKE), (static / "sp-isolate", ISOLATE)):
@@ -515,7 +520,8 @@ def test_a_guest_kernel_that_warns_fails_the_run_and_names_the_item(tmp_path, ca
         path.chmod(0o755)
     a = types.SimpleNamespace(timeout=10.0, guest_timeout=None, reports=str(tmp_path / "r"),
                               expect=None)
-    rc = vm.run(uml.Uml(), a, static, [], work=tmp_path / "work")
+    target = uml.Uml() if kind == "uml" else qemu.Qemu(image=KERNEL_61[0])
+    rc = vm.run(target, a, static, [], work=tmp_path / "work")
     out = capsys.readouterr().out
     assert rc == 1, out
     lines = [l for l in out.splitlines() if l.startswith("guest kernel:")]
