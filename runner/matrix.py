@@ -86,9 +86,14 @@ def run(a) -> int:
             while waiting and len(running) < jobs:
                 name, extra = waiting.pop(0)
                 print("[%d/%d] %s: started" % (number[name], len(RUNS), name), flush=True)
-                running[name] = (time.time(), start_check(
-                    ["--reports", a.reports, "--timeout", str(a.timeout)] + extra,
-                    relay="[%d/%d] %s: " % (number[name], len(RUNS), name)))
+                with guest.hold_signals() as late:  # a step started is a step known
+                    running[name] = (time.time(), start_check(
+                        ["--reports", a.reports, "--timeout", str(a.timeout)] + extra,
+                        relay="[%d/%d] %s: " % (number[name], len(RUNS), name)))
+                if late:
+                    e = KeyboardInterrupt()
+                    e.signum = late[0]
+                    raise e
             for name, (started, h) in list(running.items()):
                 if h.proc.poll() is None:
                     continue

@@ -324,7 +324,9 @@ def test_a_qemu_guest_stops_at_once_on_ctrl_c_and_writes_a_partial_report(tmp_pa
 @needs_static
 @pytest.mark.skipif(not guest.UML.exists() or not shutil.which("qemu-system-x86_64"),
                     reason="user-mode-linux or qemu-system-x86 is not installed")
-def test_make_check_kernels_stopped_with_sigterm_leaves_nothing(tmp_path):
+@pytest.mark.parametrize("sig,whole_group", [(signal.SIGTERM, False), (signal.SIGINT, True)],
+                         ids=["sigterm", "ctrl-c"])
+def test_make_check_kernels_stopped_with_sigterm_leaves_nothing(tmp_path, sig, whole_group):
     """SIGTERM to make (what CI and `timeout` send) while UML runs: make
     passes it to the matrix, the matrix to every running step (they run
     side by side), each stops its guest and writes its partial report; no
@@ -333,7 +335,7 @@ def test_make_check_kernels_stopped_with_sigterm_leaves_nothing(tmp_path):
     before = set(reports.iterdir()) if reports.exists() else set()
     out, rc = _stop_mid_run(tmp_path, ["make", "--no-print-directory", "check-kernels"], "uml",
                             "rootflags=%s" % (ROOT / "build/guest/uml/root"),
-                            signal.SIGTERM, False)
+                            sig, whole_group)
     assert rc != 0
     assert "[2/4] uml: started" in out and "comparison page" not in out, out
     new = [d for d in set(reports.iterdir()) - before if (d / "report.json").exists()]
