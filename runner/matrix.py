@@ -13,6 +13,7 @@ and writes its partial report), start no other, then stop the matrix.
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
 import subprocess
@@ -44,7 +45,6 @@ def default_jobs(cores: int | None = None, available_mb: int | None = None) -> i
     """How many runs at once: the host run and every guest (UML and a TCG
     QEMU each keep about one core busy) fill the cores and wait for one
     another's boots, so up to twice the cores, as many as memory holds."""
-    import os
     cores = cores or os.cpu_count() or 1
     if available_mb is None:
         available_mb = _available_mb()
@@ -110,8 +110,9 @@ def run(a) -> int:
                     failed.append(name)
             if running:
                 time.sleep(0.1)  # the matrix watching its steps, not a probe waiting
-    except KeyboardInterrupt as e:
-        sig = getattr(e, "signum", signal.SIGINT)
+    except BaseException as e:  # Ctrl-C, SIGTERM, or a bug here: no step outlives the matrix
+        sig = getattr(e, "signum", signal.SIGINT if isinstance(e, KeyboardInterrupt)
+                      else signal.SIGTERM)
         stop_all([h for _, h in running.values()], sig)
         raise
     _times(took)
