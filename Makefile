@@ -23,7 +23,7 @@
 #   EXPECT=socket_wrapper  known deviations (expectations/NAME.tsv) become xfail
 #   KTAP=1               also print the run's results.ktap (KTAP v1) at the end
 #
-#   make bench           how fast: make check, runner overhead, REPEAT, UML (figures in reports/)
+#   make bench           how fast: make check, runner overhead, REPEAT, UML, check-kernels (figures in reports/)
 #   make soak RUNS=100   every item RUNS times under stress-ng load; any verdict flip is a flake
 #   make mutate          every fault of faults/ against the whole suite: table, score, reports/mutate-*/
 #                        (FAULTS="a b" only those; JOBS=N items at once); exit 1 if a fault escapes
