@@ -29,7 +29,7 @@
 #                        (FAULTS="a b" only those; JOBS=N items at once); exit 1 if a fault escapes
 #
 #   make compare REPORTS="a/report.json b/report.json"   side-by-side table
-#   make check-kernels   host, UML 6.1, QEMU 6.1, QEMU 6.12 side by side (JOBS=N at once; default
+#   make check-kernels   host, UML 6.1, QEMU 6.1, QEMU 6.12 side by side (JOBS=N given: N at once; default
 #                        as many as cores x 2 and memory allow), then a comparison
 CC      ?= cc
 CFLAGS  ?= -O2 -g
@@ -88,7 +88,8 @@ compare: deps
 check-kernels:
 	@scripts/deps.sh musl-tools busybox-static user-mode-linux qemu-system-x86
 	@$(MAKE) --no-print-directory binaries static
-	@exec $(PYTHON) -m runner kernels $(if $(TIMEOUT),--timeout $(TIMEOUT)) $(if $(JOBS),--jobs $(JOBS))
+	@exec $(PYTHON) -m runner kernels $(if $(TIMEOUT),--timeout $(TIMEOUT)) \
+	  $(if $(filter command line environment,$(origin JOBS)),$(if $(filter-out auto,$(JOBS)),--jobs $(JOBS)))
 
 list: deps
 	@$(MAKE) --no-print-directory binaries
