@@ -28,7 +28,7 @@
 #   TARGET=ssh://user@host[:port]  run the bundle (make dist) on a remote machine over ssh
 #   KTAP=1               also print the run's results.ktap (KTAP v1) at the end
 #
-#   make bench           how fast: make check, runner overhead, REPEAT, UML (figures in reports/)
+#   make bench           how fast: make check, runner overhead, REPEAT, UML, check-kernels (figures in reports/)
 #   make soak RUNS=100   every item RUNS times under stress-ng load; any verdict flip is a flake
 #   make mutate          every fault of faults/ against the whole suite: table, score, reports/mutate-*/
 #                        (FAULTS="a b" only those; JOBS=N items at once); exit 1 if a fault escapes
@@ -37,9 +37,10 @@
 #   make ingest STREAM=file  the stream that bundle's `sh run -o file` wrote -> a report
 #
 #   make compare REPORTS="a/report.json b/report.json"   side-by-side table
-#   make check-kernels   host, UML 6.1, QEMU 6.1, QEMU 6.12, then a comparison
 #   make matrix          every target this machine runs (host, UML, QEMU 6.1/6.12, musl,
 #                        socket_wrapper, proot, valgrind) with its expectations -> docs/matrix.md
+#   make check-kernels   host, UML 6.1, QEMU 6.1, QEMU 6.12 side by side (JOBS=N given: N at once; default
+#                        as many as cores x 2 and memory allow), then a comparison
 CC      ?= cc
 CFLAGS  ?= -O2 -g
 CFLAGS  += -std=gnu11 -pthread -Wall -Wextra -Werror=implicit-function-declaration -Ifixtures
@@ -180,7 +181,8 @@ compare: deps
 check-kernels:
 	@scripts/deps.sh musl-tools busybox-static user-mode-linux qemu-system-x86
 	@$(MAKE) --no-print-directory binaries static
-	@exec $(PYTHON) -m runner kernels $(if $(TIMEOUT),--timeout $(TIMEOUT))
+	@exec $(PYTHON) -m runner kernels $(if $(TIMEOUT),--timeout $(TIMEOUT)) \
+	  $(if $(filter command line environment,$(origin JOBS)),$(if $(filter-out auto,$(JOBS)),--jobs $(JOBS)))
 
 # The reference matrix (runner/refmatrix.py): each target with its
 # expectations/<target>.tsv, written as docs/matrix.md. Targets whose

@@ -82,6 +82,7 @@ def _parser() -> argparse.ArgumentParser:
     b = sub.add_parser("bench", help="time the suite (make check, runner overhead, REPEAT, UML)")
     b.add_argument("--runs", type=int, default=5)
     b.add_argument("--no-uml", action="store_true")
+    b.add_argument("--no-kernels", action="store_true", help="do not time make check-kernels")
     b.add_argument("--reports", default=str(ROOT / "reports"))
     so = sub.add_parser("soak", help="every item N times under CPU load; report verdict flips")
     so.add_argument("--runs", type=int, default=100)
@@ -90,6 +91,8 @@ def _parser() -> argparse.ArgumentParser:
     k = sub.add_parser("kernels", help="host, UML 6.1, QEMU 6.1 and 6.12, then one comparison")
     k.add_argument("--timeout", type=float, default=10.0, help="seconds per item")
     k.add_argument("--reports", default=str(ROOT / "reports"), help="report directory")
+    k.add_argument("--jobs", type=int, default=None,
+                   help="runs at once (default: up to twice the cores, as memory allows)")
     from . import mutate
     mutate.add_arguments(sub.add_parser("mutate", help="run every fault against the suite; score"))
     from . import refmatrix
@@ -404,7 +407,8 @@ def main(argv=None) -> int:
             from . import bench
             if a.runs < 1:
                 raise CliError("--runs must be at least 1")
-            bench.bench(a.runs, Path(a.reports), with_uml=not a.no_uml)
+            bench.bench(a.runs, Path(a.reports), with_uml=not a.no_uml,
+                        with_kernels=not a.no_kernels)
             return 0
         raise CliError("say what to do: check or list (see `python -m runner --help`)")
     except (CliError, discover.DiscoveryError, report.ReportError, guest.GuestError,

@@ -53,9 +53,10 @@ def parse_stream(text: str, item_timeout: float, cut: str | None = CUT_SHORT) ->
     message `cut`; with cut=None (the run was interrupted) it is left out,
     like the items that never started."""
     from .execute import Item, result_record
-    env, results = {}, []
+    env, results, health = {}, [], []
     kernel, done = None, False
     cur, lines = None, []
+    last = None  # the item that ran last (kernel health names it)
 
     def close(status):
         if status is None and cut is None:
@@ -76,6 +77,8 @@ def parse_stream(text: str, item_timeout: float, cut: str | None = CUT_SHORT) ->
         else:
             out = protocol.interpret(text, status)
         results.append(result_record(it, out, 0.0, ""))
+        nonlocal last
+        last = results[-1]["item"]
 
     for line in text.splitlines():
         ev = protocol.parse_line(line)
@@ -87,6 +90,11 @@ def parse_stream(text: str, item_timeout: float, cut: str | None = CUT_SHORT) ->
             kernel = ev.fields.get("kernel")
         elif ev.kind == "guest-done":
             done = True
+        elif ev.kind == "health" and cur is None:
+            health.append({"when": ev.fields.get("when", ""), "taint": ev.fields.get("taint", ""),
+                           "after": last, "klog": []})
+        elif ev.kind == "klog" and cur is None and health:
+            health[-1]["klog"].append(ev.fields.get("line", ""))
         elif ev.kind == "env" and cur is None:
             env[ev.fields.get("key", "")] = ev.fields.get("value", "")
         elif ev.kind == "item":
@@ -104,7 +112,66 @@ def parse_stream(text: str, item_timeout: float, cut: str | None = CUT_SHORT) ->
             lines.append(line[line.find(protocol.PREFIX):])
     if cur is not None:
         close(None)
-    return {"kernel": kernel, "env": env, "results": results, "done": done}
+    return {"kernel": kernel, "env": env, "results": results, "done": done, "health": health}
+
+
+# ---- kernel health -----------------------------------------------------------
+
+# /proc/sys/kernel/tainted, bit by bit (Documentation/admin-guide/tainted-kernels.rst).
+TAINT_LETTERS = "PFSRMBUDAWCIOELKXTNJ"
+# Kernel log lines that say the kernel went wrong, whatever the taint says.
+BAD_KLOG = re.compile(r"WARNING:|\bBUG:|kernel BUG at|Oops|general protection fault|"
+                      r"Call Trace:|UBSAN:|KASAN:|KFENCE:|refcount_t:|list_(add|del) corruption|"
+                      r"soft lockup|hard LOCKUP|rcu_\w+ detected stall|blocked for more than|"
+                      r"Kernel panic|RIP:")
+
+
+def taint_flags(mask: int) -> str:
+    return "".join(TAINT_LETTERS[b] if b < len(TAINT_LETTERS) else "?%d" % b
+                   for b in range(mask.bit_length()) if mask >> b & 1)
+
+
+def _int(text) -> int | None:
+    try:
+        return int(text)
+    except (TypeError, ValueError):
+        return None
+
+
+def kernel_health(health: list) -> dict:
+    """The `health` records of a stream -> {taint_before, taint_after,
+    problems: [{item, new_taint, lines, message}]}: a new taint flag or a
+    WARNING/oops/BUG line in the kernel's log during the run is a problem,
+    named after the item that had just run when the guest's init saw it
+    (item None: seen only at the end of the run)."""
+    before = next((_int(h["taint"]) for h in health if h["when"] == "before"), None)
+    after = next((_int(h["taint"]) for h in reversed(health) if h["when"] == "after"), None)
+    problems, seen = [], before or 0
+    for h in health:
+        if h["when"] == "before":
+            continue
+        t = _int(h["taint"])
+        new = (t & ~seen) if t is not None else 0
+        if t is not None:
+            seen |= t
+        bad = [l for l in h["klog"] if BAD_KLOG.search(l)]
+        if not new and not bad:
+            continue
+        what = ("an oops" if any(re.search(r"Oops|general protection fault", l) for l in bad)
+                else "a BUG" if any(re.search(r"\bBUG:|kernel BUG at", l) for l in bad)
+                else "a WARNING" if any("WARNING:" in l for l in bad)
+                else "a kernel error" if bad else "a new taint")
+        where = ("after %s" % h["after"] if h["when"] == "item" and h["after"]
+                 else "during the run")
+        msg = "guest kernel: %s %s" % (what, where)
+        if new:
+            msg += " (new taint %s, tainted=%d)" % (taint_flags(new), t)
+        if bad:
+            msg += ": %s" % re.sub(r"^\[[^\]]*\]\s*", "", bad[0]).strip()[:200]
+        problems.append({"item": h["after"] if h["when"] == "item" else None,
+                         "new_taint": taint_flags(new), "lines": bad or h["klog"][-5:],
+                         "message": msg})
+    return {"taint_before": before, "taint_after": after, "problems": problems}
 
 
 def init_args(item_timeout: float, tests=()) -> list:
@@ -137,7 +204,53 @@ def build_root(dest: Path, static: Path, modules=()) -> Path:
         shutil.copy2(p, dest / "probes" / p.name)
     for n, m in enumerate(modules, 1):
         shutil.copy2(m, dest / "modules" / ("%02d-%s" % (n, m.name)))
+    add_dns_server(dest)
     return dest
+
+
+# The DNS items' fixture server (cases/dns.c): Debian's dnsmasq, a glibc
+# program, with the shared libraries ldd names and the dynamic loader, at
+# the same paths as on the host. The probes are static musl programs: their
+# resolver reads /etc/resolv.conf and /etc/hosts, which the items bind-mount
+# from /fixtures/dns inside their own mount namespace (a bind mount needs
+# a file to cover, so the root has placeholders). Without dnsmasq on the
+# host the DNS items skip in the guest with the reason, as on the host.
+DNSMASQ = Path("/usr/sbin/dnsmasq")
+GUEST_ETC = {
+    "hosts": "127.0.0.1\tlocalhost\n::1\tlocalhost\n",
+    "resolv.conf": "",
+    "nsswitch.conf": "hosts: files dns\n",
+    # dnsmasq runs --user=root: glibc looks the name up in /etc/passwd.
+    "passwd": "root:x:0:0:root:/:/bin/sh\n",
+    "group": "root:x:0:\n",
+}
+
+
+def shared_libraries(binary: Path) -> list:
+    """The files a dynamically linked binary loads (ldd), loader included."""
+    r = subprocess.run(["ldd", str(binary)], capture_output=True, text=True)
+    if r.returncode != 0:
+        raise GuestError("ldd %s failed: %s" % (binary, (r.stderr or r.stdout).strip()[-200:]))
+    found = []
+    for line in r.stdout.splitlines():
+        m = re.search(r"(?:=>\s*)?(/\S+)\s+\(0x", line)
+        if m:
+            found.append(Path(m.group(1)))
+    return found
+
+
+def add_dns_server(dest: Path, dnsmasq: Path = DNSMASQ) -> bool:
+    for name, text in GUEST_ETC.items():
+        if not (dest / "etc" / name).exists():
+            (dest / "etc" / name).write_text(text)
+    shutil.copytree(ROOT / "fixtures" / "dns", dest / "fixtures" / "dns", dirs_exist_ok=True)
+    if not dnsmasq.exists():
+        return False
+    for f in [dnsmasq] + shared_libraries(dnsmasq):
+        to = dest / str(f).lstrip("/")
+        to.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(f, to)  # follows symlinks: the library under its soname
+    return True
 
 
 def write_cpio(root: Path, out: Path) -> Path:

@@ -22,6 +22,11 @@ def _clean(text: str) -> str:
 
 
 def _item_line(n: int, r: dict) -> list:
+    # The guest kernel warned, oopsed or tainted after this item (guest runs).
+    return ["# " + _clean(m) for m in r.get("kernel_health", [])] + _item_lines(n, r)
+
+
+def _item_lines(n: int, r: dict) -> list:
     name = _clean(r.get("item", r["test"]))
     v = r["verdict"]
     if v == "pass":
@@ -67,7 +72,10 @@ def render(report: dict) -> str:
                _clean(env.get("libc_version", "")), _clean(env.get("isolation", "?")))]
     if report.get("partial"):
         out.append("# PARTIAL run: not every item ran")
-    out.append("1..%d" % len(order))
+    # A guest kernel that warned, oopsed or tainted fails the run: one more
+    # top-level test says so (only then), for CI that reads KTAP alone.
+    health = (env.get("kernel_health") or {}).get("problems", [])
+    out.append("1..%d" % (len(order) + (1 if health else 0)))
     for n, id_ in enumerate(order, 1):
         rs = by_id[id_]
         out += [INDENT + "KTAP version 1", INDENT + "# Subtest: " + id_,
@@ -80,4 +88,7 @@ def render(report: dict) -> str:
             out.append("ok %d %s # SKIP %s" % (n, id_, "; ".join(reasons)))
         else:
             out.append("%s %d %s" % (v, n, id_))
+    if health:
+        out += ["# " + _clean(pr["message"]) for pr in health]
+        out.append("not ok %d guest-kernel-health" % (len(order) + 1))
     return "\n".join(out) + "\n"

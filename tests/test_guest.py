@@ -248,7 +248,8 @@ def _stop_mid_run(tmp_path, argv, kind, needle, sig, whole_group):
     with sig (to the whole group, as a terminal's Ctrl-C does, or to the
     first process alone, as a service manager or CI does); return its
     output, exit status and the guest's session."""
-    stream = ROOT / "build" / "guest" / kind / ("root/out/stream" if kind == "uml" else "stream")
+    work = "qemu-6.1" if kind == "qemu" else kind  # a directory per target
+    stream = ROOT / "build" / "guest" / work / ("root/out/stream" if kind == "uml" else "stream")
     stream.unlink(missing_ok=True)  # not a previous run's
     tag = new_tag()
     proc = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -314,7 +315,8 @@ def test_a_qemu_guest_stops_at_once_on_ctrl_c_and_writes_a_partial_report(tmp_pa
     """(SIGTERM takes the same path: it is tested with UML and make check-kernels.)"""
     sig, whole_group = signal.SIGINT, True
     argv = [sys.executable, "-m", "runner", "check", "--kernel", "6.1", "--reports", str(tmp_path)]
-    out, rc = _stop_mid_run(tmp_path, argv + SELECTION, "qemu", str(ROOT / "build/guest/qemu"),
+    out, rc = _stop_mid_run(tmp_path, argv + SELECTION, "qemu",
+                            str(ROOT / "build/guest/qemu-6.1"),
                             sig, whole_group)
     assert rc == 128 + sig, out
     doc = _partial_report(tmp_path, _selection_items())
@@ -325,20 +327,28 @@ def test_a_qemu_guest_stops_at_once_on_ctrl_c_and_writes_a_partial_report(tmp_pa
 @needs_static
 @pytest.mark.skipif(not guest.UML.exists() or not shutil.which("qemu-system-x86_64"),
                     reason="user-mode-linux or qemu-system-x86 is not installed")
-def test_make_check_kernels_stopped_with_sigterm_leaves_nothing(tmp_path):
-    """SIGTERM to make (what CI and `timeout` send) during the UML step:
-    make passes it to the matrix, the matrix to its running step, which
-    stops UML and writes its partial report; nothing is left."""
+@pytest.mark.parametrize("sig,whole_group", [(signal.SIGTERM, False), (signal.SIGINT, True)],
+                         ids=["sigterm", "ctrl-c"])
+def test_make_check_kernels_stopped_with_sigterm_leaves_nothing(tmp_path, sig, whole_group):
+    """SIGTERM to make (what CI and `timeout` send) while UML runs: make
+    passes it to the matrix, the matrix to every running step (they run
+    side by side), each stops its guest and writes its partial report; no
+    step starts after it, no comparison is made, nothing is left."""
     reports = ROOT / "reports"
     before = set(reports.iterdir()) if reports.exists() else set()
-    out, rc = _stop_mid_run(tmp_path, ["make", "--no-print-directory", "check-kernels"], "uml",
+    # JOBS=4: every step starts at once, UML among them, whatever the last times were.
+    out, rc = _stop_mid_run(tmp_path, ["make", "--no-print-directory", "check-kernels", "JOBS=4"],
+                            "uml",
                             "rootflags=%s" % (ROOT / "build/guest/uml/root"),
-                            signal.SIGTERM, False)
+                            sig, whole_group)
     assert rc != 0
-    assert "[2/4] uml" in out and "[3/4]" not in out, out
+    assert "[2/4] uml: started" in out and "comparison page" not in out, out
     new = [d for d in set(reports.iterdir()) - before if (d / "report.json").exists()]
     docs = [json.loads((d / "report.json").read_text()) for d in new]
-    assert [d["environment"].get("guest") for d in docs if d["partial"]] == ["uml"], out
+    partial = [d["environment"].get("guest") or "host" for d in docs if d["partial"]]
+    assert "uml" in partial and set(partial) <= {"host", "uml", "qemu 6.1", "qemu 6.12"}, out
+    started = {l.split(":")[0].split("] ")[1] for l in out.splitlines() if l.endswith(": started")}
+    assert set(partial) <= started, out
 
 
 @needs_static
@@ -374,5 +384,174 @@ def test_a_runner_killed_outright_takes_its_guest_along(tmp_path, kind):
     argv = [sys.executable, "-m", "runner", "check", "--kernel", "uml" if kind == "uml" else "6.1",
             "--reports", str(tmp_path)] + SELECTION
     needle = ("rootflags=%s" % (ROOT / "build/guest/uml/root") if kind == "uml"
-              else str(ROOT / "build/guest/qemu"))
+              else str(ROOT / "build/guest/qemu-6.1"))
     _stop_mid_run(tmp_path, argv, kind, needle, signal.SIGKILL, False)
+
+
+@pytest.mark.skipif(not (STATIC / "sp-isolate").exists() or not guest.DNSMASQ.exists(),
+                    reason="static probes or dnsmasq-base not built/installed")
+def test_the_guest_root_carries_the_dns_fixture_server(tmp_path):
+    """dnsmasq with every library ldd names and the loader, at the host's
+    paths; the DNS fixtures where sp_fixture() looks from /probes; files
+    in /etc for the items to bind-mount over."""
+    root = guest.build_root(tmp_path / "root", STATIC)
+    assert (root / "usr/sbin/dnsmasq").stat().st_mode & stat.S_IXUSR
+    libs = guest.shared_libraries(guest.DNSMASQ)
+    assert any("ld-linux" in str(l) for l in libs) and any("libc.so" in str(l) for l in libs)
+    for lib in libs:
+        copied = root / str(lib).lstrip("/")
+        assert copied.is_file() and not copied.is_symlink(), lib
+    for f in ("hosts", "resolv.conf", "zone.conf", "nsswitch.conf"):
+        assert (root / "fixtures/dns" / f).read_text() == (ROOT / "fixtures/dns" / f).read_text()
+    for f in ("hosts", "resolv.conf", "nsswitch.conf", "passwd"):
+        assert (root / "etc" / f).is_file()
+    assert "root:x:0:0:" in (root / "etc/passwd").read_text()
+
+
+# musl's resolver (the static probes' libc) deviates in two DNS checks,
+# as under LIBC=musl on the host: these two may fail, never skip.
+MUSL_DNS = {"dns/aaaa_only_name_has_no_ipv4_data", "dns/gethostbyname_reads_the_hosts_file"}
+
+
+@needs_static
+@pytest.mark.skipif(not guest.UML.exists() or not guest.DNSMASQ.exists(),
+                    reason="user-mode-linux or dnsmasq-base is not installed")
+def test_dns_items_run_in_a_guest_against_the_fixture_server(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "runner", "check", "--kernel", "uml",
+                        "--reports", str(tmp_path), "dns"], cwd=ROOT, capture_output=True,
+                       text=True)
+    assert r.returncode in (0, 1), r.stdout + r.stderr
+    doc = json.loads((tmp_path / "latest" / "report.json").read_text())
+    verdicts = {x["item"]: x["verdict"] for x in doc["results"]}
+    assert len(verdicts) >= 7 and "skip" not in verdicts.values(), verdicts
+    assert {i: v for i, v in verdicts.items() if i not in MUSL_DNS} == \
+        {i: "pass" for i in verdicts if i not in MUSL_DNS}, r.stdout
+
+
+# ---- kernel health -------------------------------------------------------------
+
+HEALTH_STREAM = """\
+@SP1 guest kernel=6.1.0-test timeout=10
+@SP1 health when=before taint=4096
+@SP1 item probe=tcp test=a family=ipv4 ids=TCP-BOUNDARY-COALESCE
+@SP1 begin probe=tcp test=a family=ipv4 ids=TCP-BOUNDARY-COALESCE
+@SP1 end verdict=pass message=
+@SP1 exit status=0
+@SP1 item probe=tcp test=b family=ipv6 ids=TCP-BOUNDARY-SPLIT
+@SP1 begin probe=tcp test=b family=ipv6 ids=TCP-BOUNDARY-SPLIT
+[   12.345678] console noise inside an item
+@SP1 end verdict=pass message=
+@SP1 exit status=0
+@SP1 health when=item taint=4608
+@SP1 klog line=[%20%2012.3]%20------------[%20cut%20here%20]------------
+@SP1 klog line=[%20%2012.3]%20WARNING:%20CPU:%200%20PID:%2077%20at%20net/ipv4/tcp.c:100%20tcp_foo+0x1/0x2
+@SP1 klog line=[%20%2012.3]%20Call%20Trace:
+@SP1 item probe=tcp test=c family=ipv4 ids=TCP-BOUNDARY-SPLIT
+@SP1 begin probe=tcp test=c family=ipv4 ids=TCP-BOUNDARY-SPLIT
+@SP1 end verdict=pass message=
+@SP1 exit status=0
+@SP1 health when=after taint=4608
+@SP1 klog line=[%20%2013.0]%20BUG:%20scheduling%20while%20atomic:%20x/1/0x2
+@SP1 guest-done
+"""
+
+
+def test_kernel_health_names_the_item_after_which_the_kernel_warned():
+    """A fake console stream: taint W appears after item b (E was there
+    before the run and is not the run's), a BUG line only at the end."""
+    parsed = guest.parse_stream(HEALTH_STREAM, 10)
+    assert [r["verdict"] for r in parsed["results"]] == ["pass"] * 3 and parsed["done"]
+    h = guest.kernel_health(parsed["health"])
+    assert (h["taint_before"], h["taint_after"]) == (4096, 4608)
+    assert [p["item"] for p in h["problems"]] == ["tcp/b[ipv6]", None]
+    warn, bug = h["problems"]
+    assert warn["new_taint"] == "W"
+    assert warn["message"].startswith("guest kernel: a WARNING after tcp/b[ipv6] (new taint W")
+    assert "net/ipv4/tcp.c:100" in warn["message"]
+    assert bug["message"].startswith("guest kernel: a BUG during the run: BUG: scheduling")
+
+
+def test_a_quiet_kernel_and_an_old_stream_have_no_health_problems():
+    quiet = "\n".join(l for l in HEALTH_STREAM.splitlines() if "klog" not in l and
+                      "taint=4608" not in l)
+    assert guest.kernel_health(guest.parse_stream(quiet, 10)["health"])["problems"] == []
+    # A stream without health lines (an older init) parses as before.
+    assert guest.kernel_health(guest.parse_stream(STREAM, 10)["health"]) == {
+        "taint_before": None, "taint_after": None, "problems": []}
+    assert guest.taint_flags(1 << 9 | 1 << 7 | 1 << 13) == "DWE"
+
+
+POKE = r"""#!/bin/sh
+# A fake probe for the guest: item "warns" taints the kernel the way a
+# WARN() does (TAINT_WARN, bit 9, through /proc/sys/kernel/tainted, a real
+# kernel interface) and logs a WARNING-shaped line through /dev/kmsg.
+case "$1" in
+--list)
+	for t in before warns after; do
+		echo "@SP1 test probe=kpoke name=$t ids=PROC-ZOMBIE families=none"
+	done ;;
+--env) echo "@SP1 env key=libc value=none" ;;
+--run)
+	if [ "$2" = warns ]; then
+		echo "WARNING: CPU: 0 PID: $$ at net/core/sock.c:1 sockprobe_poke+0x0/0x0" >/dev/kmsg
+		# One write(2): sysctl ignores what comes at a later offset, and
+		# busybox's echo may write in pieces.
+		echo 512 | dd of=/proc/sys/kernel/tainted 2>/dev/null
+	fi
+	echo "@SP1 begin probe=kpoke test=$2 family=none ids=PROC-ZOMBIE"
+	echo "@SP1 end verdict=pass message=" ;;
+esac
+"""
+ISOLATE = """#!/bin/sh
+while [ "$1" != "--" ]; do shift; done
+shift
+exec "$@"
+"""
+
+
+@pytest.mark.skipif(not guest.BUSYBOX.exists(), reason="busybox-static is not installed")
+@pytest.mark.parametrize("kind", ["uml", "qemu"])
+def test_a_guest_kernel_that_warns_fails_the_run_and_names_the_item(tmp_path, capsys, kind):
+    """A real guest (UML; QEMU with Debian's 6.1, TCG or KVM) whose second
+    item taints the kernel: the run fails (exit 1), one line names the
+    item, the report and results.ktap keep it."""
+    import types
+    if kind == "uml" and not guest.UML.exists():
+        pytest.skip("user-mode-linux is not installed")
+    if kind == "qemu" and (not shutil.which("qemu-system-x86_64") or not KERNEL_61):
+        pytest.skip("qemu-system-x86 or the cached 6.1 kernel is missing")
+    static = tmp_path / "static"
+    (static / "probes").mkdir(parents=True)
+    for path, text in ((static / "probes" / "kpoke", POKE), (static / "sp-isolate", ISOLATE)):
+        path.write_text(text)
+        path.chmod(0o755)
+    a = types.SimpleNamespace(timeout=10.0, guest_timeout=None, reports=str(tmp_path / "r"),
+                              expect=None)
+    target = uml.Uml() if kind == "uml" else qemu.Qemu(image=KERNEL_61[0])
+    rc = vm.run(target, a, static, [], work=tmp_path / "work")
+    out = capsys.readouterr().out
+    assert rc == 1, out
+    lines = [l for l in out.splitlines() if l.startswith("guest kernel:")]
+    assert len(lines) == 1, out
+    assert lines[0].startswith("guest kernel: a WARNING after kpoke/warns (new taint W"), out
+    assert "net/core/sock.c:1" in lines[0]
+    doc = json.loads((tmp_path / "r" / "latest" / "report.json").read_text())
+    assert [r["verdict"] for r in doc["results"]] == ["pass"] * 3
+    assert {r["item"]: r.get("kernel_health") for r in doc["results"]} == {
+        "kpoke/before": None, "kpoke/warns": lines, "kpoke/after": None}
+    assert doc["environment"]["kernel_health"]["problems"][0]["new_taint"] == "W"
+    ktap = (tmp_path / "r" / "latest" / "results.ktap").read_text()
+    assert ktap.count("# guest kernel: a WARNING after kpoke/warns") == 2, ktap
+    assert "1..2\n" in ktap and ktap.endswith("\nnot ok 2 guest-kernel-health\n"), ktap
+    if shutil.which("prove"):
+        r = subprocess.run(["prove", "--exec", "cat", str(tmp_path / "r/latest/results.ktap")],
+                           capture_output=True, text=True)
+        assert r.returncode != 0 and "Failed 1/2" in r.stdout, r.stdout
+
+
+def test_the_matrix_runs_as_many_steps_at_once_as_cores_and_memory_allow():
+    from runner import matrix
+    assert matrix.default_jobs(cores=2, available_mb=16000) == 4
+    assert matrix.default_jobs(cores=1, available_mb=16000) == 2
+    assert matrix.default_jobs(cores=8, available_mb=1500) == 2   # two QEMUs fit
+    assert matrix.default_jobs(cores=8, available_mb=100) == 1    # never none

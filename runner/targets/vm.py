@@ -37,7 +37,9 @@ def run(target, a, static: Path, tests: list, work: Path | None = None) -> int:
     target.prepare(say)
     items = count_items(static, tests)
     bound = a.guest_timeout or default_bound(target, items, a.timeout)
-    work = work or discover.BUILD / "guest" / target.kind
+    # One directory per target ("qemu-6.1", "qemu-6.12"): the kernel matrix
+    # runs guests side by side.
+    work = work or discover.BUILD / "guest" / target.label().replace(" ", "-").replace("/", "_")
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     started = time.time()
@@ -99,6 +101,14 @@ def _finish(target, a, work, started, bound, how, stopped) -> int:
     env["item_isolation"] = modes
     env["timeout_s"] = a.timeout
     env["guest_timeout_s"] = bound
+    health = guest.kernel_health(parsed.get("health", []))
+    env["kernel_health"] = health
+    by_item = {}
+    for pr in health["problems"]:
+        by_item.setdefault(pr["item"], []).append(pr["message"])
+    for r in parsed["results"]:
+        if r["item"] in by_item:
+            r["kernel_health"] = by_item[r["item"]]
     if getattr(a, "expect", None):
         table = expect.load(Path(a.expect))
         for r in parsed["results"]:
@@ -114,11 +124,13 @@ def _finish(target, a, work, started, bound, how, stopped) -> int:
     bad = [r for r in doc["results"] if r["verdict"] in report.BAD]
     for r in bad:
         print("  %s %s: %s" % (r["verdict"].upper(), r["item"], r["message"]))
+    for pr in health["problems"]:  # next to the item that was running
+        print(pr["message"])
     print("\n".join(report.terminal_summary(doc, d)))
     print("wall time: %.1fs" % (time.time() - started))
     if stopped:
         return 128 + stopped
-    return 0 if parsed["done"] and not bad else 1
+    return 0 if parsed["done"] and not bad and not health["problems"] else 1
 
 
 def _say(line: str) -> None:
