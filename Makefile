@@ -192,7 +192,10 @@ matrix:
 	@scripts/deps.sh musl-tools busybox-static
 	@scripts/deps.sh user-mode-linux qemu-system-x86 proot valgrind libsocket-wrapper || \
 		echo "sockprobe: the targets these packages serve are skipped"
+	@scripts/deps.sh gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user-static || \
+		echo "sockprobe: the qemu-user-aarch64 target is skipped"
 	@$(MAKE) --no-print-directory binaries static
+	@-$(MAKE) --no-print-directory cross-aarch64
 	@exec $(PYTHON) -m runner matrix $(if $(TIMEOUT),--timeout $(TIMEOUT)) $(if $(REPORT_DIR),--reports $(REPORT_DIR))
 
 # The bundle that runs anywhere: static probes, sp-isolate, fixtures and the

@@ -36,7 +36,7 @@ DOC = ROOT / "docs" / "matrix.md"
 SW_LIB = "/usr/lib/x86_64-linux-gnu/libsocket_wrapper.so"
 TIMES = guest.CACHE.parent / "matrix-times.json"
 GUESS = {"host": 5, "uml": 25, "qemu-6.1": 30, "qemu-6.12": 50, "musl": 5,
-         "socket_wrapper": 15, "proot": 5, "valgrind": 30}
+         "socket_wrapper": 15, "proot": 5, "valgrind": 30, "qemu-user-aarch64": 15}
 
 
 def targets() -> list:
@@ -58,6 +58,9 @@ def targets() -> list:
          % SW_LIB),
         ("proot", ["--wrap", "proot"], {}, need("proot")),
         ("valgrind", ["--wrap", "valgrind --tool=none"], {}, need("valgrind")),
+        ("qemu-user-aarch64", ["--arch", "aarch64"], {},
+         need("qemu-aarch64-static") or (None if (discover.BUILD / "aarch64" / "sp-isolate").exists()
+                                         else "aarch64 probes not built (make cross-aarch64)")),
     ]
 
 
