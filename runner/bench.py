@@ -60,6 +60,31 @@ def kernels_ready() -> str | None:
     return None
 
 
+def _cpu_idle_share(window_s: float = 0.5) -> float:
+    """The share of CPU time this machine spent idle over window_s."""
+    def sample():
+        with open("/proc/stat") as f:
+            v = [int(x) for x in f.readline().split()[1:]]
+        return v[3] + v[4], sum(v)   # idle + iowait, all
+    i0, t0 = sample()
+    time.sleep(window_s)  # a measuring window, not a wait for an event
+    i1, t1 = sample()
+    return (i1 - i0) / max(1, t1 - t0)
+
+
+def settle(log, bound_s: float = 30.0, idle: float = 0.9) -> None:
+    """Before a timed guest step: let the work the previous steps left to
+    the kernel (network namespaces are torn down by kernel threads after
+    the items end) finish first, so that each step is measured on an idle
+    machine. Bounded: past bound_s the step runs anyway, and says so."""
+    end = time.monotonic() + bound_s
+    while time.monotonic() < end:
+        if _cpu_idle_share() >= idle:
+            return
+    log("(the machine did not settle to %d%% idle within %g s: the next figure is pessimistic)"
+        % (idle * 100, bound_s))
+
+
 def _bench(runs: int, out: Path, with_uml: bool, log, tmp: Path,
            with_kernels: bool = True) -> dict:
     root = discover.ROOT
@@ -118,6 +143,7 @@ def _bench(runs: int, out: Path, with_uml: bool, log, tmp: Path,
     if with_uml and guest.UML.exists() and (discover.BUILD / "static" / "sp-isolate").exists():
         u = []
         for _ in range(max(1, min(runs, 3))):
+            settle(log)
             t, r = _timed([sys.executable, "-m", "runner", "check", "--kernel", "uml",
                            "--reports", str(tmp)], cwd=root)
             u.append(t)
@@ -131,6 +157,7 @@ def _bench(runs: int, out: Path, with_uml: bool, log, tmp: Path,
     # 4b. The kernel matrix, once (it is long); its runs go side by side.
     why = "not asked for" if not with_kernels else kernels_ready()
     if why is None:
+        settle(log)
         t, r = _timed([sys.executable, "-m", "runner", "kernels", "--reports", str(tmp)], cwd=root)
         steps = {m.group(1): float(m.group(2)) for m in re.finditer(
             r"^\[\d+/\d+\] (.+?): done in ([\d.]+)s", r.stdout + r.stderr, re.M)}

@@ -185,7 +185,7 @@ def init_args(item_timeout: float, tests=()) -> list:
 # ---- the root file system --------------------------------------------------
 
 def build_root(dest: Path, static: Path, modules=()) -> Path:
-    for d in ("bin", "sbin", "proc", "sys", "dev", "tmp", "probes", "modules", "out", "etc"):
+    for d in ("bin", "sbin", "proc", "sys", "dev", "tmp", "probes", "modules", "etc"):
         (dest / d).mkdir(parents=True, exist_ok=True)
     if not BUSYBOX.exists():
         raise GuestError("busybox-static is not installed (apt-get install busybox-static)")
@@ -210,8 +210,9 @@ def build_root(dest: Path, static: Path, modules=()) -> Path:
 
 # The DNS items' fixture server (cases/dns.c): Debian's dnsmasq, a glibc
 # program, with the shared libraries ldd names and the dynamic loader, at
-# the same paths as on the host. The probes are static musl programs: their
-# resolver reads /etc/resolv.conf and /etc/hosts, which the items bind-mount
+# the same paths as on the host. The probes are static glibc programs (its
+# files and dns services are built in): their resolver reads
+# /etc/nsswitch.conf, /etc/resolv.conf and /etc/hosts, which the items bind-mount
 # from /fixtures/dns inside their own mount namespace (a bind mount needs
 # a file to cover, so the root has placeholders). Without dnsmasq on the
 # host the DNS items skip in the guest with the reason, as on the host.
@@ -408,7 +409,7 @@ def _size(path) -> int:
 
 def _run_bounded(cmd, console: Path, bound_s: float, env=None, cwd=None, *,
                  guest_console: Path | None = None, stream: Path | None = None,
-                 boot_bound_s: float | None = None, on_stream=None) -> str:
+                 boot_bound_s: float | None = None, on_stream=None, pass_fds=()) -> str:
     """Run a VM in a session of its own; its stdout and stderr go to
     console. End it on power-off ("exited"), on a kernel panic seen on
     console or guest_console ("panicked"), when neither guest_console nor
@@ -419,7 +420,7 @@ def _run_bounded(cmd, console: Path, bound_s: float, env=None, cwd=None, *,
     way out its whole session is killed before this returns or raises."""
     with open(console, "wb") as log:
         p = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                             start_new_session=True, env=env, cwd=cwd,
+                             start_new_session=True, env=env, cwd=cwd, pass_fds=pass_fds,
                              preexec_fn=_die_with_runner)
     start = time.monotonic()
     how, offset = "exited", 0

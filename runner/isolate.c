@@ -1,7 +1,7 @@
 /*
  * sp-isolate - run one probe command in its own namespaces.
  *
- *   sp-isolate [--host] [--timeout SECS] [--bind SRC:DST]... -- PROBE ARGS...
+ *   sp-isolate [--host] [--health FILE] [--timeout SECS] [--bind SRC:DST]... -- PROBE ARGS...
  *
  * Creates a user, network, mount and pid namespace (no real root needed
  * where unprivileged user namespaces are allowed), brings up `lo`, mounts
@@ -29,6 +29,12 @@
  * namespace (or process group, on the host) and sp-isolate exits with
  * status 143 (128 + SIGTERM), the guest runner's mark of a timeout.
  *
+ * With --health FILE, the kernel's taint flags (/proc/sys/kernel/tainted)
+ * as they are when the item is over are written over FILE: the guest
+ * runner watches the kernel's health around every item with its shell's
+ * own `read`, without a process more per item (a sysctl file answers only
+ * a shell's first one-byte read).
+ *
  * SOCKPROBE_PRELOAD, if set, becomes the probe's LD_PRELOAD (appended to
  * any LD_PRELOAD already there), so the runner and this helper never load
  * the library under test themselves.
@@ -42,6 +48,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/klog.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
@@ -53,12 +60,57 @@
 
 static volatile pid_t victim; /* init (namespaces) or the probe's group */
 static volatile int victim_is_group;
+static int health_fd = -1; /* --health FILE */
+
+/* /proc/sys/kernel/tainted, or -1. Only open/read/close: it also runs in
+ * the timeout's signal handler. */
+static long read_taint(void)
+{
+	char b[32];
+	long v = 0;
+	int fd = open("/proc/sys/kernel/tainted", O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	ssize_t n = read(fd, b, sizeof(b) - 1);
+	close(fd);
+	if (n <= 0)
+		return -1;
+	for (ssize_t i = 0; i < n && b[i] >= '0' && b[i] <= '9'; i++)
+		v = v * 10 + (b[i] - '0');
+	return v;
+}
+
+/* The item is over: with --health FILE, the taint flags now, written
+ * over FILE ("N\n"), opened before the namespaces were entered. Only
+ * write and friends: it also runs in the timeout's signal handler. */
+static void report_health(void)
+{
+	char num[24], *p = num + sizeof(num);
+	long t = read_taint();
+	size_t n;
+
+	if (health_fd < 0)
+		return;
+	if (t < 0) {
+		p = (char *)"unreadable\n";
+		n = strlen(p);
+	} else {
+		*--p = '\n';
+		do
+			*--p = (char)('0' + t % 10);
+		while (t /= 10);
+		n = (size_t)(num + sizeof(num) - p);
+	}
+	if (ftruncate(health_fd, 0) != 0 || pwrite(health_fd, p, n, 0) != (ssize_t)n)
+		return; /* the runner then sees no change: nothing better to do */
+}
 
 static void on_timeout(int sig)
 {
 	(void)sig;
 	if (victim > 0)
 		kill(victim_is_group ? -victim : victim, SIGKILL);
+	report_health();
 	_exit(TIMEOUT_STATUS);
 }
 
@@ -183,12 +235,39 @@ static void init_main(char **argv, char **binds, int nbinds, int status_fd, cons
 	_exit(0); /* the kernel now kills everything left in the namespace */
 }
 
+/* Is anything mounted below /proc? Where nothing is, /proc is fully
+ * visible and a user namespace may mount its own: the question below
+ * needs no trial (a file read, not two processes and a namespace per
+ * item: guest kernels run as root and feel every process). */
+static int proc_has_submounts(void)
+{
+	char line[4096];
+	int found = 1; /* unreadable: ask the long way */
+	FILE *f = fopen("/proc/self/mountinfo", "re");
+
+	if (!f)
+		return found;
+	found = 0;
+	while (!found && fgets(line, sizeof(line), f)) {
+		/* "ID PARENT MAJ:MIN ROOT MOUNTPOINT ...": the fifth field */
+		char *p = line;
+		for (int field = 0; field < 4 && p; field++)
+			p = strchr(p, ' '), p = p ? p + 1 : NULL;
+		found = p && strncmp(p, "/proc/", 6) == 0;
+	}
+	fclose(f);
+	return found;
+}
+
 /* Can a user namespace of ours mount a /proc for its pid namespace? Not
  * where the outer /proc is not fully visible (read-only submounts over
  * its files, as container runtimes make): the kernel refuses with EPERM.
- * Tried in a throw-away child; only asked as root, who has another way. */
+ * Tried in a throw-away child where /proc has submounts; only asked as
+ * root, who has another way. */
 static int userns_mounts_proc(void)
 {
+	if (!proc_has_submounts())
+		return 1;
 	int st = 0;
 	pid_t pid = fork();
 
@@ -216,7 +295,7 @@ static void run_on_host(char **argv, unsigned timeout)
 {
 	int st;
 
-	if (!timeout)
+	if (!timeout && health_fd < 0)
 		exec_probe(argv);
 	pid_t pid = fork();
 	if (pid < 0)
@@ -232,6 +311,7 @@ static void run_on_host(char **argv, unsigned timeout)
 	while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
 		;
 	kill(-pid, SIGKILL); /* whatever it left in its group */
+	report_health();
 	pass_on(st);
 }
 
@@ -248,6 +328,12 @@ int main(int argc, char **argv)
 			break;
 		} else if (strcmp(argv[i], "--host") == 0) {
 			host = 1;
+		} else if (strcmp(argv[i], "--health") == 0 && i + 1 < argc) {
+			health_fd = open(argv[++i], O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+			if (health_fd < 0) {
+				fprintf(stderr, "sp-isolate: --health %s: %s\n", argv[i], strerror(errno));
+				return 2;
+			}
 		} else if (strcmp(argv[i], "--timeout") == 0 && i + 1 < argc) {
 			timeout = (unsigned)atoi(argv[++i]);
 		} else if (strcmp(argv[i], "--bind") == 0 && i + 1 < argc &&
@@ -255,7 +341,7 @@ int main(int argc, char **argv)
 			binds[nbinds++] = argv[++i];
 		} else {
 			fprintf(stderr, "sp-isolate: bad argument '%s'\n"
-				"usage: sp-isolate [--host] [--timeout SECS] [--bind SRC:DST]... -- PROBE ARGS...\n",
+				"usage: sp-isolate [--host] [--health FILE] [--timeout SECS] [--bind SRC:DST]... -- PROBE ARGS...\n",
 				argv[i]);
 			return 2;
 		}
@@ -312,8 +398,10 @@ int main(int argc, char **argv)
 		;
 	if (read(sp[0], &status, sizeof(status)) != sizeof(status)) {
 		fprintf(stderr, "sp-isolate: the namespace's init died before the probe ended\n");
+		report_health();
 		return 125;
 	}
+	report_health();
 	pass_on(status);
 	return 125;
 }

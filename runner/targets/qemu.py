@@ -128,7 +128,7 @@ class Qemu(Target):
     def _run(self, initrd, work, tests, item_timeout, bound_s, on_stream) -> str:
         for f in (self.stream_path, self.console):
             f.unlink(missing_ok=True)
-        append = ("console=ttyS0 panic=-1 rdinit=/init quiet sockprobe.out=/dev/ttyS1 " +
+        append = ("console=ttyS0 panic=-1 rdinit=/init quiet mitigations=off sockprobe.out=/dev/ttyS1 " +
                   " ".join(guest.init_args(item_timeout, tests)))
         cmd = ["qemu-system-x86_64", "-M", "pc", "-accel", self.accel.lower(), "-m", "512",
                "-smp", "1", "-nodefaults", "-display", "none", "-no-reboot",

@@ -26,14 +26,22 @@ class Uml(Target):
         root = guest.build_root(work / "root", static, guest.uml_modules())
         tmp = work / "umltmp"  # UML maps its memory here: not noexec, not small
         tmp.mkdir(exist_ok=True)
-        self.stream_path = root / "out" / "stream"
+        # The stream leaves through a console of its own (con1, the
+        # guest's /dev/tty1) written straight into a host file: each line
+        # is out as it is written, with no sync of the hostfs root.
+        self.stream_path = work / "stream"
         self.console = work / "console.log"
-        cmd = _own_pid_namespace() + [str(guest.UML), "mem=256M", "rootfstype=hostfs", "rootflags=%s" % root, "rw",
-               "init=/init", "con=null", "con0=null,fd:1", "ssl=null", "quiet",
-               "sockprobe.out=/out/stream"] + guest.init_args(item_timeout, tests)
-        return guest._run_bounded(cmd, self.console, bound_s, env=dict(os.environ, TMPDIR=str(tmp)),
-                                  stream=self.stream_path, boot_bound_s=self.boot_bound_s,
-                                  on_stream=on_stream)
+        fd = os.open(self.stream_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            cmd = _own_pid_namespace() + [
+                str(guest.UML), "mem=256M", "rootfstype=hostfs", "rootflags=%s" % root, "rw",
+                "init=/init", "con=null", "con0=null,fd:1", "con1=null,fd:%d" % fd, "ssl=null",
+                "quiet", "sockprobe.out=/dev/tty1"] + guest.init_args(item_timeout, tests)
+            return guest._run_bounded(cmd, self.console, bound_s, env=dict(os.environ, TMPDIR=str(tmp)),
+                                      stream=self.stream_path, boot_bound_s=self.boot_bound_s,
+                                      on_stream=on_stream, pass_fds=(fd,))
+        finally:
+            os.close(fd)
 
     def environment(self) -> dict:
         return {"guest": "uml", "guest_kernel_image": str(guest.UML)}
