@@ -17,8 +17,8 @@
 #   FAMILY=ipv4          one address family only
 #   K="expr"             pytest -k expression
 #   HOST=1               no namespaces: run on the host loopback
-#   KERNEL=uml|6.1|6.12|/path/bzImage  run the static probes under another kernel
-#   LIBC=musl            run the static musl probes on this kernel
+#   KERNEL=uml|6.1|6.12|/path/bzImage  run the static probes (glibc, build/static) under another kernel
+#   LIBC=musl            run the static musl probes (build/musl) on this kernel
 #   ARCH=aarch64         another CPU (aarch64, armhf, riscv64, i386): static probes from
 #                        Debian's cross compiler (build/ARCH/) under qemu-user on this kernel
 #   BASELINE=report.json fail only on behaviors worse than in that report
@@ -69,13 +69,14 @@ xdeb_riscv64 := riscv64
 xdeb_i386    := i386
 # What a run needs beyond the base packages. $(strip): the list is spaces
 # when nothing extra is needed, and $(if) does not strip before testing.
-EXTRA_DEPS := $(strip $(if $(or $(KERNEL),$(filter musl,$(LIBC))),musl-tools) \
+EXTRA_DEPS := $(strip $(if $(filter musl,$(LIBC)),musl-tools) \
 	$(if $(KERNEL),busybox-static) $(if $(filter uml,$(KERNEL)),user-mode-linux) \
 	$(if $(filter-out uml,$(KERNEL)),$(if $(ARCH),qemu-system-arm,qemu-system-x86)) \
 	$(if $(filter proot%,$(WRAP)),proot) $(if $(filter valgrind%,$(WRAP)),valgrind) \
 	$(if $(ARCH),gcc-$(xtriple_$(ARCH)) libc6-dev-$(xdeb_$(ARCH))-cross qemu-user-static))
-# Static (musl) probes are built only for guest kernels and LIBC=musl.
-NEED_STATIC := $(strip $(if $(or $(KERNEL),$(filter musl,$(LIBC))),yes))
+# Static probes are built only for guest kernels (glibc, `static`) and
+# LIBC=musl (`musl`).
+NEED_STATIC := $(strip $(if $(KERNEL),static) $(if $(filter musl,$(LIBC)),musl))
 
 # Variables are checked while the Makefile is read, before anything is
 # installed or built: a wrong value is one line and exit status 2.
@@ -146,7 +147,7 @@ endif
 endif
 SUBMAKE = MAKEFLAGS= $(MAKE) --no-print-directory
 
-.PHONY: all binaries static check check-kernels compare bench soak test test-fresh test-browser list deps clean
+.PHONY: all binaries static musl check check-kernels compare bench soak test test-fresh test-browser list deps clean
 .SECONDARY:
 .DELETE_ON_ERROR:
 
@@ -158,7 +159,7 @@ deps:
 	$(SP_RUN)@scripts/deps.sh $(EXTRA_DEPS)
 
 check: deps
-	$(SP_RUN)@$(SUBMAKE) binaries $(if $(NEED_STATIC),static) $(if $(ARCH),cross-$(ARCH)) || exit 2
+	$(SP_RUN)@$(SUBMAKE) binaries $(NEED_STATIC) $(if $(ARCH),cross-$(ARCH)) || exit 2
 	$(SP_RUN)@exec $(PYTHON) -m runner check $(CHECK_ARGS)
 
 bench: deps
@@ -179,7 +180,7 @@ compare: deps
 	@$(PYTHON) -m runner compare $(REPORTS)
 
 check-kernels:
-	@scripts/deps.sh musl-tools busybox-static user-mode-linux qemu-system-x86
+	@scripts/deps.sh busybox-static user-mode-linux qemu-system-x86
 	@$(MAKE) --no-print-directory binaries static
 	@exec $(PYTHON) -m runner kernels $(if $(TIMEOUT),--timeout $(TIMEOUT)) \
 	  $(if $(filter command line environment,$(origin JOBS)),$(if $(filter-out auto,$(JOBS)),--jobs $(JOBS)))
@@ -194,7 +195,7 @@ matrix:
 		echo "sockprobe: the targets these packages serve are skipped"
 	@scripts/deps.sh gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user-static || \
 		echo "sockprobe: the qemu-user-aarch64 target is skipped"
-	@$(MAKE) --no-print-directory binaries static
+	@$(MAKE) --no-print-directory binaries static musl
 	@-$(MAKE) --no-print-directory cross-aarch64
 	@exec $(PYTHON) -m runner matrix $(if $(TIMEOUT),--timeout $(TIMEOUT)) $(if $(REPORT_DIR),--reports $(REPORT_DIR))
 
@@ -205,8 +206,8 @@ matrix:
 # TARGET=ssh://user@host[:port] runs that bundle on a remote machine
 # (runner/targets/ssh.py): the static probes and an ssh client here.
 ifneq ($(TARGET),)
-EXTRA_DEPS += musl-tools openssh-client
-NEED_STATIC := yes
+EXTRA_DEPS += openssh-client
+NEED_STATIC := static
 endif
 # make test also runs it against a real sshd started on loopback (tests/test_ssh.py).
 test: ssh-deps
@@ -214,7 +215,7 @@ ssh-deps:
 	$(SP_RUN)@scripts/deps.sh openssh-server openssh-client
 
 dist:
-	@scripts/deps.sh musl-tools
+	@scripts/deps.sh
 	@$(MAKE) --no-print-directory static
 	@$(PYTHON) -m runner dist
 
@@ -229,7 +230,7 @@ list: deps
 
 test:
 	$(SP_RUN)@scripts/deps.sh musl-tools busybox-static iproute2 perl python3-yaml libsocket-wrapper
-	$(SP_RUN)@$(SUBMAKE) binaries static || exit 2
+	$(SP_RUN)@$(SUBMAKE) binaries static musl || exit 2
 	$(SP_RUN)@py=$(PYTHON) || exit 2; \
 	echo "== fixture library (cmocka)" && { $(BUILD)/fixtures-test || exit 1; } && \
 	echo "== runner, reports, CLI, catalogue, fault injection (pytest)" && \
@@ -250,18 +251,43 @@ test-fresh:
 	@scripts/deps.sh debootstrap bubblewrap git
 	@scripts/test-fresh $(if $(REBUILD),--rebuild)
 
-# Static musl builds of the probes and sp-isolate, for guest kernels and
-# LIBC=musl; they use fixtures/lite (a minimal cmocka-compatible runner).
-MUSLCC  := musl-gcc
+# Static builds of the probes and sp-isolate; they use fixtures/lite (a
+# minimal cmocka-compatible runner: Debian ships cmocka for glibc only, as
+# a shared library). `static`: glibc, into build/static: what guest
+# kernels, the bundle (make dist) and ssh targets run, so that a guest
+# differs from the host by its kernel alone. glibc's `files` and `dns`
+# name services are built into its static library, so the resolver needs
+# no shared library at run time. `musl`: musl, into build/musl, for
+# LIBC=musl.
 SCFLAGS := -O2 -g -std=gnu11 -pthread -Wall -Wextra -static -Ifixtures/lite -Ifixtures
 SFIX    := fixtures/sp_protocol.c fixtures/sp_fixtures.c fixtures/sp_capture.c fixtures/sp_ns.c \
 	   fixtures/lite/cmocka_lite.c
+# glibc warns that a static getaddrinfo() needs its shared libraries at run
+# time; it does not for the files and dns services the fixtures configure.
+sp_quiet_static = 2>&1 | { grep -v -e 'statically linked applications requires at runtime' \
+	-e ': in function .' || true; }; test -x $@
 SPROBES := $(patsubst cases/%.c,$(BUILD)/static/probes/%,$(CASES))
 static: $(SPROBES) $(BUILD)/static/sp-isolate
+	@touch $(BUILD)/static/.glibc
+# build/static held musl binaries before (a build without .glibc): redone.
+ifneq ($(wildcard $(BUILD)/static/sp-isolate),)
+ifeq ($(wildcard $(BUILD)/static/.glibc),)
+$(shell rm -rf $(BUILD)/static)
+endif
+endif
 $(BUILD)/static/probes/%: cases/%.c $(SFIX) fixtures/sp.h fixtures/lite/cmocka.h
 	@mkdir -p $(@D)
-	$(MUSLCC) $(SCFLAGS) -o $@ $< $(SFIX)
+	@echo "  $(CC) -static $@"; rm -f $@; $(CC) $(SCFLAGS) -o $@ $< $(SFIX) $(sp_quiet_static)
 $(BUILD)/static/sp-isolate: runner/isolate.c fixtures/sp_ns.c fixtures/sp_ns.h
+	@mkdir -p $(@D)
+	$(CC) $(SCFLAGS) -o $@ runner/isolate.c fixtures/sp_ns.c
+MUSLCC  := musl-gcc
+MPROBES := $(patsubst cases/%.c,$(BUILD)/musl/probes/%,$(CASES))
+musl: $(MPROBES) $(BUILD)/musl/sp-isolate
+$(BUILD)/musl/probes/%: cases/%.c $(SFIX) fixtures/sp.h fixtures/lite/cmocka.h
+	@mkdir -p $(@D)
+	$(MUSLCC) $(SCFLAGS) -o $@ $< $(SFIX)
+$(BUILD)/musl/sp-isolate: runner/isolate.c fixtures/sp_ns.c fixtures/sp_ns.h
 	@mkdir -p $(@D)
 	$(MUSLCC) $(SCFLAGS) -o $@ runner/isolate.c fixtures/sp_ns.c
 
@@ -273,8 +299,7 @@ XPROBES_$(1) := $$(patsubst cases/%.c,$$(BUILD)/$(1)/probes/%,$$(CASES))
 cross-$(1): $$(XPROBES_$(1)) $$(BUILD)/$(1)/sp-isolate
 $$(BUILD)/$(1)/probes/%: cases/%.c $$(SFIX) fixtures/sp.h fixtures/lite/cmocka.h
 	@mkdir -p $$(@D)
-	@echo "  $$(xtriple_$(1))-gcc $$@"; rm -f $$@; $$(xtriple_$(1))-gcc $$(SCFLAGS) -o $$@ $$< $$(SFIX) 2>&1 | \
-	  { grep -v -e 'statically linked applications requires at runtime' -e ': in function .' || true; }; test -x $$@
+	@echo "  $$(xtriple_$(1))-gcc $$@"; rm -f $$@; $$(xtriple_$(1))-gcc $$(SCFLAGS) -o $$@ $$< $$(SFIX) $$(sp_quiet_static)
 $$(BUILD)/$(1)/sp-isolate: runner/isolate.c fixtures/sp_ns.c fixtures/sp_ns.h
 	@mkdir -p $$(@D)
 	$$(xtriple_$(1))-gcc $$(SCFLAGS) -o $$@ runner/isolate.c fixtures/sp_ns.c

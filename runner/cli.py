@@ -63,7 +63,7 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--baseline", help="report.json: fail only on behaviors worse than in it")
     c.add_argument("--kernel", help="run under another kernel: uml, 6.1, 6.12 or a bzImage path")
     c.add_argument("--libc", choices=("glibc", "musl"), default="glibc",
-                   help="musl: the static musl probes (build/static)")
+                   help="musl: the static musl probes (build/musl)")
     c.add_argument("--arch", metavar="ARCH",
                    help="another CPU: %s (build/ARCH, under qemu-user on this kernel)"
                         % ", ".join(arch_mod.ARCHES))
@@ -214,7 +214,7 @@ def cmd_check(a) -> int:
             raise CliError("%s is not built: run `make check ARCH=%s` (it builds first)"
                            % (a.isolate, a.arch))
     if a.libc == "musl":
-        build = discover.BUILD / "static"
+        build = discover.BUILD / "musl"
         if not (build / "sp-isolate").exists():
             raise CliError("the static musl probes are not built: run `make check LIBC=musl`")
     if not (build / "sp-isolate").exists():

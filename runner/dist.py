@@ -4,7 +4,7 @@ sockprobe-VERSION-ARCH.tar.gz holds one directory:
 
   run            the POSIX sh runner (runner/guest/run; the guest init and
                  the ssh target run the same script)
-  sp-isolate     static (musl), like every probe
+  sp-isolate     static (glibc), like every probe
   probes/*       the static probes (build/static, `make static`)
   fixtures/dns/  the fixture files the probes read (SOCKPROBE_FIXTURES)
   README

@@ -52,7 +52,8 @@ def targets() -> list:
         ("uml", ["--kernel", "uml"], {}, static or need("linux")),
         ("qemu-6.1", ["--kernel", "6.1"], {}, static or need("qemu-system-x86_64")),
         ("qemu-6.12", ["--kernel", "6.12"], {}, static or need("qemu-system-x86_64")),
-        ("musl", ["--libc", "musl"], {}, static),
+        ("musl", ["--libc", "musl"], {},
+         None if (discover.BUILD / "musl" / "sp-isolate").exists() else "musl probes not built (make musl)"),
         ("socket_wrapper", ["--preload", SW_LIB], {"SOCKET_WRAPPER_DIR": None},
          None if Path(SW_LIB).exists() else "%s not installed (apt-get install libsocket-wrapper)"
          % SW_LIB),

@@ -1,7 +1,12 @@
 """The shipped expectation files (expectations/*.tsv) and the two things
 they rely on: `*` keys (a pattern over items, brackets literal) and a
 SOCKET_WRAPPER_DIR of its own for each item under socket_wrapper."""
+import json
 import os
+import subprocess
+import sys
+
+import pytest
 
 from runner import execute, expect
 
@@ -45,3 +50,22 @@ def test_each_socket_wrapper_item_gets_a_directory_of_its_own(tmp_path, monkeypa
     env = execute.probe_env(plain)
     assert execute._own_socket_wrapper_dir(env, plain) is None
     assert env["SOCKET_WRAPPER_DIR"] == str(tmp_path)
+
+
+MUSL = expect.DIR.parent / "build" / "musl"
+
+
+@pytest.mark.skipif(not (MUSL / "sp-isolate").exists(),
+                    reason="the musl probes are not built (make musl; make test builds them)")
+def test_libc_musl_runs_the_musl_build_and_its_expectations_hold(tmp_path):
+    """LIBC=musl runs build/musl, whose two resolver deviations are the
+    musl file's lines: xfail with their reasons, the run passes."""
+    r = subprocess.run([sys.executable, "-m", "runner", "check", "--libc", "musl", "--expect",
+                        "musl", "-q", "--reports", str(tmp_path), "dns"],
+                       cwd=expect.DIR.parent, capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+    doc = json.loads((tmp_path / "latest" / "report.json").read_text())
+    assert doc["environment"]["libc"] == "musl"
+    got = {x["item"]: x["verdict"] for x in doc["results"]}
+    assert {i for i, v in got.items() if v == "xfail"} == set(expect.load(expect.DIR / "musl.tsv"))
+    assert {v for i, v in got.items() if v != "xfail"} == {"pass"}

@@ -138,7 +138,7 @@ def test_ssh_run_gives_the_host_verdicts_and_names_the_target(sshd, tmp_path):
     assert doc["environment"]["target"] == sshd.url
     assert doc["environment"]["guest"] == "ssh %s@127.0.0.1:%d" % (sshd.user, sshd.port)
     host = tmp_path / "h"
-    h = subprocess.run([PY, "-m", "runner", "check", "--libc", "musl", "-q", "--reports",
+    h = subprocess.run([PY, "-m", "runner", "check", "-q", "--reports",
                         str(host)] + SELECTION, cwd=ROOT, capture_output=True, text=True)
     assert h.returncode in (0, 1), h.stdout
     assert verdicts(tmp_path / "r") == verdicts(host)
