@@ -6,7 +6,7 @@ runner/targets/qemu.py): the stream, the root image, Debian's kernels and
 a bounded, interruptible way to run a VM. The guest's init
 (runner/guest/init) runs every test each probe lists (`probe --list`),
 for every family it names, and writes the probe protocol, framed per item by `item` and
-`exit` lines, to a channel of its own: a hostfs file under UML, the second
+`exit` lines, to a channel of its own: a second console under UML, the second
 serial port under QEMU (the console keeps the kernel's messages). The
 stream is parsed here with the same protocol.interpret as a host run and
 written as the same report.

@@ -1,5 +1,6 @@
 """User-mode Linux (Debian's user-mode-linux package): the guest kernel runs
-as host processes, the root is a hostfs directory, the stream a file in it.
+as host processes, the root is a hostfs directory, the stream a second
+console (the guest's /dev/tty1) written into a host file.
 No accelerator is involved.
 
 UML runs the guest's processes as host processes. As root it runs as
