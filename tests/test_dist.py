@@ -3,6 +3,7 @@ dash and busybox sh, and `ingest` giving the verdicts a host run of the
 same binaries gives; the runner's framing of timeouts, crashes and a run
 stopped half-way."""
 import json
+import re
 import shutil
 import signal
 import subprocess
@@ -91,6 +92,51 @@ def test_bundle_round_trips_to_the_host_verdicts(bundle, host_verdicts, shell, t
     assert doc["environment"]["bundle"] == bundle.name
     assert doc["environment"]["libc"] == "glibc"
     assert doc["environment"]["item_isolation"] == ["namespaces"]
+
+
+@needs_static
+@pytest.mark.skipif(shutil.which("prove") is None, reason="perl's prove is not installed")
+def test_bundle_prints_ktap_on_the_console_for_lava(bundle, tmp_path):
+    """run -K: KTAP on stdout as the items end (what LAVA or KernelCI read
+    off a device's console), the stream still in its file: prove reads it
+    without a parse error, and every item is ok exactly where the report
+    of that stream says pass or skip."""
+    stream = tmp_path / "stream"
+    r = subprocess.run(["sh", str(bundle / "run"), "-K", "-o", str(stream)] + SELECTION,
+                       cwd=tmp_path, env={"PATH": "/usr/bin:/bin"}, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    rep = tmp_path / "reports"
+    subprocess.run([PY, "-m", "runner", "ingest", str(stream), "--reports", str(rep)],
+                   cwd=ROOT, capture_output=True, text=True)
+    got = verdicts(rep)
+    ktap = r.stdout
+    items = dict((m.group(2), m.group(1)) for m in
+                 re.finditer(r"^  (ok|not ok) \d+ (\S+)", ktap, re.M))
+    assert items == {i: "ok" if v in ("pass", "skip") else "not ok" for i, v in got.items()}
+    assert ktap.startswith("KTAP version 1\n") and "\n1..2\n" in ktap   # udp, proc
+    (tmp_path / "k.tap").write_text(ktap)
+    p = subprocess.run(["prove", "--exec", "cat", str(tmp_path / "k.tap")],
+                       capture_output=True, text=True)
+    assert "Parse errors" not in p.stdout + p.stderr, p.stdout
+    assert (p.returncode == 0) == all(v == "ok" for v in items.values()), p.stdout
+
+
+@needs_static
+def test_ktap_on_the_console_says_each_way_an_item_ends(tmp_path):
+    b = fake_bundle(tmp_path)
+    r = subprocess.run(["dash", str(b / "run"), "-t", "1", "-K", "-o", str(tmp_path / "s")],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines()[2:] == [
+        "1..1", "  KTAP version 1", "  # Subtest: fake", "  1..5",
+        "  ok 1 fake/ok[ipv4]", "  ok 2 fake/ok[ipv6]",
+        "  # f.c:1", "  # f.c:1: x: expected 1, observed 2", "  not ok 3 fake/bad",
+        "  # probe ended with status 139 (signal 11)", "  not ok 4 fake/crash # ERROR",
+        "  not ok 5 fake/hang # TIMEOUT", "not ok 1 fake"]
+    # The stream is the same as without -K.
+    assert (tmp_path / "s").read_text().count("@SP1 exit status=") == 5
+    r = subprocess.run(["dash", str(b / "run"), "-K"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "-K prints KTAP on stdout" in r.stderr
 
 
 def test_make_ingest_without_a_stream_says_so():
