@@ -57,9 +57,6 @@
 /* The two waiting calls; every check runs through each. */
 enum { EP_WAIT, EP_PWAIT, EP_APIS };
 static const char *const ep_api_name[EP_APIS] = { "epoll_wait", "epoll_pwait" };
-/* The socket kind being checked (see kind_pair), named in failures. */
-static const char *cur_kind = "tcp";
-
 static int ep_wait(int api, int ep, struct epoll_event *ev, int max, int ms)
 {
 	sigset_t none;
@@ -110,7 +107,7 @@ static void expect_one(const char *file, int line, int api, int ep, int fd,
 	int n = ep_wait(api, ep, ev, 4, ms);
 	if (n != 1 || ev[0].data.fd != fd || ev[0].events != events)
 		sp_failf(file, line, "%s on %s: expected 1 report (fd %d, %s), got %d (fd %d, %s)",
-			 ep_api_name[api], cur_kind, fd, ev_str(events), n, n ? ev[0].data.fd : -1,
+			 ep_api_name[api], sp_kind_current(), fd, ev_str(events), n, n ? ev[0].data.fd : -1,
 			 n ? ev_str(ev[0].events) : "-");
 }
 
@@ -123,7 +120,7 @@ static void expect_none(const char *file, int line, int api, int ep, const char 
 	int n = ep_wait(api, ep, ev, 4, 0);
 	if (n != 0)
 		sp_failf(file, line, "%s on %s: no report %s, got %d (fd %d, %s)",
-			 ep_api_name[api], cur_kind, why, n, ev[0].data.fd, ev_str(ev[0].events));
+			 ep_api_name[api], sp_kind_current(), why, n, ev[0].data.fd, ev_str(ev[0].events));
 }
 
 static int ep_new(void)
@@ -153,15 +150,9 @@ static void send_and_wait(int c, int s, const char *data, int n, int queued_afte
 /* ---- socket kinds -------------------------------------------------------- */
 
 /* Stream behaviors run over every socket kind the item offers (TCP,
- * TCP on the v4-mapped address, AF_UNIX; fixtures, sp_kind_*). */
-enum { K_TCP = SP_KIND_TCP, K_MAPPED = SP_KIND_MAPPED, K_UNIX = SP_KIND_UNIX, K_KINDS = SP_KINDS };
-#define kind_applies sp_kind_applies
-
-static void kind_pair(const struct sp_ctx *ctx, int kind, int *c, int *s)
-{
-	cur_kind = sp_kind_name(kind);
-	sp_kind_pair(ctx, kind, c, s);
-}
+ * TCP on the v4-mapped address, AF_UNIX): sp_kind_applies() and
+ * sp_kind_pair() in the fixtures; failures name the kind
+ * (sp_kind_current()). */
 
 /* A child that writes once the parent sleeps (blocked in epoll_wait). */
 struct late_writer { int fd; pid_t waiter; };
@@ -191,14 +182,14 @@ static void expect_wakeup(int api, int ep, int c, int s)
 /* 1. Level-triggered: reported for as long as unread data remains. */
 SP_TEST(epoll_level_triggered_reports_until_drained)
 {
-	for (int kind = 0; kind < K_KINDS; kind++) {
-		if (!kind_applies(ctx, kind))
+	for (int kind = 0; kind < SP_KINDS; kind++) {
+		if (!sp_kind_applies(ctx, kind))
 			continue;
 		for (int api = 0; api < EP_APIS; api++) {
 			int c, s, ep = ep_new();
 			char buf[16];
 
-			kind_pair(ctx, kind, &c, &s);
+			sp_kind_pair(ctx, kind, &c, &s);
 			ep_add(ep, s, EPOLLIN);
 			EXPECT_NONE(api, ep, "before any data arrives");
 			ASSERT_EQ(10, write(c, "0123456789", 10));
@@ -224,14 +215,14 @@ SP_TEST(epoll_level_triggered_reports_until_drained)
 /* 2. Edge-triggered: one report per arrival, none for data left unread. */
 SP_TEST(epoll_edge_triggered_reports_each_arrival_once)
 {
-	for (int kind = 0; kind < K_KINDS; kind++) {
-		if (!kind_applies(ctx, kind))
+	for (int kind = 0; kind < SP_KINDS; kind++) {
+		if (!sp_kind_applies(ctx, kind))
 			continue;
 		for (int api = 0; api < EP_APIS; api++) {
 			int c, s, ep = ep_new();
 			char buf[32];
 
-			kind_pair(ctx, kind, &c, &s);
+			sp_kind_pair(ctx, kind, &c, &s);
 			ep_add(ep, s, EPOLLIN | EPOLLET);
 			EXPECT_NONE(api, ep, "before any data arrives");
 			send_and_wait(c, s, "0123456789", 10, 10);
@@ -257,15 +248,15 @@ SP_TEST(epoll_edge_triggered_reports_each_arrival_once)
 /* 3. One-shot: reported once, then disabled until EPOLL_CTL_MOD. */
 SP_TEST(epoll_oneshot_reports_once_until_rearmed)
 {
-	for (int kind = 0; kind < K_KINDS; kind++) {
-		if (!kind_applies(ctx, kind))
+	for (int kind = 0; kind < SP_KINDS; kind++) {
+		if (!sp_kind_applies(ctx, kind))
 			continue;
 		for (int api = 0; api < EP_APIS; api++) {
 			int c, s, ep = ep_new();
 			char buf[32];
 			struct epoll_event ev = { .events = EPOLLIN | EPOLLONESHOT };
 
-			kind_pair(ctx, kind, &c, &s);
+			sp_kind_pair(ctx, kind, &c, &s);
 			ep_add(ep, s, EPOLLIN | EPOLLONESHOT);
 			EXPECT_NONE(api, ep, "before any data arrives");
 			send_and_wait(c, s, "0123456789", 10, 10);
@@ -290,16 +281,16 @@ SP_TEST(epoll_oneshot_reports_once_until_rearmed)
 /* 4. EPOLLRDHUP: the peer's half-close is EPOLLRDHUP|EPOLLIN, not EPOLLHUP. */
 SP_TEST(epoll_rdhup_reports_peer_half_close)
 {
-	for (int kind = 0; kind < K_KINDS; kind++) {
-		if (!kind_applies(ctx, kind))
+	for (int kind = 0; kind < SP_KINDS; kind++) {
+		if (!sp_kind_applies(ctx, kind))
 			continue;
 		for (int api = 0; api < EP_APIS; api++) {
 			int c, s, c2, s2, ep = ep_new();
 			char buf[8];
 			struct epoll_event ev = { .events = EPOLLIN | EPOLLRDHUP };
 
-			kind_pair(ctx, kind, &c, &s);
-			kind_pair(ctx, kind, &c2, &s2);
+			sp_kind_pair(ctx, kind, &c, &s);
+			sp_kind_pair(ctx, kind, &c2, &s2);
 			ev.data.fd = s;
 			if (epoll_ctl(ep, EPOLL_CTL_ADD, s, &ev) < 0 && errno == EINVAL)
 				UNSUPPORTED("EPOLLRDHUP (epoll_ctl gave EINVAL)");

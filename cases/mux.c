@@ -88,9 +88,6 @@
 
 enum { M_SELECT, M_PSELECT, M_POLL, M_PPOLL, M_APIS };
 static const char *const m_name[M_APIS] = { "select", "pselect", "poll", "ppoll" };
-/* The socket kind being checked (see kind_pair), named in failures. */
-static const char *cur_kind = "tcp";
-
 static int is_select(int api) { return api == M_SELECT || api == M_PSELECT; }
 
 static const char *bits_str(int api, int b)
@@ -196,10 +193,10 @@ static int expect_mux(const char *file, int line, int api, int fd, short events,
 	int want = is_select(api) ? want_select : want_poll;
 	int got = m_wait(api, fd, events, ms);
 	if (got < 0)
-		sp_failf(file, line, "%s on %s (%s) failed: %s", m_name[api], cur_kind, what,
+		sp_failf(file, line, "%s on %s (%s) failed: %s", m_name[api], sp_kind_current(), what,
 			 sp_errno_name(errno));
 	if (got != want)
-		sp_failf(file, line, "%s on %s %s: expected %s, got %s", m_name[api], cur_kind, what,
+		sp_failf(file, line, "%s on %s %s: expected %s, got %s", m_name[api], sp_kind_current(), what,
 			 bits_str(api, want), bits_str(api, got));
 	return got;
 }
@@ -209,15 +206,9 @@ static int expect_mux(const char *file, int line, int api, int fd, short events,
 /* ---- socket kinds -------------------------------------------------------- */
 
 /* Stream behaviors run over every socket kind the item offers (TCP,
- * TCP on the v4-mapped address, AF_UNIX; fixtures, sp_kind_*). */
-enum { K_TCP = SP_KIND_TCP, K_MAPPED = SP_KIND_MAPPED, K_UNIX = SP_KIND_UNIX, K_KINDS = SP_KINDS };
-#define kind_applies sp_kind_applies
-
-static void kind_pair(const struct sp_ctx *ctx, int kind, int *c, int *s)
-{
-	cur_kind = sp_kind_name(kind);
-	sp_kind_pair(ctx, kind, c, s);
-}
+ * TCP on the v4-mapped address, AF_UNIX): sp_kind_applies() and
+ * sp_kind_pair() in the fixtures; failures name the kind
+ * (sp_kind_current()). */
 
 /* ---- 1. MUX-READABLE-DATA ------------------------------------------------ */
 
@@ -236,14 +227,14 @@ static int write_when_parent_blocked(void *p)
 /* 1. Readable only once data has arrived, including while blocked. */
 SP_TEST(mux_readable_only_when_data_arrives)
 {
-	for (int kind = 0; kind < K_KINDS; kind++) {
-		if (!kind_applies(ctx, kind))
+	for (int kind = 0; kind < SP_KINDS; kind++) {
+		if (!sp_kind_applies(ctx, kind))
 			continue;
 		for (int api = 0; api < M_APIS; api++) {
 			int c, s;
 			char buf[16];
 
-			kind_pair(ctx, kind, &c, &s);
+			sp_kind_pair(ctx, kind, &c, &s);
 			EXPECT_IDLE(api, s, POLLIN, "before any data");
 			ASSERT_EQ(3, write(c, "abc", 3));
 			EXPECT_MUX(api, s, POLLIN, sp_wait_ms(), POLLIN, POLLIN, "once data arrived");
@@ -257,7 +248,7 @@ SP_TEST(mux_readable_only_when_data_arrives)
 				   "for data that arrived while it was blocked");
 			int st = sp_reap(pid);
 			ASSERT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) != 1, "the late writer wrote 5 bytes");
-			if (api == M_SELECT && kind == K_TCP)
+			if (api == M_SELECT && kind == SP_KIND_TCP)
 				RECORD("wakeup_while_blocked", "%s", WEXITSTATUS(st) == 0
 				       ? "shown (writer waited until the caller slept)"
 				       : "not shown (caller's sleep not observable)");
@@ -275,15 +266,15 @@ SP_TEST(mux_readable_only_when_data_arrives)
 /* 2. The peer's FIN (shutdown or close) makes the socket readable; read gives 0. */
 SP_TEST(mux_readable_at_peer_eof)
 {
-	for (int kind = 0; kind < K_KINDS; kind++) {
-		if (!kind_applies(ctx, kind))
+	for (int kind = 0; kind < SP_KINDS; kind++) {
+		if (!sp_kind_applies(ctx, kind))
 			continue;
 		for (int api = 0; api < M_APIS; api++) {
 			int c, s, c2, s2;
 			char buf[8];
 
-			kind_pair(ctx, kind, &c, &s);
-			kind_pair(ctx, kind, &c2, &s2);
+			sp_kind_pair(ctx, kind, &c, &s);
+			sp_kind_pair(ctx, kind, &c2, &s2);
 			EXPECT_IDLE(api, s, POLLIN, "on an open idle connection");
 			ASSERT_SYS(shutdown(c, SHUT_WR));
 			EXPECT_MUX(api, s, POLLIN, sp_wait_ms(), POLLIN, POLLIN, "after the peer's shutdown(SHUT_WR)");
@@ -293,7 +284,7 @@ SP_TEST(mux_readable_at_peer_eof)
 
 			/* A closed AF_UNIX peer ends both directions: POLLHUP too. */
 			ASSERT_SYS(close(c2));
-			EXPECT_MUX(api, s2, POLLIN, sp_wait_ms(), kind == K_UNIX ? POLLIN | POLLHUP : POLLIN,
+			EXPECT_MUX(api, s2, POLLIN, sp_wait_ms(), kind == SP_KIND_UNIX ? POLLIN | POLLHUP : POLLIN,
 				   POLLIN, "after the peer's close()");
 			ASSERT_EQ(0, recv(s2, buf, sizeof(buf), 0));
 			ASSERT_EQ(0, read(s2, buf, sizeof(buf)));
@@ -478,15 +469,15 @@ SP_TEST(mux_pollhup_when_both_directions_shut)
 /* 6. Linux: the peer's half-close is POLLRDHUP|POLLIN, not POLLHUP. */
 SP_TEST(mux_pollrdhup_on_peer_half_close)
 {
-	for (int kind = 0; kind < K_KINDS; kind++) {
-		if (!kind_applies(ctx, kind))
+	for (int kind = 0; kind < SP_KINDS; kind++) {
+		if (!sp_kind_applies(ctx, kind))
 			continue;
 		for (int api = 0; api < M_APIS; api++) {
 			int c, s;
 			char buf[8];
 			const short rd = POLLIN | POLLRDHUP | POLLOUT;
 
-			kind_pair(ctx, kind, &c, &s);
+			sp_kind_pair(ctx, kind, &c, &s);
 			EXPECT_MUX(api, s, rd, 0, POLLOUT, POLLOUT, "on an open connection");
 			ASSERT_SYS(shutdown(c, SHUT_WR));
 			ASSERT_TRUE(sp_poll(s, POLLIN, sp_wait_ms()) & POLLIN, "the peer's FIN arrives");
