@@ -40,18 +40,7 @@
 
 /* ---- checks that never change errno ----------------------------------- */
 
-static int mux_sock_type(int fd)
-{
-	int t = 0, saved = errno;
-	socklen_t len = sizeof(t);
-
-	if (fd < 0 || getsockopt(fd, SOL_SOCKET, SO_TYPE, &t, &len) < 0)
-		t = 0;
-	errno = saved;
-	return t;
-}
-
-static int mux_is_stream(int fd) { return mux_sock_type(fd) == SOCK_STREAM; }
+static int mux_is_stream(int fd) { return spfault_sock_type(fd) == SOCK_STREAM; }
 
 static int mux_is_listener(int fd)
 {

@@ -146,18 +146,7 @@ REAL(int, getsockname, int, struct sockaddr *, socklen_t *)
 REAL(ssize_t, send, int, const void *, size_t, int)
 REAL(ssize_t, read, int, void *, size_t)
 
-/* The checks never change errno. */
-static int sock_type(int fd)
-{
-	int t = 0, saved = errno;
-	socklen_t len = sizeof(t);
-
-	load_getsockopt();
-	if (fd < 0 || real_getsockopt(fd, SOL_SOCKET, SO_TYPE, &t, &len) < 0)
-		t = 0;
-	errno = saved;
-	return t;
-}
+/* The checks never change errno (spfault_sock_type() does not either). */
 
 static int opt_int(int fd, int level, int opt)
 {
@@ -295,16 +284,16 @@ int spfault_opt_recv_flags(int fd, int flags)
 		flags &= ~MSG_PEEK;
 	if ((flags & MSG_WAITALL) && on("waitall_ignored"))
 		flags &= ~MSG_WAITALL;
-	if ((flags & MSG_TRUNC) && on("trunc_flag_ignored") && sock_type(fd) == SOCK_DGRAM)
+	if ((flags & MSG_TRUNC) && on("trunc_flag_ignored") && spfault_sock_type(fd) == SOCK_DGRAM)
 		flags &= ~MSG_TRUNC;
-	if ((flags & MSG_DONTWAIT) && on("dontwait_sets_nonblock") && sock_type(fd)) {
+	if ((flags & MSG_DONTWAIT) && on("dontwait_sets_nonblock") && spfault_sock_type(fd)) {
 		int saved = errno, fl = fcntl(fd, F_GETFL);
 		if (fl >= 0)
 			fcntl(fd, F_SETFL, fl | O_NONBLOCK);
 		errno = saved;
 		flags &= ~MSG_DONTWAIT;
 	}
-	if ((flags & MSG_OOB) && on("oob_unsupported") && sock_type(fd) == SOCK_STREAM) {
+	if ((flags & MSG_OOB) && on("oob_unsupported") && spfault_sock_type(fd) == SOCK_STREAM) {
 		errno = EINVAL;
 		return -1;
 	}
@@ -313,7 +302,7 @@ int spfault_opt_recv_flags(int fd, int flags)
 
 int spfault_opt_send_flags(int fd, int flags)
 {
-	if (on("nagle_off") && sock_type(fd) == SOCK_STREAM) {
+	if (on("nagle_off") && spfault_sock_type(fd) == SOCK_STREAM) {
 		int one = 1, saved = errno;
 		load_setsockopt();
 		real_setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
@@ -321,7 +310,7 @@ int spfault_opt_send_flags(int fd, int flags)
 	}
 	if ((flags & MSG_NOSIGNAL) && on("nosignal_ignored"))
 		flags &= ~MSG_NOSIGNAL;
-	if (on("sigpipe_never_raised") && sock_type(fd) == SOCK_STREAM)
+	if (on("sigpipe_never_raised") && spfault_sock_type(fd) == SOCK_STREAM)
 		flags |= MSG_NOSIGNAL;
 	if ((flags & MSG_OOB) && on("oob_unsupported"))
 		flags &= ~MSG_OOB;
@@ -336,7 +325,7 @@ int spfault_opt_connect(int fd, int r)
 	if (r < 0 && errno == ECONNREFUSED && on("connect_refused_times_out"))
 		errno = ETIMEDOUT;
 	if (r < 0 && errno == EINPROGRESS && on("nonblock_connect_eagain") &&
-	    sock_type(fd) == SOCK_STREAM)
+	    spfault_sock_type(fd) == SOCK_STREAM)
 		errno = EAGAIN;
 	return r;
 }
@@ -391,7 +380,7 @@ static int port_has_listener(const struct sockaddr *a)
 	for (int fd = 3; fd < MAXFD; fd++) {
 		struct sockaddr_storage ss;
 		socklen_t sl = sizeof(ss);
-		if (sock_type(fd) != SOCK_STREAM || !opt_int(fd, SOL_SOCKET, SO_ACCEPTCONN))
+		if (spfault_sock_type(fd) != SOCK_STREAM || !opt_int(fd, SOL_SOCKET, SO_ACCEPTCONN))
 			continue;
 		if (real_getsockname(fd, (struct sockaddr *)&ss, &sl) == 0 &&
 		    ((struct sockaddr_in *)&ss)->sin_port == port)
@@ -403,7 +392,7 @@ static int port_has_listener(const struct sockaddr *a)
 /* After the real bind(): its result, possibly changed. */
 int spfault_opt_bind(int fd, const struct sockaddr *a, socklen_t len, int r)
 {
-	if (r == 0 || errno != EADDRINUSE || sock_type(fd) != SOCK_STREAM)
+	if (r == 0 || errno != EADDRINUSE || spfault_sock_type(fd) != SOCK_STREAM)
 		return r;
 	/* reuseaddr_steals_port: with SO_REUSEADDR any bind "succeeds". */
 	if (on("reuseaddr_steals_port") && opt_int(fd, SOL_SOCKET, SO_REUSEADDR)) {
@@ -439,7 +428,7 @@ int getpeername(int fd, struct sockaddr *a, socklen_t *len)
 	int r = real_getpeername(fd, a, len);
 	if (r == 0)
 		unmap(a, len);
-	if (r == 0 && on("getpeername_is_local") && sock_type(fd) == SOCK_STREAM) {
+	if (r == 0 && on("getpeername_is_local") && spfault_sock_type(fd) == SOCK_STREAM) {
 		load_getsockname();
 		return real_getsockname(fd, a, len);
 	}
@@ -477,9 +466,9 @@ ssize_t sendmsg(int fd, const struct msghdr *mh, int flags)
 {
 	load_sendmsg();
 	flags = spfault_opt_send_flags(fd, flags);
-	if (mh && !mh->msg_name && !mh->msg_controllen && on("gather_as_separate_sends") && sock_type(fd))
+	if (mh && !mh->msg_name && !mh->msg_controllen && on("gather_as_separate_sends") && spfault_sock_type(fd))
 		return send_each(fd, mh->msg_iov, (int)mh->msg_iovlen, flags);
-	if (mh && mh->msg_iovlen > 1 && on("writev_first_buffer_only") && sock_type(fd)) {
+	if (mh && mh->msg_iovlen > 1 && on("writev_first_buffer_only") && spfault_sock_type(fd)) {
 		struct msghdr one = *mh;
 		one.msg_iovlen = 1;
 		return real_sendmsg(fd, &one, flags);
@@ -490,9 +479,9 @@ ssize_t sendmsg(int fd, const struct msghdr *mh, int flags)
 ssize_t writev(int fd, const struct iovec *iov, int n)
 {
 	load_writev();
-	if (on("gather_as_separate_sends") && sock_type(fd))
+	if (on("gather_as_separate_sends") && spfault_sock_type(fd))
 		return send_each(fd, iov, n, 0);
-	if (n > 1 && on("writev_first_buffer_only") && sock_type(fd))
+	if (n > 1 && on("writev_first_buffer_only") && spfault_sock_type(fd))
 		n = 1;
 	return real_writev(fd, iov, n);
 }
@@ -500,9 +489,9 @@ ssize_t writev(int fd, const struct iovec *iov, int n)
 ssize_t readv(int fd, const struct iovec *iov, int n)
 {
 	load_readv();
-	if (n > 1 && on("readv_first_buffer_only") && sock_type(fd))
+	if (n > 1 && on("readv_first_buffer_only") && spfault_sock_type(fd))
 		n = 1;
-	if (on("scatter_as_separate_reads") && sock_type(fd)) {
+	if (on("scatter_as_separate_reads") && spfault_sock_type(fd)) {
 		ssize_t total = 0;
 		load_read();
 		for (int i = 0; i < n; i++) {

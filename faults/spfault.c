@@ -286,8 +286,9 @@ REAL(int, getsockopt, int, int, int, void *, socklen_t *)
 REAL(int, shutdown, int, int)
 
 /* The checks a fault makes never change errno: the probe must see the
- * errno of the call it made. */
-static int sock_type(int fd)
+ * errno of the call it made. The socket type (0: not a socket) is asked
+ * of the real getsockopt(), past any fault of faults/opt.c. */
+int spfault_sock_type(int fd)
 {
 	int t = 0, saved = errno;
 	socklen_t len = sizeof(t);
@@ -299,8 +300,8 @@ static int sock_type(int fd)
 	return t;
 }
 
-static int is_stream(int fd) { return sock_type(fd) == SOCK_STREAM; }
-static int is_dgram(int fd) { return sock_type(fd) == SOCK_DGRAM; }
+static int is_stream(int fd) { return spfault_sock_type(fd) == SOCK_STREAM; }
+static int is_dgram(int fd) { return spfault_sock_type(fd) == SOCK_DGRAM; }
 
 static int same_addr(const struct sockaddr_storage *a, const struct sockaddr_storage *b)
 {
@@ -484,7 +485,7 @@ static int hold_abstract_name(int fd)
 	load_bind();
 	if (real_getsockname(fd, (struct sockaddr *)&un, &len) == 0 && un.sun_family == AF_UNIX &&
 	    len > offsetof(struct sockaddr_un, sun_path) + 1 && un.sun_path[0] == '\0') {
-		int holder = socket(AF_UNIX, sock_type(fd), 0);
+		int holder = socket(AF_UNIX, spfault_sock_type(fd), 0);
 		load_close();
 		real_close(fd);
 		if (holder >= 0)
@@ -1257,7 +1258,7 @@ int getsockname(int fd, struct sockaddr *a, socklen_t *len)
 	/* no_implicit_bind: connect()/sendto() leave an unbound socket
 	 * without a local port. */
 	if (r == 0 && on("no_implicit_bind") && fd >= 0 && fd < MAXFD &&
-	    !explicitly_bound[fd] && sock_type(fd) != 0) {
+	    !explicitly_bound[fd] && spfault_sock_type(fd) != 0) {
 		int acc = 0;
 		socklen_t alen = sizeof(acc);
 		real_getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &acc, &alen);

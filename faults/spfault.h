@@ -37,6 +37,10 @@ struct spfault {
  * interposer in faults/opt.c: 1 when the call is swallowed. */
 int spfault_unix_setsockopt(int level, int opt);
 
+/* SO_TYPE of fd from the real getsockopt(), 0 when fd is no socket;
+ * errno is left as it was. */
+int spfault_sock_type(int fd);
+
 /* Is the named fault on (SOCKPROBE_FAULT, comma separated)? */
 int spfault_on(const char *name);
 
