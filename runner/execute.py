@@ -92,7 +92,6 @@ def run_item(item: Item, settings: Settings) -> dict:
     """Run one item; return its result record (the report's format)."""
     cmd = command(item, settings)
     start = time.monotonic()
-    timed_out = False
     env = probe_env(settings)
     own_dir = _own_socket_wrapper_dir(env, settings)
     try:

@@ -12,7 +12,6 @@ and writes its partial report), start no other, then stop the matrix.
 """
 from __future__ import annotations
 
-import json
 import os
 import re
 import signal
@@ -23,7 +22,7 @@ import time
 from pathlib import Path
 
 from . import compare, discover, guest
-from .progress import duration
+from .progress import duration, step_times
 
 ROOT = discover.ROOT
 RUNS = [("host", []), ("uml", ["--kernel", "uml"]), ("qemu 6.1", ["--kernel", "6.1"]),
@@ -142,19 +141,7 @@ def _last_line(r) -> str:
 
 
 def _times(took: dict | None = None) -> dict:
-    """Seconds each step took last time (a rough guide for the next):
-    read, or given took, written."""
-    if took is None:
-        try:
-            return dict(GUESS, **{k: float(v) for k, v in json.loads(TIMES.read_text()).items()})
-        except (OSError, ValueError, AttributeError, TypeError):
-            return dict(GUESS)
-    try:
-        TIMES.parent.mkdir(parents=True, exist_ok=True)
-        TIMES.write_text(json.dumps(took) + "\n")
-    except OSError:
-        pass  # only a guide
-    return took
+    return step_times(TIMES, GUESS, took)
 
 
 class Check:

@@ -6,8 +6,10 @@ EVERY_S seconds. Written to stderr, so stdout keeps only results.
 """
 from __future__ import annotations
 
+import json
 import sys
 import time
+from pathlib import Path
 
 QUIET_S = 10.0
 EVERY_S = 10.0
@@ -16,6 +18,23 @@ EVERY_S = 10.0
 def duration(s: float) -> str:
     s = max(0, int(round(s)))
     return "%d s" % s if s < 90 else "%d min %02d s" % (s // 60, s % 60)
+
+
+def step_times(path: Path, guess: dict, took: dict | None = None) -> dict:
+    """Seconds each step of a long run took last time, a rough guide for
+    the estimates of the next: read from path over the guesses, or, given
+    took, written there (best effort: only a guide)."""
+    if took is None:
+        try:
+            return dict(guess, **{k: float(v) for k, v in json.loads(path.read_text()).items()})
+        except (OSError, ValueError, AttributeError, TypeError):
+            return dict(guess)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(took) + "\n")
+    except OSError:
+        pass
+    return took
 
 
 class Progress:

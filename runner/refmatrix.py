@@ -17,11 +17,9 @@ against the expectation files without running anything.
 from __future__ import annotations
 
 import datetime as _dt
-import json
 import os
 import re
 import shutil
-import sys
 import tempfile
 import time
 from collections import OrderedDict
@@ -29,7 +27,7 @@ from pathlib import Path
 
 from . import catalogue, discover, expect, guest, report
 from .matrix import run_check
-from .progress import duration
+from .progress import duration, step_times
 
 ROOT = discover.ROOT
 DOC = ROOT / "docs" / "matrix.md"
@@ -165,17 +163,7 @@ def run_all(ts: list, base: Path, timeout: float) -> tuple:
 
 
 def _times(took: dict | None = None) -> dict:
-    if took is None:
-        try:
-            return dict(GUESS, **{k: float(v) for k, v in json.loads(TIMES.read_text()).items()})
-        except (OSError, ValueError, AttributeError, TypeError):
-            return dict(GUESS)
-    try:
-        TIMES.parent.mkdir(parents=True, exist_ok=True)
-        TIMES.write_text(json.dumps(took) + "\n")
-    except OSError:
-        pass  # only a guide
-    return took
+    return step_times(TIMES, GUESS, took)
 
 
 def raw(r: dict) -> str:
