@@ -6,7 +6,6 @@ system has."""
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 

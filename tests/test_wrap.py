@@ -2,7 +2,6 @@
 names it; a missing, hanging or failing wrapper is a clear outcome and
 leaves nothing behind."""
 import json
-import os
 import shutil
 import subprocess
 import sys
