@@ -423,6 +423,12 @@ def test_dns_items_run_in_a_guest_against_the_fixture_server(tmp_path):
     # The static glibc probes: the host's resolver, every DNS item passes.
     assert len(verdicts) >= 7 and verdicts == {i: "pass" for i in verdicts}, r.stdout
     assert doc["environment"]["libc"] == "glibc"
+    # A guest run's results.ktap, through Perl's prove: one test per ID.
+    if shutil.which("prove"):
+        from test_ktap import tap_counts
+        c = tap_counts((tmp_path / "latest" / "results.ktap").read_text(), tmp_path, "g.ktap")
+        ids = {i for x in doc["results"] for i in x["ids"]}
+        assert (c["rc"], c["tests"], c["failed"]) == (0, len(ids), 0)
 
 
 # ---- kernel health -------------------------------------------------------------
