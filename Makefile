@@ -34,6 +34,7 @@
 #                        (FAULTS="a b" only those; JOBS=N items at once); exit 1 if a fault escapes
 #
 #   make dist            build/sockprobe-VERSION-ARCH.tar.gz: static probes + POSIX sh runner
+#                        (ARCH=aarch64 ...: that architecture's; TARGET=ssh:// with ARCH= runs it)
 #   make ingest STREAM=file  the stream that bundle's `sh run -o file` wrote -> a report
 #
 #   make compare REPORTS="a/report.json b/report.json"   side-by-side table
@@ -214,10 +215,10 @@ test: ssh-deps
 ssh-deps:
 	$(SP_RUN)@scripts/deps.sh openssh-server openssh-client
 
-dist:
-	@scripts/deps.sh
-	@$(MAKE) --no-print-directory static
-	@$(PYTHON) -m runner dist
+# ARCH=aarch64 (armhf, riscv64, i386): the bundle of that architecture.
+dist: deps
+	@$(MAKE) --no-print-directory $(if $(ARCH),cross-$(ARCH),static)
+	@$(PYTHON) -m runner dist $(if $(ARCH),--static $(BUILD)/$(ARCH))
 
 ingest:
 	@$(if $(STREAM),,echo "make ingest: say which stream: make ingest STREAM=FILE" >&2; exit 2)

@@ -270,3 +270,20 @@ def test_runner_says_when_a_probe_cannot_run_here(tmp_path):
     assert r.returncode == 2 and "no probe 'nosuch'" in r.stderr and r.stdout == ""
     r = subprocess.run(["dash", str(b / "run"), "fake/nosuch"], capture_output=True, text=True)
     assert r.returncode == 2 and "no test 'nosuch' in probes/fake" in r.stderr and r.stdout == ""
+
+
+@pytest.mark.skipif(not (ROOT / "build" / "aarch64" / "sp-isolate").exists(),
+                    reason="the aarch64 probes are not built (make cross-aarch64)")
+def test_a_bundle_for_another_architecture(tmp_path):
+    """make dist ARCH=aarch64: that architecture's probes and sp-isolate,
+    named after it; the runner script is the same."""
+    r = subprocess.run([PY, "-m", "runner", "dist", "--static", str(ROOT / "build" / "aarch64"),
+                        "--out", str(tmp_path)], cwd=ROOT, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    (tar,) = tmp_path.glob("sockprobe-*.tar.gz")
+    assert tar.name.endswith("-aarch64.tar.gz")
+    with tarfile.open(tar) as t:
+        t.extractall(tmp_path / "x")
+    (top,) = (tmp_path / "x").iterdir()
+    assert {dist.arch_of(p) for p in [top / "sp-isolate", *(top / "probes").iterdir()]} == {"aarch64"}
+    assert (top / "run").read_text() == guest.RUN.read_text()

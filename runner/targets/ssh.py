@@ -195,7 +195,8 @@ def check(a) -> int:
                            "combine with %s" % what)
     if a.guest_timeout is not None and a.guest_timeout <= 0:
         raise SshError("--guest-timeout must be a positive number of seconds")
-    static = Path(a.build) / "static"
+    # ARCH=...: a remote machine of that architecture gets its bundle.
+    static = Path(a.build) / (getattr(a, "arch", None) or "static")
     if not (static / "sp-isolate").exists():
         raise SshError("the static probes are not built in %s: run `make static` "
                        "(make check TARGET=... builds them)" % static)
