@@ -184,7 +184,11 @@ def init_args(item_timeout: float, tests=()) -> list:
 
 # ---- the root file system --------------------------------------------------
 
-def build_root(dest: Path, static: Path, modules=()) -> Path:
+def build_root(dest: Path, static: Path, modules=(), dns: bool = True) -> Path:
+    """The guest's root: busybox, init, the runner, sp-isolate, the probes,
+    kernel modules and (dns) the fixture DNS server. dns=False for a guest
+    of another architecture: this machine's dnsmasq cannot run there, and
+    its DNS items skip saying there is no dnsmasq."""
     for d in ("bin", "sbin", "proc", "sys", "dev", "tmp", "probes", "modules", "etc"):
         (dest / d).mkdir(parents=True, exist_ok=True)
     if not BUSYBOX.exists():
@@ -204,7 +208,10 @@ def build_root(dest: Path, static: Path, modules=()) -> Path:
         shutil.copy2(p, dest / "probes" / p.name)
     for n, m in enumerate(modules, 1):
         shutil.copy2(m, dest / "modules" / ("%02d-%s" % (n, m.name)))
-    add_dns_server(dest)
+    if dns:
+        add_dns_server(dest)
+    else:
+        add_dns_server(dest, Path("/nonexistent/dnsmasq"))  # the /etc files only
     return dest
 
 

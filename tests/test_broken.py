@@ -82,3 +82,23 @@ def test_a_broken_run_end_to_end(tmp_path):
     assert check(tmp_path, "--baseline", baseline(tmp_path, "pass")).returncode == 1
     assert check(tmp_path, "--baseline", baseline(tmp_path, "broken")).returncode == 0
     assert check(tmp_path, "--baseline", baseline(tmp_path, "fail")).returncode == 0
+
+
+def test_a_fixture_dns_server_that_cannot_serve_is_broken_not_a_failure(tmp_path):
+    """The DNS items need their fixture server: one that exits at once or
+    cannot be run at all (a binary of another architecture in a guest
+    root) makes the item broken with the reason, at once, never a failed
+    lookup and never a wait until the item's timeout."""
+    text = tmp_path / "not-a-program"
+    text.write_text("plain text, executable: exec() fails with ENOEXEC\n")
+    text.chmod(0o755)
+    for stand_in, says in (("/bin/false", "exited (status 1)"),
+                           (str(text), "(it could not be run here)")):
+        r = subprocess.run([str(ROOT / "build" / "sp-isolate"), "--timeout", "20",
+                            "--bind", "%s:/usr/sbin/dnsmasq" % stand_in, "--",
+                            str(ROOT / "build" / "probes" / "dns"), "--run",
+                            "gethostbyname_asks_the_fixture_server", "--family", "none"],
+                           capture_output=True, text=True, timeout=60)
+        end = [l for l in r.stdout.splitlines() if l.startswith("@SP1 end ")]
+        assert end and end[0].startswith("@SP1 end verdict=broken "), r.stdout
+        assert says.replace(" ", "%20") in end[0], end[0]

@@ -101,7 +101,7 @@ class Qemu(Target):
 
     def boot(self, static, work, tests, item_timeout, bound_s, on_stream, say) -> str:
         if self.arch:
-            root = guest.build_root(work / "root", static, self.modules)
+            root = guest.build_root(work / "root", static, self.modules, dns=False)
             shutil.copy2(self.busybox, root / "bin" / "busybox")
             # The virtio serial port comes up after its module loads:
             # wait (bounded) until it opens, then the usual init.
