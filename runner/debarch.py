@@ -66,6 +66,45 @@ def _fetch(pkg: str, debarch: str, opts: list) -> Path:
     return dest
 
 
+def _package_of(path: Path) -> str:
+    """The Debian package that ships path (dpkg -S), without :arch."""
+    for p in (path, path.resolve()):
+        r = subprocess.run(["dpkg", "-S", str(p)], capture_output=True, text=True)
+        if r.returncode == 0 and ":" in r.stdout:
+            return r.stdout.split(":", 1)[0].strip()
+    raise guest.GuestError("no Debian package ships %s (dpkg -S)" % path)
+
+
+def dns_server(arch: str) -> list:
+    """[(file, path in the guest root)]: Debian's dnsmasq for ARCH with the
+    shared libraries it loads and the loader, from the same packages this
+    machine's dnsmasq takes them from (ldd, then dpkg -S), fetched for ARCH
+    into the cache. The guest's loader finds them in its multiarch
+    directory, with no ld.so.cache."""
+    debarch = KERNELS[arch][0]
+    triple = arch + "-linux-gnu"
+    if not guest.DNSMASQ.exists():
+        raise guest.GuestError("dnsmasq-base is not installed here")
+    host = guest.shared_libraries(guest.DNSMASQ)
+    opts = _index(debarch)
+    server = _fetch("dnsmasq-base", debarch, opts) / "usr" / "sbin" / "dnsmasq"
+    out = [(server, "usr/sbin/dnsmasq")]
+    libs = {h.name for h in host if not h.name.startswith("ld-linux")}
+    found = set()
+    for pkg in sorted({_package_of(h) for h in host}):
+        unpacked = _fetch(pkg, debarch, opts)
+        for f in unpacked.rglob("*"):
+            if f.parent.name == triple and f.name in libs and f.name not in found:
+                found.add(f.name)
+                out.append((f, "lib/%s/%s" % (triple, f.name)))
+            elif f.name.startswith("ld-linux-") and f.parent.name == "lib":
+                out.append((f, "lib/" + f.name))   # PT_INTERP: /lib/ld-linux-ARCH.so.1
+    missing = libs - found
+    if missing:
+        raise guest.GuestError("no %s build of %s in Debian's packages" % (debarch, ", ".join(sorted(missing))))
+    return out
+
+
 def _unxz(path: Path) -> Path:
     import lzma
     plain = path.with_suffix("")

@@ -184,11 +184,12 @@ def init_args(item_timeout: float, tests=()) -> list:
 
 # ---- the root file system --------------------------------------------------
 
-def build_root(dest: Path, static: Path, modules=(), dns: bool = True) -> Path:
+def build_root(dest: Path, static: Path, modules=(), dns_files=None) -> Path:
     """The guest's root: busybox, init, the runner, sp-isolate, the probes,
-    kernel modules and (dns) the fixture DNS server. dns=False for a guest
-    of another architecture: this machine's dnsmasq cannot run there, and
-    its DNS items skip saying there is no dnsmasq."""
+    kernel modules and the fixture DNS server: this machine's dnsmasq with
+    what ldd names, or dns_files [(file, path in the root)] (a guest of
+    another architecture: debarch.dns_server; [] for none, and then its
+    DNS items skip saying there is no dnsmasq)."""
     for d in ("bin", "sbin", "proc", "sys", "dev", "tmp", "probes", "modules", "etc"):
         (dest / d).mkdir(parents=True, exist_ok=True)
     if not BUSYBOX.exists():
@@ -208,10 +209,7 @@ def build_root(dest: Path, static: Path, modules=(), dns: bool = True) -> Path:
         shutil.copy2(p, dest / "probes" / p.name)
     for n, m in enumerate(modules, 1):
         shutil.copy2(m, dest / "modules" / ("%02d-%s" % (n, m.name)))
-    if dns:
-        add_dns_server(dest)
-    else:
-        add_dns_server(dest, Path("/nonexistent/dnsmasq"))  # the /etc files only
+    add_dns_server(dest, dns_files)
     return dest
 
 
@@ -247,18 +245,23 @@ def shared_libraries(binary: Path) -> list:
     return found
 
 
-def add_dns_server(dest: Path, dnsmasq: Path = DNSMASQ) -> bool:
+def add_dns_server(dest: Path, files=None) -> bool:
+    """The DNS fixtures, the /etc files the items bind-mount over, and the
+    server: files [(file, path in the root)], by default this machine's
+    dnsmasq and every library ldd names, at the same paths."""
     for name, text in GUEST_ETC.items():
         if not (dest / "etc" / name).exists():
             (dest / "etc" / name).write_text(text)
     shutil.copytree(ROOT / "fixtures" / "dns", dest / "fixtures" / "dns", dirs_exist_ok=True)
-    if not dnsmasq.exists():
-        return False
-    for f in [dnsmasq] + shared_libraries(dnsmasq):
-        to = dest / str(f).lstrip("/")
+    if files is None:
+        if not DNSMASQ.exists():
+            return False
+        files = [(f, str(f).lstrip("/")) for f in [DNSMASQ] + shared_libraries(DNSMASQ)]
+    for f, rel in files:
+        to = dest / rel
         to.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(f, to)  # follows symlinks: the library under its soname
-    return True
+    return bool(files)
 
 
 def write_cpio(root: Path, out: Path) -> Path:

@@ -98,10 +98,16 @@ class Qemu(Target):
         self.image, self.modules, self.busybox = debarch.kernel(self.arch, self.series)
         self.accel, self.why = "TCG", ""
         self.boot_bound_s = max(self.boot_bound_s, 120.0)  # an emulated CPU boots slowly
+        try:  # Debian's dnsmasq of that architecture, for the DNS items
+            self.dns_files, self.dns_why = debarch.dns_server(self.arch), None
+        except guest.GuestError as e:
+            self.dns_files, self.dns_why = [], str(e)
 
     def boot(self, static, work, tests, item_timeout, bound_s, on_stream, say) -> str:
         if self.arch:
-            root = guest.build_root(work / "root", static, self.modules, dns=False)
+            if self.dns_why:  # its DNS items then skip: no dnsmasq
+                say("sockprobe: no fixture DNS server for the %s guest: %s" % (self.arch, self.dns_why))
+            root = guest.build_root(work / "root", static, self.modules, self.dns_files)
             shutil.copy2(self.busybox, root / "bin" / "busybox")
             # The virtio serial port comes up after its module loads:
             # wait (bounded) until it opens, then the usual init.
