@@ -252,8 +252,12 @@ SP_TEST(dontwait_fails_at_once_and_keeps_the_socket_blocking)
 	ASSERT_EQ(0, fl & O_NONBLOCK);
 	for (int how = 0; how < VIA_COUNT; how++) {
 		sp_watchdog(sp_wait_ms()); /* a call that blocks ends in EINTR */
+		long m = sp_block_mark();   /* and one that only waits a while is seen */
 		ASSERT_ERRNO(recv_via(how, s, buf, sizeof(buf), MSG_DONTWAIT, NULL), EAGAIN);
+		ASSERT_NO_BLOCK(m, "%s(MSG_DONTWAIT) on an empty blocking TCP socket", via_name[how]);
+		m = sp_block_mark();
 		ASSERT_ERRNO(recv_via(how, u, buf, sizeof(buf), MSG_DONTWAIT, NULL), EAGAIN);
+		ASSERT_NO_BLOCK(m, "%s(MSG_DONTWAIT) on an empty blocking UDP socket", via_name[how]);
 		sp_watchdog(0);
 		ASSERT_EQ(fl, fcntl(s, F_GETFL));
 		ASSERT_EQ(ufl, fcntl(u, F_GETFL));

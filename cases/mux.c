@@ -315,12 +315,15 @@ SP_TEST(mux_listener_readable_when_connection_pending)
 		sp_set_nonblock(l, !blocking);
 		sp_watchdog(sp_wait_ms());
 		errno = 0;
+		long m = sp_block_mark(); /* not even for a while */
 		int s = blocking ? accept(l, NULL, NULL) : accept4(l, NULL, NULL, SOCK_CLOEXEC);
 		int err = errno;
 		sp_watchdog(0);
 		if (s < 0)
 			FAIL("%s reported the %s listener readable but accept failed: %s",
 			     m_name[api], blocking ? "blocking" : "non-blocking", sp_errno_name(err));
+		ASSERT_NO_BLOCK(m, "%s accept on a listener %s reported readable",
+				blocking ? "a blocking" : "a non-blocking", m_name[api]);
 		struct sockaddr_storage peer;
 		socklen_t len = sizeof(peer);
 		ASSERT_SYS(getpeername(s, (struct sockaddr *)&peer, &len));
@@ -706,9 +709,11 @@ SP_TEST(mux_select_timeout_returns_zero)
 		/* A zero timeout polls: no wait (a watchdog interrupts a wait). */
 		sp_watchdog(sp_wait_ms());
 		errno = 0;
+		long m = sp_block_mark(); /* and a short wait (a timer tick) is seen */
 		r = idle_call(api, s, 0, &us, &marked, &left);
 		int err = errno;
 		sp_watchdog(0);
+		ASSERT_NO_BLOCK(m, "%s with a zero timeout on an idle socket", m_name[api]);
 		ASSERT_TRUE(r == 0, "%s with a zero timeout returns 0 at once (got %d, %s)",
 			    m_name[api], r, r < 0 ? sp_errno_name(err) : "");
 		ASSERT_TRUE(!marked, "%s with a zero timeout leaves nothing marked", m_name[api]);

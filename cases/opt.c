@@ -231,8 +231,10 @@ SP_TEST(reuseaddr_rebinds_a_port_in_time_wait)
 	int l = sp_socket(ctx, SOCK_STREAM);
 	set_int(l, SOL_SOCKET, SO_REUSEADDR, 1);
 	ASSERT_TRUE(get_int(l, SOL_SOCKET, SO_REUSEADDR) != 0, "SO_REUSEADDR reads back set");
+	long m = sp_block_mark();
 	ASSERT_EQ(0, bind_port(ctx, l, port));
 	ASSERT_SYS(listen(l, 4));
+	ASSERT_NO_BLOCK(m, "bind and listen with SO_REUSEADDR on a port in TIME_WAIT");
 	ASSERT_EQ(port, sp_local_port(l));
 	/* ...and the new server serves. */
 	int c = sp_tcp_connect(ctx, l);
@@ -449,7 +451,9 @@ SP_TEST(linger_zero_close_resets_instead_of_fin)
 		}
 		/* No TIME_WAIT on the closing side: its port binds again at once. */
 		int n = sp_socket(ctx, SOCK_STREAM);
+		long m = sp_block_mark();
 		int e = bind_port(ctx, n, cport);
+		ASSERT_NO_BLOCK(m, "bind to the port of a connection closed with SO_LINGER {1,0}");
 		const char *netns = getenv("SOCKPROBE_NETNS");
 		if (e == EADDRINUSE && !(netns && strcmp(netns, "private") == 0) &&
 		    time_wait_of(ctx, cport, sport) == 0) {
@@ -572,8 +576,10 @@ SP_TEST(rcvlowat_holds_readability_until_n_bytes)
 	ASSERT_TRUE(sp_poll(s, POLLIN, sp_wait_ms()) & POLLIN, "10 of 10 queued: readable");
 	ASSERT_EQ(1, readable_by_select(s));
 	sp_watchdog(sp_wait_ms());
+	long m = sp_block_mark();
 	ssize_t r = read(s, buf, sizeof(buf));             /* 10 queued: at once */
 	sp_watchdog(0);
+	ASSERT_NO_BLOCK(m, "a blocking read with SO_RCVLOWAT 10 and 10 bytes queued");
 	ASSERT_EQ(10, r);
 	ASSERT_MEM_EQ("0123456789", buf, 10);
 

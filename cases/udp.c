@@ -459,8 +459,24 @@ SP_TEST(udp_sender_is_not_held_back)
 			if (api <= TX_SEND)
 				ASSERT_SYS(connect(tx, (struct sockaddr *)&to, tolen));
 			sp_set_nonblock(tx, mode == NONBLOCKING);
+			/* Not even for a moment: the sends whose buffers fit in the
+			 * sender's own send buffer (at most 2 KiB each, even were
+			 * none freed yet) cannot block in any conforming stack, and
+			 * the thread must not have blocked once they are done. */
+			int sndbuf = 1 << 22, quiet;
+			gl = sizeof(sndbuf);
+			(void)setsockopt(tx, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf));
+			ASSERT_SYS(getsockopt(tx, SOL_SOCKET, SO_SNDBUF, &sndbuf, &gl));
+			quiet = sndbuf / 2048 < SENT ? sndbuf / 2048 : SENT;
+			long m = sp_block_mark();
 			sp_watchdog(mode == BLOCKING ? sp_wait_ms() : 0);
-			for (int i = 0; i < SENT; i++) {
+			for (int i = 0; i <= SENT; i++) {
+				if (i == quiet)
+					ASSERT_NO_BLOCK(m, "%d %s() calls (%s) into a slow receiver, their "
+							"buffers within the %d-byte send buffer", quiet,
+							tx_name[api], mode_name[mode], sndbuf);
+				if (i == SENT)
+					break;
 				errno = 0;
 				ssize_t w = tx_call(tx, (enum tx_api)api, buf, SIZE, 0, &to, tolen);
 				int err = errno;

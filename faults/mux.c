@@ -468,11 +468,13 @@ static int mux_poll_core(struct pollfd *p, nfds_t n, int ms, const struct timesp
 
 int poll(struct pollfd *p, nfds_t n, int ms)
 {
+	spfault_tick_zero_timeout(ms == 0);
 	return mux_poll_core(p, n, ms, NULL, NULL, 0);
 }
 
 int ppoll(struct pollfd *p, nfds_t n, const struct timespec *ts, const sigset_t *mask)
 {
+	spfault_tick_zero_timeout(ts && !ts->tv_sec && !ts->tv_nsec);
 	return mux_poll_core(p, n, 0, ts, mask, 1);
 }
 
@@ -577,12 +579,14 @@ static int mux_select_core(int nfds, fd_set *rs, fd_set *ws, fd_set *es, struct 
 
 int select(int nfds, fd_set *rs, fd_set *ws, fd_set *es, struct timeval *tv)
 {
+	spfault_tick_zero_timeout(tv && !tv->tv_sec && !tv->tv_usec);
 	return mux_select_core(nfds, rs, ws, es, tv, NULL, NULL, 0);
 }
 
 int pselect(int nfds, fd_set *rs, fd_set *ws, fd_set *es, const struct timespec *ts,
 	    const sigset_t *mask)
 {
+	spfault_tick_zero_timeout(ts && !ts->tv_sec && !ts->tv_nsec);
 	return mux_select_core(nfds, rs, ws, es, NULL, ts, mask, 1);
 }
 

@@ -465,6 +465,7 @@ static ssize_t send_each(int fd, const struct iovec *iov, int n, int flags)
 ssize_t sendmsg(int fd, const struct msghdr *mh, int flags)
 {
 	load_sendmsg();
+	spfault_tick_send(fd);
 	flags = spfault_opt_send_flags(fd, flags);
 	if (mh && !mh->msg_name && !mh->msg_controllen && on("gather_as_separate_sends") && spfault_sock_type(fd))
 		return send_each(fd, mh->msg_iov, (int)mh->msg_iovlen, flags);

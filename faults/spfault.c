@@ -756,6 +756,7 @@ static int udp_recv_fault(int fd, void *buf, size_t n, int flags, struct sockadd
 ssize_t read(int fd, void *buf, size_t n)
 {
 	load_read();
+	spfault_tick_read(fd);
 	ssize_t fr;
 	if (udp_recv_fault(fd, buf, n, 0, NULL, NULL, 0, &fr))
 		return fr;
@@ -783,6 +784,8 @@ ssize_t read(int fd, void *buf, size_t n)
 ssize_t recv(int fd, void *buf, size_t n, int flags)
 {
 	load_recv();
+	spfault_tick_recv(fd, flags);
+	spfault_tick_read(fd);
 	if ((flags = spfault_opt_recv_flags(fd, flags)) < 0)
 		return -1;
 	ssize_t fr;
@@ -797,6 +800,7 @@ ssize_t recv(int fd, void *buf, size_t n, int flags)
 ssize_t recvfrom(int fd, void *buf, size_t n, int flags, struct sockaddr *from, socklen_t *len)
 {
 	load_recvfrom();
+	spfault_tick_recv(fd, flags);
 	if ((flags = spfault_opt_recv_flags(fd, flags)) < 0)
 		return -1;
 	ssize_t fr;
@@ -819,6 +823,7 @@ ssize_t recvfrom(int fd, void *buf, size_t n, int flags, struct sockaddr *from, 
 ssize_t recvmsg(int fd, struct msghdr *mh, int flags)
 {
 	load_recvmsg();
+	spfault_tick_recv(fd, flags);
 	if ((flags = spfault_opt_recv_flags(fd, flags)) < 0)
 		return -1;
 	ssize_t fr;
@@ -1015,6 +1020,7 @@ static ssize_t split_small_pipe_write(int fd, const void *buf, size_t n)
 
 static ssize_t faulty_send(int fd, const void *buf, size_t n, int flags, int via_write)
 {
+	spfault_tick_send(fd);
 	int opt_flags = spfault_opt_send_flags(fd, flags); /* faults/opt.c */
 	if (opt_flags != flags) {
 		flags = opt_flags;
@@ -1129,6 +1135,7 @@ ssize_t sendto(int fd, const void *buf, size_t n, int flags, const struct sockad
 	load_sendto();
 	if (!to)
 		return faulty_send(fd, buf, n, flags, 0);
+	spfault_tick_send(fd);
 	flags = spfault_opt_send_flags(fd, flags);
 	if (is_dgram(fd)) {
 		if (fd < MAXFD && len <= sizeof(last_dest[fd]))
@@ -1192,6 +1199,7 @@ ssize_t sendto(int fd, const void *buf, size_t n, int flags, const struct sockad
 int bind(int fd, const struct sockaddr *a, socklen_t len)
 {
 	load_bind();
+	spfault_tick_bind(fd);
 	int r = spfault_opt_bind(fd, a, len, real_bind(fd, a, len));
 	if (r == 0 && fd >= 0 && fd < MAXFD)
 		explicitly_bound[fd] = 1;
@@ -1360,6 +1368,7 @@ static int repeat_first(int l, int fd)
 int accept(int l, struct sockaddr *a, socklen_t *len)
 {
 	load_accept();
+	spfault_tick_accept(l);
 	int fl = spfault_opt_accept_begin(l);
 	int fd = real_accept(l, a, len);
 	spfault_opt_accept_end(l, fl, a, len, fd);
@@ -1370,6 +1379,7 @@ int accept(int l, struct sockaddr *a, socklen_t *len)
 int accept4(int l, struct sockaddr *a, socklen_t *len, int flags)
 {
 	load_accept4();
+	spfault_tick_accept(l);
 	int fl = spfault_opt_accept_begin(l);
 	int fd = real_accept4(l, a, len, flags);
 	spfault_opt_accept_end(l, fl, a, len, fd);

@@ -41,6 +41,14 @@ int spfault_unix_setsockopt(int level, int opt);
  * errno is left as it was. */
 int spfault_sock_type(int fd);
 
+/* The waiting faults of faults/tick.c, called by the interposers. */
+void spfault_tick_recv(int fd, int flags);
+void spfault_tick_zero_timeout(int zero);
+void spfault_tick_send(int fd);
+void spfault_tick_read(int fd);
+void spfault_tick_accept(int l);
+void spfault_tick_bind(int fd);
+
 /* Is the named fault on (SOCKPROBE_FAULT, comma separated)? */
 int spfault_on(const char *name);
 

@@ -1,0 +1,111 @@
+/*
+ * faults/tick.c - faults that only wait.
+ *
+ * Each call still does what it should and returns what it should, but a
+ * call the catalogue says returns "at once" or "without blocking" first
+ * sleeps a little, as emulators and userspace stacks that serve sockets
+ * from a timer do. Results, errno and verdicts stay right: only the
+ * suite's no-blocking checks (the calling thread's voluntary context
+ * switches, fixtures sp_block_mark) can see these. The interposers in
+ * spfault.c, opt.c and mux.c call the hooks below.
+ */
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <time.h>
+#include <sys/socket.h>
+
+#include "spfault.h"
+
+enum { TICK_NS = 10 * 1000 * 1000, PACE_NS = 1000 * 1000, MAXFD = 1024 };
+
+static void sleep_ns(long ns)
+{
+	struct timespec t = { 0, ns };
+	int saved = errno;
+	nanosleep(&t, NULL);
+	errno = saved;
+}
+
+static int blocking(int fd)
+{
+	int saved = errno, fl = fcntl(fd, F_GETFL);
+	errno = saved;
+	return fl >= 0 && !(fl & O_NONBLOCK);
+}
+
+FAULT(dontwait_waits_a_tick,
+      "FLAG-DONTWAIT",
+      "an LD_PRELOAD stack that emulates MSG_DONTWAIT on a blocking socket with a short receive "
+      "timeout: EAGAIN comes, but after a wait");
+void spfault_tick_recv(int fd, int flags)
+{
+	if ((flags & MSG_DONTWAIT) && spfault_on("dontwait_waits_a_tick") &&
+	    spfault_sock_type(fd) && blocking(fd))
+		sleep_ns(TICK_NS);
+}
+
+FAULT(zero_timeout_waits_a_tick,
+      "MUX-SELECT-TIMEOUT",
+      "an emulator that rounds every timeout up to its timer tick, so select or poll with a "
+      "zero timeout sleeps one tick before it reports");
+void spfault_tick_zero_timeout(int zero)
+{
+	if (zero && spfault_on("zero_timeout_waits_a_tick"))
+		sleep_ns(TICK_NS);
+}
+
+FAULT(udp_sends_paced,
+      "UDP-NO-FLOW-CONTROL",
+      "an emulator that gives loopback UDP the flow control of AF_UNIX datagram sockets: past "
+      "a burst of 32, each send waits a moment for the receiver");
+void spfault_tick_send(int fd)
+{
+	static unsigned sent[MAXFD];
+
+	if (spfault_on("udp_sends_paced") && fd >= 0 && fd < MAXFD &&
+	    spfault_sock_type(fd) == SOCK_DGRAM && ++sent[fd] > 32)
+		sleep_ns(PACE_NS);
+}
+
+FAULT(lowat_read_on_a_tick,
+      "OPT-RCVLOWAT",
+      "a stack that serves SO_RCVLOWAT reads from a timer: a blocking read whose low-water mark "
+      "is already met still waits a tick");
+void spfault_tick_read(int fd)
+{
+	static int (*real_getsockopt)(int, int, int, void *, socklen_t *);
+	int lowat = 1, saved = errno;
+	socklen_t len = sizeof(lowat);
+
+	if (!spfault_on("lowat_read_on_a_tick") || spfault_sock_type(fd) != SOCK_STREAM ||
+	    !blocking(fd))
+		return;
+	if (!real_getsockopt)
+		real_getsockopt = (int (*)(int, int, int, void *, socklen_t *))dlsym(RTLD_NEXT, "getsockopt");
+	if (real_getsockopt && real_getsockopt(fd, SOL_SOCKET, SO_RCVLOWAT, &lowat, &len) == 0 &&
+	    lowat > 1)
+		sleep_ns(TICK_NS);
+	errno = saved;
+}
+
+FAULT(accept_queue_on_a_tick,
+      "MUX-LISTEN-READABLE",
+      "a stack that publishes its accept queue on a timer tick: a blocking accept on a listener "
+      "already reported readable still waits");
+void spfault_tick_accept(int l)
+{
+	if (spfault_on("accept_queue_on_a_tick") && blocking(l))
+		sleep_ns(TICK_NS);
+}
+
+FAULT(bind_waits_a_tick,
+      "OPT-LINGER-ZERO-RST,OPT-REUSEADDR-TIME-WAIT",
+      "a stack that frees the ports of closed connections from a timer: a bind to one waits "
+      "a tick before it succeeds");
+void spfault_tick_bind(int fd)
+{
+	if (spfault_on("bind_waits_a_tick") && spfault_sock_type(fd) == SOCK_STREAM)
+		sleep_ns(TICK_NS);
+}
