@@ -326,8 +326,10 @@ SP_TEST(unknown_name_fails_with_host_not_found)
 	ASSERT_EQ(EAI_NONAME, r);
 }
 
-/* 3b. A name that exists but has no IPv4 address: NO_DATA, not "unknown"
- * (resolver-defined; glibc says NO_DATA, musl HOST_NOT_FOUND). */
+/* 3b. The other side of DNS-NOT-FOUND: HOST_NOT_FOUND says the name is
+ * unknown, so a name that exists with only an AAAA record must not get
+ * it. POSIX names NO_DATA for "the name is known, no address of this
+ * kind"; glibc gives it, musl says HOST_NOT_FOUND (expectations/musl.tsv). */
 SP_TEST(aaaa_only_name_has_no_ipv4_data)
 {
 	(void)ctx;
