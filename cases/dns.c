@@ -278,6 +278,16 @@ SP_TEST(gethostbyname_asks_the_fixture_server)
 	const struct hostent *h = byname("dnsonly.sockprobe.test");
 	addr_list(h, addrs, sizeof(addrs));
 	ASSERT_STR("192.0.2.30", addrs);
+	/* Every lookup is answered for its own name, not only the first: a
+	 * second name, then the first again (no stale or last answer). */
+	h = byname("alias2.sockprobe.test");
+	addr_list(h, addrs, sizeof(addrs));
+	ASSERT_STR("192.0.2.10 192.0.2.11 192.0.2.12", addrs);
+	ASSERT_STR("multi.sockprobe.test", h->h_name);
+	h = byname("dnsonly.sockprobe.test");
+	addr_list(h, addrs, sizeof(addrs));
+	ASSERT_STR("192.0.2.30", addrs);
+	ASSERT_STR("dnsonly.sockprobe.test", h->h_name);
 
 	stop_dns_server();
 	struct hostent *gone = gethostbyname("dnsonly2.sockprobe.test");

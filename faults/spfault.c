@@ -213,6 +213,10 @@ FAULT(msg_nosignal_ignored,
 FAULT(resolver_drops_aliases,
       "DNS-BYNAME",
       "a libc whose gethostbyname() drops hosts-file aliases (musl)");
+FAULT(resolver_repeats_first_answer,
+      "DNS-BYNAME",
+      "a caching resolver shim keyed on the wrong thing: after its first lookup, every name "
+      "gets the first name's answer");
 FAULT(resolver_answers_without_server,
       "DNS-FIXTURE-SERVER",
       "a resolver that answers from a cache or built-in table without asking the server");
@@ -1740,6 +1744,28 @@ struct hostent *gethostbyname(const char *name)
 		if (h->h_addr_list[0])
 			h->h_addr_list[1] = NULL;
 		h->h_aliases[0] = NULL;
+	}
+	/* resolver_repeats_first_answer: the first answer, kept (deep copy),
+	 * comes back for every later name. */
+	if (h && on("resolver_repeats_first_answer")) {
+		static struct hostent first;
+		static char fname[256], faddr[8][16], *faddrs[9], falias[8][256], *faliases[9];
+		if (!first.h_name) {
+			int i = 0, j = 0;
+			snprintf(fname, sizeof(fname), "%s", h->h_name);
+			for (; i < 8 && h->h_addr_list[i]; i++) {
+				memcpy(faddr[i], h->h_addr_list[i], (size_t)h->h_length);
+				faddrs[i] = faddr[i];
+			}
+			faddrs[i] = NULL;
+			for (; j < 8 && h->h_aliases[j]; j++) {
+				snprintf(falias[j], sizeof(falias[j]), "%s", h->h_aliases[j]);
+				faliases[j] = falias[j];
+			}
+			faliases[j] = NULL;
+			first = (struct hostent){ fname, faliases, h->h_addrtype, h->h_length, faddrs };
+		}
+		return &first;
 	}
 	/* resolver_answers_without_server: a stale cache answers for the
 	 * fixture domain even when no server does. */
