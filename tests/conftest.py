@@ -84,3 +84,24 @@ def wait_gone(tag: str, bound_s: float = 3.0, find=tagged) -> list:
         time.sleep(0.02)  # the test harness polls; probes never do this
         left = find(tag)
     return left
+
+
+def arch_build(name: str = "aarch64") -> Path:
+    """build/NAME (the static probes of another architecture), built now
+    if this machine has the cross compiler; else the test skips, saying
+    what is missing. Asked at run time, not at collection: an earlier test
+    of the same run may have built it."""
+    import shutil
+    import subprocess
+    from runner import arch
+    d = ROOT / "build" / name
+    if not (d / "sp-isolate").exists():
+        triple = arch.ARCHES[name][4]
+        if shutil.which(triple + "-gcc") is None:
+            pytest.skip("%s-gcc is not installed (make check ARCH=%s installs it)" % (triple, name))
+        r = subprocess.run(["make", "--no-print-directory", "cross-" + name], cwd=ROOT,
+                           capture_output=True, text=True,
+                           env={k: v for k, v in os.environ.items()
+                                if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")})
+        assert r.returncode == 0, r.stdout + r.stderr
+    return d

@@ -266,13 +266,13 @@ def test_a_target_that_cannot_run_the_probes_says_so(sshd, tmp_path):
     _nothing_left(sshd)
 
 
-@pytest.mark.skipif(not (ROOT / "build" / "aarch64" / "sp-isolate").exists(),
-                    reason="the aarch64 probes are not built (make cross-aarch64)")
 def test_arch_sends_that_architectures_bundle(sshd, tmp_path):
     """ARCH=aarch64 with TARGET=ssh://: the remote gets the aarch64 bundle.
     This remote is x86-64: unless binfmt_misc hands aarch64 programs to
     qemu here, it cannot run them, and says so in one line, leaving
     nothing behind; where it can, the report names the architecture."""
+    from conftest import arch_build
+    arch_build("aarch64")
     r = subprocess.run([PY, "-m", "runner", "check", "--target", sshd.url, "--arch", "aarch64",
                         "--reports", str(tmp_path / "r"), "udp/udp_keeps_datagram_boundaries"],
                        cwd=ROOT, env=sshd.env(), capture_output=True, text=True, timeout=300)
