@@ -187,9 +187,13 @@ SP_TEST(read_after_shutdown_rd_returns_eof)
 					/* A blocking read that blocks is cut off by the watchdog. */
 					sp_watchdog(nb ? 0 : sp_wait_ms());
 					errno = 0;
+					long m = sp_block_mark();
 					ssize_t r = sp_io_in(api, a, buf, sizeof(buf), 0);
 					int err = errno;
 					sp_watchdog(0);
+					ASSERT_NO_BLOCK(m, "%s() number %d after shutdown(SHUT_RD) by the %s (%s)",
+							sp_io_in_name(api), again + 1, side(round),
+							nb ? "non-blocking" : "blocking");
 					ASSERT_TRUE(r == 0, "%s() number %d after shutdown(SHUT_RD) by the "
 						    "%s (%s) returns 0 at once (got %zd, %s)",
 						    sp_io_in_name(api), again + 1, side(round),

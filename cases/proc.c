@@ -515,6 +515,7 @@ SP_TEST(waitpid_wnohang_returns_at_once)
 	sp_barrier_init(&release);
 	pid_t pid = sp_fork(held_then_exit_5, &release);
 	sp_watchdog(sp_wait_ms()); /* a waitpid that blocks fails with EINTR */
+	long m = sp_block_mark(); /* and one that waits a while is seen */
 	pid_t r = waitpid(-1, &st, WNOHANG);
 	int err = errno;
 	pid_t r_pid = waitpid(pid, &st, WNOHANG);
@@ -522,6 +523,7 @@ SP_TEST(waitpid_wnohang_returns_at_once)
 	si.si_pid = 12345;
 	int r_id = waitid(P_ALL, 0, &si, WEXITED | WNOHANG);
 	sp_watchdog(0);
+	ASSERT_NO_BLOCK(m, "waitpid(-1)/waitpid(pid)/waitid(P_ALL) with WNOHANG and a live child");
 	if (r < 0)
 		FAIL("waitpid(-1, WNOHANG) with a live child: -1 (%s), expected 0 at once",
 		     sp_errno_name(err));
