@@ -165,11 +165,13 @@ SP_TEST(one_pipe_reads_back_own_message_two_pipes_do_not)
 }
 
 /* 4. EOF only once every write end is closed, after the remaining data. */
+struct tail_writer { int *fds; struct sp_barrier go; };
 static int write_tail_and_exit(void *arg)
 {
-	int *fds = arg;
-	close(fds[0]);
-	return write(fds[1], "tail", 4) == 4 ? 0 : 1;
+	struct tail_writer *w = arg;
+	close(w->fds[0]);
+	sp_barrier_wait(&w->go); /* its copy of the write end stays open till then */
+	return write(w->fds[1], "tail", 4) == 4 ? 0 : 1;
 }
 
 SP_TEST(pipe_reader_gets_eof_after_last_writer_closes)
@@ -186,9 +188,16 @@ SP_TEST(pipe_reader_gets_eof_after_last_writer_closes)
 	ASSERT_ERRNO(read(fds[0], buf, sizeof(buf)), EAGAIN);
 	sp_set_nonblock(fds[0], 0);
 
-	pid_t child = sp_fork(write_tail_and_exit, fds);
-	ASSERT_SYS(close(fds[1])); /* now only the child writes */
-	sp_reap_exit(child, 0);    /* ...and its copy closed at exit */
+	struct tail_writer w = { fds, { { -1, -1 } } };
+	sp_barrier_init(&w.go);
+	pid_t child = sp_fork(write_tail_and_exit, &w);
+	ASSERT_SYS(close(fds[1])); /* now only the child's copy is open... */
+	sp_set_nonblock(fds[0], 1); /* ...and while it is: still no EOF */
+	ASSERT_ERRNO(read(fds[0], buf, sizeof(buf)), EAGAIN);
+	ASSERT_EQ(0, sp_poll(fds[0], POLLIN, 0) & (POLLIN | POLLHUP));
+	sp_set_nonblock(fds[0], 0);
+	sp_barrier_pass(&w.go);
+	sp_reap_exit(child, 0);    /* it wrote, and its copy closed at exit */
 	ASSERT_TRUE(sp_poll(fds[0], POLLIN, 0) & POLLIN, "the tail is readable");
 	ASSERT_EQ(2, read(fds[0], buf, 2)); /* the rest first, in pieces */
 	ASSERT_MEM_EQ("ta", buf, 2);
