@@ -30,27 +30,13 @@
 
 #include "spfault.h"
 
-#define MUX_REAL(ret, name, ...)                                            \
-	static ret (*real_##name)(__VA_ARGS__);                             \
-	static void mux_load_##name(void)                                   \
-	{                                                                   \
-		if (!real_##name)                                           \
-			real_##name = dlsym(RTLD_NEXT, #name);              \
-	}
-
 /* ---- checks that never change errno ----------------------------------- */
 
 static int mux_is_stream(int fd) { return spfault_sock_type(fd) == SOCK_STREAM; }
 
 static int mux_is_listener(int fd)
 {
-	int acc = 0, saved = errno;
-	socklen_t len = sizeof(acc);
-
-	if (!mux_is_stream(fd) || getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &acc, &len) < 0)
-		acc = 0;
-	errno = saved;
-	return acc;
+	return mux_is_stream(fd) && spfault_sockopt_int(fd, SOL_SOCKET, SO_ACCEPTCONN);
 }
 
 static int mux_is_regular(int fd)
@@ -99,9 +85,9 @@ FAULT(epoll_wait_no_wakeup,
       "EPOLL-LEVEL,EPOLL-EDGE",
       "an epoll emulation that checks readiness when epoll_wait is called and then sleeps out the timeout, never woken by arrivals");
 
-MUX_REAL(int, epoll_ctl, int, int, int, struct epoll_event *)
-MUX_REAL(int, epoll_wait, int, struct epoll_event *, int, int)
-MUX_REAL(int, epoll_pwait, int, struct epoll_event *, int, int, const sigset_t *)
+REAL(int, epoll_ctl, int, int, int, struct epoll_event *)
+REAL(int, epoll_wait, int, struct epoll_event *, int, int)
+REAL(int, epoll_pwait, int, struct epoll_event *, int, int, const sigset_t *)
 
 /* What the program registered (the shims above keep such a table). */
 #define EP_REGS 256
@@ -112,18 +98,10 @@ static struct ep_reg {
 	uint64_t data;
 } ep_regs[EP_REGS];
 
-static ino_t ep_inode(int ep)
-{
-	struct stat st;
-	int saved = errno;
-	ino_t ino = fstat(ep, &st) == 0 ? st.st_ino : 0;
-	errno = saved;
-	return ino;
-}
 
 static struct ep_reg *ep_find(int ep, int fd)
 {
-	ino_t ino = ep_inode(ep);
+	ino_t ino = spfault_inode(ep);
 	for (int i = 0; i < EP_REGS; i++)
 		if (ep_regs[i].used && ep_regs[i].ep == ep && ep_regs[i].ep_ino == ino &&
 		    ep_regs[i].fd == fd)
@@ -133,7 +111,7 @@ static struct ep_reg *ep_find(int ep, int fd)
 
 static struct ep_reg *ep_find_data(int ep, uint64_t data)
 {
-	ino_t ino = ep_inode(ep);
+	ino_t ino = spfault_inode(ep);
 	for (int i = 0; i < EP_REGS; i++)
 		if (ep_regs[i].used && ep_regs[i].ep == ep && ep_regs[i].ep_ino == ino &&
 		    ep_regs[i].data == data)
@@ -155,14 +133,14 @@ static void ep_note(int ep, int op, int fd, const struct epoll_event *ev)
 			if (!ep_regs[i].used)
 				r = &ep_regs[i];
 	if (r && ev)
-		*r = (struct ep_reg){ 1, ep, fd, ep_inode(ep), ev->events, ev->data.u64 };
+		*r = (struct ep_reg){ 1, ep, fd, spfault_inode(ep), ev->events, ev->data.u64 };
 }
 
 int epoll_ctl(int ep, int op, int fd, struct epoll_event *ev)
 {
 	struct epoll_event copy;
 
-	mux_load_epoll_ctl();
+	load_epoll_ctl();
 	if (op == EPOLL_CTL_ADD && spfault_on("epoll_registry_by_number") && ep_find(ep, fd)) {
 		errno = EEXIST;
 		return -1;
@@ -225,8 +203,8 @@ static int ep_sleep_out(int ms)
 
 int epoll_wait(int ep, struct epoll_event *ev, int max, int ms)
 {
-	mux_load_epoll_wait();
-	mux_load_epoll_ctl();
+	load_epoll_wait();
+	load_epoll_ctl();
 	int nowake = ms > 0 && spfault_on("epoll_wait_no_wakeup");
 	int n = real_epoll_wait(ep, ev, max, nowake ? 0 : ms);
 	if (n == 0 && nowake)
@@ -236,8 +214,8 @@ int epoll_wait(int ep, struct epoll_event *ev, int max, int ms)
 
 int epoll_pwait(int ep, struct epoll_event *ev, int max, int ms, const sigset_t *mask)
 {
-	mux_load_epoll_pwait();
-	mux_load_epoll_ctl();
+	load_epoll_pwait();
+	load_epoll_ctl();
 	int nowake = ms > 0 && spfault_on("epoll_wait_no_wakeup");
 	int n = real_epoll_pwait(ep, ev, max, nowake ? 0 : ms, mask);
 	if (n == 0 && nowake)
@@ -305,10 +283,10 @@ FAULT(select_skips_closed_fds,
       "MUX-CLOSED-FD",
       "a user-space select() that ignores closed descriptors in its sets instead of failing with EBADF");
 
-MUX_REAL(int, poll, struct pollfd *, nfds_t, int)
-MUX_REAL(int, ppoll, struct pollfd *, nfds_t, const struct timespec *, const sigset_t *)
-MUX_REAL(int, select, int, fd_set *, fd_set *, fd_set *, struct timeval *)
-MUX_REAL(int, pselect, int, fd_set *, fd_set *, fd_set *, const struct timespec *, const sigset_t *)
+REAL(int, poll, struct pollfd *, nfds_t, int)
+REAL(int, ppoll, struct pollfd *, nfds_t, const struct timespec *, const sigset_t *)
+REAL(int, select, int, fd_set *, fd_set *, fd_set *, struct timeval *)
+REAL(int, pselect, int, fd_set *, fd_set *, fd_set *, const struct timespec *, const sigset_t *)
 
 static int mux_is_closed(int fd)
 {
@@ -334,7 +312,7 @@ static int mux_eof_only(int fd)
 	int inq = -1, saved = errno;
 	struct pollfd p = { .fd = fd, .events = POLLIN };
 
-	mux_load_poll();
+	load_poll();
 	int r = mux_is_stream(fd) && !mux_is_listener(fd) && ioctl(fd, FIONREAD, &inq) == 0 &&
 		inq == 0 && real_poll(&p, 1, 0) == 1 && !(p.revents & POLLERR);
 	errno = saved;
@@ -351,7 +329,7 @@ static int mux_connect_failed(int fd)
 	int saved = errno;
 
 	memset(&ti, 0, sizeof(ti));
-	mux_load_poll();
+	load_poll();
 	int r = mux_is_stream(fd) && !mux_is_listener(fd) && !mux_connected(fd) &&
 		getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) == 0 && ti.tcpi_state == TCP_CLOSE &&
 		real_poll(&p, 1, 0) == 1 && (p.revents & POLLERR);
@@ -365,7 +343,7 @@ static int mux_peer_fin(int fd)
 	struct pollfd p = { .fd = fd, .events = POLLRDHUP };
 	int saved = errno;
 
-	mux_load_poll();
+	load_poll();
 	int r = mux_is_stream(fd) && real_poll(&p, 1, 0) == 1 && (p.revents & POLLRDHUP);
 	errno = saved;
 	return r;
@@ -405,8 +383,8 @@ static int mux_poll_core(struct pollfd *p, nfds_t n, int ms, const struct timesp
 	struct timespec tcopy;
 	int r;
 
-	mux_load_poll();
-	mux_load_ppoll();
+	load_poll();
+	load_ppoll();
 	if (n > MUX_MAXP || !p || !mux_any_on(poll_faults))
 		return use_ppoll ? real_ppoll(p, n, ts, mask) : real_poll(p, n, ms);
 	for (nfds_t i = 0; i < n; i++) {
@@ -488,9 +466,9 @@ static int mux_select_core(int nfds, fd_set *rs, fd_set *ws, fd_set *es, struct 
 	struct timeval zero_tv = { 0, 0 };
 	int r, saved;
 
-	mux_load_select();
-	mux_load_pselect();
-	mux_load_poll();
+	load_select();
+	load_pselect();
+	load_poll();
 	if (nfds > FD_SETSIZE || nfds < 0 || !mux_any_on(select_faults))
 		return use_pselect ? real_pselect(nfds, rs, ws, es, ts, mask)
 				   : real_select(nfds, rs, ws, es, tv);
@@ -614,11 +592,11 @@ FAULT(dup_gives_unconnected_socket,
       "STDIO-DUP-TWO-STREAMS",
       "an LD_PRELOAD user-space stack without a dup() hook: the duplicate is a fresh kernel socket, not the connection");
 
-MUX_REAL(FILE *, fdopen, int, const char *)
-MUX_REAL(char *, fgets, char *, int, FILE *)
-MUX_REAL(int, fflush, FILE *)
-MUX_REAL(int, fclose, FILE *)
-MUX_REAL(int, dup, int)
+REAL(FILE *, fdopen, int, const char *)
+REAL(char *, fgets, char *, int, FILE *)
+REAL(int, fflush, FILE *)
+REAL(int, fclose, FILE *)
+REAL(int, dup, int)
 
 static int mux_stream_fd(FILE *f)
 {
@@ -630,7 +608,7 @@ static int mux_stream_fd(FILE *f)
 
 FILE *fdopen(int fd, const char *mode)
 {
-	mux_load_fdopen();
+	load_fdopen();
 	if (spfault_on("fdopen_rejects_sockets") && mux_is_stream(fd)) {
 		errno = ESPIPE;
 		return NULL;
@@ -646,7 +624,7 @@ FILE *fdopen(int fd, const char *mode)
 
 char *fgets(char *buf, int n, FILE *f)
 {
-	mux_load_fgets();
+	load_fgets();
 	if (!spfault_on("fgets_stops_at_read_boundary") || mux_stream_fd(f) < 0 || n < 2)
 		return real_fgets(buf, n, f);
 	/* Stop where the stream's buffer (the last read) runs out. */
@@ -669,7 +647,7 @@ char *fgets(char *buf, int n, FILE *f)
 
 int fflush(FILE *f)
 {
-	mux_load_fflush();
+	load_fflush();
 	if (spfault_on("fflush_skips_sockets") && mux_stream_fd(f) >= 0)
 		return 0;
 	return real_fflush(f);
@@ -677,8 +655,8 @@ int fflush(FILE *f)
 
 int fclose(FILE *f)
 {
-	mux_load_fclose();
-	mux_load_dup();
+	load_fclose();
+	load_dup();
 	int fd = mux_stream_fd(f);
 	if (fd >= 0 && spfault_on("fclose_leaves_socket_open")) {
 		int saved = errno;
@@ -696,7 +674,7 @@ int fclose(FILE *f)
 
 int dup(int fd)
 {
-	mux_load_dup();
+	load_dup();
 	if (spfault_on("dup_gives_unconnected_socket") && mux_connected(fd)) {
 		struct sockaddr_storage ss;
 		socklen_t len = sizeof(ss);

@@ -127,16 +127,7 @@ FAULT(trunc_flag_ignored,
 #define on(name) spfault_on(name)
 #define MAXFD 1024
 
-#define REAL(ret, name, ...)                                                \
-	static ret (*real_##name)(__VA_ARGS__);                             \
-	static void load_##name(void)                                       \
-	{                                                                   \
-		if (!real_##name)                                           \
-			real_##name = dlsym(RTLD_NEXT, #name);              \
-	}
-
 REAL(int, setsockopt, int, int, int, const void *, socklen_t)
-REAL(int, getsockopt, int, int, int, void *, socklen_t *)
 REAL(int, listen, int, int)
 REAL(ssize_t, sendmsg, int, const struct msghdr *, int)
 REAL(ssize_t, readv, int, const struct iovec *, int)
@@ -150,14 +141,7 @@ REAL(ssize_t, read, int, void *, size_t)
 
 static int opt_int(int fd, int level, int opt)
 {
-	int v = 0, saved = errno;
-	socklen_t len = sizeof(v);
-
-	load_getsockopt();
-	if (real_getsockopt(fd, level, opt, &v, &len) < 0)
-		v = 0;
-	errno = saved;
-	return v;
+	return spfault_sockopt_int(fd, level, opt);
 }
 
 /* ---- options that a fault stores instead of applying -------------------- */
@@ -165,20 +149,12 @@ static int opt_int(int fd, int level, int opt)
 enum { F_NODELAY, F_REUSEADDR, F_RCVLOWAT, F_V6ONLY, F_LINGER, F_COUNT };
 static struct { ino_t ino; int set; int val; } fake_opt[MAXFD][F_COUNT];
 
-static ino_t inode_of(int fd)
-{
-	struct stat st;
-	int saved = errno;
-	ino_t i = fstat(fd, &st) == 0 ? st.st_ino : 0;
-	errno = saved;
-	return i;
-}
 
 static void fake_store(int fd, int k, int val)
 {
 	if (fd < 0 || fd >= MAXFD)
 		return;
-	fake_opt[fd][k].ino = inode_of(fd);
+	fake_opt[fd][k].ino = spfault_inode(fd);
 	fake_opt[fd][k].set = 1;
 	fake_opt[fd][k].val = val;
 }
@@ -186,7 +162,7 @@ static void fake_store(int fd, int k, int val)
 /* The value the program set on this very socket, if a fault stored one. */
 static int fake_get(int fd, int k, int *val)
 {
-	if (fd < 0 || fd >= MAXFD || !fake_opt[fd][k].set || fake_opt[fd][k].ino != inode_of(fd))
+	if (fd < 0 || fd >= MAXFD || !fake_opt[fd][k].set || fake_opt[fd][k].ino != spfault_inode(fd))
 		return 0;
 	*val = fake_opt[fd][k].val;
 	return 1;

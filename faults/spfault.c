@@ -265,14 +265,6 @@ int spfault_opt_accept_begin(int l);
 void spfault_opt_accept_end(int l, int fl, struct sockaddr *a, socklen_t *len, int fd);
 int spfault_opt_bind(int fd, const struct sockaddr *a, socklen_t len, int r);
 
-#define REAL(ret, name, ...)                                                \
-	static ret (*real_##name)(__VA_ARGS__);                             \
-	static void load_##name(void)                                       \
-	{                                                                   \
-		if (!real_##name)                                           \
-			real_##name = dlsym(RTLD_NEXT, #name);              \
-	}
-
 REAL(ssize_t, read, int, void *, size_t)
 REAL(ssize_t, write, int, const void *, size_t)
 REAL(ssize_t, recv, int, void *, size_t, int)
@@ -290,18 +282,32 @@ REAL(int, getsockopt, int, int, int, void *, socklen_t *)
 REAL(int, shutdown, int, int)
 
 /* The checks a fault makes never change errno: the probe must see the
- * errno of the call it made. The socket type (0: not a socket) is asked
- * of the real getsockopt(), past any fault of faults/opt.c. */
-int spfault_sock_type(int fd)
+ * errno of the call it made. Options are asked of the real getsockopt(),
+ * past any fault of faults/opt.c. */
+int spfault_sockopt_int(int fd, int level, int opt)
 {
-	int t = 0, saved = errno;
-	socklen_t len = sizeof(t);
+	int v = 0, saved = errno;
+	socklen_t len = sizeof(v);
 
 	load_getsockopt();
-	if (fd < 0 || real_getsockopt(fd, SOL_SOCKET, SO_TYPE, &t, &len) < 0)
-		t = 0;
+	if (fd < 0 || real_getsockopt(fd, level, opt, &v, &len) < 0)
+		v = 0;
 	errno = saved;
-	return t;
+	return v;
+}
+
+int spfault_sock_type(int fd)
+{
+	return spfault_sockopt_int(fd, SOL_SOCKET, SO_TYPE);
+}
+
+ino_t spfault_inode(int fd)
+{
+	struct stat st;
+	int saved = errno;
+	ino_t i = fd >= 0 && fstat(fd, &st) == 0 ? st.st_ino : 0;
+	errno = saved;
+	return i;
 }
 
 static int is_stream(int fd) { return spfault_sock_type(fd) == SOCK_STREAM; }
@@ -389,19 +395,7 @@ FAULT(abstract_name_makes_file,
       "a stack without the abstract namespace that drops the leading NUL and makes "
       "a socket file under the rest of the name (BSD-like)");
 
-static int sock_domain(int fd)
-{
-	int d = 0, saved = errno;
-	socklen_t len = sizeof(d);
-
-	load_getsockopt();
-	if (fd < 0 || real_getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &d, &len) < 0)
-		d = 0;
-	errno = saved;
-	return d;
-}
-
-static int is_unix(int fd) { return sock_domain(fd) == AF_UNIX; }
+static int is_unix(int fd) { return spfault_sockopt_int(fd, SOL_SOCKET, SO_DOMAIN) == AF_UNIX; }
 
 /* scm_rights_reopens_file: each received regular file becomes a fresh
  * open() of the same file. */

@@ -18,6 +18,9 @@
 #ifndef SOCKPROBE_SPFAULT_H
 #define SOCKPROBE_SPFAULT_H
 
+#include <dlfcn.h>
+#include <sys/types.h>
+
 struct spfault {
 	const char *name;
 	const char *ids;        /* catalogue IDs it must make fail, comma separated */
@@ -37,9 +40,22 @@ struct spfault {
  * interposer in faults/opt.c: 1 when the call is swallowed. */
 int spfault_unix_setsockopt(int level, int opt);
 
-/* SO_TYPE of fd from the real getsockopt(), 0 when fd is no socket;
- * errno is left as it was. */
+/* REAL(ret, name, args...): real_NAME, the next definition of NAME (the
+ * C library's), looked up on first use by load_NAME(). */
+#define REAL(ret, name, ...)                                                \
+	static ret (*real_##name)(__VA_ARGS__);                             \
+	static void load_##name(void)                                       \
+	{                                                                   \
+		if (!real_##name)                                           \
+			real_##name = dlsym(RTLD_NEXT, #name);              \
+	}
+
+/* An int option of fd from the real getsockopt() (past faults/opt.c),
+ * 0 when it cannot be read; SO_TYPE (0: no socket); the inode of fd (0:
+ * none). None of them changes errno. */
+int spfault_sockopt_int(int fd, int level, int opt);
 int spfault_sock_type(int fd);
+ino_t spfault_inode(int fd);
 
 /* The waiting faults of faults/tick.c, called by the interposers. */
 void spfault_tick_recv(int fd, int flags);

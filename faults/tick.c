@@ -10,7 +10,6 @@
  * spfault.c, opt.c and mux.c call the hooks below.
  */
 #define _GNU_SOURCE
-#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <time.h>
@@ -75,19 +74,9 @@ FAULT(lowat_read_on_a_tick,
       "is already met still waits a tick");
 void spfault_tick_read(int fd)
 {
-	static int (*real_getsockopt)(int, int, int, void *, socklen_t *);
-	int lowat = 1, saved = errno;
-	socklen_t len = sizeof(lowat);
-
-	if (!spfault_on("lowat_read_on_a_tick") || spfault_sock_type(fd) != SOCK_STREAM ||
-	    !blocking(fd))
-		return;
-	if (!real_getsockopt)
-		real_getsockopt = (int (*)(int, int, int, void *, socklen_t *))dlsym(RTLD_NEXT, "getsockopt");
-	if (real_getsockopt && real_getsockopt(fd, SOL_SOCKET, SO_RCVLOWAT, &lowat, &len) == 0 &&
-	    lowat > 1)
+	if (spfault_on("lowat_read_on_a_tick") && spfault_sock_type(fd) == SOCK_STREAM &&
+	    blocking(fd) && spfault_sockopt_int(fd, SOL_SOCKET, SO_RCVLOWAT) > 1)
 		sleep_ns(TICK_NS);
-	errno = saved;
 }
 
 FAULT(accept_queue_on_a_tick,
