@@ -542,6 +542,7 @@ static void *lowat_read(void *p)
 }
 
 static int reader_done(void *p) { return ((struct lowat_reader *)p)->done; }
+static int reader_started(void *p) { return ((struct lowat_reader *)p)->tid != 0; }
 
 static int readable_by_select(int fd)
 {
@@ -599,8 +600,8 @@ SP_TEST(rcvlowat_holds_readability_until_n_bytes)
 	ASSERT_EQ(4, write(c, "wxyz", 4));
 	ASSERT_EQ(4, sp_wait_inq(s, 4));
 	ASSERT_EQ(0, pthread_create(&th, NULL, lowat_read, &lr));
-	while (!lr.tid)
-		sched_yield();
+	REQUIRE(sp_wait_until(reader_started, &lr, sp_wait_ms()),
+		"the reader thread starts within %d ms", sp_wait_ms());
 	if (sp_have_proc())
 		sp_wait_proc_state(lr.tid, 'S');
 	ASSERT_EQ(6, write(c, "WXYZ01", 6));
