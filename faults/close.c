@@ -55,7 +55,12 @@ REAL(ssize_t, send, int, const void *, size_t, int)
 REAL(ssize_t, write, int, const void *, size_t)
 REAL(int, shutdown, int, int)
 
-static int is_stream(int fd) { return spfault_sock_type(fd) == SOCK_STREAM; }
+/* A TCP socket: the faults here model TCP stacks and leave AF_UNIX alone. */
+static int is_stream(int fd)
+{
+	int domain = spfault_sockopt_int(fd, SOL_SOCKET, SO_DOMAIN);
+	return spfault_sock_type(fd) == SOCK_STREAM && (domain == AF_INET || domain == AF_INET6);
+}
 
 static char shut_rd_state[MAXFD];               /* shut_rd_eof_once: 1 shut, 2 EOF given */
 static char eof_given[MAXFD];                   /* eof_reported_once */

@@ -71,7 +71,11 @@ SPF_HOOK(conn_forget, SPF_OP(SPF_CLOSE), SPF_BEFORE, 0)
 
 SPF_HOOK(conn_connect_errors, SPF_OP(SPF_CONNECT), SPF_AFTER, 10)
 {
-	if (c->r < 0 && errno == ECONNREFUSED && on("connect_refused_times_out"))
+	int domain = spfault_sockopt_int(c->fd, SOL_SOCKET, SO_DOMAIN);
+
+	/* connect_refused_times_out: a firewall drops the RST of a TCP refusal. */
+	if (c->r < 0 && errno == ECONNREFUSED && on("connect_refused_times_out") &&
+	    (domain == AF_INET || domain == AF_INET6))
 		errno = ETIMEDOUT;
 	if (c->r < 0 && errno == EINPROGRESS && on("nonblock_connect_eagain") &&
 	    spfault_sock_type(c->fd) == SOCK_STREAM)

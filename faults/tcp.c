@@ -70,7 +70,12 @@ REAL(int, getpeername, int, struct sockaddr *, socklen_t *)
 REAL(int, poll, struct pollfd *, nfds_t, int)
 REAL(int, dup, int)
 
-static int is_stream(int fd) { return spfault_sock_type(fd) == SOCK_STREAM; }
+/* A TCP socket: the faults here model TCP stacks and leave AF_UNIX alone. */
+static int is_stream(int fd)
+{
+	int domain = spfault_sockopt_int(fd, SOL_SOCKET, SO_DOMAIN);
+	return spfault_sock_type(fd) == SOCK_STREAM && (domain == AF_INET || domain == AF_INET6);
+}
 
 static struct sockaddr_storage lazy_peer[MAXFD]; /* connect_returns_before_handshake */
 static socklen_t lazy_len[MAXFD];
@@ -311,7 +316,7 @@ SPF_HOOK(tcp_send, SPF_OP(SPF_WRITE) | SPF_OP(SPF_SEND) | SPF_OP(SPF_SENDTO), SP
 	/* write_ignores_full_buffer: a full send buffer silently drops data
 	 * instead of blocking the writer or answering EAGAIN. */
 	if (on("write_ignores_full_buffer")) {
-		c->r = real_send(fd, c->data, c->n, c->flags | MSG_DONTWAIT | MSG_NOSIGNAL);
+		c->r = real_send(fd, c->data, c->n, c->flags | MSG_DONTWAIT);
 		if (c->r >= 0 || errno == EAGAIN)
 			c->r = (ssize_t)c->n;
 		return 1;

@@ -75,7 +75,12 @@ REAL(int, close, int)
 REAL(int, getpeername, int, struct sockaddr *, socklen_t *)
 REAL(int, poll, struct pollfd *, nfds_t, int)
 
-static int is_dgram(int fd) { return spfault_sock_type(fd) == SOCK_DGRAM; }
+/* A UDP socket: the faults here model UDP stacks and leave AF_UNIX alone. */
+static int is_dgram(int fd)
+{
+	int domain = spfault_sockopt_int(fd, SOL_SOCKET, SO_DOMAIN);
+	return spfault_sock_type(fd) == SOCK_DGRAM && (domain == AF_INET || domain == AF_INET6);
+}
 
 static struct sockaddr_storage fake_peer[MAXFD];  /* udp_connect_noop */
 static struct sockaddr_storage last_dest[MAXFD];  /* dgram_remembers_destination */
@@ -208,7 +213,7 @@ SPF_HOOK(dgram_recv_merges, SPF_OP(SPF_READ) | SPF_OP(SPF_RECV) | SPF_OP(SPF_REC
 /* dgram_no_trunc_flag: truncation goes unreported. */
 SPF_HOOK(dgram_no_trunc_flag, SPF_OP(SPF_RECVMSG), SPF_AFTER, 60)
 {
-	if (c->r >= 0 && on("dgram_no_trunc_flag"))
+	if (c->r >= 0 && on("dgram_no_trunc_flag") && is_dgram(c->fd))
 		c->msg->msg_flags &= ~MSG_TRUNC;
 	return 0;
 }
