@@ -16,7 +16,7 @@
 #include <arpa/inet.h>
 #include <sys/wait.h>
 
-static const struct sp_ctx v4 = { SP_IPV4, AF_INET, "ipv4" };
+static const struct sp_ctx v4 = { .fam = SP_IPV4, .af = AF_INET, .fam_name = "ipv4" };
 
 /* Capture what sp_emit writes to stdout. */
 static void capture_emit(char *out, size_t room, void (*emit)(void))
