@@ -80,9 +80,7 @@ static void wait_delivered(int fd, int peer, short events)
 		ASSERT_TRUE(sp_wait_until(outq_empty, &fd, sp_wait_ms()),
 			    "the peer acknowledges everything within %d ms", sp_wait_ms());
 	else
-		ASSERT_TRUE(sp_poll(peer, events, sp_wait_ms()) & events,
-			    "the peer is signalled (events 0x%x) within %d ms: nothing arrived",
-			    events, sp_wait_ms());
+		EXPECT_EVENTS(peer, events, events, "the peer is signalled");
 }
 
 /* 1. MSG_PEEK looks without consuming. */
@@ -122,8 +120,7 @@ SP_TEST(peek_returns_data_without_consuming, "FLAG-PEEK", SP_INET,
 	{
 		ASSERT_EQ(5, sendto(tx, "first", 5, 0, (struct sockaddr *)&to, tl));
 		ASSERT_EQ(6, sendto(tx, "second", 6, 0, (struct sockaddr *)&to, tl));
-		ASSERT_TRUE(sp_poll(rx, POLLIN, sp_wait_ms()) & POLLIN,
-			    "a datagram arrives within %d ms: none did", sp_wait_ms());
+		EXPECT_EVENTS(rx, POLLIN, POLLIN, "a datagram arrives");
 		for (int k = 0; k < 2; k++) {
 			memset(buf, 0, sizeof(buf));
 			ASSERT_EQ(5, MUST_RETURN(sp_io_in(how, rx, buf, sizeof(buf), MSG_PEEK),
@@ -276,8 +273,7 @@ static void broken_pipe(const struct sp_ctx *ctx, int *c, int *s)
 	sp_tcp_pair(ctx, c, s);
 	ASSERT_SYS(close(*s));
 	ASSERT_EQ(1, send(*c, "x", 1, MSG_NOSIGNAL)); /* accepted locally, answered by RST */
-	ASSERT_TRUE(sp_poll(*c, POLLIN, sp_wait_ms()) & (POLLERR | POLLHUP),
-		    "the reset arrives within %d ms: no POLLERR/POLLHUP on the sender", sp_wait_ms());
+	EXPECT_EVENTS(*c, POLLIN, POLLERR | POLLHUP, "the reset arrives");
 }
 
 static int send_without_flag(void *arg)
@@ -366,8 +362,7 @@ SP_TEST(oob_send_makes_only_the_last_byte_urgent, "FLAG-OOB-URGENT-BYTE", SP_INE
 		}
 		ASSERT_EQ(3, send(c, "123", 3, 0));
 		ASSERT_EQ(2, sp_io_out(ctx->write, c, "45", 2, MSG_OOB));
-		ASSERT_TRUE(sp_poll(s, POLLPRI, sp_wait_ms()) & POLLPRI,
-			    "urgent data is signalled (POLLPRI) within %d ms: no POLLPRI", sp_wait_ms());
+		EXPECT_EVENTS(s, POLLPRI, POLLPRI, "urgent data is signalled");
 		wait_delivered(c, s, POLLIN);
 		b = 0;
 		ASSERT_EQ(1, MUST_RETURN(sp_io_recv(ctx->read, s, &b, 1, MSG_OOB, &got),
@@ -426,8 +421,7 @@ SP_TEST(oob_arrival_sends_sigurg_to_the_owner, "FLAG-OOB-SIGURG", SP_INET)
 	sp_tcp_pair(ctx, &c2, &s2);
 	sigurgs = 0;
 	ASSERT_EQ(1, send(c2, "u", 1, MSG_OOB));
-	ASSERT_TRUE(sp_poll(s2, POLLPRI, sp_wait_ms()) & POLLPRI,
-		    "urgent data arrives (POLLPRI) within %d ms: no POLLPRI", sp_wait_ms());
+	EXPECT_EVENTS(s2, POLLPRI, POLLPRI, "urgent data arrives");
 	wait_delivered(c2, s2, POLLPRI);
 	ASSERT_EQ(0, sigurgs);
 
@@ -440,8 +434,7 @@ SP_TEST(oob_arrival_sends_sigurg_to_the_owner, "FLAG-OOB-SIGURG", SP_INET)
 	ASSERT_EQ(3, sp_wait_inq(s, 3));
 	ASSERT_EQ(0, sigurgs);
 	ASSERT_EQ(1, send(c, "u", 1, MSG_OOB));
-	ASSERT_TRUE(sp_poll(s, POLLPRI, sp_wait_ms()) & POLLPRI,
-		    "urgent data arrives (POLLPRI) within %d ms: no POLLPRI", sp_wait_ms());
+	EXPECT_EVENTS(s, POLLPRI, POLLPRI, "urgent data arrives");
 	wait_delivered(c, s, POLLPRI);
 	sp_wait_until(got_sigurg, NULL, sp_wait_ms());
 	ASSERT_TRUE(sigurgs >= 1, "SIGURG reaches the owner within %d ms: none came", sp_wait_ms());
@@ -558,8 +551,7 @@ SP_TEST(writev_gathers_buffers_in_order, "FLAG-WRITEV-GATHER", SP_INET)
 	ASSERT_SYS(connect(tx, (struct sockaddr *)&to, tl));
 	ASSERT_EQ(6, writev(tx, iov, 3));
 	for (int i = 0; i < 2; i++) {
-		ASSERT_TRUE(sp_poll(rx, POLLIN, sp_wait_ms()) & POLLIN,
-			    "datagram %d arrives within %d ms: it did not", i + 1, sp_wait_ms());
+		EXPECT_EVENTS(rx, POLLIN, POLLIN, "datagram %d arrives", i + 1);
 		memset(buf, 0, sizeof(buf));
 		ASSERT_EQ(6, recv(rx, buf, sizeof(buf), 0));
 		ASSERT_MEM_EQ("abcdef", buf, 6);
@@ -600,8 +592,7 @@ SP_TEST(readv_scatters_in_order, "FLAG-READV-SCATTER", SP_INET,
 	{
 		ASSERT_EQ(10, send(tx, "0123456789", 10, 0));
 		ASSERT_EQ(3, send(tx, "XYZ", 3, 0));
-		ASSERT_TRUE(sp_poll(rx, POLLIN, sp_wait_ms()) & POLLIN,
-			    "a datagram arrives within %d ms: none did", sp_wait_ms());
+		EXPECT_EVENTS(rx, POLLIN, POLLIN, "a datagram arrives");
 		mh.msg_flags = 0;
 		ASSERT_EQ(6, via_msg ? recvmsg(rx, &mh, 0) : readv(rx, iov, 2));
 		ASSERT_MEM_EQ("012", a, 3);
@@ -633,8 +624,7 @@ SP_TEST(trunc_flag_returns_the_real_datagram_length, "FLAG-TRUNC-UDP", SP_INET,
 		int how = ctx->read;
 		struct sp_got got;
 		ASSERT_EQ(10, send(tx, "0123456789", 10, 0));
-		ASSERT_TRUE(sp_poll(rx, POLLIN, sp_wait_ms()) & POLLIN,
-			    "the datagram arrives within %d ms: it did not", sp_wait_ms());
+		EXPECT_EVENTS(rx, POLLIN, POLLIN, "the datagram arrives");
 		/* The size of the next datagram, left queued. */
 		errno = 0;
 		ssize_t r = MUST_RETURN(sp_io_in(how, rx, buf, 0, MSG_PEEK | MSG_TRUNC),
