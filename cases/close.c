@@ -147,10 +147,10 @@ SP_TEST(write_after_shutdown_wr_fails_with_epipe, "CLOSE-HALF-WR-NO-MORE-WRITES"
 						    sp_end_name(ctx->end), nb ? "non-blocking" : "blocking", r,
 						    r < 0 ? sp_errno_name(err) : "accepted");
 					int want = nosig ? 1 : 0;
-					ASSERT_TRUE(sigpipes - before == want, "%s()%s raises %d SIGPIPE "
-						    "(got %d; %s shut down)", call,
-						    nosig ? "" : " with MSG_NOSIGNAL", want,
-						    (int)(sigpipes - before), sp_end_name(ctx->end));
+					ASSERT_TRUE(sigpipes - before == want, "%s()%s after shutdown(SHUT_WR) "
+						    "by the %s: SIGPIPE raised %d times, expected %d", call,
+						    nosig ? "" : " with MSG_NOSIGNAL", sp_end_name(ctx->end),
+						    (int)(sigpipes - before), want);
 				}
 			}
 		}

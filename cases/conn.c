@@ -103,7 +103,7 @@ SP_TEST(connect_without_listener_is_refused, "CONN-REFUSED", SP_INET,
 		err = errno;
 		if (r == -1 && err == EINPROGRESS) {
 			EXPECT_EVENTS(c, POLLOUT, POLLERR, "the refusal arrives");
-			ASSERT_EQ(ECONNREFUSED, sp_get_int(c, SOL_SOCKET, SO_ERROR));
+			ASSERT_ERRVAL(ECONNREFUSED, sp_get_int(c, SOL_SOCKET, SO_ERROR));
 		} else {
 			ASSERT_FAILED_WITH(r, err, ECONNREFUSED);
 		}
@@ -139,7 +139,7 @@ SP_TEST(nonblocking_connect_completes_writable, "CONN-NONBLOCK-CONNECT", SP_INET
 		ASSERT_TRUE(ev & POLLOUT, "the socket becomes writable within %d ms (revents 0x%x)",
 			    sp_wait_ms(), ev);
 		ASSERT_EQ(0, ev & (POLLERR | POLLHUP));
-		ASSERT_EQ(0, sp_get_int(c, SOL_SOCKET, SO_ERROR));
+		ASSERT_ERRVAL(0, sp_get_int(c, SOL_SOCKET, SO_ERROR));
 		socklen_t pl = sizeof(peer);
 		ASSERT_SYS(getpeername(c, (struct sockaddr *)&peer, &pl));
 		ASSERT_EQ(sp_local_port(l), sp_port(&peer));
