@@ -290,39 +290,37 @@ static size_t fill_and_close(const struct sp_ctx *ctx, int c, int s, int nonbloc
 SP_TEST(tcp_close_flushes_output, "TCP-CLOSE-FLUSHES-OUTPUT", SP_INET,
 	.mode = SP_BOTH_MODES)
 {
-	{
-		int l = sp_tcp_listener(ctx, SMALL_BUF), c, s;
-		struct sp_capture cap;
+	int l = sp_tcp_listener(ctx, SMALL_BUF), c, s;
+	struct sp_capture cap;
 
-		c = sp_tcp_connect(ctx, l);
-		s = accept_queued(l);
-		small_rcvbuf(s);
-		if (ctx->first) {
-			sp_capture_start(&cap);
-			sp_capture_name(&cap, sp_local_port(c), "C");
-			sp_capture_name(&cap, sp_local_port(s), "S");
-		}
-		size_t queued = fill_and_close(ctx, c, s, ctx->nonblock);
-
-		/* The reader starts only now, after the writer has closed. */
-		sp_set_nonblock(s, ctx->nonblock);
-		drain_pattern_then_eof(s, queued);
-		/* On the wire: data, then the FIN, no data after it, no reset. */
-		if (ctx->first && sp_capture_sync(&cap)) {
-			WIRE_EXPECT(&cap, "C>S P., C>S F");
-			const char *fin = strstr(cap.trace, "C>S F");
-			const char *after = fin ? strstr(fin + 1, "C>S ") : NULL;
-			for (; after; after = strstr(after + 1, "C>S "))
-				ASSERT_TRUE(after[5] == '.' && (after[6] == ',' || after[6] == '\0'),
-					    "only bare ACKs follow the FIN (trace: %s)", cap.trace);
-			WIRE_LACKS(&cap, "C>S R");
-			WIRE_LACKS(&cap, "S>C R");
-		}
-		if (ctx->first)
-			sp_capture_stop(&cap);
-		close(s);
-		close(l);
+	c = sp_tcp_connect(ctx, l);
+	s = accept_queued(l);
+	small_rcvbuf(s);
+	if (ctx->first) {
+		sp_capture_start(&cap);
+		sp_capture_name(&cap, sp_local_port(c), "C");
+		sp_capture_name(&cap, sp_local_port(s), "S");
 	}
+	size_t queued = fill_and_close(ctx, c, s, ctx->nonblock);
+
+	/* The reader starts only now, after the writer has closed. */
+	sp_set_nonblock(s, ctx->nonblock);
+	drain_pattern_then_eof(s, queued);
+	/* On the wire: data, then the FIN, no data after it, no reset. */
+	if (ctx->first && sp_capture_sync(&cap)) {
+		WIRE_EXPECT(&cap, "C>S P., C>S F");
+		const char *fin = strstr(cap.trace, "C>S F");
+		const char *after = fin ? strstr(fin + 1, "C>S ") : NULL;
+		for (; after; after = strstr(after + 1, "C>S "))
+			ASSERT_TRUE(after[5] == '.' && (after[6] == ',' || after[6] == '\0'),
+				    "only bare ACKs follow the FIN (trace: %s)", cap.trace);
+		WIRE_LACKS(&cap, "C>S R");
+		WIRE_LACKS(&cap, "S>C R");
+	}
+	if (ctx->first)
+		sp_capture_stop(&cap);
+	close(s);
+	close(l);
 }
 
 /* A connection reset by the peer's close(): the call fails with
@@ -761,51 +759,49 @@ SP_TEST(tcp_connect_binds_ephemeral_port, "TCP-CONNECT-IMPLICIT-BIND", SP_INET,
 	char text[96], want[96];
 
 	sp_loopback(ctx, &lo, 0);
-	{
-		int nonblock = ctx->nonblock;
-		int c = sp_socket(ctx, SOCK_STREAM);
-		struct sockaddr_storage before, after, seen, peer;
-		socklen_t slen = sizeof(seen), plen = sizeof(peer);
-		const char *mode = nonblock ? "non-blocking" : "blocking";
+	int nonblock = ctx->nonblock;
+	int c = sp_socket(ctx, SOCK_STREAM);
+	struct sockaddr_storage before, after, seen, peer;
+	socklen_t slen = sizeof(seen), plen = sizeof(peer);
+	const char *mode = nonblock ? "non-blocking" : "blocking";
 
-		local_addr(c, &before);
-		ASSERT_EQ(0, sp_port(&before));
-		addr_text(&before, text, sizeof(text));
-		ASSERT_TRUE(is_unspecified(&before), "an unbound socket has the wildcard address "
-			    "before connect() (got %s)", text);
-		sp_set_nonblock(c, nonblock);
-		errno = 0;
-		int r = connect(c, (struct sockaddr *)&ss, len), err = errno;
-		ASSERT_TRUE(r == 0 || (nonblock && err == EINPROGRESS),
-			    "%s connect() succeeds%s (got %d, %s)", mode,
-			    nonblock ? " or says EINPROGRESS" : "", r, sp_errno_name(err));
-		/* Bound at once, even while a non-blocking connect is under way. */
-		local_addr(c, &after);
-		unsigned port = sp_port(&after);
-		if (!nonblock)
-			sp_record_ephemeral("ephemeral_port", port);
-		addr_text(&after, text, sizeof(text));
-		addr_text(&lo, want, sizeof(want));
-		if (!nonblock)
-			RECORD("local_address_after_connect", "%.*s", (int)strcspn(text, " "), text);
-		ASSERT_TRUE(port != 0, "a non-zero local port after a %s connect()", mode);
-		ASSERT_TRUE(same_host(&after, &lo), "the local address after a %s connect() is "
-			    "the loopback address the peer is reached by (want %.*s, got %s)",
-			    mode, (int)strcspn(want, " "), want, text);
-		EXPECT_EVENTS(l, POLLIN, POLLIN, "the connection is queued");
-		int s = ASSERT_SYS(accept(l, (struct sockaddr *)&seen, &slen));
-		ASSERT_SYS(getpeername(s, (struct sockaddr *)&peer, &plen));
-		addr_text(&seen, want, sizeof(want));
-		ASSERT_TRUE(same_host(&seen, &after) && sp_port(&seen) == port,
-			    "accept() reports the client's own address (%s) and port %u (got %s)",
-			    text, port, want);
-		addr_text(&peer, want, sizeof(want));
-		ASSERT_TRUE(same_host(&peer, &after) && sp_port(&peer) == port,
-			    "the server's getpeername() is the client's getsockname() (%s; got %s)",
-			    text, want);
-		close(s);
-		close(c);
-	}
+	local_addr(c, &before);
+	ASSERT_EQ(0, sp_port(&before));
+	addr_text(&before, text, sizeof(text));
+	ASSERT_TRUE(is_unspecified(&before), "an unbound socket has the wildcard address "
+		    "before connect() (got %s)", text);
+	sp_set_nonblock(c, nonblock);
+	errno = 0;
+	int r = connect(c, (struct sockaddr *)&ss, len), err = errno;
+	ASSERT_TRUE(r == 0 || (nonblock && err == EINPROGRESS),
+		    "%s connect() succeeds%s (got %d, %s)", mode,
+		    nonblock ? " or says EINPROGRESS" : "", r, sp_errno_name(err));
+	/* Bound at once, even while a non-blocking connect is under way. */
+	local_addr(c, &after);
+	unsigned port = sp_port(&after);
+	if (!nonblock)
+		sp_record_ephemeral("ephemeral_port", port);
+	addr_text(&after, text, sizeof(text));
+	addr_text(&lo, want, sizeof(want));
+	if (!nonblock)
+		RECORD("local_address_after_connect", "%.*s", (int)strcspn(text, " "), text);
+	ASSERT_TRUE(port != 0, "a non-zero local port after a %s connect()", mode);
+	ASSERT_TRUE(same_host(&after, &lo), "the local address after a %s connect() is "
+		    "the loopback address the peer is reached by (want %.*s, got %s)",
+		    mode, (int)strcspn(want, " "), want, text);
+	EXPECT_EVENTS(l, POLLIN, POLLIN, "the connection is queued");
+	int s = ASSERT_SYS(accept(l, (struct sockaddr *)&seen, &slen));
+	ASSERT_SYS(getpeername(s, (struct sockaddr *)&peer, &plen));
+	addr_text(&seen, want, sizeof(want));
+	ASSERT_TRUE(same_host(&seen, &after) && sp_port(&seen) == port,
+		    "accept() reports the client's own address (%s) and port %u (got %s)",
+		    text, port, want);
+	addr_text(&peer, want, sizeof(want));
+	ASSERT_TRUE(same_host(&peer, &after) && sp_port(&peer) == port,
+		    "the server's getpeername() is the client's getsockname() (%s; got %s)",
+		    text, want);
+	close(s);
+	close(c);
 	close(l);
 }
 
