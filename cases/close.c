@@ -53,11 +53,10 @@ SP_TEST(half_close_gives_peer_eof_and_still_receives, "CLOSE-HALF-WR-EOF", SP_IN
 	enum { FILE_SIZE = 20000, PART = FILE_SIZE / SP_IO_APIS };
 	unsigned char file[FILE_SIZE], got[FILE_SIZE];
 	char thanks[16];
-
-	sp_pattern(file, FILE_SIZE, 0);
 	int c, s, sender, receiver;
 	struct sp_capture cap;
 
+	sp_pattern(file, FILE_SIZE, 0);
 	sp_tcp_pair(ctx, &c, &s);
 	sp_ends(ctx, c, s, &sender, &receiver);
 	if (ctx->first) {
