@@ -106,12 +106,14 @@ SP_TEST(tcp_writes_coalesce_into_one_read, "TCP-BOUNDARY-COALESCE", SP_INET,
 		RECORD("tcp_nodelay", "%s", nodelay ? "on" : "unavailable");
 	}
 	sp_set_nonblock(rd, ctx->nonblock);
+	sp_watchdog(sp_wait_ms()); /* one bound for the calls below (each is named) */
 	for (int i = 0; i < 4; i++)
 		SP_OUT_EXACT(ctx->write, wr, ten, 10);
 	ASSERT_EQ(40, sp_wait_inq(rd, 40));
 
 	ssize_t n = MUST_RETURN(sp_io_in(ctx->read, rd, buf, sizeof(buf), 0),
 				"%s() with 40 bytes queued", sp_io_in_name(ctx->read));
+	sp_watchdog(0);
 	RECORD_ONCE("read_sizes", "%zd", n);
 	ASSERT_TRUE(n == 40, "one %s() returns all 40 bytes of 4 %s() calls: got %zd (%s)",
 		    sp_io_in_name(ctx->read), sp_io_out_name(ctx->write), n,
@@ -137,6 +139,7 @@ SP_TEST(tcp_one_write_splits_across_reads, "TCP-BOUNDARY-SPLIT", SP_INET,
 	sp_pattern(out, N, 0);
 	sp_set_nonblock(rd, ctx->nonblock);
 	memset(in, 0, N);
+	sp_watchdog(sp_wait_ms()); /* one bound for the calls below (each is named) */
 	SP_OUT_EXACT(ctx->write, wr, out, N); /* one call, all N bytes */
 	ASSERT_EQ(N, sp_wait_inq(rd, N));
 	/* The pieces are taken by every read call in turn. */
@@ -152,6 +155,7 @@ SP_TEST(tcp_one_write_splits_across_reads, "TCP-BOUNDARY-SPLIT", SP_INET,
 			    "after %s() took %d bytes the other %d stay queued (FIONREAD %d)",
 			    sp_io_in_name(rapi), PIECE, N - off - PIECE, left);
 	}
+	sp_watchdog(0);
 	ASSERT_EQ(N, sp_pattern_check(in, N, 0));
 	ASSERT_ERRNO(recv(rd, in, 1, MSG_DONTWAIT), EAGAIN);
 }
