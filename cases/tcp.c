@@ -796,14 +796,14 @@ SP_TEST(tcp_connect_binds_ephemeral_port, "TCP-CONNECT-IMPLICIT-BIND", SP_INET,
 	EXPECT_EVENTS(l, POLLIN, POLLIN, "the connection is queued");
 	int s = ASSERT_SYS(accept(l, (struct sockaddr *)&seen, &slen));
 	ASSERT_SYS(getpeername(s, (struct sockaddr *)&peer, &plen));
+	/* Recorded: the names the server sees (their agreement is
+	 * CONN-NAMES-AGREE's Must, not this item's). */
 	addr_text(&seen, want, sizeof(want));
-	ASSERT_TRUE(same_host(&seen, &after) && sp_port(&seen) == port,
-		    "accept() reports the client's own address (%s) and port %u (got %s)",
-		    text, port, want);
+	RECORD_ONCE("accept_reports_client_name", "%s",
+		    same_host(&seen, &after) && sp_port(&seen) == port ? "yes" : want);
 	addr_text(&peer, want, sizeof(want));
-	ASSERT_TRUE(same_host(&peer, &after) && sp_port(&peer) == port,
-		    "the server's getpeername() is the client's getsockname() (%s; got %s)",
-		    text, want);
+	RECORD_ONCE("server_getpeername_is_client_getsockname", "%s",
+		    same_host(&peer, &after) && sp_port(&peer) == port ? "yes" : want);
 	close(s);
 	close(c);
 	close(l);

@@ -684,14 +684,14 @@ SP_TEST(udp_connected_socket_needs_no_addresses, "UDP-CONNECTED", SP_INET,
 	ASSERT_EQ(4, RX(b, api, buf, sizeof(buf), &d));
 	ASSERT_MEM_EQ(m, buf, 4);
 	if (d.named)
-		ASSERT_FROM(&sa, &d);
+		NOTE_FROM(&sa, &d);
 	m[0] = 'b';
 	m[2] = 'a';
 	TX(b, back, m, 4, NULL, 0);
 	ASSERT_EQ(4, RX(a, back, buf, sizeof(buf), &d));
 	ASSERT_MEM_EQ(m, buf, 4);
 	if (d.named)
-		ASSERT_FROM(&sb, &d);
+		NOTE_FROM(&sb, &d);
 	ASSERT_EMPTY(a);
 	ASSERT_EMPTY(b);
 }
@@ -722,7 +722,7 @@ SP_TEST(udp_connected_socket_ignores_other_sources, "UDP-CONNECTED", SP_INET,
 	ASSERT_EQ(4, n);
 	ASSERT_MEM_EQ("peer", buf, 4);
 	if (d.named)
-		ASSERT_FROM(&sp, &d);
+		NOTE_FROM(&sp, &d);
 	ASSERT_EMPTY(a);
 }
 
@@ -796,11 +796,13 @@ SP_TEST(udp_connected_socket_reports_refused, "UDP-CONNECTED", SP_INET,
 	if (r != -1 || err != ECONNREFUSED)
 		FAIL("%s (%s) after ICMP port unreachable reports ECONNREFUSED: got %zd (%s)",
 		     ctx->how_name, mode_name(ctx->nonblock), r, sp_errno_name(err));
-	/* Reported once: nothing pending any more. */
+	/* Recorded: whether it is still pending (clearing is
+	 * OPT-SO-ERROR-CLEARS' Must, not this item's). */
 	int pending = -1;
 	socklen_t pl = sizeof(pending);
 	ASSERT_SYS(getsockopt(a, SOL_SOCKET, SO_ERROR, &pending, &pl));
-	ASSERT_STR(sp_errno_name(0), sp_errno_name(pending));
+	RECORD_ONCE("so_error_after_refusal_reported", "%s",
+		    pending ? sp_errno_name(pending) : "0 (cleared)");
 	ASSERT_EMPTY(a);
 	close(a);
 }
