@@ -61,8 +61,8 @@ SP_TEST(half_close_gives_peer_eof_and_still_receives, "CLOSE-HALF-WR-EOF", SP_IN
 	sp_ends(ctx, c, s, &sender, &receiver);
 	if (ctx->first) {
 		sp_capture_start(&cap);
-		sp_capture_name(&cap, sp_local_port(sender), "C");
-		sp_capture_name(&cap, sp_local_port(receiver), "S");
+		sp_capture_name_fd(&cap, sender, "C");
+		sp_capture_name_fd(&cap, receiver, "S");
 	}
 	/* The file goes out non-blocking: short counts are normal there
 	 * (blocking writes are TCP-FLOW-CONTROL's business). */
@@ -120,7 +120,6 @@ SP_TEST(write_after_shutdown_wr_fails_with_epipe, "CLOSE-HALF-WR-NO-MORE-WRITES"
 	.end = SP_BOTH_ENDS)
 {
 	struct sigaction sa = { .sa_handler = count_sigpipe };
-	char buf[8];
 
 	ASSERT_SYS(sigaction(SIGPIPE, &sa, NULL));
 	sigpipes = 0;
@@ -152,9 +151,9 @@ SP_TEST(write_after_shutdown_wr_fails_with_epipe, "CLOSE-HALF-WR-NO-MORE-WRITES"
 	}
 	RECORD_ONCE("sigpipe_raised_by_write", "%d of 10 calls without MSG_NOSIGNAL",
 		    (int)sigpipes);
-	/* None of it reached the peer: only the EOF. */
+	/* None of it reached the peer: only the EOF (read once; EOF
+	 * staying EOF is CLOSE-HALF-WR-EOF's). */
 	SP_EXPECT_EOF(SP_IO_RECV, b);
-	ASSERT_EQ(0, recv(b, buf, sizeof(buf), MSG_DONTWAIT));
 	close(c);
 	close(s);
 }
@@ -226,8 +225,8 @@ SP_TEST(close_without_half_close_loses_reply, "CLOSE-FULL-LOSES-REPLY", SP_INET,
 	sp_ends(ctx, c, s, &closer, &replier);
 	if (ctx->first) {
 		sp_capture_start(&cap);
-		sp_capture_name(&cap, sp_local_port(closer), "C");
-		sp_capture_name(&cap, sp_local_port(replier), "S");
+		sp_capture_name_fd(&cap, closer, "C");
+		sp_capture_name_fd(&cap, replier, "S");
 	}
 	SP_OUT_EXACT(api, closer, "file", 4);
 	ASSERT_SYS(close(closer)); /* full close: no way to receive the reply */

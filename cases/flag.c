@@ -402,8 +402,8 @@ SP_TEST(oob_send_makes_only_the_last_byte_urgent, "FLAG-OOB-URGENT-BYTE", SP_INE
 			RECORD("recv_oob_with_nothing_urgent", "%zd (%s)", r,
 			       r < 0 ? sp_errno_name(errno) : "a byte");
 		sp_capture_start(&cap);
-		sp_capture_name(&cap, sp_local_port(c), "C");
-		sp_capture_name(&cap, sp_local_port(s), "S");
+		sp_capture_name_fd(&cap, c, "C");
+		sp_capture_name_fd(&cap, s, "S");
 	}
 	ASSERT_EQ(3, send(c, "123", 3, 0));
 	ASSERT_EQ(2, sp_io_out(ctx->write, c, "45", 2, MSG_OOB));
@@ -561,8 +561,8 @@ SP_TEST(writev_gathers_buffers_in_order, "FLAG-WRITEV-GATHER", SP_INET)
 
 	sp_tcp_pair(ctx, &c, &s);
 	sp_capture_start(&cap);
-	sp_capture_name(&cap, sp_local_port(c), "C");
-	sp_capture_name(&cap, sp_local_port(s), "S");
+	sp_capture_name_fd(&cap, c, "C");
+	sp_capture_name_fd(&cap, s, "S");
 	ASSERT_EQ(6, writev(c, iov, 3));
 	ASSERT_EQ(6, sp_read_all(s, buf, 6));
 	ASSERT_MEM_EQ("abcdef", buf, 6);

@@ -320,10 +320,10 @@ SP_TEST(tcp_nodelay_reads_as_set_and_turns_nagle_off, "OPT-TCP-NODELAY", SP_INET
 			break;
 		}
 		sp_capture_start(&cap);
-		sp_capture_name(&cap, sp_local_port(c), "C");
-		sp_capture_name(&cap, sp_local_port(s), "S");
-		sp_capture_name(&cap, sp_local_port(d), "D");
-		sp_capture_name(&cap, sp_local_port(u), "U");
+		sp_capture_name_fd(&cap, c, "C");
+		sp_capture_name_fd(&cap, s, "S");
+		sp_capture_name_fd(&cap, d, "D");
+		sp_capture_name_fd(&cap, u, "U");
 		/* Leg 1, Nagle (the default): bytes 2-5 wait for the ACK of byte 1. */
 		if (!small_writes(c, s, &inq, &held)) {
 			sp_capture_stop(&cap);
@@ -403,8 +403,8 @@ SP_TEST(linger_zero_close_resets_instead_of_fin, "OPT-LINGER-ZERO-RST", SP_INET,
 	ASSERT_EQ(5, sp_wait_inq(s, 5));
 	if (ctx->first) {
 		sp_capture_start(&cap);
-		sp_capture_name(&cap, cport, "C");
-		sp_capture_name(&cap, sp_local_port(s), "S");
+		sp_capture_name_fd(&cap, c, "C");
+		sp_capture_name_fd(&cap, s, "S");
 	}
 	ASSERT_SYS(close(c));
 	EXPECT_EVENTS(s, POLLIN, POLLIN | POLLERR | POLLHUP, "the peer learns of the close");

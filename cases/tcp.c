@@ -302,8 +302,8 @@ SP_TEST(tcp_close_flushes_output, "TCP-CLOSE-FLUSHES-OUTPUT", SP_INET,
 	small_rcvbuf(s);
 	if (ctx->first) {
 		sp_capture_start(&cap);
-		sp_capture_name(&cap, sp_local_port(c), "C");
-		sp_capture_name(&cap, sp_local_port(s), "S");
+		sp_capture_name_fd(&cap, c, "C");
+		sp_capture_name_fd(&cap, s, "S");
 	}
 	size_t queued = fill_and_close(ctx, c, s, ctx->nonblock);
 
@@ -362,8 +362,8 @@ SP_TEST(tcp_close_with_unread_input_resets_peer, "TCP-CLOSE-DISCARDS-INPUT", SP_
 	ASSERT_EQ(100, sp_wait_inq(closer, 100));
 	if (ctx->first) {
 		sp_capture_start(&cap);
-		sp_capture_name(&cap, sp_local_port(peer), "C");
-		sp_capture_name(&cap, sp_local_port(closer), "S");
+		sp_capture_name_fd(&cap, peer, "C");
+		sp_capture_name_fd(&cap, closer, "S");
 	}
 	ASSERT_SYS(close(closer)); /* 100 bytes unread */
 
@@ -590,7 +590,7 @@ SP_TEST(tcp_connect_completes_before_accept, "TCP-HANDSHAKE-BEFORE-ACCEPT", SP_I
 	struct sp_capture cap;
 
 	sp_capture_start(&cap);
-	sp_capture_name(&cap, sp_local_port(l), "S");
+	sp_capture_name_fd(&cap, l, "S");
 	sp_capture_name(&cap, 0, "C");
 	c[0] = sp_socket(ctx, SOCK_STREAM);
 	ASSERT_SYS(connect(c[0], (struct sockaddr *)&ss, len));
@@ -676,8 +676,8 @@ SP_TEST(tcp_teardown_walks_fin_wait_close_wait_time_wait, "TCP-TEARDOWN-STATES",
 	int server_active = ctx->end == SP_SERVER;
 
 	sp_capture_start(&cap);
-	sp_capture_name(&cap, port, "C");
-	sp_capture_name(&cap, sp_local_port(b), "S");
+	sp_capture_name_fd(&cap, a, "C");
+	sp_capture_name_fd(&cap, b, "S");
 
 	ASSERT_SYS(shutdown(a, SHUT_WR)); /* active close: our FIN */
 	int active = sp_wait_tcp_state(a, TCP_FIN_WAIT2);

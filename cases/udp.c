@@ -484,9 +484,9 @@ SP_TEST(udp_sendto_closed_port_reports_success, "UDP-NO-ACK", SP_INET)
 	addr_of(tx, &txa);
 	/* To an open port: the datagram arrives and nothing comes back. */
 	sp_capture_start(&cap);
-	sp_capture_name(&cap, sp_local_port(tx), "C");
-	sp_capture_name(&cap, sp_local_port(open_rx), "R");
-	sp_capture_name(&cap, sp_local_port(gone), "G");
+	sp_capture_name_fd(&cap, tx, "C");
+	sp_capture_name_fd(&cap, open_rx, "R");
+	sp_capture_name_fd(&cap, gone, "G");
 	TX(tx, SP_IO_RECVFROM, "data", 4, &rxa, rxl);
 	ASSERT_EQ(4, RX(open_rx, SP_IO_RECVFROM, buf, sizeof(buf), &d));
 	NOTE_FROM(&txa, &d);
@@ -662,8 +662,8 @@ SP_TEST(udp_connected_socket_needs_no_addresses, "UDP-CONNECTED", SP_INET,
 
 	if (ctx->first) { /* the wire, once */
 		sp_capture_start(&cap);
-		sp_capture_name(&cap, sp_local_port(a), "A");
-		sp_capture_name(&cap, sp_local_port(b), "B");
+		sp_capture_name_fd(&cap, a, "A");
+		sp_capture_name_fd(&cap, b, "B");
 	}
 	ASSERT_SYS(connect(a, (struct sockaddr *)&sb, lb));
 	ASSERT_EQ(0, sp_poll(b, POLLIN, 0)); /* connect() sent nothing */
@@ -748,8 +748,8 @@ SP_TEST(udp_connected_socket_reports_refused, "UDP-CONNECTED", SP_INET,
 
 	if (wire) {
 		sp_capture_start(&cap);
-		sp_capture_name(&cap, sp_local_port(a), "C");
-		sp_capture_name(&cap, sp_local_port(gone), "G");
+		sp_capture_name_fd(&cap, a, "C");
+		sp_capture_name_fd(&cap, gone, "G");
 	}
 	ASSERT_SYS(close(gone));
 	ASSERT_SYS(connect(a, (struct sockaddr *)&sg, lg));
