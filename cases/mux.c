@@ -211,9 +211,9 @@ static int expect_mux(const char *file, int line, int api, int fd, short events,
 /* ---- socket kinds -------------------------------------------------------- */
 
 /* Stream behaviors run over every socket kind the item offers (TCP,
- * TCP on the v4-mapped address, AF_UNIX): sp_kind_applies() and
- * sp_kind_pair() in the fixtures; failures name the kind
- * (sp_kind_current()). */
+ * TCP on the v4-mapped address, AF_UNIX): the items declare
+ * .kind = SP_EVERY_KIND and make the pair with sp_pair(); the fail line
+ * names the variant, and messages the kind (sp_kind_current()). */
 
 /* ---- 1. MUX-READABLE-DATA ------------------------------------------------ */
 
