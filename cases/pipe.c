@@ -91,6 +91,7 @@ static int echo_upper(void *arg)
 
 SP_TEST(pipe_connects_parent_and_child, "PIPE-ACROSS-FORK", SP_NONE)
 {
+	(void)ctx;
 	struct across a;
 	char buf[8];
 
@@ -137,6 +138,7 @@ static int answer_child(void *arg)
 
 SP_TEST(one_pipe_reads_back_own_message_two_pipes_do_not, "PIPE-TWO-WAY", SP_NONE)
 {
+	(void)ctx;
 	int one[2];
 	char buf[8];
 	struct two_way t;
@@ -173,6 +175,7 @@ static int write_tail_and_exit(void *arg)
 
 SP_TEST(pipe_reader_gets_eof_after_last_writer_closes, "PIPE-EOF", SP_NONE)
 {
+	(void)ctx;
 	int fds[2];
 	char buf[8];
 
@@ -323,6 +326,7 @@ static void sigpipe_handler_per_write(int via, int by_sigaction)
  * blocked (the signal then pending). */
 SP_TEST(write_to_pipe_without_reader_raises_sigpipe, "PIPE-EPIPE", SP_NONE)
 {
+	(void)ctx;
 	sigpipe_by_disposition(VIA_PIPE_WRITE);
 }
 
@@ -377,6 +381,7 @@ static long fill_pipe(int fd, long pipe_buf, char *block)
 
 SP_TEST(small_pipe_writes_are_atomic, "PIPE-ATOMIC", SP_NONE)
 {
+	(void)ctx;
 	int fds[2], inq = 0;
 	struct atomic_writer w[WRITERS];
 	pid_t pids[WRITERS];
