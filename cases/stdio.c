@@ -152,7 +152,7 @@ static int half_line_taken(void *p)
 }
 
 /* 1. fdopen'd socket streams carry whole lines, both ways. */
-SP_TEST(stdio_fdopen_streams_carry_lines)
+SP_TEST(stdio_fdopen_streams_carry_lines, "STDIO-FDOPEN", SP_INET)
 {
 	int c, s;
 	char line[64], *gl = NULL;
@@ -212,7 +212,7 @@ SP_TEST(stdio_fdopen_streams_carry_lines)
 /* ---- 2. STDIO-BUFFERED-UNTIL-FLUSH ------------------------------------------ */
 
 /* 2. A socket stream holds its output until fflush. */
-SP_TEST(stdio_socket_stream_buffers_until_fflush)
+SP_TEST(stdio_socket_stream_buffers_until_fflush, "STDIO-BUFFERED-UNTIL-FLUSH", SP_INET)
 {
 	int c, s;
 
@@ -252,7 +252,7 @@ SP_TEST(stdio_socket_stream_buffers_until_fflush)
 /* ---- 3. STDIO-FCLOSE-CLOSES-FD ---------------------------------------------- */
 
 /* 3. fclose flushes and closes the descriptor; the peer reads EOF. */
-SP_TEST(stdio_fclose_flushes_and_closes_fd)
+SP_TEST(stdio_fclose_flushes_and_closes_fd, "STDIO-FCLOSE-CLOSES-FD", SP_INET)
 {
 	int c, s, c2, s2;
 	char b;
@@ -297,7 +297,7 @@ SP_TEST(stdio_fclose_flushes_and_closes_fd)
 /* ---- 4. STDIO-DUP-TWO-STREAMS ----------------------------------------------- */
 
 /* 4. A read stream on the socket and a write stream on its dup(). */
-SP_TEST(stdio_read_and_write_streams_on_dup)
+SP_TEST(stdio_read_and_write_streams_on_dup, "STDIO-DUP-TWO-STREAMS", SP_INET)
 {
 	int c, s;
 	char line[64];
@@ -331,7 +331,7 @@ SP_TEST(stdio_read_and_write_streams_on_dup)
 /* ---- 5. STDIO-FCLOSE-NO-HALF-CLOSE ------------------------------------------ */
 
 /* 5. fclose of the write stream does not half-close; shutdown does. */
-SP_TEST(stdio_fclose_of_write_stream_is_no_half_close)
+SP_TEST(stdio_fclose_of_write_stream_is_no_half_close, "STDIO-FCLOSE-NO-HALF-CLOSE", SP_INET)
 {
 	int c, s;
 	char line[64], b;
@@ -376,12 +376,4 @@ SP_TEST(stdio_fclose_of_write_stream_is_no_half_close)
 	fclose(in);
 }
 
-static const struct sp_case cases[] = {
-	SP_CASE(stdio_fdopen_streams_carry_lines, "STDIO-FDOPEN", SP_INET),
-	SP_CASE(stdio_socket_stream_buffers_until_fflush, "STDIO-BUFFERED-UNTIL-FLUSH", SP_INET),
-	SP_CASE(stdio_fclose_flushes_and_closes_fd, "STDIO-FCLOSE-CLOSES-FD", SP_INET),
-	SP_CASE(stdio_read_and_write_streams_on_dup, "STDIO-DUP-TWO-STREAMS", SP_INET),
-	SP_CASE(stdio_fclose_of_write_stream_is_no_half_close, "STDIO-FCLOSE-NO-HALF-CLOSE", SP_INET),
-};
-
-SP_MAIN("stdio", cases)
+SP_MAIN("stdio")
