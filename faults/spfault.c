@@ -193,7 +193,7 @@ FAULT(alarm_never_fires,
       "SIG-HANDLER-RUNS",
       "a sandbox whose alarm() keeps the bookkeeping and return values but never raises SIGALRM");
 FAULT(sa_restart_ignored,
-      "SIG-INTERRUPTS-SLEEP",
+      "INTR-RESTART-SOCKET-CALLS",
       "a syscall emulation (early gVisor/WSL1 style) that never restarts: SA_RESTART calls fail with EINTR");
 FAULT(sa_restart_always,
       "SIG-INTERRUPTS-SLEEP",
