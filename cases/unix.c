@@ -168,7 +168,7 @@ static ssize_t recv_via(int api, int fd, void *buf, size_t n, int *flags)
 	ASSERT_TRUE(sp_poll(fd, POLLIN, sp_wait_ms()) & (POLLIN | POLLHUP),
 		    "something to %s within %d ms", sp_io_in_name(api), sp_wait_ms());
 	ssize_t r = sp_io_recv(api, fd, buf, n, 0, &got);
-	*flags = got.msg_flags;
+	*flags = got.has_flags ? got.msg_flags : -1;
 	return r;
 }
 
