@@ -2,12 +2,13 @@
  * mcast.c - broadcast and multicast (catalogue part 2, "Broadcast and
  * multicast", textbook ch. 14; ip(7), socket(7)).
  *
- *  1. MCAST-BROADCAST-NEEDS-OPT  SO_BROADCAST starts at 0; sendto and
- *                                sendmsg to 127.255.255.255 (from a sender
- *                                bound to 127.0.0.1) fail with EACCES until
- *                                it is set (then it reads back non-zero and
- *                                they succeed), and again once it is
- *                                cleared.
+ *  1. MCAST-BROADCAST-NEEDS-OPT  SO_BROADCAST starts at 0; sendto, sendmsg
+ *                                and (where connect() to a broadcast address
+ *                                works at all) connect to 127.255.255.255,
+ *                                from a sender bound to 127.0.0.1, fail with
+ *                                EACCES until it is set (then it reads back
+ *                                non-zero and they succeed), and again once
+ *                                it is cleared.
  *  2. MCAST-BROADCAST-DELIVERED  a broadcast to 127.255.255.255:P reaches a
  *                                socket bound to INADDR_ANY:P, sent with
  *                                sendto, sendmsg, send and write, received
@@ -40,8 +41,8 @@
  *
  * Platform-defined (recorded): sendto 255.255.255.255 (ENETUNREACH without
  * a default route); a broadcast from an unbound sender and connect() to
- * the broadcast address, with and without SO_BROADCAST (Linux: EACCES
- * without, 0 with; gVisor: ENETUNREACH); what IP_MULTICAST_ALL reads back;
+ * the broadcast address with SO_BROADCAST (Linux: 0; gVisor:
+ * ENETUNREACH); what IP_MULTICAST_ALL reads back;
  * whether a socket bound to 127.0.0.1:P also gets the
  * broadcast; send without IP_MULTICAST_IF; delivery with
  * IP_MULTICAST_LOOP=0 (Linux on lo: delivered anyway); whether non-members
@@ -219,12 +220,19 @@ SP_TEST(mcast_broadcast_needs_so_broadcast, "MCAST-BROADCAST-NEEDS-OPT", SP_IPV4
 	ASSERT_EQ(0, sp_get_int(tx, SOL_SOCKET, SO_BROADCAST));
 	ASSERT_ERRNO(sendto(tx, "no", 2, 0, (struct sockaddr *)&bc, sizeof(bc)), EACCES);
 	ASSERT_ERRNO(sendmsg(tx, &mh, 0), EACCES);
-	/* connect() is no call the Must names: recorded (Linux: EACCES). */
+	/* connect() is the other way to send there, refused the same way
+	 * wherever connect() to the broadcast address works at all (gVisor:
+	 * ENETUNREACH even with SO_BROADCAST, recorded; then only sendto and
+	 * sendmsg can show the behavior). */
 	int probe = udp4();
+	ASSERT_SYS(bind(probe, (struct sockaddr *)&lo, sizeof(lo)));
+	sp_set_int(probe, SOL_SOCKET, SO_BROADCAST, 1);
 	errno = 0;
 	int cr = connect(probe, (struct sockaddr *)&bc, sizeof(bc));
-	RECORD("connect_without_so_broadcast", "%s", cr == 0 ? "0" : sp_errno_name(errno));
+	RECORD("connect_with_so_broadcast", "%s", cr == 0 ? "0" : sp_errno_name(errno));
 	close(probe);
+	if (cr == 0)
+		ASSERT_ERRNO(connect(tx, (struct sockaddr *)&bc, sizeof(bc)), EACCES);
 
 	sp_set_int(tx, SOL_SOCKET, SO_BROADCAST, 1);
 	ASSERT_TRUE(sp_get_int(tx, SOL_SOCKET, SO_BROADCAST) != 0, "SO_BROADCAST reads back set");
