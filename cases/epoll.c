@@ -173,7 +173,8 @@ static void expect_wakeup(int api, int ep, int c, int s)
 
 	EXPECT_ONE(api, ep, s, EPOLLIN, sp_wait_ms());
 	int st = sp_reap(pid);
-	ASSERT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0, "the late writer wrote 5 bytes");
+	ASSERT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0, "the late writer wrote 5 bytes (it %s)",
+		    sp_status_str(st));
 	ASSERT_EQ(5, sp_wait_inq(s, 5));
 	ASSERT_EQ(5, read(s, buf, sizeof(buf)));
 	ASSERT_MEM_EQ("late!", buf, 5);

@@ -250,7 +250,8 @@ SP_TEST(mux_readable_only_when_data_arrives, "MUX-READABLE-DATA", SP_INET,
 	EXPECT_MUX(api, s, POLLIN, sp_wait_ms(), POLLIN, POLLIN,
 		   "for data that arrived while it was blocked");
 	int st = sp_reap(pid);
-	ASSERT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) != 1, "the late writer wrote 5 bytes");
+	ASSERT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) != 1, "the late writer wrote 5 bytes (it %s)",
+		    sp_status_str(st));
 	if (ctx->first)
 		RECORD("wakeup_while_blocked", "%s", WEXITSTATUS(st) == 0
 		       ? "shown (writer waited until the caller slept)"

@@ -269,7 +269,7 @@ SP_TEST(stdio_fclose_flushes_and_closes_fd, "STDIO-FCLOSE-CLOSES-FD", SP_INET)
 	ASSERT_EQ(0, fclose(w));
 	ASSERT_ERRNO(fcntl(c, F_GETFD), EBADF);
 	EXPECT_RAW(s, "last words");
-	ASSERT_TRUE(sp_poll(s, POLLIN, sp_wait_ms()) & POLLIN, "EOF follows the flushed data");
+	EXPECT_EVENTS(s, POLLIN, POLLIN, "EOF follows the flushed data");
 	ASSERT_EQ(0, read(s, &b, 1));
 	/* On the wire: the flushed bytes, then the FIN of the close. */
 	if (sp_capture_sync(&cap))
@@ -283,7 +283,7 @@ SP_TEST(stdio_fclose_flushes_and_closes_fd, "STDIO-FCLOSE-CLOSES-FD", SP_INET)
 	ASSERT_EQ('h', fgetc(r));     /* the stream has read ahead */
 	ASSERT_EQ(0, fclose(r));
 	ASSERT_ERRNO(fcntl(s2, F_GETFD), EBADF);
-	ASSERT_TRUE(sp_poll(c2, POLLIN, sp_wait_ms()) & POLLIN, "the peer of the closed read stream "
+	EXPECT_EVENTS(c2, POLLIN, POLLIN, "the peer of the closed read stream "
 		    "learns of the close");
 	errno = 0;
 	ssize_t n = recv(c2, &b, 1, 0);
@@ -362,7 +362,7 @@ SP_TEST(stdio_fclose_of_write_stream_is_no_half_close, "STDIO-FCLOSE-NO-HALF-CLO
 
 	/* shutdown on the read stream's descriptor half-closes. */
 	ASSERT_SYS(shutdown(fileno(in), SHUT_WR));
-	ASSERT_TRUE(sp_poll(c, POLLIN, sp_wait_ms()) & POLLIN, "the peer sees the FIN");
+	EXPECT_EVENTS(c, POLLIN, POLLIN, "the peer sees the FIN");
 	ASSERT_EQ(0, read(c, &b, 1));
 	if (sp_capture_sync(&cap))
 		WIRE_EXPECT(&cap, "S>C P., S>C F");
