@@ -323,12 +323,12 @@ SP_TEST(mux_listener_readable_when_connection_pending, "MUX-LISTEN-READABLE", SP
 	/* Readable means accept does not block: the non-blocking one
 	 * succeeds, the blocking one returns (a watchdog bounds it). */
 	sp_set_nonblock(l, !blocking);
-	sp_watchdog(sp_wait_ms());
 	errno = 0;
 	long m = sp_block_mark(); /* not even for a while */
-	int s = blocking ? accept(l, NULL, NULL) : accept4(l, NULL, NULL, SOCK_CLOEXEC);
+	int s = MUST_RETURN(blocking ? accept(l, NULL, NULL) : accept4(l, NULL, NULL, SOCK_CLOEXEC),
+			    "%s accept() on a listener %s reported readable",
+			    blocking ? "a blocking" : "a non-blocking", sp_waitcall_name(api));
 	int err = errno;
-	sp_watchdog(0);
 	if (s < 0)
 		FAIL("%s reported the %s listener readable but accept failed: %s",
 		     sp_waitcall_name(api), blocking ? "blocking" : "non-blocking", sp_errno_name(err));
@@ -397,10 +397,9 @@ SP_TEST(mux_writable_until_send_buffer_full, "MUX-WRITABLE", SP_INET, .wait = MU
 	EXPECT_MUX(api, c, POLLOUT, sp_wait_ms(), POLLOUT, POLLOUT, "once the peer drained the data");
 	/* Writable means a blocking write does not block (a watchdog
 	 * would interrupt it). */
-	sp_watchdog(sp_wait_ms());
-	ssize_t w = write(c, "+", 1);
+	ssize_t w = MUST_RETURN(write(c, "+", 1), "%s: a blocking write() to a socket reported writable",
+				sp_waitcall_name(api));
 	int err = errno;
-	sp_watchdog(0);
 	ASSERT_TRUE(w == 1, "%s: a blocking write to the writable socket returns 1 (got %zd, %s)",
 		    sp_waitcall_name(api), w, w < 0 ? sp_errno_name(err) : "");
 	close(c);

@@ -109,10 +109,8 @@ SP_TEST(pipe_connects_parent_and_child, "PIPE-ACROSS-FORK", SP_NONE)
 	ASSERT_EQ(4, sp_read_all(a.up[0], buf, 4));
 	ASSERT_MEM_EQ("PING", buf, 4);
 	/* Parent side: a plain blocking read() waits for the child's write. */
-	sp_watchdog(sp_wait_ms());
-	ssize_t n = read(a.up[0], buf, 4);
+	ssize_t n = MUST_RETURN(read(a.up[0], buf, 4), "the parent's read() once the child wrote");
 	int err = errno;
-	sp_watchdog(0);
 	ASSERT_TRUE(n == 4, "the parent's blocking read returns the child's write (got %zd, %s)",
 		    n, n < 0 ? sp_errno_name(err) : "-");
 	ASSERT_MEM_EQ("pong", buf, 4);

@@ -217,9 +217,8 @@ SP_TEST(exited_child_is_a_zombie_until_waited, "PROC-ZOMBIE", SP_NONE,
 	{
 		siginfo_t si;
 		memset(&si, 0, sizeof(si));
-		sp_watchdog(sp_wait_ms());
-		ASSERT_SYS(waitid(P_PID, (id_t)pid, &si, WEXITED | WNOWAIT));
-		sp_watchdog(0);
+		ASSERT_SYS(MUST_RETURN(waitid(P_PID, (id_t)pid, &si, WEXITED | WNOWAIT),
+					       "waitid(WEXITED|WNOWAIT) on a child that has ended"));
 	}
 	/* It stays a zombie while nobody waits: still there, still waitable. */
 	ASSERT_SYS(kill(pid, 0));
@@ -401,9 +400,8 @@ SP_TEST(waitpid_pid_leaves_other_exited_children, "PROC-WAIT-REAPS", SP_NONE)
 	pid_t done = sp_fork(exit_11, NULL);
 	pid_t held = sp_fork(held_then_exit_22, &release);
 	memset(&si, 0, sizeof(si));
-	sp_watchdog(sp_wait_ms());
-	ASSERT_SYS(waitid(P_PID, (id_t)done, &si, WEXITED | WNOWAIT)); /* `done` has ended */
-	sp_watchdog(0);
+	ASSERT_SYS(MUST_RETURN(waitid(P_PID, (id_t)done, &si, WEXITED | WNOWAIT),
+				       "waitid(WEXITED|WNOWAIT) on a child that has ended")); /* `done` has ended */
 
 	/* The held child runs: waitpid(held, WNOHANG) is 0, not `done`. */
 	ASSERT_EQ(0, waitpid(held, &st, WNOHANG));
@@ -414,9 +412,7 @@ SP_TEST(waitpid_pid_leaves_other_exited_children, "PROC-WAIT-REAPS", SP_NONE)
 
 	/* Blocking waitpid(held) returns held once it ends, never `done`. */
 	sp_barrier_pass(&release);
-	sp_watchdog(sp_wait_ms());
-	pid_t w = waitpid(held, &st, 0);
-	sp_watchdog(0);
+	pid_t w = MUST_RETURN(waitpid(held, &st, 0), "waitpid(pid) on a released child");
 	ASSERT_EQ(held, w);
 	sp_untrack_child(held);
 	ASSERT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 22, "held child: exited 22 (%s)",
@@ -483,11 +479,10 @@ SP_TEST(wait_blocks_while_child_runs, "PROC-WAIT-BLOCKS", SP_NONE,
 	/* No children left at all: every wait fails at once with ECHILD
 	 * (one that blocks instead is ended by the watchdog: EINTR). */
 	siginfo_t si;
-	sp_watchdog(sp_wait_ms());
-	ASSERT_ERRNO(wait(NULL), ECHILD);
-	ASSERT_ERRNO(waitpid(-1, NULL, 0), ECHILD);
-	ASSERT_ERRNO(waitid(P_ALL, 0, &si, WEXITED), ECHILD);
-	sp_watchdog(0);
+	ASSERT_ERRNO(MUST_RETURN(wait(NULL), "wait() with no children"), ECHILD);
+	ASSERT_ERRNO(MUST_RETURN(waitpid(-1, NULL, 0), "waitpid(-1) with no children"), ECHILD);
+	ASSERT_ERRNO(MUST_RETURN(waitid(P_ALL, 0, &si, WEXITED), "waitid(P_ALL) with no children"),
+		     ECHILD);
 }
 
 static int held_then_exit_5(void *arg)
@@ -529,9 +524,8 @@ SP_TEST(waitpid_wnohang_returns_at_once, "PROC-WAITPID-WNOHANG", SP_NONE)
 	/* A zombie beside the live child: WNOHANG returns the zombie. */
 	pid_t z = sp_fork(exit_11, NULL);
 	memset(&si, 0, sizeof(si));
-	sp_watchdog(sp_wait_ms());
-	ASSERT_SYS(waitid(P_PID, (id_t)z, &si, WEXITED | WNOWAIT));
-	sp_watchdog(0);
+	ASSERT_SYS(MUST_RETURN(waitid(P_PID, (id_t)z, &si, WEXITED | WNOWAIT),
+				       "waitid(WEXITED|WNOWAIT) on a child that has ended"));
 	ASSERT_EQ(0, waitpid(pid, &st, WNOHANG)); /* not the zombie */
 	ASSERT_EQ(z, waitpid(-1, &st, WNOHANG));
 	sp_untrack_child(z);
@@ -541,9 +535,8 @@ SP_TEST(waitpid_wnohang_returns_at_once, "PROC-WAITPID-WNOHANG", SP_NONE)
 
 	sp_barrier_pass(&release);
 	memset(&si, 0, sizeof(si));
-	sp_watchdog(sp_wait_ms());
-	ASSERT_SYS(waitid(P_PID, (id_t)pid, &si, WEXITED | WNOWAIT)); /* it has ended */
-	sp_watchdog(0);
+	ASSERT_SYS(MUST_RETURN(waitid(P_PID, (id_t)pid, &si, WEXITED | WNOWAIT),
+				       "waitid(WEXITED|WNOWAIT) on a child that has ended")); /* it has ended */
 	ASSERT_EQ(pid, waitpid(-1, &st, WNOHANG));
 	sp_untrack_child(pid);
 	ASSERT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 5, "exited 5 (%s)", sp_status_str(st));

@@ -75,26 +75,17 @@ static void no_sigpipe(void)
  * fails instead of hanging). */
 static char *fgets_bounded(char *buf, int n, FILE *f)
 {
-	sp_watchdog(sp_wait_ms());
-	char *r = fgets(buf, n, f);
-	sp_watchdog(0);
-	return r;
+	return MUST_RETURN(fgets(buf, n, f), "fgets() on a socket stream with a line sent");
 }
 
 static ssize_t getline_bounded(char **line, size_t *cap, FILE *f)
 {
-	sp_watchdog(sp_wait_ms());
-	ssize_t r = getline(line, cap, f);
-	sp_watchdog(0);
-	return r;
+	return MUST_RETURN(getline(line, cap, f), "getline() on a socket stream with a line sent");
 }
 
 static size_t fread_bounded(void *buf, size_t size, size_t n, FILE *f)
 {
-	sp_watchdog(sp_wait_ms());
-	size_t r = fread(buf, size, n, f);
-	sp_watchdog(0);
-	return r;
+	return MUST_RETURN(fread(buf, size, n, f), "fread() on a socket stream with the data sent");
 }
 
 /* Read exactly n raw bytes at the peer and compare them. */
