@@ -344,7 +344,8 @@ SP_TEST(socket_without_peer_raises_sigpipe_unless_nosignal, "FLAG-NOSIGNAL", SP_
 	.how = SP_NAMES("write() to a socket", "send() on a socket",
 			"send(MSG_NOSIGNAL) on a socket"))
 {
-	int via = VIA_SOCK_WRITE + ctx->how;
+	static const int via_of[] = { VIA_SOCK_WRITE, VIA_SOCK_SEND, VIA_SOCK_SEND_NOSIGNAL };
+	const int via = via_of[ctx->how];
 	sigpipe_by_disposition(via);
 	sigpipe_handler_per_write(via, 0);
 	sigpipe_handler_per_write(via, 1);
