@@ -318,14 +318,18 @@ SP_TEST(nosignal_suppresses_sigpipe, "FLAG-NOSIGNAL", SP_INET)
 	ASSERT_ERRNO(send(c, "y", 1, MSG_NOSIGNAL), EPIPE);
 	ASSERT_ERRNO(sendto(c, "y", 1, MSG_NOSIGNAL, NULL, 0), EPIPE);
 	ASSERT_ERRNO(sendmsg(c, &mh, MSG_NOSIGNAL), EPIPE);
-	ASSERT_EQ(0, sigpipes);
+	ASSERT_TRUE(sigpipes == 0, "send/sendto/sendmsg(MSG_NOSIGNAL) to a reset peer: SIGPIPE "
+		    "raised %d times, expected none", (int)sigpipes);
 	/* The same calls without the flag raise SIGPIPE, once per call. */
 	ASSERT_ERRNO(send(c, "y", 1, 0), EPIPE);
-	ASSERT_EQ(1, sigpipes);
+	ASSERT_TRUE(sigpipes == 1, "send() without MSG_NOSIGNAL to a reset peer: SIGPIPE raised "
+		    "%d times, expected once", (int)sigpipes);
 	ASSERT_ERRNO(sendmsg(c, &mh, 0), EPIPE);
-	ASSERT_EQ(2, sigpipes);
+	ASSERT_TRUE(sigpipes == 2, "sendmsg() without MSG_NOSIGNAL: SIGPIPE raised %d times in "
+		    "all, expected 2 (one per call)", (int)sigpipes);
 	ASSERT_ERRNO(write(c, "y", 1), EPIPE);
-	ASSERT_EQ(3, sigpipes);
+	ASSERT_TRUE(sigpipes == 3, "write() to a reset peer: SIGPIPE raised %d times in all, "
+		    "expected 3 (one per call)", (int)sigpipes);
 
 	/* The real mechanism: with the default disposition SIGPIPE kills. */
 	int st = sp_reap(sp_fork(send_without_flag, &c));
