@@ -234,7 +234,7 @@ static void assert_has_aliases(const char *file, int line, const struct hostent 
 #define ASSERT_ALIASES(h, want) assert_has_aliases(__FILE__, __LINE__, h, want)
 
 /* 1a. Several addresses and the alias it was asked by, all from DNS. */
-SP_TEST(gethostbyname_returns_every_address_and_alias)
+SP_TEST(gethostbyname_returns_every_address_and_alias, "DNS-BYNAME,DNS-FIXTURE-SERVER", SP_NONE)
 {
 	char addrs[256], aliases[256];
 	(void)ctx;
@@ -252,7 +252,7 @@ SP_TEST(gethostbyname_returns_every_address_and_alias)
 }
 
 /* 1b. A name only in the hosts file, with its aliases. */
-SP_TEST(gethostbyname_reads_the_hosts_file)
+SP_TEST(gethostbyname_reads_the_hosts_file, "DNS-BYNAME", SP_NONE)
 {
 	char addrs[256], aliases[256];
 	(void)ctx;
@@ -269,7 +269,7 @@ SP_TEST(gethostbyname_reads_the_hosts_file)
 
 /* 1c. A name only in DNS resolves through the suite's server, and stops
  * resolving once that server is gone: the answer came from it. */
-SP_TEST(gethostbyname_asks_the_fixture_server)
+SP_TEST(gethostbyname_asks_the_fixture_server, "DNS-FIXTURE-SERVER,DNS-BYNAME", SP_NONE)
 {
 	char addrs[256];
 	(void)ctx;
@@ -298,7 +298,7 @@ SP_TEST(gethostbyname_asks_the_fixture_server)
 }
 
 /* 2. gethostbyaddr maps addresses back to names (DNS PTR, hosts file). */
-SP_TEST(gethostbyaddr_maps_address_back_to_name)
+SP_TEST(gethostbyaddr_maps_address_back_to_name, "DNS-BYADDR", SP_NONE)
 {
 	static const struct { const char *addr, *name; } table[] = {
 		{ "192.0.2.30", "dnsonly.sockprobe.test" },   /* server's PTR */
@@ -319,7 +319,7 @@ SP_TEST(gethostbyaddr_maps_address_back_to_name)
 }
 
 /* 3. An unknown name: HOST_NOT_FOUND (and EAI_NONAME from getaddrinfo). */
-SP_TEST(unknown_name_fails_with_host_not_found)
+SP_TEST(unknown_name_fails_with_host_not_found, "DNS-NOT-FOUND", SP_NONE)
 {
 	struct addrinfo *res = NULL, hints = { .ai_family = AF_INET };
 	(void)ctx;
@@ -340,7 +340,7 @@ SP_TEST(unknown_name_fails_with_host_not_found)
  * unknown, so a name that exists with only an AAAA record must not get
  * it. POSIX names NO_DATA for "the name is known, no address of this
  * kind"; glibc gives it, musl says HOST_NOT_FOUND (expectations/musl.tsv). */
-SP_TEST(aaaa_only_name_has_no_ipv4_data)
+SP_TEST(aaaa_only_name_has_no_ipv4_data, "DNS-NOT-FOUND", SP_NONE)
 {
 	(void)ctx;
 	dns_fixture(0);
@@ -352,7 +352,7 @@ SP_TEST(aaaa_only_name_has_no_ipv4_data)
 }
 
 /* 4. getaddrinfo/getnameinfo give the same answers. */
-SP_TEST(getaddrinfo_and_getnameinfo_agree)
+SP_TEST(getaddrinfo_and_getnameinfo_agree, "DNS-BYNAME,DNS-BYADDR", SP_NONE)
 {
 	struct addrinfo hints = { .ai_family = AF_INET, .ai_socktype = SOCK_STREAM }, *res, *ai;
 	char got[256] = "", host[NI_MAXHOST];
@@ -391,14 +391,4 @@ SP_TEST(getaddrinfo_and_getnameinfo_agree)
 	ASSERT_STR("dnsonly.sockprobe.test", host);
 }
 
-static const struct sp_case cases[] = {
-	SP_CASE(gethostbyname_returns_every_address_and_alias, "DNS-BYNAME,DNS-FIXTURE-SERVER", SP_NONE),
-	SP_CASE(gethostbyname_reads_the_hosts_file, "DNS-BYNAME", SP_NONE),
-	SP_CASE(gethostbyname_asks_the_fixture_server, "DNS-FIXTURE-SERVER,DNS-BYNAME", SP_NONE),
-	SP_CASE(gethostbyaddr_maps_address_back_to_name, "DNS-BYADDR", SP_NONE),
-	SP_CASE(unknown_name_fails_with_host_not_found, "DNS-NOT-FOUND", SP_NONE),
-	SP_CASE(aaaa_only_name_has_no_ipv4_data, "DNS-NOT-FOUND", SP_NONE),
-	SP_CASE(getaddrinfo_and_getnameinfo_agree, "DNS-BYNAME,DNS-BYADDR", SP_NONE),
-};
-
-SP_MAIN("dns", cases)
+SP_MAIN("dns")

@@ -15,12 +15,13 @@
  *  4. PIPE-EOF         while any write end is open the reader waits; once
  *                      the last is closed it gets the rest (in pieces),
  *                      then EOF, and EOF again.
- *  5. PIPE-EPIPE       writing with no reader left raises SIGPIPE: the
- *                      default kills; a handler (from signal() or
- *                      sigaction()) runs once per write, which fails with
- *                      EPIPE; ignored or blocked, EPIPE. The same for a
- *                      stream socket whose peer is gone, through write()
- *                      and send(); send(MSG_NOSIGNAL) gives EPIPE alone.
+ *  5. PIPE-EPIPE       writing to a pipe with no reader left raises
+ *                      SIGPIPE: the default kills; a handler (from signal()
+ *                      or sigaction()) runs once per write, which fails
+ *                      with EPIPE; ignored or blocked, EPIPE.
+ *  5c. FLAG-NOSIGNAL   the same on a stream socket whose peer is gone,
+ *                      through write() and send(); send(MSG_NOSIGNAL) gives
+ *                      EPIPE alone.
  *  6. PIPE-ATOMIC      a write of at most PIPE_BUF bytes is never split: a
  *                      non-blocking one into a partly full pipe writes all
  *                      or nothing (EAGAIN); blocking ones of several sizes
@@ -47,28 +48,26 @@
 #include <time.h>
 
 /* 1. fds[1] is the write end, fds[0] the read end; order is kept. */
-SP_TEST(pipe_fd1_writes_fd0_reads_in_order)
+SP_TEST(pipe_fd1_writes_fd0_reads_in_order, "PIPE-ENDS", SP_NONE,
+	.how = SP_NAMES("pipe()", "pipe2(O_CLOEXEC)"))
 {
 	int fds[2];
 	char buf[16];
-	(void)ctx;
 
-	for (int two = 0; two < 2; two++) { /* pipe() and pipe2() */
-		if (two)
-			ASSERT_SYS(pipe2(fds, O_CLOEXEC));
-		else
-			ASSERT_SYS(pipe(fds));
-		ASSERT_EQ(3, write(fds[1], "abc", 3));
-		ASSERT_EQ(3, write(fds[1], "def", 3));
-		ASSERT_EQ(2, read(fds[0], buf, 2)); /* in order, in any pieces */
-		ASSERT_MEM_EQ("ab", buf, 2);
-		ASSERT_EQ(4, read(fds[0], buf, sizeof(buf)));
-		ASSERT_MEM_EQ("cdef", buf, 4);
-		ASSERT_ERRNO(write(fds[0], "x", 1), EBADF);
-		ASSERT_ERRNO(read(fds[1], buf, 1), EBADF);
-		close(fds[0]);
-		close(fds[1]);
-	}
+	if (ctx->how == 1)
+		ASSERT_SYS(pipe2(fds, O_CLOEXEC));
+	else
+		ASSERT_SYS(pipe(fds));
+	ASSERT_EQ(3, write(fds[1], "abc", 3));
+	ASSERT_EQ(3, write(fds[1], "def", 3));
+	ASSERT_EQ(2, read(fds[0], buf, 2)); /* in order, in any pieces */
+	ASSERT_MEM_EQ("ab", buf, 2);
+	ASSERT_EQ(4, read(fds[0], buf, sizeof(buf)));
+	ASSERT_MEM_EQ("cdef", buf, 4);
+	ASSERT_ERRNO(write(fds[0], "x", 1), EBADF);
+	ASSERT_ERRNO(read(fds[1], buf, 1), EBADF);
+	close(fds[0]);
+	close(fds[1]);
 }
 
 /* 2. After fork both processes use the same pipe; a read blocks until the
@@ -90,11 +89,11 @@ static int echo_upper(void *arg)
 	return write(a->up[1], "pong", 4) == 4 ? 0 : 3;
 }
 
-SP_TEST(pipe_connects_parent_and_child)
+SP_TEST(pipe_connects_parent_and_child, "PIPE-ACROSS-FORK", SP_NONE)
 {
+	(void)ctx;
 	struct across a;
 	char buf[8];
-	(void)ctx;
 
 	ASSERT_SYS(pipe(a.down));
 	ASSERT_SYS(pipe(a.up));
@@ -110,10 +109,8 @@ SP_TEST(pipe_connects_parent_and_child)
 	ASSERT_EQ(4, sp_read_all(a.up[0], buf, 4));
 	ASSERT_MEM_EQ("PING", buf, 4);
 	/* Parent side: a plain blocking read() waits for the child's write. */
-	sp_watchdog(sp_wait_ms());
-	ssize_t n = read(a.up[0], buf, 4);
+	ssize_t n = MUST_RETURN(read(a.up[0], buf, 4), "the parent's read() once the child wrote");
 	int err = errno;
-	sp_watchdog(0);
 	ASSERT_TRUE(n == 4, "the parent's blocking read returns the child's write (got %zd, %s)",
 		    n, n < 0 ? sp_errno_name(err) : "-");
 	ASSERT_MEM_EQ("pong", buf, 4);
@@ -137,12 +134,12 @@ static int answer_child(void *arg)
 	return write(t->to_parent[1], "world", 5) == 5 ? 0 : 2;
 }
 
-SP_TEST(one_pipe_reads_back_own_message_two_pipes_do_not)
+SP_TEST(one_pipe_reads_back_own_message_two_pipes_do_not, "PIPE-TWO-WAY", SP_NONE)
 {
+	(void)ctx;
 	int one[2];
 	char buf[8];
 	struct two_way t;
-	(void)ctx;
 
 	/* The pitfall: write, then read the same pipe: our own words come back. */
 	ASSERT_SYS(pipe(one));
@@ -174,11 +171,11 @@ static int write_tail_and_exit(void *arg)
 	return write(w->fds[1], "tail", 4) == 4 ? 0 : 1;
 }
 
-SP_TEST(pipe_reader_gets_eof_after_last_writer_closes)
+SP_TEST(pipe_reader_gets_eof_after_last_writer_closes, "PIPE-EOF", SP_NONE)
 {
+	(void)ctx;
 	int fds[2];
 	char buf[8];
-	(void)ctx;
 
 	ASSERT_SYS(pipe(fds));
 	ASSERT_EQ(4, write(fds[1], "head", 4));
@@ -198,23 +195,25 @@ SP_TEST(pipe_reader_gets_eof_after_last_writer_closes)
 	sp_set_nonblock(fds[0], 0);
 	sp_barrier_pass(&w.go);
 	sp_reap_exit(child, 0);    /* it wrote, and its copy closed at exit */
-	ASSERT_TRUE(sp_poll(fds[0], POLLIN, 0) & POLLIN, "the tail is readable");
+	int ev = sp_poll(fds[0], POLLIN, 0);
+	ASSERT_TRUE(ev & POLLIN, "the tail is readable at once: poll reported %s", sp_events_str(ev));
 	ASSERT_EQ(2, read(fds[0], buf, 2)); /* the rest first, in pieces */
 	ASSERT_MEM_EQ("ta", buf, 2);
 	ASSERT_EQ(2, read(fds[0], buf, sizeof(buf)));
 	ASSERT_MEM_EQ("il", buf, 2);
-	ASSERT_TRUE(sp_poll(fds[0], POLLIN, sp_wait_ms()) & (POLLIN | POLLHUP),
-		    "EOF is signalled once the data is read (within %d ms)", sp_wait_ms());
+	EXPECT_EVENTS(fds[0], POLLIN, POLLIN | POLLHUP,
+		    "EOF is signalled once the data is read");
 	ASSERT_EQ(0, read(fds[0], buf, sizeof(buf))); /* then EOF */
 	ASSERT_EQ(0, read(fds[0], buf, sizeof(buf))); /* and EOF again */
 }
 
 /* 5. No reader left: SIGPIPE kills by default; caught, the handler runs
  * once per write and the write fails with EPIPE; ignored or blocked,
- * EPIPE. The same for a stream socket whose peer is gone (write() and
- * send()), except that send(MSG_NOSIGNAL) never raises SIGPIPE. */
-enum { VIA_PIPE_WRITE, VIA_SOCK_WRITE, VIA_SOCK_SEND, VIA_SOCK_SEND_NOSIGNAL, VIAS };
-static const char *via_name[VIAS] = {
+ * EPIPE. The same mechanism on a stream socket whose peer is gone is
+ * FLAG-NOSIGNAL's (item 5c): send(MSG_NOSIGNAL) never raises SIGPIPE,
+ * write() and send() without it do. */
+enum { VIA_PIPE_WRITE, VIA_SOCK_WRITE, VIA_SOCK_SEND, VIA_SOCK_SEND_NOSIGNAL };
+static const char *const via_name[] = {
 	"write() to a pipe", "write() to a socket", "send() on a socket",
 	"send(MSG_NOSIGNAL) on a socket",
 };
@@ -233,15 +232,8 @@ static int broken_end(int via)
 
 static ssize_t write_via(int via, int fd)
 {
-	switch (via) {
-	case VIA_PIPE_WRITE:
-	case VIA_SOCK_WRITE:
-		return write(fd, "x", 1);
-	case VIA_SOCK_SEND:
-		return send(fd, "x", 1, 0);
-	default:
-		return send(fd, "x", 1, MSG_NOSIGNAL);
-	}
+	static const int api[] = { SP_IO_READ, SP_IO_READ, SP_IO_RECV, SP_IO_RECV };
+	return sp_io_out(api[via], fd, "x", 1, via == VIA_SOCK_SEND_NOSIGNAL ? MSG_NOSIGNAL : 0);
 }
 
 struct broken_writer { int via, fd; };
@@ -256,84 +248,107 @@ static int write_to_broken_end(void *arg)
 	return r == -1 && errno == EPIPE ? 0 : 1;
 }
 
-SP_TEST(write_to_pipe_without_reader_raises_sigpipe)
+/* With the default disposition, ignored, and blocked. */
+static void sigpipe_by_disposition(int via)
 {
-	(void)ctx;
-	for (int via = 0; via < VIAS; via++) {
-		struct broken_writer b = { via, broken_end(via) };
-		pid_t pid = sp_fork(write_to_broken_end, &b);
-		if (via == VIA_SOCK_SEND_NOSIGNAL)
-			sp_reap_exit(pid, 0); /* no signal: -1 EPIPE, and it lives */
-		else
-			sp_reap_signal(pid, SIGPIPE); /* the default action kills */
-		close(b.fd);
-	}
-	RECORD("default_action", "killed by SIGPIPE");
+	int raises = via != VIA_SOCK_SEND_NOSIGNAL;
+	struct broken_writer b = { via, broken_end(via) };
+	pid_t pid = sp_fork(write_to_broken_end, &b);
+	int st = sp_reap(pid);
+	if (raises)
+		ASSERT_TRUE(WIFSIGNALED(st) && WTERMSIG(st) == SIGPIPE,
+			    "%s with SIGPIPE at its default: expected the writer killed by SIGPIPE, "
+			    "observed %s", via_name[via], sp_status_str(st));
+	else
+		ASSERT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0,
+			    "%s with SIGPIPE at its default: expected -1 EPIPE and the writer alive, "
+			    "observed %s (1: not EPIPE)", via_name[via], sp_status_str(st));
+	close(b.fd);
+	RECORD_ONCE("default_action", "%s", sp_status_str(st));
 
 	/* Ignored: EPIPE instead, nothing else. */
 	ASSERT_TRUE(signal(SIGPIPE, SIG_IGN) != SIG_ERR, "SIGPIPE can be ignored");
-	for (int via = 0; via < VIAS; via++) {
-		int fd = broken_end(via);
-		ASSERT_ERRNO(write_via(via, fd), EPIPE);
-		close(fd);
-	}
+	int fd = broken_end(via);
+	ASSERT_ERRNO(write_via(via, fd), EPIPE);
+	close(fd);
 
 	/* Blocked: EPIPE, and the SIGPIPE stays pending (except MSG_NOSIGNAL). */
 	sigset_t pipe_set, pending;
-	int sig;
 	sigemptyset(&pipe_set);
 	sigaddset(&pipe_set, SIGPIPE);
 	ASSERT_TRUE(signal(SIGPIPE, SIG_DFL) != SIG_ERR, "SIGPIPE back to SIG_DFL");
 	ASSERT_SYS(sigprocmask(SIG_BLOCK, &pipe_set, NULL));
-	for (int via = 0; via < VIAS; via++) {
-		int fd = broken_end(via);
-		ASSERT_ERRNO(write_via(via, fd), EPIPE);
-		ASSERT_SYS(sigpending(&pending));
-		int raised = sigismember(&pending, SIGPIPE);
-		if (via == VIA_SOCK_SEND_NOSIGNAL)
-			ASSERT_TRUE(!raised, "%s raised no SIGPIPE", via_name[via]);
-		else
-			ASSERT_TRUE(raised, "%s left a SIGPIPE pending while blocked", via_name[via]);
-		if (raised) {
-			struct timespec zero = { 0, 0 };
-			ASSERT_EQ(SIGPIPE, sigtimedwait(&pipe_set, NULL, &zero)); /* consume it */
-		}
-		(void)sig;
-		close(fd);
+	fd = broken_end(via);
+	ASSERT_ERRNO(write_via(via, fd), EPIPE);
+	ASSERT_SYS(sigpending(&pending));
+	int raised = sigismember(&pending, SIGPIPE);
+	ASSERT_TRUE(raised == raises, "%s while SIGPIPE is blocked: expected %s, observed %s",
+		    via_name[via], raises ? "a SIGPIPE pending" : "no SIGPIPE",
+		    raised ? "a SIGPIPE pending" : "none pending");
+	if (raised) {
+		struct timespec zero = { 0, 0 };
+		ASSERT_EQ(SIGPIPE, sigtimedwait(&pipe_set, NULL, &zero)); /* consume it */
 	}
+	close(fd);
 	ASSERT_SYS(sigprocmask(SIG_UNBLOCK, &pipe_set, NULL));
 }
 
-/* 5b. A SIGPIPE handler runs once per failed write, which returns EPIPE;
- * installed through signal() and through sigaction(). */
+/* A handler (from signal() or sigaction()) runs once per failed write,
+ * which returns EPIPE. */
 static volatile sig_atomic_t sigpipes;
 static void on_sigpipe(int sig) { (void)sig; sigpipes++; }
 
-SP_TEST(sigpipe_handler_runs_and_write_fails_with_epipe)
+static void sigpipe_handler_per_write(int via, int by_sigaction)
+{
+	if (by_sigaction) {
+		struct sigaction sa = { .sa_handler = on_sigpipe };
+		sigemptyset(&sa.sa_mask);
+		ASSERT_SYS(sigaction(SIGPIPE, &sa, NULL));
+	} else {
+		ASSERT_TRUE(signal(SIGPIPE, on_sigpipe) != SIG_ERR, "signal(SIGPIPE) installs");
+	}
+	int fd = broken_end(via);
+	for (int i = 0; i < 2; i++) { /* every write, not just the first */
+		sigpipes = 0;
+		ASSERT_ERRNO(write_via(via, fd), EPIPE);
+		int want = via == VIA_SOCK_SEND_NOSIGNAL ? 0 : 1;
+		ASSERT_TRUE(sigpipes == want,
+			    "%s (write %d, handler from %s): the SIGPIPE handler ran %d "
+			    "times, expected %d", via_name[via], i + 1,
+			    by_sigaction ? "sigaction()" : "signal()", (int)sigpipes, want);
+	}
+	close(fd);
+	signal(SIGPIPE, SIG_DFL);
+}
+
+/* 5a. A pipe without a reader: SIGPIPE by default, EPIPE when ignored or
+ * blocked (the signal then pending). */
+SP_TEST(write_to_pipe_without_reader_raises_sigpipe, "PIPE-EPIPE", SP_NONE)
 {
 	(void)ctx;
-	for (int how = 0; how < 2; how++) {
-		if (how) {
-			struct sigaction sa = { .sa_handler = on_sigpipe };
-			sigemptyset(&sa.sa_mask);
-			ASSERT_SYS(sigaction(SIGPIPE, &sa, NULL));
-		} else {
-			ASSERT_TRUE(signal(SIGPIPE, on_sigpipe) != SIG_ERR, "signal(SIGPIPE) installs");
-		}
-		for (int via = 0; via < VIAS; via++) {
-			int fd = broken_end(via);
-			for (int i = 0; i < 2; i++) { /* every write, not just the first */
-				sigpipes = 0;
-				ASSERT_ERRNO(write_via(via, fd), EPIPE);
-				int want = via == VIA_SOCK_SEND_NOSIGNAL ? 0 : 1;
-				ASSERT_TRUE(sigpipes == want,
-					    "%s (write %d, handler from %s): the SIGPIPE handler ran %d "
-					    "times, expected %d", via_name[via], i + 1,
-					    how ? "sigaction()" : "signal()", (int)sigpipes, want);
-			}
-			close(fd);
-		}
-	}
+	sigpipe_by_disposition(VIA_PIPE_WRITE);
+}
+
+/* 5b. A SIGPIPE handler runs once per failed write to the pipe, which
+ * returns EPIPE; installed through signal() and through sigaction(). */
+SP_TEST(sigpipe_handler_runs_and_write_fails_with_epipe, "PIPE-EPIPE", SP_NONE,
+	.how = SP_NAMES("signal()", "sigaction()"))
+{
+	sigpipe_handler_per_write(VIA_PIPE_WRITE, ctx->how);
+}
+
+/* 5c. The same on a stream socket whose peer is gone (an AF_UNIX pair):
+ * write() and send() raise SIGPIPE, send(MSG_NOSIGNAL) gives EPIPE alone;
+ * by disposition and through a handler of either kind. */
+SP_TEST(socket_without_peer_raises_sigpipe_unless_nosignal, "FLAG-NOSIGNAL", SP_NONE,
+	.how = SP_NAMES("write() to a socket", "send() on a socket",
+			"send(MSG_NOSIGNAL) on a socket"))
+{
+	static const int via_of[] = { VIA_SOCK_WRITE, VIA_SOCK_SEND, VIA_SOCK_SEND_NOSIGNAL };
+	const int via = via_of[ctx->how];
+	sigpipe_by_disposition(via);
+	sigpipe_handler_per_write(via, 0);
+	sigpipe_handler_per_write(via, 1);
 }
 
 /* 6. Writes of at most PIPE_BUF bytes are atomic: never split, even when
@@ -364,12 +379,12 @@ static long fill_pipe(int fd, long pipe_buf, char *block)
 	return fit;
 }
 
-SP_TEST(small_pipe_writes_are_atomic)
+SP_TEST(small_pipe_writes_are_atomic, "PIPE-ATOMIC", SP_NONE)
 {
+	(void)ctx;
 	int fds[2], inq = 0;
 	struct atomic_writer w[WRITERS];
 	pid_t pids[WRITERS];
-	(void)ctx;
 
 	ASSERT_SYS(pipe(fds));
 	long pipe_buf = fpathconf(fds[1], _PC_PIPE_BUF);
@@ -465,14 +480,4 @@ SP_TEST(small_pipe_writes_are_atomic)
 	free(scratch);
 }
 
-static const struct sp_case cases[] = {
-	SP_CASE(pipe_fd1_writes_fd0_reads_in_order, "PIPE-ENDS", SP_NONE),
-	SP_CASE(pipe_connects_parent_and_child, "PIPE-ACROSS-FORK", SP_NONE),
-	SP_CASE(one_pipe_reads_back_own_message_two_pipes_do_not, "PIPE-TWO-WAY", SP_NONE),
-	SP_CASE(pipe_reader_gets_eof_after_last_writer_closes, "PIPE-EOF", SP_NONE),
-	SP_CASE(write_to_pipe_without_reader_raises_sigpipe, "PIPE-EPIPE", SP_NONE),
-	SP_CASE(sigpipe_handler_runs_and_write_fails_with_epipe, "PIPE-EPIPE", SP_NONE),
-	SP_CASE(small_pipe_writes_are_atomic, "PIPE-ATOMIC", SP_NONE),
-};
-
-SP_MAIN("pipe", cases)
+SP_MAIN("pipe")

@@ -75,7 +75,7 @@ static int has_exited_unwaited(pid_t pid)
 /* 1. fork() returns twice: the child's pid in the parent, 0 in the child. */
 struct fork_report { pid_t ret, self, parent; };
 
-SP_TEST(fork_returns_child_pid_in_parent_and_zero_in_child)
+SP_TEST(fork_returns_child_pid_in_parent_and_zero_in_child, "PROC-FORK-RETURNS", SP_NONE)
 {
 	int p[2];
 	struct fork_report child;
@@ -103,7 +103,7 @@ SP_TEST(fork_returns_child_pid_in_parent_and_zero_in_child)
 /* 2. The child's memory is a copy of the parent's, both ways. */
 static int in_data = 1;
 
-SP_TEST(fork_child_memory_is_a_copy)
+SP_TEST(fork_child_memory_is_a_copy, "PROC-FORK-COPIES", SP_NONE)
 {
 	int on_stack = 1;
 	int *on_heap = malloc(sizeof(int));
@@ -158,7 +158,7 @@ static int close_copy(void *arg)
 	return close(*(int *)arg) == 0 ? 0 : 1;
 }
 
-SP_TEST(fork_shares_descriptors_until_every_copy_closes)
+SP_TEST(fork_shares_descriptors_until_every_copy_closes, "PROC-FORK-SHARES-FDS", SP_INET)
 {
 	int client, server;
 	char buf[8];
@@ -172,7 +172,7 @@ SP_TEST(fork_shares_descriptors_until_every_copy_closes)
 	ASSERT_EQ(5, sp_read_all(client, buf, 5));
 	ASSERT_MEM_EQ("hello", buf, 5);
 	sp_reap_exit(pid, 0); /* the child echoed; the last copy goes with it */
-	ASSERT_TRUE(sp_poll(client, POLLIN, sp_wait_ms()), "EOF after the last copy closed");
+	EXPECT_EVENTS(client, POLLIN, POLLIN | POLLERR | POLLHUP, "EOF after the last copy closed");
 	ASSERT_EQ(0, read(client, buf, 1));
 
 	/* The other way round: the child closes its copy; ours still works. */
@@ -195,69 +195,66 @@ static int held_forever(void *arg)
 	return 0;
 }
 
-SP_TEST(exited_child_is_a_zombie_until_waited)
+SP_TEST(exited_child_is_a_zombie_until_waited, "PROC-ZOMBIE", SP_NONE,
+	.how = SP_NAMES("waitpid(pid)", "waitid(P_PID)", "wait()"))
 {
-	static const char *collect[] = { "waitpid(pid)", "waitid(P_PID)", "wait()" };
+	const int how = ctx->how; /* wait() collects a child killed by SIGKILL */
 	int proc = sp_have_proc();
-	(void)ctx;
 
-	RECORD("state_source", "%s", proc ? "/proc" : "waitid(WNOWAIT)");
-	for (int how = 0; how < 3; how++) {
-		/* An exit(3), or (the last round) a death by SIGKILL. */
-		struct sp_barrier hold;
-		sp_barrier_init(&hold);
-		pid_t pid = how < 2 ? sp_fork(exit_3, NULL) : sp_fork(held_forever, &hold);
-		if (how == 2)
-			ASSERT_SYS(kill(pid, SIGKILL));
-		if (proc)
-			ASSERT_TRUE(sp_wait_proc_state(pid, 'Z'),
-				    "the ended child shows state Z (state %c)", sp_proc_state(pid));
-		/* Waitable, without collecting it. (A multi-threaded child, as
-		 * under qemu-user, shows Z while its other threads still end:
-		 * this wait, not the state letter, says the status is there.) */
-		{
-			siginfo_t si;
-			memset(&si, 0, sizeof(si));
-			sp_watchdog(sp_wait_ms());
-			ASSERT_SYS(waitid(P_PID, (id_t)pid, &si, WEXITED | WNOWAIT));
-			sp_watchdog(0);
-		}
-		/* It stays a zombie while nobody waits: still there, still waitable. */
-		ASSERT_SYS(kill(pid, 0));
-		ASSERT_TRUE(has_exited_unwaited(pid), "the zombie still holds its status");
-		if (proc)
-			ASSERT_EQ('Z', sp_proc_state(pid));
-
-		int st = 0;
-		pid_t w = -1;
+	RECORD_ONCE("state_source", "%s", proc ? "/proc" : "waitid(WNOWAIT)");
+	/* An exit(3), or (the last round) a death by SIGKILL. */
+	struct sp_barrier hold;
+	sp_barrier_init(&hold);
+	pid_t pid = how < 2 ? sp_fork(exit_3, NULL) : sp_fork(held_forever, &hold);
+	if (how == 2)
+		ASSERT_SYS(kill(pid, SIGKILL));
+	if (proc)
+		ASSERT_TRUE(sp_wait_proc_state(pid, 'Z'),
+			    "the ended child shows state Z (state %c)", sp_proc_state(pid));
+	/* Waitable, without collecting it. (A multi-threaded child, as
+	 * under qemu-user, shows Z while its other threads still end:
+	 * this wait, not the state letter, says the status is there.) */
+	{
 		siginfo_t si;
 		memset(&si, 0, sizeof(si));
-		sp_watchdog(sp_wait_ms());
-		if (how == 0) {
-			w = waitpid(pid, &st, 0);
-		} else if (how == 1) {
-			if (waitid(P_PID, (id_t)pid, &si, WEXITED) == 0)
-				w = si.si_pid;
-			st = si.si_code == CLD_EXITED ? si.si_status << 8 : 0x7f; /* as wait() */
-		} else {
-			w = wait(&st);
-		}
-		sp_watchdog(0);
-		ASSERT_TRUE(w == pid, "%s collects the zombie %d (returned %d)", collect[how],
-			    (int)pid, (int)w);
-		sp_untrack_child(pid);
-		if (how < 2)
-			ASSERT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 3,
-				    "the zombie's status: exited 3 (%s)", sp_status_str(st));
-		else
-			ASSERT_TRUE(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL,
-				    "the zombie's status: killed by SIGKILL (%s)", sp_status_str(st));
-		ASSERT_ERRNO(kill(pid, 0), ESRCH); /* gone once collected */
-		if (proc)
-			ASSERT_EQ(0, sp_proc_state(pid));
-		ASSERT_TRUE(!has_exited_unwaited(pid), "nothing left to collect");
-		sp_barrier_close(&hold);
+		ASSERT_SYS(MUST_RETURN(waitid(P_PID, (id_t)pid, &si, WEXITED | WNOWAIT),
+					       "waitid(WEXITED|WNOWAIT) on a child that has ended"));
 	}
+	/* It stays a zombie while nobody waits: still there, still waitable. */
+	ASSERT_SYS(kill(pid, 0));
+	ASSERT_TRUE(has_exited_unwaited(pid), "the zombie still holds its status");
+	if (proc)
+		ASSERT_EQ('Z', sp_proc_state(pid));
+
+	int st = 0;
+	pid_t w = -1;
+	siginfo_t si;
+	memset(&si, 0, sizeof(si));
+	sp_watchdog(sp_wait_ms());
+	if (how == 0) {
+		w = waitpid(pid, &st, 0);
+	} else if (how == 1) {
+		if (waitid(P_PID, (id_t)pid, &si, WEXITED) == 0)
+			w = si.si_pid;
+		st = si.si_code == CLD_EXITED ? si.si_status << 8 : 0x7f; /* as wait() */
+	} else {
+		w = wait(&st);
+	}
+	sp_watchdog(0);
+	ASSERT_TRUE(w == pid, "%s collects the zombie %d (returned %d)", ctx->how_name,
+		    (int)pid, (int)w);
+	sp_untrack_child(pid);
+	if (how < 2)
+		ASSERT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 3,
+			    "the zombie's status: exited 3 (%s)", sp_status_str(st));
+	else
+		ASSERT_TRUE(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL,
+			    "the zombie's status: killed by SIGKILL (%s)", sp_status_str(st));
+	ASSERT_ERRNO(kill(pid, 0), ESRCH); /* gone once collected */
+	if (proc)
+		ASSERT_EQ(0, sp_proc_state(pid));
+	ASSERT_TRUE(!has_exited_unwaited(pid), "nothing left to collect");
+	sp_barrier_close(&hold);
 }
 
 /* 5. wait(), waitpid() and waitid() give the pid and the status:
@@ -328,60 +325,58 @@ static void check_status(const char *api, struct kid *k, int st)
 		     sp_status_str(st), st);
 }
 
-SP_TEST(wait_returns_pid_and_every_exit_status)
+SP_TEST(wait_returns_pid_and_every_exit_status, "PROC-WAIT-REAPS", SP_NONE,
+	.how = SP_NAMES("wait()", "waitpid(pid)", "waitpid(-1)", "waitid(P_ALL)"))
 {
-	static const char *apis[] = { "wait()", "waitpid(pid)", "waitpid(-1)", "waitid(P_ALL)" };
+	const int api = ctx->how;
 	struct kid k[NKIDS];
-	(void)ctx;
 
-	for (int api = 0; api < 4; api++) {
-		spawn_all(k);
-		for (int i = 0; i < NKIDS; i++) {
-			int st = 0;
-			pid_t w;
-			sp_watchdog(sp_wait_ms()); /* every child ends at once */
-			if (api == 0) {
-				w = wait(&st);
-			} else if (api == 1) {
-				/* newest first: not the order "any child" would give */
-				pid_t want = k[NKIDS - 1 - i].pid;
-				w = waitpid(want, &st, 0);
-				if (w > 0 && w != want)
-					FAIL("waitpid(%d) returned another child, %d", (int)want, (int)w);
-			} else if (api == 2) {
-				w = waitpid(-1, &st, 0);
-			} else {
-				siginfo_t si;
-				memset(&si, 0, sizeof(si));
-				w = waitid(P_ALL, 0, &si, WEXITED) == 0 ? si.si_pid : -1;
-				if (w > 0) {
-					struct kid *kk = find_kid(k, w);
-					ASSERT_TRUE(kk != NULL, "waitid() returned a child of ours (%d)", (int)w);
-					int code = kk->sig ? CLD_KILLED : CLD_EXITED;
-					ASSERT_TRUE(si.si_code == code && si.si_status == (kk->sig ? kk->sig : kk->code),
-						    "waitid: child %d si_code %d si_status %d, expected %s %d",
-						    (int)w, si.si_code, si.si_status,
-						    kk->sig ? "CLD_KILLED" : "CLD_EXITED",
-						    kk->sig ? kk->sig : kk->code);
-					st = kk->sig ? kk->sig : (kk->code << 8); /* as wait() encodes it */
-				}
+	spawn_all(k);
+	for (int i = 0; i < NKIDS; i++) {
+		int st = 0;
+		pid_t w;
+		sp_watchdog(sp_wait_ms()); /* every child ends at once */
+		if (api == 0) {
+			w = wait(&st);
+		} else if (api == 1) {
+			/* newest first: not the order "any child" would give */
+			pid_t want = k[NKIDS - 1 - i].pid;
+			w = waitpid(want, &st, 0);
+			if (w > 0 && w != want)
+				FAIL("waitpid(%d) returned another child, %d", (int)want, (int)w);
+		} else if (api == 2) {
+			w = waitpid(-1, &st, 0);
+		} else {
+			siginfo_t si;
+			memset(&si, 0, sizeof(si));
+			w = waitid(P_ALL, 0, &si, WEXITED) == 0 ? si.si_pid : -1;
+			if (w > 0) {
+				struct kid *kk = find_kid(k, w);
+				ASSERT_TRUE(kk != NULL, "waitid() returned a child of ours (%d)", (int)w);
+				int code = kk->sig ? CLD_KILLED : CLD_EXITED;
+				ASSERT_TRUE(si.si_code == code && si.si_status == (kk->sig ? kk->sig : kk->code),
+					    "waitid: child %d si_code %d si_status %d, expected %s %d",
+					    (int)w, si.si_code, si.si_status,
+					    kk->sig ? "CLD_KILLED" : "CLD_EXITED",
+					    kk->sig ? kk->sig : kk->code);
+				st = kk->sig ? kk->sig : (kk->code << 8); /* as wait() encodes it */
 			}
-			int err = errno;
-			sp_watchdog(0);
-			if (w < 0)
-				FAIL("%s: -1 (%s) with %d children left to collect", apis[api],
-				     sp_errno_name(err), NKIDS - i);
-			struct kid *kk = find_kid(k, w);
-			ASSERT_TRUE(kk != NULL, "%s returned a child of ours (%d)", apis[api], (int)w);
-			check_status(apis[api], kk, st);
-			sp_untrack_child(w);
-			ASSERT_ERRNO(kill(w, 0), ESRCH); /* the zombie is gone */
-			kk->pid = -1;                    /* collected once only */
 		}
-		ASSERT_ERRNO(waitpid(-1, NULL, WNOHANG), ECHILD); /* nothing left */
+		int err = errno;
+		sp_watchdog(0);
+		if (w < 0)
+			FAIL("%s: -1 (%s) with %d children left to collect", ctx->how_name,
+			     sp_errno_name(err), NKIDS - i);
+		struct kid *kk = find_kid(k, w);
+		ASSERT_TRUE(kk != NULL, "%s returned a child of ours (%d)", ctx->how_name, (int)w);
+		check_status(ctx->how_name, kk, st);
+		sp_untrack_child(w);
+		ASSERT_ERRNO(kill(w, 0), ESRCH); /* the zombie is gone */
+		kk->pid = -1;                    /* collected once only */
 	}
-	RECORD("exit_codes", "0-255 (%d values, one above 255), and return from main", NCODES);
-	RECORD("deaths", "%d signals", NDEATHS);
+	ASSERT_ERRNO(waitpid(-1, NULL, WNOHANG), ECHILD); /* nothing left */
+	RECORD_ONCE("exit_codes", "0-255 (%d values, one above 255), and return from main", NCODES);
+	RECORD_ONCE("deaths", "%d signals", NDEATHS);
 }
 
 /* 5b. waitpid(pid) collects that child only, even while another one has
@@ -394,7 +389,7 @@ static int held_then_exit_22(void *arg)
 
 static int exit_11(void *arg) { (void)arg; return 11; }
 
-SP_TEST(waitpid_pid_leaves_other_exited_children)
+SP_TEST(waitpid_pid_leaves_other_exited_children, "PROC-WAIT-REAPS", SP_NONE)
 {
 	struct sp_barrier release;
 	siginfo_t si;
@@ -405,9 +400,8 @@ SP_TEST(waitpid_pid_leaves_other_exited_children)
 	pid_t done = sp_fork(exit_11, NULL);
 	pid_t held = sp_fork(held_then_exit_22, &release);
 	memset(&si, 0, sizeof(si));
-	sp_watchdog(sp_wait_ms());
-	ASSERT_SYS(waitid(P_PID, (id_t)done, &si, WEXITED | WNOWAIT)); /* `done` has ended */
-	sp_watchdog(0);
+	ASSERT_SYS(MUST_RETURN(waitid(P_PID, (id_t)done, &si, WEXITED | WNOWAIT),
+				       "waitid(WEXITED|WNOWAIT) on a child that has ended")); /* `done` has ended */
 
 	/* The held child runs: waitpid(held, WNOHANG) is 0, not `done`. */
 	ASSERT_EQ(0, waitpid(held, &st, WNOHANG));
@@ -418,9 +412,7 @@ SP_TEST(waitpid_pid_leaves_other_exited_children)
 
 	/* Blocking waitpid(held) returns held once it ends, never `done`. */
 	sp_barrier_pass(&release);
-	sp_watchdog(sp_wait_ms());
-	pid_t w = waitpid(held, &st, 0);
-	sp_watchdog(0);
+	pid_t w = MUST_RETURN(waitpid(held, &st, 0), "waitpid(pid) on a released child");
 	ASSERT_EQ(held, w);
 	sp_untrack_child(held);
 	ASSERT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 22, "held child: exited 22 (%s)",
@@ -454,46 +446,43 @@ static int wait_for_held_child(void *arg)
 	return write(w->report[1], got, sizeof(got)) == sizeof(got) ? 0 : 1;
 }
 
-SP_TEST(wait_blocks_while_child_runs)
+SP_TEST(wait_blocks_while_child_runs, "PROC-WAIT-BLOCKS", SP_NONE,
+	.how = SP_NAMES("wait()", "waitpid(-1, 0)", "waitid(P_ALL)"))
 {
-	static const char *apis[] = { "wait()", "waitpid(-1, 0)", "waitid(P_ALL)" };
-	(void)ctx;
+	const int api = ctx->how;
 
-	for (int api = 0; api < 3; api++) {
-		struct waiter w = { .api = api };
-		pid_t got[2];
+	struct waiter w = { .api = api };
+	pid_t got[2];
 
-		sp_barrier_init(&w.release);
-		ASSERT_SYS(pipe(w.report));
-		pid_t waiter = sp_fork(wait_for_held_child, &w);
-		if (sp_have_proc()) {
-			ASSERT_TRUE(sp_wait_proc_state(waiter, 'S'),
-				    "the waiter sleeps in %s (state %c)", apis[api],
-				    sp_proc_state(waiter));
-			RECORD("waiter_state_while_child_runs", "S");
-		} else {
-			RECORD("waiter_state_while_child_runs", "unobservable (no /proc)");
-		}
-		ASSERT_TRUE(sp_poll(w.report[0], POLLIN, 0) == 0,
-			    "%s has not returned while the child runs", apis[api]);
-		sp_barrier_pass(&w.release);
-		read_report(w.report[0], got, sizeof(got), "the wait returns once the child ends");
-		ASSERT_TRUE(got[0] == got[1], "%s returned the child %d (got %d)", apis[api],
-			    (int)got[0], (int)got[1]);
-		sp_reap_exit(waiter, 0);
-		close(w.report[0]);
-		close(w.report[1]);
-		sp_barrier_close(&w.release);
+	sp_barrier_init(&w.release);
+	ASSERT_SYS(pipe(w.report));
+	pid_t waiter = sp_fork(wait_for_held_child, &w);
+	if (sp_have_proc()) {
+		ASSERT_TRUE(sp_wait_proc_state(waiter, 'S'),
+			    "the waiter sleeps in %s (state %c)", ctx->how_name,
+			    sp_proc_state(waiter));
+		RECORD_ONCE("waiter_state_while_child_runs", "S");
+	} else {
+		RECORD_ONCE("waiter_state_while_child_runs", "unobservable (no /proc)");
 	}
+	ASSERT_TRUE(sp_poll(w.report[0], POLLIN, 0) == 0,
+		    "%s has not returned while the child runs", ctx->how_name);
+	sp_barrier_pass(&w.release);
+	read_report(w.report[0], got, sizeof(got), "the wait returns once the child ends");
+	ASSERT_TRUE(got[0] == got[1], "%s returned the child %d (got %d)", ctx->how_name,
+		    (int)got[0], (int)got[1]);
+	sp_reap_exit(waiter, 0);
+	close(w.report[0]);
+	close(w.report[1]);
+	sp_barrier_close(&w.release);
 
 	/* No children left at all: every wait fails at once with ECHILD
 	 * (one that blocks instead is ended by the watchdog: EINTR). */
 	siginfo_t si;
-	sp_watchdog(sp_wait_ms());
-	ASSERT_ERRNO(wait(NULL), ECHILD);
-	ASSERT_ERRNO(waitpid(-1, NULL, 0), ECHILD);
-	ASSERT_ERRNO(waitid(P_ALL, 0, &si, WEXITED), ECHILD);
-	sp_watchdog(0);
+	ASSERT_ERRNO(MUST_RETURN(wait(NULL), "wait() with no children"), ECHILD);
+	ASSERT_ERRNO(MUST_RETURN(waitpid(-1, NULL, 0), "waitpid(-1) with no children"), ECHILD);
+	ASSERT_ERRNO(MUST_RETURN(waitid(P_ALL, 0, &si, WEXITED), "waitid(P_ALL) with no children"),
+		     ECHILD);
 }
 
 static int held_then_exit_5(void *arg)
@@ -505,7 +494,7 @@ static int held_then_exit_5(void *arg)
 /* 7. waitpid(-1, WNOHANG): 0 at once while the child lives, then its pid;
  * the same for waitpid(pid, WNOHANG) and waitid(WNOHANG), and with a
  * zombie present it returns that one, not the live child. */
-SP_TEST(waitpid_wnohang_returns_at_once)
+SP_TEST(waitpid_wnohang_returns_at_once, "PROC-WAITPID-WNOHANG", SP_NONE)
 {
 	struct sp_barrier release;
 	siginfo_t si;
@@ -535,9 +524,8 @@ SP_TEST(waitpid_wnohang_returns_at_once)
 	/* A zombie beside the live child: WNOHANG returns the zombie. */
 	pid_t z = sp_fork(exit_11, NULL);
 	memset(&si, 0, sizeof(si));
-	sp_watchdog(sp_wait_ms());
-	ASSERT_SYS(waitid(P_PID, (id_t)z, &si, WEXITED | WNOWAIT));
-	sp_watchdog(0);
+	ASSERT_SYS(MUST_RETURN(waitid(P_PID, (id_t)z, &si, WEXITED | WNOWAIT),
+				       "waitid(WEXITED|WNOWAIT) on a child that has ended"));
 	ASSERT_EQ(0, waitpid(pid, &st, WNOHANG)); /* not the zombie */
 	ASSERT_EQ(z, waitpid(-1, &st, WNOHANG));
 	sp_untrack_child(z);
@@ -547,9 +535,8 @@ SP_TEST(waitpid_wnohang_returns_at_once)
 
 	sp_barrier_pass(&release);
 	memset(&si, 0, sizeof(si));
-	sp_watchdog(sp_wait_ms());
-	ASSERT_SYS(waitid(P_PID, (id_t)pid, &si, WEXITED | WNOWAIT)); /* it has ended */
-	sp_watchdog(0);
+	ASSERT_SYS(MUST_RETURN(waitid(P_PID, (id_t)pid, &si, WEXITED | WNOWAIT),
+				       "waitid(WEXITED|WNOWAIT) on a child that has ended")); /* it has ended */
 	ASSERT_EQ(pid, waitpid(-1, &st, WNOHANG));
 	sp_untrack_child(pid);
 	ASSERT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 5, "exited 5 (%s)", sp_status_str(st));
@@ -638,7 +625,7 @@ static int zombies_of(pid_t parent)
 	return n;
 }
 
-SP_TEST(forking_server_serves_clients_concurrently)
+SP_TEST(forking_server_serves_clients_concurrently, "PROC-FORKING-SERVER", SP_INET)
 {
 	struct server s = { .listener = sp_tcp_listener(ctx, 0) };
 	char r[2];
@@ -682,7 +669,7 @@ static int single_echo_server(void *arg)
 	return 0;
 }
 
-SP_TEST(split_io_client_exchanges_payload_with_echo_server)
+SP_TEST(split_io_client_exchanges_payload_with_echo_server, "PROC-SPLIT-IO", SP_INET)
 {
 	/* Fixed buffers (no autotuning) well above loopback's MSS, so the
 	 * window never stalls on delayed ACKs; the payload is many times them. */
@@ -707,23 +694,10 @@ SP_TEST(split_io_client_exchanges_payload_with_echo_server)
 	RECORD("bytes_echoed", "%zu of %zu", got, w.n);
 	ASSERT_EQ(w.n, got);
 	ASSERT_EQ(w.n, sp_pattern_check(in, w.n, 0));
-	ASSERT_TRUE(sp_poll(w.fd, POLLIN, sp_wait_ms()), "EOF follows the echo");
+	EXPECT_EVENTS(w.fd, POLLIN, POLLIN | POLLERR | POLLHUP, "EOF follows the echo");
 	ASSERT_EQ(0, read(w.fd, in, 1));
 	sp_reap_exit(writer, 0); /* the writer sent everything */
 	free(in);
 }
 
-static const struct sp_case cases[] = {
-	SP_CASE(fork_returns_child_pid_in_parent_and_zero_in_child, "PROC-FORK-RETURNS", SP_NONE),
-	SP_CASE(fork_child_memory_is_a_copy, "PROC-FORK-COPIES", SP_NONE),
-	SP_CASE(fork_shares_descriptors_until_every_copy_closes, "PROC-FORK-SHARES-FDS", SP_INET),
-	SP_CASE(exited_child_is_a_zombie_until_waited, "PROC-ZOMBIE", SP_NONE),
-	SP_CASE(wait_returns_pid_and_every_exit_status, "PROC-WAIT-REAPS", SP_NONE),
-	SP_CASE(waitpid_pid_leaves_other_exited_children, "PROC-WAIT-REAPS", SP_NONE),
-	SP_CASE(wait_blocks_while_child_runs, "PROC-WAIT-BLOCKS", SP_NONE),
-	SP_CASE(waitpid_wnohang_returns_at_once, "PROC-WAITPID-WNOHANG", SP_NONE),
-	SP_CASE(forking_server_serves_clients_concurrently, "PROC-FORKING-SERVER", SP_INET),
-	SP_CASE(split_io_client_exchanges_payload_with_echo_server, "PROC-SPLIT-IO", SP_INET),
-};
-
-SP_MAIN("proc", cases)
+SP_MAIN("proc")

@@ -75,26 +75,17 @@ static void no_sigpipe(void)
  * fails instead of hanging). */
 static char *fgets_bounded(char *buf, int n, FILE *f)
 {
-	sp_watchdog(sp_wait_ms());
-	char *r = fgets(buf, n, f);
-	sp_watchdog(0);
-	return r;
+	return MUST_RETURN(fgets(buf, n, f), "fgets() on a socket stream with a line sent");
 }
 
 static ssize_t getline_bounded(char **line, size_t *cap, FILE *f)
 {
-	sp_watchdog(sp_wait_ms());
-	ssize_t r = getline(line, cap, f);
-	sp_watchdog(0);
-	return r;
+	return MUST_RETURN(getline(line, cap, f), "getline() on a socket stream with a line sent");
 }
 
 static size_t fread_bounded(void *buf, size_t size, size_t n, FILE *f)
 {
-	sp_watchdog(sp_wait_ms());
-	size_t r = fread(buf, size, n, f);
-	sp_watchdog(0);
-	return r;
+	return MUST_RETURN(fread(buf, size, n, f), "fread() on a socket stream with the data sent");
 }
 
 /* Read exactly n raw bytes at the peer and compare them. */
@@ -152,7 +143,7 @@ static int half_line_taken(void *p)
 }
 
 /* 1. fdopen'd socket streams carry whole lines, both ways. */
-SP_TEST(stdio_fdopen_streams_carry_lines)
+SP_TEST(stdio_fdopen_streams_carry_lines, "STDIO-FDOPEN", SP_INET)
 {
 	int c, s;
 	char line[64], *gl = NULL;
@@ -212,7 +203,7 @@ SP_TEST(stdio_fdopen_streams_carry_lines)
 /* ---- 2. STDIO-BUFFERED-UNTIL-FLUSH ------------------------------------------ */
 
 /* 2. A socket stream holds its output until fflush. */
-SP_TEST(stdio_socket_stream_buffers_until_fflush)
+SP_TEST(stdio_socket_stream_buffers_until_fflush, "STDIO-BUFFERED-UNTIL-FLUSH", SP_INET)
 {
 	int c, s;
 
@@ -252,7 +243,7 @@ SP_TEST(stdio_socket_stream_buffers_until_fflush)
 /* ---- 3. STDIO-FCLOSE-CLOSES-FD ---------------------------------------------- */
 
 /* 3. fclose flushes and closes the descriptor; the peer reads EOF. */
-SP_TEST(stdio_fclose_flushes_and_closes_fd)
+SP_TEST(stdio_fclose_flushes_and_closes_fd, "STDIO-FCLOSE-CLOSES-FD", SP_INET)
 {
 	int c, s, c2, s2;
 	char b;
@@ -269,7 +260,7 @@ SP_TEST(stdio_fclose_flushes_and_closes_fd)
 	ASSERT_EQ(0, fclose(w));
 	ASSERT_ERRNO(fcntl(c, F_GETFD), EBADF);
 	EXPECT_RAW(s, "last words");
-	ASSERT_TRUE(sp_poll(s, POLLIN, sp_wait_ms()) & POLLIN, "EOF follows the flushed data");
+	EXPECT_EVENTS(s, POLLIN, POLLIN, "EOF follows the flushed data");
 	ASSERT_EQ(0, read(s, &b, 1));
 	/* On the wire: the flushed bytes, then the FIN of the close. */
 	if (sp_capture_sync(&cap))
@@ -283,7 +274,7 @@ SP_TEST(stdio_fclose_flushes_and_closes_fd)
 	ASSERT_EQ('h', fgetc(r));     /* the stream has read ahead */
 	ASSERT_EQ(0, fclose(r));
 	ASSERT_ERRNO(fcntl(s2, F_GETFD), EBADF);
-	ASSERT_TRUE(sp_poll(c2, POLLIN, sp_wait_ms()) & POLLIN, "the peer of the closed read stream "
+	EXPECT_EVENTS(c2, POLLIN, POLLIN, "the peer of the closed read stream "
 		    "learns of the close");
 	errno = 0;
 	ssize_t n = recv(c2, &b, 1, 0);
@@ -297,7 +288,7 @@ SP_TEST(stdio_fclose_flushes_and_closes_fd)
 /* ---- 4. STDIO-DUP-TWO-STREAMS ----------------------------------------------- */
 
 /* 4. A read stream on the socket and a write stream on its dup(). */
-SP_TEST(stdio_read_and_write_streams_on_dup)
+SP_TEST(stdio_read_and_write_streams_on_dup, "STDIO-DUP-TWO-STREAMS", SP_INET)
 {
 	int c, s;
 	char line[64];
@@ -331,7 +322,7 @@ SP_TEST(stdio_read_and_write_streams_on_dup)
 /* ---- 5. STDIO-FCLOSE-NO-HALF-CLOSE ------------------------------------------ */
 
 /* 5. fclose of the write stream does not half-close; shutdown does. */
-SP_TEST(stdio_fclose_of_write_stream_is_no_half_close)
+SP_TEST(stdio_fclose_of_write_stream_is_no_half_close, "STDIO-FCLOSE-NO-HALF-CLOSE", SP_INET)
 {
 	int c, s;
 	char line[64], b;
@@ -362,7 +353,7 @@ SP_TEST(stdio_fclose_of_write_stream_is_no_half_close)
 
 	/* shutdown on the read stream's descriptor half-closes. */
 	ASSERT_SYS(shutdown(fileno(in), SHUT_WR));
-	ASSERT_TRUE(sp_poll(c, POLLIN, sp_wait_ms()) & POLLIN, "the peer sees the FIN");
+	EXPECT_EVENTS(c, POLLIN, POLLIN, "the peer sees the FIN");
 	ASSERT_EQ(0, read(c, &b, 1));
 	if (sp_capture_sync(&cap))
 		WIRE_EXPECT(&cap, "S>C P., S>C F");
@@ -376,12 +367,4 @@ SP_TEST(stdio_fclose_of_write_stream_is_no_half_close)
 	fclose(in);
 }
 
-static const struct sp_case cases[] = {
-	SP_CASE(stdio_fdopen_streams_carry_lines, "STDIO-FDOPEN", SP_INET),
-	SP_CASE(stdio_socket_stream_buffers_until_fflush, "STDIO-BUFFERED-UNTIL-FLUSH", SP_INET),
-	SP_CASE(stdio_fclose_flushes_and_closes_fd, "STDIO-FCLOSE-CLOSES-FD", SP_INET),
-	SP_CASE(stdio_read_and_write_streams_on_dup, "STDIO-DUP-TWO-STREAMS", SP_INET),
-	SP_CASE(stdio_fclose_of_write_stream_is_no_half_close, "STDIO-FCLOSE-NO-HALF-CLOSE", SP_INET),
-};
-
-SP_MAIN("stdio", cases)
+SP_MAIN("stdio")

@@ -11,9 +11,9 @@
  *                                 returns 0 when another thread calls
  *                                 shutdown(SHUT_RD) or shutdown(SHUT_RDWR);
  *                                 after SHUT_RD the socket still sends.
- *                                 Checked for read, recv, recvfrom and
- *                                 recvmsg, on TCP and on an AF_UNIX stream
- *                                 pair.
+ *                                 Each read call (read, recv, recvfrom,
+ *                                 recvmsg) with each shutdown, on TCP and
+ *                                 on an AF_UNIX stream pair.
  *  3. THREAD-MUTEX-EXCLUSION      4 threads x 200000 locked increments give
  *                                 exactly 800000; while one thread holds
  *                                 the mutex, trylock in another gives EBUSY
@@ -109,7 +109,7 @@ static void *close_descriptor(void *arg)
 }
 
 /* 1. A descriptor means the same socket in every thread of a process. */
-SP_TEST(thread_descriptors_are_shared_by_all_threads)
+SP_TEST(thread_descriptors_are_shared_by_all_threads, "THREAD-SHARED-FDS", SP_INET)
 {
 	pthread_t t;
 	char buf[16];
@@ -125,7 +125,7 @@ SP_TEST(thread_descriptors_are_shared_by_all_threads)
 	ASSERT_SYS(getsockname(m.fd, (struct sockaddr *)&self, &len));
 	ASSERT_TRUE(sp_port(&self) != 0, "main sees the port the thread bound");
 	ASSERT_EQ(4, sendto(m.fd, "self", 4, 0, (struct sockaddr *)&self, len));
-	ASSERT_TRUE(sp_poll(m.fd, POLLIN, sp_wait_ms()) & POLLIN, "the datagram arrives");
+	EXPECT_EVENTS(m.fd, POLLIN, POLLIN, "the datagram arrives");
 	ASSERT_EQ(4, recv(m.fd, buf, sizeof(buf), 0));
 	ASSERT_MEM_EQ("self", buf, 4);
 	ASSERT_SYS(close(m.fd));
@@ -154,27 +154,9 @@ SP_TEST(thread_descriptors_are_shared_by_all_threads)
 
 /* ---- 2. THREAD-SHUTDOWN-WAKES-READ ------------------------------------ */
 
-enum read_api { VIA_READ, VIA_RECV, VIA_RECVFROM, VIA_RECVMSG };
-static const char *const api_name[] = { "read", "recv", "recvfrom", "recvmsg" };
-
-static ssize_t read_via(enum read_api api, int fd, char *buf, size_t n)
-{
-	struct sockaddr_storage from;
-	socklen_t flen = sizeof(from);
-	struct iovec iov = { buf, n };
-	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
-
-	switch (api) {
-	case VIA_READ: return read(fd, buf, n);
-	case VIA_RECV: return recv(fd, buf, n, 0);
-	case VIA_RECVFROM: return recvfrom(fd, buf, n, 0, (struct sockaddr *)&from, &flen);
-	default: return recvmsg(fd, &mh, 0);
-	}
-}
-
 struct blocked_read {
 	int fd, done[2];
-	enum read_api api;
+	int api;        /* the read call, enum sp_io */
 	volatile pid_t tid;
 	ssize_t n;
 	int err;
@@ -186,14 +168,14 @@ static void *read_until_woken(void *arg)
 	struct blocked_read *b = arg;
 
 	b->tid = thread_id();
-	b->n = read_via(b->api, b->fd, b->buf, sizeof(b->buf));
+	b->n = sp_io_in(b->api, b->fd, b->buf, sizeof(b->buf), 0);
 	b->err = errno;
 	(void)!write(b->done[1], "x", 1);
 	return NULL;
 }
 
 /* Start a thread blocked in a read on fd (asleep when /proc can tell). */
-static void start_blocked_read(struct blocked_read *b, pthread_t *t, int fd, enum read_api api)
+static void start_blocked_read(struct blocked_read *b, pthread_t *t, int fd, int api)
 {
 	memset(b, 0, sizeof(*b));
 	b->fd = fd;
@@ -202,7 +184,7 @@ static void start_blocked_read(struct blocked_read *b, pthread_t *t, int fd, enu
 	ASSERT_EQ(0, pthread_create(t, NULL, read_until_woken, b));
 	wait_asleep(&b->tid);
 	ASSERT_TRUE(!(sp_poll(b->done[0], POLLIN, 0) & POLLIN),
-		    "%s on an empty socket blocks (returned %zd, %s)", api_name[api], b->n,
+		    "%s on an empty socket blocks (returned %zd, %s)", sp_io_in_name(api), b->n,
 		    sp_errno_name(b->err));
 }
 
@@ -224,70 +206,53 @@ static int finish_blocked_read(struct blocked_read *b, pthread_t t, int peer)
 	return woke;
 }
 
-/* One connected stream pair of the kind: TCP of the family, or AF_UNIX. */
-static void stream_pair(const struct sp_ctx *ctx, int unix_kind, int *a, int *b)
-{
-	if (unix_kind) {
-		int sv[2];
-		ASSERT_SYS(socketpair(AF_UNIX, SOCK_STREAM, 0, sv));
-		*a = sv[0];
-		*b = sv[1];
-	} else {
-		sp_tcp_pair(ctx, a, b);
-	}
-}
-
 /* 2. shutdown() in one thread ends a read blocked in another with 0. */
-SP_TEST(thread_shutdown_wakes_blocked_read)
+SP_TEST(thread_shutdown_wakes_blocked_read, "THREAD-SHUTDOWN-WAKES-READ", SP_INET,
+	.kind = SP_VALUES(SP_KIND_TCP, SP_KIND_UNIX),
+	.read = SP_VALUES(SP_IO_READ, SP_IO_RECV, SP_IO_RECVFROM, SP_IO_MSG),
+	.how = SP_NAMES("SHUT_RD", "SHUT_RDWR"))
 {
-	static const int how[] = { SHUT_RD, SHUT_RDWR, SHUT_RD, SHUT_RDWR };
-
-	for (int kind = 0; kind < 2; kind++) {
-		const char *kname = kind ? "unix" : ctx->fam_name;
-		for (int api = VIA_READ; api <= VIA_RECVMSG; api++) {
-			const char *hname = how[api] == SHUT_RD ? "SHUT_RD" : "SHUT_RDWR";
-			struct blocked_read b;
-			pthread_t t;
-			int c, s;
-			char buf[16];
-
-			stream_pair(ctx, kind, &c, &s);
-			start_blocked_read(&b, &t, s, (enum read_api)api);
-			int sr = shutdown(s, how[api]);
-			int serr = errno;
-			int woke = finish_blocked_read(&b, t, c);
-			if (sr != 0 && (serr == EOPNOTSUPP || serr == EINVAL))
-				UNSUPPORTED("shutdown(%s) on a %s stream (%s)", hname, kname,
-					    sp_errno_name(serr));
-			if (sr != 0)
-				FAIL("%s: shutdown(%s) failed: %s", kname, hname, sp_errno_name(serr));
-			if (!woke)
-				FAIL("%s: %s blocked in another thread did not return within %d ms "
-				     "of shutdown(%s)", kname, api_name[api], sp_wait_ms(), hname);
-			if (b.n != 0)
-				FAIL("%s: %s woken by shutdown(%s) returned %zd (%s), expected 0",
-				     kname, api_name[api], hname, b.n, sp_errno_name(b.err));
-			/* And every later read sees end of input, without blocking. */
-			ASSERT_EQ(0, read_via((enum read_api)api, s, buf, sizeof(buf)));
-			if (how[api] == SHUT_RD) {
-				/* Reading is shut; sending is not. */
-				ASSERT_EQ(5, send(s, "after", 5, MSG_NOSIGNAL));
-				ASSERT_EQ(5, sp_read_all(c, buf, 5));
-				ASSERT_MEM_EQ("after", buf, 5);
-			} else {
-				ASSERT_ERRNO(send(s, "after", 5, MSG_NOSIGNAL), EPIPE);
-			}
-			close(c);
-			close(s);
-		}
-	}
-
-	/* Record: does close() from another thread wake a blocked read? */
+	const char *kname = sp_kind_name(ctx->kind), *hname = ctx->how_name;
+	const int api = ctx->read, how = ctx->how ? SHUT_RDWR : SHUT_RD;
 	struct blocked_read b;
 	pthread_t t;
 	int c, s;
+	char buf[16];
+
+	sp_pair(ctx, &c, &s);
+	start_blocked_read(&b, &t, s, api);
+	int sr = shutdown(s, how);
+	int serr = errno;
+	int woke = finish_blocked_read(&b, t, c);
+	if (sr != 0 && (serr == EOPNOTSUPP || serr == EINVAL))
+		UNSUPPORTED("shutdown(%s) on a %s stream (%s)", hname, kname,
+			    sp_errno_name(serr));
+	if (sr != 0)
+		FAIL("%s: shutdown(%s) failed: %s", kname, hname, sp_errno_name(serr));
+	if (!woke)
+		FAIL("%s: %s blocked in another thread did not return within %d ms "
+		     "of shutdown(%s)", kname, sp_io_in_name(api), sp_wait_ms(), hname);
+	if (b.n != 0)
+		FAIL("%s: %s woken by shutdown(%s) returned %zd (%s), expected 0",
+		     kname, sp_io_in_name(api), hname, b.n, sp_errno_name(b.err));
+	/* And every later read sees end of input, without blocking. */
+	ASSERT_EQ(0, sp_io_in(api, s, buf, sizeof(buf), 0));
+	if (how == SHUT_RD) {
+		/* Reading is shut; sending is not. */
+		ASSERT_EQ(5, send(s, "after", 5, MSG_NOSIGNAL));
+		ASSERT_EQ(5, sp_read_all(c, buf, 5));
+		ASSERT_MEM_EQ("after", buf, 5);
+	} else {
+		ASSERT_ERRNO(send(s, "after", 5, MSG_NOSIGNAL), EPIPE);
+	}
+	close(c);
+	close(s);
+
+	/* Record: does close() from another thread wake a blocked read? */
+	if (!ctx->first)
+		return;
 	sp_tcp_pair(ctx, &c, &s);
-	start_blocked_read(&b, &t, s, VIA_READ);
+	start_blocked_read(&b, &t, s, SP_IO_READ);
 	ASSERT_SYS(close(s));
 	int woke_by_close = (sp_poll(b.done[0], POLLIN, 0) & POLLIN) != 0;
 	ASSERT_EQ(4, write(c, "late", 4));
@@ -354,7 +319,7 @@ static int contender_locked_or_asleep(void *arg)
 }
 
 /* 3. A mutex excludes: no increment is lost, a second locker waits. */
-SP_TEST(thread_mutex_keeps_every_increment)
+SP_TEST(thread_mutex_keeps_every_increment, "THREAD-MUTEX-EXCLUSION", SP_NONE)
 {
 	(void)ctx;
 	pthread_t t[THREADS];
@@ -420,47 +385,39 @@ static void *open_gate_when_joiner_sleeps(void *arg)
 }
 
 /* 4. pthread_join waits for the thread and hands back its result. */
-SP_TEST(thread_join_waits_and_returns_value)
+SP_TEST(thread_join_waits_and_returns_value, "THREAD-JOIN-RETURNS", SP_NONE,
+	.how = SP_NAMES("return", "pthread_exit()"))
 {
-	(void)ctx;
-	for (int use_exit = 0; use_exit < 2; use_exit++) {
-		struct gated g = { .use_exit = use_exit };
-		volatile pid_t me = thread_id();
-		pthread_t worker, opener_t;
-		void *ret = NULL;
-
-		ASSERT_SYS(pipe(g.gate));
-		ASSERT_EQ(0, pthread_create(&worker, NULL, finish_after_gate, &g));
-		struct opener o = { &me, g.gate[1] };
-		ASSERT_EQ(0, pthread_create(&opener_t, NULL, open_gate_when_joiner_sleeps, &o));
-		ASSERT_EQ(0, pthread_join(worker, &ret));
-		int finished = g.finished;
-		ASSERT_EQ(0, pthread_join(opener_t, NULL));
-		ASSERT_TRUE(finished, "pthread_join returned before the thread finished");
-		ASSERT_EQ(use_exit ? 0x5e11 : 0xca11, (long)(intptr_t)ret);
-		close(g.gate[0]);
-		close(g.gate[1]);
-	}
-
-	/* A thread that already ended: join returns its value at once. */
-	struct gated g = { .use_exit = 0 };
-	pthread_t worker;
+	const int use_exit = ctx->how;
+	struct gated g = { .use_exit = use_exit };
+	volatile pid_t me = thread_id();
+	pthread_t worker, opener_t;
 	void *ret = NULL;
+
 	ASSERT_SYS(pipe(g.gate));
-	ASSERT_EQ(1, write(g.gate[1], "g", 1));
 	ASSERT_EQ(0, pthread_create(&worker, NULL, finish_after_gate, &g));
+	struct opener o = { &me, g.gate[1] };
+	ASSERT_EQ(0, pthread_create(&opener_t, NULL, open_gate_when_joiner_sleeps, &o));
 	ASSERT_EQ(0, pthread_join(worker, &ret));
-	ASSERT_EQ(1, g.finished);
-	ASSERT_EQ(0xca11, (long)(intptr_t)ret);
+	int finished = g.finished;
+	ASSERT_EQ(0, pthread_join(opener_t, NULL));
+	ASSERT_TRUE(finished, "pthread_join returned before the thread finished");
+	ASSERT_EQ(use_exit ? 0x5e11 : 0xca11, (long)(intptr_t)ret);
 	close(g.gate[0]);
 	close(g.gate[1]);
+
+	/* A thread that already ended: join returns its value at once. */
+	struct gated done = { .use_exit = use_exit };
+	pthread_t ended;
+	ret = NULL;
+	ASSERT_SYS(pipe(done.gate));
+	ASSERT_EQ(1, write(done.gate[1], "g", 1));
+	ASSERT_EQ(0, pthread_create(&ended, NULL, finish_after_gate, &done));
+	ASSERT_EQ(0, pthread_join(ended, &ret));
+	ASSERT_EQ(1, done.finished);
+	ASSERT_EQ(use_exit ? 0x5e11 : 0xca11, (long)(intptr_t)ret);
+	close(done.gate[0]);
+	close(done.gate[1]);
 }
 
-static const struct sp_case cases[] = {
-	SP_CASE(thread_descriptors_are_shared_by_all_threads, "THREAD-SHARED-FDS", SP_INET),
-	SP_CASE(thread_shutdown_wakes_blocked_read, "THREAD-SHUTDOWN-WAKES-READ", SP_INET),
-	SP_CASE(thread_mutex_keeps_every_increment, "THREAD-MUTEX-EXCLUSION", SP_NONE),
-	SP_CASE(thread_join_waits_and_returns_value, "THREAD-JOIN-RETURNS", SP_NONE),
-};
-
-SP_MAIN("thread", cases)
+SP_MAIN("thread")

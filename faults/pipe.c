@@ -42,7 +42,7 @@ FAULT(sigpipe_handler_never_runs,
       "PIPE-EPIPE",
       "a sandbox that ignores SIGPIPE behind the program's back even when it installs a handler");
 FAULT(msg_nosignal_ignored,
-      "PIPE-EPIPE",
+      "FLAG-NOSIGNAL",
       "an LD_PRELOAD socket stack that forwards send() without MSG_NOSIGNAL, so SIGPIPE is raised");
 
 REAL(int, pipe, int *)

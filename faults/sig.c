@@ -32,7 +32,7 @@ FAULT(sleep_restarts,
       "SIG-INTERRUPTS-SLEEP",
       "a sleep() that restarts after a handled signal instead of returning early");
 FAULT(sa_restart_ignored,
-      "SIG-INTERRUPTS-SLEEP",
+      "INTR-RESTART-SOCKET-CALLS",
       "a syscall emulation (early gVisor/WSL1 style) that never restarts: SA_RESTART calls fail with EINTR");
 FAULT(sa_restart_always,
       "SIG-INTERRUPTS-SLEEP",
