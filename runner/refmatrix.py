@@ -25,42 +25,23 @@ import time
 from collections import OrderedDict
 from pathlib import Path
 
-from . import catalogue, discover, expect, guest, report
+from . import catalogue, config, expect, kernels, report
+from .errors import UsageError
 from .matrix import run_check
 from .progress import duration, step_times
+from .targets import registry
 
-ROOT = discover.ROOT
+ROOT = registry.ROOT
 DOC = ROOT / "docs" / "matrix.md"
-SW_LIB = "/usr/lib/x86_64-linux-gnu/libsocket_wrapper.so"
-TIMES = guest.CACHE.parent / "matrix-times.json"
-GUESS = {"host": 5, "uml": 25, "qemu-6.1": 30, "qemu-6.12": 50, "musl": 5,
-         "socket_wrapper": 15, "proot": 5, "valgrind": 30, "qemu-user-aarch64": 15}
+TIMES = kernels.CACHE.parent / "matrix-times.json"
+GUESS = {e.name: e.seconds for e in registry.matrix()}
 
 
 def targets() -> list:
     """[(name, runner check arguments, extra environment, why it cannot run
-    here or None)], host first."""
-    def need(*tools):
-        miss = [t for t in tools if not (shutil.which(t) or Path(t).exists())]
-        return ("%s not installed" % ", ".join(miss)) if miss else None
-    static = ("static probes not built (make static)"
-              if not (discover.ROOT / "build" / "static" / "sp-isolate").exists() else None)
-    return [
-        ("host", [], {}, None),
-        ("uml", ["--kernel", "uml"], {}, static or need("linux")),
-        ("qemu-6.1", ["--kernel", "6.1"], {}, static or need("qemu-system-x86_64")),
-        ("qemu-6.12", ["--kernel", "6.12"], {}, static or need("qemu-system-x86_64")),
-        ("musl", ["--libc", "musl"], {},
-         None if (discover.BUILD / "musl" / "sp-isolate").exists() else "musl probes not built (make musl)"),
-        ("socket_wrapper", ["--preload", SW_LIB], {"SOCKET_WRAPPER_DIR": None},
-         None if Path(SW_LIB).exists() else "%s not installed (apt-get install libsocket-wrapper)"
-         % SW_LIB),
-        ("proot", ["--wrap", "proot"], {}, need("proot")),
-        ("valgrind", ["--wrap", "valgrind --tool=none"], {}, need("valgrind")),
-        ("qemu-user-aarch64", ["--arch", "aarch64"], {},
-         need("qemu-aarch64-static") or (None if (discover.BUILD / "aarch64" / "sp-isolate").exists()
-                                         else "aarch64 probes not built (make cross-aarch64)")),
-    ]
+    here or None)], host first: the registry's matrix entries."""
+    return [(e.name, config.command_line(e.options), dict(e.env), e.why_not())
+            for e in registry.matrix()]
 
 
 def add_arguments(p) -> None:
@@ -72,7 +53,7 @@ def add_arguments(p) -> None:
                         "(DIR/<target>/latest) instead of running the targets")
 
 
-class MatrixError(Exception):
+class MatrixError(UsageError):
     pass
 
 

@@ -17,15 +17,12 @@ from collections import Counter, OrderedDict
 from pathlib import Path
 from xml.sax.saxutils import escape, quoteattr
 
-from . import catalogue, ktap
+from . import catalogue, ktap, verdicts
+from .errors import UsageError
 
 SCHEMA = "sockprobe-report/1"
-ORDER = ("pass", "fail", "error", "timeout", "broken", "skip", "xfail", "xpass")
-# xfail: a known deviation listed in an expectation file (runner/expect.py);
-# xpass: a listed deviation that passes now.
-# Verdicts that mean "a Must was not shown to hold": any of them makes a run
-# exit 1. broken: the test could not create its situation (LTP's TBROK).
-BAD = ("fail", "error", "timeout", "broken")
+ORDER = verdicts.ALL   # the order reports count verdicts in
+BAD = verdicts.BAD
 
 
 def build(results: list, environment: dict, *, partial: bool = False,
@@ -304,5 +301,5 @@ def load(path: str | Path) -> dict:
     return data
 
 
-class ReportError(Exception):
+class ReportError(UsageError):
     pass
