@@ -22,10 +22,9 @@ import html
 from collections import OrderedDict
 from pathlib import Path
 
-from . import catalogue, report
+from . import catalogue, report, verdicts
 
-RANK = {"pass": 0, "xpass": 0, "skip": 1, "broken": 2, "fail": 2, "xfail": 2, "error": 3,
-        "timeout": 3}
+RANK = verdicts.RANK
 NOT_RUN = "(not run)"
 
 
@@ -43,10 +42,7 @@ def label(doc: dict, path: str = "") -> str:
     return " ".join(str(p) for p in parts if p)
 
 
-def worst(verdicts):
-    # On a tie of rank, fail wins over broken: a failure shows the behavior
-    # deviates, broken (could not be set up) shows nothing either way.
-    return max(verdicts, key=lambda v: (RANK.get(v, 9), v == "fail")) if verdicts else "-"
+worst = verdicts.worst
 
 
 def _repeats(doc: dict) -> list:
@@ -85,7 +81,7 @@ def table(groups: "OrderedDict[str, list]") -> dict:
     system disagrees with itself) or "same"."""
     order = list(catalogue.load())
     n = len(groups)
-    verdicts = OrderedDict()   # (id, fam) -> [[worst verdict per run] per system]
+    by_row = OrderedDict()     # (id, fam) -> [[worst verdict per run] per system]
     values = OrderedDict()     # (item, key) -> [[value per run] per system]
     for s, runs in enumerate(groups.values()):
         for r_i, (_, doc) in enumerate(runs):
@@ -94,9 +90,9 @@ def table(groups: "OrderedDict[str, list]") -> dict:
                 for id_ in r["ids"]:
                     if id_ not in order:
                         order.append(id_)
-                    per_cell.setdefault((id_, r["family"]), []).append(r["verdict"])
+                    per_cell.setdefault((id_, r["family"]), []).append(verdicts.shown(r))
             for key, vs in per_cell.items():
-                verdicts.setdefault(key, [[] for _ in range(n)])[s].append(worst(vs))
+                by_row.setdefault(key, [[] for _ in range(n)])[s].append(worst(vs))
     for runs in groups.values():
         for _, doc in runs:
             for r in doc["results"]:
@@ -127,11 +123,11 @@ def table(groups: "OrderedDict[str, list]") -> dict:
     rows = OrderedDict()
     for id_ in order:
         for fam in ("ipv4", "ipv6", None):
-            if (id_, fam) in verdicts:
-                rows[(id_, fam)] = classify(verdicts[(id_, fam)])
-    for key in sorted(verdicts, key=lambda k: (order.index(k[0]), str(k[1]))):
+            if (id_, fam) in by_row:
+                rows[(id_, fam)] = classify(by_row[(id_, fam)])
+    for key in sorted(by_row, key=lambda k: (order.index(k[0]), str(k[1]))):
         if key not in rows:
-            rows[key] = classify(verdicts[key])
+            rows[key] = classify(by_row[key])
     item_ids = {}
     for runs in groups.values():
         for _, doc in runs:

@@ -47,6 +47,8 @@ def _item_lines(n: int, r: dict) -> list:
     line = "not ok %d %s" % (n, name)
     if v in _DIRECTIVE:
         line += " # %s" % _DIRECTIVE[v]
+        if v == "broken" and r.get("needs"):
+            line += " needs %s" % _clean(r["needs"])
     return diag + [line]
 
 

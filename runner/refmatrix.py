@@ -25,7 +25,7 @@ import time
 from collections import OrderedDict
 from pathlib import Path
 
-from . import catalogue, config, expect, kernels, report
+from . import catalogue, config, expect, kernels, report, verdicts
 from .errors import UsageError
 from .matrix import run_check
 from .progress import duration, step_times
@@ -148,12 +148,13 @@ def _times(took: dict | None = None) -> dict:
 
 
 def raw(r: dict) -> str:
-    """An item's verdict before expectations were applied."""
+    """An item's verdict before expectations were applied ("broken (needs
+    ID)" for an item that depends on another ID's behavior)."""
     if r["verdict"] == "xfail":
         return r["expected"]["verdict"]
     if r["verdict"] == "xpass":
         return "pass"
-    return r["verdict"]
+    return verdicts.shown(r)
 
 
 def _system(doc: dict) -> str:
@@ -270,9 +271,7 @@ def render(runs: "OrderedDict[str, tuple]", took: dict | None) -> tuple:
     return "\n".join(out) + "\n", unexplained
 
 
-def _worst(verdicts: list) -> str:
-    from .compare import worst
-    return worst(verdicts)
+_worst = verdicts.worst
 
 
 NOTE = re.compile(r"^- \[(?P<ref>[\w.-]+-\d+)\] expectations/(?P<target>[\w.-]+)\.tsv: "

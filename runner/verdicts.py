@@ -29,7 +29,7 @@ def shown(rec: dict, upper: bool = False) -> str:
     item depends on another ID's behavior that deviates (upper: BROKEN)."""
     v = rec["verdict"].upper() if upper else rec["verdict"]
     if rec["verdict"] == "broken" and rec.get("needs"):
-        return "broken (needs %s)" % rec["needs"]
+        return "%s (needs %s)" % (v, rec["needs"])
     return v
 
 
