@@ -2,7 +2,9 @@
 # processes and pipes behave? See README.md.
 #
 #   make check    build and run the suite on this machine's kernel
-#   make test     the project's own tests (fixtures, runner, faults, suite)
+#   make test     the project's own tests (fixtures, runner, faults, suite); it ends
+#                 with one line counting skipped tests
+#   make test-deps   every package and kernel any project test needs (CI runs it first)
 #   make test-browser  the comparison page rendered in headless Chromium
 #   make list     the tests with their catalogue IDs
 #   make test-fresh  the two commands above on a fresh Debian 12 root in a container,
@@ -117,7 +119,7 @@ endif
 endif
 SUBMAKE = MAKEFLAGS= $(MAKE) --no-print-directory
 
-.PHONY: all binaries static musl check check-kernels compare bench soak test test-fresh test-browser list deps clean
+.PHONY: all binaries static musl check check-kernels compare bench soak test test-deps test-fresh test-browser list deps clean
 .SECONDARY:
 .DELETE_ON_ERROR:
 
@@ -193,15 +195,30 @@ list: deps
 	@$(MAKE) --no-print-directory binaries
 	@$(PYTHON) -m runner list
 
+# What the project's tests need that every run does not (make test installs
+# these; make test-deps adds everything the rest of the tests use).
+TEST_PKGS := musl-tools busybox-static iproute2 perl python3-yaml libsocket-wrapper
+# make test-deps: every package and kernel any project test needs, so that
+# none skips for a missing one (.ci/run: then a skip for one fails CI).
+# Each target's own packages come from runner/targets/registry.py.
+TEST_ALL_PKGS := $(TEST_PKGS) cpio util-linux openssh-server openssh-client proot valgrind \
+	chromium liburing-dev runsc qemu-user-static \
+	$(foreach a,$(ARCHES),gcc-$(xtriple_$(a)) libc6-dev-$(xdeb_$(a))-cross)
+.PHONY: test-deps
+test-deps:
+	@scripts/deps.sh $(TEST_ALL_PKGS)
+	@$(MAKE) --no-print-directory binaries static musl $(addprefix cross-,$(ARCHES))
+	@$(PYTHON) -m runner test-deps
+
 test:
-	$(SP_RUN)@scripts/deps.sh musl-tools busybox-static iproute2 perl python3-yaml libsocket-wrapper
+	$(SP_RUN)@scripts/deps.sh $(TEST_PKGS)
 	$(SP_RUN)@$(SUBMAKE) binaries static musl || exit 2
-	$(SP_RUN)@py=$(PYTHON) || exit 2; \
+	$(SP_RUN)@py=$(PYTHON) || exit 2; rm -f $(BUILD)/test-skips; \
 	echo "== fixture library (cmocka)" && { $(BUILD)/fixtures-test || exit 1; } && \
 	echo "== runner, reports, CLI, catalogue, fault injection (pytest)" && \
 	{ env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL $$py -m pytest -q tests; rc=$$?; [ $$rc = 0 ] || exit $$(( rc == 1 ? 1 : 2 )); } && \
 	echo "== the suite on this machine's kernel" && \
-	$$py -m runner check -q -n 2
+	$$py -m runner check -q -n 2 && { cat $(BUILD)/test-skips 2>/dev/null || true; }
 
 # The comparison page in a real browser (headless Chromium from Debian).
 test-browser:

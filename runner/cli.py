@@ -70,6 +70,8 @@ def parser() -> argparse.ArgumentParser:
     dist.add_arguments(sub)
     sub.add_parser("list", help="list tests with their catalogue IDs").add_argument(
         "--build", default=str(discover.BUILD))
+    sub.add_parser("test-deps", help="install every target's packages and fetch the kernels "
+                   "the project's own tests boot (make test-deps)")
     return p
 
 
@@ -142,6 +144,23 @@ def cmd_soak(a) -> int:
     return 1 if bad else 0
 
 
+def cmd_test_deps(a) -> int:
+    """What the project's own tests need beyond the Makefile's list: every
+    registry target's packages (UML, QEMU, ssh, wrappers, sandboxes), the
+    arm64 guest's QEMU, and the kernels tests boot (Debian's 6.1 for
+    amd64 and arm64), fetched into the cache."""
+    from . import debarch, kernels
+    packages = sorted({p for e in registry.ENTRIES for p in e.packages} | {"qemu-system-arm"})
+    registry.install(packages)
+    print("test-deps: packages installed: %s" % " ".join(packages))
+    for what, fetch in (("Debian's 6.1 kernel (amd64)", lambda: kernels.debian_kernel("6.1")),
+                        ("Debian's 6.1 kernel (arm64)", lambda: debarch.kernel("aarch64", "6.1")),
+                        ("Debian's arm64 dnsmasq", lambda: debarch.dns_server("aarch64"))):
+        fetch()
+        print("test-deps: %s is in %s" % (what, kernels.CACHE))
+    return 0
+
+
 def cmd_list(a) -> int:
     for i in discover.all_items(Path(a.build)):
         print("%-64s %s" % (i.name, ",".join(i.ids)))
@@ -179,6 +198,8 @@ def main(argv=None) -> int:
             return rc
         if a.cmd == "list":
             return cmd_list(a)
+        if a.cmd == "test-deps":
+            return cmd_test_deps(a)
         if a.cmd == "compare":
             return cmd_compare(a)
         if a.cmd == "kernels":

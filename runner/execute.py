@@ -71,7 +71,7 @@ def run_item(item: Item, settings: Settings) -> dict:
     cmd = command(item, settings)
     start = time.monotonic()
     env = probe_env(settings)
-    own_dir = _own_socket_wrapper_dir(env, settings)
+    own_dir = own_socket_wrapper_dir(env, settings)
     try:
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                 stdin=subprocess.DEVNULL, env=env,
@@ -89,7 +89,7 @@ def run_item(item: Item, settings: Settings) -> dict:
             shutil.rmtree(own_dir, ignore_errors=True)
 
 
-def _own_socket_wrapper_dir(env: dict, settings: Settings):
+def own_socket_wrapper_dir(env: dict, settings: Settings):
     """socket_wrapper's SOCKET_WRAPPER_DIR is its emulated network (one
     Unix socket file per address and port). Each item has a network
     namespace of its own, so it gets a directory of its own under the one
