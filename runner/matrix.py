@@ -76,7 +76,7 @@ def run(a) -> int:
     guest and writes its partial report), no new step starts, then up."""
     times = _times()
     registry.install(sorted({p for e in registry.kernels() for p in e.packages}))
-    jobs = getattr(a, "jobs", None) or default_jobs()
+    jobs = a.jobs or default_jobs()
     order = sorted(RUNS, key=lambda r: -times.get(r[0], 0))
     number = {name: n for n, (name, _) in enumerate(RUNS, 1)}
     paths, failed, took = {}, [], {}
