@@ -17,6 +17,7 @@ import pytest
 
 from conftest import ROOT, new_tag, processes_running, wait_gone
 from runner import health, kernels, proc, progress, protocol, rootfs
+from runner.proc import session_members
 from runner.targets import qemu, stream, uml
 
 STREAM = """\
@@ -271,8 +272,8 @@ def _stop_mid_run(tmp_path, argv, kind, needle, sig, whole_group):
             proc.wait()
     # Nothing left: not the VM or anything it started (UML runs the
     # guest's processes as host processes), not the runner, not make.
-    assert wait_gone(sid, find=proc.session_members) == [], out
-    assert wait_gone(proc.pid, find=proc.session_members) == [], out
+    assert wait_gone(sid, find=session_members) == [], out
+    assert wait_gone(proc.pid, find=session_members) == [], out
     assert wait_gone(tag) == [], out
     return out, proc.returncode
 
