@@ -12,8 +12,8 @@ sockprobe-VERSION-ARCH.tar.gz holds one directory:
 On the target: `sh run > stream` (or `-o FILE`), no Python and no
 compiler. Back here: `sockprobe ingest stream` writes the usual report
 directory through runner/finish.py, with the same verdicts a host run of the
-same binaries gives (protocol.parse_framed reads the framing; the one
-finish step, runner/finish.py, writes the report).
+same binaries gives (runner/targets/bundle.py: protocol.parse_framed reads
+the framing, the one finish step, runner/finish.py, writes the report).
 """
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ import tarfile
 import time
 from pathlib import Path
 
-from . import discover, expect, finish, protocol, rootfs
+from . import discover, rootfs
 from .errors import UsageError
 
 ROOT = discover.ROOT
@@ -114,44 +114,6 @@ def header_timeout(text: str, default: float = 5.0) -> float:
     return float(m.group(1)) if m else default
 
 
-def ingest(stream: Path, reports: Path, expectations: str | None = None,
-           extra_env: dict | None = None) -> tuple:
-    """A stream file -> the report directory; (doc, run dir)."""
-    try:
-        text = stream.read_text(errors="replace")
-    except OSError as e:
-        raise DistError("cannot read the stream %s: %s" % (stream, e.strerror))
-    if not re.search(r"^@SP1 (guest|item) ", text, re.M):
-        raise DistError("%s is not a sockprobe stream (no '@SP1 guest' or '@SP1 item' line; "
-                        "write one with the bundle's `sh run -o FILE`)" % stream)
-    tmo = header_timeout(text)
-    parsed = protocol.parse_framed(text, tmo, CUT_SHORT)
-    if not parsed["results"]:
-        raise DistError("the stream %s has no items: the run stopped before its first item"
-                        % stream)
-    env = finish.stream_environment(parsed)
-    env["preload"] = None
-    modes = finish.isolation_modes(parsed["results"])
-    env["isolation"] = "runner (%s)" % ",".join(modes)
-    env["item_isolation"] = modes
-    env["timeout_s"] = tmo
-    env["target"] = "bundle"
-    m = re.search(r"^@SP1 guest .*\bbundle=(\S+)", text, re.M)
-    env["bundle"] = m.group(1) if m else None
-    env["stream"] = str(stream)
-    env.update(extra_env or {})
-    return finish.complete(parsed["results"], env, reports, expectations=expectations,
-                           partial=not parsed["done"], started=None,
-                           finished=stream.stat().st_mtime)
-
-
-def print_outcome(doc: dict, d: Path) -> int:
-    if doc.get("partial"):
-        print("ingest: the stream ends before the run finished; partial report")
-    print("\n".join(finish.lines(doc, d)))
-    return finish.status(doc)
-
-
 def add_arguments(sub) -> None:
     d = sub.add_parser("dist", help="make sockprobe-VERSION-ARCH.tar.gz (static probes, sh runner)")
     d.add_argument("--static", default=str(discover.BUILD / "static"),
@@ -169,12 +131,8 @@ def cmd(a) -> int:
         path = make_bundle(Path(a.static), Path(a.out))
         print("written: %s (%d KiB)" % (path, (path.stat().st_size + 1023) // 1024))
         return 0
-    exp = None
-    if a.expect:
-        try:
-            exp = str(expect.resolve(a.expect))
-            expect.load(Path(exp))
-        except (expect.ExpectError, OSError) as e:
-            raise DistError(str(e))
-    doc, d = ingest(Path(a.stream), Path(a.reports), exp)
-    return print_outcome(doc, d)
+    from . import config
+    from .targets import registry
+    cfg = config.Config(reports=a.reports, expect=config.BY_NAME["expect"].read(a.expect, "--expect")
+                        if a.expect else None)
+    return registry.entry("bundle").cls()(Path(a.stream)).run(cfg)

@@ -15,8 +15,9 @@ check-kernels` and `make matrix`:
                       ARCH=aarch64: Debian's arm64 kernel
   ssh    (ssh.py)     a remote machine: the bundle of `make dist` unpacked
                       there, its POSIX sh runner streaming back
-  bundle (runner/dist.py)  a stream the bundle's runner wrote anywhere,
-                      brought back and ingested
+  bundle (bundle.py)  a stream the bundle's runner (`make dist`,
+                      runner/dist.py) wrote anywhere, brought back and
+                      ingested (`make ingest`)
 
 uml, qemu and ssh are StreamTargets (stream.py): they start something
 (a VM, a connection, a sandbox) that runs the POSIX sh runner

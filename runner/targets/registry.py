@@ -84,6 +84,7 @@ ENTRIES = (
           tools=("qemu-aarch64-static",), build="aarch64", seconds=15, matrix=True),
     Entry("ssh", "ssh", "ssh:Ssh", {"target": "ssh://"}, packages=("openssh-client",),
           build="static", seconds=30),
+    Entry("bundle", "bundle", "bundle:Bundle", build="static", seconds=1),   # make ingest
 )
 
 
