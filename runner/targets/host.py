@@ -81,22 +81,8 @@ class Host(Target):
         unknown names are errors. With FAMILY, only that family's items."""
         if not cfg.tests:
             return ["cases"]
-        items = discover.all_items(build)
         nodes = []
-        for t in cfg.tests:
-            probe, _, rest = t.partition("/")
-            matches = [i for i in items if i.probe == probe and
-                       (not rest or rest in (i.test, i.name.split("/", 1)[1]))]
-            if not matches:
-                known = sorted({i.probe for i in items})
-                if probe not in known:
-                    raise UsageError("unknown probe '%s' (probes: %s; `make list` shows every "
-                                     "test)" % (probe, ", ".join(known)))
-                raise UsageError("unknown test '%s' (`make list` shows every test)" % t)
-            if cfg.family:
-                matches = [i for i in matches if i.family in cfg.family or i.family == "none"]
-                if not matches:
-                    raise UsageError("'%s' has no item of family %s" % (t, ", ".join(cfg.family)))
+        for _, matches in discover.select(cfg.tests, build, cfg.family):
             for i in matches:
                 fam = "" if i.family == "none" else "[%s]" % i.family
                 nodes.append("cases/%s.c::%s%s" % (i.probe, i.test, fam))

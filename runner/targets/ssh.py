@@ -95,14 +95,7 @@ class Ssh(StreamTarget):
         if not (static / "sp-isolate").exists():
             raise SshError("the static probes are not built in %s: run `make static` "
                            "(make check TARGET=... builds them)" % static)
-        known = sorted(p.name for p in (static / "probes").iterdir())
-        for t in cfg.tests:
-            probe, _, rest = t.partition("/")
-            if probe not in known:
-                raise SshError("unknown probe '%s' (probes: %s)" % (probe, ", ".join(known)))
-            if rest and rest.split("[")[0] not in [
-                    i.test for i in discover.items_of(static / "probes" / probe)]:
-                raise SshError("unknown test '%s' (`make list` shows every test)" % t)
+        discover.select(cfg.tests, static)
         return [t.split("[")[0] for t in cfg.tests]
 
     def __init__(self, url: str, family: str | None = None):

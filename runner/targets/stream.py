@@ -104,12 +104,8 @@ class StreamTarget(Target):
         if not (static / "sp-isolate").exists():
             raise UsageError("the static probes are not built: run `make check KERNEL=%s`"
                              % cfg.kernel)
-        known = sorted(p.name for p in (static / "probes").iterdir())
-        for t in cfg.tests:
-            if t.split("/")[0] not in known:
-                raise UsageError("unknown probe '%s' (probes: %s)" % (t.split("/")[0],
-                                                                       ", ".join(known)))
-        return sorted({t.split("/")[0] for t in cfg.tests})
+        return sorted({i.probe for _, items in discover.select(cfg.tests, static)
+                       for i in items})
 
     def run(self, cfg, say=_say, work: Path | None = None) -> int:
         static = self.build_dir(cfg)
