@@ -28,13 +28,21 @@ def writable(reports: Path) -> None:
                          "REPORT_DIR=... or --reports)" % reports)
 
 
-def stream_environment(parsed: dict) -> dict:
+def stream_environment(parsed: dict, target_env: dict, isolation: str,
+                       timeout_s: float) -> dict:
     """The report's environment for a framed stream (a guest, a remote, a
-    bundle): what its first probe reported and the runner's own; the
-    target adds what names it."""
+    bundle): what its first probe reported, the runner's own, what names
+    the target (target_env), and how its items were isolated
+    ("guest (namespaces)")."""
     env = dict(parsed["env"])
     env.update(report.runner_environment())
     env["kernel"] = parsed["kernel"] or env.get("kernel")
+    env.update(target_env)
+    env["preload"] = None
+    modes = isolation_modes(parsed["results"])
+    env["isolation"] = "%s (%s)" % (isolation, ",".join(modes))
+    env["item_isolation"] = modes
+    env["timeout_s"] = timeout_s
     return env
 
 

@@ -48,13 +48,7 @@ class Bundle(Target):
     def run(self, cfg, say=print) -> int:
         parsed = self.read()
         tmo = dist.header_timeout(self.text)
-        env = finish.stream_environment(parsed)
-        env["preload"] = None
-        modes = finish.isolation_modes(parsed["results"])
-        env["isolation"] = "runner (%s)" % ",".join(modes)
-        env["item_isolation"] = modes
-        env["timeout_s"] = tmo
-        env.update(self.environment())
+        env = finish.stream_environment(parsed, self.environment(), "runner", tmo)
         doc, d = finish.complete(parsed["results"], env, Path(cfg.reports),
                                  expectations=cfg.expect, partial=not parsed["done"],
                                  started=None, finished=self.stream.stat().st_mtime)

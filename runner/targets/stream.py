@@ -166,13 +166,8 @@ class StreamTarget(Target):
                     % signal.Signals(stopped).name)
                 return 128 + stopped
             raise GuestError(failure)
-        env = finish.stream_environment(parsed)
-        env.update(self.environment())
-        env["preload"] = None
-        modes = finish.isolation_modes(results)
-        env["isolation"] = "%s (%s)" % (self.isolation_label, ",".join(modes))
-        env["item_isolation"] = modes
-        env["timeout_s"] = cfg.timeout
+        env = finish.stream_environment(parsed, self.environment(), self.isolation_label,
+                                        cfg.timeout)
         env["guest_timeout_s"] = bound
         finish.kernel_health(results, env, parsed.get("health", []))
         doc, d = finish.complete(results, env, Path(cfg.reports), expectations=cfg.expect,
