@@ -37,11 +37,21 @@ TIMES = kernels.CACHE.parent / "matrix-times.json"
 GUESS = {e.name: e.seconds for e in registry.matrix()}
 
 
-def targets() -> list:
+def targets(install: bool = False) -> list:
     """[(name, runner check arguments, extra environment, why it cannot run
-    here or None)], host first: the registry's matrix entries."""
-    return [(e.name, config.command_line(e.options), dict(e.env), e.why_not())
-            for e in registry.matrix()]
+    here or None)], host first: the registry's matrix entries. install:
+    install each one's packages first (one that cannot be installed is
+    skipped, saying so)."""
+    out = []
+    for e in registry.matrix():
+        why = None
+        if install:
+            try:
+                registry.install(e.packages)
+            except UsageError as err:
+                why = "its packages cannot be installed: %s" % err
+        out.append((e.name, config.command_line(e.options), dict(e.env), why or e.why_not()))
+    return out
 
 
 def add_arguments(p) -> None:
@@ -58,7 +68,7 @@ class MatrixError(UsageError):
 
 
 def cmd(a) -> int:
-    ts = targets()
+    ts = targets(install=not a.from_dir)
     if a.from_dir:
         base = Path(a.from_dir)
         runs = OrderedDict()
