@@ -6,14 +6,15 @@ import subprocess
 from pathlib import Path
 
 from . import arch, protocol
-from .execute import Item
+from .errors import UsageError
+from .records import Item
 
 ROOT = Path(__file__).resolve().parent.parent
 CASES = ROOT / "cases"
 BUILD = ROOT / "build"
 
 
-class DiscoveryError(Exception):
+class DiscoveryError(UsageError):
     pass
 
 
@@ -52,6 +53,32 @@ def all_items(build: Path = BUILD, families=None) -> list:
     for src in sorted(CASES.glob("*.c")):
         items += items_of(probe_binary(src.stem, build), families)
     return items
+
+
+def select(tests, build: Path = BUILD, families=()) -> list:
+    """TEST words (a probe `tcp`, a test `tcp/NAME`, an item
+    `tcp/NAME[ipv6]`) -> [(word, [items])], checked once for every target:
+    an unknown probe or test, or a selection with no item of the asked
+    family, is one UsageError. The probes are the ones built in build."""
+    probes = sorted(p for p in (build / "probes").iterdir()) if (build / "probes").is_dir() else []
+    items = [i for p in probes for i in items_of(p)]
+    out = []
+    for t in tests:
+        probe, _, rest = t.partition("/")
+        matches = [i for i in items if i.probe == probe and
+                   (not rest or rest in (i.test, i.name.split("/", 1)[1]))]
+        if not matches:
+            known = sorted({i.probe for i in items})
+            if probe not in known:
+                raise UsageError("unknown probe '%s' (probes: %s; `make list` shows every test)"
+                                 % (probe, ", ".join(known)))
+            raise UsageError("unknown test '%s' (`make list` shows every test)" % t)
+        if families:
+            matches = [i for i in matches if i.family in families or i.family == "none"]
+            if not matches:
+                raise UsageError("'%s' has no item of family %s" % (t, ", ".join(families)))
+        out.append((t, matches))
+    return out
 
 
 def probe_environment(build: Path = BUILD, isolate: str | None = None,
