@@ -18,6 +18,7 @@
 #   K="expr"             pytest -k expression
 #   HOST=1               no namespaces: run on the host loopback
 #   KERNEL=uml|6.1|6.12|/path/bzImage  run the static probes (glibc, build/static) under another kernel
+#   KERNEL=gvisor|gvisor-hostinet  the same inside gVisor (runsc): its netstack, or hostinet in a netns of the run
 #   LIBC=musl            run the static musl probes (build/musl) on this kernel
 #   ARCH=aarch64         another CPU (aarch64, armhf, riscv64, i386): static probes from
 #                        Debian's cross compiler (build/ARCH/) under qemu-user on this kernel
@@ -72,7 +73,8 @@ xdeb_i386    := i386
 # when nothing extra is needed, and $(if) does not strip before testing.
 EXTRA_DEPS := $(strip $(if $(filter musl,$(LIBC)),musl-tools) \
 	$(if $(KERNEL),busybox-static) $(if $(filter uml,$(KERNEL)),user-mode-linux) \
-	$(if $(filter-out uml,$(KERNEL)),$(if $(ARCH),qemu-system-arm,qemu-system-x86)) \
+	$(if $(filter gvisor%,$(KERNEL)),runsc) \
+	$(if $(filter-out uml gvisor%,$(KERNEL)),$(if $(ARCH),qemu-system-arm,qemu-system-x86)) \
 	$(if $(filter proot%,$(WRAP)),proot) $(if $(filter valgrind%,$(WRAP)),valgrind) \
 	$(if $(ARCH),gcc-$(xtriple_$(ARCH)) libc6-dev-$(xdeb_$(ARCH))-cross qemu-user-static))
 # Static probes are built only for guest kernels (glibc, `static`) and
@@ -81,7 +83,7 @@ NEED_STATIC := $(strip $(if $(KERNEL),static) $(if $(filter musl,$(LIBC)),musl))
 
 # Variables are checked while the Makefile is read, before anything is
 # installed or built: a wrong value is one line and exit status 2.
-KERNELS := uml 6.1 6.12
+KERNELS := uml 6.1 6.12 gvisor gvisor-hostinet
 comma := ,
 sp_bad = $(error $(1))
 ifneq ($(KERNEL),)

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from . import compare, discover, expect, guest, matrix, report
 from . import arch as arch_mod
-from .targets import host, qemu, uml, vm
+from .targets import gvisor, host, qemu, uml, vm
 
 ROOT = discover.ROOT
 
@@ -293,6 +293,8 @@ def cmd_guest(a) -> int:
         raise CliError("--guest-timeout must be a positive number of seconds")
     if a.kernel == "uml":
         target = uml.Uml()
+    elif a.kernel in gvisor.NETWORKS:
+        target = gvisor.Gvisor(a.kernel)
     elif getattr(a, "arch", None):
         target = qemu.Qemu(series=a.kernel, arch=a.arch)
     elif a.kernel in guest.DEBIAN_META:
