@@ -591,8 +591,10 @@ int main(int argc, char **argv)
 	{
 		struct parts none = { 0, run_netns_private() ? NET_RUN : 0, 0, 0, "shared" };
 		char reason[1000];
-		snprintf(reason, sizeof(reason), "%s%s%s", pl.notes, pl.notes[0] && o.why[0] ? "; " : "",
-			 o.why);
+		/* the last failure, unless the notes say it already */
+		const char *last = o.why[0] && !strstr(pl.notes, o.why) ? o.why : "";
+		snprintf(reason, sizeof(reason), "%s%s%s", pl.notes, pl.notes[0] && last[0] ? "; " : "",
+			 last);
 		if (none.net)
 			setenv("SOCKPROBE_NETNS", "private", 1);
 		say_isolation("host", reason, &none);

@@ -20,6 +20,9 @@ KVM where /dev/kvm is usable, else ptrace; the progress line, the report
 environment and the cache (~/.cache/sockprobe/gvisor.json) say which and
 why.
 
+SOCKPROBE_RUNSC_FLAGS adds runsc options (e.g. "--debug
+--debug-log=/tmp/runsc/" to see why a sandbox ended).
+
 Clean-up, on every way out (the end, the bound, Ctrl-C, SIGTERM):
 runsc runs in a session of its own that is killed whole (guest._run_bounded);
 the sandbox and gofer processes, which runsc puts in sessions of their
@@ -31,6 +34,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shlex
 import shutil
 import signal
 import subprocess
@@ -45,6 +50,7 @@ RUNSC = "runsc"
 CACHE = guest.CACHE.parent / "gvisor.json"
 PLATFORM_CHECK_S = 10.0   # a platform that has not run `true` by then is not used
 CLEANUP_BOUND_S = 10.0
+MAX_SANDBOXES = 40       # a sandbox that ends during an item is followed by another
 NETWORKS = {"gvisor": "netstack", "gvisor-hostinet": "hostinet"}
 # Every capability: the sandbox's root may make the items' namespaces.
 CAPS = ["CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID",
@@ -140,6 +146,83 @@ def end_sandbox(state: Path, bound_s: float = CLEANUP_BOUND_S) -> list:
         time.sleep(0.02)  # the kernel reaping what was killed
 
 
+def item_order(static: Path, tests: list) -> list:
+    """The selected items in the order the bundle's runner runs them:
+    (probe, test, family, "probe/test[family]")."""
+    from .. import discover
+    out = []
+    for p in sorted((static / "probes").iterdir()):
+        if tests and p.name not in tests:
+            continue
+        for it in discover.items_of(p):
+            out.append((p.name, it.test, it.family, "%s/%s%s" % (
+                p.name, it.test, "" if it.family == "none" else "[%s]" % it.family)))
+    return out
+
+
+def last_item(text: str):
+    """(probe, test, family, name) of the last item a stream started, if
+    it did not report its exit."""
+    cur = None
+    for line in text.splitlines():
+        if line.startswith("@SP1 item "):
+            f = dict(kv.split("=", 1) for kv in line.split()[2:] if "=" in kv)
+            fam = f.get("family", "none")
+            cur = (f.get("probe"), f.get("test"), fam, "%s/%s%s" % (
+                f.get("probe"), f.get("test"), "" if fam == "none" else "[%s]" % fam))
+        elif line.startswith("@SP1 exit "):
+            cur = None
+    return cur
+
+
+def rest_after(order: list, stopped: tuple) -> list:
+    """The runs that go on after the item a sandbox stopped in: the
+    test's other families, then the probe's later tests, then the later
+    probes: [(family or None, [selection])]."""
+    keys = [o[:3] for o in order]
+    if stopped[:3] not in keys:
+        return []
+    rest = order[keys.index(stopped[:3]) + 1:]
+    plan = [(fam, ["%s/%s" % (p, t)]) for p, t, fam, _ in rest
+            if (p, t) == stopped[:2]]
+    later = [o for o in rest if (o[0], o[1]) != stopped[:2]]
+    same_probe = [o for o in later if o[0] == stopped[0]]
+    tests = []
+    for p, t, _, _ in same_probe:
+        if "%s/%s" % (p, t) not in tests:
+            tests.append("%s/%s" % (p, t))
+    probes = []
+    for p, _, _, _ in later:
+        if p != stopped[0] and p not in probes:
+            probes.append(p)
+    if tests or probes:
+        plan.append((None, tests + probes))
+    return plan
+
+
+def panic_summary(log: Path) -> str:
+    """One line on why gVisor's kernel stopped: the panic and the first
+    gVisor function in its stack, from runsc's --panic-log."""
+    try:
+        text = log.read_text(errors="replace")
+    except OSError:
+        return "no panic report from runsc"
+    lines = text.splitlines()
+    what = next((l.strip() for l in lines if l.startswith(("panic:", "fatal error:"))), None)
+    if what is None:
+        return "no panic report from runsc"
+    # The first frame of gVisor's own that is no helper (abi, marshalling).
+    where = ""
+    for l in lines[[l.strip() for l in lines].index(what):]:
+        m = re.match(r"gvisor\.dev/gvisor/pkg/(\S+?)\((?:0x|\{|\)|\.\.\.)", l)
+        if m and not where:
+            where = m.group(1)
+        if m and "/abi/" not in l and "Unmarshal" not in l and "Marshal" not in l:
+            where = m.group(1)
+            break
+    return "gVisor's kernel panicked (%s%s)" % (what, " in " + where if where else "")
+
+
 class Sandbox:
     """One runsc container: its work files and the command that runs it."""
 
@@ -150,6 +233,7 @@ class Sandbox:
         self.rootfs = self.bundle / "rootfs"
         self.platform, self.network, self.args, self.env = platform, network, args, list(env)
         self.id = "sockprobe-%d-%s" % (os.getpid(), work.name)
+        self.panic_log = None  # where runsc writes a panic of gVisor's kernel
 
     def write_config(self) -> None:
         self.state.mkdir(parents=True, exist_ok=True)
@@ -161,9 +245,11 @@ class Sandbox:
         """The command that runs the sandbox with its stdout in
         $SP_STREAM. hostinet: inside a network namespace of its own
         (unshare --net) with lo up, never the host's."""
-        runsc = [RUNSC, "--root=%s" % self.state, "--platform=%s" % self.platform,
+        runsc = [RUNSC] + shlex.split(os.environ.get("SOCKPROBE_RUNSC_FLAGS", "")) + [
+                 "--root=%s" % self.state, "--platform=%s" % self.platform,
                  "--network=%s" % ("none" if self.network == "netstack" else "host"),
-                 "--overlay", "run", "--bundle", str(self.bundle), self.id]
+                 "--overlay"] + (["--panic-log=%s" % self.panic_log] if self.panic_log else []) + [
+                 "run", "--bundle", str(self.bundle), self.id]
         if self.network == "netstack":
             return ["sh", "-c", 'exec "$@" >"$SP_STREAM"', "sh"] + runsc
         return ["unshare", "--net", "--", "sh", "-c",
@@ -290,13 +376,20 @@ class Gvisor(Target):
             self.name, self.version or "?", self.platform, self.platform_why)
 
     def boot(self, static, work, tests, item_timeout, bound_s, on_stream, say) -> str:
+        """Run the selection in sandboxes, one after another: where one
+        ends during an item (gVisor's kernel panicked: the item is an
+        error saying so), the next goes on after that item."""
         self.stream_path = work / "stream"
         self.console = work / "runsc.log"
-        args = ["/bin/sh", "/%s/run" % BUNDLE, "-t", str(max(1, int(-(-item_timeout // 1))))]
+        self.panics = []
+        tmo = str(max(1, int(-(-item_timeout // 1))))
+        order = item_order(static, tests)
         # hostinet: the run's network namespace is its own; items that
         # cannot have one of their own share it (sp-isolate: net=run).
         env = ["SOCKPROBE_RUN_NETNS=private"] if self.network == "hostinet" else []
-        self.box = box = Sandbox(work, self.platform, self.network, args + list(tests), env)
+        self.box = box = Sandbox(work, self.platform, self.network, [], env)
+        parts, how = [], "exited"
+        started = time.monotonic()
         try:
             busybox_root(box.rootfs)
             guest.add_dns_server(box.rootfs)
@@ -304,18 +397,55 @@ class Gvisor(Target):
             with tarfile.open(tar) as t:
                 t.extractall(box.rootfs)
             tar.unlink()
-            box.write_config()
-            env = dict(os.environ, SP_STREAM=str(self.stream_path), TMPDIR=str(work),
-                       SP_BUSYBOX=str(guest.BUSYBOX))
-            return guest._run_bounded(box.command(), self.console, bound_s, env=env,
-                                      stream=self.stream_path, boot_bound_s=self.boot_bound_s,
-                                      on_stream=on_stream)
+            plan = [(None, list(tests))]
+            for n in range(MAX_SANDBOXES):
+                part = work / ("stream.%d" % n)
+                parts.append(part)
+                box.args = ["/bin/sh", "-c", " ; ".join(
+                    "/bin/sh /%s/run -t %s%s %s" % (BUNDLE, tmo, " -f " + fam if fam else "",
+                                                    " ".join(sel)) for fam, sel in plan)]
+                box.write_config()
+                run_env = dict(os.environ, SP_STREAM=str(part), TMPDIR=str(work),
+                               SP_BUSYBOX=str(guest.BUSYBOX))
+                box.panic_log = work / ("panic.%d.log" % n)
+                left = bound_s - (time.monotonic() - started)
+                how = guest._run_bounded(box.command(), work / ("runsc.%d.log" % n), max(left, 1.0),
+                                         env=run_env, stream=part, boot_bound_s=self.boot_bound_s,
+                                         on_stream=on_stream)
+                end_sandbox(box.state)
+                text = part.read_text(errors="replace") if part.exists() else ""
+                if how != "exited" or "@SP1 guest-done" in text.rsplit("@SP1 guest ", 1)[-1]:
+                    break
+                stopped_in = last_item(text)
+                if stopped_in is None:
+                    break  # it ran no item: starting again would not help
+                self.panics.append(panic_summary(box.panic_log))
+                plan = rest_after(order, stopped_in)
+                if not plan:
+                    break
+                say("sockprobe: the sandbox ended during %s (%s); a new one goes on after it"
+                    % (stopped_in[3], self.panics[-1]))
+            else:
+                say("sockprobe: the sandbox ended %d times; stopped" % MAX_SANDBOXES)
+            return how
         finally:
             with guest.hold_signals():
                 left = box.clean()
                 if left:
                     say("sockprobe: gVisor processes %s did not end within %g s"
                         % (" ".join(map(str, left)), CLEANUP_BOUND_S))
+                with open(self.stream_path, "wb") as out:
+                    for part in parts:
+                        if part.exists():
+                            out.write(part.read_bytes())
+                            part.unlink()
+                with open(self.console, "wb") as out:
+                    for f in sorted(work.glob("runsc.*.log")) + sorted(work.glob("panic.*.log")):
+                        out.write(("== %s\n" % f.name).encode() + f.read_bytes())
+                        f.unlink()
+                if self.panics:
+                    self.cut_short = "the sandbox ended during this item: %s" % "; ".join(
+                        sorted(set(self.panics)))
 
     def environment(self) -> dict:
         return {"guest": self.name, "gvisor_network": self.network,
