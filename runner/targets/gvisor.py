@@ -77,7 +77,7 @@ def runsc_version() -> str:
     return first[0].replace("runsc version", "").strip() if first else ""
 
 
-def oci_config(args: list, own_netns: bool, env=()) -> dict:
+def oci_config(args: list, own_netns: bool, env=(), rootfs="rootfs") -> dict:
     """The OCI runtime spec of a sandbox running args as root in rootfs/.
     own_netns: a network namespace of the sandbox's own (netstack); none
     for hostinet, whose stack is that of the namespace runsc runs in."""
@@ -91,7 +91,7 @@ def oci_config(args: list, own_netns: bool, env=()) -> dict:
                     "capabilities": {k: CAPS for k in ("bounding", "effective", "permitted",
                                                         "inheritable")},
                     "noNewPrivileges": False},
-        "root": {"path": "rootfs", "readonly": False},
+        "root": {"path": str(rootfs), "readonly": False},
         "hostname": "sockprobe",
         "mounts": [{"destination": "/proc", "type": "proc", "source": "proc"},
                    {"destination": "/tmp", "type": "tmpfs", "source": "tmpfs"},
@@ -226,11 +226,11 @@ def panic_summary(log: Path) -> str:
 class Sandbox:
     """One runsc container: its work files and the command that runs it."""
 
-    def __init__(self, work: Path, platform: str, network: str, args: list, env=()):
+    def __init__(self, work: Path, platform: str, network: str, args: list, env=(), rootfs=None):
         self.dir = work
         self.state = work / "runsc-state"      # runsc --root
-        self.bundle = work / "oci"             # config.json + rootfs/
-        self.rootfs = self.bundle / "rootfs"
+        self.bundle = work / "oci"             # config.json (+ rootfs/ unless shared)
+        self.rootfs = Path(rootfs) if rootfs else self.bundle / "rootfs"
         self.platform, self.network, self.args, self.env = platform, network, args, list(env)
         self.id = "sockprobe-%d-%s" % (os.getpid(), work.name)
         self.panic_log = None  # where runsc writes a panic of gVisor's kernel
@@ -239,7 +239,7 @@ class Sandbox:
         self.state.mkdir(parents=True, exist_ok=True)
         self.bundle.mkdir(parents=True, exist_ok=True)
         (self.bundle / "config.json").write_text(json.dumps(
-            oci_config(self.args, self.network == "netstack", self.env), indent=1) + "\n")
+            oci_config(self.args, self.network == "netstack", self.env, self.rootfs), indent=1) + "\n")
 
     def command(self) -> list:
         """The command that runs the sandbox with its stdout in
@@ -335,6 +335,109 @@ def choose_platform(work: Path, say) -> tuple:
     raise GvisorError("runsc runs no sandbox on this machine (%s)" % "; ".join(tried))
 
 
+def lane_count(items: int) -> int:
+    """Sandboxes side by side: one more than there are cores (items spend
+    much of their time waiting on events; measured on 2 busy cores, the
+    whole suite took 69 s in one sandbox, 50 s in two, 42 s in three), at
+    most 4, one for a handful of items; SOCKPROBE_GVISOR_LANES sets it."""
+    env = os.environ.get("SOCKPROBE_GVISOR_LANES", "")
+    if env.isdigit() and int(env) > 0:
+        return int(env)
+    return max(1, min(4, (os.cpu_count() or 1) + 1, items // 20))
+
+
+def split_probes(order: list, n: int) -> list:
+    """The probes in n groups of about as many items each (largest
+    first, each to the group with the fewest so far)."""
+    count = {}
+    for p, _, _, _ in order:
+        count[p] = count.get(p, 0) + 1
+    groups = [[] for _ in range(max(1, min(n, len(count))))]
+    sizes = [0] * len(groups)
+    for p in sorted(count, key=lambda p: (-count[p], p)):
+        i = sizes.index(min(sizes))
+        groups[i].append(p)
+        sizes[i] += count[p]
+    return [sorted(g) for g in groups if g]
+
+
+class Lane:
+    """Sandboxes, one after another, running one share of the probes."""
+
+    def __init__(self, d: Path, probes: list, order: list):
+        self.dir = d
+        d.mkdir(parents=True, exist_ok=True)
+        self.order = [o for o in order if o[0] in probes]
+        self.plan = [(None, list(probes))]  # what the next sandbox runs; None: nothing more
+        self.box = None
+        self.proc = None
+        self.parts, self.offset, self.tail = [], 0, b""
+        self.printed = False
+        self.done = False   # the whole share ran
+
+    def start(self, tmo: str) -> None:
+        n = len(self.parts)
+        if n >= MAX_SANDBOXES:
+            self.plan = None
+            return
+        part = self.dir / ("stream.%d" % n)
+        self.parts.append(part)
+        self.offset, self.tail = 0, b""
+        box = self.box
+        box.args = ["/bin/sh", "-c", " ; ".join(
+            "/bin/sh /%s/run -t %s%s %s" % (BUNDLE, tmo, " -f " + fam if fam else "", " ".join(sel))
+            for fam, sel in self.plan)]
+        box.panic_log = self.dir / ("panic.%d.log" % n)
+        box.write_config()
+        env = dict(os.environ, SP_STREAM=str(part), TMPDIR=str(self.dir),
+                   SP_BUSYBOX=str(guest.BUSYBOX))
+        with open(self.dir / ("runsc.%d.log" % n), "wb") as log:
+            self.proc = subprocess.Popen(box.command(), stdout=log, stderr=subprocess.STDOUT,
+                                         stdin=subprocess.DEVNULL, start_new_session=True, env=env,
+                                         preexec_fn=guest._die_with_runner)
+        self.plan = None
+
+    def read(self) -> bytes:
+        """Whole lines the running sandbox wrote since the last look."""
+        if not self.parts:
+            return b""
+        part = self.parts[-1]
+        if guest._size(part) <= self.offset:
+            return b""
+        with open(part, "rb") as f:
+            f.seek(self.offset)
+            data = f.read()
+        self.offset += len(data)
+        self.printed = True
+        data, self.tail = (self.tail + data).rpartition(b"\n")[0::2] if b"\n" in self.tail + data \
+            else (b"", self.tail + data)
+        return data + b"\n" if data else b""
+
+    def ended(self):
+        """The sandbox ended: what comes next. (item, why) when it ended
+        during an item and a new sandbox goes on after it."""
+        guest._end_session(self.proc)
+        self.proc = None
+        end_sandbox(self.box.state)
+        text = self.parts[-1].read_text(errors="replace") if self.parts[-1].exists() else ""
+        if "@SP1 guest-done" in text.rsplit("@SP1 guest ", 1)[-1]:
+            self.done = True
+            return None
+        stopped = last_item(text)
+        if stopped is None:
+            return None  # it ran no item: starting again would not help
+        self.plan = rest_after(self.order, stopped) or None
+        if self.plan is None:
+            self.done = True  # it stopped in the share's last item
+        return stopped[3], panic_summary(self.box.panic_log)
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            guest._end_session(self.proc)
+            self.proc = None
+        self.plan = None
+
+
 class Gvisor(Target):
     kind = "gvisor"
     prefix = "gvisor"
@@ -376,76 +479,92 @@ class Gvisor(Target):
             self.name, self.version or "?", self.platform, self.platform_why)
 
     def boot(self, static, work, tests, item_timeout, bound_s, on_stream, say) -> str:
-        """Run the selection in sandboxes, one after another: where one
-        ends during an item (gVisor's kernel panicked: the item is an
-        error saying so), the next goes on after that item."""
+        """Run the selection in sandboxes side by side (lanes, each its
+        share of the probes). Where a sandbox ends during an item (gVisor's
+        kernel panicked: the item is an error saying so), the lane's next
+        sandbox goes on after that item."""
         self.stream_path = work / "stream"
         self.console = work / "runsc.log"
         self.panics = []
         tmo = str(max(1, int(-(-item_timeout // 1))))
         order = item_order(static, tests)
-        # hostinet: the run's network namespace is its own; items that
-        # cannot have one of their own share it (sp-isolate: net=run).
+        # hostinet: each lane's network namespace is its own (unshare
+        # --net); items share it one after another (sp-isolate: net=run).
         env = ["SOCKPROBE_RUN_NETNS=private"] if self.network == "hostinet" else []
-        self.box = box = Sandbox(work, self.platform, self.network, [], env)
-        parts, how = [], "exited"
+        rootfs = work / "rootfs"
+        lanes = [Lane(work / ("lane%d" % n), group, order) for n, group in
+                 enumerate(split_probes(order, lane_count(len(order))))]
+        self.lanes = len(lanes)
         started = time.monotonic()
+        how = "exited"
         try:
-            busybox_root(box.rootfs)
-            guest.add_dns_server(box.rootfs)
+            busybox_root(rootfs)
+            guest.add_dns_server(rootfs)
             tar = dist.make_bundle(static, work, name=BUNDLE)
             with tarfile.open(tar) as t:
-                t.extractall(box.rootfs)
+                t.extractall(rootfs)
             tar.unlink()
-            plan = [(None, list(tests))]
-            for n in range(MAX_SANDBOXES):
-                part = work / ("stream.%d" % n)
-                parts.append(part)
-                box.args = ["/bin/sh", "-c", " ; ".join(
-                    "/bin/sh /%s/run -t %s%s %s" % (BUNDLE, tmo, " -f " + fam if fam else "",
-                                                    " ".join(sel)) for fam, sel in plan)]
-                box.write_config()
-                run_env = dict(os.environ, SP_STREAM=str(part), TMPDIR=str(work),
-                               SP_BUSYBOX=str(guest.BUSYBOX))
-                box.panic_log = work / ("panic.%d.log" % n)
-                left = bound_s - (time.monotonic() - started)
-                how = guest._run_bounded(box.command(), work / ("runsc.%d.log" % n), max(left, 1.0),
-                                         env=run_env, stream=part, boot_bound_s=self.boot_bound_s,
-                                         on_stream=on_stream)
-                end_sandbox(box.state)
-                text = part.read_text(errors="replace") if part.exists() else ""
-                if how != "exited" or "@SP1 guest-done" in text.rsplit("@SP1 guest ", 1)[-1]:
+            for lane in lanes:
+                lane.box = Sandbox(lane.dir, self.platform, self.network, [], env, rootfs)
+            while True:
+                for lane in lanes:
+                    if lane.proc is None and lane.plan is not None:
+                        lane.start(tmo)
+                data = b"".join(lane.read() for lane in lanes)
+                on_stream(data)
+                for lane in lanes:
+                    if lane.proc is not None and lane.proc.poll() is not None:
+                        what = lane.ended()
+                        if what:
+                            self.panics.append(what[1])
+                            say("sockprobe: the sandbox ended during %s (%s)%s" % (
+                                what + ("; a new one goes on after it" if lane.plan else "",)))
+                if all(lane.plan is None and lane.proc is None for lane in lanes):
                     break
-                stopped_in = last_item(text)
-                if stopped_in is None:
-                    break  # it ran no item: starting again would not help
-                self.panics.append(panic_summary(box.panic_log))
-                plan = rest_after(order, stopped_in)
-                if not plan:
+                now = time.monotonic() - started
+                if now > bound_s:
+                    how = "hung"
                     break
-                say("sockprobe: the sandbox ended during %s (%s); a new one goes on after it"
-                    % (stopped_in[3], self.panics[-1]))
-            else:
-                say("sockprobe: the sandbox ended %d times; stopped" % MAX_SANDBOXES)
+                if now > self.boot_bound_s and not any(lane.printed for lane in lanes):
+                    how = "silent"
+                    break
+                time.sleep(0.2)  # the host watching sandboxes, not a probe waiting
+            if how == "exited" and not all(lane.done for lane in lanes):
+                how = "ended"
             return how
         finally:
             with guest.hold_signals():
-                left = box.clean()
+                for lane in lanes:
+                    lane.stop()
+                left = [pid for lane in lanes for pid in lane.box.clean()] if all(
+                    lane.box for lane in lanes) else []
                 if left:
                     say("sockprobe: gVisor processes %s did not end within %g s"
                         % (" ".join(map(str, left)), CLEANUP_BOUND_S))
-                with open(self.stream_path, "wb") as out:
-                    for part in parts:
-                        if part.exists():
-                            out.write(part.read_bytes())
-                            part.unlink()
-                with open(self.console, "wb") as out:
-                    for f in sorted(work.glob("runsc.*.log")) + sorted(work.glob("panic.*.log")):
-                        out.write(("== %s\n" % f.name).encode() + f.read_bytes())
-                        f.unlink()
-                if self.panics:
-                    self.cut_short = "the sandbox ended during this item: %s" % "; ".join(
-                        sorted(set(self.panics)))
+                shutil.rmtree(rootfs, ignore_errors=True)
+                self._collect(work, lanes)
+
+    def _collect(self, work: Path, lanes: list) -> None:
+        """The lanes' streams as one (one guest-done, when every lane ran
+        its whole share), their runsc logs as one console log."""
+        done = bool(lanes) and all(lane.done for lane in lanes)
+        with open(self.stream_path, "wb") as out:
+            for lane in lanes:
+                for part in lane.parts:
+                    if part.exists():
+                        out.writelines(l for l in part.read_bytes().splitlines(True)
+                                       if not l.startswith(b"@SP1 guest-done"))
+                        part.unlink()
+            if done:
+                out.write(b"@SP1 guest-done\n")
+        with open(self.console, "wb") as out:
+            for lane in lanes:
+                for f in sorted(lane.dir.glob("runsc.*.log")) + sorted(lane.dir.glob("panic.*.log")):
+                    out.write(("== %s/%s\n" % (lane.dir.name, f.name)).encode() + f.read_bytes())
+                shutil.rmtree(lane.dir, ignore_errors=True)
+        if self.panics:
+            self.cut_short = "the sandbox ended during this item: %s" % "; ".join(
+                sorted(set(self.panics)))
 
     def environment(self) -> dict:
         return {"guest": self.name, "gvisor_network": self.network,
