@@ -2,7 +2,9 @@
 # processes and pipes behave? See README.md.
 #
 #   make check    build and run the suite on this machine's kernel
-#   make test     the project's own tests (fixtures, runner, faults, suite)
+#   make test     the project's own tests (fixtures, runner, faults, suite); it ends
+#                 with one line counting skipped tests
+#   make test-deps   every package and kernel any project test needs (CI runs it first)
 #   make test-browser  the comparison page rendered in headless Chromium
 #   make list     the tests with their catalogue IDs
 #   make test-fresh  the two commands above on a fresh Debian 12 root in a container,
@@ -18,7 +20,6 @@
 #   K="expr"             pytest -k expression
 #   HOST=1               no namespaces: run on the host loopback
 #   KERNEL=uml|6.1|6.12|/path/bzImage  run the static probes (glibc, build/static) under another kernel
-#   KERNEL=gvisor|gvisor-hostinet  the same inside gVisor (runsc): its netstack, or hostinet in a netns of the run
 #   LIBC=musl            run the static musl probes (build/musl) on this kernel
 #   ARCH=aarch64         another CPU (aarch64, armhf, riscv64, i386): static probes from
 #                        Debian's cross compiler (build/ARCH/) under qemu-user on this kernel
@@ -54,11 +55,13 @@ LIBS    := -lcmocka
 PYTHON   = $$(scripts/find-python)
 JOBS    ?= $(shell nproc 2>/dev/null || echo 2)
 
-CHECK_ARGS := $(if $(PRELOAD),--preload $(PRELOAD)) $(if $(WRAP),--wrap '$(WRAP)') $(if $(TIMEOUT),--timeout $(TIMEOUT)) \
-	$(if $(filter-out 0,$(JOBS)),-n $(JOBS)) $(if $(FAMILY),--family $(FAMILY)) \
-	$(if $(K),-k "$(K)") $(if $(HOST),--host) $(if $(BASELINE),--baseline $(BASELINE)) \
-	$(if $(KERNEL),--kernel $(KERNEL)) $(if $(TARGET),--target '$(TARGET)') $(if $(LIBC),--libc $(LIBC)) \
-	$(if $(ARCH),--arch $(ARCH)) $(if $(KTAP),--ktap) $(if $(EXPECT),--expect $(EXPECT)) $(if $(REPEAT),--repeat $(REPEAT)) $(if $(REPORT_DIR),--reports $(REPORT_DIR)) $(TESTS)
+# make check's variables go to the runner as they are, one word VAR=value
+# each: runner/config.py declares and checks every one of them (the list
+# here only names them; tests/test_cli.py keeps it equal to config.py's).
+SP_VARS := TESTS JOBS TIMEOUT FAMILY K HOST PRELOAD WRAP KERNEL TARGET LIBC ARCH BASELINE REPEAT \
+	REPORT_DIR EXPECT KTAP
+sp_quote = '$(subst ','\'',$(1))'
+CHECK_ARGS = $(foreach v,$(SP_VARS),$(if $($(v)),$(call sp_quote,$(v)=$($(v)))))
 # ARCH: name -> cross triple and Debian architecture (runner/arch.py has the same table).
 ARCHES := aarch64 armhf riscv64 i386
 xtriple_aarch64 := aarch64-linux-gnu
@@ -69,65 +72,31 @@ xdeb_aarch64 := arm64
 xdeb_armhf   := armhf
 xdeb_riscv64 := riscv64
 xdeb_i386    := i386
-# What a run needs beyond the base packages. $(strip): the list is spaces
-# when nothing extra is needed, and $(if) does not strip before testing.
+# What the build needs beyond the base packages (a target's own packages,
+# UML, QEMU, an ssh client, a wrapper, are installed by the runner from
+# runner/targets/registry.py). $(strip): the list is spaces when nothing
+# extra is needed, and $(if) does not strip before testing.
 EXTRA_DEPS := $(strip $(if $(filter musl,$(LIBC)),musl-tools) \
-	$(if $(KERNEL),busybox-static) $(if $(filter uml,$(KERNEL)),user-mode-linux) \
-	$(if $(filter gvisor%,$(KERNEL)),runsc) \
-	$(if $(filter-out uml gvisor%,$(KERNEL)),$(if $(ARCH),qemu-system-arm,qemu-system-x86)) \
-	$(if $(filter proot%,$(WRAP)),proot) $(if $(filter valgrind%,$(WRAP)),valgrind) \
 	$(if $(ARCH),gcc-$(xtriple_$(ARCH)) libc6-dev-$(xdeb_$(ARCH))-cross qemu-user-static))
-# Static probes are built only for guest kernels (glibc, `static`) and
-# LIBC=musl (`musl`).
-NEED_STATIC := $(strip $(if $(KERNEL),static) $(if $(filter musl,$(LIBC)),musl))
+# Static probes are built for every target but this machine (glibc,
+# `static`: guests, bundles, remotes) and for LIBC=musl (`musl`).
+NEED_STATIC := $(strip $(if $(KERNEL)$(TARGET),static) $(if $(filter musl,$(LIBC)),musl))
 
-# Variables are checked while the Makefile is read, before anything is
-# installed or built: a wrong value is one line and exit status 2.
-KERNELS := uml 6.1 6.12 gvisor gvisor-hostinet
-comma := ,
-sp_bad = $(error $(1))
-ifneq ($(KERNEL),)
-ifeq ($(filter $(KERNELS),$(KERNEL))$(wildcard $(KERNEL)),)
-$(call sp_bad,KERNEL must be $(subst $() $(),$(comma) ,$(KERNELS)) or the path of a kernel image (got '$(KERNEL)'))
+# make check's variables are checked while the Makefile is read, before
+# anything is installed or built, by the runner's own declarations
+# (runner/config.py: each value, then the chosen target's rule for the
+# options it accepts): a wrong value is one line and exit status 2. A
+# machine without any python3 yet (a fresh one: deps.sh installs it) is
+# checked by the runner when it starts, with the same line.
+ifneq ($(filter check,$(MAKECMDGOALS)),)
+SP_PY3 := $(firstword $(shell cat build/python 2>/dev/null) $(wildcard /usr/bin/python3) \
+	$(shell command -v python3 2>/dev/null))
+ifneq ($(SP_PY3),)
+SP_BAD := $(shell $(SP_PY3) -m runner.config $(CHECK_ARGS) 2>&1)
+ifneq ($(SP_BAD),)
+$(error $(SP_BAD))
 endif
 endif
-ifneq ($(ARCH),)
-ifneq ($(words $(ARCH)) $(filter $(ARCHES),$(ARCH)),1 $(ARCH))
-$(call sp_bad,ARCH must be one of $(subst $() $(),$(comma) ,$(ARCHES)) (got '$(ARCH)'))
-endif
-ifneq ($(KERNEL),)
-ifneq ($(ARCH) $(filter 6.1 6.12,$(KERNEL)),aarch64 $(KERNEL))
-$(call sp_bad,ARCH=$(ARCH) with KERNEL=$(KERNEL) is not supported: a guest kernel of another architecture is KERNEL=6.1 or 6.12 with ARCH=aarch64)
-endif
-endif
-ifneq ($(or $(LIBC:glibc=),$(PRELOAD),$(WRAP),$(HOST)),)
-$(call sp_bad,ARCH=$(ARCH) does not combine with LIBC=musl$(comma) PRELOAD$(comma) WRAP or HOST (the probes run under qemu-user))
-endif
-endif
-ifneq ($(filter-out glibc musl,$(LIBC)),)
-$(call sp_bad,LIBC must be glibc or musl (got '$(LIBC)'))
-endif
-ifneq ($(filter-out ipv4 ipv6,$(FAMILY)),)
-$(call sp_bad,FAMILY must be ipv4 or ipv6 (got '$(FAMILY)'))
-endif
-sp_num = $(shell printf '%s' '$(1)' | grep -Eqx '$(2)' || echo bad)
-ifneq ($(and $(JOBS),$(call sp_num,$(JOBS),[0-9]+|auto)),)
-$(call sp_bad,JOBS must be a number of parallel workers or auto (got '$(JOBS)'))
-endif
-ifneq ($(and $(TIMEOUT),$(call sp_num,$(TIMEOUT),0*[1-9][0-9]*(\.[0-9]+)?|0*\.[0-9]*[1-9][0-9]*)),)
-$(call sp_bad,TIMEOUT must be a positive number of seconds (got '$(TIMEOUT)'))
-endif
-ifneq ($(and $(REPEAT),$(call sp_num,$(REPEAT),[1-9][0-9]*)),)
-$(call sp_bad,REPEAT must be a positive whole number (got '$(REPEAT)'))
-endif
-ifneq ($(and $(PRELOAD),$(filter-out /%,$(PRELOAD))),)
-$(call sp_bad,PRELOAD must be an absolute path (got '$(PRELOAD)'))
-endif
-ifneq ($(and $(PRELOAD),$(if $(wildcard $(PRELOAD)),,x)),)
-$(call sp_bad,PRELOAD library '$(PRELOAD)' does not exist)
-endif
-ifneq ($(and $(BASELINE),$(if $(wildcard $(BASELINE)),,x)),)
-$(call sp_bad,BASELINE report '$(BASELINE)' does not exist)
 endif
 
 # Exit status of `make check` and `make test` is the runner's: 0 every
@@ -150,7 +119,7 @@ endif
 endif
 SUBMAKE = MAKEFLAGS= $(MAKE) --no-print-directory
 
-.PHONY: all binaries static musl check check-kernels compare bench soak test test-fresh test-browser list deps clean
+.PHONY: all binaries static musl check check-kernels compare bench soak test test-deps test-fresh test-browser list deps clean
 .SECONDARY:
 .DELETE_ON_ERROR:
 
@@ -182,8 +151,7 @@ mutate: deps
 compare: deps
 	@$(PYTHON) -m runner compare $(REPORTS)
 
-check-kernels:
-	@scripts/deps.sh busybox-static user-mode-linux qemu-system-x86
+check-kernels: deps
 	@$(MAKE) --no-print-directory binaries static
 	@exec $(PYTHON) -m runner kernels $(if $(TIMEOUT),--timeout $(TIMEOUT)) \
 	  $(if $(filter command line environment,$(origin JOBS)),$(if $(filter-out auto,$(JOBS)),--jobs $(JOBS)))
@@ -208,10 +176,6 @@ matrix:
 .PHONY: dist ingest ssh-deps
 # TARGET=ssh://user@host[:port] runs that bundle on a remote machine
 # (runner/targets/ssh.py): the static probes and an ssh client here.
-ifneq ($(TARGET),)
-EXTRA_DEPS += openssh-client
-NEED_STATIC := static
-endif
 # make test also runs it against a real sshd started on loopback (tests/test_ssh.py).
 test: ssh-deps
 ssh-deps:
@@ -231,15 +195,30 @@ list: deps
 	@$(MAKE) --no-print-directory binaries
 	@$(PYTHON) -m runner list
 
+# What the project's tests need that every run does not (make test installs
+# these; make test-deps adds everything the rest of the tests use).
+TEST_PKGS := musl-tools busybox-static iproute2 perl python3-yaml libsocket-wrapper
+# make test-deps: every package and kernel any project test needs, so that
+# none skips for a missing one (.ci/run: then a skip for one fails CI).
+# Each target's own packages come from runner/targets/registry.py.
+TEST_ALL_PKGS := $(TEST_PKGS) cpio util-linux openssh-server openssh-client proot valgrind \
+	chromium liburing-dev runsc qemu-user-static \
+	$(foreach a,$(ARCHES),gcc-$(xtriple_$(a)) libc6-dev-$(xdeb_$(a))-cross)
+.PHONY: test-deps
+test-deps:
+	@scripts/deps.sh $(TEST_ALL_PKGS)
+	@$(MAKE) --no-print-directory binaries static musl $(addprefix cross-,$(ARCHES))
+	@$(PYTHON) -m runner test-deps
+
 test:
-	$(SP_RUN)@scripts/deps.sh musl-tools busybox-static iproute2 perl python3-yaml libsocket-wrapper
+	$(SP_RUN)@scripts/deps.sh $(TEST_PKGS)
 	$(SP_RUN)@$(SUBMAKE) binaries static musl || exit 2
-	$(SP_RUN)@py=$(PYTHON) || exit 2; \
+	$(SP_RUN)@py=$(PYTHON) || exit 2; rm -f $(BUILD)/test-skips; \
 	echo "== fixture library (cmocka)" && { $(BUILD)/fixtures-test || exit 1; } && \
 	echo "== runner, reports, CLI, catalogue, fault injection (pytest)" && \
 	{ env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL $$py -m pytest -q tests; rc=$$?; [ $$rc = 0 ] || exit $$(( rc == 1 ? 1 : 2 )); } && \
 	echo "== the suite on this machine's kernel" && \
-	$$py -m runner check -q -n 2
+	$$py -m runner check -q -n 2 && { cat $(BUILD)/test-skips 2>/dev/null || true; }
 
 # The comparison page in a real browser (headless Chromium from Debian).
 test-browser:

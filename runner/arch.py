@@ -22,6 +22,8 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from .errors import UsageError
+
 # ARCH name -> (ELF e_machine, ELF class 1=32/2=64, qemu-user binary,
 #               Debian architecture, cross triple)
 ARCHES = {
@@ -33,7 +35,7 @@ ARCHES = {
 _HOST = {"x86_64": (62, 2), "amd64": (62, 2)}
 
 
-class ArchError(Exception):
+class ArchError(UsageError):
     pass
 
 

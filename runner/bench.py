@@ -23,7 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from . import discover, execute, guest, report
+from . import discover, execute, kernels, report
 
 TARGETS = {"make_check_s": 3.0, "overhead_ms_per_item": 10.0, "uml_s": 15.0,
            "check_kernels_s": 25.0}
@@ -50,12 +50,12 @@ def kernels_ready() -> str | None:
     """Why the kernel matrix cannot be timed here (None: it can). Never
     fetches: a benchmark must not time a download."""
     import shutil
-    if not guest.UML.exists() or not shutil.which("qemu-system-x86_64"):
+    if not kernels.UML.exists() or not shutil.which("qemu-system-x86_64"):
         return "user-mode-linux or qemu-system-x86 is missing"
     if not (discover.BUILD / "static" / "sp-isolate").exists():
         return "the static probes are missing"
-    for series in guest.DEBIAN_META:
-        if not list(guest.CACHE.glob("linux-image-%s.*/boot/vmlinuz-*" % series)):
+    for series in kernels.DEBIAN_META:
+        if not list(kernels.CACHE.glob("linux-image-%s.*/boot/vmlinuz-*" % series)):
             return "Debian's %s kernel is not cached (run make check-kernels once)" % series
     return None
 
@@ -140,7 +140,7 @@ def _bench(runs: int, out: Path, with_uml: bool, log, tmp: Path,
         % (scale[2], scale[4], scale[4] / scale[2]))
 
     # 4. UML, boot included.
-    if with_uml and guest.UML.exists() and (discover.BUILD / "static" / "sp-isolate").exists():
+    if with_uml and kernels.UML.exists() and (discover.BUILD / "static" / "sp-isolate").exists():
         u = []
         for _ in range(max(1, min(runs, 3))):
             settle(log)

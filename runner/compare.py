@@ -22,11 +22,63 @@ import html
 from collections import OrderedDict
 from pathlib import Path
 
-from . import catalogue, report
+from . import catalogue, report, verdicts
 
-RANK = {"pass": 0, "xpass": 0, "skip": 1, "broken": 2, "fail": 2, "xfail": 2, "error": 3,
-        "timeout": 3}
+RANK = verdicts.RANK
 NOT_RUN = "(not run)"
+
+
+def name(doc: dict) -> str:
+    """A system's short name, as the registry names targets: the guest or
+    remote it ran on ("uml", "qemu 6.1", "gvisor"), a host preset it
+    matches ("musl", "proot", "socket_wrapper", "qemu-user aarch64"),
+    otherwise "host" with what was loaded into or around the probes."""
+    from .targets import registry
+    env = doc.get("environment", {})
+    if env.get("guest"):
+        return str(env["guest"])
+    if env.get("target") == "bundle":
+        return "bundle"
+    have = {"libc": env.get("libc") if env.get("libc") == "musl" else None,
+            "preload": env.get("preload"), "arch": env.get("arch") if env.get("emulator")
+            else None, "wrap": (str(env.get("wrap") or "").split() or [None])[0]}
+    for e in registry.ENTRIES:
+        if e.target == "host:Host" and e.options and all(
+                have.get(k) == (v.split()[0] if k == "wrap" else v)
+                for k, v in e.options.items()) and \
+                sum(1 for v in have.values() if v) == len(e.options):
+            return e.label
+    extra = [("preload " + Path(have["preload"]).name) if have["preload"] else None,
+             have["wrap"], have["libc"], have["arch"]]
+    return " ".join(["host"] + [x for x in extra if x])
+
+
+def names(docs: list) -> list:
+    """Short names of systems (docs: one report each), made unique by the
+    kernel where two would read the same."""
+    short = [name(d) for d in docs]
+    out = []
+    for s, d in zip(short, docs):
+        if short.count(s) > 1:
+            s = "%s (%s)" % (s, d.get("environment", {}).get("kernel", "?"))
+        out.append(s)
+    for i, s in enumerate(out):   # still the same: number them
+        if out.count(s) > 1:
+            out[i] = "%s #%d" % (s, out[:i + 1].count(s))
+    return out
+
+
+def reason(r: dict) -> str:
+    """A result's one-line reason: the expectation's for a known
+    deviation, otherwise the item's message."""
+    if r["verdict"] in ("xfail", "xpass") and r.get("expected"):
+        text = r["expected"].get("reason", "")
+    elif r["verdict"] in ("pass",):
+        text = ""
+    else:
+        text = r.get("message") or ""
+    text = " ".join(text.split())
+    return text if len(text) <= 140 else text[:137] + "..."
 
 
 def label(doc: dict, path: str = "") -> str:
@@ -43,10 +95,7 @@ def label(doc: dict, path: str = "") -> str:
     return " ".join(str(p) for p in parts if p)
 
 
-def worst(verdicts):
-    # On a tie of rank, fail wins over broken: a failure shows the behavior
-    # deviates, broken (could not be set up) shows nothing either way.
-    return max(verdicts, key=lambda v: (RANK.get(v, 9), v == "fail")) if verdicts else "-"
+worst = verdicts.worst
 
 
 def _repeats(doc: dict) -> list:
@@ -85,7 +134,8 @@ def table(groups: "OrderedDict[str, list]") -> dict:
     system disagrees with itself) or "same"."""
     order = list(catalogue.load())
     n = len(groups)
-    verdicts = OrderedDict()   # (id, fam) -> [[worst verdict per run] per system]
+    by_row = OrderedDict()     # (id, fam) -> [[worst verdict per run] per system]
+    why = {}                   # (id, fam) -> [the worst item's reason per system]
     values = OrderedDict()     # (item, key) -> [[value per run] per system]
     for s, runs in enumerate(groups.values()):
         for r_i, (_, doc) in enumerate(runs):
@@ -94,9 +144,13 @@ def table(groups: "OrderedDict[str, list]") -> dict:
                 for id_ in r["ids"]:
                     if id_ not in order:
                         order.append(id_)
-                    per_cell.setdefault((id_, r["family"]), []).append(r["verdict"])
-            for key, vs in per_cell.items():
-                verdicts.setdefault(key, [[] for _ in range(n)])[s].append(worst(vs))
+                    per_cell.setdefault((id_, r["family"]), []).append(r)
+            for key, rs in per_cell.items():
+                v = worst([verdicts.shown(r) for r in rs])
+                by_row.setdefault(key, [[] for _ in range(n)])[s].append(v)
+                bad = [reason(r) for r in rs if verdicts.shown(r) == v and reason(r)]
+                if bad:
+                    why.setdefault(key, [""] * n)[s] = bad[0]
     for runs in groups.values():
         for _, doc in runs:
             for r in doc["results"]:
@@ -127,11 +181,11 @@ def table(groups: "OrderedDict[str, list]") -> dict:
     rows = OrderedDict()
     for id_ in order:
         for fam in ("ipv4", "ipv6", None):
-            if (id_, fam) in verdicts:
-                rows[(id_, fam)] = classify(verdicts[(id_, fam)])
-    for key in sorted(verdicts, key=lambda k: (order.index(k[0]), str(k[1]))):
+            if (id_, fam) in by_row:
+                rows[(id_, fam)] = classify(by_row[(id_, fam)])
+    for key in sorted(by_row, key=lambda k: (order.index(k[0]), str(k[1]))):
         if key not in rows:
-            rows[key] = classify(verdicts[key])
+            rows[key] = classify(by_row[key])
     item_ids = {}
     for runs in groups.values():
         for _, doc in runs:
@@ -142,7 +196,7 @@ def table(groups: "OrderedDict[str, list]") -> dict:
         cells, kind = classify(cols)
         if kind != "same":
             obs[key] = (cells, kind)
-    return {"rows": rows, "observations": obs, "item_ids": item_ids}
+    return {"rows": rows, "observations": obs, "item_ids": item_ids, "why": why}
 
 
 def chapter(t: dict, key) -> str:
@@ -204,20 +258,29 @@ def _sections(t: dict):
             [(k, v) for k, v in rows.items() if v[1] == "same"])
 
 
-def render_text(labels, t) -> str:
+def _reasons(t: dict, key, cols) -> list:
+    """(system name, reason) for each cell of a differing row that has one."""
+    why = t.get("why", {}).get(key, [])
+    return [(c, w) for c, w in zip(cols, why) if w]
+
+
+def render_text(cols, described, t) -> str:
+    """cols: the systems' short names; described: a line about each."""
     diff, vals, varies, same = _sections(t)
-    out = headline(t) + [""] + ["system %s" % l for l in labels]
+    out = headline(t) + [""] + ["%s: %s" % (c, d) for c, d in zip(cols, described)]
     w = max([len("behavior [family]")] + [len("%s [%s]" % (i, f or "-")) for i, f in t["rows"]])
-    cols = [max(6, min(len(l), 28)) for l in labels]
+    width = [max(6, min(len(c), 28)) for c in cols]
     head = "%-*s  %s" % (w, "behavior [family]", "  ".join(
-        "%-*s" % (c, str(n)) for n, c in enumerate(cols, 1)))
+        "%-*s" % (c, n[:c]) for n, c in zip(cols, width)))
     if diff:
         out += ["", "verdicts that differ:", head]
         for ch, rows in by_chapter(t, diff):
             out.append("-- %s" % catalogue.short(ch))
             for (i, f), (row, _) in rows:
                 out.append("%-*s  %s <" % (w, "%s [%s]" % (i, f or "-"),
-                                           "  ".join("%-*s" % (c, v) for c, v in zip(cols, row))))
+                                           "  ".join("%-*s" % (c, v) for c, v in zip(width, row))))
+                out += ["%-*s    %s: %s" % (w, "", c, why) for c, why in
+                        _reasons(t, (i, f), cols)]
     if vals:
         out += ["", "recorded values that differ:"]
         for ch, rows in by_chapter(t, vals):
@@ -235,22 +298,24 @@ def render_text(labels, t) -> str:
     return "\n".join(out) + "\n"
 
 
-def render_md(labels, paths, t) -> str:
+def render_md(cols, described, paths, t) -> str:
     diff, vals, varies, same = _sections(t)
-    n = len(labels)
-    runs = ["system %d" % i for i in range(1, n + 1)]
+    n = len(cols)
     out = ["# sockprobe comparison", ""] + ["**%s**" % l for l in headline(t)[:1]] + \
         headline(t)[1:] + [""]
-    for i, (l, ps) in enumerate(zip(labels, paths), 1):
-        out.append("- system %d: %s (%s)" % (i, l, ", ".join("`%s`" % p for p in ps)))
+    for c, l, ps in zip(cols, described, paths):
+        out.append("- **%s**: %s (%s)" % (c, l, ", ".join("`%s`" % p for p in ps)))
+    heads = [c.replace("|", "\\|") for c in cols]
 
     def verdict_table(rows, bold):
         lines = []
         for ch, group in by_chapter(t, rows):  # one table per catalogue chapter
             lines += ["", "### %s" % catalogue.short(ch), "",
-                      "| behavior | family | " + " | ".join(runs) + " |", "|---|---|" + "---|" * n]
+                      "| behavior | family | " + " | ".join(heads) + " |", "|---|---|" + "---|" * n]
             for (i, f), (row, _) in group:
-                cells = ["**%s**" % v if bold else v for v in row]
+                why = t.get("why", {}).get((i, f), [""] * n) if bold else [""] * n
+                cells = [("**%s**" % v if bold else v) + (": " + _mdx(w) if w else "")
+                         for v, w in zip(row, why)]
                 lines.append("| %s | %s | %s |" % (i, f or "-", " | ".join(cells)))
         return lines
 
@@ -260,40 +325,44 @@ def render_md(labels, paths, t) -> str:
         out += ["", "## Recorded values that differ"]
         for ch, group in by_chapter(t, vals):
             out += ["", "### %s" % catalogue.short(ch), "",
-                    "| item | value | " + " | ".join(runs) + " |", "|---|---|" + "---|" * n]
+                    "| item | value | " + " | ".join(heads) + " |", "|---|---|" + "---|" * n]
             for (item, k), (row, _) in group:
-                out.append("| `%s` | %s | %s |" % (item, k, " | ".join(v.replace("|", "\\|") for v in row)))
+                out.append("| `%s` | %s | %s |" % (item, k, " | ".join(_mdx(v) for v in row)))
     if varies:
         out += ["", "## Varies within a system"]
         for ch, group in by_chapter(t, varies):
             out += ["", "### %s" % catalogue.short(ch), "",
-                    "| row | " + " | ".join(runs) + " |", "|---|" + "---|" * n]
+                    "| row | " + " | ".join(heads) + " |", "|---|" + "---|" * n]
             for key, (row, _) in group:
                 name = "%s [%s]" % (key[0], key[1] or "-") if key in t["rows"] else "`%s` %s" % key
-                out.append("| %s | %s |" % (name, " | ".join(v.replace("|", "\\|") for v in row)))
+                out.append("| %s | %s |" % (name, " | ".join(_mdx(v) for v in row)))
     out += ["", "<details><summary>%d identical rows</summary>" % len(same)]
     out += verdict_table(same, False) + ["", "</details>"]
     return "\n".join(out) + "\n"
+
+
+def _mdx(s: str) -> str:
+    return s.replace("|", "\\|").replace("\n", " ")
 
 
 CSS = """body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;margin:1em 0}
 td,th{border:1px solid #ccc;padding:.25em .6em;text-align:left;font-size:90%}
 tr.diff td{background:#fff4cc}tr.varies td{background:#eef}.pass{color:#176f2c}
 .fail,.error,.timeout,.broken{color:#b00020;font-weight:bold}.skip{color:#666}code{font-size:90%}
-#summary{font-size:120%}"""
+.why{display:block;color:#333;font-weight:normal;font-size:85%}#summary{font-size:120%}"""
 
 
-def render_html(labels, paths, t) -> str:
+def render_html(cols, described, paths, t) -> str:
     e = html.escape
     diff, vals, varies, same = _sections(t)
-    n = len(labels)
-    ths = "".join("<th>system %d</th>" % i for i in range(1, n + 1))
+    n = len(cols)
+    ths = "".join("<th>%s</th>" % e(c) for c in cols)
     head = headline(t)
     out = ["<!DOCTYPE html><html><head><meta charset='utf-8'><title>sockprobe comparison</title>",
            "<style>%s</style></head><body><h1>sockprobe comparison</h1>" % CSS,
            "<p id='summary'>%s</p><p>%s</p><ul>" % (e(head[0]), e(head[1]))]
-    for i, (l, ps) in enumerate(zip(labels, paths), 1):
-        out.append("<li>system %d: %s (%s)</li>" % (i, e(l), ", ".join(
+    for c, l, ps in zip(cols, described, paths):
+        out.append("<li><b>%s</b>: %s (%s)</li>" % (e(c), e(l), ", ".join(
             "<code>%s</code>" % e(str(p)) for p in ps)))
     out.append("</ul>")
 
@@ -305,9 +374,12 @@ def render_html(labels, paths, t) -> str:
 
     def rows_one(rows, cls):
         for (i, f), (row, _) in rows:
+            why = t.get("why", {}).get((i, f), [""] * n) if cls == "diff" else [""] * n
             out.append("<tr class='%s' data-id='%s'><td>%s</td><td>%s</td>%s</tr>" % (
                 cls, e(i), e(i), e(f or "-"),
-                "".join("<td class='%s'>%s</td>" % (e(v.split(" ")[0]), e(v)) for v in row)))
+                "".join("<td class='%s'>%s%s</td>" % (
+                    e(v.split(" ")[0]), e(v), "<span class='why'>%s</span>" % e(w) if w else "")
+                    for v, w in zip(row, why))))
 
     out.append("<table id='verdicts'><tr><th>behavior</th><th>family</th>%s</tr>" % ths)
     rows_html(diff, "diff")
@@ -331,22 +403,24 @@ def render_html(labels, paths, t) -> str:
 
 def compare(paths: list, out_dir: Path) -> tuple:
     """Write compare.md and compare.html; return (text, any_verdict_differs
-    between systems, dir)."""
+    between systems, dir). Each system is named as the registry names
+    targets (host, uml, qemu 6.1, gvisor, ...), and each cell of a row
+    that differs carries its one-line reason."""
     if len(paths) < 2:
         raise report.ReportError("compare needs at least two reports")
     docs = [report.load(p) for p in paths]
     groups = systems(docs, [str(p) for p in paths])
-    labels = list(groups)
+    cols = names([runs[0][1] for runs in groups.values()])
+    described = ["%s, %d run%s" % (l, len(runs), "" if len(runs) == 1 else "s")
+                 for l, runs in groups.items()]
     grouped_paths = [list(OrderedDict.fromkeys(p for p, _ in runs)) for runs in groups.values()]
     t = table(groups)
     stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%d-%H%M%S-%f")
     d = out_dir / ("compare-" + stamp)
     d.mkdir(parents=True)
-    (d / "compare.md").write_text(render_md(labels, grouped_paths, t))
-    (d / "compare.html").write_text(render_html(labels, grouped_paths, t))
-    numbered = ["%d: %s (%d run%s)" % (i, l, len(runs), "" if len(runs) == 1 else "s")
-                for i, (l, runs) in enumerate(groups.items(), 1)]
-    return render_text(numbered, t), any(differs(r) for r in t["rows"].values()), d
+    (d / "compare.md").write_text(render_md(cols, described, grouped_paths, t))
+    (d / "compare.html").write_text(render_html(cols, described, grouped_paths, t))
+    return render_text(cols, described, t), any(differs(r) for r in t["rows"].values()), d
 
 
 # ---- baselines -------------------------------------------------------------

@@ -11,7 +11,8 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from . import guest
+from . import kernels, rootfs
+from .errors import GuestError
 
 # ARCH -> (Debian architecture, cloud kernel meta-package per series)
 KERNELS = {"aarch64": ("arm64", {"6.1": "linux-image-cloud-arm64",
@@ -23,7 +24,7 @@ STREAM_MODULES = ("drivers/virtio/virtio_ring.ko", "drivers/virtio/virtio.ko",
 
 
 def _apt(debarch: str) -> list:
-    base = guest.CACHE.parent / ("apt-" + debarch)
+    base = kernels.CACHE.parent / ("apt-" + debarch)
     for d in (base / "lists" / "partial", base / "cache" / "archives" / "partial"):
         d.mkdir(parents=True, exist_ok=True)
     return ["-o", "APT::Architecture=" + debarch, "-o", "APT::Architectures=" + debarch,
@@ -34,18 +35,18 @@ def _apt(debarch: str) -> list:
 
 def _index(debarch: str, refresh: bool = False) -> list:
     opts = _apt(debarch)
-    lists = guest.CACHE.parent / ("apt-" + debarch) / "lists"
+    lists = kernels.CACHE.parent / ("apt-" + debarch) / "lists"
     if refresh or not any(lists.glob("*_Packages*")):
         r = subprocess.run(["apt-get", "-q"] + opts + ["update"], capture_output=True, text=True)
         if r.returncode != 0:
-            raise guest.GuestError("cannot fetch Debian's %s package index: %s"
+            raise GuestError("cannot fetch Debian's %s package index: %s"
                                    % (debarch, (r.stderr or r.stdout).strip()[-200:]))
     return opts
 
 
 def _fetch(pkg: str, debarch: str, opts: list) -> Path:
     """PKG (a real package, not a meta one) unpacked under the cache."""
-    dest = guest.CACHE / debarch / pkg  # not beside the amd64 kernels: no glob mixes them
+    dest = kernels.CACHE / debarch / pkg  # not beside the amd64 kernels: no glob mixes them
     if dest.is_dir():
         return dest
     with tempfile.TemporaryDirectory() as tmp:
@@ -53,7 +54,7 @@ def _fetch(pkg: str, debarch: str, opts: list) -> Path:
                            capture_output=True, text=True)
         debs = list(Path(tmp).glob("*.deb"))
         if r.returncode != 0 or not debs:
-            raise guest.GuestError("apt-get download %s:%s failed: %s" % (
+            raise GuestError("apt-get download %s:%s failed: %s" % (
                 pkg, debarch, (r.stderr or r.stdout).strip()[-200:]))
         part = dest.with_name(dest.name + ".part")
         shutil.rmtree(part, ignore_errors=True)
@@ -61,7 +62,7 @@ def _fetch(pkg: str, debarch: str, opts: list) -> Path:
         x = subprocess.run(["dpkg-deb", "-x", str(debs[0]), str(part)], capture_output=True,
                            text=True)
         if x.returncode != 0:
-            raise guest.GuestError("cannot unpack %s: %s" % (debs[0].name, x.stderr.strip()[-200:]))
+            raise GuestError("cannot unpack %s: %s" % (debs[0].name, x.stderr.strip()[-200:]))
         part.rename(dest)
     return dest
 
@@ -72,7 +73,7 @@ def _package_of(path: Path) -> str:
         r = subprocess.run(["dpkg", "-S", str(p)], capture_output=True, text=True)
         if r.returncode == 0 and ":" in r.stdout:
             return r.stdout.split(":", 1)[0].strip()
-    raise guest.GuestError("no Debian package ships %s (dpkg -S)" % path)
+    raise GuestError("no Debian package ships %s (dpkg -S)" % path)
 
 
 def dns_server(arch: str) -> list:
@@ -83,9 +84,9 @@ def dns_server(arch: str) -> list:
     directory, with no ld.so.cache."""
     debarch = KERNELS[arch][0]
     triple = arch + "-linux-gnu"
-    if not guest.DNSMASQ.exists():
-        raise guest.GuestError("dnsmasq-base is not installed here")
-    host = guest.shared_libraries(guest.DNSMASQ)
+    if not rootfs.DNSMASQ.exists():
+        raise GuestError("dnsmasq-base is not installed here")
+    host = rootfs.shared_libraries(rootfs.DNSMASQ)
     opts = _index(debarch)
     server = _fetch("dnsmasq-base", debarch, opts) / "usr" / "sbin" / "dnsmasq"
     out = [(server, "usr/sbin/dnsmasq")]
@@ -101,7 +102,7 @@ def dns_server(arch: str) -> list:
                 out.append((f, "lib/" + f.name))   # PT_INTERP: /lib/ld-linux-ARCH.so.1
     missing = libs - found
     if missing:
-        raise guest.GuestError("no %s build of %s in Debian's packages" % (debarch, ", ".join(sorted(missing))))
+        raise GuestError("no %s build of %s in Debian's packages" % (debarch, ", ".join(sorted(missing))))
     return out
 
 
@@ -118,12 +119,12 @@ def _unxz(path: Path) -> Path:
 def kernel(arch: str, series: str) -> tuple:
     """(Image, [modules for the stream channel], busybox) for ARCH's guest."""
     if arch not in KERNELS or series not in KERNELS[arch][1]:
-        raise guest.GuestError("KERNEL=%s with ARCH=%s is not supported (supported: %s)" % (
+        raise GuestError("KERNEL=%s with ARCH=%s is not supported (supported: %s)" % (
             series, arch, ", ".join("KERNEL=%s ARCH=%s" % (s, a)
                                     for a, (_, m) in KERNELS.items() for s in m)))
     try:
         return _kernel(arch, series, _index(KERNELS[arch][0]))
-    except guest.GuestError:
+    except GuestError:
         # Debian drops old kernel versions: a stale index names one no
         # longer there. Refresh it once and try again.
         return _kernel(arch, series, _index(KERNELS[arch][0], refresh=True))
@@ -135,12 +136,12 @@ def _kernel(arch: str, series: str, opts: list) -> tuple:
                          capture_output=True, text=True)
     m = re.search(r"Depends: (linux-image-[^\s]+)", dep.stdout)
     if not m:
-        raise guest.GuestError("cannot find the kernel package behind %s:%s"
+        raise GuestError("cannot find the kernel package behind %s:%s"
                                % (metas[series], debarch))
     k = _fetch(m.group(1), debarch, opts)
     images = sorted(k.glob("boot/vmlinuz-*"))
     if not images:
-        raise guest.GuestError("%s has no boot/vmlinuz" % m.group(1))
+        raise GuestError("%s has no boot/vmlinuz" % m.group(1))
     mods = []
     for rel in STREAM_MODULES:
         # 6.12 has virtio and the console built in and xz-compressed
@@ -149,8 +150,8 @@ def _kernel(arch: str, series: str, opts: list) -> tuple:
             [_unxz(x) for x in sorted(k.glob("lib/modules/*/kernel/" + rel + ".xz"))]
         mods += found[:1]
     if not mods:
-        raise guest.GuestError("%s has no virtio modules" % m.group(1))
+        raise GuestError("%s has no virtio modules" % m.group(1))
     busybox = _fetch("busybox-static", debarch, opts) / "bin" / "busybox"
     if not busybox.exists():
-        raise guest.GuestError("busybox-static:%s has no bin/busybox" % debarch)
+        raise GuestError("busybox-static:%s has no bin/busybox" % debarch)
     return images[0], mods, busybox

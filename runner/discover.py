@@ -6,14 +6,15 @@ import subprocess
 from pathlib import Path
 
 from . import arch, protocol
-from .execute import Item
+from .errors import UsageError
+from .records import Item
 
 ROOT = Path(__file__).resolve().parent.parent
 CASES = ROOT / "cases"
 BUILD = ROOT / "build"
 
 
-class DiscoveryError(Exception):
+class DiscoveryError(UsageError):
     pass
 
 

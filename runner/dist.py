@@ -2,7 +2,7 @@
 
 sockprobe-VERSION-ARCH.tar.gz holds one directory:
 
-  run            the POSIX sh runner (runner/guest/run; the guest init and
+  run            the POSIX sh runner (runner/sh/run; the guest init and
                  the ssh target run the same script)
   sp-isolate     static (glibc), like every probe
   probes/*       the static probes (build/static, `make static`)
@@ -11,8 +11,9 @@ sockprobe-VERSION-ARCH.tar.gz holds one directory:
 
 On the target: `sh run > stream` (or `-o FILE`), no Python and no
 compiler. Back here: `sockprobe ingest stream` writes the usual report
-directory through report.publish, with the same verdicts a host run of the
-same binaries gives (guest.parse_stream reads the framing).
+directory through runner/finish.py, with the same verdicts a host run of the
+same binaries gives (protocol.parse_framed reads the framing; the one
+finish step, runner/finish.py, writes the report).
 """
 from __future__ import annotations
 
@@ -24,7 +25,8 @@ import tarfile
 import time
 from pathlib import Path
 
-from . import discover, expect, guest, report
+from . import discover, expect, finish, protocol, rootfs
+from .errors import UsageError
 
 ROOT = discover.ROOT
 FIXTURE_DIRS = ("dns",)  # fixtures/ subdirectories the probes read at run time
@@ -47,7 +49,7 @@ Bring `stream` back and turn it into a report:
 """
 
 
-class DistError(Exception):
+class DistError(UsageError):
     pass
 
 
@@ -93,7 +95,7 @@ def _write_bundle(static, iso, probes, name, dest) -> Path:
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
     with tarfile.open(part, "w:gz") as tar:
-        _add(tar, name + "/run", guest.RUN.read_bytes(), 0o755)
+        _add(tar, name + "/run", rootfs.RUN.read_bytes(), 0o755)
         _add(tar, name + "/README", (README % {"name": name}).encode(), 0o644)
         _add(tar, name + "/sp-isolate", iso.read_bytes(), 0o755)
         for p in probes:
@@ -112,20 +114,6 @@ def header_timeout(text: str, default: float = 5.0) -> float:
     return float(m.group(1)) if m else default
 
 
-def stream_environment(parsed: dict, results: list, item_timeout: float) -> dict:
-    """The report's environment for a stream from the sh runner (the
-    target module adds what names the target)."""
-    env = dict(parsed["env"])
-    env.update(report.runner_environment())
-    env["kernel"] = parsed["kernel"] or env.get("kernel")
-    env["preload"] = None
-    modes = sorted({r.get("isolation", "none") for r in results})
-    env["isolation"] = "runner (%s)" % ",".join(modes)
-    env["item_isolation"] = modes
-    env["timeout_s"] = item_timeout
-    return env
-
-
 def ingest(stream: Path, reports: Path, expectations: str | None = None,
            extra_env: dict | None = None) -> tuple:
     """A stream file -> the report directory; (doc, run dir)."""
@@ -137,41 +125,31 @@ def ingest(stream: Path, reports: Path, expectations: str | None = None,
         raise DistError("%s is not a sockprobe stream (no '@SP1 guest' or '@SP1 item' line; "
                         "write one with the bundle's `sh run -o FILE`)" % stream)
     tmo = header_timeout(text)
-    parsed = guest.parse_stream(text, tmo, CUT_SHORT)
+    parsed = protocol.parse_framed(text, tmo, CUT_SHORT)
     if not parsed["results"]:
         raise DistError("the stream %s has no items: the run stopped before its first item"
                         % stream)
-    env = stream_environment(parsed, parsed["results"], tmo)
+    env = finish.stream_environment(parsed)
+    env["preload"] = None
+    modes = finish.isolation_modes(parsed["results"])
+    env["isolation"] = "runner (%s)" % ",".join(modes)
+    env["item_isolation"] = modes
+    env["timeout_s"] = tmo
     env["target"] = "bundle"
     m = re.search(r"^@SP1 guest .*\bbundle=(\S+)", text, re.M)
     env["bundle"] = m.group(1) if m else None
     env["stream"] = str(stream)
     env.update(extra_env or {})
-    if expectations:
-        table = expect.load(Path(expectations))
-        for r in parsed["results"]:
-            expect.apply(r, table)
-        env["expectations"] = expectations
-    st = stream.stat().st_mtime
-    try:
-        reports.mkdir(parents=True, exist_ok=True)
-        if not os.access(reports, os.W_OK | os.X_OK):
-            raise PermissionError(13, "Permission denied")
-    except OSError as e:
-        raise DistError("cannot write reports to %s: %s (choose another with REPORT_DIR=... "
-                        "or --reports)" % (reports, e.strerror))
-    return report.publish(parsed["results"], env, reports, partial=not parsed["done"],
-                          started=None, finished=st)
+    return finish.complete(parsed["results"], env, reports, expectations=expectations,
+                           partial=not parsed["done"], started=None,
+                           finished=stream.stat().st_mtime)
 
 
 def print_outcome(doc: dict, d: Path) -> int:
-    bad = [r for r in doc["results"] if r["verdict"] in report.BAD]
     if doc.get("partial"):
         print("ingest: the stream ends before the run finished; partial report")
-    for r in bad:
-        print("  %s %s: %s" % (r["verdict"].upper(), r["item"], r["message"]))
-    print("\n".join(report.terminal_summary(doc, d)))
-    return 0 if not doc.get("partial") and not bad else 1
+    print("\n".join(finish.lines(doc, d)))
+    return finish.status(doc)
 
 
 def add_arguments(sub) -> None:

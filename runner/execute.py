@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import shutil
 import select
-import signal
 import subprocess
 import tempfile
 import threading
@@ -18,27 +17,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import arch, protocol
+from .proc import kill_group
+from .records import Item, result_record  # noqa: F401  (Item: the callers' type)
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 
 # How long output may trail the probe's end (its group is dead by then).
 PIPE_GRACE_S = 1.0
-
-
-@dataclass
-class Item:
-    probe: str      # "tcp"
-    binary: str     # path of the probe binary
-    test: str       # test name
-    family: str     # "ipv4", "ipv6" or "none"
-    ids: list
-    slow: float = 0.0  # wall time spent by design (`slow` on the --list line)
-
-    @property
-    def name(self) -> str:
-        """The item's id in reports: tcp/close_discards_input[ipv6]."""
-        fam = "" if self.family == "none" else "[%s]" % self.family
-        return "%s/%s%s" % (self.probe, self.test, fam)
 
 
 @dataclass
@@ -81,19 +66,12 @@ def probe_env(settings: Settings) -> dict:
     return env
 
 
-def _kill_group(pgid: int) -> None:
-    try:
-        os.killpg(pgid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
-
-
 def run_item(item: Item, settings: Settings) -> dict:
     """Run one item; return its result record (the report's format)."""
     cmd = command(item, settings)
     start = time.monotonic()
     env = probe_env(settings)
-    own_dir = _own_socket_wrapper_dir(env, settings)
+    own_dir = own_socket_wrapper_dir(env, settings)
     try:
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                 stdin=subprocess.DEVNULL, env=env,
@@ -111,7 +89,7 @@ def run_item(item: Item, settings: Settings) -> dict:
             shutil.rmtree(own_dir, ignore_errors=True)
 
 
-def _own_socket_wrapper_dir(env: dict, settings: Settings):
+def own_socket_wrapper_dir(env: dict, settings: Settings):
     """socket_wrapper's SOCKET_WRAPPER_DIR is its emulated network (one
     Unix socket file per address and port). Each item has a network
     namespace of its own, so it gets a directory of its own under the one
@@ -138,7 +116,7 @@ def _finish(item: Item, settings: Settings, proc, start: float) -> dict:
     finally:
         # Normal end, timeout or KeyboardInterrupt: the whole group goes,
         # including children that still hold the output pipe open.
-        _kill_group(proc.pid)
+        kill_group(proc.pid)
         proc.wait()
     for t in readers:
         t.join(PIPE_GRACE_S)
@@ -175,27 +153,3 @@ def _wait_exit(proc, timeout_s: float) -> bool:
 def _drain(pipe, buf: bytearray) -> None:
     for chunk in iter(lambda: pipe.read1(65536), b""):
         buf.extend(chunk)
-
-
-def result_record(item: Item, outcome: protocol.Outcome, duration: float,
-                  stderr: str) -> dict:
-    rec = {
-        "test": item.name.split("[")[0],
-        "item": item.name,
-        "probe": item.probe,
-        "ids": list(item.ids),
-        "family": None if item.family == "none" else item.family,
-        "verdict": outcome.verdict,
-        "message": outcome.message,
-        "observations": outcome.observations,
-        "failures": outcome.failures,
-        "isolation": outcome.isolation.get("mode", "none"),
-        "duration_s": round(duration, 4),
-    }
-    if outcome.isolation.get("mode") == "host" or outcome.isolation.get("proc") == "outer":
-        # host mode, or namespaces whose own /proc could not be mounted
-        rec["isolation_reason"] = outcome.isolation.get("reason", "")
-    if outcome.verdict in ("fail", "error", "timeout", "broken"):
-        tail = (outcome.log + [l for l in stderr.splitlines() if l.strip()])[-20:]
-        rec["log"] = tail
-    return rec

@@ -20,13 +20,14 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import discover
+from . import discover, verdicts
+from .errors import UsageError
 
 DIR = discover.ROOT / "expectations"
-VERDICTS = ("fail", "error", "timeout", "broken", "skip")
+VERDICTS = verdicts.EXPECTABLE
 
 
-class ExpectError(Exception):
+class ExpectError(UsageError):
     pass
 
 

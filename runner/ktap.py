@@ -10,10 +10,10 @@ lines before the result line. A KTAP parser that does not know nesting
 (plain TAP, Perl's prove) still reads the top level: one line per ID."""
 from __future__ import annotations
 
-from . import catalogue
+from . import catalogue, verdicts
 
 INDENT = "  "
-_DIRECTIVE = {"timeout": "TIMEOUT", "error": "ERROR", "broken": "BROKEN"}
+_DIRECTIVE = verdicts.KTAP_DIRECTIVE
 
 
 def _clean(text: str) -> str:
@@ -47,6 +47,8 @@ def _item_lines(n: int, r: dict) -> list:
     line = "not ok %d %s" % (n, name)
     if v in _DIRECTIVE:
         line += " # %s" % _DIRECTIVE[v]
+        if v == "broken" and r.get("needs"):
+            line += " needs %s" % _clean(r["needs"])
     return diag + [line]
 
 

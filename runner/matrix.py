@@ -1,6 +1,7 @@
-"""The kernel matrix (`make check-kernels`): the suite on the host, under
-UML, and under QEMU with Debian's 6.1 and 6.12, each run its own process
-(pytest runs once per process), then one comparison page.
+"""The kernel matrix (`make check-kernels`): the suite on every target the
+registry marks `kernels` (runner/targets/registry.py: the host, UML, QEMU
+with Debian's 6.1 and 6.12, ...), each run its own process (pytest runs
+once per process), then one comparison page.
 
 The runs go side by side, longest first (from the last matrix's times,
 kept in the cache), as many at once as cores and memory allow (`--jobs`,
@@ -21,23 +22,25 @@ import threading
 import time
 from pathlib import Path
 
-from . import compare, discover, guest
+from . import compare, config, discover, kernels, proc
+from .errors import UsageError
 from .progress import duration, step_times
+from .targets import registry
 
 ROOT = discover.ROOT
-RUNS = [("host", []), ("uml", ["--kernel", "uml"]), ("qemu 6.1", ["--kernel", "6.1"]),
-        ("qemu 6.12", ["--kernel", "6.12"])]
-TIMES = guest.CACHE.parent / "kernels-times.json"
-GUESS = {"host": 5, "uml": 15, "qemu 6.1": 30, "qemu 6.12": 30}
+# (label, runner check arguments) of each run, in the registry's order
+RUNS = [(e.label, config.command_line(e.options)) for e in registry.kernels()]
+TIMES = kernels.CACHE.parent / "kernels-times.json"
+GUESS = {e.label: e.seconds for e in registry.kernels()}
 
 
-class MatrixError(Exception):
+class MatrixError(UsageError):
     pass
 
 
 # Memory each run needs (MiB, what the VM is given plus the runner), so
 # the matrix never starts more guests than the machine can hold.
-MEMORY_MB = {"host": 300, "uml": 400, "qemu 6.1": 700, "qemu 6.12": 700}
+MEMORY_MB = {e.label: e.memory_mb for e in registry.kernels()}
 
 
 def default_jobs(cores: int | None = None, available_mb: int | None = None) -> int:
@@ -72,7 +75,8 @@ def run(a) -> int:
     ends. Ctrl-C or SIGTERM: passed to every running step (each stops its
     guest and writes its partial report), no new step starts, then up."""
     times = _times()
-    jobs = getattr(a, "jobs", None) or default_jobs()
+    registry.install(sorted({p for e in registry.kernels() for p in e.packages}))
+    jobs = a.jobs or default_jobs()
     order = sorted(RUNS, key=lambda r: -times.get(r[0], 0))
     number = {name: n for n, (name, _) in enumerate(RUNS, 1)}
     paths, failed, took = {}, [], {}
@@ -85,7 +89,7 @@ def run(a) -> int:
             while waiting and len(running) < jobs:
                 name, extra = waiting.pop(0)
                 print("[%d/%d] %s: started" % (number[name], len(RUNS), name), flush=True)
-                with guest.hold_signals() as late:  # a step started is a step known
+                with proc.hold_signals() as late:  # a step started is a step known
                     running[name] = (time.time(), start_check(
                         ["--reports", a.reports, "--timeout", str(a.timeout)] + extra,
                         relay="[%d/%d] %s: " % (number[name], len(RUNS), name)))
@@ -200,7 +204,7 @@ def stop_all(checks: list, sig: int) -> None:
     child, which stops its guest and writes its partial report; wait for
     them (bounded), SIGKILL what is left (its VM dies with it,
     PR_SET_PDEATHSIG)."""
-    with guest.hold_signals():
+    with proc.hold_signals():
         if sig == signal.SIGINT:  # a terminal's Ctrl-C reaches the whole group
             end = time.monotonic() + 3
             while time.monotonic() < end and any(c.proc.poll() is None for c in checks):

@@ -32,7 +32,7 @@ import threading
 import time
 from pathlib import Path
 
-from . import discover, execute, faults, report
+from . import discover, execute, faults, report, verdicts
 
 SCHEMA = "sockprobe-mutate/1"
 # The bound of every probe wait under a fault (the suite's own default is
@@ -42,7 +42,7 @@ SCHEMA = "sockprobe-mutate/1"
 WAIT_MS = 500
 NO_FAULT_WAIT_MS = 2000
 TIMEOUT_S = 4.0
-NOT_FAILING = ("pass", "skip")
+NOT_FAILING = verdicts.NOT_FAILING
 
 
 def fault_settings(fault: str | None, *, build: Path = discover.BUILD,

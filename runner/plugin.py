@@ -2,64 +2,61 @@
 
 Collection reads `probe --list` of each cases/*.c probe; running an item
 runs that probe test in its own namespaces (runner/execute.py); the
-controller (also under pytest-xdist) gathers every result and writes the
-run's reports at the end (runner/report.py).
+controller (also under pytest-xdist) gathers every result record and
+finishes the run at the end of the session (runner/finish.py).
+
+The run configuration (runner/config.py) arrives as one option,
+--sp-config, written by the host target (runner/targets/host.py); xdist
+hands it on to its workers. A plain `pytest` from the top directory runs
+with the defaults.
 """
 from __future__ import annotations
 
 import json
-import shlex
 import time
 from pathlib import Path
 
 import pytest
 
-from . import arch, discover, execute, expect, report
+from . import arch, discover, execute, expect, finish, report, verdicts
+from .config import Config
+from .errors import UsageError
 
 _KEY = "sockprobe_result"
 
 
 def pytest_addoption(parser):
-    g = parser.getgroup("sockprobe")
-    g.addoption("--sp-timeout", type=float, default=5.0,
-                help="seconds per item before its process group is killed (default 5)")
-    g.addoption("--sp-wrap", default=None,
-                help="run every probe as `WRAP PROBE ARGS` inside its isolation (proot, valgrind ...)")
-    g.addoption("--sp-preload", default=None,
-                help="absolute path of a library to LD_PRELOAD into every probe")
-    g.addoption("--sp-reports", default=str(discover.ROOT / "reports"),
-                help="where run directories are written (default reports/)")
-    g.addoption("--sp-build", default=str(discover.BUILD),
-                help="build directory holding probes/ and sp-isolate")
-    g.addoption("--sp-host", action="store_true",
-                help="run on the host loopback, without namespaces")
-    g.addoption("--sp-family", action="append", choices=("ipv4", "ipv6"),
-                help="only this address family (repeatable)")
-    g.addoption("--sp-expect", default=None,
-                help="expectation file (expectations/NAME.tsv): known deviations become xfail")
-    g.addoption("--sp-isolate", default=None,
-                help="path of sp-isolate (default: BUILD/sp-isolate; ARCH= runs use the native one)")
-    g.addoption("--sp-repeat", type=int, default=1,
-                help="run every item N times (flake hunting); the report counts flips")
+    parser.getgroup("sockprobe").addoption(
+        "--sp-config", default=None,
+        help="the run configuration as JSON (runner/config.py; `python -m runner check` "
+             "writes it)")
 
 
-def _settings(config) -> execute.Settings:
-    build = Path(config.getoption("--sp-build"))
-    isolate = Path(config.getoption("--sp-isolate") or build / "sp-isolate")
+def _config(config) -> Config:
+    text = config.getoption("--sp-config")
+    return Config.from_json(text) if text else Config()
+
+
+def _build(cfg: Config) -> Path:
+    return Path(cfg.extra.get("build") or cfg.build)
+
+
+def _settings(cfg: Config) -> execute.Settings:
+    isolate = Path(cfg.extra.get("isolate") or _build(cfg) / "sp-isolate")
     return execute.Settings(
         isolate=str(isolate) if isolate.exists() else None,
-        timeout_s=config.getoption("--sp-timeout"),
-        preload=config.getoption("--sp-preload"),
-        wrap=shlex.split(config.getoption("--sp-wrap")) if config.getoption("--sp-wrap") else None,
-        host_only=config.getoption("--sp-host"))
+        timeout_s=cfg.timeout, preload=cfg.preload, wrap=cfg.wrap_words or None,
+        host_only=cfg.host)
 
 
 def pytest_configure(config):
-    global _config
-    _config = config
+    global _session_config
+    _session_config = config
+    config._sp_cfg = _config(config)
+    config._sp_settings = _settings(config._sp_cfg)
     config._sp_results = []
     config._sp_started = time.time()
-    path = config.getoption("--sp-expect")
+    path = config._sp_cfg.expect
     config._sp_expect = expect.load(expect.resolve(path)) if path else {}
     for fam in ("ipv4", "ipv6", "nofamily"):
         config.addinivalue_line("markers", "%s: items of that address family" % fam)
@@ -75,10 +72,10 @@ def pytest_collect_file(file_path, parent):
 
 class ProbeFile(pytest.File):
     def collect(self):
-        build = Path(self.config.getoption("--sp-build"))
-        fams = self.config.getoption("--sp-family")
-        repeat = max(1, self.config.getoption("--sp-repeat"))
-        for it in discover.items_of(discover.probe_binary(self.path.stem, build), fams):
+        cfg = self.config._sp_cfg
+        repeat = max(1, cfg.repeat)
+        for it in discover.items_of(discover.probe_binary(self.path.stem, _build(cfg)),
+                                    cfg.family or None):
             name = it.test if it.family == "none" else "%s[%s]" % (it.test, it.family)
             for r in range(repeat):
                 yield ProbeItem.from_parent(self, name=name if repeat == 1 else "%s@%d" % (name, r + 1),
@@ -107,7 +104,7 @@ class ProbeItem(pytest.Item):
             self.extra_keyword_matches.add(i)
 
     def runtest(self):
-        rec = execute.run_item(self.sp_item, _settings(self.config))
+        rec = execute.run_item(self.sp_item, self.config._sp_settings)
         if self.sp_repeat:
             rec["repeat"] = self.sp_repeat
         expect.apply(rec, self.config._sp_expect)
@@ -122,7 +119,7 @@ class ProbeItem(pytest.Item):
     def repr_failure(self, excinfo, style=None):
         if isinstance(excinfo.value, ProbeFailure):
             rec = excinfo.value.args[0]
-            return "%s: %s\n%s" % (rec["verdict"].upper(), rec["item"],
+            return "%s: %s\n%s" % (verdicts.shown(rec, upper=True), rec["item"],
                                    report.detail(rec))
         return super().repr_failure(excinfo)
 
@@ -136,14 +133,26 @@ def pytest_runtest_logreport(report):
         return
     for key, value in getattr(report, "user_properties", []):
         if key == _KEY:
-            _config._sp_results.append(json.loads(value))
+            _session_config._sp_results.append(json.loads(value))
 
 
-_config = None  # the session's config: logreport hooks are not given it
+_session_config = None  # the session's config: logreport hooks are not given it
 
 
 def _is_worker(config) -> bool:
     return hasattr(config, "workerinput")
+
+
+def environment(cfg: Config, s: execute.Settings) -> dict:
+    """The report's environment of a host run."""
+    build = _build(cfg)
+    env = discover.probe_environment(build, s.isolate, s.host_only)
+    env.update(report.runner_environment())
+    env["preload"] = s.preload
+    env["wrap"] = cfg.wrap
+    env.update(arch.environment(build, s.isolate if not s.host_only else None))
+    env.setdefault("isolation", "none" if not s.isolate else "unknown")
+    return env
 
 
 def pytest_sessionfinish(session, exitstatus):
@@ -154,28 +163,20 @@ def pytest_sessionfinish(session, exitstatus):
     # Under xdist the controller holds no items; testscollected still counts.
     collected = getattr(session, "testscollected", 0) or len(results)
     partial = (exitstatus == pytest.ExitCode.INTERRUPTED or len(results) < collected)
-    s = _settings(config)
-    env = discover.probe_environment(Path(config.getoption("--sp-build")),
-                                     s.isolate, s.host_only)
-    env.update(report.runner_environment())
-    env["preload"] = s.preload
-    env["wrap"] = config.getoption("--sp-wrap")
-    env.update(arch.environment(Path(config.getoption("--sp-build")),
-                                s.isolate if not s.host_only else None))
-    env.setdefault("isolation", "none" if not s.isolate else "unknown")
-    modes = sorted({r.get("isolation", "none") for r in results})
-    env["item_isolation"] = modes
+    cfg, s = config._sp_cfg, config._sp_settings
+    env = environment(cfg, s)
+    env["item_isolation"] = finish.isolation_modes(results)
     env["timeout_s"] = s.timeout_s
-    env["repeat"] = config.getoption("--sp-repeat")
-    env["expectations"] = config.getoption("--sp-expect")
+    env["repeat"] = cfg.repeat
+    env["expectations"] = cfg.expect
     doc = None
     try:
-        doc, config._sp_report_dir = report.publish(
-            results, env, Path(config.getoption("--sp-reports")), partial=partial,
+        doc, config._sp_report_dir = finish.complete(
+            results, env, Path(cfg.reports), expectations=cfg.expect, partial=partial,
             started=config._sp_started, finished=time.time())
-    except OSError as e:
+    except (OSError, UsageError) as e:
         config._sp_report_error = "cannot write the report under %s: %s" % (
-            config.getoption("--sp-reports"), e.strerror or e)
+            cfg.reports, getattr(e, "strerror", None) or e)
         session.exitstatus = pytest.ExitCode.INTERNAL_ERROR
     config._sp_report = doc
 
@@ -186,5 +187,5 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
     if _is_worker(config) or not getattr(config, "_sp_report_dir", None):
         return
     terminalreporter.section("sockprobe")
-    for line in report.terminal_summary(config._sp_report, config._sp_report_dir):
+    for line in finish.lines(config._sp_report, config._sp_report_dir, failures=False):
         terminalreporter.write_line(line)

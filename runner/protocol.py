@@ -1,18 +1,23 @@
 """The probe protocol, host side: lines in, one result per probe test out.
 
 This is the only parser of probe output. The host runner, a guest kernel's
-console stream and a run under an LD_PRELOAD stack all come through here,
-so every source gives the same results. The format is in README.md
-("Probe protocol").
+console stream, a bundle's or a remote's stream and a run under an
+LD_PRELOAD stack all come through here, so every source gives the same
+results. Two layers: the lines of one probe run (parse_line, interpret),
+and the framing of a stream of many items that the POSIX sh runner
+(runner/sh/run) writes (`item` ... `exit` per item, parse_framed). The
+format is in README.md ("Probe protocol").
 """
 from __future__ import annotations
 
 import signal
 from dataclasses import dataclass, field
 
+from . import verdicts
+from .records import Item, result_record
+
 VERSION = 1
 PREFIX = "@SP%d " % VERSION
-VERDICTS = ("pass", "fail", "skip", "error", "timeout")
 
 
 @dataclass
@@ -128,6 +133,7 @@ class Outcome:
     isolation: dict = field(default_factory=dict)
     begin: dict = field(default_factory=dict)
     log: list = field(default_factory=list)
+    needs: str = ""   # broken because this catalogue ID's behavior deviates
 
 
 def signal_name(signum: int) -> str:
@@ -163,6 +169,8 @@ def interpret(text: str, returncode: int | None, timed_out: bool = False,
         elif ev.kind == "broken" and "reason" in f:
             out.observations.setdefault("broken_reason", f["reason"])
             out.observations.setdefault("broken_at", f.get("at", ""))
+            if f.get("needs") and not out.needs:
+                out.needs = f["needs"]
 
     if timed_out:
         out.verdict = "timeout"
@@ -189,7 +197,7 @@ def interpret(text: str, returncode: int | None, timed_out: bool = False,
                        "(exit status %s)" % returncode)
         return out
     verdict = end.get("verdict", "")
-    if verdict not in ("pass", "fail", "skip", "broken"):
+    if verdict not in verdicts.PROBE:
         out.message = "unknown verdict %r in the protocol stream" % verdict
         return out
     if verdict == "pass" and returncode not in (0, None):
@@ -197,4 +205,84 @@ def interpret(text: str, returncode: int | None, timed_out: bool = False,
         return out
     out.verdict = verdict
     out.message = end.get("message", "")
+    variants = [f["variant"] for f in out.failures if f.get("variant")]
+    if verdict == "fail" and variants:
+        # the parameter combination that failed (socket kind, calls, ...)
+        named = list(dict.fromkeys(variants))
+        out.message += "%s(variant %s)" % (" " if out.message else "", ", ".join(named))
     return out
+
+
+# ---- streams of many items (the POSIX sh runner's framing) ------------------
+
+# The sh runner kills a timed-out item with SIGTERM: status 143 is a timeout.
+TIMEOUT_STATUS = 128 + signal.SIGTERM
+CUT_SHORT = "the guest stopped during this item (kernel crash or hang?)"
+
+
+def parse_framed(text: str, item_timeout: float, cut: str | None = CUT_SHORT) -> dict:
+    """A framed stream -> {kernel, env, results, done, health}. An item
+    that started but never reported an exit (the guest died, the
+    connection dropped) is an error with the message `cut`; with cut=None
+    (the run was interrupted) it is left out, like the items that never
+    started. health: the `health`/`klog` records (runner/health.py)."""
+    env, results, health = {}, [], []
+    kernel, done = None, False
+    cur, lines = None, []
+    last = None  # the item that ran last (kernel health names it)
+
+    def close(status):
+        nonlocal last
+        if status is None and cut is None:
+            return  # the run was stopped on purpose: the item did not run
+        it = Item(probe=cur.get("probe", "?"), binary="", test=cur.get("test", "?"),
+                  family=cur.get("family", "none"),
+                  ids=[i for i in cur.get("ids", "").split(",") if i])
+        text = "\n".join(lines)
+        if status is None:
+            out = interpret(text, None)
+            if out.verdict == "error" or not any(l for l in lines if "@SP1 end" in l):
+                out.verdict = "error"
+                out.message = cut
+        elif status == TIMEOUT_STATUS:
+            out = interpret(text, -signal.SIGKILL, True, item_timeout)
+        elif status > 128:
+            out = interpret(text, -(status - 128))
+        else:
+            out = interpret(text, status)
+        results.append(result_record(it, out, 0.0, ""))
+        last = results[-1]["item"]
+
+    for line in text.splitlines():
+        ev = parse_line(line)
+        if ev is None:
+            if cur is not None:
+                lines.append(line)
+            continue
+        if ev.kind == "guest":
+            kernel = ev.fields.get("kernel")
+        elif ev.kind == "guest-done":
+            done = True
+        elif ev.kind == "health" and cur is None:
+            health.append({"when": ev.fields.get("when", ""), "taint": ev.fields.get("taint", ""),
+                           "after": last, "klog": []})
+        elif ev.kind == "klog" and cur is None and health:
+            health[-1]["klog"].append(ev.fields.get("line", ""))
+        elif ev.kind == "env" and cur is None:
+            env[ev.fields.get("key", "")] = ev.fields.get("value", "")
+        elif ev.kind == "item":
+            if cur is not None:
+                close(None)
+            cur, lines = ev.fields, []
+        elif ev.kind == "exit" and cur is not None:
+            try:
+                status = int(ev.fields.get("status", ""))
+            except ValueError:
+                status = None
+            close(status)
+            cur, lines = None, []
+        elif cur is not None:
+            lines.append(line[line.find(PREFIX):])
+    if cur is not None:
+        close(None)
+    return {"kernel": kernel, "env": env, "results": results, "done": done, "health": health}

@@ -17,15 +17,12 @@ from collections import Counter, OrderedDict
 from pathlib import Path
 from xml.sax.saxutils import escape, quoteattr
 
-from . import catalogue, ktap
+from . import catalogue, ktap, verdicts
+from .errors import UsageError
 
 SCHEMA = "sockprobe-report/1"
-ORDER = ("pass", "fail", "error", "timeout", "broken", "skip", "xfail", "xpass")
-# xfail: a known deviation listed in an expectation file (runner/expect.py);
-# xpass: a listed deviation that passes now.
-# Verdicts that mean "a Must was not shown to hold": any of them makes a run
-# exit 1. broken: the test could not create its situation (LTP's TBROK).
-BAD = ("fail", "error", "timeout", "broken")
+ORDER = verdicts.ALL   # the order reports count verdicts in
+BAD = verdicts.BAD
 
 
 def build(results: list, environment: dict, *, partial: bool = False,
@@ -118,7 +115,8 @@ def junit(report: dict) -> str:
                        % (quoteattr("sockprobe." + probe), quoteattr(name), r.get("duration_s", 0)))
             out.append('      <properties><property name="ids" value=%s/></properties>'
                        % quoteattr(",".join(r["ids"])))
-            msg = quoteattr(r.get("message") or r["verdict"])
+            msg = quoteattr(("needs %s: " % r["needs"] if r.get("needs") else "") +
+                            (r.get("message") or r["verdict"]))
             if r["verdict"] == "fail":
                 out.append('      <failure message=%s>%s</failure>' % (msg, escape(detail(r))))
             elif r["verdict"] in ("error", "timeout", "broken"):
@@ -176,7 +174,8 @@ def terminal_summary(doc: dict, run_dir: Path) -> list:
         lines.append("broken (the test could not create its situation; not a verdict on the "
                      "behavior): %d" % len(broken))
         for r in broken[:10]:
-            lines.append("  BROKEN %s: %s" % (r.get("item", r["test"]), r.get("message", "")))
+            lines.append("  %s %s: %s" % (verdicts.shown(r, upper=True), r.get("item", r["test"]),
+                                          r.get("message", "")))
         if len(broken) > 10:
             lines.append("  ... and %d more (summary.md lists them)" % (len(broken) - 10))
     if doc["partial"]:
@@ -235,7 +234,7 @@ def summary(report: dict) -> str:
                       "|---|---|---|---|---|"]
         cells = []
         for fam in ("ipv4", "ipv6", None):
-            vs = [r["verdict"] for r in rs if r["family"] == fam]
+            vs = [verdicts.shown(r) for r in rs if r["family"] == fam]
             cells.append(_cell(vs))
         obs = []
         for r in rs:
@@ -263,8 +262,9 @@ def summary(report: dict) -> str:
                   "and it makes the run exit 1.", ""]
         for r in broken:
             at = r.get("observations", {}).get("broken_at")
-            lines.append("- `%s`: %s%s" % (r["item"], _md(r.get("message", "")),
-                                           " (%s)" % at if at else ""))
+            lines.append("- `%s`%s: %s%s" % (r["item"], " (needs %s)" % r["needs"]
+                                             if r.get("needs") else "",
+                                             _md(r.get("message", "")), " (%s)" % at if at else ""))
     return "\n".join(lines) + "\n"
 
 
@@ -274,10 +274,11 @@ def _chapter_rank(chapter: dict, id_: str) -> int:
     return order.index(chapter[id_]) if id_ in chapter else len(order)
 
 
-def _cell(verdicts: list) -> str:
-    if not verdicts:
+def _cell(seen: list) -> str:
+    if not seen:
         return "-"
-    worst = sorted(set(verdicts), key=lambda v: ORDER.index(v) if v in ORDER else 9)
+    worst = sorted(set(seen), key=lambda v: ORDER.index(v.split(" ")[0])
+                   if v.split(" ")[0] in ORDER else 9)
     return "/".join(worst) if len(worst) > 1 else worst[0]
 
 
@@ -304,5 +305,5 @@ def load(path: str | Path) -> dict:
     return data
 
 
-class ReportError(Exception):
+class ReportError(UsageError):
     pass

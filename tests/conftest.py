@@ -1,5 +1,6 @@
 """Shared helpers for the project's own tests."""
 import os
+import re
 import sys
 import time
 import uuid
@@ -22,6 +23,67 @@ def pytest_configure(config):
     for p in (ISOLATE, MISBEHAVE, FAULTLIB):
         if not p.exists():
             raise pytest.UsageError("%s is not built: run `make test`, which builds first" % p)
+
+
+# A skip for something a package or a fetched kernel provides: `make
+# test-deps` installs and fetches all of them. In CI (SOCKPROBE_CI=1, set
+# by .ci/run) such a skip fails the run; everywhere, the run ends with one
+# line counting skips and naming the command that runs them
+# (build/test-skips, which `make test` prints last).
+MISSING = re.compile(r"not installed|is missing|not fetched|not built|installs it|"
+                     r"no \S+ is installed|cannot be fetched")
+SKIPS = BUILD / "test-skips"
+
+
+def _skip_reason(rep) -> str:
+    lr = rep.longrepr
+    text = lr[2] if isinstance(lr, tuple) and len(lr) == 3 else str(lr)
+    return text[len("Skipped: "):] if text.startswith("Skipped: ") else text
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    rep = outcome.get_result()
+    if rep.skipped and not hasattr(rep, "wasxfail") and os.environ.get("SOCKPROBE_CI"):
+        reason = _skip_reason(rep)
+        if MISSING.search(reason):
+            rep.outcome = "failed"
+            rep.longrepr = "skipped for something `make test-deps` provides (CI): %s" % reason
+
+
+def skip_line(reasons: list) -> str:
+    """The one line a test run ends with: how many skipped, why, and the
+    command that runs them."""
+    if not reasons:
+        return "make test: no test skipped"
+    pkg = sum(1 for r in reasons if MISSING.search(r))
+    root = sum(1 for r in reasons if not MISSING.search(r) and "root" in r)
+    other = len(reasons) - pkg - root
+    parts = []
+    if pkg:
+        parts.append("%d for a missing package, build or kernel: `make test-deps && make test` "
+                     "runs them" % pkg)
+    if root:
+        parts.append("%d need root: run `make test` as root" % root)
+    if other:
+        parts.append("%d for this machine (%s)" % (other, "; ".join(sorted(
+            {r for r in reasons if not MISSING.search(r) and "root" not in r}))[:200]))
+    return "make test: %d test%s skipped: %s (`%s -m pytest -rs tests` lists why)" % (
+        len(reasons), "" if len(reasons) == 1 else "s", "; ".join(parts),
+        os.path.basename(sys.executable))
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    if hasattr(config, "workerinput"):
+        return
+    reasons = [_skip_reason(r) for r in terminalreporter.stats.get("skipped", [])]
+    line = skip_line(reasons)
+    terminalreporter.write_line(line)
+    try:
+        SKIPS.write_text(line + "\n")
+    except OSError:
+        pass
 
 
 def item(test, family="none", binary=MISBEHAVE, probe="misbehave", ids=("SELF",)):

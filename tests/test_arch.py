@@ -66,7 +66,7 @@ def test_make_installs_the_cross_compiler_and_qemu_for_a_valid_arch():
     r = make("-n", "check", "ARCH=riscv64")
     assert r.returncode == 0, r.stderr
     assert "scripts/deps.sh gcc-riscv64-linux-gnu libc6-dev-riscv64-cross qemu-user-static" in r.stdout
-    assert "cross-riscv64" in r.stdout and "--arch riscv64" in r.stdout
+    assert "cross-riscv64" in r.stdout and "'ARCH=riscv64'" in r.stdout
 
 
 def test_runner_rejects_an_unknown_arch(tmp_path):
@@ -187,9 +187,9 @@ def test_runner_rejects_a_guest_kernel_for_an_arch_without_one(tmp_path):
 
 
 def _arm64_cached():
-    from runner import guest
-    return any(guest.CACHE.glob("arm64/linux-image-*-cloud-arm64/boot/vmlinuz-*")) and \
-        any(guest.CACHE.glob("arm64/busybox-static/bin/busybox"))
+    from runner import kernels
+    return any(kernels.CACHE.glob("arm64/linux-image-*-cloud-arm64/boot/vmlinuz-*")) and \
+        any(kernels.CACHE.glob("arm64/busybox-static/bin/busybox"))
 
 
 @pytest.mark.skipif(shutil.which("qemu-system-aarch64") is None,

@@ -102,3 +102,56 @@ def test_a_fixture_dns_server_that_cannot_serve_is_broken_not_a_failure(tmp_path
         end = [l for l in r.stdout.splitlines() if l.startswith("@SP1 end ")]
         assert end and end[0].startswith("@SP1 end verdict=broken "), r.stdout
         assert says.replace(" ", "%20") in end[0], end[0]
+
+
+# ---- broken (needs ID): the item depends on another ID's behavior --------
+
+NEEDS_STREAM = """\
+@SP1 isolation mode=namespaces reason=user+net+pid+mount proc=own user=yes net=yes pid=yes mount=no
+@SP1 begin probe=epoll test=rdhup family=ipv4 ids=EPOLL-RDHUP
+@SP1 broken at=epoll.c:40 reason=no%20FIN%20through%20half-close needs=CLOSE-HALF-WR-EOF
+@SP1 end verdict=broken message=no%20FIN%20through%20half-close
+"""
+
+
+def test_a_broken_line_naming_what_it_needs_is_shown_everywhere(tmp_path):
+    from runner import execute, finish, ktap, protocol, records
+    out = protocol.interpret(NEEDS_STREAM, 0)
+    it = records.Item("epoll", "", "rdhup", "ipv4", ["EPOLL-RDHUP"])
+    r = records.result_record(it, out, 0.0, "")
+    assert r["verdict"] == "broken" and r["needs"] == "CLOSE-HALF-WR-EOF"
+    assert r["isolation"] == "namespaces"
+    assert r["isolation_parts"] == {"proc": "own", "user": "yes", "net": "yes", "pid": "yes",
+                                    "mount": "no"}
+    assert execute.Item is records.Item
+    doc = report.build([r, rec("tcp/e[ipv4]", "pass")], {"kernel": "6.1.0"})
+    d = report.write(doc, tmp_path)
+    text = (d / "summary.md").read_text()
+    assert "broken (needs CLOSE-HALF-WR-EOF)" in text
+    assert "`epoll/rdhup[ipv4]` (needs CLOSE-HALF-WR-EOF): no FIN" in text
+    assert "  BROKEN (needs CLOSE-HALF-WR-EOF) epoll/rdhup[ipv4]: no FIN through half-close" \
+        in finish.lines(doc, d)
+    err = ET.parse(d / "junit.xml").getroot().find(".//error")
+    assert err.get("type") == "broken" and err.get("message").startswith("needs CLOSE-HALF-WR-EOF")
+    assert "# BROKEN needs CLOSE-HALF-WR-EOF" in ktap.render(doc)
+    t = compare.table(compare.systems([doc, report.build([rec("tcp/e[ipv4]", "pass")], {})],
+                                      ["a", "b"]))
+    assert t["rows"][("EPOLL-RDHUP", "ipv4")][0][0] == "broken (needs CLOSE-HALF-WR-EOF)"
+
+
+def test_an_isolation_line_without_parts_keeps_the_old_record():
+    from runner import protocol, records
+    out = protocol.interpret("@SP1 isolation mode=host reason=off\n@SP1 begin x=1\n"
+                             "@SP1 end verdict=pass message=\n", 0)
+    r = records.result_record(records.Item("p", "", "t", "none", []), out, 0.0, "")
+    assert "isolation_parts" not in r and r["isolation_reason"] == "off"
+
+
+def test_a_failed_check_names_its_variant_in_the_message():
+    from runner import protocol
+    out = protocol.interpret(
+        "@SP1 begin probe=tcp test=t family=ipv4 ids=X\n"
+        "@SP1 fail at=tcp.c:9 expr=n expected=1 observed=0 variant=stream.writev.recvmsg\n"
+        "@SP1 end verdict=fail message=tcp.c:9:%20n\n", 1)
+    assert out.verdict == "fail" and out.failures[0]["variant"] == "stream.writev.recvmsg"
+    assert out.message == "tcp.c:9: n (variant stream.writev.recvmsg)"

@@ -21,7 +21,8 @@ def cli(*args, cwd=ROOT, env=None):
     (["check", "--preload", "relative.so"], "PRELOAD must be an absolute path"),
     (["check", "--preload", "/nonexistent/lib.so"], "does not exist"),
     (["check", "--timeout", "0"], "--timeout must be a positive"),
-    (["check", "--family", "ipv5"], "invalid choice: 'ipv5'"),
+    (["check", "--family", "ipv5"], "--family must be ipv4 or ipv6 (got 'ipv5')"),
+    (["check", "NOSUCH=1"], "unknown variable NOSUCH"),
     (["check", "-k", "no_test_is_called_this"], "no test matched"),
     (["frobnicate"], "invalid choice: 'frobnicate'"),
     ([], "say what to do"),
@@ -88,3 +89,22 @@ def test_a_run_leaves_no_process_or_zombie_behind(tmp_path, mode):
     assert r.returncode == 0, r.stdout + r.stderr
     # Probes, their children, sp-isolate, the fixture DNS servers: none left.
     assert wait_gone(tag) == []
+
+
+def test_the_makefile_passes_every_declared_variable_and_no_other():
+    """runner/config.py declares each option once; the Makefile only names
+    the variables it hands over (SP_VARS)."""
+    import re
+    from runner import config
+    text = (ROOT / "Makefile").read_text()
+    m = re.search(r"^SP_VARS := ((?:.*\\\n)*.*)$", text, re.M)
+    names = set(m.group(1).replace("\\\n", " ").split())
+    assert names == set(config.BY_MAKE), names ^ set(config.BY_MAKE)
+
+
+def test_make_variables_and_flags_give_the_same_configuration():
+    from runner import cli, config
+    a = cli.parser().parse_args(["check", "TIMEOUT=3", "FAMILY=ipv6", "JOBS=0", "K=x", "tcp"])
+    b = cli.parser().parse_args(["check", "--timeout", "3", "--family", "ipv6", "-k", "x", "tcp"])
+    assert config.from_arguments(a) == config.from_arguments(b)
+    assert config.from_arguments(a).workers is None

@@ -139,5 +139,28 @@ def test_a_repeat_report_counts_as_several_runs(tmp_path):
     a = write(tmp_path, "a.json", d)
     b = write(tmp_path, "b.json", doc("6.12", {"tcp/x[ipv4]": "pass"}, {"tcp/x[ipv4]": {"n": "1"}}))
     text, differ, _ = compare.compare([a, b], tmp_path)
-    assert "1: 6.1 glibc (2 runs)" in text
+    # two hosts of different kernels: named by their kernel
+    assert "host (6.1): 6.1 glibc, 2 runs" in text
     assert "tcp/x[ipv4] n: varies (1/2) | 1" in text
+
+
+def test_systems_are_named_as_targets_and_differing_cells_say_why(tmp_path):
+    a = doc("6.1", {"tcp/x[ipv4]": "pass"})
+    b = doc("6.1.0-uml", {"tcp/x[ipv4]": "fail"})
+    b["environment"]["guest"] = "uml"
+    b["results"][0]["message"] = "tcp.c:9: read returned 10, expected 40"
+    c = doc("6.1", {"tcp/x[ipv4]": "xfail"})
+    c["environment"].update(wrap="valgrind --tool=none")
+    c["results"][0]["expected"] = {"verdict": "fail", "reason": "valgrind splits reads",
+                                   "link": ""}
+    paths = [write(tmp_path, n, x) for n, x in (("a", a), ("b", b), ("c", c))]
+    text, differ, d = compare.compare(paths, tmp_path)
+    assert differ and "system 1" not in text
+    assert "  host    uml     valgrind" in text
+    assert "    uml: tcp.c:9: read returned 10, expected 40" in text
+    assert "    valgrind: valgrind splits reads" in text
+    md = (d / "compare.md").read_text()
+    assert "| behavior | family | host | uml | valgrind |" in md
+    assert "**fail**: tcp.c:9: read returned 10, expected 40" in md
+    page = (d / "compare.html").read_text()
+    assert "<th>uml</th>" in page and "<span class='why'>valgrind splits reads</span>" in page

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT, processes_running
-from runner import dist, guest
+from runner import dist, protocol, rootfs
 
 STATIC = ROOT / "build" / "static"
 PY = sys.executable
@@ -159,7 +159,7 @@ def test_ingest_of_something_else_is_one_clear_line(tmp_path):
     stream.write_text("@SP1 guest kernel=x timeout=5\n@SP1 item probe=p test=t family=none ids=X\n")
     r = subprocess.run([PY, "-m", "runner", "ingest", str(stream), "--reports", "/proc/no/such"],
                        cwd=ROOT, capture_output=True, text=True)
-    assert r.returncode == 2 and "cannot write reports to /proc/no/such" in r.stderr
+    assert r.returncode == 2 and "the report directory /proc/no/such" in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
 
 
@@ -190,7 +190,7 @@ def fake_bundle(tmp_path) -> Path:
     b = tmp_path / "b"
     (b / "probes").mkdir(parents=True)
     (b / "fixtures").mkdir()
-    shutil.copy2(guest.RUN, b / "run")
+    shutil.copy2(rootfs.RUN, b / "run")
     shutil.copy2(STATIC / "sp-isolate", b / "sp-isolate")
     (b / "probes" / "fake").write_text(FAKE)
     (b / "probes" / "fake").chmod(0o755)
@@ -202,7 +202,7 @@ def test_runner_frames_pass_fail_crash_and_timeout(tmp_path):
     b = fake_bundle(tmp_path)
     out = subprocess.run(["dash", str(b / "run"), "-t", "1"], capture_output=True, text=True,
                          timeout=60).stdout
-    p = guest.parse_stream(out, dist.header_timeout(out), dist.CUT_SHORT)
+    p = protocol.parse_framed(out, dist.header_timeout(out), dist.CUT_SHORT)
     assert p["done"]
     assert [(r["item"], r["verdict"]) for r in p["results"]] == [
         ("fake/ok[ipv4]", "pass"), ("fake/ok[ipv6]", "pass"), ("fake/bad", "fail"),
@@ -286,4 +286,4 @@ def test_a_bundle_for_another_architecture(tmp_path):
         t.extractall(tmp_path / "x")
     (top,) = (tmp_path / "x").iterdir()
     assert {dist.arch_of(p) for p in [top / "sp-isolate", *(top / "probes").iterdir()]} == {"aarch64"}
-    assert (top / "run").read_text() == guest.RUN.read_text()
+    assert (top / "run").read_text() == rootfs.RUN.read_text()

@@ -42,13 +42,13 @@ def test_each_socket_wrapper_item_gets_a_directory_of_its_own(tmp_path, monkeypa
     monkeypatch.setenv("SOCKET_WRAPPER_DIR", str(tmp_path))
     s = execute.Settings(isolate=None, preload="/lib/x.so")
     env1, env2 = execute.probe_env(s), execute.probe_env(s)
-    d1 = execute._own_socket_wrapper_dir(env1, s)
-    d2 = execute._own_socket_wrapper_dir(env2, s)
+    d1 = execute.own_socket_wrapper_dir(env1, s)
+    d2 = execute.own_socket_wrapper_dir(env2, s)
     assert d1 != d2 and os.path.dirname(d1) == str(tmp_path) == os.path.dirname(d2)
     assert env1["SOCKET_WRAPPER_DIR"] == d1 and os.path.isdir(d1)
     plain = execute.Settings(isolate=None)
     env = execute.probe_env(plain)
-    assert execute._own_socket_wrapper_dir(env, plain) is None
+    assert execute.own_socket_wrapper_dir(env, plain) is None
     assert env["SOCKET_WRAPPER_DIR"] == str(tmp_path)
 
 

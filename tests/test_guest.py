@@ -16,8 +16,9 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT, new_tag, processes_running, wait_gone
-from runner import guest, progress
-from runner.targets import qemu, uml, vm
+from runner import health, kernels, proc, progress, protocol, rootfs
+from runner.proc import session_members
+from runner.targets import qemu, stream, uml
 
 STREAM = """\
 [    0.51] random kernel noise
@@ -48,7 +49,7 @@ STREAM = """\
 
 
 def test_guest_stream_gives_the_same_verdicts_as_a_host_run():
-    p = guest.parse_stream(STREAM, 10)
+    p = protocol.parse_framed(STREAM, 10)
     assert p["kernel"] == "6.1.0-test" and p["env"]["libc"] == "musl"
     got = [(r["item"], r["verdict"]) for r in p["results"]]
     assert got == [("tcp/a[ipv4]", "pass"), ("tcp/b[ipv6]", "fail"), ("proc/c", "error"),
@@ -63,7 +64,7 @@ def test_guest_stream_gives_the_same_verdicts_as_a_host_run():
 
 
 def test_finished_stream_is_done():
-    p = guest.parse_stream("@SP1 guest kernel=x\n@SP1 guest-done\n", 10)
+    p = protocol.parse_framed("@SP1 guest kernel=x\n@SP1 guest-done\n", 10)
     assert p["done"] and p["results"] == []
 
 
@@ -77,30 +78,30 @@ def fake_vm(tmp_path, body):
 def test_a_panicking_kernel_is_reported_at_once(tmp_path):
     console = tmp_path / "console.log"
     start = time.monotonic()
-    how = guest._run_bounded(fake_vm(tmp_path, "echo 'Kernel panic - not syncing: VFS'; "
+    how = proc.run_bounded(fake_vm(tmp_path, "echo 'Kernel panic - not syncing: VFS'; "
                                      "exec sleep 300\n"), console, 60)
     assert how == "panicked" and time.monotonic() - start < 10
-    assert "panicked: Kernel panic - not syncing: VFS" in guest.describe_failure(how, console)
+    assert "panicked: Kernel panic - not syncing: VFS" in stream.describe_failure(how, console)
     assert wait_gone(str(tmp_path / "vm.sh"), find=processes_running) == []
 
 
 def test_a_hung_kernel_ends_at_the_bound(tmp_path):
     console = tmp_path / "console.log"
-    how = guest._run_bounded(fake_vm(tmp_path, "echo booting; exec sleep 300\n"), console, 1)
+    how = proc.run_bounded(fake_vm(tmp_path, "echo booting; exec sleep 300\n"), console, 1)
     assert how == "hung"
-    assert "did not finish within the bound" in guest.describe_failure(how, console)
+    assert "did not finish within the bound" in stream.describe_failure(how, console)
     assert wait_gone(str(tmp_path / "vm.sh"), find=processes_running) == []
 
 
-@pytest.mark.skipif(not guest.UML.exists(), reason="user-mode-linux is not installed")
+@pytest.mark.skipif(not kernels.UML.exists(), reason="user-mode-linux is not installed")
 def test_a_real_kernel_panic_is_caught(tmp_path):
     """User-mode Linux with no init to run panics; we see it and end it."""
     console = tmp_path / "console.log"
     umltmp = tmp_path / "t"
     umltmp.mkdir()
-    cmd = [str(guest.UML), "mem=64M", "rootfstype=hostfs", "rootflags=%s" % tmp_path,
+    cmd = [str(kernels.UML), "mem=64M", "rootfstype=hostfs", "rootflags=%s" % tmp_path,
            "init=/no-such-init", "con=null", "con0=null,fd:1", "ssl=null"]
-    how = guest._run_bounded(cmd, console, 60, env=dict(os.environ, TMPDIR=str(umltmp)))
+    how = proc.run_bounded(cmd, console, 60, env=dict(os.environ, TMPDIR=str(umltmp)))
     assert how == "panicked"
     assert wait_gone("rootflags=%s" % tmp_path, find=processes_running) == []
 
@@ -108,15 +109,15 @@ def test_a_real_kernel_panic_is_caught(tmp_path):
 STATIC = ROOT / "build" / "static"
 
 
-@pytest.mark.skipif(not (STATIC / "sp-isolate").exists() or not guest.BUSYBOX.exists(),
+@pytest.mark.skipif(not (STATIC / "sp-isolate").exists() or not rootfs.BUSYBOX.exists(),
                     reason="static probes or busybox-static not built/installed")
 def test_guest_root_and_initramfs(tmp_path):
-    root = guest.build_root(tmp_path / "root", STATIC)
+    root = rootfs.build_root(tmp_path / "root", STATIC)
     assert (root / "init").stat().st_mode & stat.S_IXUSR
     assert (root / "bin" / "busybox").exists() and os.readlink(root / "bin" / "sh") == "busybox"
     assert sorted(p.name for p in (root / "probes").iterdir()) == sorted(
         p.stem for p in (ROOT / "cases").glob("*.c"))
-    cpio = guest.write_cpio(root, tmp_path / "initrd.cpio")
+    cpio = rootfs.write_cpio(root, tmp_path / "initrd.cpio")
     data = cpio.read_bytes()
     assert data.startswith(b"070701") and b"TRAILER!!!" in data and b"probes/tcp" in data
     if shutil.which("cpio"):
@@ -127,14 +128,14 @@ def test_guest_root_and_initramfs(tmp_path):
 
 def test_a_silent_kernel_ends_at_the_boot_bound(tmp_path):
     console = tmp_path / "console.log"
-    how = guest._run_bounded(fake_vm(tmp_path, "exec sleep 300\n"), tmp_path / "vm.log", 60,
+    how = proc.run_bounded(fake_vm(tmp_path, "exec sleep 300\n"), tmp_path / "vm.log", 60,
                              guest_console=console, stream=tmp_path / "stream", boot_bound_s=0.5)
     assert how == "silent"
-    assert "printed nothing within 0.5 s" in guest.describe_failure(how, console, 0.5)
+    assert "printed nothing within 0.5 s" in stream.describe_failure(how, console, 0.5)
     assert wait_gone(str(tmp_path / "vm.sh"), find=processes_running) == []
 
 
-needs_static = pytest.mark.skipif(not (STATIC / "sp-isolate").exists() or not guest.BUSYBOX.exists(),
+needs_static = pytest.mark.skipif(not (STATIC / "sp-isolate").exists() or not rootfs.BUSYBOX.exists(),
                                   reason="static probes or busybox-static not built/installed")
 
 # A stand-in for qemu-system-x86_64: under KVM it prints nothing and never
@@ -166,11 +167,11 @@ def test_a_kvm_that_prints_nothing_is_abandoned_for_tcg_once(tmp_path, monkeypat
     t = qemu.Qemu(image=image)
     t.prepare(said.append)
     assert t.describe() == "booting qemu %s (bzImage, KVM)" % image
-    how = t.boot(STATIC, tmp_path / "work", ["close"], 5, 60, None, said.append)
+    how = t.start(STATIC, tmp_path / "work", ["close"], 5, 60, None, said.append)
     assert how == "exited" and t.accel == "TCG"
     assert len(said) == 1 and said[0].startswith("sockprobe: KVM printed nothing within 0.5 s: "
                                                  "abandoned for TCG")
-    assert guest.parse_stream(t.stream_path.read_text(), 5)["done"]
+    assert protocol.parse_framed(t.stream_path.read_text(), 5)["done"]
     assert json.loads((tmp_path / "kvm.json").read_text())["kvm"] == "dead"
     # The verdict holds for this boot of the machine: the next run goes
     # straight to TCG and says why in its one booting line.
@@ -186,7 +187,7 @@ def test_messages_name_an_accelerator_only_where_one_is_used():
 
 
 def test_the_guest_bound_is_the_boot_bound_plus_every_item_timing_out():
-    assert vm.default_bound(uml.Uml(), 10, 5) == uml.Uml.boot_bound_s + 50
+    assert stream.default_bound(uml.Uml(), 10, 5) == uml.Uml.boot_bound_s + 50
 
 
 class Clock:
@@ -213,7 +214,7 @@ def test_progress_is_quiet_for_short_work_and_says_how_long_is_left():
 
 # ---- real guests, stopped -------------------------------------------------
 
-KERNEL_61 = sorted(guest.CACHE.glob("linux-image-6.1.*/boot/vmlinuz-*"))
+KERNEL_61 = sorted(kernels.CACHE.glob("linux-image-6.1.*/boot/vmlinuz-*"))
 
 
 def _vm_session(needle: str, bound_s: float = 60) -> int:
@@ -271,8 +272,8 @@ def _stop_mid_run(tmp_path, argv, kind, needle, sig, whole_group):
             proc.wait()
     # Nothing left: not the VM or anything it started (UML runs the
     # guest's processes as host processes), not the runner, not make.
-    assert wait_gone(sid, find=guest.session_members) == [], out
-    assert wait_gone(proc.pid, find=guest.session_members) == [], out
+    assert wait_gone(sid, find=session_members) == [], out
+    assert wait_gone(proc.pid, find=session_members) == [], out
     assert wait_gone(tag) == [], out
     return out, proc.returncode
 
@@ -289,11 +290,11 @@ SELECTION = ["tcp", "udp"]
 
 
 def _selection_items():
-    return vm.count_items(STATIC, SELECTION)
+    return stream.count_items(STATIC, SELECTION)
 
 
 @needs_static
-@pytest.mark.skipif(not guest.UML.exists(), reason="user-mode-linux is not installed")
+@pytest.mark.skipif(not kernels.UML.exists(), reason="user-mode-linux is not installed")
 @pytest.mark.parametrize("sig,whole_group", [(signal.SIGINT, True), (signal.SIGTERM, False)],
                          ids=["ctrl-c", "sigterm"])
 def test_make_check_uml_stops_at_once_and_writes_a_partial_report(tmp_path, sig, whole_group):
@@ -325,7 +326,7 @@ def test_a_qemu_guest_stops_at_once_on_ctrl_c_and_writes_a_partial_report(tmp_pa
 
 
 @needs_static
-@pytest.mark.skipif(not guest.UML.exists() or not shutil.which("qemu-system-x86_64"),
+@pytest.mark.skipif(not kernels.UML.exists() or not shutil.which("qemu-system-x86_64"),
                     reason="user-mode-linux or qemu-system-x86 is not installed")
 @pytest.mark.parametrize("sig,whole_group", [(signal.SIGTERM, False), (signal.SIGINT, True)],
                          ids=["sigterm", "ctrl-c"])
@@ -352,7 +353,7 @@ def test_make_check_kernels_stopped_with_sigterm_leaves_nothing(tmp_path, sig, w
 
 
 @needs_static
-@pytest.mark.skipif(not guest.UML.exists(), reason="user-mode-linux is not installed")
+@pytest.mark.skipif(not kernels.UML.exists(), reason="user-mode-linux is not installed")
 def test_a_guest_runs_every_item_each_probe_lists(tmp_path):
     """The guest's init takes its items from each probe's --list, every
     family it names (none, ipv4, ipv6): a new case file runs in guests with
@@ -375,7 +376,7 @@ def test_a_guest_runs_every_item_each_probe_lists(tmp_path):
 def test_a_runner_killed_outright_takes_its_guest_along(tmp_path, kind):
     """SIGKILL cannot be caught: the VM dies with the runner (PR_SET_PDEATHSIG),
     and UML's guest processes with it (its own PID namespace, as root)."""
-    if kind == "uml" and not guest.UML.exists():
+    if kind == "uml" and not kernels.UML.exists():
         pytest.skip("user-mode-linux is not installed")
     if kind == "uml" and os.geteuid() != 0:
         pytest.skip("UML gets a PID namespace of its own only as root")
@@ -388,15 +389,15 @@ def test_a_runner_killed_outright_takes_its_guest_along(tmp_path, kind):
     _stop_mid_run(tmp_path, argv, kind, needle, signal.SIGKILL, False)
 
 
-@pytest.mark.skipif(not (STATIC / "sp-isolate").exists() or not guest.DNSMASQ.exists(),
+@pytest.mark.skipif(not (STATIC / "sp-isolate").exists() or not rootfs.DNSMASQ.exists(),
                     reason="static probes or dnsmasq-base not built/installed")
 def test_the_guest_root_carries_the_dns_fixture_server(tmp_path):
     """dnsmasq with every library ldd names and the loader, at the host's
     paths; the DNS fixtures where sp_fixture() looks from /probes; files
     in /etc for the items to bind-mount over."""
-    root = guest.build_root(tmp_path / "root", STATIC)
+    root = rootfs.build_root(tmp_path / "root", STATIC)
     assert (root / "usr/sbin/dnsmasq").stat().st_mode & stat.S_IXUSR
-    libs = guest.shared_libraries(guest.DNSMASQ)
+    libs = rootfs.shared_libraries(rootfs.DNSMASQ)
     assert any("ld-linux" in str(l) for l in libs) and any("libc.so" in str(l) for l in libs)
     for lib in libs:
         copied = root / str(lib).lstrip("/")
@@ -411,7 +412,7 @@ def test_the_guest_root_carries_the_dns_fixture_server(tmp_path):
 
 
 @needs_static
-@pytest.mark.skipif(not guest.UML.exists() or not guest.DNSMASQ.exists(),
+@pytest.mark.skipif(not kernels.UML.exists() or not rootfs.DNSMASQ.exists(),
                     reason="user-mode-linux or dnsmasq-base is not installed")
 def test_dns_items_run_in_a_guest_against_the_fixture_server(tmp_path):
     r = subprocess.run([sys.executable, "-m", "runner", "check", "--kernel", "uml",
@@ -462,9 +463,9 @@ HEALTH_STREAM = """\
 def test_kernel_health_names_the_item_after_which_the_kernel_warned():
     """A fake console stream: taint W appears after item b (E was there
     before the run and is not the run's), a BUG line only at the end."""
-    parsed = guest.parse_stream(HEALTH_STREAM, 10)
+    parsed = protocol.parse_framed(HEALTH_STREAM, 10)
     assert [r["verdict"] for r in parsed["results"]] == ["pass"] * 3 and parsed["done"]
-    h = guest.kernel_health(parsed["health"])
+    h = health.kernel_health(parsed["health"])
     assert (h["taint_before"], h["taint_after"]) == (4096, 4608)
     assert [p["item"] for p in h["problems"]] == ["tcp/b[ipv6]", None]
     warn, bug = h["problems"]
@@ -477,11 +478,11 @@ def test_kernel_health_names_the_item_after_which_the_kernel_warned():
 def test_a_quiet_kernel_and_an_old_stream_have_no_health_problems():
     quiet = "\n".join(l for l in HEALTH_STREAM.splitlines() if "klog" not in l and
                       "taint=4608" not in l)
-    assert guest.kernel_health(guest.parse_stream(quiet, 10)["health"])["problems"] == []
+    assert health.kernel_health(protocol.parse_framed(quiet, 10)["health"])["problems"] == []
     # A stream without health lines (an older init) parses as before.
-    assert guest.kernel_health(guest.parse_stream(STREAM, 10)["health"]) == {
+    assert health.kernel_health(protocol.parse_framed(STREAM, 10)["health"]) == {
         "taint_before": None, "taint_after": None, "problems": []}
-    assert guest.taint_flags(1 << 9 | 1 << 7 | 1 << 13) == "DWE"
+    assert health.taint_flags(1 << 9 | 1 << 7 | 1 << 13) == "DWE"
 
 
 @pytest.mark.parametrize("argv,timeout,status", [
@@ -535,26 +536,25 @@ exit $st
 """
 
 
-@pytest.mark.skipif(not guest.BUSYBOX.exists(), reason="busybox-static is not installed")
+@pytest.mark.skipif(not rootfs.BUSYBOX.exists(), reason="busybox-static is not installed")
 @pytest.mark.parametrize("kind", ["uml", "qemu"])
 def test_a_guest_kernel_that_warns_fails_the_run_and_names_the_item(tmp_path, capsys, kind):
     """A real guest (UML; QEMU with Debian's 6.1, TCG or KVM) whose second
     item taints the kernel: the run fails (exit 1), one line names the
     item, the report and results.ktap keep it."""
-    import types
-    if kind == "uml" and not guest.UML.exists():
+    if kind == "uml" and not kernels.UML.exists():
         pytest.skip("user-mode-linux is not installed")
     if kind == "qemu" and (not shutil.which("qemu-system-x86_64") or not KERNEL_61):
         pytest.skip("qemu-system-x86 or the cached 6.1 kernel is missing")
+    from runner.config import Config
     static = tmp_path / "static"
     (static / "probes").mkdir(parents=True)
     for path, text in ((static / "probes" / "kpoke", POKE), (static / "sp-isolate", ISOLATE)):
         path.write_text(text)
         path.chmod(0o755)
-    a = types.SimpleNamespace(timeout=10.0, guest_timeout=None, reports=str(tmp_path / "r"),
-                              expect=None)
+    cfg = Config(timeout=10.0, reports=str(tmp_path / "r"), build=str(tmp_path))
     target = uml.Uml() if kind == "uml" else qemu.Qemu(image=KERNEL_61[0])
-    rc = vm.run(target, a, static, [], work=tmp_path / "work")
+    rc = target.run(cfg, work=tmp_path / "work")
     out = capsys.readouterr().out
     assert rc == 1, out
     lines = [l for l in out.splitlines() if l.startswith("guest kernel:")]

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from conftest import ISOLATE, ROOT, new_tag, processes_running, wait_gone
-from runner import guest
-from runner.targets import gvisor, vm
+from runner.targets import gvisor
+from runner.targets.stream import count_items
 
 STATIC = ROOT / "build" / "static"
 needs_gvisor = pytest.mark.skipif(
@@ -151,7 +151,7 @@ def test_gvisor_runs_every_item_and_each_isolation_line_is_true(tmp_path):
     assert env["guest"] == "gvisor" and env["gvisor_network"] == "netstack"
     assert env["gvisor_platform"] in ("systrap", "kvm", "ptrace")
     assert "platform %s" % env["gvisor_platform"] in r.stdout  # said before the run
-    assert len(doc["results"]) == vm.count_items(STATIC, ["close", "thread"])
+    assert len(doc["results"]) == count_items(STATIC, ["close", "thread"])
     work = ROOT / "build" / "guest" / "gvisor"
     lines = [l for l in (work / "stream").read_text().splitlines() if l.startswith("@SP1 isolation ")]
     assert len(lines) == len(doc["results"])
@@ -174,7 +174,7 @@ def test_a_hostinet_sandbox_that_panics_in_an_item_is_followed_by_one_that_goes_
                         "--reports", str(tmp_path), "tcp"],
                        cwd=ROOT, capture_output=True, text=True, timeout=600)
     doc = _report(tmp_path)
-    assert len(doc["results"]) == vm.count_items(STATIC, ["tcp"]), r.stdout
+    assert len(doc["results"]) == count_items(STATIC, ["tcp"]), r.stdout
     panicked = [x for x in doc["results"] if x["verdict"] == "error" and "panicked" in x["message"]]
     if not panicked:
         pytest.skip("this runsc does not panic in the tcp items (fixed?)")

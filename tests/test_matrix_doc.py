@@ -52,13 +52,17 @@ def test_every_difference_has_its_expectation_line(doc):
     assert cols and cols[0] == "host"
     assert "UNEXPLAINED" not in doc
     for id_, col, cell in cells:
-        m = re.match(r"^\*\*(\w+)\*\* \[(.+)\]$", cell)
+        m = re.match(r"^\*\*(\w+(?: \(needs [\w-]+\))?)\*\* \[([^\]]+)\](?:: (.+))?$", cell)
         if not m:
             assert "**" not in cell, "%s %s: a bold cell without notes: %s" % (id_, col, cell)
             continue
         for ref in m.group(2).split(", "):
             assert ref.startswith(col + "-"), "%s %s: note %s is another target's" % (id_, col, ref)
             assert ref in notes, "%s %s: note %s is not written out" % (id_, col, ref)
+        # the cell says why: the reasons of its notes, in order
+        assert m.group(3) == "; ".join(notes[r][0]["reason"].replace("\\|", "/")
+                                       for r in m.group(2).split(", ")), \
+            "%s %s: the cell's reason is not its notes' (%s)" % (id_, col, cell)
     for ref, ns in notes.items():
         for n in ns:
             table = expect.load(expect.DIR / (n["target"] + ".tsv"))
@@ -120,7 +124,7 @@ def test_render_explains_differences_and_flags_the_rest(tmp_path, monkeypatch):
     runs = OrderedDict([("host", (host, None)), ("stack", (stack, None)),
                         ("gone", (None, "qemu-system-x86_64 not installed"))])
     text, unexplained = refmatrix.render(runs, None)
-    assert "| TCP-BOUNDARY-COALESCE | pass | **fail** [stack-1] |" in text
+    assert "| TCP-BOUNDARY-COALESCE | pass | **fail** [stack-1]: the stack deviates |" in text
     # two lines with one cause share a note
     assert ("- [stack-1] expectations/stack.tsv: `tcp/a[ipv6]`, `tcp/c[ipv6]` -> fail: the "
             "stack deviates <https://example.invalid/bug>; items: `tcp/a[ipv6]`, `tcp/c[ipv6]`") in text

@@ -6,10 +6,10 @@ network stack of the namespace runsc runs in (hostinet), which is always
 a network namespace this module made for the run, with nothing but lo.
 Nothing here touches the host's network: no veth, no NAT, no iptables.
 
-The sandbox's root is a small directory of our own: busybox (the shell
+The sandboxes' root is a small directory of our own: busybox (the shell
 and the few tools the runner calls), the fixture DNS server with its
-libraries, placeholder /etc files, and the bundle of `make dist` unpacked
-as /sockprobe. Inside, the bundle's POSIX sh runner (runner/guest/run)
+libraries, placeholder /etc files, and the tree of `make dist`'s bundle
+as /sockprobe (copied, not packed and unpacked). Inside, the bundle's POSIX sh runner (runner/guest/run)
 runs every selected item under sp-isolate and writes the one @SP1 stream
 to the sandbox's stdout, which is the stream file here: the same path as
 a bundle run anywhere, parsed like a guest's.
@@ -24,7 +24,7 @@ SOCKPROBE_RUNSC_FLAGS adds runsc options (e.g. "--debug
 --debug-log=/tmp/runsc/" to see why a sandbox ended).
 
 Clean-up, on every way out (the end, the bound, Ctrl-C, SIGTERM):
-runsc runs in a session of its own that is killed whole (guest._run_bounded);
+runsc runs in a session of its own that is killed whole (proc.run_bounded);
 the sandbox and gofer processes, which runsc puts in sessions of their
 own, are found by the state directory they were given (--root) and
 killed; the sandbox's state and root directories are removed. Only the
@@ -39,15 +39,15 @@ import shlex
 import shutil
 import signal
 import subprocess
-import tarfile
 import time
 from pathlib import Path
 
-from .. import dist, guest
-from . import Target
+from .. import dist, kernels, proc, rootfs
+from ..errors import GuestError
+from .stream import StreamTarget
 
 RUNSC = "runsc"
-CACHE = guest.CACHE.parent / "gvisor.json"
+CACHE = kernels.CACHE.parent / "gvisor.json"
 PLATFORM_CHECK_S = 10.0   # a platform that has not run `true` by then is not used
 CLEANUP_BOUND_S = 10.0
 MAX_SANDBOXES = 40       # a sandbox that ends during an item is followed by another
@@ -64,7 +64,7 @@ CAPS = ["CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "C
 BUNDLE = "sockprobe"
 
 
-class GvisorError(guest.GuestError):
+class GvisorError(GuestError):
     pass
 
 
@@ -105,14 +105,33 @@ def busybox_root(root: Path) -> Path:
     """A root with busybox as /bin/sh and every applet it has."""
     for d in ("bin", "sbin", "proc", "sys", "dev", "tmp", "etc"):
         (root / d).mkdir(parents=True, exist_ok=True)
-    if not guest.BUSYBOX.exists():
+    if not rootfs.BUSYBOX.exists():
         raise GvisorError("busybox-static is not installed (apt-get install busybox-static)")
-    shutil.copy2(guest.BUSYBOX, root / "bin" / "busybox")
-    r = subprocess.run([str(guest.BUSYBOX), "--list"], capture_output=True, text=True)
+    shutil.copy2(rootfs.BUSYBOX, root / "bin" / "busybox")
+    r = subprocess.run([str(rootfs.BUSYBOX), "--list"], capture_output=True, text=True)
     for name in r.stdout.split():
         if name != "busybox" and not (root / "bin" / name).exists():
             os.symlink("busybox", root / "bin" / name)
     return root
+
+
+def bundle_tree(static: Path, dest: Path) -> Path:
+    """The tree `make dist` packs (run, sp-isolate, probes/, fixtures/),
+    copied as it is: gzip of the whole bundle takes seconds, a copy does
+    not."""
+    iso = static / "sp-isolate"
+    probes = sorted(p for p in (static / "probes").glob("*") if p.is_file()) \
+        if (static / "probes").is_dir() else []
+    if not iso.exists() or not probes:
+        raise GvisorError("the static probes are not built in %s: run `make static`" % static)
+    (dest / "probes").mkdir(parents=True, exist_ok=True)
+    shutil.copy2(rootfs.RUN, dest / "run")
+    shutil.copy2(iso, dest / "sp-isolate")
+    for p in probes:
+        shutil.copy2(p, dest / "probes" / p.name)
+    for d in dist.FIXTURE_DIRS:
+        shutil.copytree(rootfs.ROOT / "fixtures" / d, dest / "fixtures" / d, dirs_exist_ok=True)
+    return dest
 
 
 def sandbox_members(state: Path) -> list:
@@ -300,7 +319,7 @@ def try_platform(platform: str, work: Path, bound_s: float = PLATFORM_CHECK_S) -
         box.write_config()
         log = box.dir / "runsc.log"
         env = dict(os.environ, SP_STREAM=str(box.dir / "out"), TMPDIR=str(box.dir))
-        how = guest._run_bounded(box.command(), log, bound_s, env=env)
+        how = proc.run_bounded(box.command(), log, bound_s, env=env)
         out = box.dir / "out"
         if out.exists() and b"sockprobe-ok" in out.read_bytes():
             return ""
@@ -309,7 +328,7 @@ def try_platform(platform: str, work: Path, bound_s: float = PLATFORM_CHECK_S) -
         text = log.read_text(errors="replace").strip() if log.exists() else ""
         return text.splitlines()[-1][-200:] if text else "the sandbox ran nothing"
     finally:
-        with guest.hold_signals():
+        with proc.hold_signals():
             box.clean()
             shutil.rmtree(box.dir, ignore_errors=True)
 
@@ -390,11 +409,11 @@ class Lane:
         box.panic_log = self.dir / ("panic.%d.log" % n)
         box.write_config()
         env = dict(os.environ, SP_STREAM=str(part), TMPDIR=str(self.dir),
-                   SP_BUSYBOX=str(guest.BUSYBOX))
+                   SP_BUSYBOX=str(rootfs.BUSYBOX))
         with open(self.dir / ("runsc.%d.log" % n), "wb") as log:
             self.proc = subprocess.Popen(box.command(), stdout=log, stderr=subprocess.STDOUT,
                                          stdin=subprocess.DEVNULL, start_new_session=True, env=env,
-                                         preexec_fn=guest._die_with_runner)
+                                         preexec_fn=proc.die_with_runner)
         self.plan = None
 
     def read(self) -> bytes:
@@ -402,7 +421,7 @@ class Lane:
         if not self.parts:
             return b""
         part = self.parts[-1]
-        if guest._size(part) <= self.offset:
+        if proc.size(part) <= self.offset:
             return b""
         with open(part, "rb") as f:
             f.seek(self.offset)
@@ -416,7 +435,7 @@ class Lane:
     def ended(self):
         """The sandbox ended: what comes next. (item, why) when it ended
         during an item and a new sandbox goes on after it."""
-        guest._end_session(self.proc)
+        proc.end_session(self.proc)
         self.proc = None
         end_sandbox(self.box.state)
         text = self.parts[-1].read_text(errors="replace") if self.parts[-1].exists() else ""
@@ -433,39 +452,44 @@ class Lane:
 
     def stop(self) -> None:
         if self.proc is not None:
-            guest._end_session(self.proc)
+            proc.end_session(self.proc)
             self.proc = None
         self.plan = None
 
 
-class Gvisor(Target):
+class Gvisor(StreamTarget):
     kind = "gvisor"
     prefix = "gvisor"
     cut_short = dist.CUT_SHORT
-    boot_bound_s = 30.0   # the sandbox's first stream line within this
+    boot_bound_s = 30.0   # the sandboxes' first stream line within this
+    isolation_label = "gvisor"
+    accepts = frozenset()
+    refusal = "the static probes run inside the sandbox as they are"
 
-    def __init__(self, kernel: str = "gvisor"):
-        super().__init__()
-        if kernel not in NETWORKS:
-            raise GvisorError("KERNEL must be %s (got '%s')" % (" or ".join(NETWORKS), kernel))
-        self.name = kernel
-        self.network = NETWORKS[kernel]
+    def __init__(self, network: str = "netstack", entry=None):
+        super().__init__(entry)
+        if network not in NETWORKS.values():
+            raise GvisorError("gVisor's network must be %s (got '%s')"
+                              % (" or ".join(NETWORKS.values()), network))
+        self.network = network
         self.platform, self.platform_why, self.version = None, "", ""
-        self.box = None
+        self.lanes = 0
 
     def label(self) -> str:
-        return self.name
+        return self.entry.label if self.entry else next(k for k, v in NETWORKS.items()
+                                                        if v == self.network)
 
     def prepare(self, say) -> None:
+        name = self.label()
         if shutil.which(RUNSC) is None:
             raise GvisorError("gVisor is not installed (apt-get install runsc)")
         if os.geteuid() != 0:
             raise GvisorError("KERNEL=%s needs root: runsc makes the sandbox's namespaces "
-                              "and mounts (run as root, or in a root container)" % self.name)
+                              "and mounts (run as root, or in a root container)" % name)
         if self.network == "hostinet" and shutil.which("unshare") is None:
             raise GvisorError("unshare (util-linux) is needed for the run's own network namespace")
         self.version = runsc_version()
-        check = guest.ROOT / "build" / "guest" / "gvisor-platform-check"
+        check = rootfs.ROOT / "build" / "guest" / "gvisor-platform-check"
         shutil.rmtree(check, ignore_errors=True)
         check.mkdir(parents=True)
         try:
@@ -476,9 +500,9 @@ class Gvisor(Target):
 
     def describe(self) -> str:
         return "starting %s (runsc %s, platform %s: %s)" % (
-            self.name, self.version or "?", self.platform, self.platform_why)
+            self.label(), self.version or "?", self.platform, self.platform_why)
 
-    def boot(self, static, work, tests, item_timeout, bound_s, on_stream, say) -> str:
+    def start(self, static, work, tests, item_timeout, bound_s, on_stream, say) -> str:
         """Run the selection in sandboxes side by side (lanes, each its
         share of the probes). Where a sandbox ends during an item (gVisor's
         kernel panicked: the item is an error saying so), the lane's next
@@ -491,21 +515,18 @@ class Gvisor(Target):
         # hostinet: each lane's network namespace is its own (unshare
         # --net); items share it one after another (sp-isolate: net=run).
         env = ["SOCKPROBE_RUN_NETNS=private"] if self.network == "hostinet" else []
-        rootfs = work / "rootfs"
+        root = work / "rootfs"
         lanes = [Lane(work / ("lane%d" % n), group, order) for n, group in
                  enumerate(split_probes(order, lane_count(len(order))))]
         self.lanes = len(lanes)
         started = time.monotonic()
         how = "exited"
         try:
-            busybox_root(rootfs)
-            guest.add_dns_server(rootfs)
-            tar = dist.make_bundle(static, work, name=BUNDLE)
-            with tarfile.open(tar) as t:
-                t.extractall(rootfs)
-            tar.unlink()
+            busybox_root(root)
+            rootfs.add_dns_server(root)
+            bundle_tree(static, root / BUNDLE)
             for lane in lanes:
-                lane.box = Sandbox(lane.dir, self.platform, self.network, [], env, rootfs)
+                lane.box = Sandbox(lane.dir, self.platform, self.network, [], env, root)
             while True:
                 for lane in lanes:
                     if lane.proc is None and lane.plan is not None:
@@ -533,7 +554,7 @@ class Gvisor(Target):
                 how = "ended"
             return how
         finally:
-            with guest.hold_signals():
+            with proc.hold_signals():
                 for lane in lanes:
                     lane.stop()
                 left = [pid for lane in lanes for pid in lane.box.clean()] if all(
@@ -541,7 +562,7 @@ class Gvisor(Target):
                 if left:
                     say("sockprobe: gVisor processes %s did not end within %g s"
                         % (" ".join(map(str, left)), CLEANUP_BOUND_S))
-                shutil.rmtree(rootfs, ignore_errors=True)
+                shutil.rmtree(root, ignore_errors=True)
                 self._collect(work, lanes)
 
     def _collect(self, work: Path, lanes: list) -> None:
@@ -567,6 +588,6 @@ class Gvisor(Target):
                 sorted(set(self.panics)))
 
     def environment(self) -> dict:
-        return {"guest": self.name, "gvisor_network": self.network,
+        return {"guest": self.label(), "gvisor_network": self.network, "gvisor_lanes": self.lanes,
                 "gvisor_platform": self.platform, "gvisor_platform_check": self.platform_why,
                 "runsc_version": self.version}

@@ -14,11 +14,13 @@ import os
 import shutil
 from pathlib import Path
 
-from .. import guest
-from . import Target
+from .. import kernels, proc, rootfs
+from ..errors import GuestError, UsageError
+from . import registry
+from .stream import StreamTarget
 
 KVM_BOOT_S = 15.0
-KVM_CACHE = guest.CACHE.parent / "kvm.json"
+KVM_CACHE = kernels.CACHE.parent / "kvm.json"
 
 
 def _boot_id() -> str:
@@ -60,8 +62,9 @@ exec /init.guest
 """
 
 
-class Qemu(Target):
+class Qemu(StreamTarget):
     kind = "qemu"
+    accepts = frozenset({"arch"})   # ARCH=aarch64: Debian's arm64 kernel
 
     def __init__(self, series: str | None = None, image: Path | None = None,
                  arch: str | None = None):
@@ -70,6 +73,23 @@ class Qemu(Target):
         self.accel, self.why = None, ""
         self.arch = arch   # ARCH=aarch64: Debian's arm64 kernel under qemu-system-aarch64 (TCG)
 
+    @classmethod
+    def from_config(cls, entry, cfg):
+        image = Path(cfg.kernel).resolve() if entry.options.get("kernel") == registry.IMAGE \
+            else None
+        t = cls(series=entry.kwargs.get("series"), image=image, arch=cfg.arch)
+        t.entry = entry
+        return t
+
+    def check(self, cfg) -> None:
+        if cfg.arch and (cfg.arch != "aarch64" or self.series not in ("6.1", "6.12")):
+            raise UsageError("ARCH=%s with KERNEL=%s is not supported: a guest kernel of another "
+                             "architecture is KERNEL=6.1 or 6.12 with ARCH=aarch64"
+                             % (cfg.arch, cfg.kernel))
+
+    def packages(self, cfg) -> tuple:
+        return ("busybox-static", "qemu-system-arm") if cfg.arch else super().packages(cfg)
+
     def label(self) -> str:
         return "qemu %s%s" % (self.series or self.image, " " + self.arch if self.arch else "")
 
@@ -77,9 +97,9 @@ class Qemu(Target):
         if self.arch:
             return self._prepare_foreign()
         if not shutil.which("qemu-system-x86_64"):
-            raise guest.GuestError("QEMU is not installed (apt-get install qemu-system-x86)")
+            raise GuestError("QEMU is not installed (apt-get install qemu-system-x86)")
         if self.image is None:
-            self.image = guest.debian_kernel(self.series)
+            self.image = kernels.debian_kernel(self.series)
         self.kvm_dead_before = kvm_known_dead()
         usable = kvm_usable()
         self.accel = "KVM" if usable and not self.kvm_dead_before else "TCG"
@@ -93,33 +113,33 @@ class Qemu(Target):
     def _prepare_foreign(self) -> None:
         from .. import debarch
         if not shutil.which("qemu-system-aarch64"):
-            raise guest.GuestError("qemu-system-aarch64 is not installed "
+            raise GuestError("qemu-system-aarch64 is not installed "
                                    "(apt-get install qemu-system-arm)")
         self.image, self.modules, self.busybox = debarch.kernel(self.arch, self.series)
         self.accel, self.why = "TCG", ""
         self.boot_bound_s = max(self.boot_bound_s, 120.0)  # an emulated CPU boots slowly
         try:  # Debian's dnsmasq of that architecture, for the DNS items
             self.dns_files, self.dns_why = debarch.dns_server(self.arch), None
-        except guest.GuestError as e:
+        except GuestError as e:
             self.dns_files, self.dns_why = [], str(e)
 
-    def boot(self, static, work, tests, item_timeout, bound_s, on_stream, say) -> str:
+    def start(self, static, work, tests, item_timeout, bound_s, on_stream, say) -> str:
         if self.arch:
             if self.dns_why:  # its DNS items then skip: no dnsmasq
                 say("sockprobe: no fixture DNS server for the %s guest: %s" % (self.arch, self.dns_why))
-            root = guest.build_root(work / "root", static, self.modules, self.dns_files)
+            root = rootfs.build_root(work / "root", static, self.modules, self.dns_files)
             shutil.copy2(self.busybox, root / "bin" / "busybox")
             # The virtio serial port comes up after its module loads:
             # wait (bounded) until it opens, then the usual init.
             os.rename(root / "init", root / "init.guest")
             (root / "init").write_text(_WAIT_PORT)
             (root / "init").chmod(0o755)
-            initrd = guest.write_cpio(root, work / "initrd.cpio")
+            initrd = rootfs.write_cpio(root, work / "initrd.cpio")
             self.stream_path = work / "stream"
             self.console = work / "console.log"
             return self._run(initrd, work, tests, item_timeout, bound_s, on_stream)
-        root = guest.build_root(work / "root", static)
-        initrd = guest.write_cpio(root, work / "initrd.cpio")
+        root = rootfs.build_root(work / "root", static)
+        initrd = rootfs.write_cpio(root, work / "initrd.cpio")
         self.stream_path = work / "stream"
         self.console = work / "console.log"
         how = self._run(initrd, work, tests, item_timeout, bound_s, on_stream)
@@ -135,7 +155,7 @@ class Qemu(Target):
         for f in (self.stream_path, self.console):
             f.unlink(missing_ok=True)
         append = ("console=ttyS0 panic=-1 rdinit=/init quiet mitigations=off sockprobe.out=/dev/ttyS1 " +
-                  " ".join(guest.init_args(item_timeout, tests)))
+                  " ".join(rootfs.init_args(item_timeout, tests)))
         cmd = ["qemu-system-x86_64", "-M", "pc", "-accel", self.accel.lower(), "-m", "512",
                "-smp", "1", "-nodefaults", "-display", "none", "-no-reboot",
                "-kernel", str(self.image), "-initrd", str(initrd), "-append", append,
@@ -150,9 +170,9 @@ class Qemu(Target):
                    "-chardev", "file,id=sp,path=%s" % self.stream_path,
                    "-device", "virtserialport,chardev=sp,name=sockprobe"]
         bound = KVM_BOOT_S if self.accel == "KVM" else self.boot_bound_s
-        return guest._run_bounded(cmd, work / "qemu.log", bound_s, guest_console=self.console,
-                                  stream=self.stream_path, boot_bound_s=bound,
-                                  on_stream=on_stream)
+        return proc.run_bounded(cmd, work / "qemu.log", bound_s, guest_console=self.console,
+                                stream=self.stream_path, boot_bound_s=bound,
+                                on_stream=on_stream)
 
     def environment(self) -> dict:
         env = {"guest": self.label(), "guest_kernel_image": str(self.image),

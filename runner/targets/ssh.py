@@ -26,8 +26,9 @@ import subprocess
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from .. import dist, guest
-from . import Target
+from .. import dist, proc
+from ..errors import GuestError, UsageError
+from .stream import StreamTarget
 
 OPTIONS = ["-T", "-o", "BatchMode=yes", "-o", "ConnectTimeout=10",
            "-o", "ServerAliveInterval=5", "-o", "ServerAliveCountMax=3", "-o", "LogLevel=ERROR"]
@@ -50,7 +51,7 @@ exec sh "$d/%s/run" -r "$d" "$@"
 """ % BUNDLE
 
 
-class SshError(guest.GuestError):
+class SshError(GuestError):
     pass
 
 
@@ -66,11 +67,43 @@ def parse_url(url: str) -> tuple:
     return u.username, u.hostname, port
 
 
-class Ssh(Target):
+class Ssh(StreamTarget):
     kind = "ssh"
-    prefix = "ssh"        # how vm.run starts the line saying why a run ended early
+    prefix = "ssh"        # how the line saying why a run ended early starts
     cut_short = dist.CUT_SHORT  # the message of the item a run stopped in
     boot_bound_s = 30.0   # connected and unpacking (the first line) within this
+    accepts = frozenset({"arch"})   # ARCH=...: a remote of that architecture gets its bundle
+    refusal = "the bundle runs on the remote as it is"
+
+    @classmethod
+    def from_config(cls, entry, cfg):
+        t = cls(cfg.target, cfg.family[0] if len(cfg.family) == 1 else None)
+        t.entry = entry
+        return t
+
+    def selected_by(self, cfg) -> str:
+        return "TARGET=ssh://..."
+
+    def check(self, cfg) -> None:
+        if cfg.kernel:
+            raise UsageError("KERNEL=%s does not combine with TARGET=ssh://... (%s)"
+                             % (cfg.kernel, self.refusal))
+
+    def selection(self, cfg, static: Path) -> list:
+        """probe and probe/test words, checked against the static probes."""
+        from .. import discover
+        if not (static / "sp-isolate").exists():
+            raise SshError("the static probes are not built in %s: run `make static` "
+                           "(make check TARGET=... builds them)" % static)
+        known = sorted(p.name for p in (static / "probes").iterdir())
+        for t in cfg.tests:
+            probe, _, rest = t.partition("/")
+            if probe not in known:
+                raise SshError("unknown probe '%s' (probes: %s)" % (probe, ", ".join(known)))
+            if rest and rest.split("[")[0] not in [
+                    i.test for i in discover.items_of(static / "probes" / probe)]:
+                raise SshError("unknown test '%s' (`make list` shows every test)" % t)
+        return [t.split("[")[0] for t in cfg.tests]
 
     def __init__(self, url: str, family: str | None = None):
         super().__init__()
@@ -96,7 +129,7 @@ class Ssh(Target):
     def describe(self) -> str:
         return "running on %s (bundle over ssh)" % self.url
 
-    def boot(self, static, work, tests, item_timeout, bound_s, on_stream, say) -> str:
+    def start(self, static, work, tests, item_timeout, bound_s, on_stream, say) -> str:
         tar = dist.make_bundle(static, work, name=BUNDLE)
         self.stream_path = work / "stream"
         self.console = work / "ssh.log"
@@ -110,11 +143,11 @@ class Ssh(Target):
         env = dict(os.environ, SP_BUNDLE=str(tar), SP_STREAM=str(self.stream_path))
         how, self.bound_s = "exited", bound_s
         try:
-            how = guest._run_bounded(cmd, self.console, bound_s, env=env,
-                                     stream=self.stream_path, boot_bound_s=self.boot_bound_s,
-                                     on_stream=on_stream)
+            how = proc.run_bounded(cmd, self.console, bound_s, env=env,
+                                   stream=self.stream_path, boot_bound_s=self.boot_bound_s,
+                                   on_stream=on_stream)
         finally:
-            with guest.hold_signals():
+            with proc.hold_signals():
                 tar.unlink(missing_ok=True)
                 self._clean_remote(say)
         return how
@@ -181,34 +214,3 @@ class Ssh(Target):
     def environment(self) -> dict:
         return {"guest": self.label(), "target": self.url,
                 "remote_dir": self.remote_dir}
-
-
-def check(a) -> int:
-    """`runner check --target ssh://...`: the selection on the remote, the
-    report here (vm.run: progress, bound, Ctrl-C, partial report)."""
-    from . import vm
-    target = Ssh(a.target, a.family[0] if a.family and len(a.family) == 1 else None)
-    for opt, what in ((a.kernel, "KERNEL="), (a.preload, "PRELOAD="),
-                      (getattr(a, "wrap", None), "WRAP="), (a.host, "HOST=1")):
-        if opt:
-            raise SshError("TARGET=ssh://... runs the bundle on the remote; it does not "
-                           "combine with %s" % what)
-    if a.guest_timeout is not None and a.guest_timeout <= 0:
-        raise SshError("--guest-timeout must be a positive number of seconds")
-    # ARCH=...: a remote machine of that architecture gets its bundle.
-    static = Path(a.build) / (getattr(a, "arch", None) or "static")
-    if not (static / "sp-isolate").exists():
-        raise SshError("the static probes are not built in %s: run `make static` "
-                       "(make check TARGET=... builds them)" % static)
-    known = sorted(p.name for p in (static / "probes").iterdir())
-    for t in a.tests:
-        probe, _, rest = t.partition("/")
-        if probe not in known:
-            raise SshError("unknown probe '%s' (probes: %s)" % (probe, ", ".join(known)))
-        if rest and rest not in [i.test for i in vm.discover.items_of(static / "probes" / probe)]:
-            raise SshError("unknown test '%s' (`make list` shows every test)" % t)
-    try:
-        Path(a.reports).mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise SshError("cannot create the report directory %s: %s" % (a.reports, e.strerror))
-    return vm.run(target, a, static, [t.split("[")[0] for t in a.tests])

@@ -12,19 +12,20 @@ from __future__ import annotations
 import os
 import shutil
 
-from .. import guest
-from . import Target
+from .. import kernels, proc, rootfs
+from ..errors import GuestError
+from .stream import StreamTarget
 
 
-class Uml(Target):
+class Uml(StreamTarget):
     kind = "uml"
 
     def prepare(self, say) -> None:
-        if not guest.UML.exists():
-            raise guest.GuestError("User-mode Linux is not installed (apt-get install user-mode-linux)")
+        if not kernels.UML.exists():
+            raise GuestError("User-mode Linux is not installed (apt-get install user-mode-linux)")
 
-    def boot(self, static, work, tests, item_timeout, bound_s, on_stream, say) -> str:
-        root = guest.build_root(work / "root", static, guest.uml_modules())
+    def start(self, static, work, tests, item_timeout, bound_s, on_stream, say) -> str:
+        root = rootfs.build_root(work / "root", static, kernels.uml_modules())
         tmp = work / "umltmp"  # UML maps its memory here: not noexec, not small
         tmp.mkdir(exist_ok=True)
         # The stream leaves through a console of its own (con1, the
@@ -35,17 +36,17 @@ class Uml(Target):
         fd = os.open(self.stream_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         try:
             cmd = _own_pid_namespace() + [
-                str(guest.UML), "mem=256M", "rootfstype=hostfs", "rootflags=%s" % root, "rw",
+                str(kernels.UML), "mem=256M", "rootfstype=hostfs", "rootflags=%s" % root, "rw",
                 "init=/init", "con=null", "con0=null,fd:1", "con1=null,fd:%d" % fd, "ssl=null",
-                "quiet", "sockprobe.out=/dev/tty1"] + guest.init_args(item_timeout, tests)
-            return guest._run_bounded(cmd, self.console, bound_s, env=dict(os.environ, TMPDIR=str(tmp)),
-                                      stream=self.stream_path, boot_bound_s=self.boot_bound_s,
-                                      on_stream=on_stream, pass_fds=(fd,))
+                "quiet", "sockprobe.out=/dev/tty1"] + rootfs.init_args(item_timeout, tests)
+            return proc.run_bounded(cmd, self.console, bound_s, env=dict(os.environ, TMPDIR=str(tmp)),
+                                    stream=self.stream_path, boot_bound_s=self.boot_bound_s,
+                                    on_stream=on_stream, pass_fds=(fd,))
         finally:
             os.close(fd)
 
     def environment(self) -> dict:
-        return {"guest": "uml", "guest_kernel_image": str(guest.UML)}
+        return {"guest": "uml", "guest_kernel_image": str(kernels.UML)}
 
 
 def _own_pid_namespace() -> list:
