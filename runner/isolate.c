@@ -14,16 +14,36 @@
  * probe's exit code, or dies by the probe's signal, so the runner sees the
  * same thing as if the probe had run directly.
  *
- * Where namespaces cannot be made (or with --host) the probe runs on the
- * host's loopback. Either way the first line out is the protocol line
- *   @SP1 isolation mode=namespaces|host reason=... [proc=own|outer]
- * proc=outer: the namespace's own /proc could not be mounted (a user
- * namespace may not mount procfs where the outer /proc has read-only
- * submounts, as in containers), so the probe sees the outer /proc, whose
- * pids are not its own; SOCKPROBE_PROC=outer then tells the probe
- * (sp_have_proc() is false), and the reason says why. As root, where a
- * user namespace could not mount its /proc, the namespaces are made
- * without one, which can.
+ * As much of that as the system allows, and the first line out says
+ * exactly what is in effect:
+ *   @SP1 isolation mode=namespaces|partial|host reason=... user=0|1
+ *        net=0|1|run pid=0|1 mount=0|1 proc=own|outer|shared
+ * mode: namespaces when net, pid and mount are all the item's own (the
+ * user namespace is optional: as root the others are made without one
+ * where one is in the way), partial when some are, host when none is.
+ * Each attempt is made in a child; where a part cannot be made, that
+ * child ends with its half-made namespaces and the rest is tried again
+ * in a fresh one, the reason naming each part left out and why: no probe
+ * ever runs in namespaces the line does not name. Parts are checked, not
+ * assumed (fixtures/sp_ns.c): a network namespace must have a stack and
+ * lo up (gVisor's hostinet gives it none), a mount namespace must hold
+ * copies of the mounts (gVisor of 2022: its mounts show outside), mounts
+ * are made private mount by mount where MS_REC is refused (gVisor).
+ * Without a mount namespace the pid namespace is left out too: no /proc
+ * of its own could be mounted, and the /proc of the pid namespace the
+ * probe runs in shows its own pids (proc=shared); the item's process
+ * group then ends with it.
+ * net=run: the item has no network namespace of its own, but the whole
+ * run has one the runner made (SOCKPROBE_RUN_NETNS=private: gVisor's
+ * hostinet inside `unshare --net`), which items share one after another.
+ * SOCKPROBE_NETNS=private tells the probe its network is private (net 1
+ * or run). proc=outer: a pid namespace of its own whose /proc could not
+ * be mounted (a user namespace may not mount procfs where the outer
+ * /proc has read-only submounts, as in containers), so the probe sees
+ * the outer /proc, whose pids are not its own; SOCKPROBE_PROC=outer then
+ * tells the probe (sp_have_proc() is false), and the reason says why. As
+ * root, where a user namespace could not mount its /proc, the namespaces
+ * are made without one, which can.
  *
  * With --timeout, a probe still running after SECS is killed with its whole
  * namespace (or process group, on the host) and sp-isolate exits with
