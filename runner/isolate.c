@@ -365,57 +365,90 @@ static void item_main(char **argv, char **binds, int nbinds, const struct plan *
 }
 
 /* Make the plan's namespaces in a child. Where it works, the child goes
- * on to run the item and its pid is returned; where a part fails, the
- * child ends (taking its half-made namespaces along) and *out says
- * which part and why: nothing ever runs in them. */
-static pid_t attempt(const struct plan *pl, char **argv, char **binds, int nbinds, struct outcome *out)
+ * on to run the item and its pid is returned, with *status_fd the pipe
+ * its init reports the probe's status on (-1: the child passes it on as
+ * its own exit); where a part fails, the child ends (taking its
+ * half-made namespaces along) and *out says which part and why: nothing
+ * ever runs in them. The quick way: one clone() into every namespace,
+ * the child the item's init. Where the system refuses that, a forked
+ * child makes them one kind at a time (the refused one is then known)
+ * and its init is a child of its own. */
+static pid_t attempt(const struct plan *pl, char **argv, char **binds, int nbinds, struct outcome *out,
+		     int *status_fd)
 {
-	int p[2], st;
+	int p[2], sp[2], st;
 	pid_t me = getpid(), c;
+	struct outcome o = { 0, 0, "" };
 
 	memset(out, 0, sizeof(*out));
-	if (pipe2(p, O_CLOEXEC) != 0)
+	*status_fd = -1;
+	if (pipe2(p, O_CLOEXEC) != 0 || pipe2(sp, O_CLOEXEC) != 0)
 		return -1;
-	c = fork();
-	if (c < 0) {
-		snprintf(out->why, sizeof(out->why), "fork: %s", strerror(errno));
-		return -1;
-	}
-	if (c == 0) {
-		struct outcome o = { 0, 0, "" };
+	c = sp_ns_clone(pl->flags, pl->user, &o.failed, o.why, sizeof(o.why));
+	if (c <= 0 && getpid() != me) { /* the child, in its namespaces or not */
 		close(p[0]);
+		close(sp[0]);
 		setpgid(0, 0);
 		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		if (getppid() != me)
+		if (getppid() != me && getppid() != 0) /* 0: the parent is outside its pid ns */
 			_exit(125);
-		if (sp_ns_make(pl->flags, pl->user, &o.failed, o.why, sizeof(o.why)) != 0) {
-			(void)!write(p[1], &o, sizeof(o));
-			_exit(0);
-		}
-		o.ok = 1;
+		o.ok = c == 0;
 		(void)!write(p[1], &o, sizeof(o));
+		if (!o.ok)
+			_exit(0);
 		close(p[1]);
-		item_main(argv, binds, nbinds, pl);
+		init_main(argv, binds, nbinds, sp[1], pl);
+	}
+	if (c < 0) {
+		c = fork();
+		if (c < 0) {
+			snprintf(out->why, sizeof(out->why), "fork: %s", strerror(errno));
+			return -1;
+		}
+		if (c == 0) {
+			close(p[0]);
+			close(sp[0]);
+			close(sp[1]);
+			setpgid(0, 0);
+			prctl(PR_SET_PDEATHSIG, SIGKILL);
+			if (getppid() != me)
+				_exit(125);
+			memset(&o, 0, sizeof(o));
+			o.ok = sp_ns_make(pl->flags, pl->user, &o.failed, o.why, sizeof(o.why)) == 0;
+			(void)!write(p[1], &o, sizeof(o));
+			if (!o.ok)
+				_exit(0);
+			close(p[1]);
+			item_main(argv, binds, nbinds, pl);
+		}
+		close(sp[0]);
+		sp[0] = -1;
 	}
 	setpgid(c, c);
 	close(p[1]);
+	close(sp[1]);
 	if (read(p[0], out, sizeof(*out)) != sizeof(*out)) {
 		out->ok = 0;
 		snprintf(out->why, sizeof(out->why), "the child making the namespaces died");
 	}
 	close(p[0]);
-	if (out->ok)
+	if (out->ok) {
+		*status_fd = sp[0];
 		return c;
+	}
+	if (sp[0] >= 0)
+		close(sp[0]);
 	while (waitpid(c, &st, 0) < 0 && errno == EINTR)
 		;
 	return -1;
 }
 
 /* The item runs in child c (its process group): bound it, wait, pass
- * its status on. */
-static void supervise(pid_t c, unsigned timeout)
+ * the probe's status on (from status_fd where the child is the init
+ * itself, else the child's own). */
+static void supervise(pid_t c, int status_fd, unsigned timeout)
 {
-	int st;
+	int st, status;
 
 	victim = c; /* its group; its death takes init and the namespace along */
 	victim_is_group = 1;
@@ -423,6 +456,14 @@ static void supervise(pid_t c, unsigned timeout)
 	while (waitpid(c, &st, 0) < 0 && errno == EINTR)
 		;
 	kill(-c, SIGKILL); /* whatever it left in its group (no pid namespace) */
+	if (status_fd >= 0) {
+		if (read(status_fd, &status, sizeof(status)) != sizeof(status)) {
+			fprintf(stderr, "sp-isolate: the namespace's init died before the probe ended\n");
+			report_health();
+			_exit(125);
+		}
+		st = status;
+	}
 	report_health();
 	pass_on(st);
 }
@@ -568,9 +609,10 @@ int main(int argc, char **argv)
 		struct plan now = pl;
 		if (user_why[0])
 			note(&now, "no user namespace: in one, %s%s", user_why, "");
-		pid_t c = attempt(&now, argv, binds, nbinds, &o);
+		int status_fd;
+		pid_t c = attempt(&now, argv, binds, nbinds, &o, &status_fd);
 		if (c > 0)
-			supervise(c, timeout);
+			supervise(c, status_fd, timeout);
 		if (!o.failed)
 			break; /* no part to blame (fork failed): no namespaces */
 		if (o.failed == CLONE_NEWUSER) {
@@ -613,8 +655,9 @@ int main(int argc, char **argv)
 		char reason[1000];
 		/* the last failure, unless the notes say it already */
 		const char *last = o.why[0] && !strstr(pl.notes, o.why) ? o.why : "";
-		snprintf(reason, sizeof(reason), "%s%s%s", pl.notes, pl.notes[0] && last[0] ? "; " : "",
-			 last);
+		snprintf(reason, sizeof(reason), "%s%s%s%s", pl.notes, pl.notes[0] && last[0] ? "; " : "",
+			 last, none.net ? "; it shares the run's own network namespace "
+			 "(SOCKPROBE_RUN_NETNS=private)" : "");
 		if (none.net)
 			setenv("SOCKPROBE_NETNS", "private", 1);
 		say_isolation("host", reason, &none);
