@@ -20,7 +20,7 @@ import json
 import os
 import re
 import shlex
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, make_dataclass
 from pathlib import Path
 
 from . import arch as arch_mod
@@ -170,31 +170,8 @@ BY_MAKE = {o.make: o for o in OPTIONS if o.make}
 BY_NAME = {o.name: o for o in OPTIONS}
 
 
-@dataclass(frozen=True)
-class Config:
-    tests: tuple = ()
-    timeout: float = 5.0
-    preload: str | None = None
-    wrap: str | None = None
-    reports: str = str(REPORTS)
-    build: str = str(BUILD)
-    host: bool = False
-    family: tuple = ()
-    keyword: str | None = None
-    marker: str | None = None
-    workers: str | None = None
-    verbose: int = 0
-    quiet: bool = False
-    repeat: int = 1
-    baseline: str | None = None
-    kernel: str | None = None
-    libc: str = "glibc"
-    arch: str | None = None
-    expect: str | None = None
-    ktap: bool = False
-    target: str | None = None
-    guest_timeout: float | None = None
-    extra: dict = field(default_factory=dict)   # what a target adds (the native sp-isolate)
+class _Methods:
+    """What a Config can do beyond holding the options' values."""
 
     @property
     def wrap_words(self) -> list:
@@ -213,6 +190,15 @@ class Config:
     def from_json(cls, text: str) -> "Config":
         d = json.loads(text)
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+
+
+# One run's configuration: a field per Option (its default from there, so
+# each option is declared once), and `extra`, what a target adds for its
+# own run (the build directory it chose, the native sp-isolate of ARCH=).
+Config = make_dataclass(
+    "Config", [(o.name, object, field(default=o.default)) for o in OPTIONS] +
+    [("extra", dict, field(default_factory=dict))], bases=(_Methods,), frozen=True)
+Config.__module__ = __name__
 
 
 def add_arguments(p) -> None:
@@ -269,9 +255,6 @@ def from_arguments(ns) -> Config:
         else:
             values[o.name] = o.read(given, how)
     values["tests"] = tuple(tests)
-    for k in ("timeout", "repeat"):
-        if k in values:
-            values[k] = float(values[k]) if k == "timeout" else int(values[k])
     return Config(**values)
 
 

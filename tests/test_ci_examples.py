@@ -12,7 +12,10 @@ yaml = pytest.importorskip("yaml", reason="python3-yaml is not installed (make t
 EXAMPLES = sorted((ROOT / "ci" / "examples").glob("*.yml"))
 MAKEFILE = (ROOT / "Makefile").read_text()
 TARGETS = set(re.findall(r"^([a-z][a-z0-9-]*):", MAKEFILE, re.M))
-VARIABLES = set(re.findall(r"\$\(([A-Z][A-Z_]*)\)", MAKEFILE))
+# What the Makefile reads itself, and what it hands to the runner as it is
+# (SP_VARS: the variables runner/config.py declares).
+VARIABLES = set(re.findall(r"\$\(([A-Z][A-Z_]*)\)", MAKEFILE)) | set(
+    re.search(r"^SP_VARS := ((?:.*\\\n)*.*)$", MAKEFILE, re.M).group(1).replace("\\\n", " ").split())
 
 
 def commands(node):

@@ -96,8 +96,6 @@ class StreamTarget(Target):
         starts, so an interrupted run can still be read."""
         raise NotImplementedError
 
-    boot = start  # the name the guest targets had
-
     def describe_failure(self, how: str, console: Path, boot_bound_s=None) -> str:
         return describe_failure(how, console, boot_bound_s)
 
