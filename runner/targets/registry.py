@@ -82,6 +82,12 @@ ENTRIES = (
     Entry("qemu-user-aarch64", "qemu-user aarch64", "host:Host", {"arch": "aarch64"},
           packages=("gcc-aarch64-linux-gnu", "libc6-dev-arm64-cross", "qemu-user-static"),
           tools=("qemu-aarch64-static",), build="aarch64", seconds=15, matrix=True),
+    Entry("gvisor", "gvisor", "gvisor:Gvisor", {"kernel": "gvisor"}, {"network": "netstack"},
+          packages=("runsc", "busybox-static"), tools=("runsc",), build="static", memory_mb=600,
+          seconds=45, matrix=True),
+    Entry("gvisor-hostinet", "gvisor-hostinet", "gvisor:Gvisor", {"kernel": "gvisor-hostinet"},
+          {"network": "hostinet"}, packages=("runsc", "busybox-static"), tools=("runsc", "unshare"),
+          build="static", memory_mb=600, seconds=60, matrix=True),
     Entry("ssh", "ssh", "ssh:Ssh", {"target": "ssh://"}, packages=("openssh-client",),
           build="static", seconds=30),
     Entry("bundle", "bundle", "bundle:Bundle", build="static", seconds=1),   # make ingest
