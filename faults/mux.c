@@ -1,36 +1,31 @@
 /*
- * faults/mux.c - faults for catalogue 2's MUX-*, EPOLL-* and STDIO-*
- * behaviors (select/poll, epoll, sockets under stdio), part of
- * libspfault.so.
+ * faults/mux.c - faults of catalogue 2's MUX-* behaviors: readiness
+ * through select() and poll() (part of libspfault.so; see spfault.h).
  *
- * Interposers owned here: poll, ppoll, select, pselect, epoll_ctl,
- * epoll_wait, epoll_pwait, fdopen, fflush, fclose (and dup, owned by the
- * UNIX/THREAD group; kept small here for STDIO-DUP-TWO-STREAMS). Each is
+ * Interposers owned here: poll, ppoll, select, pselect. Each is
  * transparent unless one of its faults is on, touches only the sockets
- * its fault is about, and never changes errno in its checks.
+ * its fault is about, and never changes errno in its checks. Other
+ * families join them through the SPF_POLL hook (faults/tick.c).
  */
 #define _GNU_SOURCE
-#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
-#include <stdint.h>
-#include <stdio.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <sys/epoll.h>
 #include <sys/ioctl.h>
 #include <sys/select.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
 
 #include "spfault.h"
 
 /* ---- checks that never change errno ----------------------------------- */
+
+REAL(int, getpeername, int, struct sockaddr *, socklen_t *)
 
 static int mux_is_stream(int fd) { return spfault_sock_type(fd) == SOCK_STREAM; }
 
@@ -38,192 +33,6 @@ static int mux_is_listener(int fd)
 {
 	return mux_is_stream(fd) && spfault_sockopt_int(fd, SOL_SOCKET, SO_ACCEPTCONN);
 }
-
-static int mux_is_regular(int fd)
-{
-	struct stat st;
-	int saved = errno;
-	int r = fd >= 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode);
-	errno = saved;
-	return r;
-}
-
-/* ==== epoll ============================================================== */
-
-FAULT(epoll_edge_as_level,
-      "EPOLL-EDGE",
-      "an epoll emulation that ignores EPOLLET and reports edge-triggered registrations like level-triggered");
-FAULT(epoll_level_as_edge,
-      "EPOLL-LEVEL",
-      "an epoll shim over an edge-only notifier (kqueue EV_CLEAR-style) that reports level registrations only on new arrivals");
-FAULT(epoll_oneshot_as_edge,
-      "EPOLL-ONESHOT",
-      "an epoll emulation that implements EPOLLONESHOT as edge-triggered, so new data re-reports a disabled socket");
-FAULT(epoll_oneshot_deletes,
-      "EPOLL-ONESHOT",
-      "an epoll shim over kqueue's EV_ONESHOT, which deletes the registration after one report instead of disabling it");
-FAULT(epoll_rdhup_as_hup,
-      "EPOLL-RDHUP",
-      "an emulation layer that reports the peer's FIN as a hang-up (EPOLLHUP), as Winsock-based layers report a graceful close");
-FAULT(epoll_hup_err_need_request,
-      "EPOLL-HUP-ERR-ALWAYS",
-      "an epoll emulation that filters every condition by the requested mask, so unrequested EPOLLHUP/EPOLLERR never arrive");
-FAULT(epoll_registry_by_number,
-      "EPOLL-CLOSE-REMOVES",
-      "a user-space epoll in an LD_PRELOAD stack, keyed by descriptor number, that never learns of close()");
-FAULT(epoll_ctl_add_replaces,
-      "EPOLL-CTL-ERRORS",
-      "an epoll shim that merges a repeated EPOLL_CTL_ADD into a MOD instead of failing with EEXIST");
-FAULT(epoll_regular_file_ready,
-      "EPOLL-CTL-ERRORS",
-      "an emulator that accepts regular files in epoll (always ready) instead of failing with EPERM");
-
-FAULT(epoll_del_ignored,
-      "EPOLL-CTL-ERRORS",
-      "an epoll shim whose EPOLL_CTL_DEL answers 0 without removing anything (and so never reports ENOENT)");
-FAULT(epoll_wait_no_wakeup,
-      "EPOLL-LEVEL,EPOLL-EDGE",
-      "an epoll emulation that checks readiness when epoll_wait is called and then sleeps out the timeout, never woken by arrivals");
-
-REAL(int, epoll_ctl, int, int, int, struct epoll_event *)
-REAL(int, epoll_wait, int, struct epoll_event *, int, int)
-REAL(int, epoll_pwait, int, struct epoll_event *, int, int, const sigset_t *)
-
-/* What the program registered (the shims above keep such a table). */
-#define EP_REGS 256
-static struct ep_reg {
-	int used, ep, fd;
-	ino_t ep_ino;           /* which epoll instance (its number may be reused) */
-	uint32_t events;
-	uint64_t data;
-} ep_regs[EP_REGS];
-
-
-static struct ep_reg *ep_find(int ep, int fd)
-{
-	ino_t ino = spfault_inode(ep);
-	for (int i = 0; i < EP_REGS; i++)
-		if (ep_regs[i].used && ep_regs[i].ep == ep && ep_regs[i].ep_ino == ino &&
-		    ep_regs[i].fd == fd)
-			return &ep_regs[i];
-	return NULL;
-}
-
-static struct ep_reg *ep_find_data(int ep, uint64_t data)
-{
-	ino_t ino = spfault_inode(ep);
-	for (int i = 0; i < EP_REGS; i++)
-		if (ep_regs[i].used && ep_regs[i].ep == ep && ep_regs[i].ep_ino == ino &&
-		    ep_regs[i].data == data)
-			return &ep_regs[i];
-	return NULL;
-}
-
-static void ep_note(int ep, int op, int fd, const struct epoll_event *ev)
-{
-	struct ep_reg *r = ep_find(ep, fd);
-
-	if (op == EPOLL_CTL_DEL) {
-		if (r)
-			r->used = 0;
-		return;
-	}
-	if (!r && op == EPOLL_CTL_ADD)
-		for (int i = 0; i < EP_REGS && !r; i++)
-			if (!ep_regs[i].used)
-				r = &ep_regs[i];
-	if (r && ev)
-		*r = (struct ep_reg){ 1, ep, fd, spfault_inode(ep), ev->events, ev->data.u64 };
-}
-
-int epoll_ctl(int ep, int op, int fd, struct epoll_event *ev)
-{
-	struct epoll_event copy;
-
-	load_epoll_ctl();
-	if (op == EPOLL_CTL_ADD && spfault_on("epoll_registry_by_number") && ep_find(ep, fd)) {
-		errno = EEXIST;
-		return -1;
-	}
-	if (op == EPOLL_CTL_ADD && spfault_on("epoll_regular_file_ready") && mux_is_regular(fd))
-		return 0;
-	if (op == EPOLL_CTL_DEL && spfault_on("epoll_del_ignored"))
-		return 0;
-	if (ev && (op == EPOLL_CTL_ADD || op == EPOLL_CTL_MOD)) {
-		copy = *ev;
-		if (spfault_on("epoll_edge_as_level"))
-			copy.events &= ~EPOLLET;
-		if (spfault_on("epoll_level_as_edge") && !(copy.events & (EPOLLET | EPOLLONESHOT)))
-			copy.events |= EPOLLET;
-		if (spfault_on("epoll_oneshot_as_edge") && (copy.events & EPOLLONESHOT))
-			copy.events = (copy.events & ~EPOLLONESHOT) | EPOLLET;
-		ev = &copy;
-	}
-	int r = real_epoll_ctl(ep, op, fd, ev);
-	if (r < 0 && errno == EEXIST && op == EPOLL_CTL_ADD && spfault_on("epoll_ctl_add_replaces"))
-		r = real_epoll_ctl(ep, op = EPOLL_CTL_MOD, fd, ev);
-	if (r == 0)
-		ep_note(ep, op, fd, ev);
-	return r;
-}
-
-/* Rewrite what epoll_wait returned, as the faulty shims would. */
-static int ep_after_wait(int ep, struct epoll_event *ev, int n)
-{
-	int saved = errno, out = 0;
-
-	for (int i = 0; i < n; i++) {
-		struct ep_reg *r = ep_find_data(ep, ev[i].data.u64);
-		uint32_t e = ev[i].events;
-		if (spfault_on("epoll_rdhup_as_hup") && (e & EPOLLRDHUP))
-			e |= EPOLLHUP;
-		if (spfault_on("epoll_hup_err_need_request") && r)
-			e &= r->events | ~(uint32_t)(EPOLLHUP | EPOLLERR);
-		if (spfault_on("epoll_oneshot_deletes") && r && (r->events & EPOLLONESHOT)) {
-			real_epoll_ctl(ep, EPOLL_CTL_DEL, r->fd, NULL);
-			r->used = 0;
-		}
-		if (!e)
-			continue;
-		ev[out] = ev[i];
-		ev[out++].events = e;
-	}
-	errno = saved;
-	return out;
-}
-
-/* epoll_wait_no_wakeup: sample at entry; if nothing, sleep out the timeout. */
-static int ep_sleep_out(int ms)
-{
-	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
-	while (clock_nanosleep(CLOCK_MONOTONIC, 0, &ts, &ts) == EINTR)
-		;
-	return 0;
-}
-
-int epoll_wait(int ep, struct epoll_event *ev, int max, int ms)
-{
-	load_epoll_wait();
-	load_epoll_ctl();
-	int nowake = ms > 0 && spfault_on("epoll_wait_no_wakeup");
-	int n = real_epoll_wait(ep, ev, max, nowake ? 0 : ms);
-	if (n == 0 && nowake)
-		return ep_sleep_out(ms);
-	return n > 0 ? ep_after_wait(ep, ev, n) : n;
-}
-
-int epoll_pwait(int ep, struct epoll_event *ev, int max, int ms, const sigset_t *mask)
-{
-	load_epoll_pwait();
-	load_epoll_ctl();
-	int nowake = ms > 0 && spfault_on("epoll_wait_no_wakeup");
-	int n = real_epoll_pwait(ep, ev, max, nowake ? 0 : ms, mask);
-	if (n == 0 && nowake)
-		return ep_sleep_out(ms);
-	return n > 0 ? ep_after_wait(ep, ev, n) : n;
-}
-
-/* ==== select and poll ===================================================== */
 
 FAULT(poll_always_readable,
       "MUX-READABLE-DATA",
@@ -301,7 +110,8 @@ static int mux_connected(int fd)
 	struct sockaddr_storage ss;
 	socklen_t len = sizeof(ss);
 	int saved = errno;
-	int r = mux_is_stream(fd) && getpeername(fd, (struct sockaddr *)&ss, &len) == 0;
+	load_getpeername();
+	int r = mux_is_stream(fd) && real_getpeername(fd, (struct sockaddr *)&ss, &len) == 0;
 	errno = saved;
 	return r;
 }
@@ -370,6 +180,13 @@ static const char *const select_faults[] = {
 	"select_connect_error_in_exceptfds", "select_keeps_idle_bits",
 	"select_timeout_leaves_sets", NULL,
 };
+
+/* The SPF_POLL hooks (faults/tick.c) see whether the timeout is zero. */
+static void zero_timeout(int zero)
+{
+	struct spf_call c = { .op = SPF_POLL, .fd = -1, .zero_timeout = zero };
+	spfault_before(&c);
+}
 
 /* ---- poll, ppoll ---- */
 
@@ -446,13 +263,13 @@ static int mux_poll_core(struct pollfd *p, nfds_t n, int ms, const struct timesp
 
 int poll(struct pollfd *p, nfds_t n, int ms)
 {
-	spfault_tick_zero_timeout(ms == 0);
+	zero_timeout(ms == 0);
 	return mux_poll_core(p, n, ms, NULL, NULL, 0);
 }
 
 int ppoll(struct pollfd *p, nfds_t n, const struct timespec *ts, const sigset_t *mask)
 {
-	spfault_tick_zero_timeout(ts && !ts->tv_sec && !ts->tv_nsec);
+	zero_timeout(ts && !ts->tv_sec && !ts->tv_nsec);
 	return mux_poll_core(p, n, 0, ts, mask, 1);
 }
 
@@ -557,134 +374,13 @@ static int mux_select_core(int nfds, fd_set *rs, fd_set *ws, fd_set *es, struct 
 
 int select(int nfds, fd_set *rs, fd_set *ws, fd_set *es, struct timeval *tv)
 {
-	spfault_tick_zero_timeout(tv && !tv->tv_sec && !tv->tv_usec);
+	zero_timeout(tv && !tv->tv_sec && !tv->tv_usec);
 	return mux_select_core(nfds, rs, ws, es, tv, NULL, NULL, 0);
 }
 
 int pselect(int nfds, fd_set *rs, fd_set *ws, fd_set *es, const struct timespec *ts,
 	    const sigset_t *mask)
 {
-	spfault_tick_zero_timeout(ts && !ts->tv_sec && !ts->tv_nsec);
+	zero_timeout(ts && !ts->tv_sec && !ts->tv_nsec);
 	return mux_select_core(nfds, rs, ws, es, NULL, ts, mask, 1);
-}
-
-/* ==== sockets under stdio ================================================== */
-
-FAULT(fdopen_rejects_sockets,
-      "STDIO-FDOPEN",
-      "a libc or sandbox whose fdopen() insists on a seekable file and fails with ESPIPE on sockets");
-FAULT(fgets_stops_at_read_boundary,
-      "STDIO-FDOPEN",
-      "a record-oriented stdio layer whose fgets() returns what one read() gave, splitting lines that arrive in pieces");
-FAULT(socket_streams_unbuffered,
-      "STDIO-BUFFERED-UNTIL-FLUSH",
-      "a libc or runtime (stdbuf-style preload) that makes every non-tty stream unbuffered, so each fputs is a write");
-FAULT(fflush_skips_sockets,
-      "STDIO-BUFFERED-UNTIL-FLUSH",
-      "a libc whose fflush() on a non-seekable stream keeps the data until the buffer fills or fclose()");
-FAULT(fclose_leaves_socket_open,
-      "STDIO-FCLOSE-CLOSES-FD",
-      "an LD_PRELOAD stack that hooks close() but not libc's internal close in fclose(), so the connection stays open");
-FAULT(fclose_shuts_down_socket,
-      "STDIO-FCLOSE-NO-HALF-CLOSE",
-      "a stdio layer that treats fclose() of a socket stream as the end of the connection and sends a FIN despite a dup()");
-FAULT(dup_gives_unconnected_socket,
-      "STDIO-DUP-TWO-STREAMS",
-      "an LD_PRELOAD user-space stack without a dup() hook: the duplicate is a fresh kernel socket, not the connection");
-
-REAL(FILE *, fdopen, int, const char *)
-REAL(char *, fgets, char *, int, FILE *)
-REAL(int, fflush, FILE *)
-REAL(int, fclose, FILE *)
-REAL(int, dup, int)
-
-static int mux_stream_fd(FILE *f)
-{
-	int saved = errno;
-	int fd = f ? fileno(f) : -1;
-	errno = saved;
-	return fd >= 0 && mux_is_stream(fd) ? fd : -1;
-}
-
-FILE *fdopen(int fd, const char *mode)
-{
-	load_fdopen();
-	if (spfault_on("fdopen_rejects_sockets") && mux_is_stream(fd)) {
-		errno = ESPIPE;
-		return NULL;
-	}
-	FILE *f = real_fdopen(fd, mode);
-	if (f && spfault_on("socket_streams_unbuffered") && mux_is_stream(fd)) {
-		int saved = errno;
-		setvbuf(f, NULL, _IONBF, 0);
-		errno = saved;
-	}
-	return f;
-}
-
-char *fgets(char *buf, int n, FILE *f)
-{
-	load_fgets();
-	if (!spfault_on("fgets_stops_at_read_boundary") || mux_stream_fd(f) < 0 || n < 2)
-		return real_fgets(buf, n, f);
-	/* Stop where the stream's buffer (the last read) runs out. */
-	int i = 0;
-	while (i < n - 1) {
-		if (i > 0 && f->_IO_read_ptr >= f->_IO_read_end)
-			break;
-		int ch = fgetc(f);
-		if (ch == EOF)
-			break;
-		buf[i++] = (char)ch;
-		if (ch == '\n')
-			break;
-	}
-	if (i == 0)
-		return NULL;
-	buf[i] = '\0';
-	return buf;
-}
-
-int fflush(FILE *f)
-{
-	load_fflush();
-	if (spfault_on("fflush_skips_sockets") && mux_stream_fd(f) >= 0)
-		return 0;
-	return real_fflush(f);
-}
-
-int fclose(FILE *f)
-{
-	load_fclose();
-	load_dup();
-	int fd = mux_stream_fd(f);
-	if (fd >= 0 && spfault_on("fclose_leaves_socket_open")) {
-		int saved = errno;
-		real_dup(fd);            /* a reference the program never sees */
-		errno = saved;
-	}
-	if (fd >= 0 && spfault_on("fclose_shuts_down_socket")) {
-		int saved = errno;
-		real_fflush(f);
-		shutdown(fd, SHUT_WR);
-		errno = saved;
-	}
-	return real_fclose(f);
-}
-
-int dup(int fd)
-{
-	load_dup();
-	if (spfault_on("dup_gives_unconnected_socket") && mux_connected(fd)) {
-		struct sockaddr_storage ss;
-		socklen_t len = sizeof(ss);
-		int saved = errno;
-		if (getsockname(fd, (struct sockaddr *)&ss, &len) == 0) {
-			int s = socket(ss.ss_family, SOCK_STREAM, 0);
-			if (s >= 0)
-				return s;
-		}
-		errno = saved;
-	}
-	return real_dup(fd);
 }

@@ -8,17 +8,30 @@
  * library). The table is the one list of faults: the fault self-test
  * (tests/test_faults.py) and the mutation campaign (make mutate) read it
  * through spfault_table(). Every named ID must fail, in every family it
- * runs for, when the fault is on.
+ * runs for, when the fault is on; an item of other IDs that fails under
+ * it is counted as collateral by make mutate.
  *
  *   FAULT_EQUIVALENT(name, "ID", "models", "why no program can observe it")
  *
  * declares a fault that changes nothing a program can observe; the
  * campaign lists it as equivalent instead of requiring a failure.
+ *
+ * The library is one core (faults/core.c: the table, the shared helpers
+ * below and the interposers of calls that faults of several families
+ * change) and one file per behavior family (faults/tcp.c, udp.c, ...).
+ * A family file declares its rows, interposes the calls only it changes
+ * (REAL() below), and joins a shared call with SPF_HOOK(). The core
+ * calls no family by name: hooks are found through a linker section,
+ * so a new faults/NAME.c needs no change anywhere else (the Makefile
+ * builds every .c file of faults/).
  */
 #ifndef SOCKPROBE_SPFAULT_H
 #define SOCKPROBE_SPFAULT_H
 
 #include <dlfcn.h>
+#include <signal.h>
+#include <stddef.h>
+#include <sys/socket.h>
 #include <sys/types.h>
 
 struct spfault {
@@ -36,10 +49,6 @@ struct spfault {
 #define FAULT_EQUIVALENT(name_, ids_, models_, why_) \
 	SPFAULT_ROW_(name_, ids_, models_, why_)
 
-/* The multicast option faults of faults/unix.c, for the one setsockopt()
- * interposer in faults/opt.c: 1 when the call is swallowed. */
-int spfault_unix_setsockopt(int level, int opt);
-
 /* REAL(ret, name, args...): real_NAME, the next definition of NAME (the
  * C library's), looked up on first use by load_NAME(). */
 #define REAL(ret, name, ...)                                                \
@@ -50,14 +59,31 @@ int spfault_unix_setsockopt(int level, int opt);
 			real_##name = dlsym(RTLD_NEXT, #name);              \
 	}
 
-/* An int option of fd from the real getsockopt() (past faults/opt.c),
- * 0 when it cannot be read; SO_TYPE (0: no socket); the inode of fd (0:
- * none). None of them changes errno. */
+/* Is the named fault on (SOCKPROBE_FAULT, comma separated)? */
+int spfault_on(const char *name);
+
+/* ---- shared helpers (faults/core.c). None of them changes errno. ---- */
+
+/* An int option of fd from the real getsockopt() (past every fault), 0
+ * when it cannot be read; SO_TYPE (0: no socket); the inode of fd (0:
+ * none). */
 int spfault_sockopt_int(int fd, int level, int opt);
 int spfault_sock_type(int fd);
 ino_t spfault_inode(int fd);
+/* O_NONBLOCK set on fd; fd a pipe or FIFO. */
+int spfault_nonblocking(int fd);
+int spfault_is_fifo(int fd);
+/* Same family, address and port (AF_INET, AF_INET6). */
+int spfault_same_addr(const struct sockaddr_storage *a, const struct sockaddr_storage *b);
+/* bind() succeeded on fd (since it was last closed): its local address
+ * was chosen by the program, not by an implicit bind. */
+int spfault_explicitly_bound(int fd);
+/* A fault that claims an option without applying it stores what the
+ * program set (at most 16 bytes); getsockopt() of that option on this
+ * very socket reads it back. */
+void spfault_store_opt(int fd, int level, int opt, const void *val, socklen_t len);
 
-/* The waiting faults of faults/tick.c, called by the interposers. */
+/* The waiting faults of faults/tick.c. */
 void spfault_tick_recv(int fd, int flags);
 void spfault_tick_zero_timeout(int zero);
 void spfault_tick_send(int fd);
@@ -65,7 +91,74 @@ void spfault_tick_read(int fd);
 void spfault_tick_accept(int l);
 void spfault_tick_bind(int fd);
 
-/* Is the named fault on (SOCKPROBE_FAULT, comma separated)? */
-int spfault_on(const char *name);
+/* ---- hooks: the calls that faults of several families change ---------
+ *
+ * Each such call has one interposer (faults/core.c, or the family file
+ * that owns the call and lets others join: SPF_POLL in faults/mux.c). It
+ * fills a struct spf_call, runs the SPF_BEFORE hooks of that call, the
+ * real call (unless a hook answered it), then the SPF_AFTER hooks, in
+ * ascending order within each stage. A hook touches only the sockets its
+ * fault is about and keeps errno unless it changes the call's outcome.
+ */
+enum spf_op {
+	SPF_READ, SPF_RECV, SPF_RECVFROM, SPF_RECVMSG,     /* receiving */
+	SPF_WRITE, SPF_SEND, SPF_SENDTO, SPF_SENDMSG,      /* sending */
+	SPF_CONNECT, SPF_BIND, SPF_ACCEPT, SPF_SHUTDOWN, SPF_CLOSE,
+	SPF_GETSOCKNAME, SPF_GETSOCKOPT, SPF_SETSOCKOPT,
+	SPF_SIGNAL, SPF_SIGACTION,                         /* installing a handler */
+	SPF_POLL,                                          /* poll, ppoll, select, pselect */
+};
+#define SPF_OP(op) (1u << (op))
+#define SPF_RECEIVING (SPF_OP(SPF_READ) | SPF_OP(SPF_RECV) | SPF_OP(SPF_RECVFROM) | SPF_OP(SPF_RECVMSG))
+#define SPF_SENDING (SPF_OP(SPF_WRITE) | SPF_OP(SPF_SEND) | SPF_OP(SPF_SENDTO) | SPF_OP(SPF_SENDMSG))
+
+enum spf_stage { SPF_BEFORE, SPF_AFTER };
+
+/* One call being made, as its hooks see and change it. */
+struct spf_call {
+	enum spf_op op;
+	int fd;                     /* the descriptor (accept: the listener) */
+	void *buf;                  /* receiving: the caller's buffer (recvmsg: NULL) */
+	const void *data;           /* sending: the caller's bytes */
+	size_t n;                   /* the caller's length (recvmsg: room of the iovecs) */
+	size_t ask;                 /* receiving: the length the real call asks for */
+	int flags;                  /* MSG_* flags; accept4's flags; shutdown's how;
+				       a handler's sa_flags (signal(): -1, signal()'s own) */
+	int via_write;              /* sending: write() semantics (no flags) */
+	struct sockaddr *addr;      /* recvfrom: the source; accept, getsockname: the name */
+	socklen_t *addrlen;
+	const struct sockaddr *to;  /* sendto (NULL: none), connect, bind: the address */
+	socklen_t tolen;
+	struct msghdr *msg;         /* recvmsg */
+	const struct msghdr *out;   /* sendmsg */
+	int level, opt;             /* getsockopt, setsockopt */
+	void *val;                  /* getsockopt: the value; setsockopt: const */
+	socklen_t *vallen;          /* getsockopt */
+	socklen_t setlen;           /* setsockopt */
+	int sig;                    /* signal, sigaction */
+	sighandler_t handler;
+	int zero_timeout;           /* SPF_POLL: the timeout is zero */
+	ssize_t r;                  /* the result (errno set when it is -1) */
+};
+
+struct spf_hook {
+	unsigned ops;               /* SPF_OP() of the calls it joins */
+	enum spf_stage stage;
+	int order;                  /* lower first within a stage */
+	int (*fn)(struct spf_call *); /* SPF_BEFORE: 1 answers the call (c->r) */
+};
+
+/* SPF_HOOK(name, ops, stage, order) { body }: a hook function named name. */
+#define SPF_HOOK(name_, ops_, stage_, order_)                               \
+	static int name_(struct spf_call *c);                               \
+	static const struct spf_hook spfault_hook_##name_                   \
+	__attribute__((used, section("spfault_hooks"), aligned(sizeof(void *)))) = \
+		{ ops_, stage_, order_, name_ };                            \
+	static int name_(struct spf_call *c)
+
+/* For an interposer that lets other families join its call: run the
+ * hooks of c->op (spfault_before: 1 when one answered, c->r set). */
+int spfault_before(struct spf_call *c);
+void spfault_after(struct spf_call *c);
 
 #endif

@@ -6,8 +6,8 @@
  * sleeps a little, as emulators and userspace stacks that serve sockets
  * from a timer do. Results, errno and verdicts stay right: only the
  * suite's no-blocking checks (the calling thread's voluntary context
- * switches, fixtures sp_block_mark) can see these. The interposers in
- * spfault.c, opt.c and mux.c call the hooks below.
+ * switches, fixtures sp_block_mark) can see these. Each joins its call
+ * through a hook (faults/core.c; poll and select: faults/mux.c).
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -17,13 +17,16 @@
 
 #include "spfault.h"
 
+REAL(int, nanosleep, const struct timespec *, struct timespec *)
+
 enum { TICK_NS = 10 * 1000 * 1000, PACE_NS = 1000 * 1000, MAXFD = 1024 };
 
 static void sleep_ns(long ns)
 {
 	struct timespec t = { 0, ns };
 	int saved = errno;
-	nanosleep(&t, NULL);
+	load_nanosleep();
+	real_nanosleep(&t, NULL);
 	errno = saved;
 }
 
@@ -44,6 +47,11 @@ void spfault_tick_recv(int fd, int flags)
 	    spfault_sock_type(fd) && blocking(fd))
 		sleep_ns(TICK_NS);
 }
+SPF_HOOK(tick_recv, SPF_OP(SPF_RECV) | SPF_OP(SPF_RECVFROM) | SPF_OP(SPF_RECVMSG), SPF_BEFORE, 10)
+{
+	spfault_tick_recv(c->fd, c->flags);
+	return 0;
+}
 
 FAULT(zero_timeout_waits_a_tick,
       "MUX-SELECT-TIMEOUT",
@@ -53,6 +61,11 @@ void spfault_tick_zero_timeout(int zero)
 {
 	if (zero && spfault_on("zero_timeout_waits_a_tick"))
 		sleep_ns(TICK_NS);
+}
+SPF_HOOK(tick_poll, SPF_OP(SPF_POLL), SPF_BEFORE, 10)
+{
+	spfault_tick_zero_timeout(c->zero_timeout);
+	return 0;
 }
 
 FAULT(udp_sends_paced,
@@ -67,6 +80,11 @@ void spfault_tick_send(int fd)
 	    spfault_sock_type(fd) == SOCK_DGRAM && ++sent[fd] > 32)
 		sleep_ns(PACE_NS);
 }
+SPF_HOOK(tick_send, SPF_SENDING, SPF_BEFORE, 10)
+{
+	spfault_tick_send(c->fd);
+	return 0;
+}
 
 FAULT(lowat_read_on_a_tick,
       "OPT-RCVLOWAT",
@@ -78,6 +96,11 @@ void spfault_tick_read(int fd)
 	    blocking(fd) && spfault_sockopt_int(fd, SOL_SOCKET, SO_RCVLOWAT) > 1)
 		sleep_ns(TICK_NS);
 }
+SPF_HOOK(tick_read, SPF_OP(SPF_READ) | SPF_OP(SPF_RECV), SPF_BEFORE, 11)
+{
+	spfault_tick_read(c->fd);
+	return 0;
+}
 
 FAULT(accept_queue_on_a_tick,
       "MUX-LISTEN-READABLE",
@@ -88,6 +111,11 @@ void spfault_tick_accept(int l)
 	if (spfault_on("accept_queue_on_a_tick") && blocking(l))
 		sleep_ns(TICK_NS);
 }
+SPF_HOOK(tick_accept, SPF_OP(SPF_ACCEPT), SPF_BEFORE, 10)
+{
+	spfault_tick_accept(c->fd);
+	return 0;
+}
 
 FAULT(bind_waits_a_tick,
       "OPT-LINGER-ZERO-RST,OPT-REUSEADDR-TIME-WAIT",
@@ -97,4 +125,9 @@ void spfault_tick_bind(int fd)
 {
 	if (spfault_on("bind_waits_a_tick") && spfault_sock_type(fd) == SOCK_STREAM)
 		sleep_ns(TICK_NS);
+}
+SPF_HOOK(tick_bind, SPF_OP(SPF_BIND), SPF_BEFORE, 10)
+{
+	spfault_tick_bind(c->fd);
+	return 0;
 }

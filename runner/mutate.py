@@ -103,6 +103,30 @@ def unshowable(ids, fault_results: list, clean_results: list) -> dict:
     return out
 
 
+# Verdicts outside a fault's IDs: counted as collateral, or only shown.
+COLLATERAL = ("fail",)
+SHOWN_OUTSIDE = ("broken", "timeout", "error")
+
+
+def collateral(ids, results: list) -> tuple:
+    """(counted, shown) for one fault: the items none of whose IDs the
+    fault names that failed under it (counted), and those that were
+    broken, timed out or erred (shown, not counted); each {item, ids,
+    verdict, message}, in item order."""
+    ids = set(ids)
+    counted, shown = [], []
+    for r in sorted(results, key=lambda r: r["item"]):
+        if ids & set(r["ids"]):
+            continue
+        row = {"item": r["item"], "ids": list(r["ids"]), "verdict": r["verdict"],
+               "message": r["message"]}
+        if r["verdict"] in COLLATERAL:
+            counted.append(row)
+        elif r["verdict"] in SHOWN_OUTSIDE:
+            shown.append(row)
+    return counted, shown
+
+
 def failed_items(results: list) -> list:
     return sorted(r["item"] for r in results if r["verdict"] not in NOT_FAILING)
 
@@ -183,7 +207,8 @@ def campaign(table: list, items: list, *, workers: int, build: Path = discover.B
         if f.equivalent:
             rows.append({"name": f.name, "ids": sorted(f.ids), "models": f.models,
                          "result": "equivalent", "equivalent": f.equivalent,
-                         "failed_items": [], "still_passing": {}})
+                         "failed_items": [], "still_passing": {},
+                         "collateral": [], "collateral_shown": []})
             continue
         rs = results[f.name]
         missed = judge(f.ids, rs)
@@ -191,9 +216,11 @@ def campaign(table: list, items: list, *, workers: int, build: Path = discover.B
         for i in cannot:
             del missed[i]
         result = "ESCAPED" if missed else "unshowable" if cannot.keys() >= f.ids else "caught"
+        counted, shown = collateral(f.ids, rs)
         rows.append({"name": f.name, "ids": sorted(f.ids), "models": f.models,
                      "result": result, "equivalent": None, "unshowable": cannot,
-                     "failed_items": failed_items(rs), "still_passing": missed})
+                     "failed_items": failed_items(rs), "still_passing": missed,
+                     "collateral": counted, "collateral_shown": shown})
     caught = sum(r["result"] == "caught" for r in rows)
     return {
         "schema": SCHEMA,
@@ -210,7 +237,9 @@ def campaign(table: list, items: list, *, workers: int, build: Path = discover.B
         "score": {"caught": caught, "non_equivalent": len(live),
                   "equivalent": len(table) - len(live),
                   "unshowable": [r["name"] for r in rows if r["result"] == "unshowable"],
-                  "escaped": [r["name"] for r in rows if r["result"] == "ESCAPED"]},
+                  "escaped": [r["name"] for r in rows if r["result"] == "ESCAPED"],
+                  "collateral": sum(len(r["collateral"]) for r in rows),
+                  "collateral_faults": [r["name"] for r in rows if r["collateral"]]},
         "faults": rows,
     }
 
@@ -243,7 +272,17 @@ def score_line(doc: dict) -> str:
     if s.get("unshowable"):
         line += "; %d cannot be shown on this system: %s" % (
             len(s["unshowable"]), ", ".join(s["unshowable"]))
+    if "collateral" in s:
+        line += "; %d collateral failures (items failing outside the fault's IDs, goal 0)" % (
+            s["collateral"])
+        if s["collateral"]:
+            line += " under %d faults" % len(s["collateral_faults"])
     return line
+
+
+def _outside(row: dict) -> str:
+    return "%s %s [%s]: %s" % (row["verdict"], row["item"], ", ".join(row["ids"]),
+                               row["message"] or "(no message)")
 
 
 def render_text(doc: dict) -> str:
@@ -258,6 +297,10 @@ def render_text(doc: dict) -> str:
         for i, why in r.get("unshowable", {}).items():
             out.append("%-*s  %s cannot be shown here (skips without the fault too): %s"
                        % (w, "", i, why))
+        for c in r.get("collateral", []):
+            out.append("%-*s  COLLATERAL %s" % (w, "", _outside(c)))
+        for c in r.get("collateral_shown", []):
+            out.append("%-*s  outside its IDs (not counted): %s" % (w, "", _outside(c)))
     eq = [r for r in doc["faults"] if r["result"] == "equivalent"]
     if eq:
         out += ["", "equivalent faults (nothing a program can observe changes):"]
@@ -298,6 +341,21 @@ def render_md(doc: dict) -> str:
         out.append("| `%s` | %s | %s | %s | %s |" % (
             r["name"], ", ".join(r["ids"]), _md(r["models"]), _md(res),
             "<br>".join("`%s`" % i for i in r["failed_items"]) or "none"))
+    outside = [(r, c, counted) for r in doc["faults"]
+               for counted, key in ((True, "collateral"), (False, "collateral_shown"))
+               for c in r.get(key, [])]
+    if outside:
+        out += ["", "## Outside the faults' IDs", "",
+                "An item that fails under a fault none of whose IDs it covers is a "
+                "collateral failure (counted, goal 0): it checks something that is no Must "
+                "of its own IDs, or relies on another ID without saying `broken (needs ID)`. "
+                "`broken`, `timeout` and `error` outside the IDs are shown, not counted.", "",
+                "| fault | item | item's IDs | verdict | counted | message |",
+                "|---|---|---|---|---|---|"]
+        out += ["| `%s` | `%s` | %s | %s | %s | %s |" % (
+            r["name"], c["item"], ", ".join(c["ids"]), c["verdict"],
+            "collateral" if counted else "shown", _md(c["message"] or ""))
+            for r, c, counted in outside]
     eq = [r for r in doc["faults"] if r["result"] == "equivalent"]
     if eq:
         out += ["", "## Equivalent faults", "", "| fault | IDs | models | why nothing observable changes |",

@@ -1,6 +1,6 @@
 """Fault injection: every behavior's case can fail.
 
-build/libspfault.so (faults/spfault.c) breaks one named semantic at a time
+build/libspfault.so (faults/*.c) breaks one named semantic at a time
 when LD_PRELOADed into the probes. For each fault below, the items covering
 the catalogue IDs its row names (faults/*.c, FAULT(...)) are run with it, and every listed ID must fail (a
 verdict other than pass or skip) in every family it runs for. With the
@@ -10,9 +10,11 @@ must name every ID the suite covers.
 The running and the judging are the mutation campaign's (runner/mutate.py,
 `make mutate`, which runs every item under every fault); this test runs
 only the items each fault names, so that `make test` stays quick."""
+import subprocess
+
 import pytest
 
-from conftest import FAULTLIB, settings
+from conftest import FAULTLIB, ROOT, settings
 from runner import discover, execute, faults, mutate
 
 # The fault table lives in the library itself (FAULT(...) rows in faults/*.c).
@@ -98,3 +100,26 @@ def test_draining_close_fails_on_the_wire_and_on_the_peers_errno():
                                           extra_env=dict(base, SOCKPROBE_NO_CAPTURE="1")))
     assert errno["verdict"] == "fail"
     assert "ECONNRESET or EPIPE" in errno["message"]
+
+
+def test_faults_are_one_core_and_family_files_that_use_only_it(tmp_path):
+    """faults/ (issue 19): core.c holds the table, the shared helpers and
+    the interposers several families join through hooks; each family
+    file calls the core and nothing else (not another family's
+    interposer), the core calls no family, and no file passes ~600 lines."""
+    sources = sorted((ROOT / "faults").glob("*.c"))
+    assert "core" in [c.stem for c in sources]
+    defined, undefined = {}, {}
+    for c in sources:
+        assert len(c.read_text().splitlines()) <= 600, "%s is over 600 lines" % c.name
+        o = tmp_path / (c.stem + ".o")
+        subprocess.run(["cc", "-std=gnu11", "-pthread", "-fPIC", "-c", "-o", str(o), str(c)],
+                       check=True, capture_output=True)
+        nm = subprocess.run(["nm", str(o)], check=True, capture_output=True, text=True).stdout
+        rows = [l.split() for l in nm.splitlines()]
+        defined[c.stem] = {r[-1] for r in rows if len(r) == 3 and r[1] in "TDBR"}
+        undefined[c.stem] = {r[-1] for r in rows if len(r) == 2 and r[0] == "U"}
+    calls = sorted((f, g, sorted(undefined[f] & defined[g]))
+                   for f in defined for g in defined
+                   if f != g and g != "core" and undefined[f] & defined[g])
+    assert calls == [], "calls between fault files other than into core.c"

@@ -1,0 +1,125 @@
+/*
+ * faults/thread.c - faults of THREAD-* behaviors: threads share the
+ * descriptor table, mutexes exclude, join waits and returns the value,
+ * shutdown() wakes a blocked reader (part of libspfault.so; see
+ * spfault.h).
+ *
+ * Interposes pthread_create, the mutex calls and pthread_join; joins
+ * shutdown through a hook (faults/core.c).
+ */
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <errno.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+
+#include "spfault.h"
+
+#define on(name) spfault_on(name)
+
+FAULT(threads_copy_fd_table,
+      "THREAD-SHARED-FDS",
+      "a thread emulation that runs each thread as a clone without CLONE_FILES "
+      "(LinuxThreads-style), so threads get copies of the descriptor table");
+FAULT(mutex_does_not_exclude,
+      "THREAD-MUTEX-EXCLUSION",
+      "a libc whose pthread mutexes are single-thread stubs (lock/trylock/unlock "
+      "return 0 and do nothing) while threads really run in parallel");
+FAULT(join_does_not_wait,
+      "THREAD-JOIN-RETURNS",
+      "a thread library whose pthread_join() detaches a running thread and "
+      "returns at once, with no value");
+FAULT(join_loses_value,
+      "THREAD-JOIN-RETURNS",
+      "a green-thread runtime whose pthread_join() waits but never stores the "
+      "thread's return value");
+
+struct start { void *(*fn)(void *); void *arg; };
+
+static void *start_with_own_fd_table(void *p)
+{
+	struct start s = *(struct start *)p;
+	free(p);
+	unshare(CLONE_FILES);
+	return s.fn(s.arg);
+}
+
+int pthread_create(pthread_t *t, const pthread_attr_t *attr, void *(*fn)(void *), void *arg)
+{
+	static int (*real)(pthread_t *, const pthread_attr_t *, void *(*)(void *), void *);
+	if (!real)
+		real = dlsym(RTLD_NEXT, "pthread_create");
+	if (on("threads_copy_fd_table")) {
+		struct start *s = malloc(sizeof(*s));
+		if (s) {
+			s->fn = fn;
+			s->arg = arg;
+			return real(t, attr, start_with_own_fd_table, s);
+		}
+	}
+	return real(t, attr, fn, arg);
+}
+
+int pthread_mutex_lock(pthread_mutex_t *m)
+{
+	static int (*real)(pthread_mutex_t *);
+	if (!real)
+		real = dlsym(RTLD_NEXT, "pthread_mutex_lock");
+	return on("mutex_does_not_exclude") ? 0 : real(m);
+}
+
+int pthread_mutex_trylock(pthread_mutex_t *m)
+{
+	static int (*real)(pthread_mutex_t *);
+	if (!real)
+		real = dlsym(RTLD_NEXT, "pthread_mutex_trylock");
+	return on("mutex_does_not_exclude") ? 0 : real(m);
+}
+
+int pthread_mutex_unlock(pthread_mutex_t *m)
+{
+	static int (*real)(pthread_mutex_t *);
+	if (!real)
+		real = dlsym(RTLD_NEXT, "pthread_mutex_unlock");
+	return on("mutex_does_not_exclude") ? 0 : real(m);
+}
+
+int pthread_join(pthread_t t, void **ret)
+{
+	static int (*real)(pthread_t, void **);
+	if (!real)
+		real = dlsym(RTLD_NEXT, "pthread_join");
+	if (on("join_does_not_wait")) {
+		int r = pthread_tryjoin_np(t, ret);
+		if (r != EBUSY)
+			return r;
+		if (ret)
+			*ret = NULL;
+		return pthread_detach(t);
+	}
+	int r = real(t, ret);
+	if (r == 0 && ret && on("join_loses_value"))
+		*ret = NULL;
+	return r;
+}
+
+FAULT(shutdown_rd_leaves_reader_blocked,
+      "THREAD-SHUTDOWN-WAKES-READ",
+      "a userspace stack that accepts shutdown(SHUT_RD) but leaves a reader blocked "
+      "in another thread waiting for data");
+
+REAL(int, shutdown, int, int)
+
+/* shutdown_rd_leaves_reader_blocked: SHUT_RD is accepted but ends no
+ * read; SHUT_RDWR only shuts the write side. */
+SPF_HOOK(shutdown_rd_leaves_reader_blocked, SPF_OP(SPF_SHUTDOWN), SPF_BEFORE, 30)
+{
+	if (!on("shutdown_rd_leaves_reader_blocked") || spfault_sock_type(c->fd) != SOCK_STREAM ||
+	    c->flags == SHUT_WR)
+		return 0;
+	load_shutdown();
+	c->r = c->flags == SHUT_RD ? 0 : real_shutdown(c->fd, SHUT_WR);
+	return 1;
+}
