@@ -49,7 +49,7 @@ FAULT(recvfrom_hides_source,
       "UDP-ONE-SOCKET-MANY-PEERS",
       "an LD_PRELOAD stack that does not fill in recvfrom()'s source address");
 FAULT(recvmsg_drops_source,
-      "UDP-ONE-SOCKET-MANY-PEERS,UDP-BOUNDARY",
+      "UDP-ONE-SOCKET-MANY-PEERS",
       "an LD_PRELOAD stack that wraps recvfrom() but returns recvmsg() without msg_name (msg_namelen 0)");
 FAULT(dgram_remembers_destination,
       "UDP-DESTINATION-EACH-SEND",
