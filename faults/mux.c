@@ -206,7 +206,10 @@ int epoll_wait(int ep, struct epoll_event *ev, int max, int ms)
 	load_epoll_wait();
 	load_epoll_ctl();
 	int nowake = ms > 0 && spfault_on("epoll_wait_no_wakeup");
-	int n = real_epoll_wait(ep, ev, max, nowake ? 0 : ms);
+	int n;
+	while ((n = real_epoll_wait(ep, ev, max, nowake ? 0 : ms)) < 0 &&
+	       spfault_intr_again(SPF_MUX, -1)) /* faults/intr.c */
+		;
 	if (n == 0 && nowake)
 		return ep_sleep_out(ms);
 	return n > 0 ? ep_after_wait(ep, ev, n) : n;
@@ -447,7 +450,10 @@ static int mux_poll_core(struct pollfd *p, nfds_t n, int ms, const struct timesp
 int poll(struct pollfd *p, nfds_t n, int ms)
 {
 	spfault_tick_zero_timeout(ms == 0);
-	return mux_poll_core(p, n, ms, NULL, NULL, 0);
+	int r;
+	while ((r = mux_poll_core(p, n, ms, NULL, NULL, 0)) < 0 && spfault_intr_again(SPF_MUX, -1))
+		; /* faults/intr.c */
+	return r;
 }
 
 int ppoll(struct pollfd *p, nfds_t n, const struct timespec *ts, const sigset_t *mask)
@@ -558,7 +564,11 @@ static int mux_select_core(int nfds, fd_set *rs, fd_set *ws, fd_set *es, struct 
 int select(int nfds, fd_set *rs, fd_set *ws, fd_set *es, struct timeval *tv)
 {
 	spfault_tick_zero_timeout(tv && !tv->tv_sec && !tv->tv_usec);
-	return mux_select_core(nfds, rs, ws, es, tv, NULL, NULL, 0);
+	int r;
+	while ((r = mux_select_core(nfds, rs, ws, es, tv, NULL, NULL, 0)) < 0 &&
+	       spfault_intr_again(SPF_MUX, -1)) /* faults/intr.c */
+		;
+	return r;
 }
 
 int pselect(int nfds, fd_set *rs, fd_set *ws, fd_set *es, const struct timespec *ts,

@@ -182,6 +182,8 @@ int setsockopt(int fd, int level, int opt, const void *val, socklen_t len)
 	load_setsockopt();
 	if (spfault_unix_setsockopt(level, opt)) /* multicast faults (faults/unix.c) */
 		return 0;
+	if (spfault_listen_setsockopt(fd, level, opt, val, len)) /* faults/listen.c */
+		return 0;
 	int v = val && len >= sizeof(int) ? *(const int *)val : 0;
 	int k = fake_key(level, opt);
 
@@ -395,6 +397,9 @@ int listen(int fd, int backlog)
 	load_listen();
 	if (on("listen_backlog_one") && backlog > 1)
 		backlog = 1;
+	int own = spfault_listen_listen(fd); /* faults/listen.c */
+	if (own)
+		return own < 0 ? -1 : 0;
 	return real_listen(fd, backlog);
 }
 

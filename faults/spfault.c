@@ -774,7 +774,12 @@ ssize_t read(int fd, void *buf, size_t n)
 		errno = saved;
 	}
 	lazy_connect_finish(fd);
-	ssize_t r = real_read(fd, buf, cap_stream(fd, n));
+	long ir;
+	if (spfault_intr_before(SPF_RECV, fd, &ir)) /* faults/intr.c */
+		return ir;
+	ssize_t r;
+	while ((r = real_read(fd, buf, cap_stream(fd, n))) < 0 && spfault_intr_again(SPF_RECV, fd))
+		;
 	note_recv(fd);
 	return stream_in_faults(fd, n, merge_dgrams(fd, buf, n, after_stream_read(fd, r)), 0);
 }
@@ -790,7 +795,12 @@ ssize_t recv(int fd, void *buf, size_t n, int flags)
 	if (udp_recv_fault(fd, buf, n, flags, NULL, NULL, 0, &fr))
 		return fr;
 	lazy_connect_finish(fd);
-	ssize_t r = real_recv(fd, buf, cap_stream(fd, n), flags);
+	long ir;
+	if (spfault_intr_before(SPF_RECV, fd, &ir)) /* faults/intr.c */
+		return ir;
+	ssize_t r;
+	while ((r = real_recv(fd, buf, cap_stream(fd, n), flags)) < 0 && spfault_intr_again(SPF_RECV, fd))
+		;
 	note_recv(fd);
 	return stream_in_faults(fd, n, merge_dgrams(fd, buf, n, after_stream_read(fd, r)), 1);
 }
@@ -805,7 +815,13 @@ ssize_t recvfrom(int fd, void *buf, size_t n, int flags, struct sockaddr *from, 
 	if (udp_recv_fault(fd, buf, n, flags, from, len, 1, &fr))
 		return fr;
 	lazy_connect_finish(fd);
-	ssize_t r = real_recvfrom(fd, buf, cap_stream(fd, n), flags, from, len);
+	long ir;
+	if (spfault_intr_before(SPF_RECV, fd, &ir)) /* faults/intr.c */
+		return ir;
+	ssize_t r;
+	while ((r = real_recvfrom(fd, buf, cap_stream(fd, n), flags, from, len)) < 0 &&
+	       spfault_intr_again(SPF_RECV, fd))
+		;
 	note_recv(fd);
 	/* recvfrom_hides_source: every datagram seems to come from the first
 	 * peer ever heard from. */
@@ -828,7 +844,12 @@ ssize_t recvmsg(int fd, struct msghdr *mh, int flags)
 	if (udp_recv_fault(fd, NULL, 0, flags, NULL, NULL, 1, &fr))
 		return fr;
 	lazy_connect_finish(fd);
-	ssize_t r = real_recvmsg(fd, mh, flags);
+	long ir;
+	if (spfault_intr_before(SPF_RECV, fd, &ir)) /* faults/intr.c */
+		return ir;
+	ssize_t r;
+	while ((r = real_recvmsg(fd, mh, flags)) < 0 && spfault_intr_again(SPF_RECV, fd))
+		;
 	note_recv(fd);
 	/* recvmsg_drops_source: msg_name is never filled in. */
 	if (r >= 0 && mh->msg_name && on("recvmsg_drops_source") && is_dgram(fd))
@@ -1113,7 +1134,13 @@ ssize_t send(int fd, const void *buf, size_t n, int flags)
 {
 	if (on("msg_nosignal_ignored")) /* the flag is not passed on */
 		flags &= ~MSG_NOSIGNAL;
-	return faulty_send(fd, buf, n, flags, 0);
+	long ir;
+	if (spfault_intr_before(SPF_SEND, fd, &ir)) /* faults/intr.c */
+		return ir;
+	ssize_t r;
+	while ((r = faulty_send(fd, buf, n, flags, 0)) < 0 && spfault_intr_again(SPF_SEND, fd))
+		;
+	return spfault_intr_after(SPF_SEND, fd, r, n);
 }
 
 /* Is anybody bound at this address? (Can we bind it ourselves?) */
@@ -1198,7 +1225,7 @@ int bind(int fd, const struct sockaddr *a, socklen_t len)
 {
 	load_bind();
 	spfault_tick_bind(fd);
-	int r = spfault_opt_bind(fd, a, len, real_bind(fd, a, len));
+	int r = spfault_listen_bind(fd, a, len, spfault_opt_bind(fd, a, len, real_bind(fd, a, len)));
 	if (r == 0 && fd >= 0 && fd < MAXFD)
 		explicitly_bound[fd] = 1;
 	if (r == 0 && on("abstract_name_makes_file"))
@@ -1290,6 +1317,7 @@ int getsockopt(int fd, int level, int opt, void *val, socklen_t *len)
 		((struct ucred *)val)->pid = getpid();
 	if (r == 0)
 		spfault_opt_getsockopt(fd, level, opt, val, len);
+	spfault_listen_getsockopt(fd, level, opt, val, len, r); /* faults/listen.c */
 	/* sockets_start_without_buffers: buffers appear only once connected. */
 	if (r == 0 && level == SOL_SOCKET && (opt == SO_SNDBUF || opt == SO_RCVBUF) &&
 	    on("sockets_start_without_buffers")) {
@@ -1329,7 +1357,11 @@ int connect(int fd, const struct sockaddr *a, socklen_t len)
 	/* connect_returns_before_handshake: nothing is sent yet. */
 	if (lazy_connect_start(fd, a, len))
 		return 0;
-	int r = spfault_opt_connect(fd, real_connect(fd, a, len));
+	int r;
+	while ((r = spfault_opt_connect(fd, spfault_listen_connect(fd,
+			spfault_intr_connect(fd, a, len, real_connect)))) < 0 &&
+	       spfault_intr_again(SPF_CONNECT, fd)) /* faults/intr.c */
+		;
 	/* unix_connect_refuses_missing_path: ENOENT becomes ECONNREFUSED. */
 	if (r < 0 && errno == ENOENT && on("unix_connect_refuses_missing_path") && is_unix(fd))
 		errno = ECONNREFUSED;
@@ -1368,8 +1400,14 @@ int accept(int l, struct sockaddr *a, socklen_t *len)
 	load_accept();
 	spfault_tick_accept(l);
 	int fl = spfault_opt_accept_begin(l);
-	int fd = real_accept(l, a, len);
+	long ir;
+	if (spfault_intr_before(SPF_ACCEPT, l, &ir)) /* faults/intr.c */
+		return (int)ir;
+	int fd;
+	while ((fd = real_accept(l, a, len)) < 0 && spfault_intr_again(SPF_ACCEPT, l))
+		;
 	spfault_opt_accept_end(l, fl, a, len, fd);
+	spfault_listen_accepted(l, fd); /* faults/listen.c */
 	note_accepted(l, fd);
 	return repeat_first(l, fd);
 }
@@ -1379,8 +1417,14 @@ int accept4(int l, struct sockaddr *a, socklen_t *len, int flags)
 	load_accept4();
 	spfault_tick_accept(l);
 	int fl = spfault_opt_accept_begin(l);
-	int fd = real_accept4(l, a, len, flags);
+	long ir;
+	if (spfault_intr_before(SPF_ACCEPT, l, &ir)) /* faults/intr.c */
+		return (int)ir;
+	int fd;
+	while ((fd = real_accept4(l, a, len, flags)) < 0 && spfault_intr_again(SPF_ACCEPT, l))
+		;
 	spfault_opt_accept_end(l, fl, a, len, fd);
+	spfault_listen_accepted(l, fd); /* faults/listen.c */
 	note_accepted(l, fd);
 	return repeat_first(l, fd);
 }
@@ -1395,6 +1439,8 @@ FAULT(shutdown_rd_leaves_reader_blocked,
 int shutdown(int fd, int how)
 {
 	load_shutdown();
+	if (spfault_listen_shutdown(fd)) /* faults/listen.c */
+		return -1;
 	lazy_connect_finish(fd);
 	if (fd >= 0 && fd < MAXFD && (how == SHUT_RD || how == SHUT_RDWR) && is_stream(fd))
 		shut_rd_state[fd] = 1;

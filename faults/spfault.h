@@ -65,6 +65,34 @@ void spfault_tick_read(int fd);
 void spfault_tick_accept(int l);
 void spfault_tick_bind(int fd);
 
+/* The faults of faults/intr.c (catalogue 3: signals and blocking calls,
+ * socket timeouts), called by the interposers of spfault.c and mux.c.
+ * spfault_intr_before: 1 when the fault made the call (*r its result,
+ * errno set); spfault_intr_again: after a failed call, 1 to make it again
+ * (a restart); spfault_intr_after: the result the caller sees;
+ * spfault_intr_connect: connect() through real() or the fault's own. */
+enum { SPF_RECV, SPF_ACCEPT, SPF_SEND, SPF_CONNECT, SPF_MUX };
+struct sockaddr;
+int spfault_intr_before(int call, int fd, long *r);
+int spfault_intr_again(int call, int fd);
+long spfault_intr_after(int call, int fd, long r, size_t n);
+int spfault_intr_connect(int fd, const struct sockaddr *a, unsigned len,
+			 int (*real)(int, const struct sockaddr *, unsigned));
+
+/* The faults of faults/listen.c (catalogue 3: listening sockets, the accept
+ * queue, SO_REUSEPORT). getsockopt: may change what was read (r the real
+ * result); setsockopt: 1 when the fault took the option (the call returns
+ * 0); shutdown: 1 when the call fails (errno set); accepted: after accept
+ * and accept4; listen: -1 fails (errno set), 1 returns 0 without listening;
+ * bind and connect: the result the caller sees. */
+void spfault_listen_getsockopt(int fd, int level, int opt, void *val, unsigned *len, int r);
+int spfault_listen_setsockopt(int fd, int level, int opt, const void *val, unsigned len);
+int spfault_listen_shutdown(int fd);
+void spfault_listen_accepted(int l, int fd);
+int spfault_listen_listen(int fd);
+int spfault_listen_bind(int fd, const struct sockaddr *a, unsigned len, int r);
+int spfault_listen_connect(int fd, int r);
+
 /* Is the named fault on (SOCKPROBE_FAULT, comma separated)? */
 int spfault_on(const char *name);
 
