@@ -148,12 +148,19 @@ SP_TEST(acceptconn_reads_listening_state)
 	int u = sp_udp_bound(ctx);
 	ASSERT_EQ(0, get_int(u, SOL_SOCKET, SO_ACCEPTCONN));       /* UDP */
 
-	/* AF_UNIX stream, on an abstract name of this item */
+	/* AF_UNIX stream, bound to a path in a directory of its own */
+	char dir[] = "/tmp/sockprobe-acceptconn-XXXXXX";
+	REQUIRE(mkdtemp(dir), "a temporary directory for the AF_UNIX socket (%s)",
+		sp_errno_name(errno));
 	int x = (int)ASSERT_SYS(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
 	struct sockaddr_un un = { .sun_family = AF_UNIX };
-	int n = snprintf(un.sun_path + 1, sizeof(un.sun_path) - 1, "sockprobe-acceptconn-%d-%s",
-			 (int)getpid(), ctx->fam_name);
-	ASSERT_SYS(bind(x, (struct sockaddr *)&un, offsetof(struct sockaddr_un, sun_path) + 1 + n));
+	snprintf(un.sun_path, sizeof(un.sun_path), "%s/s", dir);
+	errno = 0;
+	int br = bind(x, (struct sockaddr *)&un, sizeof(un));
+	int berr = errno;
+	unlink(un.sun_path);
+	rmdir(dir);
+	REQUIRE(br == 0, "an AF_UNIX stream socket binds a path (%s)", sp_errno_name(berr));
 	ASSERT_EQ(0, get_int(x, SOL_SOCKET, SO_ACCEPTCONN));
 	ASSERT_SYS(listen(x, 4));
 	ASSERT_EQ(1, get_int(x, SOL_SOCKET, SO_ACCEPTCONN));

@@ -64,7 +64,7 @@ FAULT(accept_ignores_rcvtimeo,
       "macOS as seen by RoboVM (robovm/robovm#78): accept() on a listener with SO_RCVTIMEO "
       "blocks until a connection comes, ignoring the timeout");
 FAULT(sndtimeo_ignored,
-      "TIMEO-SNDTIMEO",
+      "TIMEO-SNDTIMEO,INTR-TIMEOUT-NO-RESTART",
       "Zephyr before its send timeout path (zephyrproject-rtos/zephyr#31369): SO_SNDTIMEO is "
       "stored and read back, but a blocking send on a full buffer waits without limit");
 FAULT(connect_ignores_sndtimeo,
@@ -144,6 +144,9 @@ static int any_on(void)
 	return known;
 }
 
+static __thread int held_fd = -1;      /* sndtimeo_ignored: whose timeout is held */
+static __thread struct timeval held_tv;
+
 int spfault_intr_before(int call, int fd, long *r)
 {
 	if (!any_on() || fd < 0 || !inet_stream(fd) || !blocking(fd))
@@ -161,11 +164,16 @@ int spfault_intr_before(int call, int fd, long *r)
 		*r = -1;
 		return 1;
 	}
-	/* sndtimeo_ignored: wait for room, whatever the timeout. */
-	if (call == SPF_SEND && spfault_on("sndtimeo_ignored") && has_timeout(fd, SO_SNDTIMEO) &&
-	    wait_unbounded(fd, POLLOUT) < 0) {
-		*r = -1;
-		return 1;
+	/* sndtimeo_ignored: the send is made as if no timeout were set (it is
+	 * put back after the call: the program reads back what it set). */
+	if (call == SPF_SEND && spfault_on("sndtimeo_ignored") && has_timeout(fd, SO_SNDTIMEO)) {
+		socklen_t len = sizeof(held_tv);
+		struct timeval none = { 0, 0 };
+		int saved = errno;
+		if (syscall(SYS_getsockopt, fd, SOL_SOCKET, SO_SNDTIMEO, &held_tv, &len) == 0 &&
+		    syscall(SYS_setsockopt, fd, SOL_SOCKET, SO_SNDTIMEO, &none, sizeof(none)) == 0)
+			held_fd = fd;
+		errno = saved;
 	}
 	return 0;
 }
@@ -189,6 +197,12 @@ int spfault_intr_again(int call, int fd)
 
 long spfault_intr_after(int call, int fd, long r, size_t n)
 {
+	if (held_fd >= 0 && held_fd == fd) {
+		int saved = errno;
+		syscall(SYS_setsockopt, fd, SOL_SOCKET, SO_SNDTIMEO, &held_tv, sizeof(held_tv));
+		held_fd = -1;
+		errno = saved;
+	}
 	/* interrupted_send_reports_eintr: a short count of a blocking send
 	 * (only a signal makes one when no SO_SNDTIMEO is set) becomes EINTR. */
 	if (call == SPF_SEND && r > 0 && (size_t)r < n && any_on() && spfault_on("interrupted_send_reports_eintr") &&
