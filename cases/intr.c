@@ -480,7 +480,7 @@ static void fill_queues(const struct sp_ctx *ctx, struct full_queue *q, int n)
 				sp_set_nonblock(p[j].fd, 0);
 			} else {
 				close(p[j].fd); /* in progress for 150 ms: full */
-				RECORD("full_queue_completed", "%d", f->n);
+				RECORD_ONCE("full_queue_completed", "%d", f->n);
 				f->n = -f->n - 1;
 				full++;
 			}
