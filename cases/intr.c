@@ -31,9 +31,11 @@
  *                                exactly that many bytes, in order, then
  *                                EOF; with nothing moved, EINTR.
  *  6. TIMEO-RCVTIMEO             SO_RCVTIMEO reads {0,0}, then {0,200000}
- *                                as set; recv() and accept() then fail
- *                                with EAGAIN after 180 ms to 2 s; {0,0}
- *                                reads back {0,0}.
+ *                                as set; recv() (through read, recv,
+ *                                recvfrom, recvmsg and readv), accept()
+ *                                and accept4() then fail with EAGAIN after
+ *                                180 ms to 2 s (all at once, one thread
+ *                                each); {0,0} reads back {0,0}.
  *  7. TIMEO-SNDTIMEO             SO_SNDTIMEO reads {0,0}, then {0,200000};
  *                                with 64 KiB buffers a blocking send() of
  *                                32 MiB returns a partial count after
@@ -1081,52 +1083,113 @@ static void times_out(const char *what, struct timed *t, int lo_ms, int hi_ms)
 	ASSERT_TRUE(t->ms <= hi_ms, "%s returns within %d ms (took %lld ms)", what, hi_ms, t->ms);
 }
 
-SP_TEST(rcvtimeo_bounds_recv_and_accept, "TIMEO-RCVTIMEO", SP_INET)
+/* The timed calls run at once, one thread each (all signals blocked):
+ * every read API, accept() and accept4(), and the MSG_WAITALL Record, so
+ * the item waits one timeout, not eight. A call still blocked at the
+ * bound is ended by shutdown() of its socket and fails, named. */
+enum { T_ACCEPT = SP_IO_APIS, T_ACCEPT4, T_WAITALL, T_CALLS };
+
+struct timed_call {
+	int kind, fd;
+	long long ms;
+	ssize_t r;
+	int err;
+	volatile int done;
+	pthread_t th;
+};
+
+static const char *timed_name(int kind)
 {
-	int c, s;
+	return kind < SP_IO_APIS ? sp_io_in_name(kind) : kind == T_ACCEPT ? "accept" :
+	       kind == T_ACCEPT4 ? "accept4" : "recv(8, MSG_WAITALL)";
+}
+
+static void *timed_call_run(void *p)
+{
+	struct timed_call *t = p;
 	char b[8];
-	struct timed t;
-
-	sp_tcp_pair(ctx, &c, &s);
-	int l = sp_tcp_listener(ctx, 0);
-	ASSERT_TV(s, SO_RCVTIMEO, 0, 0);
-	ASSERT_TV(l, SO_RCVTIMEO, 0, 0);
-	set_tv(s, SO_RCVTIMEO, 0, 200000);
-	set_tv(l, SO_RCVTIMEO, 0, 200000);
-	ASSERT_TV(s, SO_RCVTIMEO, 0, 200000);
-	ASSERT_TV(l, SO_RCVTIMEO, 0, 200000);
-
-	guard_on();
 	long long t0 = now_ms();
 	errno = 0;
-	t.r = (int)recv(s, b, sizeof(b), 0);
-	t.err = errno;
-	t.ms = now_ms() - t0;
-	guard_off();
-	times_out("recv() on an empty socket with SO_RCVTIMEO 200 ms", &t, 180, 2000);
-	record_ms("recv_timeout_elapsed", t.ms);
+	t->r = t->kind < SP_IO_APIS ? sp_io_in(t->kind, t->fd, b, sizeof(b), 0) :
+	       t->kind == T_ACCEPT ? accept(t->fd, NULL, NULL) :
+	       t->kind == T_ACCEPT4 ? accept4(t->fd, NULL, NULL, SOCK_CLOEXEC) :
+	       recv(t->fd, b, 8, MSG_WAITALL);
+	t->err = errno;
+	t->ms = now_ms() - t0;
+	t->done = 1;
+	return NULL;
+}
 
-	guard_on();
-	t0 = now_ms();
-	errno = 0;
-	t.r = accept(l, NULL, NULL);
-	t.err = errno;
-	t.ms = now_ms() - t0;
-	guard_off();
-	times_out("accept() on an empty listener with SO_RCVTIMEO 200 ms", &t, 180, 2000);
-	record_ms("accept_timeout_elapsed", t.ms);
+static int all_done(void *p)
+{
+	struct timed_call *t = p;
+	for (int k = 0; k < T_CALLS; k++)
+		if (!t[k].done)
+			return 0;
+	return 1;
+}
 
+SP_TEST(rcvtimeo_bounds_recv_and_accept, "TIMEO-RCVTIMEO", SP_INET)
+{
+	struct timed_call t[T_CALLS];
+	int peer[T_CALLS];
+	sigset_t all, old;
+
+	memset(t, 0, sizeof(t));
+	for (int k = 0; k < T_CALLS; k++) {
+		t[k].kind = k;
+		peer[k] = -1;
+		if (k == T_ACCEPT || k == T_ACCEPT4)
+			t[k].fd = sp_tcp_listener(ctx, 0);
+		else
+			sp_tcp_pair(ctx, &peer[k], &t[k].fd);
+		ASSERT_TV(t[k].fd, SO_RCVTIMEO, 0, 0);        /* no timeout on a new socket */
+		set_tv(t[k].fd, SO_RCVTIMEO, 0, 200000);
+		ASSERT_TV(t[k].fd, SO_RCVTIMEO, 0, 200000);
+	}
 	/* Record: recv(8, MSG_WAITALL) with 3 bytes queued at the timeout. */
-	ASSERT_EQ(3, write(c, "abc", 3));
-	ASSERT_EQ(3, sp_wait_inq(s, 3));
-	guard_on();
-	errno = 0;
-	ssize_t r = recv(s, b, 8, MSG_WAITALL);
-	int err = errno;
-	guard_off();
-	RECORD("waitall_3_of_8_at_timeout", "%s", r >= 0 ? (r == 3 ? "3" : "other count")
-						   : alrm_hits ? "still blocked (guard)" : sp_errno_name(err));
+	ASSERT_EQ(3, write(peer[T_WAITALL], "abc", 3));
+	ASSERT_EQ(3, sp_wait_inq(t[T_WAITALL].fd, 3));
 
+	sigfillset(&all);
+	ASSERT_EQ(0, pthread_sigmask(SIG_SETMASK, &all, &old));
+	for (int k = 0; k < T_CALLS; k++)
+		ASSERT_EQ(0, pthread_create(&t[k].th, NULL, timed_call_run, &t[k]));
+	ASSERT_EQ(0, pthread_sigmask(SIG_SETMASK, &old, NULL));
+	sp_wait_until(all_done, t, sp_wait_ms());
+	int stuck[T_CALLS];
+	for (int k = 0; k < T_CALLS; k++) {
+		stuck[k] = !t[k].done;
+		if (stuck[k])
+			shutdown(t[k].fd, SHUT_RDWR); /* ends the call: it failed already */
+	}
+	sp_wait_until(all_done, t, sp_wait_ms());
+	for (int k = 0; k < T_CALLS; k++) {
+		if (t[k].done)
+			pthread_join(t[k].th, NULL);
+		else
+			pthread_detach(t[k].th); /* still blocked after shutdown(): the probe ends */
+	}
+
+	RECORD("waitall_3_of_8_at_timeout", "%s", stuck[T_WAITALL] ? "still blocked" :
+	       t[T_WAITALL].r == 3 ? "3" : t[T_WAITALL].r >= 0 ? "other count" :
+	       sp_errno_name(t[T_WAITALL].err));
+	record_ms("recv_timeout_elapsed", t[SP_IO_RECV].ms);
+	record_ms("accept_timeout_elapsed", t[T_ACCEPT].ms);
+	for (int k = 0; k < T_WAITALL; k++) {
+		const char *what = timed_name(k);
+		const char *on = k < SP_IO_APIS ? "an empty socket" : "an empty listener";
+		ASSERT_TRUE(!stuck[k], "%s() on %s with SO_RCVTIMEO 200 ms returns within %d ms "
+			    "(still blocked)", what, on, sp_wait_ms());
+		ASSERT_TRUE(t[k].r == -1 && (t[k].err == EAGAIN || t[k].err == EWOULDBLOCK),
+			    "%s() on %s with SO_RCVTIMEO 200 ms fails with EAGAIN (got %zd, %s)",
+			    what, on, t[k].r, sp_errno_name(t[k].err));
+		ASSERT_TRUE(t[k].ms >= 180, "%s() waits for SO_RCVTIMEO: no sooner than 180 ms "
+			    "(took %lld ms)", what, t[k].ms);
+		ASSERT_TRUE(t[k].ms <= 2000, "%s() returns within 2 s (took %lld ms)", what, t[k].ms);
+	}
+
+	int s = t[SP_IO_RECV].fd;
 	set_tv(s, SO_RCVTIMEO, 0, 0);
 	ASSERT_TV(s, SO_RCVTIMEO, 0, 0);
 	set_tv(s, SO_RCVTIMEO, 0, 150001);
@@ -1135,10 +1198,13 @@ SP_TEST(rcvtimeo_bounds_recv_and_accept, "TIMEO-RCVTIMEO", SP_INET)
 	struct timeval bad = { 0, 1000000 };
 	errno = 0;
 	int br = setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &bad, sizeof(bad));
-	RECORD("rcvtimeo_usec_1000000", "%s", br == 0 ? "0" : sp_errno_name(errno));
-	close(l);
-	close(c);
-	close(s);
+	RECORD("rcvtimeo_usec_1000000", "%s", br == 0 ? "0" : errno == EDOM ? "EDOM" :
+	       sp_errno_name(errno));
+	for (int k = 0; k < T_CALLS; k++) {
+		close(t[k].fd);
+		if (peer[k] >= 0)
+			close(peer[k]);
+	}
 }
 
 /* ---- 7. TIMEO-SNDTIMEO ------------------------------------------------------ */
