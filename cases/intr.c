@@ -38,9 +38,10 @@
  *                                each); {0,0} reads back {0,0}.
  *  7. TIMEO-SNDTIMEO             SO_SNDTIMEO reads {0,0}, then {0,200000};
  *                                with 64 KiB buffers a blocking send() of
- *                                32 MiB returns a partial count after
- *                                180 ms to 3 s, the next send() EAGAIN
- *                                after 180 ms.
+ *                                32 MiB (through write, send, sendto,
+ *                                sendmsg and writev, at once) returns a
+ *                                partial count after 180 ms to 3 s, the
+ *                                next one EAGAIN after 180 ms.
  *  8. TIMEO-CONNECT              Linux: SO_SNDTIMEO of 200 ms bounds a
  *                                blocking connect() to a full queue (fails
  *                                after 180 ms to 2 s).
@@ -1071,18 +1072,6 @@ static void guard_off(void)
 	ASSERT_SYS(setitimer(ITIMER_REAL, &off, NULL));
 }
 
-static void times_out(const char *what, struct timed *t, int lo_ms, int hi_ms)
-{
-	ASSERT_TRUE(alrm_hits == 0, "%s returns within %d ms (the guard ended it after %lld ms: "
-		    "%s)", what, hi_ms, t->ms, sp_errno_name(t->err));
-	ASSERT_TRUE(t->r == -1 && (t->err == EAGAIN || t->err == EWOULDBLOCK),
-		    "%s fails with EAGAIN at its timeout (got %d, %s)", what, t->r,
-		    sp_errno_name(t->err));
-	ASSERT_TRUE(t->ms >= lo_ms, "%s waits for its timeout: no sooner than %d ms (took %lld ms)",
-		    what, lo_ms, t->ms);
-	ASSERT_TRUE(t->ms <= hi_ms, "%s returns within %d ms (took %lld ms)", what, hi_ms, t->ms);
-}
-
 /* The timed calls run at once, one thread each (all signals blocked):
  * every read API, accept() and accept4(), and the MSG_WAITALL Record, so
  * the item waits one timeout, not eight. A call still blocked at the
@@ -1209,47 +1198,109 @@ SP_TEST(rcvtimeo_bounds_recv_and_accept, "TIMEO-RCVTIMEO", SP_INET)
 
 /* ---- 7. TIMEO-SNDTIMEO ------------------------------------------------------ */
 
-SP_TEST(sndtimeo_bounds_blocking_send, "TIMEO-SNDTIMEO", SP_INET)
+/* One thread per write API (all signals blocked), on a pair of its own:
+ * the 32 MiB send, whether the socket is writable after it, the next
+ * send. The item waits two timeouts, not ten. */
+struct timed_send {
+	int api, c;
+	ssize_t r1, r2;
+	int err1, err2, writable;
+	volatile int stage;        /* 1 in the 32 MiB send, 2 in the next one */
+	long long ms1, ms2;
+	volatile int done;
+	pthread_t th;
+};
+
+static void *timed_send_run(void *p)
 {
-	int c, s;
-	struct timed t;
-
-	small_pair(ctx, 65536, &c, &s);
-	ASSERT_TV(c, SO_SNDTIMEO, 0, 0);
-	set_tv(c, SO_SNDTIMEO, 0, 200000);
-	ASSERT_TV(c, SO_SNDTIMEO, 0, 200000);
-
-	guard_on();
+	struct timed_send *t = p;
 	long long t0 = now_ms();
 	errno = 0;
-	ssize_t r = send(c, big, BIG, MSG_NOSIGNAL);
-	t.err = errno;
-	t.ms = now_ms() - t0;
-	guard_off();
-	ASSERT_TRUE(alrm_hits == 0, "a blocking send() of 32 MiB with SO_SNDTIMEO 200 ms returns "
-		    "within %d ms (the guard ended it: %zd, %s)", sp_wait_ms(), r,
-		    r < 0 ? sp_errno_name(t.err) : "-");
-	ASSERT_TRUE(r > 0 && r < BIG, "a blocking send() of 32 MiB with SO_SNDTIMEO 200 ms to a "
-		    "peer that reads nothing returns the partial count (got %zd, %s)", r,
-		    r < 0 ? sp_errno_name(t.err) : "-");
-	ASSERT_TRUE(t.ms >= 180, "the partial send() waits for its timeout: no sooner than "
-		    "180 ms (took %lld ms)", t.ms);
-	ASSERT_TRUE(t.ms <= 3000, "the partial send() returns within 3 s (took %lld ms)", t.ms);
-	RECORD("partial_send_count", "%zd KiB", r / 1024);
-	int ev = sp_poll(c, POLLOUT, 0);
-	REQUIRE(!(ev & POLLOUT), "the buffers stay full after the partial send (the socket is "
-		"writable: the stack did not keep SO_SNDBUF/SO_RCVBUF at 64 KiB)");
-
-	guard_on();
+	t->stage = 1;
+	t->r1 = sp_io_out(t->api, t->c, big, BIG, MSG_NOSIGNAL);
+	t->err1 = errno;
+	t->ms1 = now_ms() - t0;
+	struct pollfd p1 = { .fd = t->c, .events = POLLOUT };
+	t->writable = poll(&p1, 1, 0) == 1 && (p1.revents & POLLOUT);
 	t0 = now_ms();
 	errno = 0;
-	t.r = (int)send(c, big, 1024, MSG_NOSIGNAL);
-	t.err = errno;
-	t.ms = now_ms() - t0;
-	guard_off();
-	times_out("the next send() with the buffers still full", &t, 180, sp_wait_ms());
-	close(c);
-	close(s);
+	t->stage = 2;
+	t->r2 = sp_io_out(t->api, t->c, big, 1024, MSG_NOSIGNAL);
+	t->err2 = errno;
+	t->ms2 = now_ms() - t0;
+	t->done = 1;
+	return NULL;
+}
+
+static int sends_done(void *p)
+{
+	struct timed_send *t = p;
+	for (int k = 0; k < SP_IO_APIS; k++)
+		if (!t[k].done)
+			return 0;
+	return 1;
+}
+
+SP_TEST(sndtimeo_bounds_blocking_send, "TIMEO-SNDTIMEO", SP_INET)
+{
+	struct timed_send t[SP_IO_APIS];
+	int peer[SP_IO_APIS], stuck[SP_IO_APIS];
+	sigset_t all, old;
+
+	memset(t, 0, sizeof(t));
+	for (int k = 0; k < SP_IO_APIS; k++) {
+		t[k].api = k;
+		small_pair(ctx, 65536, &t[k].c, &peer[k]);
+		ASSERT_TV(t[k].c, SO_SNDTIMEO, 0, 0);
+		set_tv(t[k].c, SO_SNDTIMEO, 0, 200000);
+		ASSERT_TV(t[k].c, SO_SNDTIMEO, 0, 200000);
+	}
+	sigfillset(&all);
+	ASSERT_EQ(0, pthread_sigmask(SIG_SETMASK, &all, &old));
+	for (int k = 0; k < SP_IO_APIS; k++)
+		ASSERT_EQ(0, pthread_create(&t[k].th, NULL, timed_send_run, &t[k]));
+	ASSERT_EQ(0, pthread_sigmask(SIG_SETMASK, &old, NULL));
+	/* The partial send returns within 3 s; the next one 200 ms later. */
+	int bound = 3000 + sp_wait_ms();
+	sp_wait_until(sends_done, t, bound);
+	for (int k = 0; k < SP_IO_APIS; k++) {
+		stuck[k] = t[k].done ? 0 : t[k].stage == 2 ? 2 : 1;
+		if (stuck[k])
+			shutdown(t[k].c, SHUT_RDWR); /* ends the call: it failed already */
+	}
+	sp_wait_until(sends_done, t, sp_wait_ms());
+	for (int k = 0; k < SP_IO_APIS; k++) {
+		if (t[k].done)
+			pthread_join(t[k].th, NULL);
+		else
+			pthread_detach(t[k].th);
+	}
+
+	RECORD("partial_send_count", "%zd KiB", t[SP_IO_RECV].r1 / 1024); /* send() */
+	for (int k = 0; k < SP_IO_APIS; k++) {
+		const char *w = sp_io_out_name(k);
+		ASSERT_TRUE(!stuck[k], "a blocking %s() of 32 MiB with SO_SNDTIMEO 200 ms to a peer "
+			    "that reads nothing returns, and so does the next one, within %d ms "
+			    "(still blocked in the %s)", w, bound, stuck[k] == 2 ? "second" : "first");
+		ASSERT_TRUE(t[k].r1 > 0 && t[k].r1 < BIG, "a blocking %s() of 32 MiB with SO_SNDTIMEO "
+			    "200 ms to a peer that reads nothing returns the partial count (got %zd, "
+			    "%s)", w, t[k].r1, t[k].r1 < 0 ? sp_errno_name(t[k].err1) : "-");
+		ASSERT_TRUE(t[k].ms1 >= 180, "the partial %s() waits for its timeout: no sooner "
+			    "than 180 ms (took %lld ms)", w, t[k].ms1);
+		ASSERT_TRUE(t[k].ms1 <= 3000, "the partial %s() returns within 3 s (took %lld ms)",
+			    w, t[k].ms1);
+		REQUIRE(!t[k].writable, "the buffers stay full after the partial %s() (the socket "
+			"is writable: the stack did not keep SO_SNDBUF/SO_RCVBUF at 64 KiB)", w);
+		ASSERT_TRUE(t[k].r2 == -1 && (t[k].err2 == EAGAIN || t[k].err2 == EWOULDBLOCK),
+			    "the next %s(), with the buffers still full, fails with EAGAIN at its "
+			    "timeout (got %zd, %s)", w, t[k].r2, sp_errno_name(t[k].err2));
+		ASSERT_TRUE(t[k].ms2 >= 180, "the next %s() waits for its timeout: no sooner than "
+			    "180 ms (took %lld ms)", w, t[k].ms2);
+	}
+	for (int k = 0; k < SP_IO_APIS; k++) {
+		close(t[k].c);
+		close(peer[k]);
+	}
 }
 
 /* ---- 8. TIMEO-CONNECT ------------------------------------------------------- */
