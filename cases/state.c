@@ -1,0 +1,625 @@
+/*
+ * state.c - connection state errors (catalogue part 3, "Connection state
+ * errors"; connect(2), bind(2), shutdown(2), send(2), recv(2), accept(2),
+ * listen(2)).
+ *
+ *  1. STATE-CONNECT-AGAIN        connect() on a connected TCP socket is
+ *                                EISCONN (same address or another
+ *                                listener) and the connection still works;
+ *                                a pending non-blocking connect is
+ *                                EINPROGRESS, then EALREADY while pending,
+ *                                then 0 or EISCONN, then EISCONN; UDP
+ *                                re-associates (0) and sends to the new peer.
+ *  2. STATE-RECONNECT            after a blocking connect() is refused,
+ *                                SO_ERROR reads 0; Linux: the same socket then
+ *                                connects to a listener, which accepts it.
+ *  3. STATE-BIND-TWICE           a bound TCP or UDP socket, a TCP socket bound
+ *                                by connect(), an AF_UNIX socket bound to an
+ *                                abstract name: bind() again is EINVAL, and
+ *                                the first address stays.
+ *  4. STATE-SHUTDOWN-UNCONNECTED shutdown() of a never-connected TCP socket
+ *                                is ENOTCONN (SHUT_RDWR, SHUT_WR), of a
+ *                                connected one 0; of an unconnected UDP
+ *                                socket ENOTCONN.
+ *  5. STATE-LISTENER-IO          recv() (every receive call, blocking or not)
+ *                                on a listener or a never-connected TCP socket
+ *                                is ENOTCONN; send() on them fails; accept()
+ *                                on a non-listening TCP socket and listen() on
+ *                                a connected one are EINVAL; listen() and
+ *                                accept() on UDP are EOPNOTSUPP.
+ *  6. STATE-UDP-DISCONNECT       connect(AF_UNSPEC) dissolves a UDP
+ *                                association: other peers' datagrams arrive
+ *                                again, getpeername() is ENOTCONN, send()
+ *                                without an address EDESTADDRREQ, an explicit
+ *                                bind port stays.
+ *
+ * The pending connect of STATE-CONNECT-AGAIN is made with the catalogue's
+ * full accept queue (listen(fd, 1), never accepted, filled with
+ * non-blocking connects until one stays in progress for 150 ms); it
+ * completes on the SYN retransmission after one accept(), about 1 s.
+ *
+ * Platform-defined (recorded): the first connect() after the asynchronous
+ * completion; a reconnect after a refused non-blocking connect; SHUT_RD
+ * on a connected UDP socket; send()'s errno on a listener and on a
+ * never-connected socket and whether SIGPIPE is raised; the port a kernel
+ * chose once the association is dissolved; connect(AF_UNSPEC) on TCP.
+ */
+#define _GNU_SOURCE
+#include "sp.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <sys/un.h>
+
+static int connect_to(int fd, const struct sp_ctx *ctx, uint16_t port)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = sp_loopback(ctx, &ss, port);
+	return connect(fd, (struct sockaddr *)&ss, len);
+}
+
+/* Data flows both ways on a connected pair. */
+static void still_carries_data(int c, int s, const char *after)
+{
+	char buf[8];
+	ASSERT_EQ(4, send(c, "ping", 4, MSG_NOSIGNAL));
+	ASSERT_TRUE(sp_poll(s, POLLIN, sp_wait_ms()) & POLLIN, "data arrives after %s", after);
+	ASSERT_EQ(4, recv(s, buf, sizeof(buf), 0));
+	ASSERT_MEM_EQ("ping", buf, 4);
+	ASSERT_EQ(4, send(s, "pong", 4, MSG_NOSIGNAL));
+	ASSERT_TRUE(sp_poll(c, POLLIN, sp_wait_ms()) & POLLIN, "the reply arrives after %s", after);
+	ASSERT_EQ(4, recv(c, buf, sizeof(buf), 0));
+	ASSERT_MEM_EQ("pong", buf, 4);
+}
+
+/* ---- the full accept queue ------------------------------------------------- */
+
+#define MAXFILL 16
+struct full_queue { int l, n, fill[MAXFILL], pending; };
+
+/* listen(l, 1), never accepted, filled with non-blocking connects until
+ * one stays in progress for 150 ms: that one is q->pending. */
+static void fill_accept_queue(const struct sp_ctx *ctx, struct full_queue *q)
+{
+	q->l = sp_socket(ctx, SOCK_STREAM);
+	struct sockaddr_storage ss;
+	socklen_t len = sp_loopback(ctx, &ss, 0);
+	ASSERT_SYS(bind(q->l, (struct sockaddr *)&ss, len));
+	ASSERT_SYS(listen(q->l, 1));
+	for (q->n = 0; q->n < MAXFILL; q->n++) {
+		int fd = sp_socket(ctx, SOCK_STREAM);
+		sp_set_nonblock(fd, 1);
+		q->fill[q->n] = fd;
+		errno = 0;
+		int r = connect_to(fd, ctx, sp_local_port(q->l));
+		if (r == 0)
+			continue;
+		REQUIRE(errno == EINPROGRESS, "a non-blocking connect to the listener starts "
+			"(%s)", sp_errno_name(errno));
+		if (!(sp_poll(fd, POLLOUT, 150) & (POLLOUT | POLLERR | POLLHUP))) {
+			q->pending = fd;
+			q->n++;
+			return;
+		}
+	}
+	BROKEN("a full accept queue: %d non-blocking connects to listen(fd, 1) all completed",
+	       MAXFILL);
+}
+
+static void free_queue(struct full_queue *q)
+{
+	for (int i = 0; i < q->n; i++)
+		close(q->fill[i]);
+	close(q->l);
+}
+
+/* ---- 1. STATE-CONNECT-AGAIN ------------------------------------------------ */
+
+SP_TEST(connect_again_fails_with_eisconn_or_ealready)
+{
+	int c, s, l2 = sp_tcp_listener(ctx, 0);
+	struct sockaddr_storage peer;
+	socklen_t pl = sizeof(peer);
+
+	/* A connected TCP socket: EISCONN, to the same peer or another. */
+	sp_tcp_pair(ctx, &c, &s);
+	ASSERT_SYS(getpeername(c, (struct sockaddr *)&peer, &pl));
+	ASSERT_ERRNO(connect(c, (struct sockaddr *)&peer, pl), EISCONN);
+	ASSERT_ERRNO(connect_to(c, ctx, sp_local_port(l2)), EISCONN);
+	sp_set_nonblock(c, 1);
+	ASSERT_ERRNO(connect(c, (struct sockaddr *)&peer, pl), EISCONN);
+	sp_set_nonblock(c, 0);
+	struct pollfd p = { l2, POLLIN, 0 };
+	ASSERT_EQ(0, poll(&p, 1, 0)); /* nothing reached the other listener */
+	still_carries_data(c, s, "connect() failed with EISCONN");
+	close(c);
+	close(s);
+	close(l2);
+
+	/* A pending non-blocking connect: EALREADY until it completes. */
+	struct full_queue q;
+	fill_accept_queue(ctx, &q);
+	for (int i = 0; i < 2; i++)
+		ASSERT_ERRNO(connect_to(q.pending, ctx, sp_local_port(q.l)), EALREADY);
+	int a = (int)ASSERT_SYS(accept(q.l, NULL, NULL));
+	int ev = sp_poll(q.pending, POLLOUT, 5000);
+	REQUIRE(ev & POLLOUT, "the pending connect completes within 5 s of one accept() "
+		"(CONN-BACKLOG-QUEUE; revents 0x%x)", ev);
+	int err = -1;
+	socklen_t el = sizeof(err);
+	ASSERT_SYS(getsockopt(q.pending, SOL_SOCKET, SO_ERROR, &err, &el));
+	REQUIRE(err == 0, "the pending connect succeeded (SO_ERROR %s)", sp_errno_name(err));
+	errno = 0;
+	int r = connect_to(q.pending, ctx, sp_local_port(q.l));
+	if (r != 0 && errno != EISCONN)
+		FAIL("connect() once the pending connect completed returned %d (%s), expected 0 or "
+		     "EISCONN", r, sp_errno_name(errno));
+	RECORD("connect_after_completion", "%s", r == 0 ? "0" : "EISCONN");
+	ASSERT_ERRNO(connect_to(q.pending, ctx, sp_local_port(q.l)), EISCONN);
+	close(a);
+	free_queue(&q);
+
+	/* UDP: a second connect() re-associates; send() goes to the new peer. */
+	int u = sp_udp_bound(ctx), p1 = sp_udp_bound(ctx), p2 = sp_udp_bound(ctx);
+	char buf[8];
+	ASSERT_SYS(connect_to(u, ctx, sp_local_port(p1)));
+	ASSERT_EQ(1, send(u, "1", 1, 0));
+	ASSERT_TRUE(sp_poll(p1, POLLIN, sp_wait_ms()) & POLLIN, "UDP: the first peer receives");
+	ASSERT_EQ(1, recv(p1, buf, sizeof(buf), 0));
+	ASSERT_EQ(0, connect_to(u, ctx, sp_local_port(p2)));
+	ASSERT_EQ(1, send(u, "2", 1, 0));
+	if (!(sp_poll(p2, POLLIN, sp_wait_ms()) & POLLIN))
+		FAIL("UDP: after connect() to a second peer, send() did not reach it within %d ms",
+		     sp_wait_ms());
+	ASSERT_EQ(1, recv(p2, buf, sizeof(buf), 0));
+	ASSERT_EQ('2', buf[0]);
+	ASSERT_ERRNO(recv(p1, buf, sizeof(buf), MSG_DONTWAIT), EAGAIN);
+	pl = sizeof(peer);
+	ASSERT_SYS(getpeername(u, (struct sockaddr *)&peer, &pl));
+	ASSERT_EQ(sp_local_port(p2), sp_port(&peer));
+	close(u);
+	close(p1);
+	close(p2);
+}
+
+/* ---- 2. STATE-RECONNECT ---------------------------------------------------- */
+
+/* A port nobody listens on: a socket bound to it, not listening. */
+static int closed_port(const struct sp_ctx *ctx, uint16_t *port)
+{
+	int fd = sp_socket(ctx, SOCK_STREAM);
+	struct sockaddr_storage ss;
+	socklen_t len = sp_loopback(ctx, &ss, 0);
+	ASSERT_SYS(bind(fd, (struct sockaddr *)&ss, len));
+	*port = sp_local_port(fd);
+	return fd;
+}
+
+SP_TEST(refused_connect_clears_so_error_and_socket_reconnects)
+{
+	uint16_t dead;
+	int hold = closed_port(ctx, &dead), l = sp_tcp_listener(ctx, 0);
+	int fd = sp_socket(ctx, SOCK_STREAM), err = -1;
+	socklen_t el = sizeof(err);
+
+	sp_watchdog(3000);
+	errno = 0;
+	int r = connect_to(fd, ctx, dead);
+	int e = errno;
+	sp_watchdog(0);
+	REQUIRE(r == -1 && e == ECONNREFUSED, "a blocking connect to a closed port is refused "
+		"(CONN-REFUSED; got %d, %s)", r, sp_errno_name(e));
+	ASSERT_SYS(getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &el));
+	if (err != 0)
+		FAIL("SO_ERROR after connect() returned ECONNREFUSED reads %s, expected 0 (connect "
+		     "returned the error)", sp_errno_name(err));
+
+	/* Linux: the same socket connects to a listener. */
+	sp_watchdog(3000);
+	errno = 0;
+	r = connect_to(fd, ctx, sp_local_port(l));
+	e = errno;
+	sp_watchdog(0);
+	if (r < 0 && (e == EINVAL || e == EISCONN || e == ECONNABORTED || e == EBADF))
+		UNSUPPORTED("a second connect() on a socket whose connect was refused (%s)",
+			    sp_errno_name(e));
+	if (r != 0)
+		FAIL("connect() to a listener after a refused connect returned %d (%s), expected 0",
+		     r, sp_errno_name(e));
+	ASSERT_TRUE(sp_poll(l, POLLIN, sp_wait_ms()) & POLLIN, "the listener has the connection");
+	struct sockaddr_storage from;
+	socklen_t fl = sizeof(from);
+	int a = (int)ASSERT_SYS(accept(l, (struct sockaddr *)&from, &fl));
+	ASSERT_EQ(sp_local_port(fd), sp_port(&from));
+	still_carries_data(fd, a, "a reconnect");
+	close(a);
+	close(fd);
+
+	/* Record: after a refused non-blocking connect. */
+	fd = sp_socket(ctx, SOCK_STREAM);
+	sp_set_nonblock(fd, 1);
+	errno = 0;
+	r = connect_to(fd, ctx, dead);
+	if (r < 0 && errno == EINPROGRESS)
+		sp_poll(fd, POLLOUT, sp_wait_ms());
+	el = sizeof(err);
+	err = -1;
+	getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &el);
+	errno = 0;
+	r = connect_to(fd, ctx, sp_local_port(l));
+	e = errno;
+	int ev = sp_poll(fd, POLLOUT, 200);
+	int err2 = -1;
+	el = sizeof(err2);
+	getsockopt(fd, SOL_SOCKET, SO_ERROR, &err2, &el);
+	RECORD("reconnect_after_nonblocking_refusal", "SO_ERROR %s, then connect %s, revents%s%s%s, "
+	       "SO_ERROR %s", err ? sp_errno_name(err) : "0", r == 0 ? "0" : sp_errno_name(e),
+	       ev & POLLOUT ? " POLLOUT" : "", ev & POLLHUP ? " POLLHUP" : "",
+	       ev & POLLERR ? " POLLERR" : "", err2 ? sp_errno_name(err2) : "0");
+	close(fd);
+	close(l);
+	close(hold);
+}
+
+/* ---- 3. STATE-BIND-TWICE --------------------------------------------------- */
+
+static void bind_again_is_einval(const struct sp_ctx *ctx, int fd, const char *what)
+{
+	struct sockaddr_storage was, now;
+	socklen_t wl = sizeof(was), nl = sizeof(now);
+	ASSERT_SYS(getsockname(fd, (struct sockaddr *)&was, &wl));
+	errno = 0;
+	int r = bind(fd, (struct sockaddr *)&was, wl);
+	if (r != -1 || errno != EINVAL)
+		FAIL("%s: bind() to its own address again returned %d (%s), expected EINVAL", what,
+		     r, r < 0 ? sp_errno_name(errno) : "success");
+	struct sockaddr_storage other;
+	socklen_t ol = sp_loopback(ctx, &other, 0);
+	errno = 0;
+	r = bind(fd, (struct sockaddr *)&other, ol);
+	if (r != -1 || errno != EINVAL)
+		FAIL("%s: bind() to port 0 again returned %d (%s), expected EINVAL", what, r,
+		     r < 0 ? sp_errno_name(errno) : "success");
+	ASSERT_SYS(getsockname(fd, (struct sockaddr *)&now, &nl));
+	ASSERT_EQ(sp_port(&was), sp_port(&now));
+}
+
+SP_TEST(bind_of_a_bound_socket_fails_with_einval)
+{
+	int t = sp_socket(ctx, SOCK_STREAM), u = sp_udp_bound(ctx);
+	struct sockaddr_storage ss;
+	socklen_t len = sp_loopback(ctx, &ss, 0);
+
+	ASSERT_SYS(bind(t, (struct sockaddr *)&ss, len));
+	bind_again_is_einval(ctx, t, "bound TCP socket");
+	bind_again_is_einval(ctx, u, "bound UDP socket");
+	close(t);
+	close(u);
+
+	int l = sp_tcp_listener(ctx, 0), c = sp_tcp_connect(ctx, l);
+	bind_again_is_einval(ctx, c, "TCP socket bound by connect()");
+	close(c);
+	close(l);
+
+	/* AF_UNIX: a second abstract name. */
+	struct sockaddr_un a, b, got;
+	socklen_t alen, blen, glen = sizeof(got);
+	memset(&a, 0, sizeof(a));
+	memset(&b, 0, sizeof(b));
+	a.sun_family = b.sun_family = AF_UNIX;
+	int na = snprintf(a.sun_path + 1, sizeof(a.sun_path) - 1, "sp-bind-twice-a-%d", getpid());
+	int nb = snprintf(b.sun_path + 1, sizeof(b.sun_path) - 1, "sp-bind-twice-b-%d", getpid());
+	alen = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + na);
+	blen = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + nb);
+	int x = (int)ASSERT_SYS(socket(AF_UNIX, SOCK_STREAM, 0));
+	REQUIRE(bind(x, (struct sockaddr *)&a, alen) == 0, "an abstract AF_UNIX name binds "
+		"(UNIX-ABSTRACT; %s)", sp_errno_name(errno));
+	errno = 0;
+	int r = bind(x, (struct sockaddr *)&b, blen);
+	if (r != -1 || errno != EINVAL)
+		FAIL("AF_UNIX: bind() to a second abstract name returned %d (%s), expected EINVAL",
+		     r, r < 0 ? sp_errno_name(errno) : "success");
+	ASSERT_SYS(getsockname(x, (struct sockaddr *)&got, &glen));
+	ASSERT_EQ(alen, glen);
+	ASSERT_MEM_EQ(a.sun_path, got.sun_path, (size_t)na + 1);
+	close(x);
+}
+
+/* ---- 4. STATE-SHUTDOWN-UNCONNECTED ------------------------------------------ */
+
+SP_TEST(shutdown_of_unconnected_socket_fails_with_enotconn)
+{
+	int t = sp_socket(ctx, SOCK_STREAM), u = sp_udp_bound(ctx), v = sp_socket(ctx, SOCK_DGRAM);
+	static const int hows[] = { SHUT_RDWR, SHUT_WR, SHUT_RD };
+	static const char *const how_name[] = { "SHUT_RDWR", "SHUT_WR", "SHUT_RD" };
+
+	for (int i = 0; i < 2; i++) {
+		errno = 0;
+		int r = shutdown(t, hows[i]);
+		if (r != -1 || errno != ENOTCONN)
+			FAIL("shutdown(%s) of a never-connected TCP socket returned %d (%s), expected "
+			     "ENOTCONN", how_name[i], r, r < 0 ? sp_errno_name(errno) : "success");
+	}
+	for (int i = 0; i < 3; i++) {
+		for (int k = 0; k < 2; k++) {
+			errno = 0;
+			int r = shutdown(k ? v : u, hows[i]);
+			if (r != -1 || errno != ENOTCONN)
+				FAIL("shutdown(%s) of an unconnected %s UDP socket returned %d (%s), "
+				     "expected ENOTCONN", how_name[i], k ? "unbound" : "bound", r,
+				     r < 0 ? sp_errno_name(errno) : "success");
+		}
+	}
+	close(t);
+
+	/* Connected: 0, and it takes effect (the peer reads EOF). */
+	int c, s;
+	char buf[4];
+	sp_tcp_pair(ctx, &c, &s);
+	ASSERT_EQ(0, shutdown(c, SHUT_WR));
+	ASSERT_TRUE(sp_poll(s, POLLIN, sp_wait_ms()) & POLLIN, "the peer sees the FIN");
+	ASSERT_EQ(0, recv(s, buf, sizeof(buf), 0));
+	ASSERT_EQ(0, shutdown(s, SHUT_RDWR));
+	close(c);
+	close(s);
+
+	/* Record: SHUT_RD on a connected UDP socket. */
+	int p = sp_udp_bound(ctx);
+	struct sockaddr_storage ss;
+	socklen_t len = sp_loopback(ctx, &ss, sp_local_port(p));
+	ASSERT_SYS(connect(u, (struct sockaddr *)&ss, len));
+	errno = 0;
+	int r = shutdown(u, SHUT_RD);
+	int e = errno;
+	errno = 0;
+	ssize_t n = recv(u, buf, sizeof(buf), MSG_DONTWAIT);
+	RECORD("udp_connected_shut_rd", "%s; then recv %s", r == 0 ? "0" : sp_errno_name(e),
+	       n == 0 ? "0" : n < 0 ? sp_errno_name(errno) : "data");
+	close(p);
+	close(u);
+	close(v);
+}
+
+/* ---- 5. STATE-LISTENER-IO ---------------------------------------------------- */
+
+enum { RX_READ, RX_RECV, RX_RECVFROM, RX_RECVMSG, RX_APIS };
+static const char *const rx_name[] = { "read", "recv", "recvfrom", "recvmsg" };
+
+static ssize_t rx_via(int api, int fd, void *buf, size_t n)
+{
+	struct iovec iov = { buf, n };
+	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
+	switch (api) {
+	case RX_READ: return read(fd, buf, n);
+	case RX_RECV: return recv(fd, buf, n, 0);
+	case RX_RECVFROM: return recvfrom(fd, buf, n, 0, NULL, NULL);
+	default: return recvmsg(fd, &mh, 0);
+	}
+}
+
+/* Every receive call, blocking and not, fails at once with ENOTCONN. */
+static void receive_is_enotconn(int fd, const char *what)
+{
+	char buf[8];
+	for (int nb = 0; nb < 2; nb++) {
+		sp_set_nonblock(fd, nb);
+		for (int api = 0; api < RX_APIS; api++) {
+			sp_watchdog(2000);
+			errno = 0;
+			ssize_t r = rx_via(api, fd, buf, sizeof(buf));
+			int e = errno;
+			sp_watchdog(0);
+			if (r != -1 || e != ENOTCONN)
+				FAIL("%s on %s%s returned %zd (%s), expected ENOTCONN", rx_name[api],
+				     nb ? "a non-blocking " : "a ", what, r,
+				     r < 0 ? (e == EINTR ? "blocked until the 2 s guard" :
+					      sp_errno_name(e)) : r == 0 ? "EOF" : "data");
+		}
+	}
+	sp_set_nonblock(fd, 0);
+}
+
+/* send() fails (errno recorded); with SIGPIPE blocked, was it raised? */
+static void send_fails(int fd, const char *what, const char *key)
+{
+	sigset_t pipe, old, pend;
+	sigemptyset(&pipe);
+	sigaddset(&pipe, SIGPIPE);
+	ASSERT_SYS(sigprocmask(SIG_BLOCK, &pipe, &old));
+	errno = 0;
+	ssize_t r = send(fd, "x", 1, 0);
+	int e = errno;
+	sigpending(&pend);
+	int raised = sigismember(&pend, SIGPIPE);
+	if (raised) {
+		int sig;
+		sigwait(&pipe, &sig);
+	}
+	ASSERT_SYS(sigprocmask(SIG_SETMASK, &old, NULL));
+	if (r != -1)
+		FAIL("send() on %s returned %zd, expected it to fail", what, r);
+	errno = 0;
+	ASSERT_TRUE(send(fd, "x", 1, MSG_NOSIGNAL | MSG_DONTWAIT) == -1, "send(MSG_DONTWAIT) on %s "
+		    "fails", what);
+	RECORD(key, "%s%s", sp_errno_name(e), raised ? ", SIGPIPE raised" : ", no SIGPIPE");
+}
+
+SP_TEST(calls_needing_a_connection_fail_without_one)
+{
+	int l = sp_tcp_listener(ctx, 0), fresh = sp_socket(ctx, SOCK_STREAM);
+
+	receive_is_enotconn(l, "a listening socket");
+	receive_is_enotconn(fresh, "a never-connected TCP socket");
+	send_fails(l, "a listening socket", "send_on_listener");
+	send_fails(fresh, "a never-connected TCP socket", "send_on_unconnected");
+
+	/* accept() on a TCP socket that is not listening: EINVAL, blocking or not. */
+	for (int nb = 0; nb < 2; nb++) {
+		sp_set_nonblock(fresh, nb);
+		sp_watchdog(2000);
+		errno = 0;
+		int r = accept(fresh, NULL, NULL);
+		int e = errno;
+		sp_watchdog(0);
+		if (r != -1 || e != EINVAL)
+			FAIL("accept() on a %snon-listening TCP socket returned %d (%s), expected "
+			     "EINVAL", nb ? "non-blocking " : "", r,
+			     e == EINTR ? "blocked until the 2 s guard" : sp_errno_name(e));
+	}
+	/* listen() on a connected socket: EINVAL; the connection is unchanged. */
+	int c = sp_tcp_connect(ctx, l);
+	ASSERT_TRUE(sp_poll(l, POLLIN, sp_wait_ms()) & POLLIN, "the listener has the connection");
+	int s = (int)ASSERT_SYS(accept(l, NULL, NULL));
+	ASSERT_ERRNO(listen(c, 4), EINVAL);
+	ASSERT_ERRNO(listen(s, 4), EINVAL);
+	int acc = -1;
+	socklen_t al = sizeof(acc);
+	ASSERT_SYS(getsockopt(c, SOL_SOCKET, SO_ACCEPTCONN, &acc, &al));
+	ASSERT_EQ(0, acc);
+	still_carries_data(c, s, "listen() failed on it");
+	close(c);
+	close(s);
+
+	/* UDP: neither listen() nor accept(). */
+	int u = sp_udp_bound(ctx);
+	ASSERT_ERRNO(listen(u, 4), EOPNOTSUPP);
+	for (int nb = 0; nb < 2; nb++) {
+		sp_set_nonblock(u, nb);
+		sp_watchdog(2000);
+		errno = 0;
+		int r = accept(u, NULL, NULL);
+		int e = errno;
+		sp_watchdog(0);
+		if (r != -1 || e != EOPNOTSUPP)
+			FAIL("accept() on a %sUDP socket returned %d (%s), expected EOPNOTSUPP",
+			     nb ? "non-blocking " : "", r,
+			     e == EINTR ? "blocked until the 2 s guard" : sp_errno_name(e));
+	}
+	close(u);
+	close(fresh);
+	close(l);
+}
+
+/* ---- 6. STATE-UDP-DISCONNECT ------------------------------------------------- */
+
+static int unspec_connect(int fd, int af)
+{
+	struct sockaddr_storage ss;
+	memset(&ss, 0, sizeof(ss));
+	ss.ss_family = AF_UNSPEC;
+	return connect(fd, (struct sockaddr *)&ss,
+		       af == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in));
+}
+
+/* A UDP socket bound to a port given explicitly (non-zero). */
+static int udp_bound_explicitly(const struct sp_ctx *ctx, uint16_t *port)
+{
+	for (int tries = 0; tries < 20; tries++) {
+		int probe = sp_udp_bound(ctx);
+		uint16_t p = sp_local_port(probe);
+		close(probe);
+		int fd = sp_socket(ctx, SOCK_DGRAM);
+		struct sockaddr_storage ss;
+		socklen_t len = sp_loopback(ctx, &ss, p);
+		if (bind(fd, (struct sockaddr *)&ss, len) == 0) {
+			*port = p;
+			return fd;
+		}
+		close(fd);
+	}
+	BROKEN("a UDP socket bound to an explicit port (20 ports were taken at once)");
+}
+
+SP_TEST(unspec_connect_dissolves_udp_association)
+{
+	uint16_t port;
+	int u = udp_bound_explicitly(ctx, &port), p1 = sp_udp_bound(ctx), p2 = sp_udp_bound(ctx);
+	struct sockaddr_storage to, peer;
+	socklen_t tl = sp_loopback(ctx, &to, port), pl = sizeof(peer);
+	char buf[8];
+
+	ASSERT_SYS(connect_to(u, ctx, sp_local_port(p1)));
+	/* Connected to p1: p2's datagram is not delivered, p1's is. */
+	ASSERT_EQ(2, sendto(p2, "p2", 2, 0, (struct sockaddr *)&to, tl));
+	ASSERT_EQ(2, sendto(p1, "p1", 2, 0, (struct sockaddr *)&to, tl));
+	ASSERT_TRUE(sp_poll(u, POLLIN, sp_wait_ms()) & POLLIN, "the connected peer's datagram "
+		    "arrives (UDP-CONNECTED)");
+	ssize_t r = recv(u, buf, sizeof(buf), 0);
+	REQUIRE(r == 2 && !memcmp(buf, "p1", 2), "a connected UDP socket receives only its peer's "
+		"datagrams (UDP-CONNECTED; got %zd bytes \"%.*s\")", r, r > 0 ? (int)r : 0, buf);
+	REQUIRE(sp_poll(u, POLLIN, 100) == 0, "a connected UDP socket receives nothing from another "
+		"peer (UDP-CONNECTED)");
+
+	/* Dissolved. */
+	errno = 0;
+	int c = unspec_connect(u, ctx->af);
+	if (c != 0)
+		FAIL("connect(AF_UNSPEC) on a connected UDP socket returned %d (%s), expected 0", c,
+		     sp_errno_name(errno));
+	ASSERT_ERRNO(getpeername(u, (struct sockaddr *)&peer, &pl), ENOTCONN);
+	ASSERT_ERRNO(send(u, "x", 1, 0), EDESTADDRREQ);
+	ASSERT_ERRNO(write(u, "x", 1), EDESTADDRREQ);
+	ASSERT_EQ(port, sp_local_port(u));
+	ASSERT_EQ(2, sendto(p2, "P2", 2, 0, (struct sockaddr *)&to, tl));
+	if (!(sp_poll(u, POLLIN, sp_wait_ms()) & POLLIN))
+		FAIL("after connect(AF_UNSPEC), a datagram from another peer was not delivered "
+		     "within %d ms", sp_wait_ms());
+	struct sockaddr_storage from;
+	socklen_t fl = sizeof(from);
+	r = recvfrom(u, buf, sizeof(buf), 0, (struct sockaddr *)&from, &fl);
+	ASSERT_EQ(2, r);
+	ASSERT_MEM_EQ("P2", buf, 2);
+	ASSERT_EQ(sp_local_port(p2), sp_port(&from));
+	/* And it can still send with an address. */
+	struct sockaddr_storage p1a;
+	socklen_t p1l = sp_loopback(ctx, &p1a, sp_local_port(p1));
+	ASSERT_EQ(1, sendto(u, "z", 1, 0, (struct sockaddr *)&p1a, p1l));
+	ASSERT_TRUE(sp_poll(p1, POLLIN, sp_wait_ms()) & POLLIN, "sendto() after the disconnect");
+	close(u);
+
+	/* Records: a port the kernel chose; AF_UNSPEC on TCP. */
+	int k = sp_socket(ctx, SOCK_DGRAM);
+	ASSERT_SYS(connect_to(k, ctx, sp_local_port(p1)));
+	unspec_connect(k, ctx->af);
+	RECORD("implicit_port_after_disconnect", "%s", sp_local_port(k) ? "kept" : "released (0)");
+	close(k);
+	k = sp_udp_bound(ctx);
+	ASSERT_SYS(connect_to(k, ctx, sp_local_port(p1)));
+	unspec_connect(k, ctx->af);
+	RECORD("port0_bind_after_disconnect", "%s", sp_local_port(k) ? "kept" : "released (0)");
+	close(k);
+	int tc, ts;
+	sp_tcp_pair(ctx, &tc, &ts);
+	errno = 0;
+	c = unspec_connect(tc, ctx->af);
+	int e = errno;
+	int ev = sp_poll(ts, POLLIN, 200);
+	errno = 0;
+	r = recv(ts, buf, sizeof(buf), MSG_DONTWAIT);
+	RECORD("tcp_unspec_connect", "%s; peer revents%s%s%s, recv %s", c == 0 ? "0" : sp_errno_name(e),
+	       ev & POLLIN ? " POLLIN" : "", ev & POLLERR ? " POLLERR" : "",
+	       ev & POLLHUP ? " POLLHUP" : "", r < 0 ? sp_errno_name(errno) : r ? "data" : "EOF");
+	close(tc);
+	close(ts);
+	close(p1);
+	close(p2);
+}
+
+static const struct sp_case cases[] = {
+	SP_CASE_SLOW(connect_again_fails_with_eisconn_or_ealready, "STATE-CONNECT-AGAIN", SP_INET, 1),
+	SP_CASE(refused_connect_clears_so_error_and_socket_reconnects, "STATE-RECONNECT", SP_INET),
+	SP_CASE(bind_of_a_bound_socket_fails_with_einval, "STATE-BIND-TWICE", SP_INET),
+	SP_CASE(shutdown_of_unconnected_socket_fails_with_enotconn, "STATE-SHUTDOWN-UNCONNECTED",
+		SP_INET),
+	SP_CASE(calls_needing_a_connection_fail_without_one, "STATE-LISTENER-IO", SP_INET),
+	SP_CASE(unspec_connect_dissolves_udp_association, "STATE-UDP-DISCONNECT", SP_INET),
+};
+
+SP_MAIN("state", cases)
