@@ -366,12 +366,12 @@ static void expect_nonblocking(int fd, const char *how)
 	ASSERT_NO_BLOCK(m, "recv() on an empty socket after %s", how);
 }
 
-/* Blocking as F_GETFL shows it and as recv() behaves: with a 30 ms receive
- * timeout it waits (at least 20 ms) before EAGAIN. */
+/* Blocking as F_GETFL shows it and as recv() behaves: with a 15 ms receive
+ * timeout it waits (at least 10 ms) before EAGAIN. */
 static void expect_blocking(int fd, const char *how)
 {
 	char c;
-	struct timeval tv = { 0, 30000 }, none = { 0, 0 };
+	struct timeval tv = { 0, 15000 }, none = { 0, 0 };
 	ASSERT_TRUE(!(fcntl(fd, F_GETFL) & O_NONBLOCK), "F_GETFL shows O_NONBLOCK clear after %s",
 		    how);
 	ASSERT_SYS(setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)));
@@ -381,10 +381,10 @@ static void expect_blocking(int fd, const char *how)
 	long long waited = (now_ns() - t0) / 1000000;
 	ASSERT_SYS(setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &none, sizeof(none)));
 	if (r != -1 || (errno != EAGAIN && errno != EWOULDBLOCK))
-		FAIL("blocking recv() with a 30 ms SO_RCVTIMEO after %s returned %zd (%s), expected "
+		FAIL("blocking recv() with a 15 ms SO_RCVTIMEO after %s returned %zd (%s), expected "
 		     "EAGAIN at the timeout", how, r, r < 0 ? sp_errno_name(errno) : "data");
-	if (waited < 20)
-		FAIL("recv() after %s returned EAGAIN after %lld ms: it did not wait for its 30 ms "
+	if (waited < 10)
+		FAIL("recv() after %s returned EAGAIN after %lld ms: it did not wait for its 15 ms "
 		     "timeout, so the socket is still non-blocking", how, waited);
 }
 
@@ -569,7 +569,7 @@ SP_TEST(zero_length_datagram_is_a_message_not_eof)
 	r = recv(s, buf, 0, MSG_DONTWAIT);
 	RECORD("recv_zero_empty_tcp_dontwait", "%zd%s%s", r, r < 0 ? " " : "",
 	       r < 0 ? sp_errno_name(errno) : "");
-	sp_watchdog(50);
+	sp_watchdog(20);
 	errno = 0;
 	m = sp_block_mark();
 	r = recv(s, buf, 0, 0);
@@ -577,7 +577,7 @@ SP_TEST(zero_length_datagram_is_a_message_not_eof)
 	long blocked = m < 0 ? -1 : sp_block_mark() - m;
 	sp_watchdog(0);
 	RECORD("recv_zero_empty_tcp", "%s%s", r == 0 ? "0" : e == EINTR ? "EINTR" : sp_errno_name(e),
-	       blocked < 0 ? "" : blocked ? ", after blocking until a signal at 50 ms" :
+	       blocked < 0 ? "" : blocked ? ", after blocking until a signal at 20 ms" :
 	       ", at once");
 	close(c);
 	close(s);
