@@ -114,6 +114,32 @@ static int v6_socket(int type)
 	return (int)ASSERT_SYS(socket(AF_INET6, type, 0));
 }
 
+/* The new address is in use: a TCP connect() to fe80::1%lo on a port
+ * nobody listens on is refused by the local stack (not ENETUNREACH, which
+ * it is until the kernel has installed the address's routes, just after
+ * RTM_NEWADDR returns). */
+static int linklocal_routable(void *arg)
+{
+	unsigned lo = *(unsigned *)arg;
+	struct sockaddr_in6 a;
+	memset(&a, 0, sizeof(a));
+	a.sin6_family = AF_INET6;
+	inet_pton(AF_INET6, "fe80::1", &a.sin6_addr);
+	a.sin6_port = htons(9);
+	a.sin6_scope_id = lo;
+	int fd = socket(AF_INET6, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0), err = 0;
+	socklen_t el = sizeof(err);
+	if (fd < 0)
+		return 0;
+	if (connect(fd, (struct sockaddr *)&a, sizeof(a)) < 0) {
+		err = errno;
+		if (err == EINPROGRESS && sp_poll(fd, POLLOUT, 50))
+			getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &el);
+	}
+	close(fd);
+	return err == ECONNREFUSED;
+}
+
 SP_TEST(linklocal_address_needs_a_scope_id)
 {
 	(void)ctx;
@@ -130,6 +156,8 @@ SP_TEST(linklocal_address_needs_a_scope_id)
 	if (e != 0 && e != -EEXIST)
 		UNSUPPORTED("a link-local address on lo (RTM_NEWADDR fe80::1/64 nodad: %s)",
 			    sp_errno_name(-e));
+	REQUIRE(sp_wait_until(linklocal_routable, &lo, sp_wait_ms()), "fe80::1 on lo becomes "
+		"routable within %d ms of being added", sp_wait_ms());
 
 	struct sockaddr_in6 a, got;
 	socklen_t len, gl;

@@ -145,6 +145,19 @@ SP_TEST(connect_again_fails_with_eisconn)
 	close(s);
 	close(l2);
 
+	/* A pending non-blocking connect: EALREADY while pending (its
+	 * completion is pending_connect_fails_with_ealready_until_complete). */
+	struct full_queue q;
+	fill_accept_queue(ctx, &q);
+	for (int i = 0; i < 2; i++) {
+		errno = 0;
+		int r = connect_to(q.pending, ctx, sp_local_port(q.l));
+		if (r != -1 || errno != EALREADY)
+			FAIL("connect() #%d while the non-blocking connect is pending returned %d (%s), "
+			     "expected EALREADY", i + 2, r, r < 0 ? sp_errno_name(errno) : "success");
+	}
+	free_queue(&q);
+
 	/* UDP: a second connect() re-associates; send() goes to the new peer. */
 	int u = sp_udp_bound(ctx), p1 = sp_udp_bound(ctx), p2 = sp_udp_bound(ctx);
 	char buf[8];

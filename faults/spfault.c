@@ -773,8 +773,11 @@ ssize_t read(int fd, void *buf, size_t n)
 			return 0;
 		errno = saved;
 	}
+	int rf = 0;
+	if (spfault_state_recv_pre(fd, n, &rf, &fr))
+		return fr;
 	lazy_connect_finish(fd);
-	ssize_t r = real_read(fd, buf, cap_stream(fd, n));
+	ssize_t r = rf ? recv(fd, buf, n, rf) : real_read(fd, buf, cap_stream(fd, n));
 	note_recv(fd);
 	return stream_in_faults(fd, n, merge_dgrams(fd, buf, n, after_stream_read(fd, r)), 0);
 }
@@ -788,6 +791,8 @@ ssize_t recv(int fd, void *buf, size_t n, int flags)
 		return -1;
 	ssize_t fr;
 	if (udp_recv_fault(fd, buf, n, flags, NULL, NULL, 0, &fr))
+		return fr;
+	if (spfault_state_recv_pre(fd, n, &flags, &fr))
 		return fr;
 	lazy_connect_finish(fd);
 	ssize_t r = real_recv(fd, buf, cap_stream(fd, n), flags);
@@ -803,6 +808,8 @@ ssize_t recvfrom(int fd, void *buf, size_t n, int flags, struct sockaddr *from, 
 		return -1;
 	ssize_t fr;
 	if (udp_recv_fault(fd, buf, n, flags, from, len, 1, &fr))
+		return fr;
+	if (spfault_state_recv_pre(fd, n, &flags, &fr))
 		return fr;
 	lazy_connect_finish(fd);
 	ssize_t r = real_recvfrom(fd, buf, cap_stream(fd, n), flags, from, len);
@@ -826,6 +833,11 @@ ssize_t recvmsg(int fd, struct msghdr *mh, int flags)
 		return -1;
 	ssize_t fr;
 	if (udp_recv_fault(fd, NULL, 0, flags, NULL, NULL, 1, &fr))
+		return fr;
+	size_t want = 0;
+	for (size_t i = 0; mh && i < (size_t)mh->msg_iovlen; i++)
+		want += mh->msg_iov[i].iov_len;
+	if (spfault_state_recv_pre(fd, want, &flags, &fr))
 		return fr;
 	lazy_connect_finish(fd);
 	ssize_t r = real_recvmsg(fd, mh, flags);
@@ -1106,14 +1118,14 @@ static ssize_t faulty_send(int fd, const void *buf, size_t n, int flags, int via
 
 ssize_t write(int fd, const void *buf, size_t n)
 {
-	return faulty_send(fd, buf, n, 0, 1);
+	return spfault_state_send_post(fd, n, faulty_send(fd, buf, n, 0, 1));
 }
 
 ssize_t send(int fd, const void *buf, size_t n, int flags)
 {
 	if (on("msg_nosignal_ignored")) /* the flag is not passed on */
 		flags &= ~MSG_NOSIGNAL;
-	return faulty_send(fd, buf, n, flags, 0);
+	return spfault_state_send_post(fd, n, faulty_send(fd, buf, n, flags, 0));
 }
 
 /* Is anybody bound at this address? (Can we bind it ourselves?) */
@@ -1132,7 +1144,10 @@ ssize_t sendto(int fd, const void *buf, size_t n, int flags, const struct sockad
 {
 	load_sendto();
 	if (!to)
-		return faulty_send(fd, buf, n, flags, 0);
+		return spfault_state_send_post(fd, n, faulty_send(fd, buf, n, flags, 0));
+	ssize_t hr;
+	if (spfault_state_sendto_pre(fd, to, len, &hr))
+		return hr;
 	spfault_tick_send(fd);
 	flags = spfault_opt_send_flags(fd, flags);
 	if (is_dgram(fd)) {
@@ -1198,6 +1213,9 @@ int bind(int fd, const struct sockaddr *a, socklen_t len)
 {
 	load_bind();
 	spfault_tick_bind(fd);
+	int hr;
+	if (spfault_state_bind_pre(fd, a, len, &hr))
+		return hr;
 	int r = spfault_opt_bind(fd, a, len, real_bind(fd, a, len));
 	if (r == 0 && fd >= 0 && fd < MAXFD)
 		explicitly_bound[fd] = 1;
@@ -1290,6 +1308,8 @@ int getsockopt(int fd, int level, int opt, void *val, socklen_t *len)
 		((struct ucred *)val)->pid = getpid();
 	if (r == 0)
 		spfault_opt_getsockopt(fd, level, opt, val, len);
+	if (r == 0)
+		spfault_state_getsockopt_post(fd, level, opt, val, len);
 	/* sockets_start_without_buffers: buffers appear only once connected. */
 	if (r == 0 && level == SOL_SOCKET && (opt == SO_SNDBUF || opt == SO_RCVBUF) &&
 	    on("sockets_start_without_buffers")) {
@@ -1303,7 +1323,10 @@ int getsockopt(int fd, int level, int opt, void *val, socklen_t *len)
 
 int connect(int fd, const struct sockaddr *a, socklen_t len)
 {
+	int hr;
 	load_connect();
+	if (spfault_state_connect_pre(fd, a, len, &hr))
+		return hr;
 	/* udp_connect_noop: connect() on UDP only remembers the address in
 	 * user space: no filtering, no ICMP errors. */
 	if (on("udp_connect_noop") && is_dgram(fd) && fd < MAXFD && len <= sizeof(fake_peer[fd])) {
@@ -1329,7 +1352,7 @@ int connect(int fd, const struct sockaddr *a, socklen_t len)
 	/* connect_returns_before_handshake: nothing is sent yet. */
 	if (lazy_connect_start(fd, a, len))
 		return 0;
-	int r = spfault_opt_connect(fd, real_connect(fd, a, len));
+	int r = spfault_state_connect_post(fd, spfault_opt_connect(fd, real_connect(fd, a, len)));
 	/* unix_connect_refuses_missing_path: ENOENT becomes ECONNREFUSED. */
 	if (r < 0 && errno == ENOENT && on("unix_connect_refuses_missing_path") && is_unix(fd))
 		errno = ECONNREFUSED;
@@ -1370,6 +1393,7 @@ int accept(int l, struct sockaddr *a, socklen_t *len)
 	int fl = spfault_opt_accept_begin(l);
 	int fd = real_accept(l, a, len);
 	spfault_opt_accept_end(l, fl, a, len, fd);
+	spfault_state_accept_post(fd, a, len);
 	note_accepted(l, fd);
 	return repeat_first(l, fd);
 }
@@ -1381,6 +1405,7 @@ int accept4(int l, struct sockaddr *a, socklen_t *len, int flags)
 	int fl = spfault_opt_accept_begin(l);
 	int fd = real_accept4(l, a, len, flags);
 	spfault_opt_accept_end(l, fl, a, len, fd);
+	spfault_state_accept_post(fd, a, len);
 	note_accepted(l, fd);
 	return repeat_first(l, fd);
 }
@@ -1408,7 +1433,7 @@ int shutdown(int fd, int how)
 	/* shutdown_wr_closes_both: SHUT_WR behaves like SHUT_RDWR. */
 	if (on("shutdown_wr_closes_both") && how == SHUT_WR)
 		how = SHUT_RDWR;
-	return real_shutdown(fd, how);
+	return spfault_state_shutdown_post(fd, how, real_shutdown(fd, how));
 }
 
 int close(int fd)

@@ -20,6 +20,7 @@
 
 #include <dlfcn.h>
 #include <sys/types.h>
+#include <sys/socket.h>
 
 struct spfault {
 	const char *name;
@@ -64,6 +65,23 @@ void spfault_tick_send(int fd);
 void spfault_tick_read(int fd);
 void spfault_tick_accept(int l);
 void spfault_tick_bind(int fd);
+
+/* The hooks of faults/state.c (catalogue 3: STATE-, UNIXX-, ADDR-, RECV-),
+ * called by the interposers of spfault.c. A _pre hook returns 1 when it
+ * replaces the call (the result in *r, errno set); a _post hook returns the
+ * result the program sees. spfault_state_socket: a socket() result and its
+ * protocol argument (faults/exec.c). */
+struct sockaddr;
+int spfault_state_connect_pre(int fd, const struct sockaddr *a, socklen_t len, int *r);
+int spfault_state_connect_post(int fd, int r);
+int spfault_state_bind_pre(int fd, const struct sockaddr *a, socklen_t len, int *r);
+int spfault_state_shutdown_post(int fd, int how, int r);
+int spfault_state_recv_pre(int fd, size_t room, int *flags, ssize_t *r);
+ssize_t spfault_state_send_post(int fd, size_t n, ssize_t r);
+int spfault_state_sendto_pre(int fd, const struct sockaddr *to, socklen_t len, ssize_t *r);
+void spfault_state_getsockopt_post(int fd, int level, int opt, void *val, socklen_t *len);
+void spfault_state_accept_post(int fd, struct sockaddr *a, socklen_t *len);
+void spfault_state_socket(int fd, int protocol);
 
 /* Is the named fault on (SOCKPROBE_FAULT, comma separated)? */
 int spfault_on(const char *name);
