@@ -34,7 +34,7 @@
  *                             "unsupported" there and still checked here).
  *
  * "Linux:" points are unsupported, not failed, where the stack refuses the
- * request itself (ENOTTY, EINVAL, EOPNOTSUPP); a value that differs from
+ * request itself (ENOTTY, EINVAL, EOPNOTSUPP, ENOPROTOOPT); a value that differs from
  * the catalogue's is a failure.
  *
  * Platform-defined (recorded): FIONREAD on a listener and on a new socket,
@@ -61,7 +61,7 @@
 /* The ioctl's own refusal: the request is not there at all. */
 static int refused(int e)
 {
-	return e == ENOTTY || e == EINVAL || e == EOPNOTSUPP;
+	return e == ENOTTY || e == EINVAL || e == EOPNOTSUPP || e == ENOPROTOOPT;
 }
 
 /* FIONREAD's value (the ioctl must succeed). */

@@ -27,7 +27,8 @@
  *                           (not EINPROGRESS), again when retried, and
  *                           succeeds once one connection is accepted.
  *
- * Names are abstract (UNIX-ABSTRACT), made unique by the probe's pid.
+ * Socket files live in a private directory made with mkdtemp() under
+ * $TMPDIR (or /tmp), removed when the item ends.
  *
  * Platform-defined (recorded): TCP_NODELAY, TCP_KEEPIDLE and SO_KEEPALIVE
  * on AF_UNIX; the names an unbound stream client and an unbound datagram
@@ -39,7 +40,10 @@
 #define _GNU_SOURCE
 #include "sp.h"
 
+#include <dirent.h>
 #include <errno.h>
+#include <limits.h>
+#include <stdlib.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <stdio.h>
@@ -55,22 +59,52 @@ static int unix_socket(int type)
 	return (int)ASSERT_SYS(socket(AF_UNIX, type, 0));
 }
 
-/* An abstract name unique to this probe and `tag`. */
-static socklen_t abstract_name(struct sockaddr_un *sa, const char *tag)
+/* ---- a private directory for socket files ------------------------------------ */
+
+static char dir[PATH_MAX / 2];
+
+static void remove_dir(void)
 {
-	memset(sa, 0, sizeof(*sa));
-	sa->sun_family = AF_UNIX;
-	int n = snprintf(sa->sun_path + 1, sizeof(sa->sun_path) - 1, "sp-unixx-%s-%d", tag,
-			 (int)getpid());
-	return (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + n);
+	if (!dir[0] || sp_in_child())
+		return;
+	DIR *d = opendir(dir);
+	if (d) {
+		struct dirent *e;
+		char p[PATH_MAX + 256];
+		while ((e = readdir(d)) != NULL) {
+			if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) {
+				snprintf(p, sizeof(p), "%s/%s", dir, e->d_name);
+				unlink(p);
+			}
+		}
+		closedir(d);
+	}
+	rmdir(dir);
+	dir[0] = '\0';
 }
 
-static int bound_abstract(int type, const char *tag, struct sockaddr_un *sa, socklen_t *len)
+/* A socket file `tag` in the item's private directory (made on first use). */
+static socklen_t path_name(struct sockaddr_un *sa, const char *tag)
+{
+	if (!dir[0]) {
+		const char *tmp = getenv("TMPDIR");
+		snprintf(dir, sizeof(dir), "%s/sp-unixx-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+		REQUIRE(mkdtemp(dir) != NULL, "a private directory for socket files (mkdtemp: %s)",
+			sp_errno_name(errno));
+		atexit(remove_dir);
+	}
+	memset(sa, 0, sizeof(*sa));
+	sa->sun_family = AF_UNIX;
+	int n = snprintf(sa->sun_path, sizeof(sa->sun_path), "%s/%s", dir, tag);
+	REQUIRE(n > 0 && (size_t)n < sizeof(sa->sun_path), "a socket path shorter than sun_path");
+	return (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n + 1);
+}
+
+static int bound_at(int type, const char *tag, struct sockaddr_un *sa, socklen_t *len)
 {
 	int fd = unix_socket(type);
-	*len = abstract_name(sa, tag);
-	REQUIRE(bind(fd, (struct sockaddr *)sa, *len) == 0, "an abstract AF_UNIX name binds "
-		"(UNIX-ABSTRACT; %s)", sp_errno_name(errno));
+	*len = path_name(sa, tag);
+	ASSERT_SYS(bind(fd, (struct sockaddr *)sa, *len));
 	return fd;
 }
 
@@ -145,7 +179,7 @@ SP_TEST(socket_options_identify_unix_and_inet_sockets)
 	/* TCP options on an AF_UNIX stream: whatever they return, data flows. */
 	struct sockaddr_un sa;
 	socklen_t len;
-	int l = bound_abstract(SOCK_STREAM, "opts", &sa, &len);
+	int l = bound_at(SOCK_STREAM, "opts", &sa, &len);
 	ASSERT_SYS(listen(l, 2));
 	c = unix_socket(SOCK_STREAM);
 	int one = 1, idle = 30;
@@ -286,7 +320,7 @@ SP_TEST(unix_datagrams_have_flow_control)
 	(void)ctx;
 	struct sockaddr_un sa;
 	socklen_t len;
-	int rx = bound_abstract(SOCK_DGRAM, "qlen", &sa, &len);
+	int rx = bound_at(SOCK_DGRAM, "qlen", &sa, &len);
 	int tx = unix_socket(SOCK_DGRAM | SOCK_NONBLOCK);
 	char b = 'q', buf[8];
 
@@ -382,7 +416,7 @@ SP_TEST(unix_connect_to_full_backlog_fails_with_eagain)
 	(void)ctx;
 	struct sockaddr_un sa;
 	socklen_t len;
-	int l = bound_abstract(SOCK_STREAM, "backlog", &sa, &len);
+	int l = bound_at(SOCK_STREAM, "backlog", &sa, &len);
 	int fds[MAXCONN], n = 0, last = -1;
 
 	ASSERT_SYS(listen(l, 1));
