@@ -140,7 +140,7 @@ static int linklocal_routable(void *arg)
 	return err == ECONNREFUSED;
 }
 
-SP_TEST(linklocal_address_needs_a_scope_id)
+SP_TEST(linklocal_address_needs_a_scope_id, "ADDR-V6-LINKLOCAL-SCOPE", SP_IPV6)
 {
 	(void)ctx;
 	const char *netns = getenv("SOCKPROBE_NETNS");
@@ -272,7 +272,7 @@ static void set_v6only(int fd, int on)
 	ASSERT_SYS(setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &on, sizeof(on)));
 }
 
-SP_TEST(v6_socket_connects_to_v4_through_mapped_address)
+SP_TEST(v6_socket_connects_to_v4_through_mapped_address, "ADDR-V6-MAPPED-CONNECT", SP_IPV6)
 {
 	(void)ctx;
 	int l = v4_bound(SOCK_STREAM, 0);
@@ -391,9 +391,4 @@ SP_TEST(v6_socket_connects_to_v4_through_mapped_address)
 	close(k);
 }
 
-static const struct sp_case cases[] = {
-	SP_CASE(linklocal_address_needs_a_scope_id, "ADDR-V6-LINKLOCAL-SCOPE", SP_IPV6),
-	SP_CASE(v6_socket_connects_to_v4_through_mapped_address, "ADDR-V6-MAPPED-CONNECT", SP_IPV6),
-};
-
-SP_MAIN("addr", cases)
+SP_MAIN("addr")

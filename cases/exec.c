@@ -162,7 +162,7 @@ static void exec_and_expect(struct exec_plan *p, const char *const *names, const
 
 /* ---- 1. EXEC-SOCK-CLOEXEC ---------------------------------------------------- */
 
-SP_TEST(sock_cloexec_descriptors_close_at_exec)
+SP_TEST(sock_cloexec_descriptors_close_at_exec, "EXEC-SOCK-CLOEXEC", SP_INET)
 {
 	struct exec_plan p = { .n = 0 };
 	const char *names[MAXFDS];
@@ -217,7 +217,7 @@ SP_TEST(sock_cloexec_descriptors_close_at_exec)
 
 /* ---- 2. EXEC-FCNTL-CLOEXEC --------------------------------------------------- */
 
-SP_TEST(fd_cloexec_is_set_by_setfd_not_setfl)
+SP_TEST(fd_cloexec_is_set_by_setfd_not_setfl, "EXEC-FCNTL-CLOEXEC", SP_NONE)
 {
 	(void)ctx;
 	int sv[2];
@@ -297,13 +297,14 @@ static pid_t exec_with_copy(int s, int keep, int *release)
 	close(hold[0]);
 	char seen[2];
 	read_report(rd, seen, 1);
-	REQUIRE(seen[0] == (keep ? 'S' : 'C'), "the socket is %s in the new program "
-		"(EXEC-FCNTL-CLOEXEC; it is %s)", keep ? "open" : "closed", letter(seen[0]));
+	if (seen[0] != (keep ? 'S' : 'C'))
+		BROKEN_NEEDS("EXEC-FCNTL-CLOEXEC", "the socket is %s in the new program (it is %s)",
+			     keep ? "open" : "closed", letter(seen[0]));
 	*release = hold[1];
 	return pid;
 }
 
-SP_TEST(peer_reads_eof_when_cloexec_copy_execs)
+SP_TEST(peer_reads_eof_when_cloexec_copy_execs, "EXEC-PEER-EOF", SP_INET)
 {
 	char buf[4];
 	int c, s, release, st;
@@ -344,16 +345,10 @@ SP_TEST(peer_reads_eof_when_cloexec_copy_execs)
 	close(c);
 }
 
-static const struct sp_case cases[] = {
-	SP_CASE(sock_cloexec_descriptors_close_at_exec, "EXEC-SOCK-CLOEXEC", SP_INET),
-	SP_CASE(fd_cloexec_is_set_by_setfd_not_setfl, "EXEC-FCNTL-CLOEXEC", SP_NONE),
-	SP_CASE(peer_reads_eof_when_cloexec_copy_execs, "EXEC-PEER-EOF", SP_INET),
-};
-
 /* SP_MAIN, with the helper mode the exec'd program runs in. */
 int main(int argc, char **argv)
 {
 	if (argc >= 4 && strcmp(argv[1], "--exec-report") == 0)
 		return exec_report(argc, argv);
-	return sp_main(argc, argv, "exec", cases, sizeof(cases) / sizeof(cases[0]));
+	return sp_main(argc, argv, "exec", NULL, 0);
 }

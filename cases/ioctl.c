@@ -33,6 +33,11 @@
  *                             so a stack without SO_PEEK_OFF is
  *                             "unsupported" there and still checked here).
  *
+ * Parameters: the stream kinds (TCP, v4-mapped TCP, AF_UNIX) of items 1 and
+ * 6; the send and receive calls of item 5 (write/send/sendto/sendmsg into
+ * read/recv/recvfrom/recvmsg) and the receive calls that take MSG_PEEK in
+ * item 6 (recv/recvfrom/recvmsg).
+ *
  * "Linux:" points are unsupported, not failed, where the stack refuses the
  * request itself (ENOTTY, EINVAL, EOPNOTSUPP, ENOPROTOOPT); a value that differs from
  * the catalogue's is a failure.
@@ -69,8 +74,7 @@ static int inq(int fd, unsigned long req, const char *what)
 {
 	int n = -1;
 	if (ioctl(fd, req, &n) < 0)
-		FAIL("%s: ioctl(%s) failed with %s, expected a byte count", sp_kind_current(), what,
-		     sp_errno_name(errno));
+		FAIL("ioctl(%s) failed with %s, expected a byte count", what, sp_errno_name(errno));
 	return n;
 }
 
@@ -81,44 +85,39 @@ static void check_stream_inq(int c, int s)
 	char buf[32];
 
 	if (inq(s, FIONREAD, "FIONREAD") != 0)
-		FAIL("%s: FIONREAD with nothing queued reads %d, expected 0", sp_kind_current(),
+		FAIL("FIONREAD with nothing queued reads %d, expected 0",
 		     inq(s, FIONREAD, "FIONREAD"));
 	for (int i = 0; i < 3; i++)
 		ASSERT_EQ(10, send(c, "0123456789", 10, MSG_NOSIGNAL));
 	/* The bytes travel: FIONREAD is polled until it shows them (bounded). */
 	int got = sp_wait_inq(s, 30);
 	if (got != 30)
-		FAIL("%s: FIONREAD after three writes of 10 reads %d, expected 30", sp_kind_current(),
-		     got);
+		FAIL("FIONREAD after three writes of 10 reads %d, expected 30", got);
 	ASSERT_EQ(30, inq(s, SIOCINQ, "SIOCINQ"));
 	ASSERT_EQ(12, recv(s, buf, 12, 0));
 	got = inq(s, FIONREAD, "FIONREAD");
 	if (got != 18)
-		FAIL("%s: FIONREAD after 12 of 30 bytes were read reads %d, expected 18",
-		     sp_kind_current(), got);
+		FAIL("FIONREAD after 12 of 30 bytes were read reads %d, expected 18", got);
 	ASSERT_EQ(18, inq(s, SIOCINQ, "SIOCINQ"));
 	ASSERT_EQ(18, recv(s, buf, sizeof(buf), 0));
 	ASSERT_SYS(shutdown(c, SHUT_WR));
-	ASSERT_TRUE(sp_poll(s, POLLIN, sp_wait_ms()) & POLLIN, "%s: the peer's FIN arrives",
-		    sp_kind_current());
+	ASSERT_TRUE(sp_poll(s, POLLIN, sp_wait_ms()) & POLLIN, "the peer's FIN arrives");
 	got = inq(s, FIONREAD, "FIONREAD");
 	if (got != 0)
-		FAIL("%s: FIONREAD after the peer's FIN with no data left reads %d, expected 0",
-		     sp_kind_current(), got);
+		FAIL("FIONREAD after the peer's FIN with no data left reads %d, expected 0", got);
 	ASSERT_EQ(0, recv(s, buf, sizeof(buf), 0)); /* it was the FIN */
 }
 
-SP_TEST(fionread_counts_queued_stream_bytes)
+/* 1. FIONREAD counts what is queued on a connected stream. */
+SP_TEST(fionread_counts_queued_stream_bytes, "IOCTL-INQ-STREAM", SP_INET, .kind = SP_EVERY_KIND)
 {
-	for (int k = 0; k < SP_KINDS; k++) {
-		int c, s;
-		if (!sp_kind_applies(ctx, k))
-			continue;
-		sp_kind_pair(ctx, k, &c, &s);
-		check_stream_inq(c, s);
-		close(c);
-		close(s);
-	}
+	int c, s;
+	sp_pair(ctx, &c, &s);
+	check_stream_inq(c, s);
+	close(c);
+	close(s);
+	if (!ctx->first)
+		return;
 	/* An AF_UNIX stream has the bytes the moment the writes return. */
 	int sv[2], n = -1;
 	ASSERT_SYS(socketpair(AF_UNIX, SOCK_STREAM, 0, sv));
@@ -191,7 +190,7 @@ static void check_next_datagram_size(const char *kind, int rx, int both_reqs)
 	}
 }
 
-SP_TEST(fionread_gives_next_datagram_size)
+SP_TEST(fionread_gives_next_datagram_size, "IOCTL-INQ-DGRAM", SP_INET)
 {
 	char buf[32];
 	int rx = sp_udp_bound(ctx), tx = sp_udp_bound(ctx);
@@ -254,7 +253,7 @@ static int outq(int fd, unsigned long req, const char *what)
 	return n;
 }
 
-SP_TEST(siocoutq_counts_unacknowledged_bytes)
+SP_TEST(siocoutq_counts_unacknowledged_bytes, "IOCTL-OUTQ", SP_INET)
 {
 	static char chunk[4096];
 	int small = 4096, c, s, n;
@@ -388,7 +387,7 @@ static void expect_blocking(int fd, const char *how)
 		     "timeout, so the socket is still non-blocking", how, waited);
 }
 
-SP_TEST(fionbio_sets_and_clears_nonblocking_mode)
+SP_TEST(fionbio_sets_and_clears_nonblocking_mode, "IOCTL-FIONBIO", SP_INET)
 {
 	int c, s, v;
 
@@ -438,54 +437,62 @@ static int same_addr(const struct sockaddr_storage *a, const struct sockaddr_sto
 	return x->sin6_port == y->sin6_port && !memcmp(&x->sin6_addr, &y->sin6_addr, 16);
 }
 
-enum { RX_READ, RX_RECV, RX_RECVFROM, RX_RECVMSG, RX_APIS };
-static const char *const rx_name[] = { "read", "recv", "recvfrom", "recvmsg" };
-
-static ssize_t rx_via(int api, int fd, void *buf, size_t n)
+/* A zero-length datagram, sent with the variant's call and received with
+ * its call: readable, received as 0 (a bounded call), then the next
+ * datagram is the next one and nothing more is queued. */
+static void check_zero_length_datagram(const struct sp_ctx *ctx, const char *kind, int tx, int rx)
 {
-	struct iovec iov = { buf, n };
-	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
-	switch (api) {
-	case RX_READ: return read(fd, buf, n);
-	case RX_RECV: return recv(fd, buf, n, 0);
-	case RX_RECVFROM: return recvfrom(fd, buf, n, 0, NULL, NULL);
-	default: return recvmsg(fd, &mh, 0);
-	}
-}
-
-/* A zero-length datagram through every receive call: readable, received as
- * 0, then the next datagram is the next one. */
-static void check_zero_length_datagrams(const char *kind, int tx, int rx)
-{
+	const char *in = sp_io_in_name(ctx->read), *out = sp_io_out_name(ctx->write);
 	char buf[16];
-	for (int api = 0; api < RX_APIS; api++) {
-		ASSERT_EQ(0, send(tx, "", 0, MSG_NOSIGNAL));
-		if (!(sp_poll(rx, POLLIN, sp_wait_ms()) & POLLIN))
-			FAIL("%s: a zero-length datagram does not make the receiver readable within "
-			     "%d ms", kind, sp_wait_ms());
-		ASSERT_EQ(3, send(tx, "nxt", 3, MSG_NOSIGNAL));
-		errno = 0;
-		ssize_t r = rx_via(api, rx, buf, sizeof(buf));
-		if (r != 0)
-			FAIL("%s: %s of a zero-length datagram returned %zd (%s), expected 0", kind,
-			     rx_name[api], r, r < 0 ? sp_errno_name(errno) : "data");
-		ASSERT_TRUE(sp_poll(rx, POLLIN, sp_wait_ms()) & POLLIN, "%s: the next datagram "
-			    "is queued", kind);
-		r = rx_via(api, rx, buf, sizeof(buf));
-		if (r != 3 || memcmp(buf, "nxt", 3))
-			FAIL("%s: the %s after the zero-length datagram returned %zd, expected the "
-			     "next 3-byte datagram (the empty one is received exactly once)", kind,
-			     rx_name[api], r);
-	}
+	errno = 0;
+	ssize_t w = sp_io_send(ctx->write, tx, "", 0, MSG_NOSIGNAL, NULL, 0);
+	if (w != 0)
+		FAIL("%s: %s() of 0 bytes returned %zd (%s), expected 0", kind, out, w,
+		     w < 0 ? sp_errno_name(errno) : "more");
+	if (!(sp_poll(rx, POLLIN, sp_wait_ms()) & POLLIN))
+		FAIL("%s: a zero-length datagram (%s) does not make the receiver readable within "
+		     "%d ms", kind, out, sp_wait_ms());
+	ASSERT_EQ(3, send(tx, "nxt", 3, MSG_NOSIGNAL));
+	errno = 0;
+	ssize_t r = MUST_RETURN(sp_io_recv(ctx->read, rx, buf, sizeof(buf), 0, NULL),
+				"%s() of a queued zero-length datagram", in);
+	if (r != 0)
+		FAIL("%s: %s() of a zero-length datagram returned %zd (%s), expected 0", kind, in, r,
+		     r < 0 ? sp_errno_name(errno) : "data");
+	ASSERT_TRUE(sp_poll(rx, POLLIN, sp_wait_ms()) & POLLIN, "%s: the next datagram is queued",
+		    kind);
+	r = MUST_RETURN(sp_io_recv(ctx->read, rx, buf, sizeof(buf), 0, NULL),
+			"%s() of the next datagram", in);
+	if (r != 3 || memcmp(buf, "nxt", 3))
+		FAIL("%s: the %s() after the zero-length datagram returned %zd, expected the next "
+		     "3-byte datagram (the empty one is received exactly once)", kind, in, r);
 	ASSERT_ERRNO(recv(rx, buf, sizeof(buf), MSG_DONTWAIT), EAGAIN);
 }
 
-SP_TEST(zero_length_datagram_is_a_message_not_eof)
+/* 5. A zero-length datagram is a message; a zero-length stream write is nothing. */
+SP_TEST(zero_length_datagram_is_a_message_not_eof, "RECV-ZERO-LENGTH", SP_INET,
+	.write = SP_DGRAM_WRITES, .read = SP_DGRAM_READS)
 {
 	char buf[16];
-	int rx = sp_udp_bound(ctx), tx = sp_udp_bound(ctx);
+	int rx = sp_udp_bound(ctx), tx = sp_udp_bound(ctx), sv[2];
 	struct sockaddr_storage to, me, from;
 	socklen_t tl = sp_loopback(ctx, &to, sp_local_port(rx)), ml = sizeof(me);
+
+	/* Through the variant's calls: UDP (connected sender) and AF_UNIX. */
+	ASSERT_SYS(connect(tx, (struct sockaddr *)&to, tl));
+	check_zero_length_datagram(ctx, "UDP", tx, rx);
+	ASSERT_SYS(socketpair(AF_UNIX, SOCK_DGRAM, 0, sv));
+	check_zero_length_datagram(ctx, "AF_UNIX datagram", sv[0], sv[1]);
+	close(sv[0]);
+	close(sv[1]);
+	close(tx);
+	if (!ctx->first) {
+		close(rx);
+		return;
+	}
+	/* Once: the unconnected sendto()/recvfrom() pair with the sender's
+	 * address, recvmsg() into no buffer, and the streams. */
+	tx = sp_udp_bound(ctx);
 
 	ASSERT_SYS(getsockname(tx, (struct sockaddr *)&me, &ml));
 	/* UDP sendto() of 0 bytes; recvfrom() gets 0 and the sender. */
@@ -507,7 +514,6 @@ SP_TEST(zero_length_datagram_is_a_message_not_eof)
 	ASSERT_EQ(4, recv(rx, buf, sizeof(buf), 0));
 	ASSERT_MEM_EQ("next", buf, 4);
 	ASSERT_SYS(connect(tx, (struct sockaddr *)&to, tl));
-	check_zero_length_datagrams("UDP", tx, rx);
 
 	/* recvmsg() into no buffer: 0, MSG_TRUNC, and the datagram is gone. */
 	ASSERT_EQ(5, send(tx, "hello", 5, 0));
@@ -526,13 +532,6 @@ SP_TEST(zero_length_datagram_is_a_message_not_eof)
 		     "next datagram \"two\" (the 5-byte one is consumed)", r);
 	close(tx);
 	close(rx);
-
-	/* AF_UNIX datagrams. */
-	int sv[2];
-	ASSERT_SYS(socketpair(AF_UNIX, SOCK_DGRAM, 0, sv));
-	check_zero_length_datagrams("AF_UNIX datagram", sv[0], sv[1]);
-	close(sv[0]);
-	close(sv[1]);
 
 	/* Streams: a zero-length send is nothing. Both kinds wait together. */
 	int c, s, u[2];
@@ -597,55 +596,41 @@ SP_TEST(zero_length_datagram_is_a_message_not_eof)
 
 /* ---- 6. RECV-PEEK-ACROSS-WRITES --------------------------------------------- */
 
-enum { PK_RECV, PK_RECVFROM, PK_RECVMSG, PK_APIS };
-static const char *const pk_name[] = { "recv", "recvfrom", "recvmsg" };
-
-static ssize_t peek_via(int api, int fd, void *buf, size_t n)
+/* 6. A peek returns everything queued, across writes, and leaves it. */
+SP_TEST(peek_returns_data_of_several_writes, "RECV-PEEK-ACROSS-WRITES", SP_INET,
+	.kind = SP_EVERY_KIND, .read = SP_FLAG_READS)
 {
-	struct iovec iov = { buf, n };
-	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
-	switch (api) {
-	case PK_RECV: return recv(fd, buf, n, MSG_PEEK);
-	case PK_RECVFROM: return recvfrom(fd, buf, n, MSG_PEEK, NULL, NULL);
-	default: return recvmsg(fd, &mh, MSG_PEEK);
-	}
-}
+	static const char *const w[] = { "abc", "def", "ghi" };
+	const char *call = sp_io_in_name(ctx->read);
+	int c, s;
+	char buf[32];
 
-SP_TEST(peek_returns_data_of_several_writes)
-{
-	for (int k = 0; k < SP_KINDS; k++) {
-		int c, s, one = 1;
-		char buf[32];
-		if (!sp_kind_applies(ctx, k))
-			continue;
-		sp_kind_pair(ctx, k, &c, &s);
-		if (k != SP_KIND_UNIX)
-			ASSERT_SYS(setsockopt(c, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)));
-		for (int api = 0; api < PK_APIS; api++) {
-			static const char *const w[] = { "abc", "def", "ghi" };
-			for (int i = 0; i < 3; i++)
-				ASSERT_EQ(3, send(c, w[i], 3, MSG_NOSIGNAL));
-			ASSERT_EQ(9, sp_wait_inq(s, 9));
-			memset(buf, 0, sizeof(buf));
-			ssize_t r = peek_via(api, s, buf, 32);
-			if (r != 9 || memcmp(buf, "abcdefghi", 9))
-				FAIL("%s: %s(32, MSG_PEEK) after three writes of 3 returned %zd "
-				     "(\"%.*s\"), expected all 9 bytes \"abcdefghi\"", sp_kind_current(),
-				     pk_name[api], r, r > 0 ? (int)r : 0, buf);
-			memset(buf, 0, sizeof(buf));
-			r = peek_via(api, s, buf, 5);
-			if (r != 5 || memcmp(buf, "abcde", 5))
-				FAIL("%s: %s(5, MSG_PEEK) returned %zd (\"%.*s\"), expected \"abcde\"",
-				     sp_kind_current(), pk_name[api], r, r > 0 ? (int)r : 0, buf);
-			memset(buf, 0, sizeof(buf));
-			r = recv(s, buf, sizeof(buf), 0);
-			if (r != 9 || memcmp(buf, "abcdefghi", 9))
-				FAIL("%s: recv() after the peeks returned %zd (\"%.*s\"), expected the "
-				     "same 9 bytes", sp_kind_current(), r, r > 0 ? (int)r : 0, buf);
-		}
-		close(c);
-		close(s);
-	}
+	sp_pair(ctx, &c, &s);
+	if (ctx->kind != SP_KIND_UNIX)
+		sp_set_int(c, IPPROTO_TCP, TCP_NODELAY, 1);
+	for (int i = 0; i < 3; i++)
+		ASSERT_EQ(3, send(c, w[i], 3, MSG_NOSIGNAL));
+	ASSERT_EQ(9, sp_wait_inq(s, 9));
+	memset(buf, 0, sizeof(buf));
+	ssize_t r = MUST_RETURN(sp_io_recv(ctx->read, s, buf, 32, MSG_PEEK, NULL),
+				"%s(MSG_PEEK) with 9 bytes queued", call);
+	if (r != 9 || memcmp(buf, "abcdefghi", 9))
+		FAIL("%s(32, MSG_PEEK) after three writes of 3 returned %zd (\"%.*s\"), expected all "
+		     "9 bytes \"abcdefghi\"", call, r, r > 0 ? (int)r : 0, buf);
+	memset(buf, 0, sizeof(buf));
+	r = MUST_RETURN(sp_io_recv(ctx->read, s, buf, 5, MSG_PEEK, NULL),
+			"%s(MSG_PEEK) with 9 bytes queued", call);
+	if (r != 5 || memcmp(buf, "abcde", 5))
+		FAIL("%s(5, MSG_PEEK) returned %zd (\"%.*s\"), expected \"abcde\"", call, r,
+		     r > 0 ? (int)r : 0, buf);
+	memset(buf, 0, sizeof(buf));
+	r = MUST_RETURN(sp_io_recv(ctx->read, s, buf, sizeof(buf), 0, NULL),
+			"%s() after the peeks", call);
+	if (r != 9 || memcmp(buf, "abcdefghi", 9))
+		FAIL("%s() after the peeks returned %zd (\"%.*s\"), expected the same 9 bytes", call,
+		     r, r > 0 ? (int)r : 0, buf);
+	close(c);
+	close(s);
 }
 
 /* SO_PEEK_OFF 0 set on fd; then "123" and "456" written; two 3-byte
@@ -672,7 +657,7 @@ static int peek_twice(int fd, int tx, int stream, char a[4], char b[4])
 	return 0;
 }
 
-SP_TEST(peek_offset_advances_on_unix_stream)
+SP_TEST(peek_offset_advances_on_unix_stream, "RECV-PEEK-ACROSS-WRITES", SP_INET)
 {
 	(void)ctx;
 	int sv[2];
@@ -720,14 +705,4 @@ SP_TEST(peek_offset_advances_on_unix_stream)
 	close(rx);
 }
 
-static const struct sp_case cases[] = {
-	SP_CASE(fionread_counts_queued_stream_bytes, "IOCTL-INQ-STREAM", SP_INET),
-	SP_CASE(fionread_gives_next_datagram_size, "IOCTL-INQ-DGRAM", SP_INET),
-	SP_CASE(siocoutq_counts_unacknowledged_bytes, "IOCTL-OUTQ", SP_INET),
-	SP_CASE(fionbio_sets_and_clears_nonblocking_mode, "IOCTL-FIONBIO", SP_INET),
-	SP_CASE(zero_length_datagram_is_a_message_not_eof, "RECV-ZERO-LENGTH", SP_INET),
-	SP_CASE(peek_returns_data_of_several_writes, "RECV-PEEK-ACROSS-WRITES", SP_INET),
-	SP_CASE(peek_offset_advances_on_unix_stream, "RECV-PEEK-ACROSS-WRITES", SP_INET),
-};
-
-SP_MAIN("ioctl", cases)
+SP_MAIN("ioctl")
