@@ -41,9 +41,19 @@
 #include <unistd.h>
 #include <arpa/inet.h>
 #include <net/if.h>
-#include <linux/netlink.h>
-#include <linux/rtnetlink.h>
-#include <linux/if_addr.h>
+
+/* rtnetlink's RTM_NEWADDR request, written out here (the kernel ABI) so the
+ * probe builds where no kernel headers are installed (musl). */
+struct nl_hdr { uint32_t len; uint16_t type, flags; uint32_t seq, pid; };
+struct nl_err { int error; struct nl_hdr msg; };
+struct nl_ifaddr { uint8_t family, prefixlen, flags, scope; uint32_t index; };
+struct nl_attr { uint16_t len, type; };
+struct nl_addr { sa_family_t family; unsigned short pad; uint32_t pid, groups; };
+enum {
+	NL_ROUTE = 0, NL_NEWADDR = 20, NL_ERROR = 2,
+	NL_REQUEST = 0x1, NL_ACK = 0x4, NL_EXCL = 0x200, NL_CREATE = 0x400,
+	NL_IFA_ADDRESS = 1, NL_IFA_LOCAL = 2, NL_IFA_NODAD = 0x02, NL_SCOPE_LINK = 253,
+};
 
 /* ---- 1. ADDR-V6-LINKLOCAL-SCOPE ---------------------------------------------- */
 
@@ -51,52 +61,51 @@
 static int add_linklocal(unsigned ifindex)
 {
 	struct {
-		struct nlmsghdr nh;
-		struct ifaddrmsg ifa;
-		char attrs[64];
+		struct nl_hdr nh;
+		struct nl_ifaddr ifa;
+		struct nl_attr local;
+		unsigned char local_addr[16];
+		struct nl_attr address;
+		unsigned char address_addr[16];
 	} req;
 	memset(&req, 0, sizeof(req));
-	req.nh.nlmsg_type = RTM_NEWADDR;
-	req.nh.nlmsg_flags = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL;
-	req.nh.nlmsg_seq = 1;
-	req.ifa.ifa_family = AF_INET6;
-	req.ifa.ifa_prefixlen = 64;
-	req.ifa.ifa_flags = IFA_F_NODAD;
-	req.ifa.ifa_scope = RT_SCOPE_LINK;
-	req.ifa.ifa_index = ifindex;
-	struct rtattr *rta = (struct rtattr *)req.attrs;
-	rta->rta_type = IFA_LOCAL;
-	rta->rta_len = RTA_LENGTH(16);
-	inet_pton(AF_INET6, "fe80::1", RTA_DATA(rta));
-	struct rtattr *rta2 = (struct rtattr *)(req.attrs + RTA_ALIGN(rta->rta_len));
-	rta2->rta_type = IFA_ADDRESS;
-	rta2->rta_len = RTA_LENGTH(16);
-	inet_pton(AF_INET6, "fe80::1", RTA_DATA(rta2));
-	req.nh.nlmsg_len = NLMSG_LENGTH(sizeof(struct ifaddrmsg)) + RTA_ALIGN(rta->rta_len) +
-			   rta2->rta_len;
+	req.nh.len = sizeof(req);
+	req.nh.type = NL_NEWADDR;
+	req.nh.flags = NL_REQUEST | NL_ACK | NL_CREATE | NL_EXCL;
+	req.nh.seq = 1;
+	req.ifa.family = AF_INET6;
+	req.ifa.prefixlen = 64;
+	req.ifa.flags = NL_IFA_NODAD;
+	req.ifa.scope = NL_SCOPE_LINK;
+	req.ifa.index = ifindex;
+	req.local.type = NL_IFA_LOCAL;
+	req.local.len = sizeof(req.local) + 16;
+	inet_pton(AF_INET6, "fe80::1", req.local_addr);
+	req.address.type = NL_IFA_ADDRESS;
+	req.address.len = sizeof(req.address) + 16;
+	inet_pton(AF_INET6, "fe80::1", req.address_addr);
 
-	int nl = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
+	int nl = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NL_ROUTE);
 	if (nl < 0)
 		return -errno;
-	struct sockaddr_nl kernel = { .nl_family = AF_NETLINK };
-	if (sendto(nl, &req, req.nh.nlmsg_len, 0, (struct sockaddr *)&kernel, sizeof(kernel)) < 0) {
+	struct nl_addr kernel = { .family = AF_NETLINK };
+	if (sendto(nl, &req, sizeof(req), 0, (struct sockaddr *)&kernel, sizeof(kernel)) < 0) {
 		int e = errno;
 		close(nl);
 		return -e;
 	}
-	char buf[512];
+	union { struct nl_hdr h; char buf[512]; } ack;
 	if (!(sp_poll(nl, POLLIN, sp_wait_ms()) & POLLIN)) {
 		close(nl);
 		return -ETIMEDOUT;
 	}
-	ssize_t n = recv(nl, buf, sizeof(buf), 0);
+	ssize_t n = recv(nl, &ack, sizeof(ack), 0);
 	close(nl);
-	if (n < (ssize_t)NLMSG_LENGTH(sizeof(struct nlmsgerr)))
+	if (n < (ssize_t)(sizeof(struct nl_hdr) + sizeof(struct nl_err)) || ack.h.type != NL_ERROR)
 		return -EPROTO;
-	struct nlmsghdr *h = (struct nlmsghdr *)buf;
-	if (h->nlmsg_type != NLMSG_ERROR)
-		return -EPROTO;
-	return ((struct nlmsgerr *)NLMSG_DATA(h))->error;
+	struct nl_err err;
+	memcpy(&err, ack.buf + sizeof(struct nl_hdr), sizeof(err));
+	return err.error;
 }
 
 static socklen_t linklocal(struct sockaddr_in6 *a, uint16_t port, uint32_t scope)

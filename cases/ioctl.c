@@ -61,7 +61,18 @@
 #include <netinet/tcp.h>
 #include <sys/ioctl.h>
 #include <sys/uio.h>
-#include <linux/sockios.h>
+
+/* The socket ioctls (linux/sockios.h, which a musl build may lack): SIOCINQ
+ * and SIOCOUTQ are FIONREAD and TIOCOUTQ by definition. */
+#ifndef SIOCINQ
+#define SIOCINQ FIONREAD
+#endif
+#ifndef SIOCOUTQ
+#define SIOCOUTQ TIOCOUTQ
+#endif
+#ifndef SIOCOUTQNSD
+#define SIOCOUTQNSD 0x894B
+#endif
 
 /* The ioctl's own refusal: the request is not there at all. */
 static int refused(int e)
