@@ -33,6 +33,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -65,6 +66,21 @@ static int exec_report(int argc, char **argv)
 
 /* ---- exec from a child ------------------------------------------------------- */
 
+/* This probe's own path: what /proc/self/exe names (readlink, which
+ * valgrind answers with the probe, where an exec of /proc/self/exe itself
+ * would start valgrind's tool), else sp_self_exe(). */
+static const char *self_path(void)
+{
+	static char path[PATH_MAX];
+	ssize_t n = readlink("/proc/self/exe", path, sizeof(path) - 1);
+	if (n > 0) {
+		path[n] = '\0';
+		if (access(path, X_OK) == 0)
+			return path;
+	}
+	return sp_self_exe();
+}
+
 #define MAXFDS 12
 struct exec_plan {
 	int fds[MAXFDS], n;  /* descriptors the new program reports on */
@@ -90,7 +106,7 @@ static int exec_self(void *arg)
 		argv[k++] = a[i + 2];
 	}
 	argv[k] = NULL;
-	execv(sp_self_exe(), argv);
+	execv(self_path(), argv);
 	int e = errno;
 	if (write(p->seen, &e, sizeof(e)) < 0)
 		return 98;
@@ -114,7 +130,7 @@ static pid_t start_exec(struct exec_plan *p, int *report_rd)
 		    "within %d ms", sp_wait_ms());
 	ssize_t r = read(sp[0], &e, sizeof(e));
 	close(sp[0]);
-	REQUIRE(r == 0, "the child re-executes this probe (%s: %s)", sp_self_exe(),
+	REQUIRE(r == 0, "the child re-executes this probe (%s: %s)", self_path(),
 		r > 0 ? sp_errno_name(e) : "exec pipe error");
 	*report_rd = rp[0];
 	return pid;
