@@ -221,7 +221,7 @@ SP_TEST(linklocal_address_needs_a_scope_id, "ADDR-V6-LINKLOCAL-SCOPE", SP_IPV6)
 	if (connect(c, (struct sockaddr *)&a, len) < 0)
 		FAIL("connect() to fe80::1 with sin6_scope_id %u (lo) failed with %s, expected "
 		     "success", lo, sp_errno_name(errno));
-	ASSERT_TRUE(sp_poll(l, POLLIN, sp_wait_ms()) & POLLIN, "the listener has the connection");
+	EXPECT_EVENTS(l, POLLIN, POLLIN, "the listener has the connection");
 	struct sockaddr_in6 from, mine;
 	socklen_t fl = sizeof(from), ml = sizeof(mine);
 	memset(&from, 0, sizeof(from));
@@ -234,7 +234,7 @@ SP_TEST(linklocal_address_needs_a_scope_id, "ADDR-V6-LINKLOCAL-SCOPE", SP_IPV6)
 		     from.sin6_scope_id, lo);
 	char buf[4];
 	ASSERT_EQ(2, send(c, "ll", 2, MSG_NOSIGNAL));
-	ASSERT_TRUE(sp_poll(s, POLLIN, sp_wait_ms()) & POLLIN, "data over the link-local address");
+	EXPECT_EVENTS(s, POLLIN, POLLIN, "data over the link-local address");
 	ASSERT_EQ(2, recv(s, buf, sizeof(buf), 0));
 	close(s);
 	close(c);
@@ -305,7 +305,7 @@ SP_TEST(v6_socket_connects_to_v4_through_mapped_address, "ADDR-V6-MAPPED-CONNECT
 	if (connect(c, (struct sockaddr *)&to, tl) < 0)
 		FAIL("connect() of an AF_INET6 socket (IPV6_V6ONLY 0) to ::ffff:127.0.0.1 failed "
 		     "with %s, expected success", sp_errno_name(errno));
-	ASSERT_TRUE(sp_poll(l, POLLIN, sp_wait_ms()) & POLLIN, "the AF_INET listener has the "
+	EXPECT_EVENTS(l, POLLIN, POLLIN, "the AF_INET listener has the "
 		    "connection");
 	struct sockaddr_in from;
 	socklen_t fl = sizeof(from);
@@ -325,11 +325,11 @@ SP_TEST(v6_socket_connects_to_v4_through_mapped_address, "ADDR-V6-MAPPED-CONNECT
 	ASSERT_EQ(cport, ntohs(from.sin_port));
 	char buf[8];
 	ASSERT_EQ(4, send(c, "v6v4", 4, MSG_NOSIGNAL));
-	ASSERT_TRUE(sp_poll(s, POLLIN, sp_wait_ms()) & POLLIN, "data reaches the AF_INET side");
+	EXPECT_EVENTS(s, POLLIN, POLLIN, "data reaches the AF_INET side");
 	ASSERT_EQ(4, recv(s, buf, sizeof(buf), 0));
 	ASSERT_MEM_EQ("v6v4", buf, 4);
 	ASSERT_EQ(4, send(s, "back", 4, MSG_NOSIGNAL));
-	ASSERT_TRUE(sp_poll(c, POLLIN, sp_wait_ms()) & POLLIN, "data reaches the AF_INET6 side");
+	EXPECT_EVENTS(c, POLLIN, POLLIN, "data reaches the AF_INET6 side");
 	ASSERT_EQ(4, recv(c, buf, sizeof(buf), 0));
 	ASSERT_MEM_EQ("back", buf, 4);
 	close(c);
@@ -356,7 +356,7 @@ SP_TEST(v6_socket_connects_to_v4_through_mapped_address, "ADDR-V6-MAPPED-CONNECT
 	if (sendto(tx, "udp", 3, 0, (struct sockaddr *)&to, tl) != 3)
 		FAIL("UDP sendto() from an AF_INET6 socket to ::ffff:127.0.0.1 failed with %s, "
 		     "expected 3 bytes sent", sp_errno_name(errno));
-	ASSERT_TRUE(sp_poll(rx, POLLIN, sp_wait_ms()) & POLLIN, "the datagram reaches the AF_INET "
+	EXPECT_EVENTS(rx, POLLIN, POLLIN, "the datagram reaches the AF_INET "
 		    "socket");
 	fl = sizeof(from);
 	ASSERT_EQ(3, recvfrom(rx, buf, sizeof(buf), 0, (struct sockaddr *)&from, &fl));
@@ -387,7 +387,7 @@ SP_TEST(v6_socket_connects_to_v4_through_mapped_address, "ADDR-V6-MAPPED-CONNECT
 	if (connect(v4c, (struct sockaddr *)&dst, sizeof(dst)) < 0)
 		FAIL("an IPv4 client could not connect to the AF_INET6 listener after the refused "
 		     "IPV6_V6ONLY change (%s)", sp_errno_name(errno));
-	ASSERT_TRUE(sp_poll(d, POLLIN, sp_wait_ms()) & POLLIN, "the AF_INET6 listener takes the "
+	EXPECT_EVENTS(d, POLLIN, POLLIN, "the AF_INET6 listener takes the "
 		    "IPv4 client");
 	close((int)ASSERT_SYS(accept(d, NULL, NULL)));
 	close(v4c);

@@ -126,8 +126,7 @@ static pid_t start_exec(struct exec_plan *p, int *report_rd)
 	close(rp[1]);
 	close(sp[1]);
 	int e = 0;
-	ASSERT_TRUE(sp_poll(sp[0], POLLIN, sp_wait_ms()) & (POLLIN | POLLHUP), "the child execs "
-		    "within %d ms", sp_wait_ms());
+	EXPECT_EVENTS(sp[0], POLLIN, POLLIN | POLLHUP, "the child execs");
 	ssize_t r = read(sp[0], &e, sizeof(e));
 	close(sp[0]);
 	REQUIRE(r == 0, "the child re-executes this probe (%s: %s)", self_path(),
@@ -141,8 +140,7 @@ static void read_report(int rd, char *seen, int n)
 {
 	int got = 0;
 	while (got < n) {
-		ASSERT_TRUE(sp_poll(rd, POLLIN, sp_wait_ms()) & (POLLIN | POLLHUP),
-			    "the new program reports within %d ms", sp_wait_ms());
+		EXPECT_EVENTS(rd, POLLIN, POLLIN | POLLHUP, "the new program reports");
 		ssize_t r = read(rd, seen + got, (size_t)(n - got));
 		REQUIRE(r > 0, "the new program's report (%d of %d letters)", got, n);
 		got += (int)r;
@@ -211,7 +209,7 @@ SP_TEST(sock_cloexec_descriptors_close_at_exec, "EXEC-SOCK-CLOEXEC", SP_INET)
 
 	int l = sp_tcp_listener(ctx, 0);
 	int c1 = sp_tcp_connect(ctx, l), c0 = sp_tcp_connect(ctx, l);
-	ASSERT_TRUE(sp_poll(l, POLLIN, sp_wait_ms()) & POLLIN, "the listener has the connections");
+	EXPECT_EVENTS(l, POLLIN, POLLIN, "the listener has the connections");
 	int a1 = (int)ASSERT_SYS(accept4(l, NULL, NULL, SOCK_CLOEXEC));
 	int a0 = (int)ASSERT_SYS(accept4(l, NULL, NULL, 0));
 	ASSERT_TRUE(cloexec(a1), "accept4(SOCK_CLOEXEC) has FD_CLOEXEC set");

@@ -185,7 +185,7 @@ static void check_next_datagram_size(const char *kind, int rx, int both_reqs)
 			     "next datagram, not the total)", kind, what, n);
 	}
 	ASSERT_EQ(10, recv(rx, buf, sizeof(buf), 0));
-	ASSERT_TRUE(sp_poll(rx, POLLIN, sp_wait_ms()) & POLLIN, "%s: the 20-byte datagram is "
+	EXPECT_EVENTS(rx, POLLIN, POLLIN, "%s: the 20-byte datagram is "
 		    "queued", kind);
 	for (int r = 0; r < 1 + both_reqs; r++) {
 		int n = dgram_inq(rx, r ? SIOCINQ : FIONREAD, r ? "SIOCINQ" : "FIONREAD", kind);
@@ -213,7 +213,7 @@ SP_TEST(fionread_gives_next_datagram_size, "IOCTL-INQ-DGRAM", SP_INET)
 	ASSERT_SYS(connect(tx, (struct sockaddr *)&to, tl));
 	ASSERT_EQ(10, send(tx, "0123456789", 10, 0));
 	ASSERT_EQ(20, send(tx, twenty, 20, 0));
-	ASSERT_TRUE(sp_poll(rx, POLLIN, sp_wait_ms()) & POLLIN, "UDP: the datagrams arrive");
+	EXPECT_EVENTS(rx, POLLIN, POLLIN, "UDP: the datagrams arrive");
 	check_next_datagram_size("UDP", rx, 1);
 
 	/* Record: a zero-length datagram at the head, 7 bytes behind it. */
@@ -308,7 +308,7 @@ SP_TEST(siocoutq_counts_unacknowledged_bytes, "IOCTL-OUTQ", SP_INET)
 	/* The peer reads everything and replies: nothing is unacknowledged. */
 	sp_set_nonblock(c, 0);
 	for (long got = 0; got < written;) {
-		ASSERT_TRUE(sp_poll(s, POLLIN, sp_wait_ms()) & POLLIN, "the peer has data to read "
+		EXPECT_EVENTS(s, POLLIN, POLLIN, "the peer has data to read "
 			    "(%ld of %ld read)", got, written);
 		ssize_t r = recv(s, chunk, sizeof(chunk), MSG_DONTWAIT);
 		if (r < 0 && errno == EAGAIN)
@@ -318,7 +318,7 @@ SP_TEST(siocoutq_counts_unacknowledged_bytes, "IOCTL-OUTQ", SP_INET)
 	}
 	ASSERT_EQ(1, send(s, "r", 1, MSG_NOSIGNAL));
 	char reply;
-	ASSERT_TRUE(sp_poll(c, POLLIN, sp_wait_ms()) & POLLIN, "the reply arrives");
+	EXPECT_EVENTS(c, POLLIN, POLLIN, "the reply arrives");
 	ASSERT_EQ(1, recv(c, &reply, 1, 0));
 	n = outq(c, SIOCOUTQ, "SIOCOUTQ");
 	if (n != 0)
@@ -427,7 +427,7 @@ SP_TEST(fionbio_sets_and_clears_nonblocking_mode, "IOCTL-FIONBIO", SP_INET)
 	/* And data still flows once it is set. */
 	ASSERT_EQ(3, send(c, "abc", 3, MSG_NOSIGNAL));
 	char buf[4];
-	ASSERT_TRUE(sp_poll(s, POLLIN, sp_wait_ms()) & POLLIN, "data arrives");
+	EXPECT_EVENTS(s, POLLIN, POLLIN, "data arrives");
 	ASSERT_EQ(3, recv(s, buf, sizeof(buf), 0));
 	close(d);
 	close(c);
@@ -472,7 +472,7 @@ static void check_zero_length_datagram(const struct sp_ctx *ctx, const char *kin
 	if (r != 0)
 		FAIL("%s: %s() of a zero-length datagram returned %zd (%s), expected 0", kind, in, r,
 		     r < 0 ? sp_errno_name(errno) : "data");
-	ASSERT_TRUE(sp_poll(rx, POLLIN, sp_wait_ms()) & POLLIN, "%s: the next datagram is queued",
+	EXPECT_EVENTS(rx, POLLIN, POLLIN, "%s: the next datagram is queued",
 		    kind);
 	r = MUST_RETURN(sp_io_recv(ctx->read, rx, buf, sizeof(buf), 0, NULL),
 			"%s() of the next datagram", in);
@@ -523,7 +523,7 @@ SP_TEST(zero_length_datagram_is_a_message_not_eof, "RECV-ZERO-LENGTH", SP_INET,
 		    "sender (family %d, port %u; sender port %u)", from.ss_family, sp_port(&from),
 		    sp_port(&me));
 	ASSERT_EQ(4, sendto(tx, "next", 4, 0, (struct sockaddr *)&to, tl));
-	ASSERT_TRUE(sp_poll(rx, POLLIN, sp_wait_ms()) & POLLIN, "UDP: the next datagram arrives");
+	EXPECT_EVENTS(rx, POLLIN, POLLIN, "UDP: the next datagram arrives");
 	ASSERT_EQ(4, recv(rx, buf, sizeof(buf), 0));
 	ASSERT_MEM_EQ("next", buf, 4);
 	ASSERT_SYS(connect(tx, (struct sockaddr *)&to, tl));
@@ -542,13 +542,13 @@ SP_TEST(zero_length_datagram_is_a_message_not_eof, "RECV-ZERO-LENGTH", SP_INET,
 		}
 		ASSERT_EQ(5, send(tx, "hello", 5, 0));
 		ASSERT_EQ(3, send(tx, "two", 3, 0));
-		ASSERT_TRUE(sp_poll(rx, POLLIN, sp_wait_ms()) & POLLIN, "UDP: the datagram arrives");
+		EXPECT_EVENTS(rx, POLLIN, POLLIN, "UDP: the datagram arrives");
 		r = MUST_RETURN(recvmsg(rx, &mh, 0), "recvmsg() (%s) with a datagram queued", how);
 		if (r != 0 || !(mh.msg_flags & MSG_TRUNC))
 			FAIL("UDP: recvmsg() into a zero-length buffer (%s) on a 5-byte datagram "
 			     "returned %zd with flags 0x%x, expected 0 with MSG_TRUNC", how, r,
 			     r >= 0 ? mh.msg_flags : 0);
-		ASSERT_TRUE(sp_poll(rx, POLLIN, sp_wait_ms()) & POLLIN, "UDP: the next datagram is "
+		EXPECT_EVENTS(rx, POLLIN, POLLIN, "UDP: the next datagram is "
 			    "queued");
 		r = recv(rx, buf, sizeof(buf), 0);
 		if (r != 3 || memcmp(buf, "two", 3))
@@ -672,7 +672,7 @@ static int peek_twice(int fd, int tx, int stream, char a[4], char b[4])
 		ASSERT_EQ(6, sp_wait_inq(fd, 6));
 	} else {
 		ASSERT_EQ(6, send(tx, "abcdef", 6, MSG_NOSIGNAL));
-		ASSERT_TRUE(sp_poll(fd, POLLIN, sp_wait_ms()) & POLLIN, "the datagram arrives");
+		EXPECT_EVENTS(fd, POLLIN, POLLIN, "the datagram arrives");
 	}
 	memset(a, 0, 4);
 	memset(b, 0, 4);

@@ -86,11 +86,11 @@ static void still_carries_data(int c, int s, const char *after)
 {
 	char buf[8];
 	ASSERT_EQ(4, send(c, "ping", 4, MSG_NOSIGNAL));
-	ASSERT_TRUE(sp_poll(s, POLLIN, sp_wait_ms()) & POLLIN, "data arrives after %s", after);
+	EXPECT_EVENTS(s, POLLIN, POLLIN, "data arrives after %s", after);
 	ASSERT_EQ(4, recv(s, buf, sizeof(buf), 0));
 	ASSERT_MEM_EQ("ping", buf, 4);
 	ASSERT_EQ(4, send(s, "pong", 4, MSG_NOSIGNAL));
-	ASSERT_TRUE(sp_poll(c, POLLIN, sp_wait_ms()) & POLLIN, "the reply arrives after %s", after);
+	EXPECT_EVENTS(c, POLLIN, POLLIN, "the reply arrives after %s", after);
 	ASSERT_EQ(4, recv(c, buf, sizeof(buf), 0));
 	ASSERT_MEM_EQ("pong", buf, 4);
 }
@@ -176,7 +176,7 @@ SP_TEST(connect_again_fails_with_eisconn, "STATE-CONNECT-AGAIN", SP_INET)
 	char buf[8];
 	ASSERT_SYS(connect_to(u, ctx, sp_local_port(p1)));
 	ASSERT_EQ(1, send(u, "1", 1, 0));
-	ASSERT_TRUE(sp_poll(p1, POLLIN, sp_wait_ms()) & POLLIN, "UDP: the first peer receives");
+	EXPECT_EVENTS(p1, POLLIN, POLLIN, "UDP: the first peer receives");
 	ASSERT_EQ(1, recv(p1, buf, sizeof(buf), 0));
 	ASSERT_EQ(0, connect_to(u, ctx, sp_local_port(p2)));
 	ASSERT_EQ(1, send(u, "2", 1, 0));
@@ -197,7 +197,8 @@ SP_TEST(connect_again_fails_with_eisconn, "STATE-CONNECT-AGAIN", SP_INET)
 /* STATE-CONNECT-AGAIN, the pending connect: EALREADY while pending, then 0
  * or EISCONN once complete, then EISCONN. Both families at once, so that
  * the one SYN retransmission (about 1 s) is waited for once. */
-SP_TEST(pending_connect_fails_with_ealready_until_complete, "STATE-CONNECT-AGAIN", SP_NONE, .slow = 1)
+SP_TEST(pending_connect_fails_with_ealready_until_complete, "STATE-CONNECT-AGAIN", SP_NONE,
+	.slow = 1)
 {
 	(void)ctx;
 	static const struct sp_ctx fams[2] = {
@@ -298,7 +299,7 @@ SP_TEST(refused_connect_clears_so_error_and_socket_reconnects, "STATE-RECONNECT"
 	if (r != 0)
 		FAIL("connect() to a listener after a refused connect returned %d (%s), expected 0",
 		     r, sp_errno_name(e));
-	ASSERT_TRUE(sp_poll(l, POLLIN, sp_wait_ms()) & POLLIN, "the listener has the connection");
+	EXPECT_EVENTS(l, POLLIN, POLLIN, "the listener has the connection");
 	struct sockaddr_storage from;
 	socklen_t fl = sizeof(from);
 	int a = (int)ASSERT_SYS(accept(l, (struct sockaddr *)&from, &fl));
@@ -428,7 +429,7 @@ SP_TEST(shutdown_of_unconnected_socket_fails_with_enotconn, "STATE-SHUTDOWN-UNCO
 	char buf[4];
 	sp_tcp_pair(ctx, &c, &s);
 	ASSERT_EQ(0, shutdown(c, SHUT_WR));
-	ASSERT_TRUE(sp_poll(s, POLLIN, sp_wait_ms()) & POLLIN, "the peer sees the FIN");
+	EXPECT_EVENTS(s, POLLIN, POLLIN, "the peer sees the FIN");
 	ASSERT_EQ(0, recv(s, buf, sizeof(buf), 0));
 	ASSERT_EQ(0, shutdown(s, SHUT_RDWR));
 	close(c);
@@ -523,7 +524,7 @@ SP_TEST(calls_needing_a_connection_fail_without_one, "STATE-LISTENER-IO", SP_INE
 	}
 	/* listen() on a connected socket: EINVAL; the connection is unchanged. */
 	int c = sp_tcp_connect(ctx, l);
-	ASSERT_TRUE(sp_poll(l, POLLIN, sp_wait_ms()) & POLLIN, "the listener has the connection");
+	EXPECT_EVENTS(l, POLLIN, POLLIN, "the listener has the connection");
 	int s = (int)ASSERT_SYS(accept(l, NULL, NULL));
 	ASSERT_ERRNO(listen(c, 4), EINVAL);
 	ASSERT_ERRNO(listen(s, 4), EINVAL);
@@ -595,7 +596,7 @@ SP_TEST(unspec_connect_dissolves_udp_association, "STATE-UDP-DISCONNECT", SP_INE
 	/* Connected to p1: p2's datagram is not delivered, p1's is. */
 	ASSERT_EQ(2, sendto(p2, "p2", 2, 0, (struct sockaddr *)&to, tl));
 	ASSERT_EQ(2, sendto(p1, "p1", 2, 0, (struct sockaddr *)&to, tl));
-	ASSERT_TRUE(sp_poll(u, POLLIN, sp_wait_ms()) & POLLIN, "the connected peer's datagram "
+	EXPECT_EVENTS(u, POLLIN, POLLIN, "the connected peer's datagram "
 		    "arrives (UDP-CONNECTED)");
 	ssize_t r = recv(u, buf, sizeof(buf), 0);
 	if (r != 2 || memcmp(buf, "p1", 2))
@@ -629,7 +630,7 @@ SP_TEST(unspec_connect_dissolves_udp_association, "STATE-UDP-DISCONNECT", SP_INE
 	struct sockaddr_storage p1a;
 	socklen_t p1l = sp_loopback(ctx, &p1a, sp_local_port(p1));
 	ASSERT_EQ(1, sendto(u, "z", 1, 0, (struct sockaddr *)&p1a, p1l));
-	ASSERT_TRUE(sp_poll(p1, POLLIN, sp_wait_ms()) & POLLIN, "sendto() after the disconnect");
+	EXPECT_EVENTS(p1, POLLIN, POLLIN, "sendto() after the disconnect");
 	close(u);
 
 	/* Records: a port the kernel chose; AF_UNSPEC on TCP. */

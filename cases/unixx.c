@@ -197,12 +197,12 @@ SP_TEST(socket_options_identify_unix_and_inet_sockets, "UNIXX-OPTIONS", SP_INET)
 	identifies(s, AF_UNIX, 0, SOCK_STREAM, "accepted AF_UNIX stream");
 	char buf[8];
 	ASSERT_EQ(5, send(c, "hello", 5, MSG_NOSIGNAL));
-	ASSERT_TRUE(sp_poll(s, POLLIN, sp_wait_ms()) & POLLIN, "the AF_UNIX stream with TCP "
+	EXPECT_EVENTS(s, POLLIN, POLLIN, "the AF_UNIX stream with TCP "
 		    "options carries data");
 	ASSERT_EQ(5, recv(s, buf, sizeof(buf), 0));
 	ASSERT_MEM_EQ("hello", buf, 5);
 	ASSERT_EQ(3, send(s, "bye", 3, MSG_NOSIGNAL));
-	ASSERT_TRUE(sp_poll(c, POLLIN, sp_wait_ms()) & POLLIN, "and back");
+	EXPECT_EVENTS(c, POLLIN, POLLIN, "and back");
 	ASSERT_EQ(3, recv(c, buf, sizeof(buf), 0));
 	ASSERT_MEM_EQ("bye", buf, 3);
 	close(c);
@@ -271,7 +271,7 @@ SP_TEST(unix_bind_without_name_autobinds, "UNIXX-AUTOBIND", SP_NONE)
 	ASSERT_MEM_EQ(a.sun_path, got.sun_path, 6);
 	ASSERT_EQ(2, send(c, "hi", 2, MSG_NOSIGNAL));
 	char buf[8];
-	ASSERT_TRUE(sp_poll(s, POLLIN, sp_wait_ms()) & POLLIN, "data over the autobound name");
+	EXPECT_EVENTS(s, POLLIN, POLLIN, "data over the autobound name");
 	ASSERT_EQ(2, recv(s, buf, sizeof(buf), 0));
 	/* Record: the unbound connecting client's names. */
 	socklen_t cl = name_of(c, &got, 0), pl = name_of(s, &got, 1);
@@ -291,7 +291,7 @@ SP_TEST(unix_bind_without_name_autobinds, "UNIXX-AUTOBIND", SP_NONE)
 	struct sockaddr_un from, mine;
 	socklen_t fl = sizeof(from);
 	memset(&from, 0x55, sizeof(from));
-	ASSERT_TRUE(sp_poll(rx, POLLIN, sp_wait_ms()) & POLLIN, "the datagram arrives");
+	EXPECT_EVENTS(rx, POLLIN, POLLIN, "the datagram arrives");
 	ASSERT_EQ(1, recvfrom(rx, buf, sizeof(buf), 0, (struct sockaddr *)&from, &fl));
 	is_autobound_name(&from, fl, "the SO_PASSCRED sender's address as recvfrom() gives it");
 	socklen_t ml = name_of(tx, &mine, 0);
@@ -304,7 +304,7 @@ SP_TEST(unix_bind_without_name_autobinds, "UNIXX-AUTOBIND", SP_NONE)
 	tx = unix_socket(SOCK_DGRAM);
 	ASSERT_EQ(1, sendto(tx, "e", 1, 0, (struct sockaddr *)&a, rl));
 	fl = sizeof(from);
-	ASSERT_TRUE(sp_poll(rx, POLLIN, sp_wait_ms()) & POLLIN, "the datagram arrives");
+	EXPECT_EVENTS(rx, POLLIN, POLLIN, "the datagram arrives");
 	ASSERT_EQ(1, recvfrom(rx, buf, sizeof(buf), 0, (struct sockaddr *)&from, &fl));
 	RECORD("unbound_dgram_sender_name", "recvfrom address length %u", (unsigned)fl);
 	close(tx);
