@@ -1,0 +1,320 @@
+/*
+ * state.c - faults for catalogue 3's STATE-*, UNIXX-*, ADDR-* and RECV-*
+ * behaviors (connection state errors, Unix domain specifics, IPv6 scope
+ * and mapped addresses, zero-length and peeked reads). Part of
+ * libspfault.so; see spfault.c for the conventions.
+ *
+ * This file interposes nothing itself. For calls spfault.c interposes
+ * (connect, bind, shutdown, read/recv/recvfrom/recvmsg, write/send,
+ * sendto, getsockopt, accept, accept4) it offers hooks, spfault_state_*()
+ * (spfault.h), that spfault.c calls with one line each: a _pre hook
+ * returns 1 when it replaces the call (result in *r, errno set), a _post
+ * hook gets the call's result and returns the one the program sees.
+ * Every hook is transparent while no fault of this file is on, and a check
+ * it makes never changes errno. Calls the faults make themselves go to the
+ * kernel directly (syscall()), past every interposer.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <stddef.h>
+#include <fcntl.h>
+#include <string.h>
+#include <unistd.h>
+#include <net/if.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
+
+#include "spfault.h"
+
+#define on(name) spfault_on(name)
+
+FAULT(connect_to_connected_succeeds,
+      "STATE-CONNECT-AGAIN",
+      "a socket layer that treats connect() on a connected TCP socket as done (returns 0) "
+      "instead of failing with EISCONN, as some emulation layers do for retry loops");
+FAULT(pending_connect_says_inprogress,
+      "STATE-CONNECT-AGAIN",
+      "a stack that answers every connect() on a pending non-blocking socket with "
+      "EINPROGRESS again instead of EALREADY");
+FAULT(refused_connect_keeps_so_error,
+      "STATE-RECONNECT",
+      "a stack that leaves ECONNREFUSED pending in SO_ERROR although the blocking connect() "
+      "already returned it (libctru left SO_ERROR set)");
+FAULT(bind_twice_succeeds,
+      "STATE-BIND-TWICE",
+      "a stack that lets bind() succeed on a socket already bound (NuttX allowed a second "
+      "bind), keeping the first address");
+FAULT(shutdown_unconnected_succeeds,
+      "STATE-SHUTDOWN-UNCONNECTED",
+      "Windows-style shutdown(): 0 on a socket that was never connected instead of ENOTCONN");
+FAULT(listener_reads_eof,
+      "STATE-LISTENER-IO",
+      "a stack that answers a read on a listening socket with 0 (end of file) instead of "
+      "ENOTCONN");
+FAULT(unspec_connect_unsupported,
+      "STATE-UDP-DISCONNECT",
+      "IBM i / macOS: connect() with AF_UNSPEC fails (EAFNOSUPPORT) and the UDP association "
+      "stays");
+FAULT(so_protocol_as_given,
+      "UNIXX-OPTIONS",
+      "an emulator that stores socket()'s protocol argument and reports it for SO_PROTOCOL: "
+      "0 for TCP and UDP sockets made with protocol 0 and for accepted ones");
+FAULT(autobind_name_per_process,
+      "UNIXX-AUTOBIND",
+      "an emulator that derives the autobind name from the process id alone, so a second "
+      "socket of the process cannot autobind (EADDRINUSE)");
+FAULT(unix_dgram_full_drops,
+      "UNIXX-DGRAM-QLEN",
+      "an AF_UNIX datagram emulation without flow control: a send to a full receive queue "
+      "reports success and the datagram is dropped, as UDP would");
+FAULT(unix_connect_einprogress,
+      "UNIXX-CONNECT-EAGAIN",
+      "a stack whose non-blocking AF_UNIX connect to a full backlog fails with EINPROGRESS "
+      "(the TCP answer) instead of EAGAIN");
+FAULT(linklocal_scope_guessed,
+      "ADDR-V6-LINKLOCAL-SCOPE",
+      "a stack that binds a link-local address without a scope id to the first interface "
+      "that has it, instead of failing with EINVAL");
+FAULT(accept_drops_scope_id,
+      "ADDR-V6-LINKLOCAL-SCOPE",
+      "a socket layer that drops sin6_scope_id from accept()'s address (gRPC Swift lost the "
+      "scope id)");
+FAULT(mapped_sendto_einval,
+      "ADDR-V6-MAPPED-CONNECT",
+      "FreeBSD-style IPv6 UDP: sendto() to a v4-mapped address fails with EINVAL although "
+      "IPV6_V6ONLY is 0");
+FAULT(zero_length_recv_peeks,
+      "RECV-ZERO-LENGTH",
+      "a stack that returns early for a receive into no buffer and leaves the datagram queued "
+      "instead of consuming it");
+FAULT(unix_peek_unsupported,
+      "RECV-PEEK-ACROSS-WRITES",
+      "Mystikos / early Gramine: MSG_PEEK on an AF_UNIX stream socket fails with EOPNOTSUPP");
+
+/* ---- what a socket is (errno kept) ------------------------------------------ */
+
+static int family_of(int fd)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+	int saved = errno;
+	memset(&ss, 0, sizeof(ss));
+	int r = (int)syscall(SYS_getsockname, fd, &ss, &len);
+	errno = saved;
+	return r == 0 ? ss.ss_family : -1;
+}
+
+/* Bound: an inet socket with a port, a unix socket with a name. */
+static int is_bound(int fd)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+	int saved = errno;
+	memset(&ss, 0, sizeof(ss));
+	int r = (int)syscall(SYS_getsockname, fd, &ss, &len);
+	errno = saved;
+	if (r != 0)
+		return 0;
+	if (ss.ss_family == AF_INET)
+		return ((struct sockaddr_in *)&ss)->sin_port != 0;
+	if (ss.ss_family == AF_INET6)
+		return ((struct sockaddr_in6 *)&ss)->sin6_port != 0;
+	if (ss.ss_family == AF_UNIX)
+		return len > sizeof(sa_family_t);
+	return 0;
+}
+
+static int is_connected(int fd)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+	int saved = errno;
+	int r = (int)syscall(SYS_getpeername, fd, &ss, &len);
+	errno = saved;
+	return r == 0;
+}
+
+static int fail_with(int e, int *r)
+{
+	errno = e;
+	*r = -1;
+	return 1;
+}
+
+#define MAXFD 4096
+static unsigned char refused[MAXFD];     /* ECONNREFUSED to report once more */
+static unsigned char protocol_arg[MAXFD]; /* socket()'s protocol argument + 1 */
+
+/* ---- connect ----------------------------------------------------------------- */
+
+int spfault_state_connect_pre(int fd, const struct sockaddr *a, socklen_t len, int *r)
+{
+	(void)len;
+	int type = spfault_sock_type(fd);
+	if (on("unspec_connect_unsupported") && a && a->sa_family == AF_UNSPEC &&
+	    type == SOCK_DGRAM)
+		return fail_with(EAFNOSUPPORT, r);
+	if (on("connect_to_connected_succeeds") && type == SOCK_STREAM && family_of(fd) != AF_UNIX &&
+	    is_connected(fd)) {
+		*r = 0;
+		return 1;
+	}
+	return 0;
+}
+
+int spfault_state_connect_post(int fd, int r)
+{
+	if (r == 0 || fd < 0)
+		return r;
+	int e = errno, type = spfault_sock_type(fd);
+	if (e == EALREADY && on("pending_connect_says_inprogress") && type == SOCK_STREAM)
+		e = EINPROGRESS;
+	if (e == EAGAIN && on("unix_connect_einprogress") && type == SOCK_STREAM &&
+	    family_of(fd) == AF_UNIX)
+		e = EINPROGRESS;
+	if (e == ECONNREFUSED && on("refused_connect_keeps_so_error") && fd < MAXFD) {
+		int fl = fcntl(fd, F_GETFL);
+		if (fl >= 0 && !(fl & O_NONBLOCK))
+			refused[fd] = 1;
+	}
+	errno = e;
+	return r;
+}
+
+/* ---- bind -------------------------------------------------------------------- */
+
+static int is_linklocal(const struct sockaddr *a, socklen_t len)
+{
+	const struct sockaddr_in6 *s = (const void *)a;
+	return a && len >= sizeof(*s) && a->sa_family == AF_INET6 &&
+	       IN6_IS_ADDR_LINKLOCAL(&s->sin6_addr);
+}
+
+int spfault_state_bind_pre(int fd, const struct sockaddr *a, socklen_t len, int *r)
+{
+	if (on("autobind_name_per_process") && a && a->sa_family == AF_UNIX &&
+	    len == sizeof(sa_family_t)) {
+		struct sockaddr_un un = { .sun_family = AF_UNIX };
+		static const char hex[] = "0123456789abcdef";
+		unsigned id = (unsigned)getpid();
+		for (int i = 5; i >= 1; i--, id >>= 4)
+			un.sun_path[i] = hex[id & 15];
+		*r = (int)syscall(SYS_bind, fd, &un, offsetof(struct sockaddr_un, sun_path) + 6);
+		return 1;
+	}
+	if (on("bind_twice_succeeds") && spfault_sock_type(fd) && is_bound(fd)) {
+		*r = 0;
+		return 1;
+	}
+	if (on("linklocal_scope_guessed") && is_linklocal(a, len) &&
+	    ((const struct sockaddr_in6 *)a)->sin6_scope_id == 0) {
+		struct sockaddr_in6 fixed;
+		memcpy(&fixed, a, sizeof(fixed));
+		int saved = errno;
+		fixed.sin6_scope_id = if_nametoindex("lo");
+		errno = saved;
+		*r = (int)syscall(SYS_bind, fd, &fixed, sizeof(fixed));
+		return 1;
+	}
+	return 0;
+}
+
+/* ---- shutdown ------------------------------------------------------------------ */
+
+int spfault_state_shutdown_post(int fd, int how, int r)
+{
+	(void)fd;
+	(void)how;
+	if (r < 0 && errno == ENOTCONN && on("shutdown_unconnected_succeeds"))
+		return 0;
+	return r;
+}
+
+/* ---- receiving ----------------------------------------------------------------- */
+
+int spfault_state_recv_pre(int fd, size_t room, int *flags, ssize_t *r)
+{
+	int type;
+	if (!on("listener_reads_eof") && !on("zero_length_recv_peeks") &&
+	    !on("unix_peek_unsupported"))
+		return 0;
+	type = spfault_sock_type(fd);
+	if (!type)
+		return 0;
+	if (on("listener_reads_eof") && type == SOCK_STREAM &&
+	    spfault_sockopt_int(fd, SOL_SOCKET, SO_ACCEPTCONN)) {
+		*r = 0;
+		return 1;
+	}
+	if (on("zero_length_recv_peeks") && room == 0 && type == SOCK_DGRAM)
+		*flags |= MSG_PEEK;
+	if (on("unix_peek_unsupported") && (*flags & MSG_PEEK) && type == SOCK_STREAM &&
+	    family_of(fd) == AF_UNIX) {
+		errno = EOPNOTSUPP;
+		*r = -1;
+		return 1;
+	}
+	return 0;
+}
+
+/* ---- sending -------------------------------------------------------------------- */
+
+ssize_t spfault_state_send_post(int fd, size_t n, ssize_t r)
+{
+	if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) && on("unix_dgram_full_drops") &&
+	    spfault_sock_type(fd) == SOCK_DGRAM && family_of(fd) == AF_UNIX)
+		return (ssize_t)n;
+	return r;
+}
+
+int spfault_state_sendto_pre(int fd, const struct sockaddr *to, socklen_t len, ssize_t *r)
+{
+	(void)fd;
+	if (on("mapped_sendto_einval") && to && len >= sizeof(struct sockaddr_in6) &&
+	    to->sa_family == AF_INET6 &&
+	    IN6_IS_ADDR_V4MAPPED(&((const struct sockaddr_in6 *)to)->sin6_addr)) {
+		errno = EINVAL;
+		*r = -1;
+		return 1;
+	}
+	return 0;
+}
+
+/* ---- options and names ----------------------------------------------------------- */
+
+void spfault_state_getsockopt_post(int fd, int level, int opt, void *val, socklen_t *len)
+{
+	if (level != SOL_SOCKET || !val || !len || *len < sizeof(int))
+		return;
+	if (opt == SO_ERROR && fd >= 0 && fd < MAXFD && refused[fd]) {
+		refused[fd] = 0;
+		if (*(int *)val == 0)
+			*(int *)val = ECONNREFUSED;
+	}
+	if (opt == SO_PROTOCOL && on("so_protocol_as_given")) {
+		int fam = family_of(fd);
+		if ((fam == AF_INET || fam == AF_INET6) && fd < MAXFD && protocol_arg[fd] <= 1)
+			*(int *)val = 0;
+	}
+}
+
+void spfault_state_accept_post(int fd, struct sockaddr *a, socklen_t *len)
+{
+	if (fd >= 0 && a && len && *len >= sizeof(struct sockaddr_in6) &&
+	    a->sa_family == AF_INET6 && on("accept_drops_scope_id"))
+		((struct sockaddr_in6 *)a)->sin6_scope_id = 0;
+	if (fd >= 0 && fd < MAXFD)
+		refused[fd] = protocol_arg[fd] = 0;
+}
+
+/* A new socket from socket() (faults/exec.c): its protocol argument; a
+ * reused descriptor number forgets what a fault noted about it. */
+void spfault_state_socket(int fd, int protocol)
+{
+	if (fd >= 0 && fd < MAXFD) {
+		refused[fd] = 0;
+		protocol_arg[fd] = (unsigned char)(protocol >= 0 && protocol < 255 ? protocol + 1 : 255);
+	}
+}
