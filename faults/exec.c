@@ -1,12 +1,12 @@
 /*
  * exec.c - faults for catalogue 3's EXEC-* behaviors (close-on-exec of
- * sockets). Part of libspfault.so; see spfault.c for the conventions.
+ * sockets). Part of libspfault.so; see spfault.h for the conventions.
  *
- * This file owns the interposers of socket, fcntl, execv and execve (the
- * probes re-execute themselves with execv(); glibc's execv() calls execve
- * internally, so both are interposed). socket() also tells faults/state.c
- * the protocol argument (spfault_state_socket). Everything is transparent
- * while no fault of this file is on.
+ * This file owns the interposers of execv and execve (the probes
+ * re-execute themselves with execv(); glibc's execv() calls execve
+ * internally, so both are interposed) and joins socket and fcntl
+ * (faults/core.c: other families make those calls too) through hooks.
+ * Everything is transparent while no fault of this file is on.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -43,35 +43,32 @@ FAULT(exec_keeps_hidden_socket_copy,
       "closes in the new program but the connection stays open until the process exits "
       "(CGI children kept clients' connections open)");
 
-REAL(int, socket, int, int, int)
 REAL(int, fcntl, int, int, ...)
 REAL(int, execve, const char *, char *const[], char *const[])
 REAL(int, execv, const char *, char *const[])
 
-int socket(int domain, int type, int protocol)
+SPF_HOOK(sock_cloexec_ignored, SPF_OP(SPF_SOCKET), SPF_BEFORE, 10)
 {
-	load_socket();
 	if (on("sock_cloexec_ignored"))
-		type &= ~SOCK_CLOEXEC;
-	int fd = real_socket(domain, type, protocol);
-	if (fd >= 0)
-		spfault_state_socket(fd, protocol);
-	return fd;
+		c->type &= ~SOCK_CLOEXEC;
+	return 0;
 }
 
-int fcntl(int fd, int cmd, ...)
+SPF_HOOK(dupfd_cloexec_ignored, SPF_OP(SPF_FCNTL), SPF_BEFORE, 10)
 {
-	va_list ap;
-	va_start(ap, cmd);
-	long arg = va_arg(ap, long);
-	va_end(ap);
-	load_fcntl();
-	if (cmd == F_DUPFD_CLOEXEC && on("dupfd_cloexec_ignored"))
-		cmd = F_DUPFD;
-	int r = real_fcntl(fd, cmd, arg);
-	if (r == 0 && cmd == F_SETFL && (arg & O_CLOEXEC) && on("setfl_cloexec_sets_fd_flag"))
-		real_fcntl(fd, F_SETFD, FD_CLOEXEC);
-	return r;
+	if (c->flags == F_DUPFD_CLOEXEC && on("dupfd_cloexec_ignored"))
+		c->flags = F_DUPFD;
+	return 0;
+}
+
+SPF_HOOK(setfl_cloexec_sets_fd_flag, SPF_OP(SPF_FCNTL), SPF_AFTER, 10)
+{
+	if (c->r == 0 && c->flags == F_SETFL && (c->arg & O_CLOEXEC) &&
+	    on("setfl_cloexec_sets_fd_flag")) {
+		load_fcntl();
+		real_fcntl(c->fd, F_SETFD, FD_CLOEXEC);
+	}
+	return 0;
 }
 
 /* Before the exec: what the sandbox does to the process's sockets. */

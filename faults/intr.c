@@ -1,18 +1,14 @@
 /*
  * faults/intr.c - faults for catalogue 3's INTR-* and TIMEO-* behaviors
  * (signals and blocking calls, socket timeouts). Part of libspfault.so;
- * see spfault.c for the conventions.
+ * see spfault.h for the conventions.
  *
- * The calls are interposed in spfault.c (recv, recvfrom, recvmsg, read,
- * accept, accept4, send, connect) and mux.c (poll, select, epoll_wait),
- * which call the hooks below with one line each (spfault.h):
- *
- *   spfault_intr_before(call, fd, &r)   1: the fault made the call, r is
- *                                       its result (errno set)
- *   spfault_intr_again(call, fd)        after a failed call: 1 = make the
- *                                       call again (a restart)
- *   spfault_intr_after(call, fd, r, n)  the result the caller sees
- *   spfault_intr_connect(fd, a, len, real)  connect(), possibly the fault's
+ * Interposes nothing: joins read, recv, recvfrom, recvmsg, accept,
+ * accept4, send and connect (faults/core.c), poll and select
+ * (faults/mux.c) and epoll_wait (faults/epoll.c) through hooks: an
+ * SPF_BEFORE hook that makes the call itself (the waits below), an
+ * SPF_AGAIN hook that restarts a failed call, SPF_AFTER hooks that change
+ * what the caller sees.
  *
  * The faults wait with raw ppoll() system calls (past mux.c), which a
  * signal always interrupts, whatever SA_RESTART says: that is how a stack
@@ -147,26 +143,30 @@ static int any_on(void)
 static __thread int held_fd = -1;      /* sndtimeo_ignored: whose timeout is held */
 static __thread struct timeval held_tv;
 
-int spfault_intr_before(int call, int fd, long *r)
+/* The blocking calls of a TCP socket (faults after every other family's
+ * SPF_BEFORE hook, as the old interposers ran them last). */
+SPF_HOOK(intr_before, SPF_RECEIVING | SPF_OP(SPF_ACCEPT) | SPF_OP(SPF_SEND), SPF_BEFORE, 90)
 {
+	int fd = c->fd, taking = c->op != SPF_SEND;
+
 	if (!any_on() || fd < 0 || !inet_stream(fd) || !blocking(fd))
 		return 0;
 	/* socket_calls_not_restarted: the call waits where no restart can
 	 * happen; a handled signal ends it with EINTR. */
-	if ((call == SPF_RECV || call == SPF_ACCEPT) && spfault_on("socket_calls_not_restarted") &&
-	    alrm_restarts() && !has_timeout(fd, SO_RCVTIMEO) && wait_unbounded(fd, POLLIN) < 0) {
-		*r = -1;
+	if (taking && spfault_on("socket_calls_not_restarted") && alrm_restarts() &&
+	    !has_timeout(fd, SO_RCVTIMEO) && wait_unbounded(fd, POLLIN) < 0) {
+		c->r = -1;
 		return 1;
 	}
 	/* accept_ignores_rcvtimeo: wait for a connection, whatever the timeout. */
-	if (call == SPF_ACCEPT && spfault_on("accept_ignores_rcvtimeo") &&
+	if (c->op == SPF_ACCEPT && spfault_on("accept_ignores_rcvtimeo") &&
 	    has_timeout(fd, SO_RCVTIMEO) && wait_unbounded(fd, POLLIN) < 0) {
-		*r = -1;
+		c->r = -1;
 		return 1;
 	}
 	/* sndtimeo_ignored: the send is made as if no timeout were set (it is
 	 * put back after the call: the program reads back what it set). */
-	if (call == SPF_SEND && spfault_on("sndtimeo_ignored") && has_timeout(fd, SO_SNDTIMEO)) {
+	if (c->op == SPF_SEND && spfault_on("sndtimeo_ignored") && has_timeout(fd, SO_SNDTIMEO)) {
 		socklen_t len = sizeof(held_tv);
 		struct timeval none = { 0, 0 };
 		int saved = errno;
@@ -180,23 +180,28 @@ int spfault_intr_before(int call, int fd, long *r)
 
 static __thread int restarted;
 
-int spfault_intr_again(int call, int fd)
+/* mux_restarted, timed_calls_restarted: an interrupted call under
+ * SA_RESTART is made again (once per call). */
+SPF_HOOK(intr_again, SPF_RECEIVING | SPF_OP(SPF_ACCEPT) | SPF_OP(SPF_SEND) |
+	 SPF_OP(SPF_CONNECT) | SPF_OP(SPF_POLL), SPF_AGAIN, 90)
 {
-	int again = 0;
+	int again = 0, fd = c->fd;
 
 	if (errno == EINTR && any_on() && !restarted && alrm_restarts()) {
-		if (call == SPF_MUX)
+		if (c->op == SPF_POLL)
 			again = spfault_on("mux_restarted");
 		else if (spfault_on("timed_calls_restarted") && fd >= 0 && inet_stream(fd))
-			again = has_timeout(fd, call == SPF_RECV || call == SPF_ACCEPT ? SO_RCVTIMEO
-										: SO_SNDTIMEO);
+			again = has_timeout(fd, c->op == SPF_SEND || c->op == SPF_CONNECT ? SO_SNDTIMEO
+											  : SO_RCVTIMEO);
 	}
-	restarted = again; /* once per call */
+	restarted = again;
 	return again;
 }
 
-long spfault_intr_after(int call, int fd, long r, size_t n)
+SPF_HOOK(intr_after_send, SPF_OP(SPF_SEND), SPF_AFTER, 90)
 {
+	int fd = c->fd;
+
 	if (held_fd >= 0 && held_fd == fd) {
 		int saved = errno;
 		syscall(SYS_setsockopt, fd, SOL_SOCKET, SO_SNDTIMEO, &held_tv, sizeof(held_tv));
@@ -205,50 +210,60 @@ long spfault_intr_after(int call, int fd, long r, size_t n)
 	}
 	/* interrupted_send_reports_eintr: a short count of a blocking send
 	 * (only a signal makes one when no SO_SNDTIMEO is set) becomes EINTR. */
-	if (call == SPF_SEND && r > 0 && (size_t)r < n && any_on() && spfault_on("interrupted_send_reports_eintr") &&
-	    inet_stream(fd) && blocking(fd) && !has_timeout(fd, SO_SNDTIMEO)) {
+	if (c->r > 0 && (size_t)c->r < c->n && any_on() &&
+	    spfault_on("interrupted_send_reports_eintr") && inet_stream(fd) && blocking(fd) &&
+	    !has_timeout(fd, SO_SNDTIMEO)) {
 		errno = EINTR;
-		return -1;
+		c->r = -1;
 	}
-	return r;
+	return 0;
 }
 
-int spfault_intr_connect(int fd, const struct sockaddr *a, socklen_t len,
-			 int (*real)(int, const struct sockaddr *, socklen_t))
+/* connect_not_restarted (under SA_RESTART), connect_ignores_sndtimeo
+ * (with SO_SNDTIMEO): start the attempt, then wait for it without limit
+ * where no restart can happen. */
+SPF_HOOK(intr_connect, SPF_OP(SPF_CONNECT), SPF_BEFORE, 90)
 {
-	int r;
+	int fd = c->fd;
+	const struct sockaddr *a = c->to;
 
 	if (!any_on() || fd < 0 || !a || a->sa_family == AF_UNSPEC || !inet_stream(fd) ||
 	    !blocking(fd))
-		return real(fd, a, len);
-	/* connect_not_restarted (under SA_RESTART), connect_ignores_sndtimeo
-	 * (with SO_SNDTIMEO): start the attempt, then wait for it without
-	 * limit where no restart can happen. */
-	if ((spfault_on("connect_not_restarted") && alrm_restarts() && !has_timeout(fd, SO_SNDTIMEO)) ||
-	    (spfault_on("connect_ignores_sndtimeo") && has_timeout(fd, SO_SNDTIMEO))) {
-		int fl = fcntl(fd, F_GETFL);
-		fcntl(fd, F_SETFL, fl | O_NONBLOCK);
-		r = real(fd, a, len);
-		int err = errno;
-		fcntl(fd, F_SETFL, fl);
-		if (r == 0 || err != EINPROGRESS) {
-			errno = err;
-			return r;
-		}
-		if (wait_unbounded(fd, POLLOUT) < 0)
-			return -1; /* EINTR */
-		int soerr = 0;
-		socklen_t sl = sizeof(soerr);
-		syscall(SYS_getsockopt, fd, SOL_SOCKET, SO_ERROR, &soerr, &sl);
-		errno = soerr;
-		return soerr ? -1 : 0;
+		return 0;
+	if (!(spfault_on("connect_not_restarted") && alrm_restarts() &&
+	      !has_timeout(fd, SO_SNDTIMEO)) &&
+	    !(spfault_on("connect_ignores_sndtimeo") && has_timeout(fd, SO_SNDTIMEO)))
+		return 0;
+	int fl = fcntl(fd, F_GETFL);
+	fcntl(fd, F_SETFL, fl | O_NONBLOCK);
+	c->r = syscall(SYS_connect, fd, a, c->tolen);
+	int err = errno;
+	fcntl(fd, F_SETFL, fl);
+	if (c->r == 0 || err != EINPROGRESS) {
+		errno = err;
+		return 1;
 	}
-	r = real(fd, a, len);
-	/* interrupted_connect_aborted: the attempt is dropped (AF_UNSPEC). */
-	if (r < 0 && errno == EINTR && spfault_on("interrupted_connect_aborted")) {
+	if (wait_unbounded(fd, POLLOUT) < 0) {
+		c->r = -1; /* EINTR */
+		return 1;
+	}
+	int soerr = 0;
+	socklen_t sl = sizeof(soerr);
+	syscall(SYS_getsockopt, fd, SOL_SOCKET, SO_ERROR, &soerr, &sl);
+	errno = soerr;
+	c->r = soerr ? -1 : 0;
+	return 1;
+}
+
+/* interrupted_connect_aborted: the attempt is dropped (AF_UNSPEC). */
+SPF_HOOK(interrupted_connect_aborted, SPF_OP(SPF_CONNECT), SPF_AFTER, 1)
+{
+	if (c->r < 0 && errno == EINTR && any_on() && spfault_on("interrupted_connect_aborted") &&
+	    c->to && c->to->sa_family != AF_UNSPEC && c->fd >= 0 && inet_stream(c->fd) &&
+	    blocking(c->fd)) {
 		struct sockaddr un = { .sa_family = AF_UNSPEC };
-		syscall(SYS_connect, fd, &un, sizeof(un));
+		syscall(SYS_connect, c->fd, &un, sizeof(un));
 		errno = EINTR;
 	}
-	return r;
+	return 0;
 }

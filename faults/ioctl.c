@@ -1,12 +1,12 @@
 /*
  * ioctl.c - faults for catalogue 3's IOCTL-* behaviors (FIONREAD/SIOCINQ,
- * SIOCOUTQ/TIOCOUTQ, FIONBIO). Part of libspfault.so; see spfault.c for
+ * SIOCOUTQ/TIOCOUTQ, FIONBIO). Part of libspfault.so; see spfault.h for
  * the conventions.
  *
- * This file owns the ioctl() interposer. It is transparent while no fault
- * of this file is on (the other fault files call ioctl() too, e.g. for
- * FIONREAD on pipes); checks it makes go to the kernel directly and keep
- * errno.
+ * Joins ioctl() (faults/core.c: the other fault files call it too, e.g.
+ * for FIONREAD on pipes) through hooks. They are transparent while no
+ * fault of this file is on; checks they make go to the kernel directly
+ * and keep errno.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -41,8 +41,6 @@ FAULT(fionbio_pointer_as_value,
       "SerenityOS: FIONBIO reads the pointer, not the int it points to, so FIONBIO 0 sets "
       "non-blocking mode too");
 
-REAL(int, ioctl, int, unsigned long, ...)
-
 static int kind(int fd, int *family)
 {
 	struct sockaddr_storage ss;
@@ -53,39 +51,38 @@ static int kind(int fd, int *family)
 	return spfault_sock_type(fd);
 }
 
-int ioctl(int fd, unsigned long req, ...)
+SPF_HOOK(fionbio_pointer_as_value, SPF_OP(SPF_IOCTL), SPF_BEFORE, 10)
 {
-	va_list ap;
-	va_start(ap, req);
-	void *arg = va_arg(ap, void *);
-	va_end(ap);
-	load_ioctl();
-
-	int fam, type;
-	if (req == FIONBIO && arg && on("fionbio_pointer_as_value") && kind(fd, &fam)) {
+	int fam, fd = c->fd;
+	if (c->req == FIONBIO && c->val && on("fionbio_pointer_as_value") && kind(fd, &fam)) {
 		int fl = fcntl(fd, F_GETFL);
-		if (fl < 0)
-			return -1;
-		return fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0 ? -1 : 0;
+		c->r = fl < 0 ? -1 : fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0 ? -1 : 0;
+		return 1;
 	}
-	int r = real_ioctl(fd, req, arg);
-	if (r != 0 || !arg)
-		return r;
+	return 0;
+}
+
+SPF_HOOK(ioctl_counts, SPF_OP(SPF_IOCTL), SPF_AFTER, 10)
+{
+	int fam, type, fd = c->fd, *arg = c->val;
+	unsigned long req = c->req;
+	if (c->r != 0 || !arg)
+		return 0;
 	if (req == FIONREAD && on("fionread_counts_fin") && kind(fd, &fam) == SOCK_STREAM &&
-	    *(int *)arg == 0) {
-		char c;
+	    *arg == 0) {
+		char b;
 		int saved = errno;
-		if (syscall(SYS_recvfrom, fd, &c, 1, MSG_PEEK | MSG_DONTWAIT, NULL, NULL) == 0)
-			*(int *)arg = 1;
+		if (syscall(SYS_recvfrom, fd, &b, 1, MSG_PEEK | MSG_DONTWAIT, NULL, NULL) == 0)
+			*arg = 1;
 		errno = saved;
 	}
-	if (req == FIONREAD && on("fionread_dgram_counts_headers") && *(int *)arg > 0 &&
+	if (req == FIONREAD && on("fionread_dgram_counts_headers") && *arg > 0 &&
 	    (type = kind(fd, &fam)) == SOCK_DGRAM)
-		*(int *)arg += fam == AF_INET6 ? (int)sizeof(struct sockaddr_in6) :
-			       fam == AF_INET ? (int)sizeof(struct sockaddr_in) :
-			       (int)sizeof(struct sockaddr_un);
+		*arg += fam == AF_INET6 ? (int)sizeof(struct sockaddr_in6) :
+			fam == AF_INET ? (int)sizeof(struct sockaddr_in) :
+			(int)sizeof(struct sockaddr_un);
 	if (req == SIOCOUTQ && on("outq_always_zero") && kind(fd, &fam) == SOCK_STREAM &&
 	    (fam == AF_INET || fam == AF_INET6))
-		*(int *)arg = 0;
-	return r;
+		*arg = 0;
+	return 0;
 }

@@ -1,12 +1,11 @@
 /*
  * faults/listen.c - faults for catalogue 3's LISTEN-* and REUSEPORT-*
  * behaviors (listening sockets, the accept queue, SO_REUSEPORT). Part of
- * libspfault.so; see spfault.c for the conventions.
+ * libspfault.so; see spfault.h for the conventions.
  *
- * The calls are interposed in spfault.c (getsockopt, shutdown, accept,
- * accept4, bind), opt.c (listen, setsockopt) and intr.c (connect), which
- * call the hooks below with one line each (spfault.h). Everything is
- * transparent while no fault of this file is on.
+ * Interposes nothing: joins getsockopt, setsockopt, shutdown, accept,
+ * accept4, bind, connect and listen (faults/core.c) through hooks.
+ * Everything is transparent while no fault of this file is on.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -129,21 +128,31 @@ static void raw_set(int fd, int level, int opt, int v)
 
 static unsigned char udp_reuseport[MAXFD]; /* reuseport_udp_as_reuseaddr: what was set */
 
-void spfault_listen_getsockopt(int fd, int level, int opt, void *val, socklen_t *len, int r)
+SPF_HOOK(listen_getsockopt, SPF_OP(SPF_GETSOCKOPT), SPF_AFTER, 32)
 {
-	if (r != 0 || !any_on() || !val || !len || *len < sizeof(int) || level != SOL_SOCKET)
-		return;
+	int fd = c->fd, level = c->level, opt = c->opt;
+	void *val = c->val;
+	socklen_t *len = c->vallen;
+
+	if (c->r != 0 || !any_on() || !val || !len || *len < sizeof(int) || level != SOL_SOCKET)
+		return 0;
 	if (opt == SO_ACCEPTCONN && spfault_on("acceptconn_unix_zero") && family(fd) == AF_UNIX)
 		*(int *)val = 0;
 	if (opt == SO_REUSEPORT && spfault_on("reuseport_udp_as_reuseaddr") && fd >= 0 && fd < MAXFD &&
 	    spfault_sock_type(fd) == SOCK_DGRAM)
 		*(int *)val = udp_reuseport[fd];
+	return 0;
 }
 
-int spfault_listen_setsockopt(int fd, int level, int opt, const void *val, socklen_t len)
+/* A fault that takes the option answers the call with 0. */
+SPF_HOOK(listen_setsockopt, SPF_OP(SPF_SETSOCKOPT), SPF_BEFORE, 15)
 {
-	if (!any_on() || !val || len < sizeof(int))
+	int fd = c->fd, level = c->level, opt = c->opt;
+	const void *val = c->val;
+
+	if (!any_on() || !val || c->setlen < sizeof(int))
 		return 0;
+	c->r = 0;
 	if (level == IPPROTO_TCP && opt == TCP_DEFER_ACCEPT && spfault_on("defer_accept_ignored"))
 		return 1;
 	if (level == SOL_SOCKET && opt == SO_REUSEPORT && spfault_on("reuseport_udp_as_reuseaddr") &&
@@ -155,20 +164,23 @@ int spfault_listen_setsockopt(int fd, int level, int opt, const void *val, sockl
 	return 0;
 }
 
-int spfault_listen_shutdown(int fd)
+SPF_HOOK(listen_shutdown, SPF_OP(SPF_SHUTDOWN), SPF_BEFORE, 1)
 {
 	if (any_on() && spfault_on("listener_shutdown_enotconn") &&
-	    raw_int(fd, SOL_SOCKET, SO_ACCEPTCONN) == 1) {
+	    raw_int(c->fd, SOL_SOCKET, SO_ACCEPTCONN) == 1) {
 		errno = ENOTCONN;
+		c->r = -1;
 		return 1;
 	}
 	return 0;
 }
 
-void spfault_listen_accepted(int l, int fd)
+SPF_HOOK(listen_accepted, SPF_OP(SPF_ACCEPT), SPF_AFTER, 20)
 {
+	int l = c->fd, fd = (int)c->r;
+
 	if (fd < 0 || !any_on() || !spfault_on("accepted_inherits_listener_flags"))
-		return;
+		return 0;
 	int saved = errno;
 	int lfl = fcntl(l, F_GETFL), lfd = fcntl(l, F_GETFD);
 	int fl = fcntl(fd, F_GETFL);
@@ -177,6 +189,7 @@ void spfault_listen_accepted(int l, int fd)
 	if (lfd >= 0)
 		fcntl(fd, F_SETFD, lfd & FD_CLOEXEC);
 	errno = saved;
+	return 0;
 }
 
 /* Another listening socket of this process with SO_REUSEPORT on port. */
@@ -190,26 +203,37 @@ static int other_reuseport_listener(int fd, unsigned port)
 	return 0;
 }
 
-int spfault_listen_listen(int fd)
+/* After listen_backlog_one (faults/conn.c), as before the move. */
+SPF_HOOK(listen_listen, SPF_OP(SPF_LISTEN), SPF_BEFORE, 20)
 {
+	int fd = c->fd;
+
 	if (!any_on() || spfault_sock_type(fd) != SOCK_STREAM || !inet(fd))
 		return 0;
 	if (spfault_on("listen_needs_bind") && local_port(fd) == 0) {
 		errno = EINVAL;
-		return -1;
+		c->r = -1;
+		return 1;
 	}
 	/* reuseport_one_listener: the second listener never really listens. */
 	if (spfault_on("reuseport_one_listener") && raw_int(fd, SOL_SOCKET, SO_REUSEPORT) &&
-	    local_port(fd) && other_reuseport_listener(fd, local_port(fd)))
+	    local_port(fd) && other_reuseport_listener(fd, local_port(fd))) {
+		c->r = 0;
 		return 1;
+	}
 	return 0;
 }
 
-int spfault_listen_bind(int fd, const struct sockaddr *a, socklen_t len, int r)
+/* After opt_bind (faults/opt.c), as before the move. */
+SPF_HOOK(listen_bind, SPF_OP(SPF_BIND), SPF_AFTER, 15)
 {
-	if (r == 0 || errno != EADDRINUSE || !any_on() || !spfault_on("reuseport_shares_without_both") ||
+	int fd = c->fd;
+	const struct sockaddr *a = c->to;
+	socklen_t len = c->tolen;
+
+	if (c->r == 0 || errno != EADDRINUSE || !any_on() || !spfault_on("reuseport_shares_without_both") ||
 	    !inet(fd) || !raw_int(fd, SOL_SOCKET, SO_REUSEPORT) || !a)
-		return r;
+		return 0;
 	unsigned port = a->sa_family == AF_INET ? ntohs(((const struct sockaddr_in *)a)->sin_port) :
 			a->sa_family == AF_INET6 ? ntohs(((const struct sockaddr_in6 *)a)->sin6_port) : 0;
 	int type = spfault_sock_type(fd);
@@ -217,18 +241,22 @@ int spfault_listen_bind(int fd, const struct sockaddr *a, socklen_t len, int r)
 	for (int o = 0; o < MAXFD; o++)
 		if (o != fd && spfault_sock_type(o) == type && inet(o) && local_port(o) == port)
 			raw_set(o, SOL_SOCKET, SO_REUSEPORT, 1);
-	if (syscall(SYS_bind, fd, a, len) == 0)
+	if (syscall(SYS_bind, fd, a, len) == 0) {
+		c->r = 0;
 		return 0;
+	}
 	errno = EADDRINUSE;
-	return -1;
+	return 0;
 }
 
-int spfault_listen_connect(int fd, int r)
+/* full_queue_resets: a non-blocking connect that does not complete at
+ * once over loopback is answered with a reset (before conn.c's errors). */
+SPF_HOOK(full_queue_resets, SPF_OP(SPF_CONNECT), SPF_AFTER, 5)
 {
-	/* full_queue_resets: a non-blocking connect that does not complete at
-	 * once over loopback is answered with a reset. */
-	if (r == 0 || errno != EINPROGRESS || !any_on() || !spfault_on("full_queue_resets"))
-		return r;
+	int fd = c->fd;
+
+	if (c->r == 0 || errno != EINPROGRESS || !any_on() || !spfault_on("full_queue_resets"))
+		return 0;
 	struct pollfd p = { .fd = fd, .events = POLLOUT };
 	int saved = errno;
 	if (syscall(SYS_ppoll, &p, 1, &(struct timespec){ 0, 50 * 1000 * 1000 }, NULL, 0) == 0) {
@@ -237,8 +265,8 @@ int spfault_listen_connect(int fd, int r)
 		syscall(SYS_setsockopt, fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
 		syscall(SYS_connect, fd, &un, sizeof(un)); /* dropped */
 		errno = ECONNREFUSED;
-		return -1;
+		return 0;
 	}
 	errno = saved;
-	return r;
+	return 0;
 }

@@ -2,16 +2,13 @@
  * state.c - faults for catalogue 3's STATE-*, UNIXX-*, ADDR-* and RECV-*
  * behaviors (connection state errors, Unix domain specifics, IPv6 scope
  * and mapped addresses, zero-length and peeked reads). Part of
- * libspfault.so; see spfault.c for the conventions.
+ * libspfault.so; see spfault.h for the conventions.
  *
- * This file interposes nothing itself. For calls spfault.c interposes
- * (connect, bind, shutdown, read/recv/recvfrom/recvmsg, write/send,
- * sendto, getsockopt, accept, accept4) it offers hooks, spfault_state_*()
- * (spfault.h), that spfault.c calls with one line each: a _pre hook
- * returns 1 when it replaces the call (result in *r, errno set), a _post
- * hook gets the call's result and returns the one the program sees.
- * Every hook is transparent while no fault of this file is on, and a check
- * it makes never changes errno. Calls the faults make themselves go to the
+ * This file interposes nothing itself: it joins connect, bind, shutdown,
+ * read/recv/recvfrom/recvmsg, write/send, sendto, getsockopt, accept,
+ * accept4 and socket (faults/core.c) through hooks. Every hook is
+ * transparent while no fault of this file is on, and a check it makes
+ * never changes errno. Calls the faults make themselves go to the
  * kernel directly (syscall()), past every interposer.
  */
 #define _GNU_SOURCE
@@ -136,10 +133,10 @@ static int is_connected(int fd)
 	return r == 0;
 }
 
-static int fail_with(int e, int *r)
+static int fail_with(int e, struct spf_call *c)
 {
 	errno = e;
-	*r = -1;
+	c->r = -1;
 	return 1;
 }
 
@@ -149,25 +146,29 @@ static unsigned char protocol_arg[MAXFD]; /* socket()'s protocol argument + 1 */
 
 /* ---- connect ----------------------------------------------------------------- */
 
-int spfault_state_connect_pre(int fd, const struct sockaddr *a, socklen_t len, int *r)
+/* Before every other family's connect faults, as before the move. */
+SPF_HOOK(state_connect_pre, SPF_OP(SPF_CONNECT), SPF_BEFORE, 5)
 {
-	(void)len;
+	int fd = c->fd;
+	const struct sockaddr *a = c->to;
 	int type = spfault_sock_type(fd);
 	if (on("unspec_connect_unsupported") && a && a->sa_family == AF_UNSPEC &&
 	    type == SOCK_DGRAM)
-		return fail_with(EAFNOSUPPORT, r);
+		return fail_with(EAFNOSUPPORT, c);
 	if (on("connect_to_connected_succeeds") && type == SOCK_STREAM && family_of(fd) != AF_UNIX &&
 	    is_connected(fd)) {
-		*r = 0;
+		c->r = 0;
 		return 1;
 	}
 	return 0;
 }
 
-int spfault_state_connect_post(int fd, int r)
+/* After conn.c's errors, before unix.c's, as before the move. */
+SPF_HOOK(state_connect_post, SPF_OP(SPF_CONNECT), SPF_AFTER, 12)
 {
-	if (r == 0 || fd < 0)
-		return r;
+	int fd = c->fd;
+	if (c->r == 0 || fd < 0)
+		return 0;
 	int e = errno, type = spfault_sock_type(fd);
 	if (e == EALREADY && on("pending_connect_says_inprogress") && type == SOCK_STREAM)
 		e = EINPROGRESS;
@@ -180,7 +181,7 @@ int spfault_state_connect_post(int fd, int r)
 			refused[fd] = 1;
 	}
 	errno = e;
-	return r;
+	return 0;
 }
 
 /* ---- bind -------------------------------------------------------------------- */
@@ -192,8 +193,12 @@ static int is_linklocal(const struct sockaddr *a, socklen_t len)
 	       IN6_IS_ADDR_LINKLOCAL(&s->sin6_addr);
 }
 
-int spfault_state_bind_pre(int fd, const struct sockaddr *a, socklen_t len, int *r)
+/* After tick.c's bind, as before the move. */
+SPF_HOOK(state_bind_pre, SPF_OP(SPF_BIND), SPF_BEFORE, 15)
 {
+	int fd = c->fd;
+	const struct sockaddr *a = c->to;
+	socklen_t len = c->tolen;
 	if (on("autobind_name_per_process") && a && a->sa_family == AF_UNIX &&
 	    len == sizeof(sa_family_t)) {
 		struct sockaddr_un un = { .sun_family = AF_UNIX };
@@ -201,11 +206,11 @@ int spfault_state_bind_pre(int fd, const struct sockaddr *a, socklen_t len, int 
 		unsigned id = (unsigned)getpid();
 		for (int i = 5; i >= 1; i--, id >>= 4)
 			un.sun_path[i] = hex[id & 15];
-		*r = (int)syscall(SYS_bind, fd, &un, offsetof(struct sockaddr_un, sun_path) + 6);
+		c->r = syscall(SYS_bind, fd, &un, offsetof(struct sockaddr_un, sun_path) + 6);
 		return 1;
 	}
 	if (on("bind_twice_succeeds") && spfault_sock_type(fd) && is_bound(fd)) {
-		*r = 0;
+		c->r = 0;
 		return 1;
 	}
 	if (on("linklocal_scope_guessed") && is_linklocal(a, len) &&
@@ -215,7 +220,7 @@ int spfault_state_bind_pre(int fd, const struct sockaddr *a, socklen_t len, int 
 		int saved = errno;
 		fixed.sin6_scope_id = if_nametoindex("lo");
 		errno = saved;
-		*r = (int)syscall(SYS_bind, fd, &fixed, sizeof(fixed));
+		c->r = syscall(SYS_bind, fd, &fixed, sizeof(fixed));
 		return 1;
 	}
 	return 0;
@@ -223,20 +228,22 @@ int spfault_state_bind_pre(int fd, const struct sockaddr *a, socklen_t len, int 
 
 /* ---- shutdown ------------------------------------------------------------------ */
 
-int spfault_state_shutdown_post(int fd, int how, int r)
+SPF_HOOK(shutdown_unconnected_succeeds, SPF_OP(SPF_SHUTDOWN), SPF_AFTER, 10)
 {
-	(void)fd;
-	(void)how;
-	if (r < 0 && errno == ENOTCONN && on("shutdown_unconnected_succeeds"))
-		return 0;
-	return r;
+	if (c->r < 0 && errno == ENOTCONN && on("shutdown_unconnected_succeeds"))
+		c->r = 0;
+	return 0;
 }
 
 /* ---- receiving ----------------------------------------------------------------- */
 
-int spfault_state_recv_pre(int fd, size_t room, int *flags, ssize_t *r)
+/* After udp.c's answers, as before the move. read() with a flag to add
+ * is made here as recv() with it. */
+SPF_HOOK(state_recv_pre, SPF_RECEIVING, SPF_BEFORE, 35)
 {
-	int type;
+	int fd = c->fd, type;
+	size_t room = c->n;
+	int rf = 0, *flags = c->op == SPF_READ ? &rf : &c->flags;
 	if (!on("listener_reads_eof") && !on("zero_length_recv_peeks") &&
 	    !on("unix_peek_unsupported"))
 		return 0;
@@ -245,7 +252,7 @@ int spfault_state_recv_pre(int fd, size_t room, int *flags, ssize_t *r)
 		return 0;
 	if (on("listener_reads_eof") && type == SOCK_STREAM &&
 	    spfault_sockopt_int(fd, SOL_SOCKET, SO_ACCEPTCONN)) {
-		*r = 0;
+		c->r = 0;
 		return 1;
 	}
 	if (on("zero_length_recv_peeks") && room == 0 && type == SOCK_DGRAM)
@@ -253,7 +260,11 @@ int spfault_state_recv_pre(int fd, size_t room, int *flags, ssize_t *r)
 	if (on("unix_peek_unsupported") && (*flags & MSG_PEEK) && type == SOCK_STREAM &&
 	    family_of(fd) == AF_UNIX) {
 		errno = EOPNOTSUPP;
-		*r = -1;
+		c->r = -1;
+		return 1;
+	}
+	if (rf) {
+		c->r = recv(fd, c->buf, c->n, rf);
 		return 1;
 	}
 	return 0;
@@ -261,22 +272,28 @@ int spfault_state_recv_pre(int fd, size_t room, int *flags, ssize_t *r)
 
 /* ---- sending -------------------------------------------------------------------- */
 
-ssize_t spfault_state_send_post(int fd, size_t n, ssize_t r)
+SPF_HOOK(unix_dgram_full_drops, SPF_OP(SPF_WRITE) | SPF_OP(SPF_SEND) | SPF_OP(SPF_SENDTO),
+	 SPF_AFTER, 80)
 {
-	if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) && on("unix_dgram_full_drops") &&
+	int fd = c->fd;
+	if (c->op == SPF_SENDTO && c->to)
+		return 0;
+	if (c->r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) && on("unix_dgram_full_drops") &&
 	    spfault_sock_type(fd) == SOCK_DGRAM && family_of(fd) == AF_UNIX)
-		return (ssize_t)n;
-	return r;
+		c->r = (ssize_t)c->n;
+	return 0;
 }
 
-int spfault_state_sendto_pre(int fd, const struct sockaddr *to, socklen_t len, ssize_t *r)
+/* Before tick.c's sendto, as before the move. */
+SPF_HOOK(mapped_sendto_einval, SPF_OP(SPF_SENDTO), SPF_BEFORE, 8)
 {
-	(void)fd;
+	const struct sockaddr *to = c->to;
+	socklen_t len = c->tolen;
 	if (on("mapped_sendto_einval") && to && len >= sizeof(struct sockaddr_in6) &&
 	    to->sa_family == AF_INET6 &&
 	    IN6_IS_ADDR_V4MAPPED(&((const struct sockaddr_in6 *)to)->sin6_addr)) {
 		errno = EINVAL;
-		*r = -1;
+		c->r = -1;
 		return 1;
 	}
 	return 0;
@@ -284,10 +301,14 @@ int spfault_state_sendto_pre(int fd, const struct sockaddr *to, socklen_t len, s
 
 /* ---- options and names ----------------------------------------------------------- */
 
-void spfault_state_getsockopt_post(int fd, int level, int opt, void *val, socklen_t *len)
+/* After opt.c's and listen.c's, as before the move. */
+SPF_HOOK(state_getsockopt_post, SPF_OP(SPF_GETSOCKOPT), SPF_AFTER, 34)
 {
-	if (level != SOL_SOCKET || !val || !len || *len < sizeof(int))
-		return;
+	int fd = c->fd, level = c->level, opt = c->opt;
+	void *val = c->val;
+	socklen_t *len = c->vallen;
+	if (c->r != 0 || level != SOL_SOCKET || !val || !len || *len < sizeof(int))
+		return 0;
 	if (opt == SO_ERROR && fd >= 0 && fd < MAXFD && refused[fd]) {
 		refused[fd] = 0;
 		if (*(int *)val == 0)
@@ -298,23 +319,30 @@ void spfault_state_getsockopt_post(int fd, int level, int opt, void *val, sockle
 		if ((fam == AF_INET || fam == AF_INET6) && fd < MAXFD && protocol_arg[fd] <= 1)
 			*(int *)val = 0;
 	}
+	return 0;
 }
 
-void spfault_state_accept_post(int fd, struct sockaddr *a, socklen_t *len)
+SPF_HOOK(state_accept_post, SPF_OP(SPF_ACCEPT), SPF_AFTER, 21)
 {
+	int fd = (int)c->r;
+	struct sockaddr *a = c->addr;
+	socklen_t *len = c->addrlen;
 	if (fd >= 0 && a && len && *len >= sizeof(struct sockaddr_in6) &&
 	    a->sa_family == AF_INET6 && on("accept_drops_scope_id"))
 		((struct sockaddr_in6 *)a)->sin6_scope_id = 0;
 	if (fd >= 0 && fd < MAXFD)
 		refused[fd] = protocol_arg[fd] = 0;
+	return 0;
 }
 
-/* A new socket from socket() (faults/exec.c): its protocol argument; a
- * reused descriptor number forgets what a fault noted about it. */
-void spfault_state_socket(int fd, int protocol)
+/* A new socket from socket(): its protocol argument; a reused descriptor
+ * number forgets what a fault noted about it. */
+SPF_HOOK(state_socket, SPF_OP(SPF_SOCKET), SPF_AFTER, 10)
 {
+	int fd = (int)c->r, protocol = c->protocol;
 	if (fd >= 0 && fd < MAXFD) {
 		refused[fd] = 0;
 		protocol_arg[fd] = (unsigned char)(protocol >= 0 && protocol < 255 ? protocol + 1 : 255);
 	}
+	return 0;
 }
