@@ -31,8 +31,10 @@ FAULT(connect_to_connected_succeeds,
       "STATE-CONNECT-AGAIN",
       "a socket layer that treats connect() on a connected TCP socket as done (returns 0) "
       "instead of failing with EISCONN, as some emulation layers do for retry loops");
+/* INTR-CONNECT's Must reads the interrupted attempt's survival through
+ * the same EALREADY, so its items fail here too. */
 FAULT(pending_connect_says_inprogress,
-      "STATE-CONNECT-AGAIN",
+      "STATE-CONNECT-AGAIN,INTR-CONNECT",
       "a stack that answers every connect() on a pending non-blocking socket with "
       "EINPROGRESS again instead of EALREADY");
 FAULT(refused_connect_keeps_so_error,
