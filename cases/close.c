@@ -39,30 +39,29 @@
 #include <string.h>
 #include <unistd.h>
 
-/* Who shuts down or closes in a round: the client (0) or the server (1). */
-static const char *side(int round) { return round ? "server" : "client"; }
+/* Parameters: .end is the side that shuts down or closes. */
 
 /* 1. Half-close: "file" one way, EOF, then a "thank you" the other way.
  * The file goes out through every write call and is read through every
  * read call; the EOF is seen by every read call, blocking and
  * non-blocking, again and again; the replies come back through every
  * write call and the half-closed side reads each through every read
- * call. Client half-closes, then server. */
-SP_TEST(half_close_gives_peer_eof_and_still_receives)
+ * call. */
+SP_TEST(half_close_gives_peer_eof_and_still_receives, "CLOSE-HALF-WR-EOF", SP_INET,
+	.end = SP_BOTH_ENDS)
 {
 	enum { FILE_SIZE = 20000, PART = FILE_SIZE / SP_IO_APIS };
 	unsigned char file[FILE_SIZE], got[FILE_SIZE];
 	char thanks[16];
 
 	sp_pattern(file, FILE_SIZE, 0);
-	for (int round = 0; round < 2; round++) {
+	{
 		int c, s, sender, receiver;
 		struct sp_capture cap;
 
 		sp_tcp_pair(ctx, &c, &s);
-		sender = round ? s : c;
-		receiver = round ? c : s;
-		if (round == 0) {
+		sp_ends(ctx, c, s, &sender, &receiver);
+		if (ctx->first) {
 			sp_capture_start(&cap);
 			sp_capture_name(&cap, sp_local_port(sender), "C");
 			sp_capture_name(&cap, sp_local_port(receiver), "S");
@@ -79,7 +78,7 @@ SP_TEST(half_close_gives_peer_eof_and_still_receives)
 		for (int api = 0; api < SP_IO_APIS; api++)
 			SP_IN_EXACT(api, receiver, got + api * PART, PART);
 		ASSERT_TRUE(sp_pattern_check(got, FILE_SIZE, 0) == FILE_SIZE,
-			    "the whole file arrives intact before EOF (%s half-closed)", side(round));
+			    "the whole file arrives intact before EOF (%s half-closed)", sp_end_name(ctx->end));
 		/* EOF after everything sent: every read call, twice, blocking
 		 * then non-blocking. */
 		for (int nb = 0; nb < 2; nb++) {
@@ -93,7 +92,7 @@ SP_TEST(half_close_gives_peer_eof_and_still_receives)
 
 		/* The reply still reaches the half-closed side, every way. */
 		for (int api = 0; api < SP_IO_APIS; api++) {
-			int rapi = (api + 1 + round) % SP_IO_APIS;
+			int rapi = (api + 1 + ctx->end) % SP_IO_APIS; /* each end: other pairs */
 			sp_set_nonblock(sender, api % 2);
 			SP_OUT_EXACT(api, receiver, "thank you", 9);
 			memset(thanks, 0, sizeof(thanks));
@@ -101,7 +100,7 @@ SP_TEST(half_close_gives_peer_eof_and_still_receives)
 			ASSERT_MEM_EQ("thank you", thanks, 9);
 		}
 		/* On the wire: our FIN, then the reply still travels back. */
-		if (round == 0) {
+		if (ctx->first) {
 			if (sp_capture_sync(&cap)) {
 				WIRE_EXPECT(&cap, "C>S F, S>C P.9"); /* a FIN, bare or on the last data */
 				WIRE_LACKS(&cap, "C>S R");
@@ -119,18 +118,19 @@ static void count_sigpipe(int sig) { (void)sig; sigpipes++; }
 /* 2. No more writes after SHUT_WR: every write call fails with EPIPE,
  * every time, blocking or not; each one raises SIGPIPE unless suppressed
  * with MSG_NOSIGNAL (write()/writev() cannot suppress it); the peer gets
- * none of it, only EOF. Client shuts down, then server. */
-SP_TEST(write_after_shutdown_wr_fails_with_epipe)
+ * none of it, only EOF. Every call in turn on the same shut socket. */
+SP_TEST(write_after_shutdown_wr_fails_with_epipe, "CLOSE-HALF-WR-NO-MORE-WRITES", SP_INET,
+	.end = SP_BOTH_ENDS)
 {
 	struct sigaction sa = { .sa_handler = count_sigpipe };
 	char buf[8];
 
 	ASSERT_SYS(sigaction(SIGPIPE, &sa, NULL));
-	for (int round = 0; round < 2; round++) {
+	sigpipes = 0;
+	{
 		int c, s, a, b;
 		sp_tcp_pair(ctx, &c, &s);
-		a = round ? s : c;
-		b = round ? c : s;
+		sp_ends(ctx, c, s, &a, &b);
 		ASSERT_SYS(shutdown(a, SHUT_WR));
 		for (int nb = 0; nb < 2; nb++) {
 			sp_set_nonblock(a, nb);
@@ -144,19 +144,18 @@ SP_TEST(write_after_shutdown_wr_fails_with_epipe)
 					int err = errno;
 					ASSERT_TRUE(r == -1 && err == EPIPE, "%s() after shutdown(SHUT_WR) "
 						    "by the %s (%s) fails with EPIPE (got %zd, %s)", call,
-						    side(round), nb ? "non-blocking" : "blocking", r,
+						    sp_end_name(ctx->end), nb ? "non-blocking" : "blocking", r,
 						    r < 0 ? sp_errno_name(err) : "accepted");
 					int want = nosig ? 1 : 0;
 					ASSERT_TRUE(sigpipes - before == want, "%s()%s raises %d SIGPIPE "
 						    "(got %d; %s shut down)", call,
 						    nosig ? "" : " with MSG_NOSIGNAL", want,
-						    (int)(sigpipes - before), side(round));
+						    (int)(sigpipes - before), sp_end_name(ctx->end));
 				}
 			}
 		}
-		if (round == 0)
-			RECORD("sigpipe_raised_by_write", "%d of 10 calls without MSG_NOSIGNAL",
-			       (int)sigpipes);
+		RECORD_ONCE("sigpipe_raised_by_write", "%d of 10 calls without MSG_NOSIGNAL",
+			    (int)sigpipes);
 		/* None of it reached the peer: only the EOF. */
 		SP_EXPECT_EOF(SP_IO_RECV, b);
 		ASSERT_EQ(0, recv(b, buf, sizeof(buf), MSG_DONTWAIT));
@@ -166,17 +165,16 @@ SP_TEST(write_after_shutdown_wr_fails_with_epipe)
 }
 
 /* 3. After SHUT_RD, a read returns 0 (EOF) at once instead of blocking:
- * every read call, several times each, blocking and non-blocking, the
- * client and then the server shut. */
-SP_TEST(read_after_shutdown_rd_returns_eof)
+ * every read call, several times each, blocking and non-blocking. */
+SP_TEST(read_after_shutdown_rd_returns_eof, "CLOSE-HALF-RD", SP_INET,
+	.end = SP_BOTH_ENDS)
 {
 	char buf[16];
 
-	for (int round = 0; round < 2; round++) {
+	{
 		int c, s, a, b;
 		sp_tcp_pair(ctx, &c, &s);
-		a = round ? s : c;
-		b = round ? c : s;
+		sp_ends(ctx, c, s, &a, &b);
 		ASSERT_SYS(shutdown(a, SHUT_RD));
 		ASSERT_TRUE(sp_poll(a, POLLIN, sp_wait_ms()) & POLLIN,
 			    "a read-shut socket is readable (EOF) at once");
@@ -184,22 +182,22 @@ SP_TEST(read_after_shutdown_rd_returns_eof)
 			sp_set_nonblock(a, nb);
 			for (int api = 0; api < SP_IO_APIS; api++) {
 				for (int again = 0; again < 2; again++) {
-					/* A blocking read that blocks is cut off by the watchdog. */
-					sp_watchdog(nb ? 0 : sp_wait_ms());
-					errno = 0;
 					long m = sp_block_mark();
-					ssize_t r = sp_io_in(api, a, buf, sizeof(buf), 0);
+					errno = 0;
+					ssize_t r = MUST_RETURN(sp_io_in(api, a, buf, sizeof(buf), 0),
+								"%s() number %d after shutdown(SHUT_RD) by the %s (%s)",
+								sp_io_in_name(api), again + 1,
+								sp_end_name(ctx->end),
+								nb ? "non-blocking" : "blocking");
 					int err = errno;
-					sp_watchdog(0);
 					ASSERT_NO_BLOCK(m, "%s() number %d after shutdown(SHUT_RD) by the %s (%s)",
-							sp_io_in_name(api), again + 1, side(round),
+							sp_io_in_name(api), again + 1, sp_end_name(ctx->end),
 							nb ? "non-blocking" : "blocking");
 					ASSERT_TRUE(r == 0, "%s() number %d after shutdown(SHUT_RD) by the "
 						    "%s (%s) returns 0 at once (got %zd, %s)",
-						    sp_io_in_name(api), again + 1, side(round),
+						    sp_io_in_name(api), again + 1, sp_end_name(ctx->end),
 						    nb ? "non-blocking" : "blocking", r,
-						    r < 0 ? (err == EINTR ? "blocked" : sp_errno_name(err))
-							  : r ? "data" : "EOF");
+						    r < 0 ? sp_errno_name(err) : r ? "data" : "EOF");
 				}
 			}
 		}
@@ -209,35 +207,33 @@ SP_TEST(read_after_shutdown_rd_returns_eof)
 		int werr = errno;
 		ssize_t r = recv(a, buf, sizeof(buf), MSG_DONTWAIT);
 		int rerr = errno;
-		if (round == 0) {
-			RECORD("peer_send_after_shut_rd", "%zd (%s)", w,
-			       w < 0 ? sp_errno_name(werr) : "ok");
-			RECORD("read_of_late_data", "%zd%s%s", r, r < 0 ? " " : "",
-			       r < 0 ? sp_errno_name(rerr) : "");
-		}
+		RECORD_ONCE("peer_send_after_shut_rd", "%zd (%s)", w,
+			    w < 0 ? sp_errno_name(werr) : "ok");
+		RECORD_ONCE("read_of_late_data", "%zd%s%s", r, r < 0 ? " " : "",
+			    r < 0 ? sp_errno_name(rerr) : "");
 		close(c);
 		close(s);
 	}
 }
 
 /* 4. A side that close()s cannot get the reply; the replier meets a reset.
- * The reply goes out through every write call, with the client and then
- * the server closing; the replier's next write fails. */
-SP_TEST(close_without_half_close_loses_reply)
+ * The file, its EOF and the reply go through one pair of calls (.write:
+ * write/read, send/recv, ...); the replier's next write fails. */
+SP_TEST(close_without_half_close_loses_reply, "CLOSE-FULL-LOSES-REPLY", SP_INET,
+	.end = SP_BOTH_ENDS, .write = SP_EVERY_WRITE)
 {
 	char buf[16];
 
-	for (int round = 0; round < 2 * SP_IO_APIS; round++) {
-		int api = round % SP_IO_APIS, c, s, closer, replier;
+	{
+		int api = ctx->write, c, s, closer, replier;
 		const char *call = sp_io_out_name(api);
 		struct sigaction ign = { .sa_handler = SIG_IGN };
 		struct sp_capture cap;
 
 		ASSERT_SYS(sigaction(SIGPIPE, &ign, NULL)); /* write()/writev() */
 		sp_tcp_pair(ctx, &c, &s);
-		closer = round < SP_IO_APIS ? c : s;
-		replier = round < SP_IO_APIS ? s : c;
-		if (round == 0) {
+		sp_ends(ctx, c, s, &closer, &replier);
+		if (ctx->first) {
 			sp_capture_start(&cap);
 			sp_capture_name(&cap, sp_local_port(closer), "C");
 			sp_capture_name(&cap, sp_local_port(replier), "S");
@@ -251,8 +247,7 @@ SP_TEST(close_without_half_close_loses_reply)
 		errno = 0;
 		ssize_t r = sp_io_out(api, replier, "thank you", 9, MSG_NOSIGNAL);
 		int err = errno;
-		if (round == 0)
-			RECORD("replier_first_send", "%zd (%s)", r, r < 0 ? sp_errno_name(err) : "accepted");
+		RECORD_ONCE("replier_first_send", "%zd (%s)", r, r < 0 ? sp_errno_name(err) : "accepted");
 		if (r == 9) {
 			/* Accepted locally, then answered by a reset. No event
 			 * asked for: the EOF already read makes POLLIN ready at
@@ -260,29 +255,22 @@ SP_TEST(close_without_half_close_loses_reply)
 			ASSERT_TRUE(sp_poll(replier, 0, sp_wait_ms()) & (POLLERR | POLLHUP),
 				    "...the %s() reply is answered by a reset within %d ms",
 				    call, sp_wait_ms());
-			if (round == 0 && sp_capture_sync(&cap))
+			if (ctx->first && sp_capture_sync(&cap))
 				WIRE_EXPECT(&cap, "C>S F, S>C P.9, C>S R"); /* FIN bare or on data */
 			errno = 0;
 			r = sp_io_out(api, replier, "again", 5, MSG_NOSIGNAL);
 			err = errno;
 		}
-		if (round == 0) {
+		if (ctx->first) {
 			sp_capture_stop(&cap);
 			RECORD("replier_send_after_reset", "%zd (%s)", r, sp_errno_name(err));
 		}
 		ASSERT_TRUE(r < 0 && (err == EPIPE || err == ECONNRESET),
 			    "the replier's %s() after the %s closed fails with EPIPE or ECONNRESET "
-			    "(got %zd, %s)", call, side(round >= SP_IO_APIS), r,
+			    "(got %zd, %s)", call, sp_end_name(ctx->end), r,
 			    r < 0 ? sp_errno_name(err) : "accepted");
 		close(replier);
 	}
 }
 
-static const struct sp_case cases[] = {
-	SP_CASE(half_close_gives_peer_eof_and_still_receives, "CLOSE-HALF-WR-EOF", SP_INET),
-	SP_CASE(write_after_shutdown_wr_fails_with_epipe, "CLOSE-HALF-WR-NO-MORE-WRITES", SP_INET),
-	SP_CASE(read_after_shutdown_rd_returns_eof, "CLOSE-HALF-RD", SP_INET),
-	SP_CASE(close_without_half_close_loses_reply, "CLOSE-FULL-LOSES-REPLY", SP_INET),
-};
-
-SP_MAIN("close", cases)
+SP_MAIN("close")

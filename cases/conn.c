@@ -48,15 +48,6 @@
 #include <unistd.h>
 #include <arpa/inet.h>
 
-static int get_int(int fd, int level, int opt)
-{
-	int v = -1;
-	socklen_t len = sizeof(v);
-
-	ASSERT_SYS(getsockopt(fd, level, opt, &v, &len));
-	return v;
-}
-
 /* A loopback address of the family whose port nobody uses: a listener's,
  * closed. With `keep_bound`, a socket stays bound there, not listening. */
 static socklen_t closed_port(const struct sp_ctx *ctx, struct sockaddr_storage *ss, int keep_bound)
@@ -71,13 +62,16 @@ static socklen_t closed_port(const struct sp_ctx *ctx, struct sockaddr_storage *
 	return len;
 }
 
-/* 1. connect() where nobody listens is refused. */
-SP_TEST(connect_without_listener_is_refused)
+/* 1. connect() where nobody listens is refused (.how: the port is
+ * closed, or bound by a socket that does not listen). */
+SP_TEST(connect_without_listener_is_refused, "CONN-REFUSED", SP_INET,
+	.how = SP_NAMES("closed port", "bound port, not listening"))
 {
 	struct sockaddr_storage ss;
 	struct sp_capture cap;
 
-	for (int bound = 0; bound <= 1; bound++) {
+	{
+		int bound = ctx->how == 1;
 		socklen_t len = closed_port(ctx, &ss, bound);
 		if (!bound) {
 			sp_capture_start(&cap);
@@ -86,11 +80,10 @@ SP_TEST(connect_without_listener_is_refused)
 		}
 		/* blocking */
 		int c = sp_socket(ctx, SOCK_STREAM);
-		sp_watchdog(sp_wait_ms());
 		errno = 0;
-		int r = connect(c, (struct sockaddr *)&ss, len);
+		int r = MUST_RETURN(connect(c, (struct sockaddr *)&ss, len),
+				    "a blocking connect() to a %s", ctx->how_name);
 		int err = errno;
-		sp_watchdog(0);
 		ASSERT_TRUE(r == -1 && err == ECONNREFUSED,
 			    "blocking connect to a %s port fails with ECONNREFUSED (got %d, %s)",
 			    bound ? "bound, not listening," : "closed", r, sp_errno_name(err));
@@ -110,8 +103,8 @@ SP_TEST(connect_without_listener_is_refused)
 		err = errno;
 		if (r == -1 && err == EINPROGRESS) {
 			ASSERT_TRUE(sp_poll(c, POLLOUT, sp_wait_ms()) & POLLERR,
-				    "the refusal arrives within %d ms", sp_wait_ms());
-			ASSERT_EQ(ECONNREFUSED, get_int(c, SOL_SOCKET, SO_ERROR));
+				    "the refusal arrives (POLLERR) within %d ms: no POLLERR", sp_wait_ms());
+			ASSERT_EQ(ECONNREFUSED, sp_get_int(c, SOL_SOCKET, SO_ERROR));
 		} else {
 			ASSERT_FAILED_WITH(r, err, ECONNREFUSED);
 		}
@@ -119,41 +112,45 @@ SP_TEST(connect_without_listener_is_refused)
 	}
 }
 
-/* 2. A non-blocking connect completes in the background. */
-SP_TEST(nonblocking_connect_completes_writable)
+/* 2. A non-blocking connect completes in the background (.how: the
+ * socket made non-blocking by SOCK_NONBLOCK, or later by fcntl). */
+SP_TEST(nonblocking_connect_completes_writable, "CONN-NONBLOCK-CONNECT", SP_INET,
+	.how = SP_NAMES("SOCK_NONBLOCK", "fcntl(O_NONBLOCK)"))
 {
 	int l = sp_tcp_listener(ctx, 0);
 	struct sockaddr_storage ss, peer;
 	socklen_t len = sp_loopback(ctx, &ss, sp_local_port(l));
 
-	for (int via_fcntl = 0; via_fcntl <= 1; via_fcntl++) {
+	{
+		int via_fcntl = ctx->how == 1;
 		int c = via_fcntl ? sp_socket(ctx, SOCK_STREAM)
 				  : (int)ASSERT_SYS(socket(ctx->af, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
 		if (via_fcntl)
 			sp_set_nonblock(c, 1);
-		sp_watchdog(sp_wait_ms());
 		errno = 0;
-		int r = connect(c, (struct sockaddr *)&ss, len);
+		int r = MUST_RETURN(connect(c, (struct sockaddr *)&ss, len),
+				    "a non-blocking connect() (%s)", ctx->how_name);
 		int err = errno;
-		sp_watchdog(0);
 		ASSERT_TRUE(r == 0 || (r == -1 && err == EINPROGRESS),
 			    "a non-blocking connect returns 0 or EINPROGRESS (got %d, %s)",
 			    r, sp_errno_name(err));
-		if (!via_fcntl)
+		if (ctx->first)
 			RECORD("nonblocking_connect", "%s", r == 0 ? "0" : "EINPROGRESS");
 		int ev = sp_poll(c, POLLOUT, sp_wait_ms());
-		ASSERT_TRUE(ev & POLLOUT, "the socket becomes writable within %d ms", sp_wait_ms());
+		ASSERT_TRUE(ev & POLLOUT, "the socket becomes writable within %d ms (revents 0x%x)",
+			    sp_wait_ms(), ev);
 		ASSERT_EQ(0, ev & (POLLERR | POLLHUP));
-		ASSERT_EQ(0, get_int(c, SOL_SOCKET, SO_ERROR));
+		ASSERT_EQ(0, sp_get_int(c, SOL_SOCKET, SO_ERROR));
 		socklen_t pl = sizeof(peer);
 		ASSERT_SYS(getpeername(c, (struct sockaddr *)&peer, &pl));
 		ASSERT_EQ(sp_local_port(l), sp_port(&peer));
 		errno = 0;
 		r = connect(c, (struct sockaddr *)&ss, len);
-		if (!via_fcntl) /* recorded only: Linux 0, POSIX EISCONN */
+		if (ctx->first) /* recorded only: Linux 0, POSIX EISCONN */
 			RECORD("second_connect", "%d%s%s", r, r ? " " : "", r ? sp_errno_name(errno) : "");
 		/* The connection works, and the socket stays non-blocking. */
-		ASSERT_TRUE(sp_poll(l, POLLIN, sp_wait_ms()) & POLLIN, "the listener has it queued");
+		ASSERT_TRUE(sp_poll(l, POLLIN, sp_wait_ms()) & POLLIN,
+			    "the listener has it queued within %d ms: not readable", sp_wait_ms());
 		int s = (int)ASSERT_SYS(accept(l, NULL, NULL));
 		char b[4];
 		ASSERT_ERRNO(read(c, b, 1), EAGAIN);
@@ -168,7 +165,7 @@ SP_TEST(nonblocking_connect_completes_writable)
 }
 
 /* 3. Up to the backlog, connections complete before accept. */
-SP_TEST(backlog_queues_connections_before_accept)
+SP_TEST(backlog_queues_connections_before_accept, "CONN-BACKLOG-QUEUE", SP_INET)
 {
 	int l = sp_socket(ctx, SOCK_STREAM), c[3], order[3];
 	struct sockaddr_storage ss;
@@ -179,18 +176,19 @@ SP_TEST(backlog_queues_connections_before_accept)
 	len = sp_loopback(ctx, &ss, sp_local_port(l));
 	for (int i = 0; i < 3; i++) {
 		c[i] = sp_socket(ctx, SOCK_STREAM);
-		sp_watchdog(sp_wait_ms());
 		errno = 0;
-		int r = connect(c[i], (struct sockaddr *)&ss, len);
+		int r = MUST_RETURN(connect(c[i], (struct sockaddr *)&ss, len),
+				    "blocking connect() %d of 3 to listen(3) with nobody accepting", i + 1);
 		int err = errno;
-		sp_watchdog(0);
 		ASSERT_TRUE(r == 0, "blocking connect %d of 3 returns with nobody accepting (got %s)",
 			    i + 1, sp_errno_name(err));
 		ASSERT_EQ(1, write(c[i], &"ABC"[i], 1));
 	}
 	int in_order = 1;
 	for (int i = 0; i < 3; i++) {
-		ASSERT_TRUE(sp_poll(l, POLLIN, sp_wait_ms()) & POLLIN, "connection %d is queued", i + 1);
+		ASSERT_TRUE(sp_poll(l, POLLIN, sp_wait_ms()) & POLLIN,
+			    "connection %d is queued within %d ms: the listener is not readable", i + 1,
+			    sp_wait_ms());
 		int s = (int)ASSERT_SYS(accept(l, NULL, NULL));
 		char b;
 		ASSERT_EQ(1, sp_read_all(s, &b, 1));
@@ -251,7 +249,7 @@ static int gone_or_asleep(void *p)
 	return st == 'Z' || st == 'S' || st == 0;
 }
 
-SP_TEST(nonblocking_accept_fails_with_eagain)
+SP_TEST(nonblocking_accept_fails_with_eagain, "CONN-ACCEPT-EAGAIN", SP_INET)
 {
 	int l = sp_tcp_listener(ctx, 0);
 	int l2 = sp_socket(ctx, SOCK_STREAM | SOCK_NONBLOCK);
@@ -261,11 +259,13 @@ SP_TEST(nonblocking_accept_fails_with_eagain)
 	ASSERT_SYS(bind(l2, (struct sockaddr *)&ss, len));
 	ASSERT_SYS(listen(l2, 4));
 	sp_set_nonblock(l, 1);
-	sp_watchdog(sp_wait_ms()); /* a wrong stack blocks: EINTR, not a hang */
-	ASSERT_ERRNO(accept(l, NULL, NULL), EAGAIN);
-	ASSERT_ERRNO(accept4(l, NULL, NULL, SOCK_CLOEXEC), EAGAIN);
-	ASSERT_ERRNO(accept(l2, NULL, NULL), EAGAIN); /* SOCK_NONBLOCK listener */
-	sp_watchdog(0);
+	/* A wrong stack that blocks is cut off and the call named. */
+	ASSERT_ERRNO(MUST_RETURN(accept(l, NULL, NULL), "accept() on an empty O_NONBLOCK listener"),
+		     EAGAIN);
+	ASSERT_ERRNO(MUST_RETURN(accept4(l, NULL, NULL, SOCK_CLOEXEC),
+				 "accept4() on an empty O_NONBLOCK listener"), EAGAIN);
+	ASSERT_ERRNO(MUST_RETURN(accept(l2, NULL, NULL), "accept() on an empty SOCK_NONBLOCK listener"),
+		     EAGAIN);
 
 	/* "At once": the call never sleeps. A child makes it while /proc
 	 * shows its state; it must end, never be seen asleep in accept(). */
@@ -284,16 +284,16 @@ SP_TEST(nonblocking_accept_fails_with_eagain)
 
 	/* With a connection pending it succeeds, then the queue is empty again. */
 	int c = sp_tcp_connect(ctx, l);
-	ASSERT_TRUE(sp_poll(l, POLLIN, sp_wait_ms()) & POLLIN, "the connection is queued");
+	ASSERT_TRUE(sp_poll(l, POLLIN, sp_wait_ms()) & POLLIN,
+		    "the connection is queued within %d ms: the listener is not readable", sp_wait_ms());
 	int s = (int)ASSERT_SYS(accept(l, NULL, NULL));
 	int fl = (int)ASSERT_SYS(fcntl(s, F_GETFL));
 	RECORD("accepted_inherits_o_nonblock", "%s", fl & O_NONBLOCK ? "yes" : "no");
 	ASSERT_EQ(1, write(c, "x", 1));
 	char b;
 	ASSERT_EQ(1, sp_read_all(s, &b, 1));
-	sp_watchdog(sp_wait_ms());
-	ASSERT_ERRNO(accept(l, NULL, NULL), EAGAIN);
-	sp_watchdog(0);
+	ASSERT_ERRNO(MUST_RETURN(accept(l, NULL, NULL), "accept() on a drained O_NONBLOCK listener"),
+		     EAGAIN);
 	close(s);
 	close(c);
 	close(l);
@@ -343,7 +343,7 @@ static void name_of(int fd, int peer, struct sockaddr_storage *ss)
 	ASSERT_TRUE(same_sockaddr(a, b), "%s: %s vs %s", what, show(a), show(b))
 
 /* 5. The two ends agree on each other's names. */
-SP_TEST(socket_and_peer_names_agree)
+SP_TEST(socket_and_peer_names_agree, "CONN-NAMES-AGREE", SP_INET)
 {
 	int l = sp_tcp_listener(ctx, 0), c = sp_tcp_connect(ctx, l);
 	struct sockaddr_storage from, cl, cp, sl, sp, ll;
@@ -432,9 +432,9 @@ static int dual_listener(const struct sp_ctx *ctx, int v6only, int *dflt)
 	int l = sp_socket(ctx, SOCK_STREAM); /* AF_INET6: the item is ipv6 */
 	struct sockaddr_in6 any = { .sin6_family = AF_INET6, .sin6_addr = IN6ADDR_ANY_INIT };
 
-	*dflt = get_int(l, IPPROTO_IPV6, IPV6_V6ONLY);
+	*dflt = sp_get_int(l, IPPROTO_IPV6, IPV6_V6ONLY);
 	ASSERT_SYS(setsockopt(l, IPPROTO_IPV6, IPV6_V6ONLY, &v6only, sizeof(v6only)));
-	ASSERT_EQ(v6only, !!get_int(l, IPPROTO_IPV6, IPV6_V6ONLY));
+	ASSERT_EQ(v6only, !!sp_get_int(l, IPPROTO_IPV6, IPV6_V6ONLY));
 	ASSERT_SYS(bind(l, (struct sockaddr *)&any, sizeof(any)));
 	ASSERT_SYS(listen(l, 4));
 	return l;
@@ -445,11 +445,10 @@ static int v4_connect(uint16_t port, int *err)
 	int c = (int)ASSERT_SYS(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
 	struct sockaddr_in to = { .sin_family = AF_INET, .sin_port = htons(port),
 				  .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-	sp_watchdog(sp_wait_ms());
 	errno = 0;
-	int r = connect(c, (struct sockaddr *)&to, sizeof(to));
+	int r = MUST_RETURN(connect(c, (struct sockaddr *)&to, sizeof(to)),
+			    "a blocking IPv4 connect() to 127.0.0.1 port %u", port);
 	*err = errno;
-	sp_watchdog(0);
 	if (r < 0) {
 		close(c);
 		return -1;
@@ -481,7 +480,7 @@ static void v6_client_connects(const struct sp_ctx *ctx, int l)
 }
 
 /* 6. A dual-stack listener takes IPv4 clients as mapped addresses. */
-SP_TEST(v6_listener_takes_v4_clients_as_mapped)
+SP_TEST(v6_listener_takes_v4_clients_as_mapped, "CONN-V6-MAPPED", SP_IPV6)
 {
 	int dflt, err;
 
@@ -526,7 +525,7 @@ SP_TEST(v6_listener_takes_v4_clients_as_mapped)
 }
 
 /* 7. An IPv6-only listener leaves IPv4 alone. */
-SP_TEST(v6only_listener_takes_only_ipv6)
+SP_TEST(v6only_listener_takes_only_ipv6, "CONN-V6ONLY", SP_IPV6)
 {
 	int dflt, err;
 
@@ -545,14 +544,4 @@ SP_TEST(v6only_listener_takes_only_ipv6)
 	close(l);
 }
 
-static const struct sp_case cases[] = {
-	SP_CASE(connect_without_listener_is_refused, "CONN-REFUSED", SP_INET),
-	SP_CASE(nonblocking_connect_completes_writable, "CONN-NONBLOCK-CONNECT", SP_INET),
-	SP_CASE(backlog_queues_connections_before_accept, "CONN-BACKLOG-QUEUE", SP_INET),
-	SP_CASE(nonblocking_accept_fails_with_eagain, "CONN-ACCEPT-EAGAIN", SP_INET),
-	SP_CASE(socket_and_peer_names_agree, "CONN-NAMES-AGREE", SP_INET),
-	SP_CASE(v6_listener_takes_v4_clients_as_mapped, "CONN-V6-MAPPED", SP_IPV6),
-	SP_CASE(v6only_listener_takes_only_ipv6, "CONN-V6ONLY", SP_IPV6),
-};
-
-SP_MAIN("conn", cases)
+SP_MAIN("conn")

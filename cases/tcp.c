@@ -61,14 +61,21 @@
 /* The payload of 4 writes of 10 bytes, or a 100-byte message. */
 static const char ten[] = "0123456789";
 
-/* Which end writes in a round: 0 client -> server, 1 server -> client. */
-static void ends(int dir, int c, int s, int *wr, int *rd)
-{
-	*wr = dir ? s : c;
-	*rd = dir ? c : s;
-}
+/* Parameters: .end is the end that writes (or closes first), .write and
+ * .read the calls, .mode the reader's (or closer's) O_NONBLOCK. */
 
-static const char *dir_name(int dir) { return dir ? "server->client" : "client->server"; }
+/* One connection for every variant of an item, made in the first: a
+ * long-lived connection carries all the traffic, as in a real program
+ * (and a hundred handshakes would only cost time). */
+static void item_pair(const struct sp_ctx *ctx, int *c, int *s)
+{
+	static int pair[2] = { -1, -1 };
+
+	if (ctx->first)
+		sp_tcp_pair(ctx, &pair[0], &pair[1]);
+	*c = pair[0];
+	*s = pair[1];
+}
 
 /* accept() a connection once the listener has it queued (bounded). */
 static int accept_queued(int l)
@@ -81,77 +88,77 @@ static int accept_queued(int l)
 /* 1. Several writes can be read by one read: TCP keeps no boundaries.
  * Every write call x every read call, both directions, the reader
  * blocking and non-blocking; after the 40 bytes nothing is left. */
-SP_TEST(tcp_writes_coalesce_into_one_read)
+SP_TEST(tcp_writes_coalesce_into_one_read, "TCP-BOUNDARY-COALESCE", SP_INET,
+	.end = SP_BOTH_ENDS, .write = SP_EVERY_WRITE, .read = SP_EVERY_READ,
+	.mode = SP_BOTH_MODES)
 {
-	int c, s;
+	int c, s, wr, rd;
 	char buf[1024];
 
-	sp_tcp_pair(ctx, &c, &s);
+	item_pair(ctx, &c, &s);
+	sp_ends(ctx, c, s, &wr, &rd);
 	/* Without Nagle each small write leaves at once as its own segment
 	 * (no delayed-ACK wait per round); the reader must still get one run
 	 * of 40 bytes. Best effort: a stack without TCP_NODELAY only runs
 	 * slower. */
-	int one = 1, nodelay = setsockopt(c, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) == 0 &&
-				    setsockopt(s, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) == 0;
-	RECORD("tcp_nodelay", "%s", nodelay ? "on" : "unavailable");
-	for (int round = 0; round < 2 * SP_IO_APIS * SP_IO_APIS; round++) {
-		int dir = round / (SP_IO_APIS * SP_IO_APIS), wr, rd;
-		int out = round / SP_IO_APIS % SP_IO_APIS, in = round % SP_IO_APIS;
-		ends(dir, c, s, &wr, &rd);
-		sp_set_nonblock(rd, round % 2);
-		for (int i = 0; i < 4; i++)
-			SP_OUT_EXACT(out, wr, ten, 10);
-		ASSERT_EQ(40, sp_wait_inq(rd, 40));
-
-		ssize_t n = sp_io_in(in, rd, buf, sizeof(buf), 0);
-		if (round == 0)
-			RECORD("read_sizes", "%zd", n);
-		ASSERT_TRUE(n == 40, "one %s() returns all 40 bytes of 4 %s() calls (%s, %s): got %zd (%s)",
-			    sp_io_in_name(in), sp_io_out_name(out), dir_name(dir),
-			    round % 2 ? "non-blocking" : "blocking", n, n < 0 ? sp_errno_name(errno) : "");
-		for (int i = 0; i < 4; i++)
-			ASSERT_MEM_EQ(ten, buf + 10 * i, 10);
-		/* Nothing more: not a byte twice, no leftover. */
-		ASSERT_ERRNO(recv(rd, buf, 1, MSG_DONTWAIT), EAGAIN);
+	if (ctx->first) {
+		int one = 1, nodelay = setsockopt(c, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) == 0 &&
+					    setsockopt(s, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) == 0;
+		RECORD("tcp_nodelay", "%s", nodelay ? "on" : "unavailable");
 	}
+	sp_set_nonblock(rd, ctx->nonblock);
+	for (int i = 0; i < 4; i++)
+		SP_OUT_EXACT(ctx->write, wr, ten, 10);
+	ASSERT_EQ(40, sp_wait_inq(rd, 40));
+
+	ssize_t n = MUST_RETURN(sp_io_in(ctx->read, rd, buf, sizeof(buf), 0),
+				"%s() with 40 bytes queued", sp_io_in_name(ctx->read));
+	RECORD_ONCE("read_sizes", "%zd", n);
+	ASSERT_TRUE(n == 40, "one %s() returns all 40 bytes of 4 %s() calls: got %zd (%s)",
+		    sp_io_in_name(ctx->read), sp_io_out_name(ctx->write), n,
+		    n < 0 ? sp_errno_name(errno) : "");
+	for (int i = 0; i < 4; i++)
+		ASSERT_MEM_EQ(ten, buf + 10 * i, 10);
+	/* Nothing more: not a byte twice, no leftover. */
+	ASSERT_ERRNO(recv(rd, buf, 1, MSG_DONTWAIT), EAGAIN);
 }
 
 /* 2. One write can be consumed by several smaller reads, in order: each
  * read call takes 100 bytes and leaves the rest queued for the next one
  * (whatever call that is), both directions, blocking and non-blocking. */
-SP_TEST(tcp_one_write_splits_across_reads)
+SP_TEST(tcp_one_write_splits_across_reads, "TCP-BOUNDARY-SPLIT", SP_INET,
+	.end = SP_BOTH_ENDS, .write = SP_EVERY_WRITE, .mode = SP_BOTH_MODES)
 {
 	enum { N = 1000, PIECE = 100 };
 	unsigned char out[N], in[N];
-	int c, s;
+	int c, s, wr, rd;
 
-	sp_tcp_pair(ctx, &c, &s);
+	item_pair(ctx, &c, &s);
+	sp_ends(ctx, c, s, &wr, &rd);
 	sp_pattern(out, N, 0);
-	for (int round = 0; round < 2 * SP_IO_APIS; round++) {
-		int dir = round / SP_IO_APIS, api = round % SP_IO_APIS, wr, rd;
-		ends(dir, c, s, &wr, &rd);
-		sp_set_nonblock(rd, round % 2);
-		memset(in, 0, N);
-		SP_OUT_EXACT(api, wr, out, N); /* one call, all N bytes */
-		ASSERT_EQ(N, sp_wait_inq(rd, N));
-		for (int off = 0, k = 0; off < N; off += PIECE, k++) {
-			int rapi = (k + round) % SP_IO_APIS, left = 0;
-			ssize_t r = sp_io_in(rapi, rd, in + off, PIECE, 0);
-			ASSERT_TRUE(r == PIECE, "%s() of %d bytes from %d queued returns %d (%s, "
-				    "written by one %s()): got %zd", sp_io_in_name(rapi), PIECE,
-				    N - off, PIECE, dir_name(dir), sp_io_out_name(api), r);
-			ASSERT_SYS(ioctl(rd, FIONREAD, &left));
-			ASSERT_TRUE(left == N - off - PIECE,
-				    "after %s() took %d bytes the other %d stay queued (FIONREAD %d)",
-				    sp_io_in_name(rapi), PIECE, N - off - PIECE, left);
-		}
-		ASSERT_EQ(N, sp_pattern_check(in, N, 0));
-		ASSERT_ERRNO(recv(rd, in, 1, MSG_DONTWAIT), EAGAIN);
+	sp_set_nonblock(rd, ctx->nonblock);
+	memset(in, 0, N);
+	SP_OUT_EXACT(ctx->write, wr, out, N); /* one call, all N bytes */
+	ASSERT_EQ(N, sp_wait_inq(rd, N));
+	/* The pieces are taken by every read call in turn. */
+	for (int off = 0, k = 0; off < N; off += PIECE, k++) {
+		int rapi = (k + ctx->write) % SP_IO_APIS, left = 0;
+		ssize_t r = MUST_RETURN(sp_io_in(rapi, rd, in + off, PIECE, 0),
+					"%s() with %d bytes queued", sp_io_in_name(rapi), N - off);
+		ASSERT_TRUE(r == PIECE, "%s() of %d bytes from %d queued returns %d (written by "
+			    "one %s()): got %zd", sp_io_in_name(rapi), PIECE, N - off, PIECE,
+			    sp_io_out_name(ctx->write), r);
+		ASSERT_SYS(ioctl(rd, FIONREAD, &left));
+		ASSERT_TRUE(left == N - off - PIECE,
+			    "after %s() took %d bytes the other %d stay queued (FIONREAD %d)",
+			    sp_io_in_name(rapi), PIECE, N - off - PIECE, left);
 	}
+	ASSERT_EQ(N, sp_pattern_check(in, N, 0));
+	ASSERT_ERRNO(recv(rd, in, 1, MSG_DONTWAIT), EAGAIN);
 }
 
 /* 3. Every TCP socket gets I/O buffers when it is created. */
-SP_TEST(tcp_socket_has_buffers_at_creation)
+SP_TEST(tcp_socket_has_buffers_at_creation, "TCP-BUFFERS-AT-CREATION", SP_INET)
 {
 	int fd = sp_socket(ctx, SOCK_STREAM), snd = 0, rcv = 0, set = 4096, got = 0;
 	socklen_t len = sizeof(int);
@@ -281,27 +288,28 @@ static size_t fill_and_close(const struct sp_ctx *ctx, int c, int s, int nonbloc
 /* 4. close() still sends what is in the output buffer, then FIN: with the
  * closing socket blocking and non-blocking, the reader starting late and
  * reading through every read call, blocking then non-blocking. */
-SP_TEST(tcp_close_flushes_output)
+SP_TEST(tcp_close_flushes_output, "TCP-CLOSE-FLUSHES-OUTPUT", SP_INET,
+	.mode = SP_BOTH_MODES)
 {
-	for (int round = 0; round < 2; round++) {
+	{
 		int l = sp_tcp_listener(ctx, SMALL_BUF), c, s;
 		struct sp_capture cap;
 
 		c = sp_tcp_connect(ctx, l);
 		s = accept_queued(l);
 		small_rcvbuf(s);
-		if (round == 0) {
+		if (ctx->first) {
 			sp_capture_start(&cap);
 			sp_capture_name(&cap, sp_local_port(c), "C");
 			sp_capture_name(&cap, sp_local_port(s), "S");
 		}
-		size_t queued = fill_and_close(ctx, c, s, round);
+		size_t queued = fill_and_close(ctx, c, s, ctx->nonblock);
 
 		/* The reader starts only now, after the writer has closed. */
-		sp_set_nonblock(s, round);
+		sp_set_nonblock(s, ctx->nonblock);
 		drain_pattern_then_eof(s, queued);
 		/* On the wire: data, then the FIN, no data after it, no reset. */
-		if (round == 0 && sp_capture_sync(&cap)) {
+		if (ctx->first && sp_capture_sync(&cap)) {
 			WIRE_EXPECT(&cap, "C>S P., C>S F");
 			const char *fin = strstr(cap.trace, "C>S F");
 			const char *after = fin ? strstr(fin + 1, "C>S ") : NULL;
@@ -311,7 +319,7 @@ SP_TEST(tcp_close_flushes_output)
 			WIRE_LACKS(&cap, "C>S R");
 			WIRE_LACKS(&cap, "S>C R");
 		}
-		if (round == 0)
+		if (ctx->first)
 			sp_capture_stop(&cap);
 		close(s);
 		close(l);
@@ -331,65 +339,63 @@ static void expect_reset(int api, int out, int fd, ssize_t r, int err, const cha
 }
 
 /* 5. close() with unread input discards it and resets the connection:
- * the peer's next read, through every read call, blocking and not, and
- * the peer's next write through every write call, in both directions. */
-SP_TEST(tcp_close_with_unread_input_resets_peer)
+ * the peer's next call (.call: every read call and every write call),
+ * blocking and not, with either end closing. */
+SP_TEST(tcp_close_with_unread_input_resets_peer, "TCP-CLOSE-DISCARDS-INPUT", SP_INET,
+	.end = SP_BOTH_ENDS, .call = SP_EVERY_CALL, .mode = SP_BOTH_MODES)
 {
 	char buf[16], msg[100];
 	struct sigaction ign = { .sa_handler = SIG_IGN };
+	int out = sp_call_is_out(ctx->call), c, s, closer, peer;
+	struct sp_capture cap;
+	char how[64], x = 'x';
 
 	memset(msg, 'a', sizeof(msg));
 	ASSERT_SYS(sigaction(SIGPIPE, &ign, NULL)); /* write()/writev() on a reset peer */
-	for (int round = 0; round < 3 * SP_IO_APIS; round++) {
-		int api = round % SP_IO_APIS, out = round >= 2 * SP_IO_APIS;
-		int dir = round / SP_IO_APIS % 2, c, s, closer, peer;
-		struct sp_capture cap;
-		char how[64];
-
-		sp_tcp_pair(ctx, &c, &s);
-		closer = dir ? c : s;
-		peer = dir ? s : c;
-		sp_set_nonblock(peer, round % 2);
-		snprintf(how, sizeof(how), "%s closed, %s", dir ? "client" : "server",
-			 round % 2 ? "non-blocking" : "blocking");
-		SP_OUT_EXACT(SP_IO_READ, peer, msg, sizeof(msg));
-		ASSERT_EQ(100, sp_wait_inq(closer, 100));
-		if (round == 0) {
-			sp_capture_start(&cap);
-			sp_capture_name(&cap, sp_local_port(peer), "C");
-			sp_capture_name(&cap, sp_local_port(closer), "S");
-		}
-		ASSERT_SYS(close(closer)); /* 100 bytes unread */
-
-		ASSERT_TRUE(sp_poll(peer, POLLIN, sp_wait_ms()),
-			    "the peer learns of the close within %d ms", sp_wait_ms());
-		/* On the wire the closer resets: RST, never a FIN. */
-		if (round == 0) {
-			if (sp_capture_sync(&cap)) {
-				WIRE_EXPECT(&cap, "S>C R");
-				WIRE_LACKS(&cap, "S>C F");
-			}
-			sp_capture_stop(&cap);
-		}
-		errno = 0;
-		ssize_t r = out ? sp_io_out(api, peer, "x", 1, MSG_NOSIGNAL)
-				: sp_io_in(api, peer, buf, sizeof(buf), 0);
-		int err = errno;
-		if (round == 0)
-			RECORD("peer_read_after_close", "%zd (%s)", r,
-			       r < 0 ? sp_errno_name(err) : "EOF");
-		if (round == 2 * SP_IO_APIS)
-			RECORD("peer_write_after_close", "%zd (%s)", r,
-			       r < 0 ? sp_errno_name(err) : "accepted");
-		expect_reset(api, out, peer, r, err, how);
-		close(peer);
+	sp_tcp_pair(ctx, &c, &s);
+	sp_ends(ctx, c, s, &closer, &peer);
+	sp_set_nonblock(peer, ctx->nonblock);
+	snprintf(how, sizeof(how), "%s closed, %s", sp_end_name(ctx->end),
+		 ctx->nonblock ? "non-blocking" : "blocking");
+	SP_OUT_EXACT(SP_IO_READ, peer, msg, sizeof(msg));
+	ASSERT_EQ(100, sp_wait_inq(closer, 100));
+	if (ctx->first) {
+		sp_capture_start(&cap);
+		sp_capture_name(&cap, sp_local_port(peer), "C");
+		sp_capture_name(&cap, sp_local_port(closer), "S");
 	}
+	ASSERT_SYS(close(closer)); /* 100 bytes unread */
+
+	ASSERT_TRUE(sp_poll(peer, POLLIN, sp_wait_ms()),
+		    "the peer learns of the close: no event on it within %d ms of the close",
+		    sp_wait_ms());
+	/* On the wire the closer resets: RST, never a FIN. */
+	if (ctx->first) {
+		if (sp_capture_sync(&cap)) {
+			WIRE_EXPECT(&cap, "S>C R");
+			WIRE_LACKS(&cap, "S>C F");
+		}
+		sp_capture_stop(&cap);
+	}
+	errno = 0;
+	ssize_t r = MUST_RETURN(sp_call(ctx->call, peer, out ? &x : buf, out ? 1 : sizeof(buf),
+					out ? MSG_NOSIGNAL : 0),
+				"%s() on the reset peer", sp_call_name(ctx->call));
+	int err = errno;
+	if (out)
+		RECORD_ONCE("peer_write_after_close", "%zd (%s)", r,
+			    r < 0 ? sp_errno_name(err) : "accepted");
+	else
+		RECORD_ONCE("peer_read_after_close", "%zd (%s)", r,
+			    r < 0 ? sp_errno_name(err) : "EOF");
+	expect_reset(ctx->call & 0xff, out, peer, r, err, how);
+	close(peer);
 }
 
 /* 6a. A non-blocking writer faster than its reader gets EAGAIN, through
  * every write call; no byte is lost even though the receiver's buffer is
  * smaller than the sender's; the reader reads through every read call. */
-SP_TEST(tcp_flow_control_stops_nonblocking_writer)
+SP_TEST(tcp_flow_control_stops_nonblocking_writer, "TCP-FLOW-CONTROL", SP_INET)
 {
 	int l = sp_tcp_listener(ctx, SMALL_BUF), c, s, big = 4 * SMALL_BUF;
 
@@ -450,7 +456,7 @@ static int write_blocking(void *p)
 /* 6b. A blocking writer stays blocked until the reader reads, through
  * every write call; then the call returns the full count and every byte
  * arrives intact and in order (read through every read call). */
-SP_TEST(tcp_flow_control_blocks_writer_until_reader_reads)
+SP_TEST(tcp_flow_control_blocks_writer_until_reader_reads, "TCP-FLOW-CONTROL", SP_INET)
 {
 	int l = sp_tcp_listener(ctx, SMALL_BUF), s;
 	struct blocking_writer w;
@@ -545,7 +551,7 @@ static int write_each_api(void *p)
 	return 0;
 }
 
-SP_TEST(tcp_write_returns_before_peer_reads)
+SP_TEST(tcp_write_returns_before_peer_reads, "TCP-WRITE-RETURNS-BUFFERED", SP_INET)
 {
 	struct writer7 w;
 
@@ -576,7 +582,7 @@ SP_TEST(tcp_write_returns_before_peer_reads)
  * A mark sent right after connect() returns (blocking), or after POLLOUT
  * reports a non-blocking connect done, comes after the whole handshake in
  * the wire trace: connect() did not return before the handshake. */
-SP_TEST(tcp_connect_completes_before_accept)
+SP_TEST(tcp_connect_completes_before_accept, "TCP-HANDSHAKE-BEFORE-ACCEPT", SP_INET)
 {
 	int l = sp_tcp_listener(ctx, 0), c[2], s;
 	struct sockaddr_storage ss;
@@ -655,13 +661,20 @@ static int time_wait_seen(const struct sp_ctx *ctx, unsigned port)
 	return found;
 }
 
-/* The four-way close with `a` as the active closer and `b` passive. */
-static void teardown(const struct sp_ctx *ctx, int a, int b, int round)
+/* 9. The four-way close: the active closer (.end) goes FIN_WAIT1/2 ->
+ * TIME_WAIT, the passive side sits in CLOSE_WAIT until it closes too. */
+SP_TEST(tcp_teardown_walks_fin_wait_close_wait_time_wait, "TCP-TEARDOWN-STATES", SP_INET,
+	.end = SP_BOTH_ENDS)
 {
 	struct sp_capture cap;
-	char b1;
+	int c, s, a, b;
+
+	sp_tcp_pair(ctx, &c, &s);
+	sp_ends(ctx, c, s, &a, &b); /* a: the active closer, b: passive */
 	unsigned port = sp_local_port(a);
-	const char *who = round ? "server" : "client";
+	const char *who = sp_end_name(ctx->end);
+	/* Each end's EOF is read by another call. */
+	int server_active = ctx->end == SP_SERVER;
 
 	sp_capture_start(&cap);
 	sp_capture_name(&cap, port, "C");
@@ -669,19 +682,17 @@ static void teardown(const struct sp_ctx *ctx, int a, int b, int round)
 
 	ASSERT_SYS(shutdown(a, SHUT_WR)); /* active close: our FIN */
 	int active = sp_wait_tcp_state(a, TCP_FIN_WAIT2);
-	if (round == 0)
-		RECORD("active_after_fin", "%s", sp_tcp_state_name(active));
+	RECORD_ONCE("active_after_fin", "%s", sp_tcp_state_name(active));
 	ASSERT_TRUE(active == TCP_FIN_WAIT2, "the active closer (%s) is in FIN_WAIT2 once "
 		    "its FIN is acknowledged (got %s)", who, sp_tcp_state_name(active));
-	SP_EXPECT_EOF(round ? SP_IO_RECV : SP_IO_READ, b);
+	SP_EXPECT_EOF(server_active ? SP_IO_RECV : SP_IO_READ, b);
 	int passive = sp_tcp_state(b);
-	if (round == 0)
-		RECORD("passive_after_fin", "%s", sp_tcp_state_name(passive));
+	RECORD_ONCE("passive_after_fin", "%s", sp_tcp_state_name(passive));
 	ASSERT_TRUE(passive == TCP_CLOSE_WAIT, "the passive side sits in CLOSE_WAIT "
 		    "(active closer: %s; got %s)", who, sp_tcp_state_name(passive));
 
 	ASSERT_SYS(close(b)); /* passive close: its FIN */
-	SP_EXPECT_EOF(round ? SP_IO_MSG : SP_IO_RECVFROM, a);
+	SP_EXPECT_EOF(server_active ? SP_IO_MSG : SP_IO_RECVFROM, a);
 	/* FIN and ACK in each direction, in the order the states say. */
 	if (sp_capture_sync(&cap)) {
 		WIRE_EXPECT(&cap, "C>S F., S>C ., S>C F., C>S .");
@@ -689,37 +700,19 @@ static void teardown(const struct sp_ctx *ctx, int a, int b, int round)
 		WIRE_LACKS(&cap, "S>C R");
 	}
 	sp_capture_stop(&cap);
-	(void)b1;
 	/* Linux hands the connection to a TIME_WAIT mini-socket; the fd
 	 * itself reads CLOSE. /proc/net/tcp shows the TIME_WAIT entry. */
 	int fdstate = sp_tcp_state(a);
 	int tw = time_wait_seen(ctx, port);
-	if (round == 0) {
-		RECORD("active_fd_after_peer_fin", "%s", sp_tcp_state_name(fdstate));
-		RECORD("time_wait_entry", "%s",
-		       tw < 0 ? "unobservable (no /proc/net)" : tw ? "yes" : "no");
-	}
+	RECORD_ONCE("active_fd_after_peer_fin", "%s", sp_tcp_state_name(fdstate));
+	RECORD_ONCE("time_wait_entry", "%s",
+		    tw < 0 ? "unobservable (no /proc/net)" : tw ? "yes" : "no");
 	if (tw < 0 && fdstate != TCP_TIME_WAIT)
 		SKIP("TIME_WAIT is unobservable: no /proc/net/tcp and TCP_INFO does not show it");
 	ASSERT_TRUE(fdstate == TCP_TIME_WAIT || tw == 1,
 		    "the active closer (%s) ends in TIME_WAIT (fd %s, TIME_WAIT entry %s)",
 		    who, sp_tcp_state_name(fdstate), tw ? "present" : "absent");
 	close(a);
-}
-
-/* 9. The four-way close: the active closer goes FIN_WAIT1/2 -> TIME_WAIT,
- * the passive side sits in CLOSE_WAIT until it closes too; with the
- * client as the active closer, then the server. */
-SP_TEST(tcp_teardown_walks_fin_wait_close_wait_time_wait)
-{
-	for (int round = 0; round < 2; round++) {
-		int c, s;
-		sp_tcp_pair(ctx, &c, &s);
-		if (round == 0)
-			teardown(ctx, c, s, 0);
-		else
-			teardown(ctx, s, c, 1);
-	}
 }
 
 /* Same address (not port) in two sockaddrs of one family? */
@@ -762,7 +755,8 @@ static void local_addr(int fd, struct sockaddr_storage *ss)
  * ephemeral port (blocking and non-blocking connect): the loopback
  * address the peer sees, never the wildcard, and the port the server's
  * accept() and getpeername() report. */
-SP_TEST(tcp_connect_binds_ephemeral_port)
+SP_TEST(tcp_connect_binds_ephemeral_port, "TCP-CONNECT-IMPLICIT-BIND", SP_INET,
+	.mode = SP_BOTH_MODES)
 {
 	int l = sp_tcp_listener(ctx, 0);
 	struct sockaddr_storage ss, lo;
@@ -770,7 +764,8 @@ SP_TEST(tcp_connect_binds_ephemeral_port)
 	char text[96], want[96];
 
 	sp_loopback(ctx, &lo, 0);
-	for (int nonblock = 0; nonblock < 2; nonblock++) {
+	{
+		int nonblock = ctx->nonblock;
 		int c = sp_socket(ctx, SOCK_STREAM);
 		struct sockaddr_storage before, after, seen, peer;
 		socklen_t slen = sizeof(seen), plen = sizeof(peer);
@@ -821,7 +816,7 @@ SP_TEST(tcp_connect_binds_ephemeral_port)
  * stays a listener. accept(), accept4() and a non-blocking listener (EAGAIN
  * while nobody waits); each connection carries only its own client's
  * bytes, both ways. */
-SP_TEST(tcp_accept_gives_each_client_its_own_socket)
+SP_TEST(tcp_accept_gives_each_client_its_own_socket, "TCP-LISTEN-ACCEPT-SEQUENCE", SP_INET)
 {
 	enum { CLIENTS = 3 };
 	int l = sp_tcp_listener(ctx, 0), c[CLIENTS], s[CLIENTS];
@@ -874,19 +869,4 @@ SP_TEST(tcp_accept_gives_each_client_its_own_socket)
 	ASSERT_EQ(1, acc);
 }
 
-static const struct sp_case cases[] = {
-	SP_CASE(tcp_writes_coalesce_into_one_read, "TCP-BOUNDARY-COALESCE", SP_INET),
-	SP_CASE(tcp_one_write_splits_across_reads, "TCP-BOUNDARY-SPLIT", SP_INET),
-	SP_CASE(tcp_socket_has_buffers_at_creation, "TCP-BUFFERS-AT-CREATION", SP_INET),
-	SP_CASE(tcp_close_flushes_output, "TCP-CLOSE-FLUSHES-OUTPUT", SP_INET),
-	SP_CASE(tcp_close_with_unread_input_resets_peer, "TCP-CLOSE-DISCARDS-INPUT", SP_INET),
-	SP_CASE(tcp_flow_control_stops_nonblocking_writer, "TCP-FLOW-CONTROL", SP_INET),
-	SP_CASE(tcp_flow_control_blocks_writer_until_reader_reads, "TCP-FLOW-CONTROL", SP_INET),
-	SP_CASE(tcp_write_returns_before_peer_reads, "TCP-WRITE-RETURNS-BUFFERED", SP_INET),
-	SP_CASE(tcp_connect_completes_before_accept, "TCP-HANDSHAKE-BEFORE-ACCEPT", SP_INET),
-	SP_CASE(tcp_teardown_walks_fin_wait_close_wait_time_wait, "TCP-TEARDOWN-STATES", SP_INET),
-	SP_CASE(tcp_connect_binds_ephemeral_port, "TCP-CONNECT-IMPLICIT-BIND", SP_INET),
-	SP_CASE(tcp_accept_gives_each_client_its_own_socket, "TCP-LISTEN-ACCEPT-SEQUENCE", SP_INET),
-};
-
-SP_MAIN("tcp", cases)
+SP_MAIN("tcp")

@@ -56,22 +56,12 @@
 
 /* ---- helpers local to this file ------------------------------------------ */
 
-/* The four ways to receive a datagram and the four ways to send one. */
-enum rx_api { RX_READ, RX_RECV, RX_RECVFROM, RX_RECVMSG, RX_APIS };
-enum tx_api { TX_WRITE, TX_SEND, TX_SENDTO, TX_SENDMSG, TX_APIS };
-static const char *const rx_name[] = { "read", "recv", "recvfrom", "recvmsg" };
-static const char *const tx_name[] = { "write", "send", "sendto", "sendmsg" };
-/* Blocking modes: the socket is blocking, or has O_NONBLOCK set. */
-enum mode { BLOCKING, NONBLOCKING, MODES };
-static const char *const mode_name[] = { "blocking", "non-blocking" };
-
-/* What one receive returned, besides its count. */
-struct dgram {
-	struct sockaddr_storage from; /* source (recvfrom, recvmsg) */
-	socklen_t fromlen;            /* 0 when the API gives no source */
-	int flags;                    /* msg_flags (recvmsg), else 0 */
-	int named;                    /* the API reports a source */
-};
+/* Parameters: .read and .write are the datagram calls (read, recv,
+ * recvfrom, recvmsg; write, send, sendto, sendmsg: SP_IO_*), .mode the
+ * socket's O_NONBLOCK. What a receive reports besides its count (source,
+ * msg_flags) comes in a struct sp_got. */
+enum { DGRAM_CALLS = 4 }; /* SP_IO_READ .. SP_IO_MSG */
+static const char *mode_name(int nonblock) { return nonblock ? "non-blocking" : "blocking"; }
 
 /* Address of a bound socket. */
 static socklen_t addr_of(int fd, struct sockaddr_storage *ss)
@@ -108,7 +98,7 @@ static const char *addr_str(const struct sockaddr_storage *ss, socklen_t len, ch
 /* The source of a received datagram is exactly `want` (address and port). */
 #define ASSERT_FROM(want, d) assert_from(__FILE__, __LINE__, want, d)
 static void assert_from(const char *file, int line, const struct sockaddr_storage *want,
-			const struct dgram *d)
+			const struct sp_got *d)
 {
 	char w[80], g[80];
 	addr_str(want, want->ss_family == AF_INET6 ? sizeof(struct sockaddr_in6)
@@ -118,59 +108,23 @@ static void assert_from(const char *file, int line, const struct sockaddr_storag
 		sp_fail(file, line, "source address of the datagram", w, g, 0);
 }
 
-/* One receive through `api`, exactly as the program would make it: no
- * wait, no retry. */
-static ssize_t rx_call(int fd, enum rx_api api, void *buf, size_t n, int flags, struct dgram *d)
-{
-	struct iovec iov = { buf, n };
-	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
-	ssize_t r = -1;
-
-	memset(d, 0, sizeof(*d));
-	d->fromlen = sizeof(d->from);
-	switch (api) {
-	case RX_READ:
-		r = read(fd, buf, n);
-		d->fromlen = 0;
-		break;
-	case RX_RECV:
-		r = recv(fd, buf, n, flags);
-		d->fromlen = 0;
-		break;
-	case RX_RECVFROM:
-		d->named = 1;
-		r = recvfrom(fd, buf, n, flags, (struct sockaddr *)&d->from, &d->fromlen);
-		break;
-	default:
-		d->named = 1;
-		mh.msg_name = &d->from;
-		mh.msg_namelen = sizeof(d->from);
-		r = recvmsg(fd, &mh, flags);
-		d->fromlen = mh.msg_namelen;
-		d->flags = mh.msg_flags;
-		break;
-	}
-	return r;
-}
-
 /* Receive one datagram that has been sent: wait (bounded) until the socket
  * is readable, then one call; a blocking call runs under the watchdog. */
 #define RX(fd, api, buf, n, d) rx_one(__FILE__, __LINE__, fd, api, buf, n, d)
-static ssize_t rx_one(const char *file, int line, int fd, enum rx_api api, void *buf, size_t n,
-		      struct dgram *d)
+static ssize_t rx_one(const char *file, int line, int fd, int api, void *buf, size_t n,
+		      struct sp_got *d)
 {
 	if (!(sp_poll(fd, POLLIN, sp_wait_ms()) & POLLIN))
-		sp_failf(file, line, "a datagram arrives within %d ms for %s()", sp_wait_ms(),
-			 rx_name[api]);
-	sp_watchdog(sp_wait_ms());
+		sp_failf(file, line, "a datagram arrives within %d ms for %s(): none did", sp_wait_ms(),
+			 sp_io_in_name(api));
 	errno = 0;
-	ssize_t r = rx_call(fd, api, buf, n, 0, d);
+	int armed = sp_bound_begin();
+	ssize_t r = sp_io_recv(api, fd, buf, n, 0, d);
+	sp_bound_end(file, line, armed, "%s() with a datagram queued", sp_io_in_name(api));
 	int err = errno;
-	sp_watchdog(0);
 	if (r < 0)
-		sp_failf(file, line, "%s() of a queued datagram returns it (got -1, %s%s)",
-			 rx_name[api], sp_errno_name(err),
-			 err == EINTR ? ": it blocked although a datagram was queued" : "");
+		sp_failf(file, line, "%s() of a queued datagram returns it (got -1, %s)",
+			 sp_io_in_name(api), sp_errno_name(err));
 	return r;
 }
 
@@ -179,55 +133,40 @@ static ssize_t rx_one(const char *file, int line, int fd, enum rx_api api, void 
 static void assert_empty(const char *file, int line, int fd)
 {
 	char buf[64];
-	struct dgram d;
 
 	if (sp_poll(fd, POLLIN, 0))
 		sp_failf(file, line, "no further datagram is queued (poll says readable)");
-	for (int api = RX_RECV; api < RX_APIS; api++) {
+	for (int api = SP_IO_RECV; api <= SP_IO_MSG; api++) {
 		errno = 0;
-		ssize_t r = rx_call(fd, (enum rx_api)api, buf, sizeof(buf), MSG_DONTWAIT, &d);
-		sp_check_errno(file, line, rx_name[api], r, errno, EAGAIN);
+		ssize_t r = sp_io_in(api, fd, buf, sizeof(buf), MSG_DONTWAIT);
+		sp_check_errno(file, line, sp_io_in_name(api), r, errno, EAGAIN);
 	}
 }
 
 /* One send through `api`: write/send use the socket's peer, sendto/sendmsg
  * the destination `to` (NULL: none). The raw result, never retried. */
-static ssize_t tx_call(int fd, enum tx_api api, const void *buf, size_t n, int flags,
+static ssize_t tx_call(int fd, int api, const void *buf, size_t n, int flags,
 		       const struct sockaddr_storage *to, socklen_t tolen)
 {
-	struct iovec iov = { (void *)buf, n };
-	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
-
-	switch (api) {
-	case TX_WRITE:
-		return write(fd, buf, n);
-	case TX_SEND:
-		return send(fd, buf, n, flags);
-	case TX_SENDTO:
-		return sendto(fd, buf, n, flags, (const struct sockaddr *)to, to ? tolen : 0);
-	default:
-		mh.msg_name = (void *)to;
-		mh.msg_namelen = to ? tolen : 0;
-		return sendmsg(fd, &mh, flags);
-	}
+	return sp_io_send(api, fd, buf, n, flags, (const struct sockaddr *)to, tolen);
 }
 
 /* A send that must succeed in full, at once: under the watchdog, so a
  * sender that is held back fails here instead of hanging. */
 #define TX(fd, api, buf, n, to, tolen) tx_one(__FILE__, __LINE__, fd, api, buf, n, to, tolen)
-static void tx_one(const char *file, int line, int fd, enum tx_api api, const void *buf, size_t n,
+static void tx_one(const char *file, int line, int fd, int api, const void *buf, size_t n,
 		   const struct sockaddr_storage *to, socklen_t tolen)
 {
-	sp_watchdog(sp_wait_ms());
 	errno = 0;
+	int armed = sp_bound_begin();
 	ssize_t w = tx_call(fd, api, buf, n, 0, to, tolen);
+	sp_bound_end(file, line, armed, "%s() of a %zu-byte datagram (the sender held back)",
+		     sp_io_out_name(api), n);
 	int err = errno;
-	sp_watchdog(0);
 	if (w < 0)
-		sp_failf(file, line, "%s() of a %zu-byte datagram succeeds (got -1, %s%s)",
-			 tx_name[api], n, sp_errno_name(err),
-			 err == EINTR ? ": the sender was held back" : "");
-	sp_check_eq(file, line, tx_name[api], (long long)n, w);
+		sp_failf(file, line, "%s() of a %zu-byte datagram succeeds (got -1, %s)",
+			 sp_io_out_name(api), n, sp_errno_name(err));
+	sp_check_eq(file, line, sp_io_out_name(api), (long long)n, w);
 }
 
 /* A datagram's content: its index i in every byte, so a datagram joined to
@@ -243,45 +182,48 @@ static void fill(unsigned char *buf, size_t n, int i)
 /* 1. Each send is one datagram: k sends (sendto, sendmsg, write, send; an
  * empty one and one larger than an Ethernet MTU among them), k receives of
  * the same sizes and contents, each from its sender, through every receive
- * API, blocking and non-blocking. */
-SP_TEST(udp_keeps_datagram_boundaries)
+ * call (.read), blocking and non-blocking (.mode). */
+SP_TEST(udp_keeps_datagram_boundaries, "UDP-BOUNDARY", SP_INET,
+	.read = SP_DGRAM_READS, .mode = SP_BOTH_MODES)
 {
 	static const size_t sizes[] = { 1, 100, 0, 7, 9000, 3 };
 	enum { K = sizeof(sizes) / sizeof(sizes[0]) };
+	int api = ctx->read;
 
-	for (int api = 0; api < RX_APIS; api++) {
-		for (int mode = 0; mode < MODES; mode++) {
+	{
+		{
 			/* Two senders: `un` unconnected (sendto, sendmsg),
 			 * `co` connected to rx (write, send). */
 			int rx = sp_udp_bound(ctx), un = sp_udp_bound(ctx), co = sp_udp_bound(ctx);
 			struct sockaddr_storage to, sun, sco;
 			socklen_t tolen = addr_of(rx, &to);
 			unsigned char out[9000], in[16384];
-			struct dgram d;
+			struct sp_got d;
 
 			addr_of(un, &sun);
 			addr_of(co, &sco);
 			ASSERT_SYS(connect(co, (struct sockaddr *)&to, tolen));
-			sp_set_nonblock(rx, mode == NONBLOCKING);
+			sp_set_nonblock(rx, ctx->nonblock);
+			/* The sends rotate through every send call. */
 			for (int i = 0; i < K; i++) {
-				enum tx_api how = (enum tx_api)((i + api) % TX_APIS);
+				int how = (i + api) % DGRAM_CALLS;
 				fill(out, sizes[i], i);
-				TX(how <= TX_SEND ? co : un, how, out, sizes[i], &to, tolen);
+				TX(how <= SP_IO_RECV ? co : un, how, out, sizes[i], &to, tolen);
 			}
 			/* One buffer larger than all of them together: a
 			 * receive that joined datagrams would return more. */
 			for (int i = 0; i < K; i++) {
-				enum tx_api how = (enum tx_api)((i + api) % TX_APIS);
-				ssize_t n = RX(rx, (enum rx_api)api, in, sizeof(in), &d);
+				int how = (i + api) % DGRAM_CALLS;
+				ssize_t n = RX(rx, api, in, sizeof(in), &d);
 				if (n != (ssize_t)sizes[i])
 					FAIL("datagram %d of %d via %s() (%s, sent with %s()): %zu bytes "
-					     "expected, %zd received", i + 1, K, rx_name[api],
-					     mode_name[mode], tx_name[how], sizes[i], n);
+					     "expected, %zd received", i + 1, K, sp_io_in_name(api),
+					     mode_name(ctx->nonblock), sp_io_out_name(how), sizes[i], n);
 				fill(out, sizes[i], i);
 				ASSERT_MEM_EQ(out, in, sizes[i]);
 				if (d.named)
-					ASSERT_FROM(how <= TX_SEND ? &sco : &sun, &d);
-				ASSERT_EQ(0, d.flags & MSG_TRUNC);
+					ASSERT_FROM(how <= SP_IO_RECV ? &sco : &sun, &d);
+				ASSERT_EQ(0, d.msg_flags & MSG_TRUNC);
 			}
 			ASSERT_EMPTY(rx); /* exactly k, nothing more */
 			close(rx);
@@ -289,57 +231,60 @@ SP_TEST(udp_keeps_datagram_boundaries)
 			close(co);
 		}
 	}
-	RECORD("empty_datagram", "received as a 0-byte datagram");
+	RECORD_ONCE("empty_datagram", "received as a 0-byte datagram");
 }
 
 /* 2. A buffer smaller than the datagram: the head, MSG_TRUNC (recvmsg), the
  * rest dropped; a buffer of exactly the size: no MSG_TRUNC. Through every
- * receive API, blocking and non-blocking. */
-SP_TEST(udp_short_buffer_truncates_datagram)
+ * receive call, blocking and non-blocking. */
+SP_TEST(udp_short_buffer_truncates_datagram, "UDP-TRUNCATE", SP_INET,
+	.read = SP_DGRAM_READS, .mode = SP_BOTH_MODES)
 {
-	for (int api = 0; api < RX_APIS; api++) {
-		for (int mode = 0; mode < MODES; mode++) {
+	int api = ctx->read;
+
+	{
+		{
 			int rx = sp_udp_bound(ctx), tx = sp_udp_bound(ctx);
 			struct sockaddr_storage to, stx;
 			socklen_t tolen = addr_of(rx, &to);
 			unsigned char big[100], small[50], exact[20], buf[10], next[200];
-			struct dgram d;
+			struct sp_got d;
 
 			addr_of(tx, &stx);
-			sp_set_nonblock(rx, mode == NONBLOCKING);
+			sp_set_nonblock(rx, ctx->nonblock);
 			fill(big, sizeof(big), 1);
 			fill(small, sizeof(small), 2);
 			fill(exact, sizeof(exact), 3);
-			TX(tx, TX_SENDTO, big, sizeof(big), &to, tolen);
-			TX(tx, TX_SENDTO, small, sizeof(small), &to, tolen);
-			TX(tx, TX_SENDTO, exact, sizeof(exact), &to, tolen);
+			TX(tx, SP_IO_RECVFROM, big, sizeof(big), &to, tolen);
+			TX(tx, SP_IO_RECVFROM, small, sizeof(small), &to, tolen);
+			TX(tx, SP_IO_RECVFROM, exact, sizeof(exact), &to, tolen);
 
 			/* The head of the 100-byte datagram, from its sender. */
-			ASSERT_EQ(10, RX(rx, (enum rx_api)api, buf, sizeof(buf), &d));
+			ASSERT_EQ(10, RX(rx, api, buf, sizeof(buf), &d));
 			ASSERT_MEM_EQ(big, buf, 10);
 			if (d.named)
 				ASSERT_FROM(&stx, &d);
-			if (api == RX_RECVMSG)
-				ASSERT_TRUE(d.flags & MSG_TRUNC,
+			if (api == SP_IO_MSG)
+				ASSERT_TRUE(d.msg_flags & MSG_TRUNC,
 					    "recvmsg flags the datagram MSG_TRUNC (%s; flags 0x%x)",
-					    mode_name[mode], d.flags);
+					    mode_name(ctx->nonblock), d.msg_flags);
 
 			/* The 90 bytes that did not fit are gone: the next
 			 * receive is the next datagram, whole. */
-			ssize_t n = RX(rx, (enum rx_api)api, next, sizeof(next), &d);
-			if (api == RX_RECVFROM && mode == BLOCKING)
+			ssize_t n = RX(rx, api, next, sizeof(next), &d);
+			if (api == SP_IO_RECVFROM && !ctx->nonblock)
 				RECORD("next_receive_after_truncation", "%zd bytes", n);
 			if (n != (ssize_t)sizeof(small))
 				FAIL("after a truncated datagram, %s() (%s) returns the next "
-				     "datagram: 50 bytes expected, %zd received%s", rx_name[api],
-				     mode_name[mode], n, n == 90 ? " (the truncated tail)" : "");
+				     "datagram: 50 bytes expected, %zd received%s", sp_io_in_name(api),
+				     mode_name(ctx->nonblock), n, n == 90 ? " (the truncated tail)" : "");
 			ASSERT_MEM_EQ(small, next, sizeof(small));
-			ASSERT_EQ(0, d.flags & MSG_TRUNC);
+			ASSERT_EQ(0, d.msg_flags & MSG_TRUNC);
 
 			/* Exactly the datagram's size: whole, and not flagged. */
-			ASSERT_EQ(sizeof(exact), RX(rx, (enum rx_api)api, next, sizeof(exact), &d));
+			ASSERT_EQ(sizeof(exact), RX(rx, api, next, sizeof(exact), &d));
 			ASSERT_MEM_EQ(exact, next, sizeof(exact));
-			ASSERT_EQ(0, d.flags & MSG_TRUNC);
+			ASSERT_EQ(0, d.msg_flags & MSG_TRUNC);
 			ASSERT_EMPTY(rx);
 			close(rx);
 			close(tx);
@@ -347,12 +292,15 @@ SP_TEST(udp_short_buffer_truncates_datagram)
 	}
 
 	/* Recorded: recv(MSG_TRUNC) returns the real length on Linux. */
+	if (!ctx->first)
+		return;
 	int rx = sp_udp_bound(ctx), tx = sp_udp_bound(ctx);
 	struct sockaddr_storage to;
 	socklen_t tolen = addr_of(rx, &to);
 	char big[100] = { 0 }, buf[10];
-	TX(tx, TX_SENDTO, big, sizeof(big), &to, tolen);
-	ASSERT_TRUE(sp_poll(rx, POLLIN, sp_wait_ms()) & POLLIN, "the datagram arrives");
+	TX(tx, SP_IO_RECVFROM, big, sizeof(big), &to, tolen);
+	ASSERT_TRUE(sp_poll(rx, POLLIN, sp_wait_ms()) & POLLIN,
+		    "the datagram arrives within %d ms: none did", sp_wait_ms());
 	errno = 0;
 	ssize_t r = recv(rx, buf, sizeof(buf), MSG_TRUNC | MSG_DONTWAIT);
 	RECORD("recv_msg_trunc_returns", "%zd%s", r, r < 0 ? sp_errno_name(errno) : "");
@@ -374,38 +322,39 @@ static const char *local_addr_kind(const struct sockaddr_storage *ss)
 /* 3. The first sendto (or sendmsg with a destination) on an unbound socket
  * assigns its address and port; every later send, to the same or another
  * destination, leaves from that same address and port, and replies to it
- * reach the socket. */
-SP_TEST(udp_first_sendto_binds_local_port)
+ * reach the socket. The first send is .write (sendto or sendmsg), the
+ * later ones alternate with the other. */
+SP_TEST(udp_first_sendto_binds_local_port, "UDP-SENDTO-IMPLICIT-BIND", SP_INET,
+	.write = SP_VALUES(SP_IO_RECVFROM, SP_IO_MSG), .mode = SP_BOTH_MODES)
 {
-	for (int mode = 0; mode < MODES; mode++) {
-		/* Blocking: the first send is sendto(); non-blocking: sendmsg(). */
-		enum tx_api first = mode == BLOCKING ? TX_SENDTO : TX_SENDMSG;
-		enum tx_api other = mode == BLOCKING ? TX_SENDMSG : TX_SENDTO;
+	{
+		int first = ctx->write;
+		int other = first == SP_IO_RECVFROM ? SP_IO_MSG : SP_IO_RECVFROM;
 		int rx1 = sp_udp_bound(ctx), rx2 = sp_udp_bound(ctx), tx = sp_socket(ctx, SOCK_DGRAM);
 		struct sockaddr_storage to1, to2, local, now, src;
 		socklen_t l1 = addr_of(rx1, &to1), l2 = addr_of(rx2, &to2);
 		char buf[8];
-		struct dgram d;
+		struct sp_got d;
 
-		sp_set_nonblock(tx, mode == NONBLOCKING);
+		sp_set_nonblock(tx, ctx->nonblock);
 		ASSERT_EQ(0, sp_local_port(tx));
 		TX(tx, first, "hi", 2, &to1, l1);
 		addr_of(tx, &local);
 		unsigned port = sp_port(&local);
-		if (mode == BLOCKING) {
+		if (ctx->first) {
 			sp_record_ephemeral("port_after_first_sendto", port);
 			RECORD("local_address_after_first_sendto", "%s",
 			       local_addr_kind(&local) ? local_addr_kind(&local) : "other");
 		}
-		ASSERT_TRUE(port != 0, "a local port is assigned by the first %s()", tx_name[first]);
+		ASSERT_TRUE(port != 0, "a local port is assigned by the first %s()", sp_io_out_name(first));
 		ASSERT_EQ(ctx->af, local.ss_family);
 		ASSERT_TRUE(local_addr_kind(&local) != NULL,
 			    "the local address after the first %s() is the wildcard or loopback",
-			    tx_name[first]);
+			    sp_io_out_name(first));
 
 		/* The datagram left from the loopback address and that port. */
 		sp_loopback(ctx, &src, (uint16_t)port);
-		ASSERT_EQ(2, RX(rx1, RX_RECVFROM, buf, sizeof(buf), &d));
+		ASSERT_EQ(2, RX(rx1, SP_IO_RECVFROM, buf, sizeof(buf), &d));
 		ASSERT_FROM(&src, &d);
 
 		/* Later sends: the same destination, then another one. */
@@ -414,18 +363,18 @@ SP_TEST(udp_first_sendto_binds_local_port)
 		TX(tx, other, "third", 5, &to2, l2);
 		addr_of(tx, &now);
 		ASSERT_EQ(port, sp_port(&now));
-		ASSERT_EQ(5, RX(rx1, RX_RECVMSG, buf, sizeof(buf), &d));
+		ASSERT_EQ(5, RX(rx1, SP_IO_MSG, buf, sizeof(buf), &d));
 		ASSERT_FROM(&src, &d);
 		for (int i = 0; i < 2; i++) {
-			ASSERT_EQ(5, RX(rx2, i ? RX_RECVMSG : RX_RECVFROM, buf, sizeof(buf), &d));
+			ASSERT_EQ(5, RX(rx2, i ? SP_IO_MSG : SP_IO_RECVFROM, buf, sizeof(buf), &d));
 			ASSERT_FROM(&src, &d);
 		}
 		ASSERT_EMPTY(rx1);
 		ASSERT_EMPTY(rx2);
 
 		/* The binding is real: a reply to that address reaches tx. */
-		TX(rx2, TX_SENDTO, "back", 4, &d.from, d.fromlen);
-		ASSERT_EQ(4, RX(tx, RX_RECVFROM, buf, sizeof(buf), &d));
+		TX(rx2, SP_IO_RECVFROM, "back", 4, &d.from, d.fromlen);
+		ASSERT_EQ(4, RX(tx, SP_IO_RECVFROM, buf, sizeof(buf), &d));
 		ASSERT_FROM(&to2, &d);
 		close(rx1);
 		close(rx2);
@@ -435,30 +384,32 @@ SP_TEST(udp_first_sendto_binds_local_port)
 
 /* 4. No flow control: a fast sender is never held back by a slow receiver
  * (a blocking send returns at once, a non-blocking one never says EAGAIN),
- * through every send API; the receiver gets fewer datagrams than were sent,
- * each whole. */
-SP_TEST(udp_sender_is_not_held_back)
+ * through every send call (.write), blocking and not; the receiver gets
+ * fewer datagrams than were sent, each whole. */
+SP_TEST(udp_sender_is_not_held_back, "UDP-NO-FLOW-CONTROL", SP_INET,
+	.write = SP_DGRAM_WRITES, .mode = SP_BOTH_MODES)
 {
 	enum { SENT = 400, SIZE = 512 };
 	char buf[SIZE];
+	int api = ctx->write;
 
 	memset(buf, 'u', sizeof(buf));
-	for (int api = 0; api < TX_APIS; api++) {
-		for (int mode = 0; mode < MODES; mode++) {
+	{
+		{
 			int rx = sp_udp_bound(ctx), tx = sp_udp_bound(ctx), small = 4096, got = 0;
 			struct sockaddr_storage to;
 			socklen_t tolen = addr_of(rx, &to), gl = sizeof(got);
 
 			ASSERT_SYS(setsockopt(rx, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small)));
 			ASSERT_SYS(getsockopt(rx, SOL_SOCKET, SO_RCVBUF, &got, &gl));
-			if (api == 0 && mode == 0)
+			if (ctx->first)
 				RECORD("receive_buffer", "%d bytes (asked for %d)", got, small);
 			REQUIRE(got > 0 && got < SENT * SIZE / 4,
 				"a receive buffer much smaller than the %d bytes sent (SO_RCVBUF is %d)",
 				SENT * SIZE, got);
-			if (api <= TX_SEND)
+			if (api <= SP_IO_RECV) /* write, send: to the connected peer */
 				ASSERT_SYS(connect(tx, (struct sockaddr *)&to, tolen));
-			sp_set_nonblock(tx, mode == NONBLOCKING);
+			sp_set_nonblock(tx, ctx->nonblock);
 			/* Not even for a moment: the sends whose buffers fit in the
 			 * sender's own send buffer (at most 2 KiB each, even were
 			 * none freed yet) cannot block in any conforming stack, and
@@ -469,23 +420,23 @@ SP_TEST(udp_sender_is_not_held_back)
 			ASSERT_SYS(getsockopt(tx, SOL_SOCKET, SO_SNDBUF, &sndbuf, &gl));
 			quiet = sndbuf / 2048 < SENT ? sndbuf / 2048 : SENT;
 			long m = sp_block_mark();
-			sp_watchdog(mode == BLOCKING ? sp_wait_ms() : 0);
+			sp_watchdog(sp_wait_ms()); /* one bound for the whole burst */
 			for (int i = 0; i <= SENT; i++) {
 				if (i == quiet)
 					ASSERT_NO_BLOCK(m, "%d %s() calls (%s) into a slow receiver, their "
 							"buffers within the %d-byte send buffer", quiet,
-							tx_name[api], mode_name[mode], sndbuf);
+							sp_io_out_name(api), mode_name(ctx->nonblock), sndbuf);
 				if (i == SENT)
 					break;
 				errno = 0;
-				ssize_t w = tx_call(tx, (enum tx_api)api, buf, SIZE, 0, &to, tolen);
+				ssize_t w = MUST_RETURN(tx_call(tx, api, buf, SIZE, 0, &to, tolen),
+							"%s() #%d of %d (%s) into a slow receiver",
+							sp_io_out_name(api), i + 1, SENT,
+							mode_name(ctx->nonblock));
 				int err = errno;
-				if (w < 0) {
-					sp_watchdog(0);
-					FAIL("%s() #%d of %d (%s) was held back: %s", tx_name[api], i + 1,
-					     SENT, mode_name[mode],
-					     err == EINTR ? "it blocked" : sp_errno_name(err));
-				}
+				if (w < 0)
+					FAIL("%s() #%d of %d (%s) was held back: %s", sp_io_out_name(api),
+					     i + 1, SENT, mode_name(ctx->nonblock), sp_errno_name(err));
 				ASSERT_EQ(SIZE, w);
 			}
 			sp_watchdog(0);
@@ -496,15 +447,15 @@ SP_TEST(udp_sender_is_not_held_back)
 				received++;
 			}
 			ASSERT_EQ(EAGAIN, errno);
-			if (api == 0 && mode == 0) {
+			if (ctx->first) {
 				RECORD("sent", "%d", SENT);
 				RECORD("received", "%d", received);
 			}
-			ASSERT_TRUE(received > 0, "some datagrams sent with %s() (%s) are received",
-				    tx_name[api], mode_name[mode]);
+			ASSERT_TRUE(received > 0, "some datagrams sent with %s() (%s) are received "
+				    "(none was)", sp_io_out_name(api), mode_name(ctx->nonblock));
 			ASSERT_TRUE(received < SENT,
 				    "the slow receiver gets fewer than were sent with %s() (%s): %d of %d",
-				    tx_name[api], mode_name[mode], received, SENT);
+				    sp_io_out_name(api), mode_name(ctx->nonblock), received, SENT);
 			close(rx);
 			close(tx);
 		}
@@ -514,13 +465,13 @@ SP_TEST(udp_sender_is_not_held_back)
 /* 5. No acknowledgement: unconnected sendto/sendmsg to a port where nobody
  * listens report success, blocking and non-blocking, and no error surfaces
  * later through any call; the socket goes on working. */
-SP_TEST(udp_sendto_closed_port_reports_success)
+SP_TEST(udp_sendto_closed_port_reports_success, "UDP-NO-ACK", SP_INET)
 {
 	int gone = sp_udp_bound(ctx), tx = sp_udp_bound(ctx), open_rx = sp_udp_bound(ctx);
 	struct sockaddr_storage to, rxa, txa;
 	socklen_t tolen = addr_of(gone, &to), rxl = addr_of(open_rx, &rxa);
 	char buf[8];
-	struct dgram d;
+	struct sp_got d;
 	struct sp_capture cap;
 
 	addr_of(tx, &txa);
@@ -529,8 +480,8 @@ SP_TEST(udp_sendto_closed_port_reports_success)
 	sp_capture_name(&cap, sp_local_port(tx), "C");
 	sp_capture_name(&cap, sp_local_port(open_rx), "R");
 	sp_capture_name(&cap, sp_local_port(gone), "G");
-	TX(tx, TX_SENDTO, "data", 4, &rxa, rxl);
-	ASSERT_EQ(4, RX(open_rx, RX_RECVFROM, buf, sizeof(buf), &d));
+	TX(tx, SP_IO_RECVFROM, "data", 4, &rxa, rxl);
+	ASSERT_EQ(4, RX(open_rx, SP_IO_RECVFROM, buf, sizeof(buf), &d));
 	ASSERT_FROM(&txa, &d);
 	if (sp_capture_sync(&cap)) {
 		WIRE_EXPECT(&cap, "C>R udp4");
@@ -538,10 +489,10 @@ SP_TEST(udp_sendto_closed_port_reports_success)
 	}
 
 	ASSERT_SYS(close(gone)); /* nobody listens on that port now */
-	for (int mode = 0; mode < MODES; mode++) {
-		sp_set_nonblock(tx, mode == NONBLOCKING);
-		TX(tx, TX_SENDTO, "lost", 4, &to, tolen);
-		TX(tx, TX_SENDMSG, "lost", 4, &to, tolen);
+	for (int nonblock = 0; nonblock <= 1; nonblock++) {
+		sp_set_nonblock(tx, nonblock);
+		TX(tx, SP_IO_RECVFROM, "lost", 4, &to, tolen);
+		TX(tx, SP_IO_MSG, "lost", 4, &to, tolen);
 	}
 
 	/* A witness: a connected socket sending to the same closed port after
@@ -565,47 +516,48 @@ SP_TEST(udp_sendto_closed_port_reports_success)
 	ASSERT_SYS(getsockopt(tx, SOL_SOCKET, SO_ERROR, &err, &el));
 	ASSERT_STR(sp_errno_name(0), sp_errno_name(err));
 	sp_set_nonblock(tx, 1);
-	for (int api = 0; api < RX_APIS; api++) {
+	for (int api = 0; api < DGRAM_CALLS; api++) {
 		errno = 0;
-		ssize_t r = rx_call(tx, (enum rx_api)api, buf, sizeof(buf), 0, &d);
+		ssize_t r = sp_io_recv(api, tx, buf, sizeof(buf), 0, &d);
 		ASSERT_FAILED_WITH(r, errno, EAGAIN);
 	}
 
 	/* And it goes on working: a reply from the open port is received. */
 	sp_set_nonblock(tx, 0);
-	TX(tx, TX_SENDTO, "more", 4, &to, tolen);
-	TX(tx, TX_SENDTO, "ping", 4, &rxa, rxl);
-	ASSERT_EQ(4, RX(open_rx, RX_RECVMSG, buf, sizeof(buf), &d));
+	TX(tx, SP_IO_RECVFROM, "more", 4, &to, tolen);
+	TX(tx, SP_IO_RECVFROM, "ping", 4, &rxa, rxl);
+	ASSERT_EQ(4, RX(open_rx, SP_IO_MSG, buf, sizeof(buf), &d));
 	ASSERT_MEM_EQ("ping", buf, 4);
-	TX(open_rx, TX_SENDMSG, "pong", 4, &txa, len_of(ctx));
-	for (int api = RX_RECV; api < RX_APIS; api++) {
-		ASSERT_EQ(4, RX(tx, (enum rx_api)api, buf, sizeof(buf), &d));
+	TX(open_rx, SP_IO_MSG, "pong", 4, &txa, len_of(ctx));
+	for (int api = SP_IO_RECV; api < DGRAM_CALLS; api++) {
+		ASSERT_EQ(4, RX(tx, api, buf, sizeof(buf), &d));
 		ASSERT_MEM_EQ("pong", buf, 4);
 		if (d.named)
 			ASSERT_FROM(&rxa, &d);
-		if (api + 1 < RX_APIS)
-			TX(open_rx, TX_SENDTO, "pong", 4, &txa, len_of(ctx));
+		if (api + 1 < DGRAM_CALLS)
+			TX(open_rx, SP_IO_RECVFROM, "pong", 4, &txa, len_of(ctx));
 	}
 }
 
 /* 6. One bound socket exchanges datagrams with several peers, interleaved:
- * recvfrom (blocking) and recvmsg (non-blocking) report each datagram's
- * exact source, and replies sent to it with sendto/sendmsg reach that
- * peer alone. */
-SP_TEST(udp_one_socket_talks_to_many_peers)
+ * recvfrom and recvmsg (.read), blocking and not, report each datagram's
+ * exact source, and replies sent to it with sendto/sendmsg (.write) reach
+ * that peer alone. */
+SP_TEST(udp_one_socket_talks_to_many_peers, "UDP-ONE-SOCKET-MANY-PEERS", SP_INET,
+	.read = SP_NAMING_READS, .write = SP_VALUES(SP_IO_RECVFROM, SP_IO_MSG),
+	.mode = SP_BOTH_MODES)
 {
 	enum { PEERS = 3, EACH = 2 };
 
-	for (int mode = 0; mode < MODES; mode++) {
-		enum rx_api rxa = mode == BLOCKING ? RX_RECVFROM : RX_RECVMSG;
-		enum tx_api txa = mode == BLOCKING ? TX_SENDTO : TX_SENDMSG;
+	{
+		int rxa = ctx->read, txa = ctx->write;
 		int srv = sp_udp_bound(ctx), peer[PEERS];
 		struct sockaddr_storage to, pa[PEERS];
 		socklen_t tolen = addr_of(srv, &to);
 		char buf[16];
-		struct dgram d;
+		struct sp_got d;
 
-		sp_set_nonblock(srv, mode == NONBLOCKING);
+		sp_set_nonblock(srv, ctx->nonblock);
 		for (int i = 0; i < PEERS; i++) {
 			peer[i] = sp_udp_bound(ctx);
 			addr_of(peer[i], &pa[i]);
@@ -613,7 +565,7 @@ SP_TEST(udp_one_socket_talks_to_many_peers)
 		for (int j = 0; j < EACH; j++)
 			for (int i = 0; i < PEERS; i++) {
 				char m[2] = { (char)('0' + i), (char)('0' + j) };
-				TX(peer[i], (enum tx_api)(TX_SENDTO + (i + j) % 2), m, 2, &to, tolen);
+				TX(peer[i], (i + j) % 2 ? SP_IO_MSG : SP_IO_RECVFROM, m, 2, &to, tolen);
 			}
 		int seen[PEERS][EACH] = { { 0 } };
 		for (int k = 0; k < PEERS * EACH; k++) {
@@ -631,7 +583,7 @@ SP_TEST(udp_one_socket_talks_to_many_peers)
 		ASSERT_EMPTY(srv);
 		for (int i = 0; i < PEERS; i++) {
 			for (int j = 0; j < EACH; j++) {
-				ASSERT_EQ(2, RX(peer[i], RX_RECVFROM, buf, sizeof(buf), &d));
+				ASSERT_EQ(2, RX(peer[i], SP_IO_RECVFROM, buf, sizeof(buf), &d));
 				ASSERT_EQ('a' + i, buf[0]);
 				ASSERT_EQ('0' + j, buf[1]);
 				ASSERT_FROM(&to, &d);
@@ -646,42 +598,42 @@ SP_TEST(udp_one_socket_talks_to_many_peers)
 /* 7. An unconnected socket needs a destination on every send: send, write,
  * sendto and sendmsg without one fail with EDESTADDRREQ (blocking and
  * non-blocking), before and after a sendto, and deliver nothing; each
- * sendto goes to its own destination. */
-SP_TEST(udp_unconnected_send_needs_destination)
+ * sendto goes to its own destination. The send without a destination
+ * is .write, on a socket in .mode. */
+SP_TEST(udp_unconnected_send_needs_destination, "UDP-DESTINATION-EACH-SEND", SP_INET,
+	.write = SP_DGRAM_WRITES, .mode = SP_BOTH_MODES)
 {
 	int rx1 = sp_udp_bound(ctx), rx2 = sp_udp_bound(ctx), tx = sp_socket(ctx, SOCK_DGRAM);
 	struct sockaddr_storage to1, to2;
 	socklen_t l1 = addr_of(rx1, &to1), l2 = addr_of(rx2, &to2);
 	char buf[8];
-	struct dgram d;
+	struct sp_got d;
+	static const char *const when[] = { "before any sendto", "after a sendto",
+					    "after a second sendto" };
 
-	for (int round = 0; round < 3; round++) {
-		for (int mode = 0; mode < MODES; mode++) {
-			sp_set_nonblock(tx, mode == NONBLOCKING);
-			for (int api = 0; api < TX_APIS; api++) {
-				errno = 0;
-				ssize_t r = tx_call(tx, (enum tx_api)api, "nope", 4,
-						    mode == NONBLOCKING ? MSG_DONTWAIT : 0, NULL, 0);
-				int err = errno;
-				if (r >= 0 || err != EDESTADDRREQ)
-					FAIL("%s() without a destination (%s, %s) fails with EDESTADDRREQ: "
-					     "got %zd (%s)", tx_name[api], mode_name[mode],
-					     round == 0 ? "before any sendto" : "after a sendto", r,
-					     sp_errno_name(err));
-			}
-		}
-		/* Round 0: nothing sent yet; then one sendto to rx1, then to rx2. */
+	/* Before any sendto, after one to rx1, after another to rx2. */
+	for (int sent = 0; sent < 3; sent++) {
+		sp_set_nonblock(tx, ctx->nonblock);
+		errno = 0;
+		ssize_t r = MUST_RETURN(tx_call(tx, ctx->write, "nope", 4,
+						ctx->nonblock ? MSG_DONTWAIT : 0, NULL, 0),
+					"%s() without a destination", sp_io_out_name(ctx->write));
+		int err = errno;
+		if (r >= 0 || err != EDESTADDRREQ)
+			FAIL("%s() without a destination (%s, %s) fails with EDESTADDRREQ: "
+			     "got %zd (%s)", sp_io_out_name(ctx->write), mode_name(ctx->nonblock),
+			     when[sent], r, r < 0 ? sp_errno_name(err) : "sent");
 		sp_set_nonblock(tx, 0);
-		if (round == 0)
-			TX(tx, TX_SENDTO, "one", 3, &to1, l1);
-		else if (round == 1)
-			TX(tx, TX_SENDTO, "two", 3, &to2, l2);
+		if (sent == 0)
+			TX(tx, SP_IO_RECVFROM, "one", 3, &to1, l1);
+		else if (sent == 1)
+			TX(tx, SP_IO_RECVFROM, "two", 3, &to2, l2);
 	}
 	/* Each datagram went to its own destination; the failed sends sent
 	 * nothing. */
-	ASSERT_EQ(3, RX(rx1, RX_RECVFROM, buf, sizeof(buf), &d));
+	ASSERT_EQ(3, RX(rx1, SP_IO_RECVFROM, buf, sizeof(buf), &d));
 	ASSERT_MEM_EQ("one", buf, 3);
-	ASSERT_EQ(3, RX(rx2, RX_RECVFROM, buf, sizeof(buf), &d));
+	ASSERT_EQ(3, RX(rx2, SP_IO_RECVFROM, buf, sizeof(buf), &d));
 	ASSERT_MEM_EQ("two", buf, 3);
 	ASSERT_EMPTY(rx1);
 	ASSERT_EMPTY(rx2);
@@ -690,71 +642,81 @@ SP_TEST(udp_unconnected_send_needs_destination)
 /* 8a. After connect(), write/send/sendto/sendmsg without an address reach
  * the peer, and read/recv/recvfrom/recvmsg receive from it (recvfrom and
  * recvmsg naming it), blocking and non-blocking; connect() itself delivers
- * nothing to the peer. */
-SP_TEST(udp_connected_socket_needs_no_addresses)
+ * nothing to the peer. .write is the call a sends with and b receives
+ * with (write/read, send/recv, sendto/recvfrom, sendmsg/recvmsg); b
+ * answers through the opposite pair. */
+SP_TEST(udp_connected_socket_needs_no_addresses, "UDP-CONNECTED", SP_INET,
+	.write = SP_DGRAM_WRITES, .mode = SP_BOTH_MODES)
 {
 	int a = sp_udp_bound(ctx), b = sp_udp_bound(ctx);
 	struct sockaddr_storage sa, sb;
 	socklen_t la = addr_of(a, &sa), lb = addr_of(b, &sb);
 	char buf[16];
-	struct dgram d;
+	struct sp_got d;
 	struct sp_capture cap;
 
-	sp_capture_start(&cap);
-	sp_capture_name(&cap, sp_local_port(a), "A");
-	sp_capture_name(&cap, sp_local_port(b), "B");
+	if (ctx->first) { /* the wire, once */
+		sp_capture_start(&cap);
+		sp_capture_name(&cap, sp_local_port(a), "A");
+		sp_capture_name(&cap, sp_local_port(b), "B");
+	}
 	ASSERT_SYS(connect(a, (struct sockaddr *)&sb, lb));
 	ASSERT_EQ(0, sp_poll(b, POLLIN, 0)); /* connect() sent nothing */
-	if (sp_capture_sync(&cap)) { /* not a single packet on the wire */
-		WIRE_LACKS(&cap, "A>B");
-		WIRE_LACKS(&cap, "B>A");
-		RECORD("wire", "%s", cap.trace[0] ? cap.trace : "(nothing)");
-	}
-	sp_capture_stop(&cap);
-	ASSERT_SYS(connect(b, (struct sockaddr *)&sa, la));
-	for (int mode = 0; mode < MODES; mode++) {
-		sp_set_nonblock(a, mode == NONBLOCKING);
-		sp_set_nonblock(b, mode == NONBLOCKING);
-		for (int api = 0; api < TX_APIS; api++) {
-			char m[4] = { 'a', '>', 'b', (char)('0' + api) };
-			TX(a, (enum tx_api)api, m, 4, NULL, 0);
-			ASSERT_EQ(4, RX(b, (enum rx_api)api, buf, sizeof(buf), &d));
-			ASSERT_MEM_EQ(m, buf, 4);
-			if (d.named)
-				ASSERT_FROM(&sa, &d);
-			m[0] = 'b';
-			m[2] = 'a';
-			TX(b, (enum tx_api)(TX_APIS - 1 - api), m, 4, NULL, 0);
-			ASSERT_EQ(4, RX(a, (enum rx_api)(RX_APIS - 1 - api), buf, sizeof(buf), &d));
-			ASSERT_MEM_EQ(m, buf, 4);
-			if (d.named)
-				ASSERT_FROM(&sb, &d);
+	if (ctx->first) {
+		if (sp_capture_sync(&cap)) { /* not a single packet on the wire */
+			WIRE_LACKS(&cap, "A>B");
+			WIRE_LACKS(&cap, "B>A");
+			RECORD("wire", "%s", cap.trace[0] ? cap.trace : "(nothing)");
 		}
+		sp_capture_stop(&cap);
+	}
+	ASSERT_SYS(connect(b, (struct sockaddr *)&sa, la));
+	sp_set_nonblock(a, ctx->nonblock);
+	sp_set_nonblock(b, ctx->nonblock);
+	{
+		int api = ctx->write, back = DGRAM_CALLS - 1 - api;
+		char m[4] = { 'a', '>', 'b', (char)('0' + api) };
+		TX(a, api, m, 4, NULL, 0);
+		ASSERT_EQ(4, RX(b, api, buf, sizeof(buf), &d));
+		ASSERT_MEM_EQ(m, buf, 4);
+		if (d.named)
+			ASSERT_FROM(&sa, &d);
+		m[0] = 'b';
+		m[2] = 'a';
+		TX(b, back, m, 4, NULL, 0);
+		ASSERT_EQ(4, RX(a, back, buf, sizeof(buf), &d));
+		ASSERT_MEM_EQ(m, buf, 4);
+		if (d.named)
+			ASSERT_FROM(&sb, &d);
 	}
 	ASSERT_EMPTY(a);
 	ASSERT_EMPTY(b);
 }
 
 /* 8b. A connected socket is not delivered datagrams from other sources,
- * whichever call sends them and whichever call receives, blocking or not. */
-SP_TEST(udp_connected_socket_ignores_other_sources)
+ * whichever call sends them and whichever call receives (.read),
+ * blocking or not. */
+SP_TEST(udp_connected_socket_ignores_other_sources, "UDP-CONNECTED", SP_INET,
+	.read = SP_DGRAM_READS, .mode = SP_BOTH_MODES)
 {
 	int a = sp_udp_bound(ctx), peer = sp_udp_bound(ctx), stranger = sp_udp_bound(ctx);
 	struct sockaddr_storage sa, sp;
 	socklen_t la = addr_of(a, &sa), lp = addr_of(peer, &sp);
 	char buf[16];
-	struct dgram d;
+	struct sp_got d;
 
 	ASSERT_SYS(connect(a, (struct sockaddr *)&sp, lp));
-	for (int mode = 0; mode < MODES; mode++) {
-		sp_set_nonblock(a, mode == NONBLOCKING);
-		for (int api = 0; api < RX_APIS; api++) {
-			TX(stranger, (enum tx_api)(TX_SENDTO + api % 2), "stranger", 8, &sa, la);
-			TX(peer, (enum tx_api)(TX_SENDTO + (api + 1) % 2), "peer", 4, &sa, la);
+	sp_set_nonblock(a, ctx->nonblock);
+	{
+		int api = ctx->read;
+		{
+			/* The senders alternate sendto and sendmsg. */
+			TX(stranger, api % 2 ? SP_IO_MSG : SP_IO_RECVFROM, "stranger", 8, &sa, la);
+			TX(peer, api % 2 ? SP_IO_RECVFROM : SP_IO_MSG, "peer", 4, &sa, la);
 			/* Loopback delivers in order: if the stranger's datagram
 			 * had been accepted it would be first. */
-			ssize_t n = RX(a, (enum rx_api)api, buf, sizeof(buf), &d);
-			if (api == 0 && mode == 0)
+			ssize_t n = RX(a, api, buf, sizeof(buf), &d);
+			if (ctx->first)
 				RECORD("first_datagram_on_connected_socket", "%.*s", (int)n, buf);
 			ASSERT_EQ(4, n);
 			ASSERT_MEM_EQ("peer", buf, 4);
@@ -768,21 +730,24 @@ SP_TEST(udp_connected_socket_ignores_other_sources)
 /* 8c. A connected socket hears the ICMP port unreachable: ECONNREFUSED,
  * reported once, by whichever call comes next (read, recv, recvfrom,
  * recvmsg, send, write, SO_ERROR), blocking or not. */
-SP_TEST(udp_connected_socket_reports_refused)
+SP_TEST(udp_connected_socket_reports_refused, "UDP-CONNECTED", SP_INET,
+	.how = SP_NAMES("read", "recv", "recvfrom", "recvmsg", "send", "write",
+			"getsockopt(SO_ERROR)"),
+	.mode = SP_BOTH_MODES)
 {
-	enum { RECEIVES = RX_APIS, SENDS = 2, VIA_SO_ERROR = 1 };
-	static const char *const how[] = { "read", "recv", "recvfrom", "recvmsg", "send", "write",
-					   "getsockopt(SO_ERROR)" };
+	/* The next call (.how): a receive call, a send call, or SO_ERROR. */
+	enum { RECEIVES = DGRAM_CALLS, SENDS = 2 };
+	int call = ctx->how;
 
-	for (int call = 0; call < RECEIVES + SENDS + VIA_SO_ERROR; call++) {
-		for (int mode = 0; mode < MODES; mode++) {
+	{
+		{
 			int a = sp_udp_bound(ctx), gone = sp_udp_bound(ctx);
 			struct sockaddr_storage sg;
 			socklen_t lg = addr_of(gone, &sg);
 			char buf[8];
-			struct dgram d;
+			struct sp_got d;
 			struct sp_capture cap;
-			int wire = call == 0 && mode == 0;
+			int wire = ctx->first;
 
 			if (wire) {
 				sp_capture_start(&cap);
@@ -791,8 +756,8 @@ SP_TEST(udp_connected_socket_reports_refused)
 			}
 			ASSERT_SYS(close(gone));
 			ASSERT_SYS(connect(a, (struct sockaddr *)&sg, lg));
-			sp_set_nonblock(a, mode == NONBLOCKING);
-			TX(a, TX_SEND, "knock", 5, NULL, 0);
+			sp_set_nonblock(a, ctx->nonblock);
+			TX(a, SP_IO_RECV, "knock", 5, NULL, 0);
 			int heard = sp_poll(a, POLLIN, sp_wait_ms()) & POLLERR;
 			/* On the wire: our datagram, answered by ICMP(v6) port
 			 * unreachable. No ICMP at all (a firewall, a rate limit)
@@ -808,16 +773,16 @@ SP_TEST(udp_connected_socket_reports_refused)
 				}
 				sp_capture_stop(&cap);
 			}
-			ASSERT_TRUE(heard, "the port unreachable error (%s) arrives within %d ms",
-				    mode_name[mode], sp_wait_ms());
+			ASSERT_TRUE(heard, "the port unreachable error (%s) arrives (POLLERR) within %d ms: "
+				    "no POLLERR", mode_name(ctx->nonblock), sp_wait_ms());
 			ssize_t r;
 			int err;
-			sp_watchdog(sp_wait_ms());
+			int armed = sp_bound_begin();
 			errno = 0;
 			if (call < RECEIVES) {
-				r = rx_call(a, (enum rx_api)call, buf, sizeof(buf), 0, &d);
+				r = sp_io_recv(call, a, buf, sizeof(buf), 0, &d);
 			} else if (call < RECEIVES + SENDS) {
-				r = tx_call(a, call == RECEIVES ? TX_SEND : TX_WRITE, "again", 5, 0,
+				r = tx_call(a, call == RECEIVES ? SP_IO_RECV : SP_IO_READ, "again", 5, 0,
 					    NULL, 0);
 			} else {
 				socklen_t el = sizeof(err);
@@ -826,13 +791,14 @@ SP_TEST(udp_connected_socket_reports_refused)
 				if (r == 0)
 					r = err ? -1 : 0;
 			}
+			sp_bound_end(__FILE__, __LINE__, armed, "%s after an ICMP port unreachable",
+				     ctx->how_name);
 			err = errno;
-			sp_watchdog(0);
-			if (call == 1 && mode == 0)
+			if (call == 1 && !ctx->nonblock)
 				RECORD("recv_after_port_unreachable", "%zd (%s)", r, sp_errno_name(err));
 			if (r != -1 || err != ECONNREFUSED)
 				FAIL("%s (%s) after ICMP port unreachable reports ECONNREFUSED: got %zd (%s)",
-				     how[call], mode_name[mode], r, sp_errno_name(err));
+				     ctx->how_name, mode_name(ctx->nonblock), r, sp_errno_name(err));
 			/* Reported once: nothing pending any more. */
 			int pending = -1;
 			socklen_t pl = sizeof(pending);
@@ -844,17 +810,4 @@ SP_TEST(udp_connected_socket_reports_refused)
 	}
 }
 
-static const struct sp_case cases[] = {
-	SP_CASE(udp_keeps_datagram_boundaries, "UDP-BOUNDARY", SP_INET),
-	SP_CASE(udp_short_buffer_truncates_datagram, "UDP-TRUNCATE", SP_INET),
-	SP_CASE(udp_first_sendto_binds_local_port, "UDP-SENDTO-IMPLICIT-BIND", SP_INET),
-	SP_CASE(udp_sender_is_not_held_back, "UDP-NO-FLOW-CONTROL", SP_INET),
-	SP_CASE(udp_sendto_closed_port_reports_success, "UDP-NO-ACK", SP_INET),
-	SP_CASE(udp_one_socket_talks_to_many_peers, "UDP-ONE-SOCKET-MANY-PEERS", SP_INET),
-	SP_CASE(udp_unconnected_send_needs_destination, "UDP-DESTINATION-EACH-SEND", SP_INET),
-	SP_CASE(udp_connected_socket_needs_no_addresses, "UDP-CONNECTED", SP_INET),
-	SP_CASE(udp_connected_socket_ignores_other_sources, "UDP-CONNECTED", SP_INET),
-	SP_CASE(udp_connected_socket_reports_refused, "UDP-CONNECTED", SP_INET),
-};
-
-SP_MAIN("udp", cases)
+SP_MAIN("udp")

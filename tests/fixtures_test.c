@@ -1,7 +1,9 @@
 /*
  * fixtures_test.c - cmocka tests of the shared fixture library itself:
  * protocol escaping, names, the data pattern, loopback fixtures, the
- * barrier and the child helpers.
+ * barrier and the child helpers; and, through items declared here and run
+ * as a probe (this binary with --probe), the harness: variants named on
+ * fail lines, an unavailable path, BROKEN_NEEDS, MUST_RETURN.
  */
 #define _GNU_SOURCE
 #include "sp.h"
@@ -15,8 +17,9 @@
 #include <unistd.h>
 #include <arpa/inet.h>
 #include <sys/wait.h>
+#include <sys/socket.h>
 
-static const struct sp_ctx v4 = { SP_IPV4, AF_INET, "ipv4" };
+static const struct sp_ctx v4 = { .fam = SP_IPV4, .af = AF_INET, .fam_name = "ipv4" };
 
 /* Capture what sp_emit writes to stdout. */
 static void capture_emit(char *out, size_t room, void (*emit)(void))
@@ -218,8 +221,140 @@ static void proc_state_shows_zombie(void **state)
 	assert_int_equal(0, sp_proc_state(pid));
 }
 
-int main(void)
+/* ---- the harness, through items run as a probe ---------------------------- */
+
+SP_TEST(selftest_variants_run_in_declared_order, "SELFTEST", SP_INET,
+	.end = SP_BOTH_ENDS, .read = SP_VALUES(SP_IO_RECV, SP_IO_MSG))
 {
+	RECORD("variant", "%s first=%d", ctx->variant, ctx->first);
+}
+
+SP_TEST(selftest_failure_names_its_variant, "SELFTEST", SP_INET, .mode = SP_BOTH_MODES)
+{
+	ASSERT_EQ(0, ctx->nonblock);
+}
+
+SP_TEST(selftest_missing_path_is_not_supported, "SELFTEST", SP_INET,
+	.how = SP_NAMES("present", "missing"))
+{
+	if (ctx->how == 1)
+		UNAVAILABLE("the %s path", ctx->how_name);
+}
+
+SP_TEST(selftest_broken_needs_another_id, "SELFTEST", SP_NONE)
+{
+	BROKEN_NEEDS("CLOSE-HALF-WR-EOF", "the peer's FIN was not seen");
+}
+
+SP_TEST(selftest_blocked_call_fails_naming_it, "SELFTEST", SP_NONE)
+{
+	int p[2];
+	char c;
+	ASSERT_SYS(pipe(p));
+	MUST_RETURN(read(p[0], &c, 1), "read() of an empty pipe");
+}
+
+SP_TEST(selftest_kinds_and_shared_helpers, "SELFTEST", SP_INET, .kind = SP_EVERY_KIND,
+	.read = SP_EVERY_READ, .write = SP_EVERY_WRITE)
+{
+	int c, s;
+	char buf[8];
+	struct sp_got got;
+
+	sp_pair(ctx, &c, &s);
+	RECORD_ONCE("first_kind", "%s", sp_kind_name(ctx->kind));
+	ASSERT_EQ(SOCK_STREAM, sp_get_int(c, SOL_SOCKET, SO_TYPE));
+	ASSERT_EQ(3, sp_io_send(ctx->write, c, "abc", 3, 0, NULL, 0));
+	ASSERT_EQ(3, sp_wait_inq(s, 3));
+	ASSERT_EQ(3, MUST_RETURN(sp_io_recv(ctx->read, s, buf, sizeof(buf), 0, &got), "recv"));
+	ASSERT_MEM_EQ("abc", buf, 3);
+	ASSERT_EQ(ctx->read == SP_IO_MSG, got.has_flags);
+	ASSERT_EQ(0, got.msg_flags);
+	close(c);
+	close(s);
+}
+
+/* Run an item of this binary as a probe; its protocol lines. */
+static void run_item(const char *item, const char *family, char *out, size_t room)
+{
+	char cmd[512];
+	snprintf(cmd, sizeof(cmd), "SOCKPROBE_WAIT_MS=100 /proc/%d/exe --probe --run %s "
+		 "--family %s 2>/dev/null | grep '^@SP1'", (int)getpid(), item, family);
+	FILE *f = popen(cmd, "r");
+	assert_non_null(f);
+	size_t n = fread(out, 1, room - 1, f);
+	out[n] = '\0';
+	pclose(f);
+}
+
+static void harness_runs_each_variant_in_order(void **state)
+{
+	char out[4096];
+	(void)state;
+	run_item("selftest_variants_run_in_declared_order", "ipv4", out, sizeof(out));
+	assert_non_null(strstr(out,
+		"@SP1 obs key=variant value=end=client,read=recv%20first=1\n"
+		"@SP1 obs key=variant value=end=client,read=recvmsg%20first=0\n"
+		"@SP1 obs key=variant value=end=server,read=recv%20first=0\n"
+		"@SP1 obs key=variant value=end=server,read=recvmsg%20first=0\n"
+		"@SP1 end verdict=pass"));
+}
+
+static void harness_names_the_failing_variant(void **state)
+{
+	char out[4096];
+	(void)state;
+	run_item("selftest_failure_names_its_variant", "ipv4", out, sizeof(out));
+	assert_non_null(strstr(out, "expected=0 observed=1 errno= child= variant=mode=non-blocking\n"));
+	assert_non_null(strstr(out, "@SP1 end verdict=fail message=fixtures_test.c:"));
+	assert_non_null(strstr(out, "%20[mode=non-blocking]:%20ctx->nonblock:%20expected%200,%20observed%201"));
+}
+
+static void harness_reports_a_missing_path_as_not_supported(void **state)
+{
+	char out[4096];
+	(void)state;
+	run_item("selftest_missing_path_is_not_supported", "ipv4", out, sizeof(out));
+	assert_non_null(strstr(out, "@SP1 unavailable reason=the%20missing%20path variant=how=missing\n"));
+	assert_non_null(strstr(out, "@SP1 end verdict=skip message=not%20supported%20by%20this%20system:"
+				    "%20the%20missing%20path%20(1%20other%20variant%20passed)"));
+}
+
+static void harness_broken_line_names_the_needed_id(void **state)
+{
+	char out[4096];
+	(void)state;
+	run_item("selftest_broken_needs_another_id", "none", out, sizeof(out));
+	assert_non_null(strstr(out, "reason=the%20peer's%20FIN%20was%20not%20seen needs=CLOSE-HALF-WR-EOF\n"));
+	assert_non_null(strstr(out, "@SP1 end verdict=broken message=needs%20CLOSE-HALF-WR-EOF:%20the"));
+}
+
+static void harness_blocked_call_fails_with_its_name(void **state)
+{
+	char out[4096];
+	(void)state;
+	run_item("selftest_blocked_call_fails_naming_it", "none", out, sizeof(out));
+	assert_non_null(strstr(out, "expr=read()%20of%20an%20empty%20pipe expected=returns%20within%20100%20ms "
+				    "observed=still%20blocked%20after%20100%20ms"));
+	assert_non_null(strstr(out, "@SP1 end verdict=fail"));
+}
+
+static void harness_kinds_follow_the_family(void **state)
+{
+	char out[16384];
+	(void)state;
+	run_item("selftest_kinds_and_shared_helpers", "ipv4", out, sizeof(out));
+	assert_non_null(strstr(out, "@SP1 end verdict=pass"));
+	assert_non_null(strstr(out, "key=first_kind value=tcp\n"));
+	run_item("selftest_kinds_and_shared_helpers", "ipv6", out, sizeof(out));
+	assert_non_null(strstr(out, "@SP1 end verdict="));
+	assert_null(strstr(out, "verdict=fail"));
+}
+
+int main(int argc, char **argv)
+{
+	if (argc > 1 && strcmp(argv[1], "--probe") == 0)
+		return sp_main(argc - 1, argv + 1, "selftest", NULL, 0);
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(protocol_lines_escape_space_percent_and_controls),
 		cmocka_unit_test(record_is_an_obs_line),
@@ -234,6 +369,12 @@ int main(void)
 		cmocka_unit_test(watchdog_turns_a_stuck_call_into_eintr),
 		cmocka_unit_test(watchdog_puts_back_the_tests_sigalrm_handler),
 		cmocka_unit_test(status_in_words_and_strict_reaps),
+		cmocka_unit_test(harness_runs_each_variant_in_order),
+		cmocka_unit_test(harness_names_the_failing_variant),
+		cmocka_unit_test(harness_reports_a_missing_path_as_not_supported),
+		cmocka_unit_test(harness_broken_line_names_the_needed_id),
+		cmocka_unit_test(harness_blocked_call_fails_with_its_name),
+		cmocka_unit_test(harness_kinds_follow_the_family),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
