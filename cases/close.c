@@ -241,9 +241,9 @@ SP_TEST(close_without_half_close_loses_reply, "CLOSE-FULL-LOSES-REPLY", SP_INET,
 		SP_OUT_EXACT(api, closer, "file", 4);
 		ASSERT_SYS(close(closer)); /* full close: no way to receive the reply */
 
-		SP_IN_EXACT(api, replier, buf, 4);
+		SP_IN_EXACT(sp_io_reader(api), replier, buf, 4);
 		ASSERT_MEM_EQ("file", buf, 4);
-		SP_EXPECT_EOF(api, replier);
+		SP_EXPECT_EOF(sp_io_reader(api), replier);
 		errno = 0;
 		ssize_t r = sp_io_out(api, replier, "thank you", 9, MSG_NOSIGNAL);
 		int err = errno;
