@@ -264,10 +264,10 @@ SP_TEST(udp_short_buffer_truncates_datagram, "UDP-TRUNCATE", SP_INET,
 			ASSERT_MEM_EQ(big, buf, 10);
 			if (d.named)
 				ASSERT_FROM(&stx, &d);
-			if (api == SP_IO_MSG)
+			if (d.has_flags) /* recvmsg, io_uring RECVMSG, recvmmsg */
 				ASSERT_TRUE(d.msg_flags & MSG_TRUNC,
-					    "recvmsg flags the datagram MSG_TRUNC (%s; flags 0x%x)",
-					    mode_name(ctx->nonblock), d.msg_flags);
+					    "%s flags the datagram MSG_TRUNC (%s; flags 0x%x)",
+					    sp_io_in_name(api), mode_name(ctx->nonblock), d.msg_flags);
 
 			/* The 90 bytes that did not fit are gone: the next
 			 * receive is the next datagram, whole. */

@@ -1,0 +1,90 @@
+/*
+ * entry.c - what the signal-mask wait calls add to waiting (pselect(2),
+ * ppoll(2), epoll_pwait(2), epoll_pwait2(2)).
+ *
+ * The other entry points (io_uring, recvmmsg/sendmmsg, splice, sendfile,
+ * io_uring POLL_ADD) are values of the .read/.write/.call/.wait axes and
+ * run inside the items of the other case files; this file holds the one
+ * point only the mask-taking calls have: the mask they install for the
+ * wait alone. It checks, through each of the four calls (.wait):
+ *
+ *  1. SIG-INTERRUPTS-SLEEP  a caught signal that the thread blocks, already
+ *                           pending, ends the wait with EINTR as soon as the
+ *                           call's own mask lets it through (the handler
+ *                           ran once); on return the thread's mask is its
+ *                           own again (the signal blocked); with the
+ *                           thread's mask given instead, the signal stays
+ *                           pending and does not end the wait.
+ */
+#define _GNU_SOURCE
+#include "sp.h"
+#include "sp_entry.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <string.h>
+#include <unistd.h>
+
+static volatile sig_atomic_t caught;
+static void on_usr1(int sig)
+{
+	(void)sig;
+	caught++;
+}
+
+/* 1. The call's mask, and only for the wait. */
+SP_TEST(mask_wait_admits_a_blocked_signal_only_while_waiting, "SIG-INTERRUPTS-SLEEP", SP_NONE,
+	.wait = SP_VALUES(SP_WAIT_PSELECT, SP_WAIT_PPOLL, SP_WAIT_EPOLL_PWAIT, SP_WAIT_EPOLL_PWAIT2))
+{
+	const char *call = sp_waitcall_name(ctx->wait);
+	struct sigaction sa = { .sa_handler = on_usr1 }, old_sa;
+	sigset_t usr1, own, during, now, pending;
+	int p[2], r, err;
+
+	ASSERT_SYS(pipe(p));
+	sigemptyset(&usr1);
+	sigaddset(&usr1, SIGUSR1);
+	ASSERT_SYS(sigaction(SIGUSR1, &sa, &old_sa)); /* no SA_RESTART */
+	ASSERT_EQ(0, pthread_sigmask(SIG_BLOCK, &usr1, &own));
+	ASSERT_EQ(0, pthread_sigmask(SIG_BLOCK, NULL, &own)); /* own: SIGUSR1 blocked */
+	caught = 0;
+	ASSERT_SYS(raise(SIGUSR1));
+	ASSERT_SYS(sigpending(&pending));
+	REQUIRE(sigismember(&pending, SIGUSR1) && caught == 0,
+		"SIGUSR1 raised while blocked stays pending (pending %d, handled %d times)",
+		sigismember(&pending, SIGUSR1), (int)caught);
+
+	/* The thread's own mask given: the signal stays out, the call polls
+	 * the empty pipe and returns 0. */
+	r = MUST_RETURN(sp_wait_on(ctx->wait, p[0], POLLIN, 0, &own),
+			"%s() with a zero timeout", call);
+	err = errno;
+	ASSERT_TRUE(r == 0 && caught == 0,
+		    "%s() with the thread's own mask (SIGUSR1 blocked) and a zero timeout returns 0 "
+		    "and runs no handler (got %d%s%s, handler ran %d times)", call, r,
+		    r < 0 ? " " : "", r < 0 ? sp_errno_name(err) : "", (int)caught);
+
+	/* A mask without SIGUSR1: the pending signal ends the wait. */
+	during = own;
+	sigdelset(&during, SIGUSR1);
+	errno = 0;
+	r = MUST_RETURN(sp_wait_on(ctx->wait, p[0], POLLIN, sp_wait_ms(), &during),
+			"%s() on an empty pipe with SIGUSR1 pending and let through by its mask", call);
+	err = errno;
+	ASSERT_TRUE(r == -1 && err == EINTR && caught == 1,
+		    "%s() whose mask lets the pending SIGUSR1 through fails with EINTR after the "
+		    "handler ran once (got %d%s%s, handler ran %d times)", call, r, r < 0 ? " " : "",
+		    r < 0 ? sp_errno_name(err) : "", (int)caught);
+	ASSERT_EQ(0, pthread_sigmask(SIG_BLOCK, NULL, &now));
+	ASSERT_TRUE(sigismember(&now, SIGUSR1),
+		    "after %s() returns, the thread's own mask is back: SIGUSR1 blocked again", call);
+
+	ASSERT_EQ(0, pthread_sigmask(SIG_UNBLOCK, &usr1, NULL));
+	ASSERT_SYS(sigaction(SIGUSR1, &old_sa, NULL));
+	close(p[0]);
+	close(p[1]);
+}
+
+SP_MAIN("entry")
