@@ -154,7 +154,7 @@ SUBMAKE = MAKEFLAGS= $(MAKE) --no-print-directory
 .DELETE_ON_ERROR:
 
 all: binaries
-binaries: $(PROBES) $(BUILD)/sp-isolate $(BUILD)/libspfault.so $(BUILD)/fixtures-test \
+binaries: $(PROBES) $(BUILD)/sp-isolate $(BUILD)/libspfault.so $(BUILD)/fixtures-test $(BUILD)/test-probes/no-io-uring \
 	$(BUILD)/test-probes/misbehave
 
 deps:
