@@ -102,9 +102,8 @@ SP_TEST(connect_without_listener_is_refused, "CONN-REFUSED", SP_INET,
 		r = connect(c, (struct sockaddr *)&ss, len);
 		err = errno;
 		if (r == -1 && err == EINPROGRESS) {
-			ASSERT_TRUE(sp_poll(c, POLLOUT, sp_wait_ms()) & POLLERR,
-				    "the refusal arrives (POLLERR) within %d ms: no POLLERR", sp_wait_ms());
-			ASSERT_EQ(ECONNREFUSED, sp_get_int(c, SOL_SOCKET, SO_ERROR));
+			EXPECT_EVENTS(c, POLLOUT, POLLERR, "the refusal arrives");
+			ASSERT_ERRVAL(ECONNREFUSED, sp_get_int(c, SOL_SOCKET, SO_ERROR));
 		} else {
 			ASSERT_FAILED_WITH(r, err, ECONNREFUSED);
 		}
@@ -140,7 +139,7 @@ SP_TEST(nonblocking_connect_completes_writable, "CONN-NONBLOCK-CONNECT", SP_INET
 		ASSERT_TRUE(ev & POLLOUT, "the socket becomes writable within %d ms (revents 0x%x)",
 			    sp_wait_ms(), ev);
 		ASSERT_EQ(0, ev & (POLLERR | POLLHUP));
-		ASSERT_EQ(0, sp_get_int(c, SOL_SOCKET, SO_ERROR));
+		ASSERT_ERRVAL(0, sp_get_int(c, SOL_SOCKET, SO_ERROR));
 		socklen_t pl = sizeof(peer);
 		ASSERT_SYS(getpeername(c, (struct sockaddr *)&peer, &pl));
 		ASSERT_EQ(sp_local_port(l), sp_port(&peer));
@@ -149,8 +148,7 @@ SP_TEST(nonblocking_connect_completes_writable, "CONN-NONBLOCK-CONNECT", SP_INET
 		if (ctx->first) /* recorded only: Linux 0, POSIX EISCONN */
 			RECORD("second_connect", "%d%s%s", r, r ? " " : "", r ? sp_errno_name(errno) : "");
 		/* The connection works, and the socket stays non-blocking. */
-		ASSERT_TRUE(sp_poll(l, POLLIN, sp_wait_ms()) & POLLIN,
-			    "the listener has it queued within %d ms: not readable", sp_wait_ms());
+		EXPECT_EVENTS(l, POLLIN, POLLIN, "the listener has it queued");
 		int s = (int)ASSERT_SYS(accept(l, NULL, NULL));
 		char b[4];
 		ASSERT_ERRNO(read(c, b, 1), EAGAIN);
@@ -186,9 +184,7 @@ SP_TEST(backlog_queues_connections_before_accept, "CONN-BACKLOG-QUEUE", SP_INET)
 	}
 	int in_order = 1;
 	for (int i = 0; i < 3; i++) {
-		ASSERT_TRUE(sp_poll(l, POLLIN, sp_wait_ms()) & POLLIN,
-			    "connection %d is queued within %d ms: the listener is not readable", i + 1,
-			    sp_wait_ms());
+		EXPECT_EVENTS(l, POLLIN, POLLIN, "connection %d is queued", i + 1);
 		int s = (int)ASSERT_SYS(accept(l, NULL, NULL));
 		char b;
 		ASSERT_EQ(1, sp_read_all(s, &b, 1));
@@ -284,8 +280,7 @@ SP_TEST(nonblocking_accept_fails_with_eagain, "CONN-ACCEPT-EAGAIN", SP_INET)
 
 	/* With a connection pending it succeeds, then the queue is empty again. */
 	int c = sp_tcp_connect(ctx, l);
-	ASSERT_TRUE(sp_poll(l, POLLIN, sp_wait_ms()) & POLLIN,
-		    "the connection is queued within %d ms: the listener is not readable", sp_wait_ms());
+	EXPECT_EVENTS(l, POLLIN, POLLIN, "the connection is queued");
 	int s = (int)ASSERT_SYS(accept(l, NULL, NULL));
 	int fl = (int)ASSERT_SYS(fcntl(s, F_GETFL));
 	RECORD("accepted_inherits_o_nonblock", "%s", fl & O_NONBLOCK ? "yes" : "no");
@@ -349,7 +344,7 @@ SP_TEST(socket_and_peer_names_agree, "CONN-NAMES-AGREE", SP_INET)
 	struct sockaddr_storage from, cl, cp, sl, sp, ll;
 	socklen_t flen = sizeof(from);
 
-	ASSERT_TRUE(sp_poll(l, POLLIN, sp_wait_ms()) & POLLIN, "the connection is queued");
+	EXPECT_EVENTS(l, POLLIN, POLLIN, "the connection is queued");
 	memset(&from, 0, sizeof(from));
 	int s = (int)ASSERT_SYS(accept(l, (struct sockaddr *)&from, &flen));
 	name_of(c, 0, &cl);
@@ -366,7 +361,7 @@ SP_TEST(socket_and_peer_names_agree, "CONN-NAMES-AGREE", SP_INET)
 
 	/* accept4 fills in the same address. */
 	int c2 = sp_tcp_connect(ctx, l);
-	ASSERT_TRUE(sp_poll(l, POLLIN, sp_wait_ms()) & POLLIN, "the second connection is queued");
+	EXPECT_EVENTS(l, POLLIN, POLLIN, "the second connection is queued");
 	flen = sizeof(from);
 	int s2 = (int)ASSERT_SYS(accept4(l, (struct sockaddr *)&from, &flen, SOCK_CLOEXEC));
 	name_of(c2, 0, &cl);
@@ -401,7 +396,7 @@ SP_TEST(socket_and_peer_names_agree, "CONN-NAMES-AGREE", SP_INET)
 		ASSERT_SYS(bind(wl, (struct sockaddr *)&any, alen));
 		ASSERT_SYS(listen(wl, 4));
 		int wc = sp_tcp_connect(ctx, wl);
-		ASSERT_TRUE(sp_poll(wl, POLLIN, sp_wait_ms()) & POLLIN, "the connection is queued");
+		EXPECT_EVENTS(wl, POLLIN, POLLIN, "the connection is queued");
 		int ws = (int)ASSERT_SYS(accept(wl, NULL, NULL));
 		name_of(ws, 0, &sl);
 		name_of(wc, 1, &cp);
@@ -470,7 +465,7 @@ static int v4_bind_any(uint16_t port)
 static void v6_client_connects(const struct sp_ctx *ctx, int l)
 {
 	int c = sp_tcp_connect(ctx, l); /* ::1 */
-	ASSERT_TRUE(sp_poll(l, POLLIN, sp_wait_ms()) & POLLIN, "the IPv6 client is queued");
+	EXPECT_EVENTS(l, POLLIN, POLLIN, "the IPv6 client is queued");
 	struct sockaddr_in6 from;
 	socklen_t fl = sizeof(from);
 	int s = (int)ASSERT_SYS(accept(l, (struct sockaddr *)&from, &fl));
@@ -491,7 +486,7 @@ SP_TEST(v6_listener_takes_v4_clients_as_mapped, "CONN-V6-MAPPED", SP_IPV6)
 	int c = v4_connect(port, &err);
 	ASSERT_TRUE(c >= 0, "an IPv4 client connects to [::]:P with IPV6_V6ONLY=0 (got %s)",
 		    sp_errno_name(err));
-	ASSERT_TRUE(sp_poll(l, POLLIN, sp_wait_ms()) & POLLIN, "the IPv4 client is queued");
+	EXPECT_EVENTS(l, POLLIN, POLLIN, "the IPv4 client is queued");
 	struct sockaddr_storage from, peer, cname, sname;
 	socklen_t fl = sizeof(from);
 	memset(&from, 0, sizeof(from));
