@@ -39,7 +39,7 @@ def test_refused_io_uring_is_reported_unsupported_and_the_rest_passes(tmp_path, 
     for x in skipped:
         assert x["message"].startswith("not supported by this system: io_uring: "
                                        "io_uring_setup() fails with %s" % errno_name), x
-        assert "other variant" in x["message"], x   # the classic paths ran and passed
+        assert "other variant" in x["message"] or "other calls passed" in x["message"], x
     # Items with no io_uring path pass as before.
     assert any(x["verdict"] == "pass" for x in results)
     assert r.returncode == 0, r.stdout[-3000:]
