@@ -39,6 +39,10 @@ FAULT(uring_recv_ignores_waitall,
       "FLAG-WAITALL",
       "an io_uring whose IORING_OP_RECV/RECVMSG drops MSG_WAITALL (a kernel or emulator that "
       "completes the request with the first bytes that arrive)");
+FAULT(uring_shutdown_shuts_both,
+      "CLOSE-HALF-WR-EOF",
+      "an io_uring whose IORING_OP_SHUTDOWN ignores `how` and shuts both directions, so a "
+      "half-closed side can no longer read the reply");
 FAULT(recvmmsg_drops_trunc,
       "UDP-TRUNCATE",
       "a recvmmsg() (an LD_PRELOAD stack or an emulator's batch path) that copies the first "
@@ -99,7 +103,10 @@ static void ring_note(int fd, const struct io_uring_params *p)
  * program's tail are about to be submitted. */
 static void ring_before_enter(int fd)
 {
-	if (!spfault_on("uring_recv_ignores_waitall"))
+	int waitall = spfault_on("uring_recv_ignores_waitall"),
+	    shut = spfault_on("uring_shutdown_shuts_both");
+
+	if (!waitall && !shut)
 		return;
 	for (int i = 0; i < RINGS; i++) {
 		struct ring *r = &rings[i];
@@ -108,8 +115,10 @@ static void ring_before_enter(int fd)
 		unsigned tail = __atomic_load_n(r->tail, __ATOMIC_ACQUIRE);
 		for (unsigned k = __atomic_load_n(r->head, __ATOMIC_ACQUIRE); k != tail; k++) {
 			struct io_uring_sqe *s = &r->sqes[r->array[k & *r->mask]];
-			if (s->opcode == IORING_OP_RECV || s->opcode == IORING_OP_RECVMSG)
+			if (waitall && (s->opcode == IORING_OP_RECV || s->opcode == IORING_OP_RECVMSG))
 				s->msg_flags &= ~(unsigned)MSG_WAITALL;
+			if (shut && s->opcode == IORING_OP_SHUTDOWN)
+				s->len = SHUT_RDWR;
 		}
 	}
 }
