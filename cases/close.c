@@ -55,65 +55,62 @@ SP_TEST(half_close_gives_peer_eof_and_still_receives, "CLOSE-HALF-WR-EOF", SP_IN
 	enum { FILE_SIZE = 20000, PART = FILE_SIZE / SP_IO_APIS };
 	unsigned char file[FILE_SIZE], got[FILE_SIZE];
 	char thanks[16];
+	int c, s, sender, receiver;
+	struct sp_capture cap;
 
 	sp_pattern(file, FILE_SIZE, 0);
-	{
-		int c, s, sender, receiver;
-		struct sp_capture cap;
-
-		sp_tcp_pair(ctx, &c, &s);
-		sp_ends(ctx, c, s, &sender, &receiver);
-		if (ctx->first) {
-			sp_capture_start(&cap);
-			sp_capture_name(&cap, sp_local_port(sender), "C");
-			sp_capture_name(&cap, sp_local_port(receiver), "S");
-		}
-		/* The file goes out non-blocking: short counts are normal there
-		 * (blocking writes are TCP-FLOW-CONTROL's business). */
-		sp_set_nonblock(sender, 1);
-		for (int api = 0; api < SP_IO_APIS; api++)
-			SP_OUT_EXACT(api, sender, file + api * PART, PART);
-		sp_set_nonblock(sender, 0);
-		ASSERT_SYS(sp_shutdown_through(ctx->how, sender, SHUT_WR));
-
-		memset(got, 0, sizeof(got));
-		for (int api = 0; api < SP_IO_APIS; api++)
-			SP_IN_EXACT(api, receiver, got + api * PART, PART);
-		ASSERT_TRUE(sp_pattern_check(got, FILE_SIZE, 0) == FILE_SIZE,
-			    "the whole file arrives intact before EOF (%s half-closed)", sp_end_name(ctx->end));
-		/* EOF after everything sent: every read call, twice, blocking
-		 * then non-blocking. */
-		for (int nb = 0; nb < 2; nb++) {
-			sp_set_nonblock(receiver, nb);
-			for (int api = 0; api < SP_IO_ALL; api++) {
-				if (!sp_io_use(api, 0))
-					continue;
-				SP_EXPECT_EOF(api, receiver);
-				SP_EXPECT_EOF(api, receiver);
-			}
-		}
-		sp_set_nonblock(receiver, 0);
-
-		/* The reply still reaches the half-closed side, every way. */
-		for (int api = 0; api < SP_IO_APIS; api++) {
-			int rapi = (api + 1 + ctx->end) % SP_IO_APIS; /* each end: other pairs */
-			sp_set_nonblock(sender, api % 2);
-			SP_OUT_EXACT(api, receiver, "thank you", 9);
-			memset(thanks, 0, sizeof(thanks));
-			SP_IN_EXACT(rapi, sender, thanks, 9);
-			ASSERT_MEM_EQ("thank you", thanks, 9);
-		}
-		/* On the wire: our FIN, then the reply still travels back. */
-		if (ctx->first) {
-			if (sp_capture_sync(&cap)) {
-				WIRE_EXPECT(&cap, "C>S F, S>C P.9"); /* a FIN, bare or on the last data */
-				WIRE_LACKS(&cap, "C>S R");
-			}
-			sp_capture_stop(&cap);
-		}
-		close(c);
-		close(s);
+	sp_tcp_pair(ctx, &c, &s);
+	sp_ends(ctx, c, s, &sender, &receiver);
+	if (ctx->first) {
+		sp_capture_start(&cap);
+		sp_capture_name_fd(&cap, sender, "C");
+		sp_capture_name_fd(&cap, receiver, "S");
 	}
+	/* The file goes out non-blocking: short counts are normal there
+	 * (blocking writes are TCP-FLOW-CONTROL's business). */
+	sp_set_nonblock(sender, 1);
+	for (int api = 0; api < SP_IO_APIS; api++)
+		SP_OUT_EXACT(api, sender, file + api * PART, PART);
+	sp_set_nonblock(sender, 0);
+	ASSERT_SYS(sp_shutdown_through(ctx->how, sender, SHUT_WR));
+
+	memset(got, 0, sizeof(got));
+	for (int api = 0; api < SP_IO_APIS; api++)
+		SP_IN_EXACT(api, receiver, got + api * PART, PART);
+	ASSERT_TRUE(sp_pattern_check(got, FILE_SIZE, 0) == FILE_SIZE,
+		    "the whole file arrives intact before EOF (%s half-closed)", sp_end_name(ctx->end));
+	/* EOF after everything sent: every read call, twice, blocking
+	 * then non-blocking. */
+	for (int nb = 0; nb < 2; nb++) {
+		sp_set_nonblock(receiver, nb);
+		for (int api = 0; api < SP_IO_ALL; api++) {
+			if (!sp_io_use(api, 0))
+				continue;
+			SP_EXPECT_EOF(api, receiver);
+			SP_EXPECT_EOF(api, receiver);
+		}
+	}
+	sp_set_nonblock(receiver, 0);
+
+	/* The reply still reaches the half-closed side, every way. */
+	for (int api = 0; api < SP_IO_APIS; api++) {
+		int rapi = (api + 1 + ctx->end) % SP_IO_APIS; /* each end: other pairs */
+		sp_set_nonblock(sender, api % 2);
+		SP_OUT_EXACT(api, receiver, "thank you", 9);
+		memset(thanks, 0, sizeof(thanks));
+		SP_IN_EXACT(rapi, sender, thanks, 9);
+		ASSERT_MEM_EQ("thank you", thanks, 9);
+	}
+	/* On the wire: our FIN, then the reply still travels back. */
+	if (ctx->first) {
+		if (sp_capture_sync(&cap)) {
+			WIRE_EXPECT(&cap, "C>S F, S>C P.9"); /* a FIN, bare or on the last data */
+			WIRE_LACKS(&cap, "C>S R");
+		}
+		sp_capture_stop(&cap);
+	}
+	close(c);
+	close(s);
 }
 
 static volatile sig_atomic_t sigpipes;
@@ -127,45 +124,42 @@ SP_TEST(write_after_shutdown_wr_fails_with_epipe, "CLOSE-HALF-WR-NO-MORE-WRITES"
 	.end = SP_BOTH_ENDS)
 {
 	struct sigaction sa = { .sa_handler = count_sigpipe };
-	char buf[8];
 
 	ASSERT_SYS(sigaction(SIGPIPE, &sa, NULL));
 	sigpipes = 0;
-	{
-		int c, s, a, b;
-		sp_tcp_pair(ctx, &c, &s);
-		sp_ends(ctx, c, s, &a, &b);
-		ASSERT_SYS(shutdown(a, SHUT_WR));
-		for (int nb = 0; nb < 2; nb++) {
-			sp_set_nonblock(a, nb);
-			for (int api = 0; api < SP_IO_APIS; api++) {
-				const char *call = sp_io_out_name(api);
-				int takes_flags = api != SP_IO_READ && api != SP_IO_VEC;
-				for (int nosig = takes_flags ? 0 : 1; nosig < 2; nosig++) {
-					int before = sigpipes;
-					errno = 0;
-					ssize_t r = sp_io_out(api, a, "x", 1, nosig ? 0 : MSG_NOSIGNAL);
-					int err = errno;
-					ASSERT_TRUE(r == -1 && err == EPIPE, "%s() after shutdown(SHUT_WR) "
-						    "by the %s (%s) fails with EPIPE (got %zd, %s)", call,
-						    sp_end_name(ctx->end), nb ? "non-blocking" : "blocking", r,
-						    r < 0 ? sp_errno_name(err) : "accepted");
-					int want = nosig ? 1 : 0;
-					ASSERT_TRUE(sigpipes - before == want, "%s()%s after shutdown(SHUT_WR) "
-						    "by the %s: SIGPIPE raised %d times, expected %d", call,
-						    nosig ? "" : " with MSG_NOSIGNAL", sp_end_name(ctx->end),
-						    (int)(sigpipes - before), want);
-				}
+	int c, s, a, b;
+	sp_tcp_pair(ctx, &c, &s);
+	sp_ends(ctx, c, s, &a, &b);
+	ASSERT_SYS(shutdown(a, SHUT_WR));
+	for (int nb = 0; nb < 2; nb++) {
+		sp_set_nonblock(a, nb);
+		for (int api = 0; api < SP_IO_APIS; api++) {
+			const char *call = sp_io_out_name(api);
+			int takes_flags = api != SP_IO_READ && api != SP_IO_VEC;
+			for (int nosig = takes_flags ? 0 : 1; nosig < 2; nosig++) {
+				int before = sigpipes;
+				errno = 0;
+				ssize_t r = sp_io_out(api, a, "x", 1, nosig ? 0 : MSG_NOSIGNAL);
+				int err = errno;
+				ASSERT_TRUE(r == -1 && err == EPIPE, "%s() after shutdown(SHUT_WR) "
+					    "by the %s (%s) fails with EPIPE (got %zd, %s)", call,
+					    sp_end_name(ctx->end), nb ? "non-blocking" : "blocking", r,
+					    r < 0 ? sp_errno_name(err) : "accepted");
+				int want = nosig ? 1 : 0;
+				ASSERT_TRUE(sigpipes - before == want, "%s()%s after shutdown(SHUT_WR) "
+					    "by the %s: SIGPIPE raised %d times, expected %d", call,
+					    nosig ? "" : " with MSG_NOSIGNAL", sp_end_name(ctx->end),
+					    (int)(sigpipes - before), want);
 			}
 		}
-		RECORD_ONCE("sigpipe_raised_by_write", "%d of 10 calls without MSG_NOSIGNAL",
-			    (int)sigpipes);
-		/* None of it reached the peer: only the EOF. */
-		SP_EXPECT_EOF(SP_IO_RECV, b);
-		ASSERT_EQ(0, recv(b, buf, sizeof(buf), MSG_DONTWAIT));
-		close(c);
-		close(s);
 	}
+	RECORD_ONCE("sigpipe_raised_by_write", "%d of 10 calls without MSG_NOSIGNAL",
+		    (int)sigpipes);
+	/* None of it reached the peer: only the EOF (read once; EOF
+	 * staying EOF is CLOSE-HALF-WR-EOF's). */
+	SP_EXPECT_EOF(SP_IO_RECV, b);
+	close(c);
+	close(s);
 }
 
 /* 3. After SHUT_RD, a read returns 0 (EOF) at once instead of blocking:
@@ -175,50 +169,48 @@ SP_TEST(read_after_shutdown_rd_returns_eof, "CLOSE-HALF-RD", SP_INET,
 {
 	char buf[16];
 
-	{
-		int c, s, a, b;
-		sp_tcp_pair(ctx, &c, &s);
-		sp_ends(ctx, c, s, &a, &b);
-		ASSERT_SYS(sp_shutdown_through(ctx->how, a, SHUT_RD));
-		EXPECT_EVENTS(a, POLLIN, POLLIN, "a read-shut socket is readable (EOF) at once");
-		for (int nb = 0; nb < 2; nb++) {
-			sp_set_nonblock(a, nb);
-			for (int api = 0; api < SP_IO_ALL; api++) {
-				if (!sp_io_use(api, 0))
-					continue;
-				for (int again = 0; again < 2; again++) {
-					long m = sp_block_mark();
-					errno = 0;
-					ssize_t r = MUST_RETURN(sp_io_in(api, a, buf, sizeof(buf), 0),
-								"%s() number %d after shutdown(SHUT_RD) by the %s (%s)",
-								sp_io_in_name(api), again + 1,
-								sp_end_name(ctx->end),
-								nb ? "non-blocking" : "blocking");
-					int err = errno;
-					ASSERT_NO_BLOCK(m, "%s() number %d after shutdown(SHUT_RD) by the %s (%s)",
-							sp_io_in_name(api), again + 1, sp_end_name(ctx->end),
+	int c, s, a, b;
+	sp_tcp_pair(ctx, &c, &s);
+	sp_ends(ctx, c, s, &a, &b);
+	ASSERT_SYS(sp_shutdown_through(ctx->how, a, SHUT_RD));
+	EXPECT_EVENTS(a, POLLIN, POLLIN, "a read-shut socket is readable (EOF) at once");
+	for (int nb = 0; nb < 2; nb++) {
+		sp_set_nonblock(a, nb);
+		for (int api = 0; api < SP_IO_ALL; api++) {
+			if (!sp_io_use(api, 0))
+				continue;
+			for (int again = 0; again < 2; again++) {
+				long m = sp_block_mark();
+				errno = 0;
+				ssize_t r = MUST_RETURN(sp_io_in(api, a, buf, sizeof(buf), 0),
+							"%s() number %d after shutdown(SHUT_RD) by the %s (%s)",
+							sp_io_in_name(api), again + 1,
+							sp_end_name(ctx->end),
 							nb ? "non-blocking" : "blocking");
-					ASSERT_TRUE(r == 0, "%s() number %d after shutdown(SHUT_RD) by the "
-						    "%s (%s) returns 0 at once (got %zd, %s)",
-						    sp_io_in_name(api), again + 1, sp_end_name(ctx->end),
-						    nb ? "non-blocking" : "blocking", r,
-						    r < 0 ? sp_errno_name(err) : r ? "data" : "EOF");
-				}
+				int err = errno;
+				ASSERT_NO_BLOCK(m, "%s() number %d after shutdown(SHUT_RD) by the %s (%s)",
+						sp_io_in_name(api), again + 1, sp_end_name(ctx->end),
+						nb ? "non-blocking" : "blocking");
+				ASSERT_TRUE(r == 0, "%s() number %d after shutdown(SHUT_RD) by the "
+					    "%s (%s) returns 0 at once (got %zd, %s)",
+					    sp_io_in_name(api), again + 1, sp_end_name(ctx->end),
+					    nb ? "non-blocking" : "blocking", r,
+					    r < 0 ? sp_errno_name(err) : r ? "data" : "EOF");
 			}
 		}
-
-		/* Platform-defined: data the peer sends afterwards. */
-		ssize_t w = send(b, "late", 4, MSG_NOSIGNAL);
-		int werr = errno;
-		ssize_t r = recv(a, buf, sizeof(buf), MSG_DONTWAIT);
-		int rerr = errno;
-		RECORD_ONCE("peer_send_after_shut_rd", "%zd (%s)", w,
-			    w < 0 ? sp_errno_name(werr) : "ok");
-		RECORD_ONCE("read_of_late_data", "%zd%s%s", r, r < 0 ? " " : "",
-			    r < 0 ? sp_errno_name(rerr) : "");
-		close(c);
-		close(s);
 	}
+
+	/* Platform-defined: data the peer sends afterwards. */
+	ssize_t w = send(b, "late", 4, MSG_NOSIGNAL);
+	int werr = errno;
+	ssize_t r = recv(a, buf, sizeof(buf), MSG_DONTWAIT);
+	int rerr = errno;
+	RECORD_ONCE("peer_send_after_shut_rd", "%zd (%s)", w,
+		    w < 0 ? sp_errno_name(werr) : "ok");
+	RECORD_ONCE("read_of_late_data", "%zd%s%s", r, r < 0 ? " " : "",
+		    r < 0 ? sp_errno_name(rerr) : "");
+	close(c);
+	close(s);
 }
 
 /* 4. A side that close()s cannot get the reply; the replier meets a reset.
@@ -229,52 +221,50 @@ SP_TEST(close_without_half_close_loses_reply, "CLOSE-FULL-LOSES-REPLY", SP_INET,
 {
 	char buf[16];
 
-	{
-		int api = ctx->write, c, s, closer, replier;
-		const char *call = sp_io_out_name(api);
-		struct sigaction ign = { .sa_handler = SIG_IGN };
-		struct sp_capture cap;
+	int api = ctx->write, c, s, closer, replier;
+	const char *call = sp_io_out_name(api);
+	struct sigaction ign = { .sa_handler = SIG_IGN };
+	struct sp_capture cap;
 
-		ASSERT_SYS(sigaction(SIGPIPE, &ign, NULL)); /* write()/writev() */
-		sp_tcp_pair(ctx, &c, &s);
-		sp_ends(ctx, c, s, &closer, &replier);
-		if (ctx->first) {
-			sp_capture_start(&cap);
-			sp_capture_name(&cap, sp_local_port(closer), "C");
-			sp_capture_name(&cap, sp_local_port(replier), "S");
-		}
-		SP_OUT_EXACT(api, closer, "file", 4);
-		ASSERT_SYS(sp_close_through(ctx->how, closer)); /* full close: no way to receive the reply */
-
-		SP_IN_EXACT(sp_io_reader(api), replier, buf, 4);
-		ASSERT_MEM_EQ("file", buf, 4);
-		SP_EXPECT_EOF(sp_io_reader(api), replier);
-		errno = 0;
-		ssize_t r = sp_io_out(api, replier, "thank you", 9, MSG_NOSIGNAL);
-		int err = errno;
-		RECORD_ONCE("replier_first_send", "%zd (%s)", r, r < 0 ? sp_errno_name(err) : "accepted");
-		if (r == 9) {
-			/* Accepted locally, then answered by a reset. No event
-			 * asked for: the EOF already read makes POLLIN ready at
-			 * once, only the reset's POLLERR/POLLHUP end this wait. */
-			EXPECT_EVENTS(replier, 0, POLLERR | POLLHUP,
-				      "...the %s() reply is answered by a reset", call);
-			if (ctx->first && sp_capture_sync(&cap))
-				WIRE_EXPECT(&cap, "C>S F, S>C P.9, C>S R"); /* FIN bare or on data */
-			errno = 0;
-			r = sp_io_out(api, replier, "again", 5, MSG_NOSIGNAL);
-			err = errno;
-		}
-		if (ctx->first) {
-			sp_capture_stop(&cap);
-			RECORD("replier_send_after_reset", "%zd (%s)", r, sp_errno_name(err));
-		}
-		ASSERT_TRUE(r < 0 && (err == EPIPE || err == ECONNRESET),
-			    "the replier's %s() after the %s closed fails with EPIPE or ECONNRESET "
-			    "(got %zd, %s)", call, sp_end_name(ctx->end), r,
-			    r < 0 ? sp_errno_name(err) : "accepted");
-		close(replier);
+	ASSERT_SYS(sigaction(SIGPIPE, &ign, NULL)); /* write()/writev() */
+	sp_tcp_pair(ctx, &c, &s);
+	sp_ends(ctx, c, s, &closer, &replier);
+	if (ctx->first) {
+		sp_capture_start(&cap);
+		sp_capture_name_fd(&cap, closer, "C");
+		sp_capture_name_fd(&cap, replier, "S");
 	}
+	SP_OUT_EXACT(api, closer, "file", 4);
+	ASSERT_SYS(sp_close_through(ctx->how, closer)); /* full close: no way to receive the reply */
+
+	SP_IN_EXACT(sp_io_reader(api), replier, buf, 4);
+	ASSERT_MEM_EQ("file", buf, 4);
+	SP_EXPECT_EOF(sp_io_reader(api), replier);
+	errno = 0;
+	ssize_t r = sp_io_out(api, replier, "thank you", 9, MSG_NOSIGNAL);
+	int err = errno;
+	RECORD_ONCE("replier_first_send", "%zd (%s)", r, r < 0 ? sp_errno_name(err) : "accepted");
+	if (r == 9) {
+		/* Accepted locally, then answered by a reset. No event
+		 * asked for: the EOF already read makes POLLIN ready at
+		 * once, only the reset's POLLERR/POLLHUP end this wait. */
+		EXPECT_EVENTS(replier, 0, POLLERR | POLLHUP,
+			      "...the %s() reply is answered by a reset", call);
+		if (ctx->first && sp_capture_sync(&cap))
+			WIRE_EXPECT(&cap, "C>S F, S>C P.9, C>S R"); /* FIN bare or on data */
+		errno = 0;
+		r = sp_io_out(api, replier, "again", 5, MSG_NOSIGNAL);
+		err = errno;
+	}
+	if (ctx->first) {
+		sp_capture_stop(&cap);
+		RECORD("replier_send_after_reset", "%zd (%s)", r, sp_errno_name(err));
+	}
+	ASSERT_TRUE(r < 0 && (err == EPIPE || err == ECONNRESET),
+		    "the replier's %s() after the %s closed fails with EPIPE or ECONNRESET "
+		    "(got %zd, %s)", call, sp_end_name(ctx->end), r,
+		    r < 0 ? sp_errno_name(err) : "accepted");
+	close(replier);
 }
 
 SP_MAIN("close")

@@ -70,45 +70,43 @@ SP_TEST(connect_without_listener_is_refused, "CONN-REFUSED", SP_INET,
 	struct sockaddr_storage ss;
 	struct sp_capture cap;
 
-	{
-		int bound = ctx->how == 1;
-		socklen_t len = closed_port(ctx, &ss, bound);
-		if (!bound) {
-			sp_capture_start(&cap);
-			sp_capture_name(&cap, sp_port(&ss), "S");
-			sp_capture_name(&cap, 0, "C");
-		}
-		/* blocking */
-		int c = sp_socket(ctx, SOCK_STREAM);
-		errno = 0;
-		int r = MUST_RETURN(connect(c, (struct sockaddr *)&ss, len),
-				    "a blocking connect() to a %s", ctx->how_name);
-		int err = errno;
-		ASSERT_TRUE(r == -1 && err == ECONNREFUSED,
-			    "blocking connect to a %s port fails with ECONNREFUSED (got %d, %s)",
-			    bound ? "bound, not listening," : "closed", r, sp_errno_name(err));
-		if (!bound) {
-			if (sp_capture_sync(&cap)) {
-				WIRE_EXPECT(&cap, "C>S S, S>C R");
-				WIRE_LACKS(&cap, "S>C S.");
-			}
-			sp_capture_stop(&cap);
-		}
-		close(c);
-		/* non-blocking: at once, or later through SO_ERROR */
-		c = sp_socket(ctx, SOCK_STREAM);
-		sp_set_nonblock(c, 1);
-		errno = 0;
-		r = connect(c, (struct sockaddr *)&ss, len);
-		err = errno;
-		if (r == -1 && err == EINPROGRESS) {
-			EXPECT_EVENTS(c, POLLOUT, POLLERR, "the refusal arrives");
-			ASSERT_ERRVAL(ECONNREFUSED, sp_get_int(c, SOL_SOCKET, SO_ERROR));
-		} else {
-			ASSERT_FAILED_WITH(r, err, ECONNREFUSED);
-		}
-		close(c);
+	int bound = ctx->how == 1;
+	socklen_t len = closed_port(ctx, &ss, bound);
+	if (!bound) {
+		sp_capture_start(&cap);
+		sp_capture_name(&cap, sp_port(&ss), "S");
+		sp_capture_name(&cap, 0, "C");
 	}
+	/* blocking */
+	int c = sp_socket(ctx, SOCK_STREAM);
+	errno = 0;
+	int r = MUST_RETURN(connect(c, (struct sockaddr *)&ss, len),
+			    "a blocking connect() to a %s", ctx->how_name);
+	int err = errno;
+	ASSERT_TRUE(r == -1 && err == ECONNREFUSED,
+		    "blocking connect to a %s port fails with ECONNREFUSED (got %d, %s)",
+		    bound ? "bound, not listening," : "closed", r, sp_errno_name(err));
+	if (!bound) {
+		if (sp_capture_sync(&cap)) {
+			WIRE_EXPECT(&cap, "C>S S, S>C R");
+			WIRE_LACKS(&cap, "S>C S.");
+		}
+		sp_capture_stop(&cap);
+	}
+	close(c);
+	/* non-blocking: at once, or later through SO_ERROR */
+	c = sp_socket(ctx, SOCK_STREAM);
+	sp_set_nonblock(c, 1);
+	errno = 0;
+	r = connect(c, (struct sockaddr *)&ss, len);
+	err = errno;
+	if (r == -1 && err == EINPROGRESS) {
+		EXPECT_EVENTS(c, POLLOUT, POLLERR, "the refusal arrives");
+		ASSERT_ERRVAL(ECONNREFUSED, sp_get_int(c, SOL_SOCKET, SO_ERROR));
+	} else {
+		ASSERT_FAILED_WITH(r, err, ECONNREFUSED);
+	}
+	close(c);
 }
 
 /* 2. A non-blocking connect completes in the background (.how: the
@@ -120,46 +118,46 @@ SP_TEST(nonblocking_connect_completes_writable, "CONN-NONBLOCK-CONNECT", SP_INET
 	struct sockaddr_storage ss, peer;
 	socklen_t len = sp_loopback(ctx, &ss, sp_local_port(l));
 
-	{
-		int via_fcntl = ctx->how == 1;
-		int c = via_fcntl ? sp_socket(ctx, SOCK_STREAM)
-				  : (int)ASSERT_SYS(socket(ctx->af, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
-		if (via_fcntl)
-			sp_set_nonblock(c, 1);
-		errno = 0;
-		int r = MUST_RETURN(connect(c, (struct sockaddr *)&ss, len),
-				    "a non-blocking connect() (%s)", ctx->how_name);
-		int err = errno;
-		ASSERT_TRUE(r == 0 || (r == -1 && err == EINPROGRESS),
-			    "a non-blocking connect returns 0 or EINPROGRESS (got %d, %s)",
-			    r, sp_errno_name(err));
-		if (ctx->first)
-			RECORD("nonblocking_connect", "%s", r == 0 ? "0" : "EINPROGRESS");
-		int ev = sp_poll(c, POLLOUT, sp_wait_ms());
-		ASSERT_TRUE(ev & POLLOUT, "the socket becomes writable within %d ms (revents 0x%x)",
-			    sp_wait_ms(), ev);
-		ASSERT_EQ(0, ev & (POLLERR | POLLHUP));
-		ASSERT_ERRVAL(0, sp_get_int(c, SOL_SOCKET, SO_ERROR));
-		socklen_t pl = sizeof(peer);
-		ASSERT_SYS(getpeername(c, (struct sockaddr *)&peer, &pl));
-		ASSERT_EQ(sp_local_port(l), sp_port(&peer));
-		errno = 0;
-		r = connect(c, (struct sockaddr *)&ss, len);
-		if (ctx->first) /* recorded only: Linux 0, POSIX EISCONN */
-			RECORD("second_connect", "%d%s%s", r, r ? " " : "", r ? sp_errno_name(errno) : "");
-		/* The connection works, and the socket stays non-blocking. */
-		EXPECT_EVENTS(l, POLLIN, POLLIN, "the listener has it queued");
-		int s = (int)ASSERT_SYS(accept(l, NULL, NULL));
-		char b[4];
-		ASSERT_ERRNO(read(c, b, 1), EAGAIN);
-		ASSERT_EQ(2, write(c, "hi", 2));
-		ASSERT_EQ(2, sp_read_all(s, b, 2));
-		ASSERT_EQ(2, write(s, "ho", 2));
-		ASSERT_EQ(2, sp_read_all(c, b, 2));
-		ASSERT_MEM_EQ("ho", b, 2);
-		close(s);
-		close(c);
-	}
+	int via_fcntl = ctx->how == 1;
+	int c = via_fcntl ? sp_socket(ctx, SOCK_STREAM)
+			  : (int)ASSERT_SYS(socket(ctx->af, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+	if (via_fcntl)
+		sp_set_nonblock(c, 1);
+	errno = 0;
+	int r = MUST_RETURN(connect(c, (struct sockaddr *)&ss, len),
+			    "a non-blocking connect() (%s)", ctx->how_name);
+	int err = errno;
+	ASSERT_TRUE(r == 0 || (r == -1 && err == EINPROGRESS),
+		    "a non-blocking connect returns 0 or EINPROGRESS (got %d, %s)",
+		    r, sp_errno_name(err));
+	if (ctx->first)
+		RECORD("nonblocking_connect", "%s", r == 0 ? "0" : "EINPROGRESS");
+	int ev = sp_poll(c, POLLOUT, sp_wait_ms());
+	ASSERT_TRUE(ev & POLLOUT, "the socket becomes writable within %d ms (revents 0x%x)",
+		    sp_wait_ms(), ev);
+	ASSERT_EQ(0, ev & (POLLERR | POLLHUP));
+	ASSERT_ERRVAL(0, sp_get_int(c, SOL_SOCKET, SO_ERROR));
+	socklen_t pl = sizeof(peer);
+	ASSERT_SYS(getpeername(c, (struct sockaddr *)&peer, &pl));
+	/* Recorded: the peer's name (CONN-NAMES-AGREE's Must). */
+	RECORD_ONCE("getpeername_port_is_listeners", "%s",
+		    sp_port(&peer) == sp_local_port(l) ? "yes" : "no");
+	errno = 0;
+	r = connect(c, (struct sockaddr *)&ss, len);
+	if (ctx->first) /* recorded only: Linux 0, POSIX EISCONN */
+		RECORD("second_connect", "%d%s%s", r, r ? " " : "", r ? sp_errno_name(errno) : "");
+	/* The connection works, and the socket stays non-blocking. */
+	EXPECT_EVENTS(l, POLLIN, POLLIN, "the listener has it queued");
+	int s = (int)ASSERT_SYS(accept(l, NULL, NULL));
+	char b[4];
+	ASSERT_ERRNO(read(c, b, 1), EAGAIN);
+	ASSERT_EQ(2, write(c, "hi", 2));
+	ASSERT_EQ(2, sp_read_all(s, b, 2));
+	ASSERT_EQ(2, write(s, "ho", 2));
+	ASSERT_EQ(2, sp_read_all(c, b, 2));
+	ASSERT_MEM_EQ("ho", b, 2);
+	close(s);
+	close(c);
 }
 
 /* 3. Up to the backlog, connections complete before accept. */
@@ -498,10 +496,12 @@ SP_TEST(v6_listener_takes_v4_clients_as_mapped, "CONN-V6-MAPPED", SP_IPV6)
 	ASSERT_TRUE(!memcmp(&((struct sockaddr_in6 *)&from)->sin6_addr, &mapped, 16),
 		    "accept gives the client as ::ffff:127.0.0.1: got %s", show(&from));
 	name_of(s, 1, &peer);
-	ASSERT_SAME_ADDR(&from, &peer, "accept's address = getpeername");
+	/* Recorded: names agreeing is CONN-NAMES-AGREE's Must. */
+	RECORD("accept_address_is_getpeername", "%s", same_sockaddr(&from, &peer) ? "yes" : show(&peer));
 	name_of(c, 0, &cname);
 	ASSERT_EQ(AF_INET, cname.ss_family);              /* the client stays IPv4 */
-	ASSERT_EQ(sp_port(&cname), sp_port(&peer));
+	RECORD("client_port_is_servers_getpeername", "%s",
+	       sp_port(&cname) == sp_port(&peer) ? "yes" : "no");
 	name_of(s, 0, &sname);
 	ASSERT_EQ(AF_INET6, sname.ss_family);
 	ASSERT_EQ(port, sp_port(&sname));

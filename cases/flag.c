@@ -105,55 +105,51 @@ SP_TEST(peek_returns_data_without_consuming, "FLAG-PEEK", SP_INET,
 	char buf[16];
 
 	sp_tcp_pair(ctx, &c, &s);
-	{
-		ASSERT_EQ(5, write(c, "hello", 5));
-		ASSERT_EQ(5, sp_wait_inq(s, 5));
-		for (int k = 0; k < 2; k++) {       /* peeking twice gives the same */
-			memset(buf, 0, sizeof(buf));
-			ASSERT_EQ(5, MUST_RETURN(sp_io_in(how, s, buf, sizeof(buf), MSG_PEEK),
-						 "%s(MSG_PEEK) with 5 bytes queued", sp_io_in_name(how)));
-			ASSERT_MEM_EQ("hello", buf, 5);
-			int inq = -1;
-			ASSERT_SYS(ioctl(s, FIONREAD, &inq));
-			ASSERT_EQ(5, inq);                  /* still queued */
-		}
-		ASSERT_EQ(2, sp_io_in(how, s, buf, 2, MSG_PEEK)); /* a partial peek */
-		ASSERT_MEM_EQ("he", buf, 2);
+	ASSERT_EQ(5, write(c, "hello", 5));
+	ASSERT_EQ(5, sp_wait_inq(s, 5));
+	for (int k = 0; k < 2; k++) {       /* peeking twice gives the same */
 		memset(buf, 0, sizeof(buf));
-		ASSERT_EQ(5, sp_io_in(how, s, buf, sizeof(buf), 0));
+		ASSERT_EQ(5, MUST_RETURN(sp_io_in(how, s, buf, sizeof(buf), MSG_PEEK),
+					 "%s(MSG_PEEK) with 5 bytes queued", sp_io_in_name(how)));
 		ASSERT_MEM_EQ("hello", buf, 5);
-		ASSERT_ERRNO(sp_io_in(how, s, buf, sizeof(buf), MSG_PEEK | MSG_DONTWAIT), EAGAIN);
-		ASSERT_ERRNO(sp_io_in(how, s, buf, sizeof(buf), MSG_DONTWAIT), EAGAIN);
+		int inq = -1;
+		ASSERT_SYS(ioctl(s, FIONREAD, &inq));
+		ASSERT_EQ(5, inq);                  /* still queued */
 	}
+	ASSERT_EQ(2, sp_io_in(how, s, buf, 2, MSG_PEEK)); /* a partial peek */
+	ASSERT_MEM_EQ("he", buf, 2);
+	memset(buf, 0, sizeof(buf));
+	ASSERT_EQ(5, sp_io_in(how, s, buf, sizeof(buf), 0));
+	ASSERT_MEM_EQ("hello", buf, 5);
+	ASSERT_ERRNO(sp_io_in(how, s, buf, sizeof(buf), MSG_PEEK | MSG_DONTWAIT), EAGAIN);
+	ASSERT_ERRNO(sp_io_in(how, s, buf, sizeof(buf), MSG_DONTWAIT), EAGAIN);
 
 	/* UDP: the datagram stays queued, whole, with its source. */
 	int rx = sp_udp_bound(ctx), tx = sp_udp_bound(ctx);
 	struct sockaddr_storage to, from;
 	socklen_t tl = sizeof(to), fl;
 	ASSERT_SYS(getsockname(rx, (struct sockaddr *)&to, &tl));
-	{
-		ASSERT_EQ(5, sendto(tx, "first", 5, 0, (struct sockaddr *)&to, tl));
-		ASSERT_EQ(6, sendto(tx, "second", 6, 0, (struct sockaddr *)&to, tl));
-		EXPECT_EVENTS(rx, POLLIN, POLLIN, "a datagram arrives");
-		for (int k = 0; k < 2; k++) {
-			memset(buf, 0, sizeof(buf));
-			ASSERT_EQ(5, MUST_RETURN(sp_io_in(how, rx, buf, sizeof(buf), MSG_PEEK),
-						 "%s(MSG_PEEK) with a datagram queued",
-						 sp_io_in_name(how)));
-			ASSERT_MEM_EQ("first", buf, 5);
-		}
-		fl = sizeof(from);
-		ASSERT_EQ(5, recvfrom(rx, buf, sizeof(buf), MSG_PEEK, (struct sockaddr *)&from, &fl));
-		ASSERT_EQ(sp_local_port(tx), sp_port(&from));
-		ASSERT_EQ(5, sp_io_in(how, rx, buf, sizeof(buf), 0));
-		ASSERT_MEM_EQ("first", buf, 5);
-		ASSERT_EQ(6, MUST_RETURN(sp_io_in(how, rx, buf, sizeof(buf), MSG_PEEK),
-					 "%s(MSG_PEEK) with the second datagram queued",
+	ASSERT_EQ(5, sendto(tx, "first", 5, 0, (struct sockaddr *)&to, tl));
+	ASSERT_EQ(6, sendto(tx, "second", 6, 0, (struct sockaddr *)&to, tl));
+	EXPECT_EVENTS(rx, POLLIN, POLLIN, "a datagram arrives");
+	for (int k = 0; k < 2; k++) {
+		memset(buf, 0, sizeof(buf));
+		ASSERT_EQ(5, MUST_RETURN(sp_io_in(how, rx, buf, sizeof(buf), MSG_PEEK),
+					 "%s(MSG_PEEK) with a datagram queued",
 					 sp_io_in_name(how)));
-		ASSERT_MEM_EQ("second", buf, 6);
-		ASSERT_EQ(6, sp_io_in(how, rx, buf, sizeof(buf), 0));
-		ASSERT_ERRNO(sp_io_in(how, rx, buf, sizeof(buf), MSG_PEEK | MSG_DONTWAIT), EAGAIN);
+		ASSERT_MEM_EQ("first", buf, 5);
 	}
+	fl = sizeof(from);
+	ASSERT_EQ(5, recvfrom(rx, buf, sizeof(buf), MSG_PEEK, (struct sockaddr *)&from, &fl));
+	ASSERT_EQ(sp_local_port(tx), sp_port(&from));
+	ASSERT_EQ(5, sp_io_in(how, rx, buf, sizeof(buf), 0));
+	ASSERT_MEM_EQ("first", buf, 5);
+	ASSERT_EQ(6, MUST_RETURN(sp_io_in(how, rx, buf, sizeof(buf), MSG_PEEK),
+				 "%s(MSG_PEEK) with the second datagram queued",
+				 sp_io_in_name(how)));
+	ASSERT_MEM_EQ("second", buf, 6);
+	ASSERT_EQ(6, sp_io_in(how, rx, buf, sizeof(buf), 0));
+	ASSERT_ERRNO(sp_io_in(how, rx, buf, sizeof(buf), MSG_PEEK | MSG_DONTWAIT), EAGAIN);
 }
 
 /* The writer of test 2: four writes of 5, each once the reader sleeps. */
@@ -177,55 +173,13 @@ static int alarm_parent_when_asleep(void *unused)
 	return kill(getppid(), SIGALRM) == 0 ? 0 : 1;
 }
 
-/* 2. MSG_WAITALL returns the full count, short only at EOF or a signal. */
-SP_TEST(waitall_waits_for_the_full_count, "FLAG-WAITALL", SP_INET,
-	.read = SP_FLAG_READS)
+/* MSG_WAITALL interrupted by a signal returns the bytes so far, not EINTR
+ * (through the read call `how`). */
+static void waitall_ends_short_at_a_signal(const struct sp_ctx *ctx, int how)
 {
-	char buf[32];
-	int how = ctx->read;
-
-	{
-		int c, s;
-		sp_tcp_pair(ctx, &c, &s);
-		pid_t w = sp_fork(four_writes, &c);
-		sp_watchdog(2 * sp_wait_ms()); /* the writer waits for our sleep 4 times */
-		errno = 0;
-		ssize_t r = MUST_RETURN(sp_io_in(how, s, buf, 20, MSG_WAITALL),
-					"%s(MSG_WAITALL) while 4 writes of 5 bytes arrive",
-					sp_io_in_name(how));
-		int err = errno;
-		sp_watchdog(0);
-		ASSERT_TRUE(r == 20, "%s(MSG_WAITALL) returns all 20 bytes of 4 writes (got %zd, %s)",
-			    sp_io_in_name(how), r, r < 0 ? sp_errno_name(err) : "a short count");
-		ASSERT_MEM_EQ("aaaaabbbbbcccccddddd", buf, 20);
-		int st = sp_reap(w);
-		ASSERT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0, "the writer wrote 4 times");
-		close(c);
-		close(s);
-
-		/* EOF ends the wait short: 5, then 0. */
-		sp_tcp_pair(ctx, &c, &s);
-		ASSERT_EQ(5, write(c, "short", 5));
-		ASSERT_SYS(shutdown(c, SHUT_WR));
-		errno = 0;
-		r = MUST_RETURN(sp_io_in(how, s, buf, 20, MSG_WAITALL),
-				"%s(MSG_WAITALL) of 20 with 5 bytes and EOF queued", sp_io_in_name(how));
-		err = errno;
-		ssize_t r2 = MUST_RETURN(sp_io_in(how, s, buf + 5, 20, MSG_WAITALL),
-					 "%s(MSG_WAITALL) at EOF", sp_io_in_name(how));
-		ASSERT_TRUE(r == 5, "%s(MSG_WAITALL) returns the 5 bytes before EOF (got %zd, %s)",
-			    sp_io_in_name(how), r, r < 0 ? sp_errno_name(err) : "");
-		ASSERT_MEM_EQ("short", buf, 5);
-		ASSERT_EQ(0, r2);
-		close(c);
-		close(s);
-	}
-
-	/* A signal ends the wait short too: the bytes so far, not EINTR
-	 * (through recv(), once). */
-	if (!ctx->first)
-		return;
 	int c, s;
+	char buf[32];
+
 	sp_tcp_pair(ctx, &c, &s);
 	ASSERT_EQ(5, write(c, "early", 5));
 	ASSERT_EQ(5, sp_wait_inq(s, 5));
@@ -234,13 +188,58 @@ SP_TEST(waitall_waits_for_the_full_count, "FLAG-WAITALL", SP_INET,
 	sp_watchdog(sp_wait_ms());
 	pid_t k = sp_fork(alarm_parent_when_asleep, NULL);
 	errno = 0;
-	ssize_t r = recv(s, buf, 20, MSG_WAITALL);
+	ssize_t r = sp_io_in(how, s, buf, 20, MSG_WAITALL);
 	int err = errno;
 	sp_watchdog(0);
 	sp_reap(k);
-	ASSERT_TRUE(r == 5, "recv(MSG_WAITALL) interrupted by a signal returns the 5 bytes "
-		    "it has (got %zd, %s)", r, sp_errno_name(err));
+	ASSERT_TRUE(r == 5, "%s(MSG_WAITALL) interrupted by a signal returns the 5 bytes "
+		    "it has (got %zd, %s)", sp_io_in_name(how), r, r < 0 ? sp_errno_name(err) : "");
 	ASSERT_MEM_EQ("early", buf, 5);
+}
+
+/* 2. MSG_WAITALL returns the full count, short only at EOF or a signal. */
+SP_TEST(waitall_waits_for_the_full_count, "FLAG-WAITALL", SP_INET,
+	.read = SP_FLAG_READS)
+{
+	char buf[32];
+	int how = ctx->read;
+
+	int c, s;
+	sp_tcp_pair(ctx, &c, &s);
+	pid_t w = sp_fork(four_writes, &c);
+	sp_watchdog(2 * sp_wait_ms()); /* the writer waits for our sleep 4 times */
+	errno = 0;
+	ssize_t r = MUST_RETURN(sp_io_in(how, s, buf, 20, MSG_WAITALL),
+				"%s(MSG_WAITALL) while 4 writes of 5 bytes arrive",
+				sp_io_in_name(how));
+	int err = errno;
+	sp_watchdog(0);
+	ASSERT_TRUE(r == 20, "%s(MSG_WAITALL) returns all 20 bytes of 4 writes (got %zd, %s)",
+		    sp_io_in_name(how), r, r < 0 ? sp_errno_name(err) : "a short count");
+	ASSERT_MEM_EQ("aaaaabbbbbcccccddddd", buf, 20);
+	int st = sp_reap(w);
+	ASSERT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0, "the writer wrote 4 times");
+	close(c);
+	close(s);
+
+	/* EOF ends the wait short: 5, then 0. */
+	sp_tcp_pair(ctx, &c, &s);
+	ASSERT_EQ(5, write(c, "short", 5));
+	ASSERT_SYS(shutdown(c, SHUT_WR));
+	errno = 0;
+	r = MUST_RETURN(sp_io_in(how, s, buf, 20, MSG_WAITALL),
+			"%s(MSG_WAITALL) of 20 with 5 bytes and EOF queued", sp_io_in_name(how));
+	err = errno;
+	ssize_t r2 = MUST_RETURN(sp_io_in(how, s, buf + 5, 20, MSG_WAITALL),
+				 "%s(MSG_WAITALL) at EOF", sp_io_in_name(how));
+	ASSERT_TRUE(r == 5, "%s(MSG_WAITALL) returns the 5 bytes before EOF (got %zd, %s)",
+		    sp_io_in_name(how), r, r < 0 ? sp_errno_name(err) : "");
+	ASSERT_MEM_EQ("short", buf, 5);
+	ASSERT_EQ(0, r2);
+	close(c);
+	close(s);
+
+	waitall_ends_short_at_a_signal(ctx, how);
 }
 
 /* 3. MSG_DONTWAIT makes one call non-blocking, not the descriptor. */
@@ -253,23 +252,21 @@ SP_TEST(dontwait_fails_at_once_and_keeps_the_socket_blocking, "FLAG-DONTWAIT", S
 	sp_tcp_pair(ctx, &c, &s);
 	int fl = (int)ASSERT_SYS(fcntl(s, F_GETFL)), ufl = (int)ASSERT_SYS(fcntl(u, F_GETFL));
 	ASSERT_EQ(0, fl & O_NONBLOCK);
-	{
-		int how = ctx->read;
-		/* A call that blocks is cut off and named; one that only waits a
-		 * while is seen by ASSERT_NO_BLOCK. */
-		long m = sp_block_mark();
-		ASSERT_ERRNO(MUST_RETURN(sp_io_in(how, s, buf, sizeof(buf), MSG_DONTWAIT),
-					 "%s(MSG_DONTWAIT) on an empty blocking TCP socket",
-					 sp_io_in_name(how)), EAGAIN);
-		ASSERT_NO_BLOCK(m, "%s(MSG_DONTWAIT) on an empty blocking TCP socket", sp_io_in_name(how));
-		m = sp_block_mark();
-		ASSERT_ERRNO(MUST_RETURN(sp_io_in(how, u, buf, sizeof(buf), MSG_DONTWAIT),
-					 "%s(MSG_DONTWAIT) on an empty blocking UDP socket",
-					 sp_io_in_name(how)), EAGAIN);
-		ASSERT_NO_BLOCK(m, "%s(MSG_DONTWAIT) on an empty blocking UDP socket", sp_io_in_name(how));
-		ASSERT_EQ(fl, fcntl(s, F_GETFL));
-		ASSERT_EQ(ufl, fcntl(u, F_GETFL));
-	}
+	int how = ctx->read;
+	/* A call that blocks is cut off and named; one that only waits a
+	 * while is seen by ASSERT_NO_BLOCK. */
+	long m = sp_block_mark();
+	ASSERT_ERRNO(MUST_RETURN(sp_io_in(how, s, buf, sizeof(buf), MSG_DONTWAIT),
+				 "%s(MSG_DONTWAIT) on an empty blocking TCP socket",
+				 sp_io_in_name(how)), EAGAIN);
+	ASSERT_NO_BLOCK(m, "%s(MSG_DONTWAIT) on an empty blocking TCP socket", sp_io_in_name(how));
+	m = sp_block_mark();
+	ASSERT_ERRNO(MUST_RETURN(sp_io_in(how, u, buf, sizeof(buf), MSG_DONTWAIT),
+				 "%s(MSG_DONTWAIT) on an empty blocking UDP socket",
+				 sp_io_in_name(how)), EAGAIN);
+	ASSERT_NO_BLOCK(m, "%s(MSG_DONTWAIT) on an empty blocking UDP socket", sp_io_in_name(how));
+	ASSERT_EQ(fl, fcntl(s, F_GETFL));
+	ASSERT_EQ(ufl, fcntl(u, F_GETFL));
 	/* With data queued it returns the data. */
 	ASSERT_EQ(3, write(c, "abc", 3));
 	ASSERT_EQ(3, sp_wait_inq(s, 3));
@@ -318,14 +315,18 @@ SP_TEST(nosignal_suppresses_sigpipe, "FLAG-NOSIGNAL", SP_INET)
 	ASSERT_ERRNO(send(c, "y", 1, MSG_NOSIGNAL), EPIPE);
 	ASSERT_ERRNO(sendto(c, "y", 1, MSG_NOSIGNAL, NULL, 0), EPIPE);
 	ASSERT_ERRNO(sendmsg(c, &mh, MSG_NOSIGNAL), EPIPE);
-	ASSERT_EQ(0, sigpipes);
+	ASSERT_TRUE(sigpipes == 0, "send/sendto/sendmsg(MSG_NOSIGNAL) to a reset peer: SIGPIPE "
+		    "raised %d times, expected none", (int)sigpipes);
 	/* The same calls without the flag raise SIGPIPE, once per call. */
 	ASSERT_ERRNO(send(c, "y", 1, 0), EPIPE);
-	ASSERT_EQ(1, sigpipes);
+	ASSERT_TRUE(sigpipes == 1, "send() without MSG_NOSIGNAL to a reset peer: SIGPIPE raised "
+		    "%d times, expected once", (int)sigpipes);
 	ASSERT_ERRNO(sendmsg(c, &mh, 0), EPIPE);
-	ASSERT_EQ(2, sigpipes);
+	ASSERT_TRUE(sigpipes == 2, "sendmsg() without MSG_NOSIGNAL: SIGPIPE raised %d times in "
+		    "all, expected 2 (one per call)", (int)sigpipes);
 	ASSERT_ERRNO(write(c, "y", 1), EPIPE);
-	ASSERT_EQ(3, sigpipes);
+	ASSERT_TRUE(sigpipes == 3, "write() to a reset peer: SIGPIPE raised %d times in all, "
+		    "expected 3 (one per call)", (int)sigpipes);
 
 	/* The real mechanism: with the default disposition SIGPIPE kills. */
 	int st = sp_reap(sp_fork(send_without_flag, &c));
@@ -359,70 +360,11 @@ static void wire_urgent_pointer(struct sp_capture *cap, const char *dir)
 		    ptr, len, cap->trace);
 }
 
-/* 5. MSG_OOB makes only the last byte urgent. */
-SP_TEST(oob_send_makes_only_the_last_byte_urgent, "FLAG-OOB-URGENT-BYTE", SP_INET,
-	.write = SP_FLAG_WRITES, .read = SP_FLAG_READS)
+/* Record: two urgent sends before the reader looks. */
+static void record_two_urgent_sends(const struct sp_ctx *ctx)
 {
-	char buf[16], b;
-
-	{
-		int c, s;
-		struct sp_capture cap;
-		struct sp_got got;
-
-		sp_tcp_pair(ctx, &c, &s);
-		if (ctx->first) {
-			/* Record: recv(MSG_OOB) with nothing urgent (bounded). */
-			errno = 0;
-			ssize_t r = BOUNDED(recv(s, &b, 1, MSG_OOB));
-			if (sp_bound_expired())
-				RECORD("recv_oob_with_nothing_urgent", "blocked (still after %d ms)",
-				       sp_wait_ms());
-			else
-				RECORD("recv_oob_with_nothing_urgent", "%zd (%s)", r,
-				       r < 0 ? sp_errno_name(errno) : "a byte");
-			sp_capture_start(&cap);
-			sp_capture_name(&cap, sp_local_port(c), "C");
-			sp_capture_name(&cap, sp_local_port(s), "S");
-		}
-		ASSERT_EQ(3, send(c, "123", 3, 0));
-		ASSERT_EQ(2, sp_io_out(ctx->write, c, "45", 2, MSG_OOB));
-		wait_delivered(c, s, 4); /* "1234" before the mark */
-		RECORD_ONCE("pollpri_on_urgent", "%s", sp_events_str(sp_poll(s, POLLPRI, 0)));
-		b = 0;
-		ssize_t got1 = MUST_RETURN(sp_io_recv(ctx->read, s, &b, 1, MSG_OOB, &got),
-					   "%s(MSG_OOB) with an urgent byte delivered",
-					   sp_io_in_name(ctx->read));
-		if (got1 != 1)
-			FAIL("%s(MSG_OOB) returns the urgent byte: got %zd (%s)", sp_io_in_name(ctx->read),
-			     got1, got1 < 0 ? sp_errno_name(errno) : "no byte");
-		ASSERT_TRUE(b == '5', "%s(MSG_OOB) returns the urgent byte '5': got '%c'",
-			    sp_io_in_name(ctx->read), b);
-		if (ctx->read == SP_IO_MSG)
-			ASSERT_TRUE(got.msg_flags & MSG_OOB, "recvmsg marks the byte MSG_OOB (msg_flags 0x%x)",
-				    got.msg_flags);
-		/* Record: a second recv(MSG_OOB) of the same byte (bounded). */
-		errno = 0;
-		ssize_t r = BOUNDED(recv(s, &b, 1, MSG_OOB));
-		if (ctx->first)
-			RECORD("recv_oob_second_time", sp_bound_expired() ? "blocked" : "%zd (%s)", r,
-			       r < 0 ? sp_errno_name(errno) : "a byte");
-		/* The normal stream is "1234": '4' is not urgent, '5' is gone. */
-		ASSERT_EQ(4, sp_read_all(s, buf, 4));
-		ASSERT_MEM_EQ("1234", buf, 4);
-		ASSERT_ERRNO(recv(s, buf, sizeof(buf), MSG_DONTWAIT), EAGAIN);
-		if (ctx->first) {
-			wire_urgent_pointer(&cap, "C>S P.3, C>S P.");
-			sp_capture_stop(&cap);
-		}
-		close(c);
-		close(s);
-	}
-
-	/* Record: two urgent sends before the reader looks (once). */
-	if (!ctx->first)
-		return;
 	int c, s;
+	char b;
 	sp_tcp_pair(ctx, &c, &s);
 	ASSERT_EQ(1, send(c, "a", 1, MSG_OOB));
 	ASSERT_EQ(1, send(c, "b", 1, MSG_OOB));
@@ -436,6 +378,68 @@ SP_TEST(oob_send_makes_only_the_last_byte_urgent, "FLAG-OOB-URGENT-BYTE", SP_INE
 		RECORD("two_urgent_sends_recv_oob", "'%c' (of 'a' then 'b')", b);
 	else
 		RECORD("two_urgent_sends_recv_oob", "%s", sp_errno_name(errno));
+}
+
+/* 5. MSG_OOB makes only the last byte urgent. */
+SP_TEST(oob_send_makes_only_the_last_byte_urgent, "FLAG-OOB-URGENT-BYTE", SP_INET,
+	.write = SP_FLAG_WRITES, .read = SP_FLAG_READS)
+{
+	char buf[16], b;
+
+	int c, s;
+	struct sp_capture cap;
+	struct sp_got got;
+
+	sp_tcp_pair(ctx, &c, &s);
+	if (ctx->first) {
+		/* Record: recv(MSG_OOB) with nothing urgent (bounded). */
+		errno = 0;
+		ssize_t r = BOUNDED(recv(s, &b, 1, MSG_OOB));
+		if (sp_bound_expired())
+			RECORD("recv_oob_with_nothing_urgent", "blocked (still after %d ms)",
+			       sp_wait_ms());
+		else
+			RECORD("recv_oob_with_nothing_urgent", "%zd (%s)", r,
+			       r < 0 ? sp_errno_name(errno) : "a byte");
+		sp_capture_start(&cap);
+		sp_capture_name_fd(&cap, c, "C");
+		sp_capture_name_fd(&cap, s, "S");
+	}
+	ASSERT_EQ(3, send(c, "123", 3, 0));
+	ASSERT_EQ(2, sp_io_out(ctx->write, c, "45", 2, MSG_OOB));
+	wait_delivered(c, s, 4); /* "1234" before the mark */
+	RECORD_ONCE("pollpri_on_urgent", "%s", sp_events_str(sp_poll(s, POLLPRI, 0)));
+	b = 0;
+	ssize_t got1 = MUST_RETURN(sp_io_recv(ctx->read, s, &b, 1, MSG_OOB, &got),
+				   "%s(MSG_OOB) with an urgent byte delivered",
+				   sp_io_in_name(ctx->read));
+	if (got1 != 1)
+		FAIL("%s(MSG_OOB) returns the urgent byte: got %zd (%s)", sp_io_in_name(ctx->read),
+		     got1, got1 < 0 ? sp_errno_name(errno) : "no byte");
+	ASSERT_TRUE(b == '5', "%s(MSG_OOB) returns the urgent byte '5': got '%c'",
+		    sp_io_in_name(ctx->read), b);
+	if (ctx->read == SP_IO_MSG)
+		ASSERT_TRUE(got.msg_flags & MSG_OOB, "recvmsg marks the byte MSG_OOB (msg_flags 0x%x)",
+			    got.msg_flags);
+	/* Record: a second recv(MSG_OOB) of the same byte (bounded). */
+	errno = 0;
+	ssize_t r = BOUNDED(recv(s, &b, 1, MSG_OOB));
+	if (ctx->first)
+		RECORD("recv_oob_second_time", sp_bound_expired() ? "blocked" : "%zd (%s)", r,
+		       r < 0 ? sp_errno_name(errno) : "a byte");
+	/* The normal stream is "1234": '4' is not urgent, '5' is gone. */
+	ASSERT_EQ(4, sp_read_all(s, buf, 4));
+	ASSERT_MEM_EQ("1234", buf, 4);
+	ASSERT_ERRNO(recv(s, buf, sizeof(buf), MSG_DONTWAIT), EAGAIN);
+	if (ctx->first) {
+		wire_urgent_pointer(&cap, "C>S P.3, C>S P.");
+		sp_capture_stop(&cap);
+	}
+	close(c);
+	close(s);
+
+	if (ctx->first)
+		record_two_urgent_sends(ctx);
 }
 
 static volatile sig_atomic_t sigurgs;
@@ -557,8 +561,8 @@ SP_TEST(writev_gathers_buffers_in_order, "FLAG-WRITEV-GATHER", SP_INET)
 
 	sp_tcp_pair(ctx, &c, &s);
 	sp_capture_start(&cap);
-	sp_capture_name(&cap, sp_local_port(c), "C");
-	sp_capture_name(&cap, sp_local_port(s), "S");
+	sp_capture_name_fd(&cap, c, "C");
+	sp_capture_name_fd(&cap, s, "S");
 	ASSERT_EQ(6, writev(c, iov, 3));
 	ASSERT_EQ(6, sp_read_all(s, buf, 6));
 	ASSERT_MEM_EQ("abcdef", buf, 6);
@@ -621,24 +625,22 @@ SP_TEST(readv_scatters_in_order, "FLAG-READV-SCATTER", SP_INET,
 	ASSERT_SYS(connect(tx, (struct sockaddr *)&to, tl));
 	iov[1].iov_len = 3;
 	iov[0].iov_len = 3;
-	{
-		ASSERT_EQ(10, send(tx, "0123456789", 10, 0));
-		ASSERT_EQ(3, send(tx, "XYZ", 3, 0));
-		EXPECT_EVENTS(rx, POLLIN, POLLIN, "a datagram arrives");
-		mh.msg_flags = 0;
-		ASSERT_EQ(6, via_msg ? recvmsg(rx, &mh, 0) : readv(rx, iov, 2));
-		ASSERT_MEM_EQ("012", a, 3);
-		ASSERT_MEM_EQ("345", b, 3);
-		if (via_msg)
-			ASSERT_TRUE(mh.msg_flags & MSG_TRUNC, "recvmsg reports MSG_TRUNC (msg_flags 0x%x)",
-				    mh.msg_flags);
-		memset(a, 0, sizeof(a));
-		/* the next datagram, not the rest */
-		ssize_t r = MUST_RETURN(readv(rx, iov, 2), "readv() with a second datagram queued");
-		ASSERT_EQ(3, r);
-		ASSERT_MEM_EQ("XYZ", a, 3);
-		ASSERT_ERRNO(recv(rx, a, sizeof(a), MSG_DONTWAIT), EAGAIN);
-	}
+	ASSERT_EQ(10, send(tx, "0123456789", 10, 0));
+	ASSERT_EQ(3, send(tx, "XYZ", 3, 0));
+	EXPECT_EVENTS(rx, POLLIN, POLLIN, "a datagram arrives");
+	mh.msg_flags = 0;
+	ASSERT_EQ(6, via_msg ? recvmsg(rx, &mh, 0) : readv(rx, iov, 2));
+	ASSERT_MEM_EQ("012", a, 3);
+	ASSERT_MEM_EQ("345", b, 3);
+	if (via_msg) /* recorded: the flag is UDP-TRUNCATE's Must */
+		RECORD_ONCE("scatter_recvmsg_flags_msg_trunc", "%s",
+			    mh.msg_flags & MSG_TRUNC ? "yes" : "no");
+	memset(a, 0, sizeof(a));
+	/* the next datagram, not the rest */
+	ssize_t r = MUST_RETURN(readv(rx, iov, 2), "readv() with a second datagram queued");
+	ASSERT_EQ(3, r);
+	ASSERT_MEM_EQ("XYZ", a, 3);
+	ASSERT_ERRNO(recv(rx, a, sizeof(a), MSG_DONTWAIT), EAGAIN);
 }
 
 /* 10. Linux: MSG_TRUNC gives a UDP datagram's real length. */
@@ -652,34 +654,32 @@ SP_TEST(trunc_flag_returns_the_real_datagram_length, "FLAG-TRUNC-UDP", SP_INET,
 
 	ASSERT_SYS(getsockname(rx, (struct sockaddr *)&to, &tl));
 	ASSERT_SYS(connect(tx, (struct sockaddr *)&to, tl));
-	{
-		int how = ctx->read;
-		struct sp_got got;
-		ASSERT_EQ(10, send(tx, "0123456789", 10, 0));
-		EXPECT_EVENTS(rx, POLLIN, POLLIN, "the datagram arrives");
-		/* The size of the next datagram, left queued. */
-		errno = 0;
-		ssize_t r = MUST_RETURN(sp_io_in(how, rx, buf, 0, MSG_PEEK | MSG_TRUNC),
-					"%s(MSG_PEEK|MSG_TRUNC) with a datagram queued",
-					sp_io_in_name(how));
-		if (r < 0 && (errno == EINVAL || errno == EOPNOTSUPP))
-			UNSUPPORTED("recv(MSG_TRUNC) on UDP (%s)", sp_errno_name(errno));
-		RECORD_ONCE("peek_trunc_zero_buffer", "%zd", r);
-		ASSERT_TRUE(r == 10, "%s(buf, 0, MSG_PEEK|MSG_TRUNC) gives the datagram's size 10 (got %zd)",
-			    sp_io_in_name(how), r);
-		ASSERT_EQ(10, sp_io_in(how, rx, buf, 0, MSG_PEEK | MSG_TRUNC)); /* still there */
-		/* The real length with a 4-byte buffer, and the datagram is gone. */
-		memset(buf, 0, sizeof(buf));
-		r = sp_io_recv(how, rx, buf, 4, MSG_TRUNC, &got);
-		ASSERT_TRUE(r == 10, "%s(buf, 4, MSG_TRUNC) returns the real length 10 (got %zd)",
-			    sp_io_in_name(how), r);
-		ASSERT_MEM_EQ("0123", buf, 4);
-		ASSERT_EQ(0, buf[4]);                     /* no more than 4 copied */
-		if (how == SP_IO_MSG)
-			ASSERT_TRUE(got.msg_flags & MSG_TRUNC, "recvmsg reports MSG_TRUNC (msg_flags 0x%x)",
-				    got.msg_flags);
-		ASSERT_ERRNO(sp_io_in(how, rx, buf, sizeof(buf), MSG_DONTWAIT), EAGAIN);
-	}
+	int how = ctx->read;
+	struct sp_got got;
+	ASSERT_EQ(10, send(tx, "0123456789", 10, 0));
+	EXPECT_EVENTS(rx, POLLIN, POLLIN, "the datagram arrives");
+	/* The size of the next datagram, left queued. */
+	errno = 0;
+	ssize_t r = MUST_RETURN(sp_io_in(how, rx, buf, 0, MSG_PEEK | MSG_TRUNC),
+				"%s(MSG_PEEK|MSG_TRUNC) with a datagram queued",
+				sp_io_in_name(how));
+	if (r < 0 && (errno == EINVAL || errno == EOPNOTSUPP))
+		UNSUPPORTED("recv(MSG_TRUNC) on UDP (%s)", sp_errno_name(errno));
+	RECORD_ONCE("peek_trunc_zero_buffer", "%zd", r);
+	ASSERT_TRUE(r == 10, "%s(buf, 0, MSG_PEEK|MSG_TRUNC) gives the datagram's size 10 (got %zd)",
+		    sp_io_in_name(how), r);
+	ASSERT_EQ(10, sp_io_in(how, rx, buf, 0, MSG_PEEK | MSG_TRUNC)); /* still there */
+	/* The real length with a 4-byte buffer, and the datagram is gone. */
+	memset(buf, 0, sizeof(buf));
+	r = sp_io_recv(how, rx, buf, 4, MSG_TRUNC, &got);
+	ASSERT_TRUE(r == 10, "%s(buf, 4, MSG_TRUNC) returns the real length 10 (got %zd)",
+		    sp_io_in_name(how), r);
+	ASSERT_MEM_EQ("0123", buf, 4);
+	ASSERT_EQ(0, buf[4]);                     /* no more than 4 copied */
+	if (how == SP_IO_MSG) /* recorded: the flag is UDP-TRUNCATE's Must */
+		RECORD("trunc_recvmsg_flags_msg_trunc", "%s",
+		       got.msg_flags & MSG_TRUNC ? "yes" : "no");
+	ASSERT_ERRNO(sp_io_in(how, rx, buf, sizeof(buf), MSG_DONTWAIT), EAGAIN);
 }
 
 SP_MAIN("flag")

@@ -99,7 +99,7 @@ FAULT(dgram_recv_keeps_tail,
       "UDP-TRUNCATE",
       "a datagram layer over a byte stream whose recv()/recvfrom()/read() keep a long datagram's tail for the next call");
 FAULT(recvmsg_drops_source,
-      "UDP-ONE-SOCKET-MANY-PEERS,UDP-BOUNDARY",
+      "UDP-ONE-SOCKET-MANY-PEERS",
       "an LD_PRELOAD stack that wraps recvfrom() but returns recvmsg() without msg_name (msg_namelen 0)");
 FAULT(unconnected_udp_reports_icmp,
       "UDP-NO-ACK",
