@@ -13,6 +13,11 @@
  * the new ring's submission queue themselves (the same shared pages the
  * program maps), and before each enter they rewrite the entries not yet
  * submitted, as a kernel that ignored a field would.
+ *
+ * Interposers owned here: syscall, recvmmsg, sendfile, sendfile64,
+ * splice (no other family changes them). The ring is mapped with the C
+ * library's mmap (REAL), not through faults/proc.c's interposer: the
+ * library's own bookkeeping is no call of the program's.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -62,6 +67,8 @@ FAULT(epoll_pwait2_keeps_its_mask,
 
 /* ---- io_uring: the submission queue, as the program sees it ---- */
 
+REAL(void *, mmap, void *, size_t, int, int, int, off_t)
+
 enum { RINGS = 16 };
 static struct ring {
 	int fd;
@@ -82,9 +89,10 @@ static void ring_note(int fd, const struct io_uring_params *p)
 		}
 	if (r) {
 		size_t sq_len = p->sq_off.array + p->sq_entries * sizeof(unsigned);
-		unsigned char *sq = mmap(NULL, sq_len, PROT_READ | PROT_WRITE, MAP_SHARED, fd,
+		load_mmap();
+		unsigned char *sq = real_mmap(NULL, sq_len, PROT_READ | PROT_WRITE, MAP_SHARED, fd,
 					 IORING_OFF_SQ_RING);
-		void *sqes = mmap(NULL, p->sq_entries * sizeof(struct io_uring_sqe),
+		void *sqes = real_mmap(NULL, p->sq_entries * sizeof(struct io_uring_sqe),
 				  PROT_READ | PROT_WRITE, MAP_SHARED, fd, IORING_OFF_SQES);
 		if (sq != MAP_FAILED && sqes != MAP_FAILED) {
 			r->fd = fd;
