@@ -14,7 +14,7 @@
 #   PRELOAD=/abs/lib.so  LD_PRELOAD a socket stack into every probe
 #   WRAP="cmd args"      run every probe as `cmd args PROBE ...` (proot, valgrind --tool=none)
 #   TESTS="tcp udp/udp_keeps_datagram_boundaries"  a selection
-#   JOBS=2               parallel workers (pytest-xdist -n; default: nproc, 0 = none)
+#   JOBS=2               parallel workers (pytest-xdist -n; default: 3 x nproc, 0 = none)
 #   TIMEOUT=5            seconds per item
 #   FAMILY=ipv4          one address family only
 #   K="expr"             pytest -k expression
@@ -54,7 +54,7 @@ FIXOBJ  := $(BUILD)/obj/sp_protocol.o $(BUILD)/obj/sp_fixtures.o $(BUILD)/obj/sp
 	   $(BUILD)/obj/sp_entry.o
 LIBS    := -lcmocka
 PYTHON   = $$(scripts/find-python)
-JOBS    ?= $(shell nproc 2>/dev/null || echo 2)
+JOBS    ?= $(shell echo $$(( 3 * $$(nproc 2>/dev/null || echo 2) )))
 
 # make check's variables go to the runner as they are, one word VAR=value
 # each: runner/config.py declares and checks every one of them (the list
