@@ -97,7 +97,7 @@ static int has_timeout(int fd, int opt)
 {
 	struct timeval tv = { 0, 0 };
 	socklen_t len = sizeof(tv);
-	int saved = errno, r = syscall(SYS_getsockopt, fd, SOL_SOCKET, opt, &tv, &len);
+	int saved = errno, r = SPF_SYSCALL(SYS_getsockopt, fd, SOL_SOCKET, opt, &tv, &len);
 	errno = saved;
 	return r == 0 && (tv.tv_sec || tv.tv_usec);
 }
@@ -119,7 +119,7 @@ static int alrm_restarts(void)
 static int wait_unbounded(int fd, short events)
 {
 	struct pollfd p = { .fd = fd, .events = events };
-	long r = syscall(SYS_ppoll, &p, 1, NULL, NULL, 0);
+	long r = SPF_SYSCALL(SYS_ppoll, &p, 1, NULL, NULL, 0);
 	return r < 0 ? -1 : 0;
 }
 
@@ -170,8 +170,8 @@ SPF_HOOK(intr_before, SPF_RECEIVING | SPF_OP(SPF_ACCEPT) | SPF_OP(SPF_SEND), SPF
 		socklen_t len = sizeof(held_tv);
 		struct timeval none = { 0, 0 };
 		int saved = errno;
-		if (syscall(SYS_getsockopt, fd, SOL_SOCKET, SO_SNDTIMEO, &held_tv, &len) == 0 &&
-		    syscall(SYS_setsockopt, fd, SOL_SOCKET, SO_SNDTIMEO, &none, sizeof(none)) == 0)
+		if (SPF_SYSCALL(SYS_getsockopt, fd, SOL_SOCKET, SO_SNDTIMEO, &held_tv, &len) == 0 &&
+		    SPF_SYSCALL(SYS_setsockopt, fd, SOL_SOCKET, SO_SNDTIMEO, &none, sizeof(none)) == 0)
 			held_fd = fd;
 		errno = saved;
 	}
@@ -204,7 +204,7 @@ SPF_HOOK(intr_after_send, SPF_OP(SPF_SEND), SPF_AFTER, 90)
 
 	if (held_fd >= 0 && held_fd == fd) {
 		int saved = errno;
-		syscall(SYS_setsockopt, fd, SOL_SOCKET, SO_SNDTIMEO, &held_tv, sizeof(held_tv));
+		SPF_SYSCALL(SYS_setsockopt, fd, SOL_SOCKET, SO_SNDTIMEO, &held_tv, sizeof(held_tv));
 		held_fd = -1;
 		errno = saved;
 	}
@@ -236,7 +236,7 @@ SPF_HOOK(intr_connect, SPF_OP(SPF_CONNECT), SPF_BEFORE, 90)
 		return 0;
 	int fl = fcntl(fd, F_GETFL);
 	fcntl(fd, F_SETFL, fl | O_NONBLOCK);
-	c->r = syscall(SYS_connect, fd, a, c->tolen);
+	c->r = SPF_SYSCALL(SYS_connect, fd, a, c->tolen);
 	int err = errno;
 	fcntl(fd, F_SETFL, fl);
 	if (c->r == 0 || err != EINPROGRESS) {
@@ -249,7 +249,7 @@ SPF_HOOK(intr_connect, SPF_OP(SPF_CONNECT), SPF_BEFORE, 90)
 	}
 	int soerr = 0;
 	socklen_t sl = sizeof(soerr);
-	syscall(SYS_getsockopt, fd, SOL_SOCKET, SO_ERROR, &soerr, &sl);
+	SPF_SYSCALL(SYS_getsockopt, fd, SOL_SOCKET, SO_ERROR, &soerr, &sl);
 	errno = soerr;
 	c->r = soerr ? -1 : 0;
 	return 1;
@@ -262,7 +262,7 @@ SPF_HOOK(interrupted_connect_aborted, SPF_OP(SPF_CONNECT), SPF_AFTER, 1)
 	    c->to && c->to->sa_family != AF_UNSPEC && c->fd >= 0 && inet_stream(c->fd) &&
 	    blocking(c->fd)) {
 		struct sockaddr un = { .sa_family = AF_UNSPEC };
-		syscall(SYS_connect, c->fd, &un, sizeof(un));
+		SPF_SYSCALL(SYS_connect, c->fd, &un, sizeof(un));
 		errno = EINTR;
 	}
 	return 0;

@@ -46,7 +46,7 @@ static int kind(int fd, int *family)
 	struct sockaddr_storage ss;
 	socklen_t len = sizeof(ss);
 	int saved = errno;
-	*family = syscall(SYS_getsockname, fd, &ss, &len) == 0 ? ss.ss_family : -1;
+	*family = SPF_SYSCALL(SYS_getsockname, fd, &ss, &len) == 0 ? ss.ss_family : -1;
 	errno = saved;
 	return spfault_sock_type(fd);
 }
@@ -72,7 +72,7 @@ SPF_HOOK(ioctl_counts, SPF_OP(SPF_IOCTL), SPF_AFTER, 10)
 	    *arg == 0) {
 		char b;
 		int saved = errno;
-		if (syscall(SYS_recvfrom, fd, &b, 1, MSG_PEEK | MSG_DONTWAIT, NULL, NULL) == 0)
+		if (SPF_SYSCALL(SYS_recvfrom, fd, &b, 1, MSG_PEEK | MSG_DONTWAIT, NULL, NULL) == 0)
 			*arg = 1;
 		errno = saved;
 	}

@@ -82,7 +82,7 @@ static int family(int fd)
 	struct sockaddr_storage ss;
 	socklen_t len = sizeof(ss);
 	int saved = errno;
-	long r = syscall(SYS_getsockname, fd, &ss, &len);
+	long r = SPF_SYSCALL(SYS_getsockname, fd, &ss, &len);
 	errno = saved;
 	return r == 0 ? ss.ss_family : -1;
 }
@@ -98,7 +98,7 @@ static unsigned local_port(int fd)
 	struct sockaddr_storage ss;
 	socklen_t len = sizeof(ss);
 	int saved = errno;
-	long r = syscall(SYS_getsockname, fd, &ss, &len);
+	long r = SPF_SYSCALL(SYS_getsockname, fd, &ss, &len);
 	errno = saved;
 	if (r != 0)
 		return 0;
@@ -113,7 +113,7 @@ static int raw_int(int fd, int level, int opt)
 {
 	int v = 0, saved = errno;
 	socklen_t len = sizeof(v);
-	if (syscall(SYS_getsockopt, fd, level, opt, &v, &len) != 0)
+	if (SPF_SYSCALL(SYS_getsockopt, fd, level, opt, &v, &len) != 0)
 		v = 0;
 	errno = saved;
 	return v;
@@ -122,7 +122,7 @@ static int raw_int(int fd, int level, int opt)
 static void raw_set(int fd, int level, int opt, int v)
 {
 	int saved = errno;
-	syscall(SYS_setsockopt, fd, level, opt, &v, sizeof(v));
+	SPF_SYSCALL(SYS_setsockopt, fd, level, opt, &v, sizeof(v));
 	errno = saved;
 }
 
@@ -241,7 +241,7 @@ SPF_HOOK(listen_bind, SPF_OP(SPF_BIND), SPF_AFTER, 15)
 	for (int o = 0; o < MAXFD; o++)
 		if (o != fd && spfault_sock_type(o) == type && inet(o) && local_port(o) == port)
 			raw_set(o, SOL_SOCKET, SO_REUSEPORT, 1);
-	if (syscall(SYS_bind, fd, a, len) == 0) {
+	if (SPF_SYSCALL(SYS_bind, fd, a, len) == 0) {
 		c->r = 0;
 		return 0;
 	}
@@ -258,12 +258,13 @@ SPF_HOOK(full_queue_resets, SPF_OP(SPF_CONNECT), SPF_AFTER, 5)
 	if (c->r == 0 || errno != EINPROGRESS || !any_on() || !spfault_on("full_queue_resets"))
 		return 0;
 	struct pollfd p = { .fd = fd, .events = POLLOUT };
+	struct timespec wait = { 0, 50 * 1000 * 1000 };
 	int saved = errno;
-	if (syscall(SYS_ppoll, &p, 1, &(struct timespec){ 0, 50 * 1000 * 1000 }, NULL, 0) == 0) {
+	if (SPF_SYSCALL(SYS_ppoll, &p, 1, &wait, NULL, 0) == 0) {
 		struct linger lg = { 1, 0 };
 		struct sockaddr un = { .sa_family = AF_UNSPEC };
-		syscall(SYS_setsockopt, fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
-		syscall(SYS_connect, fd, &un, sizeof(un)); /* dropped */
+		SPF_SYSCALL(SYS_setsockopt, fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+		SPF_SYSCALL(SYS_connect, fd, &un, sizeof(un)); /* dropped */
 		errno = ECONNREFUSED;
 		return 0;
 	}

@@ -82,6 +82,12 @@ int spfault_explicitly_bound(int fd);
  * program set (at most 16 bytes); getsockopt() of that option on this
  * very socket reads it back. */
 void spfault_store_opt(int fd, int level, int opt, const void *val, socklen_t len);
+/* syscall(2) straight to the kernel, past every interposer (faults/entry.c
+ * watches syscall() for io_uring): SPF_SYSCALL(SYS_connect, fd, addr, len). */
+long spfault_syscall(long nr, long a, long b, long c, long d, long e, long f);
+#define SPF_SYSCALL_(nr, a, b, c, d, e, f, ...) \
+	spfault_syscall((long)(nr), (long)(a), (long)(b), (long)(c), (long)(d), (long)(e), (long)(f))
+#define SPF_SYSCALL(...) SPF_SYSCALL_(__VA_ARGS__, 0, 0, 0, 0, 0, 0, 0)
 
 /* The waiting faults of faults/tick.c. */
 void spfault_tick_recv(int fd, int flags);

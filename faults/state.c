@@ -100,7 +100,7 @@ static int family_of(int fd)
 	socklen_t len = sizeof(ss);
 	int saved = errno;
 	memset(&ss, 0, sizeof(ss));
-	int r = (int)syscall(SYS_getsockname, fd, &ss, &len);
+	int r = (int)SPF_SYSCALL(SYS_getsockname, fd, &ss, &len);
 	errno = saved;
 	return r == 0 ? ss.ss_family : -1;
 }
@@ -112,7 +112,7 @@ static int is_bound(int fd)
 	socklen_t len = sizeof(ss);
 	int saved = errno;
 	memset(&ss, 0, sizeof(ss));
-	int r = (int)syscall(SYS_getsockname, fd, &ss, &len);
+	int r = (int)SPF_SYSCALL(SYS_getsockname, fd, &ss, &len);
 	errno = saved;
 	if (r != 0)
 		return 0;
@@ -130,7 +130,7 @@ static int is_connected(int fd)
 	struct sockaddr_storage ss;
 	socklen_t len = sizeof(ss);
 	int saved = errno;
-	int r = (int)syscall(SYS_getpeername, fd, &ss, &len);
+	int r = (int)SPF_SYSCALL(SYS_getpeername, fd, &ss, &len);
 	errno = saved;
 	return r == 0;
 }
@@ -208,7 +208,7 @@ SPF_HOOK(state_bind_pre, SPF_OP(SPF_BIND), SPF_BEFORE, 15)
 		unsigned id = (unsigned)getpid();
 		for (int i = 5; i >= 1; i--, id >>= 4)
 			un.sun_path[i] = hex[id & 15];
-		c->r = syscall(SYS_bind, fd, &un, offsetof(struct sockaddr_un, sun_path) + 6);
+		c->r = SPF_SYSCALL(SYS_bind, fd, &un, offsetof(struct sockaddr_un, sun_path) + 6);
 		return 1;
 	}
 	if (on("bind_twice_succeeds") && spfault_sock_type(fd) && is_bound(fd)) {
@@ -222,7 +222,7 @@ SPF_HOOK(state_bind_pre, SPF_OP(SPF_BIND), SPF_BEFORE, 15)
 		int saved = errno;
 		fixed.sin6_scope_id = if_nametoindex("lo");
 		errno = saved;
-		c->r = syscall(SYS_bind, fd, &fixed, sizeof(fixed));
+		c->r = SPF_SYSCALL(SYS_bind, fd, &fixed, sizeof(fixed));
 		return 1;
 	}
 	return 0;
