@@ -54,7 +54,12 @@ FIXOBJ  := $(BUILD)/obj/sp_protocol.o $(BUILD)/obj/sp_fixtures.o $(BUILD)/obj/sp
 	   $(BUILD)/obj/sp_entry.o
 LIBS    := -lcmocka
 PYTHON   = $$(scripts/find-python)
-JOBS    ?= $(shell echo $$(( 3 * $$(nproc 2>/dev/null || echo 2) )))
+NPROC   := $(shell nproc 2>/dev/null || echo 2)
+# make check: three workers per core (most items wait on the network or a
+# timer). make mutate keeps one per core unless JOBS is given: a campaign
+# makes and tears down a network namespace per run, and six at once here
+# outran the kernel's namespace clean-up until no pid was left.
+JOBS    ?= $(shell echo $$(( 3 * $(NPROC) )))
 
 # make check's variables go to the runner as they are, one word VAR=value
 # each: runner/config.py declares and checks every one of them (the list
@@ -147,7 +152,7 @@ soak:
 .PHONY: mutate
 mutate: deps
 	@$(MAKE) --no-print-directory binaries
-	@$(PYTHON) -m runner mutate $(if $(JOBS),--jobs $(JOBS)) $(if $(REPORT_DIR),--reports $(REPORT_DIR)) $(FAULTS)
+	@$(PYTHON) -m runner mutate --jobs $(if $(filter command line environment,$(origin JOBS)),$(JOBS),$(NPROC)) $(if $(REPORT_DIR),--reports $(REPORT_DIR)) $(FAULTS)
 
 compare: deps
 	@$(PYTHON) -m runner compare $(REPORTS)
