@@ -4,7 +4,7 @@
  * the backlog, non-blocking accept, local and peer names, IPv6 and
  * v4-mapped addresses). Part of libspfault.so; see spfault.h.
  *
- * Interposes listen() and getpeername(); joins connect, accept,
+ * Interposes getpeername(); joins listen, connect, accept,
  * getsockname, setsockopt and close through hooks (faults/core.c).
  */
 #define _GNU_SOURCE
@@ -52,7 +52,6 @@ FAULT(v6only_ignored,
       "CONN-V6ONLY",
       "an emulator that stores IPV6_V6ONLY (reads it back) but keeps the socket dual-stack");
 
-REAL(int, listen, int, int)
 REAL(int, getpeername, int, struct sockaddr *, socklen_t *)
 REAL(int, getsockname, int, struct sockaddr *, socklen_t *)
 REAL(int, setsockopt, int, int, int, const void *, socklen_t)
@@ -83,12 +82,11 @@ SPF_HOOK(conn_connect_errors, SPF_OP(SPF_CONNECT), SPF_AFTER, 10)
 	return 0;
 }
 
-int listen(int fd, int backlog)
+SPF_HOOK(listen_backlog_one, SPF_OP(SPF_LISTEN), SPF_BEFORE, 10)
 {
-	load_listen();
-	if (on("listen_backlog_one") && backlog > 1)
-		backlog = 1;
-	return real_listen(fd, backlog);
+	if (on("listen_backlog_one") && c->flags > 1)
+		c->flags = 1;
+	return 0;
 }
 
 /* nonblock_accept_waits: O_NONBLOCK is off the listener for the call (so

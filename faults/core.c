@@ -24,6 +24,7 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -98,7 +99,7 @@ static int run_hooks(struct spf_call *c, enum spf_stage stage)
 	pthread_once(&hooks_sorted, sort_hooks);
 	for (int i = 0; i < nhooks; i++)
 		if (hooks[i]->stage == stage && (hooks[i]->ops & SPF_OP(c->op)) &&
-		    hooks[i]->fn(c) && stage == SPF_BEFORE)
+		    hooks[i]->fn(c) && stage != SPF_AFTER)
 			return 1;
 	return 0;
 }
@@ -106,6 +107,11 @@ static int run_hooks(struct spf_call *c, enum spf_stage stage)
 int spfault_before(struct spf_call *c)
 {
 	return run_hooks(c, SPF_BEFORE);
+}
+
+int spfault_again(struct spf_call *c)
+{
+	return c->r < 0 && run_hooks(c, SPF_AGAIN);
 }
 
 void spfault_after(struct spf_call *c)
@@ -228,24 +234,26 @@ static ssize_t receive(struct spf_call *c)
 {
 	if (spfault_before(c))
 		return c->r;
-	switch (c->op) {
-	case SPF_READ:
-		load_read();
-		c->r = real_read(c->fd, c->buf, c->ask);
-		break;
-	case SPF_RECV:
-		load_recv();
-		c->r = real_recv(c->fd, c->buf, c->ask, c->flags);
-		break;
-	case SPF_RECVFROM:
-		load_recvfrom();
-		c->r = real_recvfrom(c->fd, c->buf, c->ask, c->flags, c->addr, c->addrlen);
-		break;
-	default:
-		load_recvmsg();
-		c->r = real_recvmsg(c->fd, c->msg, c->flags);
-		break;
-	}
+	do {
+		switch (c->op) {
+		case SPF_READ:
+			load_read();
+			c->r = real_read(c->fd, c->buf, c->ask);
+			break;
+		case SPF_RECV:
+			load_recv();
+			c->r = real_recv(c->fd, c->buf, c->ask, c->flags);
+			break;
+		case SPF_RECVFROM:
+			load_recvfrom();
+			c->r = real_recvfrom(c->fd, c->buf, c->ask, c->flags, c->addr, c->addrlen);
+			break;
+		default:
+			load_recvmsg();
+			c->r = real_recvmsg(c->fd, c->msg, c->flags);
+			break;
+		}
+	} while (spfault_again(c));
 	spfault_after(c);
 	return c->r;
 }
@@ -291,19 +299,16 @@ static ssize_t emit(struct spf_call *c)
 {
 	if (spfault_before(c))
 		return c->r;
-	if (c->op == SPF_SENDMSG) {
-		load_sendmsg();
-		c->r = real_sendmsg(c->fd, c->out, c->flags);
-	} else if (c->via_write) {
-		load_write();
-		c->r = real_write(c->fd, c->data, c->n);
-	} else if (c->to) {
-		load_sendto();
-		c->r = real_sendto(c->fd, c->data, c->n, c->flags, c->to, c->tolen);
-	} else {
-		load_send();
-		c->r = real_send(c->fd, c->data, c->n, c->flags);
-	}
+	load_sendmsg();
+	load_write();
+	load_sendto();
+	load_send();
+	do
+		c->r = c->op == SPF_SENDMSG ? real_sendmsg(c->fd, c->out, c->flags)
+		     : c->via_write ? real_write(c->fd, c->data, c->n)
+		     : c->to ? real_sendto(c->fd, c->data, c->n, c->flags, c->to, c->tolen)
+			     : real_send(c->fd, c->data, c->n, c->flags);
+	while (spfault_again(c));
 	spfault_after(c);
 	return c->r;
 }
@@ -348,7 +353,9 @@ int connect(int fd, const struct sockaddr *a, socklen_t len)
 	if (spfault_before(&c))
 		return (int)c.r;
 	load_connect();
-	c.r = real_connect(fd, a, len);
+	do
+		c.r = real_connect(fd, a, len);
+	while (spfault_again(&c));
 	spfault_after(&c);
 	return (int)c.r;
 }
@@ -373,8 +380,10 @@ static int accept_call(struct spf_call *c, int four)
 		return (int)c->r;
 	load_accept();
 	load_accept4();
-	c->r = four ? real_accept4(c->fd, c->addr, c->addrlen, c->flags)
-		    : real_accept(c->fd, c->addr, c->addrlen);
+	do
+		c->r = four ? real_accept4(c->fd, c->addr, c->addrlen, c->flags)
+			    : real_accept(c->fd, c->addr, c->addrlen);
+	while (spfault_again(c));
 	spfault_after(c);
 	return (int)c->r;
 }
@@ -399,6 +408,20 @@ int getsockname(int fd, struct sockaddr *a, socklen_t *len)
 		return (int)c.r;
 	load_getsockname();
 	c.r = real_getsockname(fd, a, len);
+	spfault_after(&c);
+	return (int)c.r;
+}
+
+REAL(int, listen, int, int)
+
+int listen(int fd, int backlog)
+{
+	struct spf_call c = { .op = SPF_LISTEN, .fd = fd, .flags = backlog };
+
+	if (spfault_before(&c))
+		return (int)c.r;
+	load_listen();
+	c.r = real_listen(fd, c.flags);
 	spfault_after(&c);
 	return (int)c.r;
 }
@@ -434,6 +457,55 @@ int setsockopt(int fd, int level, int opt, const void *val, socklen_t len)
 		return (int)c.r;
 	load_setsockopt();
 	c.r = real_setsockopt(fd, level, opt, val, len);
+	spfault_after(&c);
+	return (int)c.r;
+}
+
+/* ---- descriptors: socket, fcntl, ioctl --------------------------------------------- */
+
+REAL(int, socket, int, int, int)
+REAL(int, fcntl, int, int, ...)
+REAL(int, ioctl, int, unsigned long, ...)
+
+int socket(int domain, int type, int protocol)
+{
+	struct spf_call c = { .op = SPF_SOCKET, .fd = -1, .domain = domain, .type = type,
+			      .protocol = protocol };
+
+	if (spfault_before(&c))
+		return (int)c.r;
+	load_socket();
+	c.r = c.fd = real_socket(domain, c.type, protocol);
+	spfault_after(&c);
+	return (int)c.r;
+}
+
+int fcntl(int fd, int cmd, ...)
+{
+	va_list ap;
+	va_start(ap, cmd);
+	struct spf_call c = { .op = SPF_FCNTL, .fd = fd, .flags = cmd, .arg = va_arg(ap, long) };
+	va_end(ap);
+
+	if (spfault_before(&c))
+		return (int)c.r;
+	load_fcntl();
+	c.r = real_fcntl(fd, c.flags, c.arg);
+	spfault_after(&c);
+	return (int)c.r;
+}
+
+int ioctl(int fd, unsigned long req, ...)
+{
+	va_list ap;
+	va_start(ap, req);
+	struct spf_call c = { .op = SPF_IOCTL, .fd = fd, .req = req, .val = va_arg(ap, void *) };
+	va_end(ap);
+
+	if (spfault_before(&c))
+		return (int)c.r;
+	load_ioctl();
+	c.r = real_ioctl(fd, req, c.val);
 	spfault_after(&c);
 	return (int)c.r;
 }

@@ -5,7 +5,8 @@
  *
  * Interposers owned here: epoll_ctl, epoll_wait, epoll_pwait. Each is
  * transparent unless one of its faults is on and never changes errno in
- * its checks.
+ * its checks. Other families may restart epoll_wait through the
+ * SPF_AGAIN hooks of SPF_POLL (faults/intr.c).
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -183,7 +184,11 @@ int epoll_wait(int ep, struct epoll_event *ev, int max, int ms)
 	load_epoll_wait();
 	load_epoll_ctl();
 	int nowake = ms > 0 && spfault_on("epoll_wait_no_wakeup");
-	int n = real_epoll_wait(ep, ev, max, nowake ? 0 : ms);
+	struct spf_call c = { .op = SPF_POLL, .fd = ep, .zero_timeout = ms == 0 };
+	do /* SPF_AGAIN hooks of SPF_POLL may restart it (faults/intr.c) */
+		c.r = real_epoll_wait(ep, ev, max, nowake ? 0 : ms);
+	while (spfault_again(&c));
+	int n = (int)c.r;
 	if (n == 0 && nowake)
 		return ep_sleep_out(ms);
 	return n > 0 ? ep_after_wait(ep, ev, n) : n;

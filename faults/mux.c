@@ -5,7 +5,8 @@
  * Interposers owned here: poll, ppoll, select, pselect. Each is
  * transparent unless one of its faults is on, touches only the sockets
  * its fault is about, and never changes errno in its checks. Other
- * families join them through the SPF_POLL hook (faults/tick.c).
+ * families join them through the SPF_POLL hooks (faults/tick.c; poll and
+ * select restart through its SPF_AGAIN stage, faults/intr.c).
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -264,7 +265,11 @@ static int mux_poll_core(struct pollfd *p, nfds_t n, int ms, const struct timesp
 int poll(struct pollfd *p, nfds_t n, int ms)
 {
 	zero_timeout(ms == 0);
-	return mux_poll_core(p, n, ms, NULL, NULL, 0);
+	struct spf_call c = { .op = SPF_POLL, .fd = -1, .zero_timeout = ms == 0 };
+	do
+		c.r = mux_poll_core(p, n, ms, NULL, NULL, 0);
+	while (spfault_again(&c));
+	return (int)c.r;
 }
 
 int ppoll(struct pollfd *p, nfds_t n, const struct timespec *ts, const sigset_t *mask)
@@ -375,7 +380,12 @@ static int mux_select_core(int nfds, fd_set *rs, fd_set *ws, fd_set *es, struct 
 int select(int nfds, fd_set *rs, fd_set *ws, fd_set *es, struct timeval *tv)
 {
 	zero_timeout(tv && !tv->tv_sec && !tv->tv_usec);
-	return mux_select_core(nfds, rs, ws, es, tv, NULL, NULL, 0);
+	struct spf_call c = { .op = SPF_POLL, .fd = -1,
+			      .zero_timeout = tv && !tv->tv_sec && !tv->tv_usec };
+	do
+		c.r = mux_select_core(nfds, rs, ws, es, tv, NULL, NULL, 0);
+	while (spfault_again(&c));
+	return (int)c.r;
 }
 
 int pselect(int nfds, fd_set *rs, fd_set *ws, fd_set *es, const struct timespec *ts,

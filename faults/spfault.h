@@ -106,13 +106,18 @@ enum spf_op {
 	SPF_CONNECT, SPF_BIND, SPF_ACCEPT, SPF_SHUTDOWN, SPF_CLOSE,
 	SPF_GETSOCKNAME, SPF_GETSOCKOPT, SPF_SETSOCKOPT,
 	SPF_SIGNAL, SPF_SIGACTION,                         /* installing a handler */
-	SPF_POLL,                                          /* poll, ppoll, select, pselect */
+	SPF_POLL,                      /* poll, ppoll, select, pselect (again: epoll_wait too) */
+	SPF_LISTEN, SPF_SOCKET, SPF_FCNTL, SPF_IOCTL,
 };
 #define SPF_OP(op) (1u << (op))
 #define SPF_RECEIVING (SPF_OP(SPF_READ) | SPF_OP(SPF_RECV) | SPF_OP(SPF_RECVFROM) | SPF_OP(SPF_RECVMSG))
 #define SPF_SENDING (SPF_OP(SPF_WRITE) | SPF_OP(SPF_SEND) | SPF_OP(SPF_SENDTO) | SPF_OP(SPF_SENDMSG))
 
-enum spf_stage { SPF_BEFORE, SPF_AFTER };
+/* SPF_AGAIN: after a failed real call (c->r -1, errno set), before the
+ * SPF_AFTER hooks; a hook returning 1 makes the real call again (a
+ * restart). Run by the receiving, sending, connect, accept and SPF_POLL
+ * interposers. */
+enum spf_stage { SPF_BEFORE, SPF_AGAIN, SPF_AFTER };
 
 /* One call being made, as its hooks see and change it. */
 struct spf_call {
@@ -123,7 +128,11 @@ struct spf_call {
 	size_t n;                   /* the caller's length (recvmsg: room of the iovecs) */
 	size_t ask;                 /* receiving: the length the real call asks for */
 	int flags;                  /* MSG_* flags; accept4's flags; shutdown's how;
-				       a handler's sa_flags (signal(): -1, signal()'s own) */
+				       a handler's sa_flags (signal(): -1, signal()'s own);
+				       listen's backlog; fcntl's command */
+	int domain, type, protocol; /* socket */
+	long arg;                   /* fcntl's argument */
+	unsigned long req;          /* ioctl's request (its argument: val) */
 	int via_write;              /* sending: write() semantics (no flags) */
 	struct sockaddr *addr;      /* recvfrom: the source; accept, getsockname: the name */
 	socklen_t *addrlen;
@@ -132,7 +141,7 @@ struct spf_call {
 	struct msghdr *msg;         /* recvmsg */
 	const struct msghdr *out;   /* sendmsg */
 	int level, opt;             /* getsockopt, setsockopt */
-	void *val;                  /* getsockopt: the value; setsockopt: const */
+	void *val;                  /* getsockopt: the value; setsockopt: const; ioctl's argument */
 	socklen_t *vallen;          /* getsockopt */
 	socklen_t setlen;           /* setsockopt */
 	int sig;                    /* signal, sigaction */
@@ -157,8 +166,10 @@ struct spf_hook {
 	static int name_(struct spf_call *c)
 
 /* For an interposer that lets other families join its call: run the
- * hooks of c->op (spfault_before: 1 when one answered, c->r set). */
+ * hooks of c->op (spfault_before: 1 when one answered, c->r set;
+ * spfault_again: 1 when c->r is -1 and a hook asks for a restart). */
 int spfault_before(struct spf_call *c);
+int spfault_again(struct spf_call *c);
 void spfault_after(struct spf_call *c);
 
 #endif

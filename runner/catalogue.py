@@ -1,8 +1,9 @@
 """The behavior catalogue: IDs with their Must/Record text.
 
-The catalogue has two parts: behaviors.md (the notes' behaviors) and
+The catalogue has three parts: behaviors.md (the notes' behaviors),
 behaviors-2.md (the textbook's remaining socket chapters and what
-applications rely on). The project keeps copies in fixtures/; the seed
+applications rely on) and behaviors-3.md (what applications rely on and
+where emulators, sandboxes and other stacks break it). The project keeps copies in fixtures/; the seed
 copies in ../shared/seed/, where present, are the ones in force (a project
 test checks that they agree)."""
 from __future__ import annotations
@@ -11,7 +12,7 @@ import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-PARTS = ("behaviors.md", "behaviors-2.md")
+PARTS = ("behaviors.md", "behaviors-2.md", "behaviors-3.md")
 SEED_DIR = ROOT.parent / "shared" / "seed"
 COPY_DIR = ROOT / "fixtures"
 SEED = SEED_DIR / PARTS[0]
@@ -45,8 +46,8 @@ _CHAPTER = re.compile(r"^## (.+?)\s*$")
 
 
 def chapters() -> "dict[str, list]":
-    """{chapter: [IDs]}: the catalogue's `##` headings in order (both
-    parts), each with the IDs listed under it."""
+    """{chapter: [IDs]}: the catalogue's `##` headings in order (every
+    part), each with the IDs listed under it."""
     out = {}
     for f in paths():
         cur = None

@@ -10,7 +10,8 @@ from runner import catalogue, discover
 # Catalogue families the suite covers so far.
 IMPLEMENTED = ("TCP-", "UDP-", "CLOSE-", "PROC-", "SIG-", "PIPE-", "DNS-",
                "THREAD-", "UNIX-", "MCAST-", "EPOLL-", "MUX-", "STDIO-",
-               "OPT-", "CONN-", "FLAG-")
+               "OPT-", "CONN-", "FLAG-", "INTR-", "TIMEO-", "LISTEN-", "REUSEPORT-",
+               "IOCTL-", "RECV-", "STATE-", "EXEC-", "UNIXX-", "ADDR-")
 
 
 def listed():
