@@ -411,10 +411,8 @@ static struct timeval get_tv(int fd, int opt)
 static int listener_with_backlog(const struct sp_ctx *ctx, int backlog)
 {
 	int l = sp_socket(ctx, SOCK_STREAM);
-	struct sockaddr_storage ss;
-	socklen_t len = sp_loopback(ctx, &ss, 0);
 
-	ASSERT_SYS(bind(l, (struct sockaddr *)&ss, len));
+	sp_bind_loopback(ctx, l);
 	ASSERT_SYS(listen(l, backlog));
 	return l;
 }
@@ -1292,6 +1290,11 @@ SP_TEST(sndtimeo_bounds_blocking_send, "TIMEO-SNDTIMEO", SP_INET)
 			    w, t[k].ms1);
 		REQUIRE(!t[k].writable, "the buffers stay full after the partial %s() (the socket "
 			"is writable: the stack did not keep SO_SNDBUF/SO_RCVBUF at 64 KiB)", w);
+		/* Not writable for poll() is not full: a stack may still take
+		 * 1024 bytes (seen on Linux 6.1, UML and QEMU), and then the
+		 * premise of this check was never there. */
+		REQUIRE(t[k].r2 <= 0, "the buffers still full at the next %s() (it took %zd of "
+			"1024 bytes after %lld ms: the stack had room again)", w, t[k].r2, t[k].ms2);
 		ASSERT_TRUE(t[k].r2 == -1 && (t[k].err2 == EAGAIN || t[k].err2 == EWOULDBLOCK),
 			    "the next %s(), with the buffers still full, fails with EAGAIN at its "
 			    "timeout (got %zd, %s)", w, t[k].r2, sp_errno_name(t[k].err2));
