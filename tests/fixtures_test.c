@@ -246,6 +246,30 @@ SP_TEST(selftest_broken_needs_another_id, "SELFTEST", SP_NONE)
 	BROKEN_NEEDS("CLOSE-HALF-WR-EOF", "the peer's FIN was not seen");
 }
 
+/* A fixture's mechanism: broken (needs ID) on another ID's item, the
+ * item's own failure on an item of that ID. */
+SP_TEST(selftest_mechanism_of_another_id, "SELFTEST", SP_NONE)
+{
+	sp_needs_at(__FILE__, __LINE__, "PIPE-ENDS", "write() to fds[1]", "1", "-1 (EBADF)", EBADF);
+}
+
+SP_TEST(selftest_mechanism_of_its_own_id, "SELFTEST,PIPE-ENDS", SP_NONE)
+{
+	sp_needs_at(__FILE__, __LINE__, "PIPE-ENDS", "write() to fds[1]", "1", "-1 (EBADF)", EBADF);
+}
+
+static int child_finds_mechanism_broken(void *arg)
+{
+	(void)arg;
+	BROKEN_NEEDS("PIPE-ENDS", "the child's pipe is the wrong way round");
+}
+
+/* A child that ends broken makes the item broken when it is reaped. */
+SP_TEST(selftest_child_broken_reaches_the_parent, "SELFTEST", SP_NONE)
+{
+	sp_reap(sp_fork(child_finds_mechanism_broken, NULL));
+}
+
 SP_TEST(selftest_blocked_call_fails_naming_it, "SELFTEST", SP_NONE)
 {
 	int p[2];
@@ -329,6 +353,23 @@ static void harness_broken_line_names_the_needed_id(void **state)
 	assert_non_null(strstr(out, "@SP1 end verdict=broken message=the%20peer's%20FIN%20was%20not%20seen\n"));
 }
 
+static void harness_mechanism_is_broken_or_the_items_own_failure(void **state)
+{
+	char out[4096];
+	(void)state;
+	run_item("selftest_mechanism_of_another_id", "none", out, sizeof(out));
+	assert_non_null(strstr(out, "needs=PIPE-ENDS\n"));
+	assert_non_null(strstr(out, "@SP1 end verdict=broken message=write()%20to%20fds[1]:"
+				    "%20expected%201,%20observed%20-1%20(EBADF)\n"));
+	run_item("selftest_mechanism_of_its_own_id", "none", out, sizeof(out));
+	assert_non_null(strstr(out, "@SP1 fail at=fixtures_test.c:"));
+	assert_null(strstr(out, "@SP1 broken"));
+	assert_non_null(strstr(out, "@SP1 end verdict=fail"));
+	run_item("selftest_child_broken_reaches_the_parent", "none", out, sizeof(out));
+	assert_non_null(strstr(out, "needs=PIPE-ENDS\n"));
+	assert_non_null(strstr(out, "@SP1 end verdict=broken message=in%20a%20child:%20the%20child's"));
+}
+
 static void harness_blocked_call_fails_with_its_name(void **state)
 {
 	char out[4096];
@@ -373,6 +414,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(harness_names_the_failing_variant),
 		cmocka_unit_test(harness_reports_a_missing_path_as_not_supported),
 		cmocka_unit_test(harness_broken_line_names_the_needed_id),
+		cmocka_unit_test(harness_mechanism_is_broken_or_the_items_own_failure),
 		cmocka_unit_test(harness_blocked_call_fails_with_its_name),
 		cmocka_unit_test(harness_kinds_follow_the_family),
 	};
