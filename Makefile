@@ -14,7 +14,7 @@
 #   PRELOAD=/abs/lib.so  LD_PRELOAD a socket stack into every probe
 #   WRAP="cmd args"      run every probe as `cmd args PROBE ...` (proot, valgrind --tool=none)
 #   TESTS="tcp udp/udp_keeps_datagram_boundaries"  a selection
-#   JOBS=2               parallel workers (pytest-xdist -n; default: nproc, 0 = none)
+#   JOBS=2               parallel workers (pytest-xdist -n; default: 3 x nproc, 0 = none)
 #   TIMEOUT=5            seconds per item
 #   FAMILY=ipv4          one address family only
 #   K="expr"             pytest -k expression
@@ -50,10 +50,11 @@ CFLAGS  += -std=gnu11 -pthread -Wall -Wextra -Werror=implicit-function-declarati
 BUILD   := build
 CASES   := $(wildcard cases/*.c)
 PROBES  := $(patsubst cases/%.c,$(BUILD)/probes/%,$(CASES))
-FIXOBJ  := $(BUILD)/obj/sp_protocol.o $(BUILD)/obj/sp_fixtures.o $(BUILD)/obj/sp_capture.o $(BUILD)/obj/sp_ns.o
+FIXOBJ  := $(BUILD)/obj/sp_protocol.o $(BUILD)/obj/sp_fixtures.o $(BUILD)/obj/sp_capture.o $(BUILD)/obj/sp_ns.o \
+	   $(BUILD)/obj/sp_entry.o
 LIBS    := -lcmocka
 PYTHON   = $$(scripts/find-python)
-JOBS    ?= $(shell nproc 2>/dev/null || echo 2)
+JOBS    ?= $(shell echo $$(( 3 * $$(nproc 2>/dev/null || echo 2) )))
 
 # make check's variables go to the runner as they are, one word VAR=value
 # each: runner/config.py declares and checks every one of them (the list
@@ -124,7 +125,7 @@ SUBMAKE = MAKEFLAGS= $(MAKE) --no-print-directory
 .DELETE_ON_ERROR:
 
 all: binaries
-binaries: $(PROBES) $(BUILD)/sp-isolate $(BUILD)/libspfault.so $(BUILD)/fixtures-test \
+binaries: $(PROBES) $(BUILD)/sp-isolate $(BUILD)/libspfault.so $(BUILD)/fixtures-test $(BUILD)/test-probes/no-io-uring \
 	$(BUILD)/test-probes/misbehave
 
 deps:
@@ -243,7 +244,7 @@ test-fresh:
 # no shared library at run time. `musl`: musl, into build/musl, for
 # LIBC=musl.
 SCFLAGS := -O2 -g -std=gnu11 -pthread -Wall -Wextra -static -Ifixtures/lite -Ifixtures
-SFIX    := fixtures/sp_protocol.c fixtures/sp_fixtures.c fixtures/sp_capture.c fixtures/sp_ns.c \
+SFIX    := fixtures/sp_protocol.c fixtures/sp_fixtures.c fixtures/sp_capture.c fixtures/sp_ns.c fixtures/sp_entry.c \
 	   fixtures/lite/cmocka_lite.c
 # glibc warns that a static getaddrinfo() needs its shared libraries at run
 # time; it does not for the files and dns services the fixtures configure.
@@ -258,7 +259,7 @@ ifeq ($(wildcard $(BUILD)/static/.glibc),)
 $(shell rm -rf $(BUILD)/static)
 endif
 endif
-$(BUILD)/static/probes/%: cases/%.c $(SFIX) fixtures/sp.h fixtures/lite/cmocka.h
+$(BUILD)/static/probes/%: cases/%.c $(SFIX) fixtures/sp.h fixtures/sp_entry.h fixtures/lite/cmocka.h
 	@mkdir -p $(@D)
 	@echo "  $(CC) -static $@"; rm -f $@; $(CC) $(SCFLAGS) -o $@ $< $(SFIX) $(sp_quiet_static)
 $(BUILD)/static/sp-isolate: runner/isolate.c fixtures/sp_ns.c fixtures/sp_ns.h
@@ -267,7 +268,7 @@ $(BUILD)/static/sp-isolate: runner/isolate.c fixtures/sp_ns.c fixtures/sp_ns.h
 MUSLCC  := musl-gcc
 MPROBES := $(patsubst cases/%.c,$(BUILD)/musl/probes/%,$(CASES))
 musl: $(MPROBES) $(BUILD)/musl/sp-isolate
-$(BUILD)/musl/probes/%: cases/%.c $(SFIX) fixtures/sp.h fixtures/lite/cmocka.h
+$(BUILD)/musl/probes/%: cases/%.c $(SFIX) fixtures/sp.h fixtures/sp_entry.h fixtures/lite/cmocka.h
 	@mkdir -p $(@D)
 	$(MUSLCC) $(SCFLAGS) -o $@ $< $(SFIX)
 $(BUILD)/musl/sp-isolate: runner/isolate.c fixtures/sp_ns.c fixtures/sp_ns.h
@@ -280,7 +281,7 @@ define sp_cross
 XPROBES_$(1) := $$(patsubst cases/%.c,$$(BUILD)/$(1)/probes/%,$$(CASES))
 .PHONY: cross-$(1)
 cross-$(1): $$(XPROBES_$(1)) $$(BUILD)/$(1)/sp-isolate
-$$(BUILD)/$(1)/probes/%: cases/%.c $$(SFIX) fixtures/sp.h fixtures/lite/cmocka.h
+$$(BUILD)/$(1)/probes/%: cases/%.c $$(SFIX) fixtures/sp.h fixtures/sp_entry.h fixtures/lite/cmocka.h
 	@mkdir -p $$(@D)
 	@echo "  $$(xtriple_$(1))-gcc $$@"; rm -f $$@; $$(xtriple_$(1))-gcc $$(SCFLAGS) -o $$@ $$< $$(SFIX) $$(sp_quiet_static)
 $$(BUILD)/$(1)/sp-isolate: runner/isolate.c fixtures/sp_ns.c fixtures/sp_ns.h
@@ -289,9 +290,9 @@ $$(BUILD)/$(1)/sp-isolate: runner/isolate.c fixtures/sp_ns.c fixtures/sp_ns.h
 endef
 $(foreach a,$(ARCHES),$(eval $(call sp_cross,$(a))))
 
-$(BUILD)/obj/%.o: fixtures/%.c fixtures/sp.h fixtures/sp_ns.h | $(BUILD)/obj
+$(BUILD)/obj/%.o: fixtures/%.c fixtures/sp.h fixtures/sp_ns.h fixtures/sp_entry.h | $(BUILD)/obj
 	$(CC) $(CFLAGS) -c -o $@ $<
-$(BUILD)/probes/%: cases/%.c $(FIXOBJ) fixtures/sp.h | $(BUILD)/probes
+$(BUILD)/probes/%: cases/%.c $(FIXOBJ) fixtures/sp.h fixtures/sp_entry.h | $(BUILD)/probes
 	$(CC) $(CFLAGS) -o $@ $< $(FIXOBJ) $(LIBS)
 $(BUILD)/fixtures-test: tests/fixtures_test.c $(FIXOBJ) fixtures/sp.h | $(BUILD)
 	$(CC) $(CFLAGS) -o $@ $< $(FIXOBJ) $(LIBS)

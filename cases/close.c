@@ -30,6 +30,7 @@
  */
 #define _GNU_SOURCE
 #include "sp.h"
+#include "sp_entry.h"
 
 #include <errno.h>
 #include <poll.h>
@@ -39,7 +40,8 @@
 #include <string.h>
 #include <unistd.h>
 
-/* Parameters: .end is the side that shuts down or closes. */
+/* Parameters: .end is the side that shuts down or closes; .how whether it
+ * does so by the system call or by its io_uring opcode (SHUTDOWN, CLOSE). */
 
 /* 1. Half-close: "file" one way, EOF, then a "thank you" the other way.
  * The file goes out through every write call and is read through every
@@ -48,7 +50,7 @@
  * write call and the half-closed side reads each through every read
  * call. */
 SP_TEST(half_close_gives_peer_eof_and_still_receives, "CLOSE-HALF-WR-EOF", SP_INET,
-	.end = SP_BOTH_ENDS)
+	.end = SP_BOTH_ENDS, .how = SP_NAMES("shutdown", "io_uring:SHUTDOWN"))
 {
 	enum { FILE_SIZE = 20000, PART = FILE_SIZE / SP_IO_APIS };
 	unsigned char file[FILE_SIZE], got[FILE_SIZE];
@@ -70,7 +72,7 @@ SP_TEST(half_close_gives_peer_eof_and_still_receives, "CLOSE-HALF-WR-EOF", SP_IN
 	for (int api = 0; api < SP_IO_APIS; api++)
 		SP_OUT_EXACT(api, sender, file + api * PART, PART);
 	sp_set_nonblock(sender, 0);
-	ASSERT_SYS(shutdown(sender, SHUT_WR));
+	ASSERT_SYS(sp_shutdown_through(ctx->how, sender, SHUT_WR));
 
 	memset(got, 0, sizeof(got));
 	for (int api = 0; api < SP_IO_APIS; api++)
@@ -81,7 +83,9 @@ SP_TEST(half_close_gives_peer_eof_and_still_receives, "CLOSE-HALF-WR-EOF", SP_IN
 	 * then non-blocking. */
 	for (int nb = 0; nb < 2; nb++) {
 		sp_set_nonblock(receiver, nb);
-		for (int api = 0; api < SP_IO_APIS; api++) {
+		for (int api = 0; api < SP_IO_ALL; api++) {
+			if (!sp_io_use(api, 0))
+				continue;
 			SP_EXPECT_EOF(api, receiver);
 			SP_EXPECT_EOF(api, receiver);
 		}
@@ -161,18 +165,20 @@ SP_TEST(write_after_shutdown_wr_fails_with_epipe, "CLOSE-HALF-WR-NO-MORE-WRITES"
 /* 3. After SHUT_RD, a read returns 0 (EOF) at once instead of blocking:
  * every read call, several times each, blocking and non-blocking. */
 SP_TEST(read_after_shutdown_rd_returns_eof, "CLOSE-HALF-RD", SP_INET,
-	.end = SP_BOTH_ENDS)
+	.end = SP_BOTH_ENDS, .how = SP_NAMES("shutdown", "io_uring:SHUTDOWN"))
 {
 	char buf[16];
 
 	int c, s, a, b;
 	sp_tcp_pair(ctx, &c, &s);
 	sp_ends(ctx, c, s, &a, &b);
-	ASSERT_SYS(shutdown(a, SHUT_RD));
+	ASSERT_SYS(sp_shutdown_through(ctx->how, a, SHUT_RD));
 	EXPECT_EVENTS(a, POLLIN, POLLIN, "a read-shut socket is readable (EOF) at once");
 	for (int nb = 0; nb < 2; nb++) {
 		sp_set_nonblock(a, nb);
-		for (int api = 0; api < SP_IO_APIS; api++) {
+		for (int api = 0; api < SP_IO_ALL; api++) {
+			if (!sp_io_use(api, 0))
+				continue;
 			for (int again = 0; again < 2; again++) {
 				long m = sp_block_mark();
 				errno = 0;
@@ -211,7 +217,7 @@ SP_TEST(read_after_shutdown_rd_returns_eof, "CLOSE-HALF-RD", SP_INET,
  * The file, its EOF and the reply go through one pair of calls (.write:
  * write/read, send/recv, ...); the replier's next write fails. */
 SP_TEST(close_without_half_close_loses_reply, "CLOSE-FULL-LOSES-REPLY", SP_INET,
-	.end = SP_BOTH_ENDS, .write = SP_EVERY_WRITE)
+	.end = SP_BOTH_ENDS, .write = SP_EVERY_WRITE, .how = SP_NAMES("close", "io_uring:CLOSE"))
 {
 	char buf[16];
 
@@ -229,11 +235,11 @@ SP_TEST(close_without_half_close_loses_reply, "CLOSE-FULL-LOSES-REPLY", SP_INET,
 		sp_capture_name_fd(&cap, replier, "S");
 	}
 	SP_OUT_EXACT(api, closer, "file", 4);
-	ASSERT_SYS(close(closer)); /* full close: no way to receive the reply */
+	ASSERT_SYS(sp_close_through(ctx->how, closer)); /* full close: no way to receive the reply */
 
-	SP_IN_EXACT(api, replier, buf, 4);
+	SP_IN_EXACT(sp_io_reader(api), replier, buf, 4);
 	ASSERT_MEM_EQ("file", buf, 4);
-	SP_EXPECT_EOF(api, replier);
+	SP_EXPECT_EOF(sp_io_reader(api), replier);
 	errno = 0;
 	ssize_t r = sp_io_out(api, replier, "thank you", 9, MSG_NOSIGNAL);
 	int err = errno;

@@ -45,6 +45,7 @@
  */
 #define _GNU_SOURCE
 #include "sp.h"
+#include "sp_entry.h"
 
 #include <errno.h>
 #include <poll.h>
@@ -812,8 +813,10 @@ SP_TEST(tcp_connect_binds_ephemeral_port, "TCP-CONNECT-IMPLICIT-BIND", SP_INET,
 /* 11. Each accept() returns a new socket for one client; the listener
  * stays a listener. accept(), accept4() and a non-blocking listener (EAGAIN
  * while nobody waits); each connection carries only its own client's
- * bytes, both ways. */
-SP_TEST(tcp_accept_gives_each_client_its_own_socket, "TCP-LISTEN-ACCEPT-SEQUENCE", SP_INET)
+ * bytes, both ways. The clients connect and the server accepts by the
+ * system calls or by io_uring CONNECT and ACCEPT (.how). */
+SP_TEST(tcp_accept_gives_each_client_its_own_socket, "TCP-LISTEN-ACCEPT-SEQUENCE", SP_INET,
+	.how = SP_NAMES("syscalls", "io_uring:CONNECT+ACCEPT"))
 {
 	enum { CLIENTS = 3 };
 	int l = sp_tcp_listener(ctx, 0), c[CLIENTS], s[CLIENTS];
@@ -827,11 +830,23 @@ SP_TEST(tcp_accept_gives_each_client_its_own_socket, "TCP-LISTEN-ACCEPT-SEQUENCE
 	for (int i = 0; i < CLIENTS; i++) {
 		struct sockaddr_storage from, peer, mine, client;
 		socklen_t flen = sizeof(from), len = sizeof(peer);
-		c[i] = sp_tcp_connect(ctx, l);
+		if (ctx->how) {
+			c[i] = sp_socket(ctx, SOCK_STREAM);
+			ASSERT_SYS(sp_connect_through(1, c[i], (struct sockaddr *)&lname,
+						      ctx->af == AF_INET6 ? sizeof(struct sockaddr_in6)
+									  : sizeof(struct sockaddr_in)));
+		} else {
+			c[i] = sp_tcp_connect(ctx, l);
+		}
 		EXPECT_EVENTS(l, POLLIN, POLLIN, "client %d is queued", i);
 		sp_set_nonblock(l, i == 2);
-		s[i] = (int)ASSERT_SYS(i == 1 ? accept4(l, (struct sockaddr *)&from, &flen, SOCK_CLOEXEC)
-					      : accept(l, (struct sockaddr *)&from, &flen));
+		if (ctx->how)
+			s[i] = (int)ASSERT_SYS(sp_accept_through(1, l, (struct sockaddr *)&from, &flen,
+								 i == 1 ? SOCK_CLOEXEC : 0));
+		else
+			s[i] = (int)ASSERT_SYS(i == 1 ? accept4(l, (struct sockaddr *)&from, &flen,
+								SOCK_CLOEXEC)
+						      : accept(l, (struct sockaddr *)&from, &flen));
 		sp_set_nonblock(l, 0);
 		ASSERT_TRUE(s[i] != l, "the accepted socket is not the listener");
 		for (int j = 0; j < i; j++)

@@ -12,6 +12,7 @@ with the defaults.
 """
 from __future__ import annotations
 
+import os
 import json
 import time
 from pathlib import Path
@@ -84,9 +85,39 @@ class ProbeFile(pytest.File):
 
 def pytest_collection_modifyitems(session, config, items):
     """Slow items first (a stable sort: the rest keep their order), so in a
-    parallel run a test that spends a second by design (alarm(1)) runs
-    while the other workers go through the quick items."""
+    parallel run a test that spends a second by design (a SYN
+    retransmission, alarm(1)) runs while the other workers go through the
+    quick items. Under pytest-xdist the slow items are also dealt out
+    across the workers: xdist's load scheduler hands each worker a run of
+    consecutive items first, and slow items side by side would all land in
+    the first worker's run, one after the other."""
     items.sort(key=lambda i: -i.sp_item.slow if isinstance(i, ProbeItem) else 0.0)
+    items[:] = deal_slow(items, int(os.environ.get("PYTEST_XDIST_WORKER_COUNT") or 0))
+
+
+def _slow(item) -> float:
+    return item.sp_item.slow if isinstance(item, ProbeItem) else 0.0
+
+
+def deal_slow(items: list, workers: int) -> list:
+    """The order that gives each of `workers` xdist workers its share of the
+    slow items at the start of its first run of items (xdist 3 sends each
+    worker max(len // workers // 4, 2) consecutive items to begin with)."""
+    slow = [i for i in items if _slow(i) > 0]
+    if workers < 2 or len(slow) < 2:
+        return items
+    quick = [i for i in items if _slow(i) <= 0]
+    run = max(len(items) // workers // 4, 2)
+    order = [None] * len(items)
+    left = []
+    for j, it in enumerate(slow):
+        pos = (j % workers) * run + j // workers
+        if j // workers < run and pos < len(order):
+            order[pos] = it
+        else:
+            left.append(it)
+    fill = iter(left + quick)
+    return [o if o is not None else next(fill) for o in order]
 
 
 class ProbeFailure(Exception):

@@ -131,7 +131,8 @@ def test_items_run_under_qemu_user(name):
     assert cmd[0] == str(HOST_ISOLATE) and arch.ARCHES[name][2] in " ".join(cmd)
     assert arch.of(udp.binary) == name
     r = execute.run_item(udp, s)
-    assert r["verdict"] == "pass", r
+    # qemu-user has no io_uring: those paths say so (never a pass, never a fail).
+    assert r["verdict"] == "pass" or (r["verdict"] == "skip" and "io_uring" in r["message"]), r
     # proc.c execs its own binary: needs qemu registered in binfmt_misc of
     # the item's user namespace (runner/arch-exec); 99 is the exec failing.
     wait = [i for i in discover.items_of(build / "probes" / "proc")
@@ -167,7 +168,8 @@ def test_the_report_names_the_architecture_and_its_emulator(tmp_path):
     assert env["arch"] == "aarch64" and env["machine"] == "aarch64"
     assert env["emulator"].startswith("qemu-aarch64-static ")
     assert env["arch_exec"]
-    assert {x["verdict"] for x in doc["results"]} == {"pass"}
+    assert {x["verdict"] for x in doc["results"]} <= {"pass", "skip"}  # skip: no io_uring in qemu-user
+    assert all(x["verdict"] == "pass" or "io_uring" in x["message"] for x in doc["results"])
     assert "arch aarch64 under qemu-aarch64-static" in r.stdout
 
 

@@ -1,0 +1,216 @@
+/*
+ * faults/entry.c - deviations on one entry point only (issue 21).
+ *
+ * Real systems break socket semantics on one path while the classic calls
+ * stay right: an io_uring opcode that drops a flag, a multi-message call
+ * that loses a message flag, a zero-copy call that returns short, a
+ * signal-mask wait that leaves its mask behind. Each fault below changes
+ * one entry point of fixtures/sp_entry.c and nothing else; the items that
+ * run the behavior through that entry point must fail on it.
+ *
+ * io_uring is reached through libc's syscall() (sp_entry.c), so the
+ * faults see io_uring_setup() and io_uring_enter(): at setup they map
+ * the new ring's submission queue themselves (the same shared pages the
+ * program maps), and before each enter they rewrite the entries not yet
+ * submitted, as a kernel that ignored a field would.
+ *
+ * Interposers owned here: syscall, recvmmsg, sendfile, sendfile64,
+ * splice (no other family changes them). The ring is mapped with the C
+ * library's mmap (REAL), not through faults/proc.c's interposer: the
+ * library's own bookkeeping is no call of the program's.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/io_uring.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/types.h>
+#include <unistd.h>
+
+#include "spfault.h"
+
+#ifndef __NR_epoll_pwait2
+#define __NR_epoll_pwait2 441
+#endif
+
+FAULT(uring_recv_ignores_waitall,
+      "FLAG-WAITALL",
+      "an io_uring whose IORING_OP_RECV/RECVMSG drops MSG_WAITALL (a kernel or emulator that "
+      "completes the request with the first bytes that arrive)");
+FAULT(uring_shutdown_shuts_both,
+      "CLOSE-HALF-WR-EOF",
+      "an io_uring whose IORING_OP_SHUTDOWN ignores `how` and shuts both directions, so a "
+      "half-closed side can no longer read the reply");
+FAULT(recvmmsg_drops_trunc,
+      "UDP-TRUNCATE",
+      "a recvmmsg() (an LD_PRELOAD stack or an emulator's batch path) that copies the first "
+      "part of a long datagram but does not set MSG_TRUNC in the message's msg_flags");
+FAULT(sendfile_short_on_blocking,
+      "TCP-BOUNDARY-COALESCE,TCP-BOUNDARY-SPLIT,CLOSE-FULL-LOSES-REPLY",
+      "a sendfile() that returns after the first half of the count on a blocking socket with "
+      "room (a stack that sends one chunk per call), though a blocking write moves all");
+FAULT(splice_eagain_on_blocking,
+      "TCP-CLOSE-DISCARDS-INPUT,CLOSE-FULL-LOSES-REPLY",
+      "a splice() from a blocking socket that fails with EAGAIN whenever nothing is queued "
+      "(the socket treated as if SPLICE_F_NONBLOCK applied to it), so EOF never reads as 0");
+FAULT(epoll_pwait2_keeps_its_mask,
+      "SIG-INTERRUPTS-SLEEP",
+      "an epoll_pwait2() emulated by sigprocmask() and a wait that does not put the caller's "
+      "signal mask back on return");
+
+/* ---- io_uring: the submission queue, as the program sees it ---- */
+
+REAL(void *, mmap, void *, size_t, int, int, int, off_t)
+
+enum { RINGS = 16 };
+static struct ring {
+	int fd;
+	pid_t pid;
+	unsigned *head, *tail, *mask, *array;
+	struct io_uring_sqe *sqes;
+} rings[RINGS];
+
+static void ring_note(int fd, const struct io_uring_params *p)
+{
+	int saved = errno;
+	struct ring *r = NULL;
+
+	for (int i = 0; i < RINGS; i++)
+		if (rings[i].fd <= 0 || rings[i].pid != getpid()) {
+			r = &rings[i];
+			break;
+		}
+	if (r) {
+		size_t sq_len = p->sq_off.array + p->sq_entries * sizeof(unsigned);
+		load_mmap();
+		unsigned char *sq = real_mmap(NULL, sq_len, PROT_READ | PROT_WRITE, MAP_SHARED, fd,
+					 IORING_OFF_SQ_RING);
+		void *sqes = real_mmap(NULL, p->sq_entries * sizeof(struct io_uring_sqe),
+				  PROT_READ | PROT_WRITE, MAP_SHARED, fd, IORING_OFF_SQES);
+		if (sq != MAP_FAILED && sqes != MAP_FAILED) {
+			r->fd = fd;
+			r->pid = getpid();
+			r->head = (unsigned *)(sq + p->sq_off.head);
+			r->tail = (unsigned *)(sq + p->sq_off.tail);
+			r->mask = (unsigned *)(sq + p->sq_off.ring_mask);
+			r->array = (unsigned *)(sq + p->sq_off.array);
+			r->sqes = sqes;
+		}
+	}
+	errno = saved;
+}
+
+/* Before io_uring_enter(): the entries between the kernel's head and the
+ * program's tail are about to be submitted. */
+static void ring_before_enter(int fd)
+{
+	int waitall = spfault_on("uring_recv_ignores_waitall"),
+	    shut = spfault_on("uring_shutdown_shuts_both");
+
+	if (!waitall && !shut)
+		return;
+	for (int i = 0; i < RINGS; i++) {
+		struct ring *r = &rings[i];
+		if (r->fd != fd || r->pid != getpid())
+			continue;
+		unsigned tail = __atomic_load_n(r->tail, __ATOMIC_ACQUIRE);
+		for (unsigned k = __atomic_load_n(r->head, __ATOMIC_ACQUIRE); k != tail; k++) {
+			struct io_uring_sqe *s = &r->sqes[r->array[k & *r->mask]];
+			if (waitall && (s->opcode == IORING_OP_RECV || s->opcode == IORING_OP_RECVMSG))
+				s->msg_flags &= ~(unsigned)MSG_WAITALL;
+			if (shut && s->opcode == IORING_OP_SHUTDOWN)
+				s->len = SHUT_RDWR;
+		}
+	}
+}
+
+REAL(long, syscall, long, ...)
+long syscall(long nr, ...)
+{
+	va_list ap;
+	long a[6];
+
+	va_start(ap, nr);
+	for (int i = 0; i < 6; i++)
+		a[i] = va_arg(ap, long);
+	va_end(ap);
+	load_syscall();
+	if (nr == __NR_io_uring_setup) {
+		long fd = real_syscall(nr, a[0], a[1], a[2], a[3], a[4], a[5]);
+		if (fd >= 0)
+			ring_note((int)fd, (const struct io_uring_params *)a[1]);
+		return fd;
+	}
+	if (nr == __NR_io_uring_enter && a[1] > 0)
+		ring_before_enter((int)a[0]);
+	if (nr == __NR_epoll_pwait2 && a[4] && spfault_on("epoll_pwait2_keeps_its_mask")) {
+		/* The mask goes on and stays on. */
+		sigprocmask(SIG_SETMASK, (const sigset_t *)a[4], NULL);
+		return real_syscall(nr, a[0], a[1], a[2], a[3], 0L, 0L);
+	}
+	return real_syscall(nr, a[0], a[1], a[2], a[3], a[4], a[5]);
+}
+
+/* ---- recvmmsg ---- */
+
+REAL(int, recvmmsg, int, struct mmsghdr *, unsigned int, int, struct timespec *)
+int recvmmsg(int fd, struct mmsghdr *v, unsigned int n, int flags, struct timespec *t)
+{
+	load_recvmmsg();
+	int r = real_recvmmsg(fd, v, n, flags, t);
+	if (r > 0 && spfault_on("recvmmsg_drops_trunc"))
+		for (int i = 0; i < r; i++)
+			v[i].msg_hdr.msg_flags &= ~MSG_TRUNC;
+	return r;
+}
+
+/* ---- sendfile ---- */
+
+static int blocking_stream(int fd)
+{
+	int saved = errno, fl = fcntl(fd, F_GETFL);
+	errno = saved;
+	return fl >= 0 && !(fl & O_NONBLOCK) && spfault_sock_type(fd) == SOCK_STREAM;
+}
+
+REAL(ssize_t, sendfile, int, int, off_t *, size_t)
+ssize_t sendfile(int out, int in, off_t *off, size_t count)
+{
+	load_sendfile();
+	if (count > 1 && spfault_on("sendfile_short_on_blocking") && blocking_stream(out))
+		count /= 2;
+	return real_sendfile(out, in, off, count);
+}
+
+REAL(ssize_t, sendfile64, int, int, off_t *, size_t)
+ssize_t sendfile64(int out, int in, off_t *off, size_t count)
+{
+	load_sendfile64();
+	if (count > 1 && spfault_on("sendfile_short_on_blocking") && blocking_stream(out))
+		count /= 2;
+	return real_sendfile64(out, in, off, count);
+}
+
+/* ---- splice ---- */
+
+REAL(ssize_t, splice, int, loff_t *, int, loff_t *, size_t, unsigned int)
+ssize_t splice(int in, loff_t *oin, int out, loff_t *oout, size_t len, unsigned int flags)
+{
+	load_splice();
+	if (spfault_on("splice_eagain_on_blocking") && blocking_stream(in)) {
+		int saved = errno, q = 0;
+		if (ioctl(in, FIONREAD, &q) == 0 && q == 0) {
+			errno = EAGAIN;
+			return -1;
+		}
+		errno = saved;
+	}
+	return real_splice(in, oin, out, oout, len, flags);
+}
