@@ -391,6 +391,22 @@ static void set_tv(int fd, int opt, long sec, long usec)
 	ASSERT_SYS(setsockopt(fd, SOL_SOCKET, opt, &tv, sizeof(tv)));
 }
 
+/* A timeout that an item uses as its mechanism (INTR-TIMEOUT-NO-RESTART
+ * needs calls that have one): a stack that does not keep it makes the
+ * item broken, needing the timeout's own ID. */
+static void set_tv_as_mechanism(int fd, int opt, long sec, long usec)
+{
+	struct timeval tv = { sec, usec }, back = { -1, -1 };
+	socklen_t len = sizeof(back);
+	ASSERT_SYS(setsockopt(fd, SOL_SOCKET, opt, &tv, sizeof(tv)));
+	if (getsockopt(fd, SOL_SOCKET, opt, &back, &len) != 0 ||
+	    (back.tv_sec == 0 && back.tv_usec == 0)) /* kept, if rounded (Linux: to jiffies) */
+		BROKEN_NEEDS(opt == SO_SNDTIMEO ? "TIMEO-SNDTIMEO" : "TIMEO-RCVTIMEO",
+			     "%s {%ld, %ld} kept on the socket: it reads back {%ld, %ld}",
+			     opt == SO_SNDTIMEO ? "SO_SNDTIMEO" : "SO_RCVTIMEO", sec, usec,
+			     (long)back.tv_sec, (long)back.tv_usec);
+}
+
 static struct timeval get_tv(int fd, int opt)
 {
 	struct timeval tv = { -1, -1 };
@@ -411,10 +427,8 @@ static struct timeval get_tv(int fd, int opt)
 static int listener_with_backlog(const struct sp_ctx *ctx, int backlog)
 {
 	int l = sp_socket(ctx, SOCK_STREAM);
-	struct sockaddr_storage ss;
-	socklen_t len = sp_loopback(ctx, &ss, 0);
 
-	ASSERT_SYS(bind(l, (struct sockaddr *)&ss, len));
+	sp_bind_loopback(ctx, l);
 	ASSERT_SYS(listen(l, backlog));
 	return l;
 }
@@ -837,7 +851,7 @@ SP_TEST(timed_socket_calls_are_never_restarted, "INTR-TIMEOUT-NO-RESTART", SP_IN
 
 	/* recv() with SO_RCVTIMEO 5 s on an empty socket */
 	sp_tcp_pair(ctx, &c, &s);
-	set_tv(s, SO_RCVTIMEO, 5, 0);
+	set_tv_as_mechanism(s, SO_RCVTIMEO, 5, 0);
 	arm(&in, C_RECV, NULL, NULL);
 	t0 = now_ms();
 	errno = 0;
@@ -850,7 +864,7 @@ SP_TEST(timed_socket_calls_are_never_restarted, "INTR-TIMEOUT-NO-RESTART", SP_IN
 
 	/* accept() with SO_RCVTIMEO 5 s on an empty listener */
 	int l = sp_tcp_listener(ctx, 0);
-	set_tv(l, SO_RCVTIMEO, 5, 0);
+	set_tv_as_mechanism(l, SO_RCVTIMEO, 5, 0);
 	arm(&in, C_ACCEPT, NULL, NULL);
 	t0 = now_ms();
 	errno = 0;
@@ -870,7 +884,7 @@ SP_TEST(timed_socket_calls_are_never_restarted, "INTR-TIMEOUT-NO-RESTART", SP_IN
 	for (int tries = 1;; tries++) {
 		small_pair(ctx, 65536, &c, &s);
 		fill_send_buffer(c);
-		set_tv(c, SO_SNDTIMEO, 5, 0);
+		set_tv_as_mechanism(c, SO_SNDTIMEO, 5, 0);
 		arm(&in, C_SEND, NULL, NULL);
 		t0 = now_ms();
 		errno = 0;
@@ -892,7 +906,7 @@ SP_TEST(timed_socket_calls_are_never_restarted, "INTR-TIMEOUT-NO-RESTART", SP_IN
 	struct full_queue q;
 	fill_queues(ctx, &q, 1);
 	c = sp_socket(ctx, SOCK_STREAM);
-	set_tv(c, SO_SNDTIMEO, 5, 0);
+	set_tv_as_mechanism(c, SO_SNDTIMEO, 5, 0);
 	arm(&in, C_CONNECT, NULL, NULL);
 	t0 = now_ms();
 	errno = 0;
@@ -1292,6 +1306,11 @@ SP_TEST(sndtimeo_bounds_blocking_send, "TIMEO-SNDTIMEO", SP_INET)
 			    w, t[k].ms1);
 		REQUIRE(!t[k].writable, "the buffers stay full after the partial %s() (the socket "
 			"is writable: the stack did not keep SO_SNDBUF/SO_RCVBUF at 64 KiB)", w);
+		/* Not writable for poll() is not full: a stack may still take
+		 * 1024 bytes (seen on Linux 6.1, UML and QEMU), and then the
+		 * premise of this check was never there. */
+		REQUIRE(t[k].r2 <= 0, "the buffers still full at the next %s() (it took %zd of "
+			"1024 bytes after %lld ms: the stack had room again)", w, t[k].r2, t[k].ms2);
 		ASSERT_TRUE(t[k].r2 == -1 && (t[k].err2 == EAGAIN || t[k].err2 == EWOULDBLOCK),
 			    "the next %s(), with the buffers still full, fails with EAGAIN at its "
 			    "timeout (got %zd, %s)", w, t[k].r2, sp_errno_name(t[k].err2));

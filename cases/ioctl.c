@@ -387,6 +387,13 @@ static void expect_blocking(int fd, const char *how)
 	ASSERT_TRUE(!(fcntl(fd, F_GETFL) & O_NONBLOCK), "F_GETFL shows O_NONBLOCK clear after %s",
 		    how);
 	ASSERT_SYS(setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)));
+	/* The timeout is TIMEO-RCVTIMEO's mechanism, the bound of this recv(). */
+	struct timeval back = { -1, -1 };
+	socklen_t bl = sizeof(back);
+	if (getsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &back, &bl) != 0 ||
+	    (back.tv_sec == 0 && back.tv_usec == 0)) /* kept, if rounded (Linux: to jiffies) */
+		BROKEN_NEEDS("TIMEO-RCVTIMEO", "SO_RCVTIMEO {0, 15000} to bound a blocking recv(): "
+			     "it reads back {%ld, %ld}", (long)back.tv_sec, (long)back.tv_usec);
 	long long t0 = now_ns();
 	errno = 0;
 	ssize_t r = recv(fd, &c, 1, 0);

@@ -88,10 +88,8 @@ static long long now_ms(void)
 static int listener_with_backlog(const struct sp_ctx *ctx, int backlog)
 {
 	int l = sp_socket(ctx, SOCK_STREAM);
-	struct sockaddr_storage ss;
-	socklen_t len = sp_loopback(ctx, &ss, 0);
 
-	ASSERT_SYS(bind(l, (struct sockaddr *)&ss, len));
+	sp_bind_loopback(ctx, l);
 	ASSERT_SYS(listen(l, backlog));
 	return l;
 }
@@ -120,11 +118,9 @@ static int connect_to(const struct sp_ctx *ctx, uint16_t port, int *err)
 SP_TEST(acceptconn_reads_listening_state, "LISTEN-ACCEPTCONN", SP_INET)
 {
 	int l = sp_socket(ctx, SOCK_STREAM);
-	struct sockaddr_storage ss;
-	socklen_t len = sp_loopback(ctx, &ss, 0);
 
 	ASSERT_EQ(0, sp_get_int(l, SOL_SOCKET, SO_ACCEPTCONN));       /* new */
-	ASSERT_SYS(bind(l, (struct sockaddr *)&ss, len));
+	sp_bind_loopback(ctx, l);
 	ASSERT_EQ(0, sp_get_int(l, SOL_SOCKET, SO_ACCEPTCONN));       /* bound */
 	ASSERT_SYS(listen(l, 4));
 	ASSERT_EQ(1, sp_get_int(l, SOL_SOCKET, SO_ACCEPTCONN));       /* listening */
@@ -584,17 +580,22 @@ SP_TEST(listen_binds_unbound_socket, "LISTEN-AUTOBIND", SP_INET)
 SP_TEST(defer_accept_waits_for_data, "LISTEN-DEFER-ACCEPT", SP_INET)
 {
 	int l = sp_socket(ctx, SOCK_STREAM), five = 5;
-	struct sockaddr_storage ss;
-	socklen_t len = sp_loopback(ctx, &ss, 0);
 
-	ASSERT_SYS(bind(l, (struct sockaddr *)&ss, len));
+	sp_bind_loopback(ctx, l);
 	errno = 0;
 	if (setsockopt(l, IPPROTO_TCP, TCP_DEFER_ACCEPT, &five, sizeof(five)) != 0) {
 		if (errno == ENOPROTOOPT || errno == EINVAL || errno == EOPNOTSUPP)
 			UNSUPPORTED("TCP_DEFER_ACCEPT (%s)", sp_errno_name(errno));
 		FAIL("setsockopt(TCP_DEFER_ACCEPT, 5) returns 0 (got %s)", sp_errno_name(errno));
 	}
-	RECORD("defer_accept_read_back_for_5", "%d", sp_get_int(l, IPPROTO_TCP, TCP_DEFER_ACCEPT));
+	/* The value read back is a Record: a stack that cannot read it is no failure. */
+	int back = -1;
+	socklen_t bl = sizeof(back);
+	errno = 0;
+	if (getsockopt(l, IPPROTO_TCP, TCP_DEFER_ACCEPT, &back, &bl) == 0)
+		RECORD("defer_accept_read_back_for_5", "%d", back);
+	else
+		RECORD("defer_accept_read_back_for_5", "%s", sp_errno_name(errno));
 	ASSERT_SYS(listen(l, 4));
 	int err, c = connect_to(ctx, sp_local_port(l), &err);
 	ASSERT_TRUE(c >= 0, "the client's connect completes (got %s)", sp_errno_name(err));

@@ -405,7 +405,12 @@ SP_TEST(mcast_nonmember_gets_nothing, "MCAST-NONMEMBER", SP_IPV4)
 
 	int tx = multicast_sender();
 	uint16_t src;
-	ASSERT_EQ(2, sendto(tx, "d1", 2, 0, (struct sockaddr *)&group, sizeof(group)));
+	/* Sending to the group is MCAST-JOIN-DELIVERS' mechanism. */
+	ssize_t sent = sendto(tx, "d1", 2, 0, (struct sockaddr *)&group, sizeof(group));
+	if (sent != 2)
+		BROKEN_NEEDS("MCAST-JOIN-DELIVERS", "sendto() to the group %s with IP_MULTICAST_IF "
+			     "127.0.0.1: expected 2, observed %zd (%s)", GROUP, sent,
+			     sent < 0 ? sp_errno_name(errno) : "short");
 	src = sp_local_port(tx);
 	expect_datagram(SP_IO_MSG, member, "d1", GROUP, src);
 	/* Delivery to every receiver happens in one pass: by now a
