@@ -154,14 +154,16 @@ SP_TEST(peek_returns_data_without_consuming, "FLAG-PEEK", SP_INET,
 }
 
 /* The writer of test 2: four writes of 5, each once the reader sleeps. */
+/* Four writes of 5 bytes, each once the reader has taken the one before
+ * (the receive queue is empty again): a read that ends at the first bytes
+ * has returned before the second write. */
 static int four_writes(void *arg)
 {
-	int c = *(int *)arg;
+	const int *cs = arg;
 	for (int i = 0; i < 4; i++) {
-		if (sp_have_proc())
-			sp_wait_proc_state(getppid(), 'S');
-		if (write(c, &"aaaaabbbbbcccccddddd"[5 * i], 5) != 5)
+		if (write(cs[0], &"aaaaabbbbbcccccddddd"[5 * i], 5) != 5)
 			return 1;
+		sp_wait_drained(cs[1]);
 	}
 	return 0;
 }
@@ -211,7 +213,8 @@ SP_TEST(waitall_waits_for_the_full_count, "FLAG-WAITALL", SP_INET,
 
 	int c, s;
 	sp_tcp_pair(ctx, &c, &s);
-	pid_t w = sp_fork(four_writes, &c);
+	int cs[2] = { c, s };
+	pid_t w = sp_fork(four_writes, cs);
 	sp_watchdog(2 * sp_wait_ms()); /* the writer waits for our sleep 4 times */
 	errno = 0;
 	ssize_t r = MUST_RETURN(sp_io_in(how, s, buf, 20, MSG_WAITALL),
