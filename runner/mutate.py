@@ -408,6 +408,9 @@ def add_arguments(p) -> None:
                    help="seconds per item (default %g)" % TIMEOUT_S)
     p.add_argument("--reports", default=str(discover.ROOT / "reports"),
                    help="where mutate-<timestamp>/ is written")
+    p.add_argument("--probes", default="",
+                   help="only the items of these probes (comma-separated), to measure their "
+                        "collateral: a fault whose own items are elsewhere then reads as missed")
 
 
 def cmd(a) -> int:
@@ -435,6 +438,13 @@ def cmd(a) -> int:
     if not os.access(base, os.W_OK | os.X_OK):
         raise MutateError("cannot write to %s (choose another with --reports)" % base)
     items = discover.all_items(build)
+    if a.probes:
+        wanted = set(a.probes.split(","))
+        unknown = wanted - {it.probe for it in items}
+        if unknown:
+            raise MutateError("no probe %s (the probes are cases/*.c's names)"
+                              % ", ".join(sorted(unknown)))
+        items = [it for it in items if it.probe in wanted]
     workers = a.jobs or default_workers()
     live = sum(1 for f in table if not f.equivalent)
     print("mutate: %d faults (%d equivalent, not run) x %d items, plus one run without a "
