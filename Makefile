@@ -14,7 +14,7 @@
 #   PRELOAD=/abs/lib.so  LD_PRELOAD a socket stack into every probe
 #   WRAP="cmd args"      run every probe as `cmd args PROBE ...` (proot, valgrind --tool=none)
 #   TESTS="tcp udp/udp_keeps_datagram_boundaries"  a selection
-#   JOBS=2               parallel workers (pytest-xdist -n; default: 3 x nproc, 0 = none)
+#   JOBS=2               items at once (default: 8 x nproc, 0 = one at a time)
 #   TIMEOUT=5            seconds per item
 #   FAMILY=ipv4          one address family only
 #   K="expr"             pytest -k expression
@@ -55,11 +55,11 @@ FIXOBJ  := $(BUILD)/obj/sp_protocol.o $(BUILD)/obj/sp_fixtures.o $(BUILD)/obj/sp
 LIBS    := -lcmocka
 PYTHON   = $$(scripts/find-python)
 NPROC   := $(shell nproc 2>/dev/null || echo 2)
-# make check: three workers per core (most items wait on the network or a
-# timer). make mutate keeps one per core unless JOBS is given: a campaign
+# make check: eight items at once per core (most items wait on the network
+# or a timer; runner/ahead.py). make mutate keeps one per core unless JOBS is given: a campaign
 # makes and tears down a network namespace per run, and six at once here
 # outran the kernel's namespace clean-up until no pid was left.
-JOBS    ?= $(shell echo $$(( 3 * $(NPROC) )))
+JOBS    ?= $(shell echo $$(( 8 * $(NPROC) )))
 
 # make check's variables go to the runner as they are, one word VAR=value
 # each: runner/config.py declares and checks every one of them (the list

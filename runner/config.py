@@ -51,7 +51,7 @@ def _count(text: str, how: str) -> int:
 
 def _workers(text: str, how: str):
     if not re.fullmatch(r"[0-9]+|auto", text):
-        raise UsageError("%s must be a number of parallel workers or auto (got '%s')" % (how, text))
+        raise UsageError("%s must be a number of items at once or auto (got '%s')" % (how, text))
     return None if text == "0" else text
 
 
@@ -144,8 +144,8 @@ OPTIONS = (
            "repeatable)", (), _family, kind="append"),
     Option("keyword", "K", ("-k",), "pytest -k expression"),
     Option("marker", None, ("-m",), "pytest -m expression"),
-    Option("workers", "JOBS", ("-n",), "parallel workers (pytest-xdist), e.g. 2 or auto; "
-           "0: none", None, _workers),
+    Option("workers", "JOBS", ("-n",), "items at once, e.g. 16 or auto (8 per core); "
+           "0: one at a time", None, _workers),
     Option("verbose", None, ("-v",), "more pytest output", 0, kind="count"),
     Option("quiet", None, ("-q",), "less pytest output", False, kind="flag"),
     Option("repeat", "REPEAT", ("--repeat",), "run every item N times; count flips", 1, _count),

@@ -25,6 +25,26 @@ FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 # How long output may trail the probe's end (its group is dead by then).
 PIPE_GRACE_S = 1.0
 
+# The process groups of the items running now (items run from several
+# threads at once), so that an interrupted run ends every one of them.
+_running: set = set()
+_running_lock = threading.Lock()
+_stopping = threading.Event()
+
+
+def stop_all() -> None:
+    """Ctrl-C, SIGTERM or -x: start no further item, kill every running
+    one's group (its thread then sees the exit and returns at once)."""
+    _stopping.set()
+    with _running_lock:
+        groups = list(_running)
+    for pgid in groups:
+        kill_group(pgid)
+
+
+def allow_runs() -> None:
+    _stopping.clear()
+
 
 @dataclass
 class Settings:
@@ -69,6 +89,9 @@ def probe_env(settings: Settings) -> dict:
 def run_item(item: Item, settings: Settings) -> dict:
     """Run one item; return its result record (the report's format)."""
     cmd = command(item, settings)
+    if _stopping.is_set():
+        return result_record(item, protocol.Outcome(
+            verdict="error", message="not run: the run was interrupted"), 0.0, "")
     start = time.monotonic()
     env = probe_env(settings)
     own_dir = own_socket_wrapper_dir(env, settings)
@@ -82,9 +105,15 @@ def run_item(item: Item, settings: Settings) -> dict:
         return result_record(item, protocol.Outcome(
             verdict="error", message="cannot start %s: %s" % (cmd[0], e.strerror)),
             0.0, "")
+    with _running_lock:
+        _running.add(proc.pid)
+    if _stopping.is_set():
+        kill_group(proc.pid)
     try:
         return _finish(item, settings, proc, start)
     finally:
+        with _running_lock:
+            _running.discard(proc.pid)
         if own_dir:
             shutil.rmtree(own_dir, ignore_errors=True)
 

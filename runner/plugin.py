@@ -1,14 +1,15 @@
 """pytest plugin: one pytest item per (probe test, family).
 
 Collection reads `probe --list` of each cases/*.c probe; running an item
-runs that probe test in its own namespaces (runner/execute.py); the
-controller (also under pytest-xdist) gathers every result record and
-finishes the run at the end of the session (runner/finish.py).
+runs that probe test in its own namespaces (runner/execute.py), with -n
+many at once ahead of pytest's loop (runner/ahead.py); the session
+gathers every result record and finishes the run at its end
+(runner/finish.py). A plain `pytest -n N` with pytest-xdist works too (the
+controller gathers the workers' records).
 
 The run configuration (runner/config.py) arrives as one option,
---sp-config, written by the host target (runner/targets/host.py); xdist
-hands it on to its workers. A plain `pytest` from the top directory runs
-with the defaults.
+--sp-config, written by the host target (runner/targets/host.py). A plain
+`pytest` from the top directory runs with the defaults.
 """
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from . import arch, discover, execute, expect, finish, report, verdicts
+from . import ahead, arch, discover, execute, expect, finish, report, verdicts
 from .config import Config
 from .errors import UsageError
 
@@ -86,38 +87,25 @@ class ProbeFile(pytest.File):
 def pytest_collection_modifyitems(session, config, items):
     """Slow items first (a stable sort: the rest keep their order), so in a
     parallel run a test that spends a second by design (a SYN
-    retransmission, alarm(1)) runs while the other workers go through the
-    quick items. Under pytest-xdist the slow items are also dealt out
-    across the workers: xdist's load scheduler hands each worker a run of
-    consecutive items first, and slow items side by side would all land in
-    the first worker's run, one after the other."""
+    retransmission, alarm(1)) runs while the quick items go by."""
     items.sort(key=lambda i: -i.sp_item.slow if isinstance(i, ProbeItem) else 0.0)
-    items[:] = deal_slow(items, int(os.environ.get("PYTEST_XDIST_WORKER_COUNT") or 0))
 
 
-def _slow(item) -> float:
-    return item.sp_item.slow if isinstance(item, ProbeItem) else 0.0
-
-
-def deal_slow(items: list, workers: int) -> list:
-    """The order that gives each of `workers` xdist workers its share of the
-    slow items at the start of its first run of items (xdist 3 sends each
-    worker max(len // workers // 4, 2) consecutive items to begin with)."""
-    slow = [i for i in items if _slow(i) > 0]
-    if workers < 2 or len(slow) < 2:
-        return items
-    quick = [i for i in items if _slow(i) <= 0]
-    run = max(len(items) // workers // 4, 2)
-    order = [None] * len(items)
-    left = []
-    for j, it in enumerate(slow):
-        pos = (j % workers) * run + j // workers
-        if j // workers < run and pos < len(order):
-            order[pos] = it
-        else:
-            left.append(it)
-    fill = iter(left + quick)
-    return [o if o is not None else next(fill) for o in order]
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtestloop(session):
+    """With -n/JOBS, the items run ahead, that many at once (runner/ahead.py)."""
+    config = session.config
+    n = ahead.width(config._sp_cfg.workers)
+    probes = [i for i in session.items if isinstance(i, ProbeItem)]
+    config._sp_ahead = None
+    if n > 1 and len(probes) > 1 and not _is_worker(config) and \
+            not config.option.collectonly:
+        config._sp_ahead = ahead.RunAhead(probes, config._sp_settings, n)
+    try:
+        yield
+    finally:
+        if config._sp_ahead is not None:
+            config._sp_ahead.stop()
 
 
 class ProbeFailure(Exception):
@@ -135,7 +123,10 @@ class ProbeItem(pytest.Item):
             self.extra_keyword_matches.add(i)
 
     def runtest(self):
-        rec = execute.run_item(self.sp_item, self.config._sp_settings)
+        pool = getattr(self.config, "_sp_ahead", None)
+        rec = pool.result(self) if pool is not None else None
+        if rec is None:
+            rec = execute.run_item(self.sp_item, self.config._sp_settings)
         if self.sp_repeat:
             rec["repeat"] = self.sp_repeat
         expect.apply(rec, self.config._sp_expect)

@@ -10,7 +10,6 @@ CPU's static probes under qemu-user, with this machine's sp-isolate),
 HOST=1 (no namespaces)."""
 from __future__ import annotations
 
-import importlib.util
 import os
 import shutil
 from pathlib import Path
@@ -97,8 +96,6 @@ class Host(Target):
                              % cfg.wrap_words[0])
         build = self.build_dir(cfg)
         selection = self.selection(cfg, build)
-        if cfg.workers and importlib.util.find_spec("xdist") is None:
-            raise UsageError("-n needs pytest-xdist: apt-get install python3-pytest-xdist")
         extra = dict(cfg.extra, build=str(build))
         if cfg.arch:
             extra["isolate"] = str(Path(cfg.build) / "sp-isolate")
@@ -132,6 +129,4 @@ def pytest_args(cfg) -> list:
         args += ["-k", cfg.keyword]
     if cfg.marker:
         args += ["-m", cfg.marker]
-    if cfg.workers:
-        args += ["-n", cfg.workers]
     return args + ["-v"] * cfg.verbose + (["-q"] if cfg.quiet else [])
