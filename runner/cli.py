@@ -4,6 +4,7 @@
   list                         the tests, their families and catalogue IDs
   compare REPORT REPORT...     side-by-side verdicts and differing values
   mutate [FAULT ...]           the mutation campaign: every fault against the suite
+  paths [REPORT]               per catalogue ID, the entry points its items went through
   dist                         the bundle: sockprobe-VERSION-ARCH.tar.gz (POSIX sh runner)
   ingest STREAM                a stream from the bundle's runner -> the report directory
 
@@ -63,6 +64,9 @@ def parser() -> argparse.ArgumentParser:
                    help="runs at once (default: up to twice the cores, as memory allows)")
     from . import mutate
     mutate.add_arguments(sub.add_parser("mutate", help="run every fault against the suite; score"))
+    from . import paths
+    paths.add_arguments(sub.add_parser(
+        "paths", help="per catalogue ID, the reads, writes and waits its items went through"))
     from . import refmatrix
     refmatrix.add_arguments(sub.add_parser(
         "matrix", help="every target this machine can run, written as docs/matrix.md"))
@@ -216,6 +220,9 @@ def main(argv=None) -> int:
         if a.cmd == "mutate":
             from . import mutate
             return mutate.cmd(a)
+        if a.cmd == "paths":
+            from . import paths
+            return paths.cmd(a)
         if a.cmd in ("dist", "ingest"):
             from . import dist
             return dist.cmd(a)

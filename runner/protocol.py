@@ -134,6 +134,7 @@ class Outcome:
     begin: dict = field(default_factory=dict)
     log: list = field(default_factory=list)
     needs: str = ""   # broken because this catalogue ID's behavior deviates
+    paths: dict = field(default_factory=dict)  # calls made: {"in": [...], "out": [...], "wait": [...]}
 
 
 def signal_name(signum: int) -> str:
@@ -160,6 +161,9 @@ def interpret(text: str, returncode: int | None, timed_out: bool = False,
             out.failures.append(f)
         elif ev.kind == "isolation":
             out.isolation = f
+        elif ev.kind == "paths":
+            out.paths = {k: [c for c in f.get(k, "").split(",") if c]
+                         for k in ("in", "out", "wait") if f.get(k)}
         elif ev.kind == "begin":
             out.begin = f
         elif ev.kind == "end":

@@ -56,6 +56,8 @@ def result_record(item: Item, outcome, duration: float, stderr: str) -> dict:
     if set(iso) - _ISOLATION_OLD:
         # sp-isolate names each part it made (user=, net=, pid=, mount=, proc=)
         rec["isolation_parts"] = {k: v for k, v in iso.items() if k not in _ISOLATION_HEAD}
+    if outcome.paths:
+        rec["paths"] = outcome.paths
     if outcome.verdict == "broken" and outcome.needs:
         rec["needs"] = outcome.needs
     if outcome.verdict in ("fail", "error", "timeout", "broken"):
