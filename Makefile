@@ -225,7 +225,7 @@ test:
 	echo "== runner, reports, CLI, catalogue, fault injection (pytest)" && \
 	{ env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL $$py -m pytest -q tests; rc=$$?; [ $$rc = 0 ] || exit $$(( rc == 1 ? 1 : 2 )); } && \
 	echo "== the suite on this machine's kernel" && \
-	$$py -m runner check -q -n 2 && { cat $(BUILD)/test-skips 2>/dev/null || true; }
+	$$py -m runner check -q -n auto && { cat $(BUILD)/test-skips 2>/dev/null || true; }
 
 # The comparison page in a real browser (headless Chromium from Debian).
 test-browser:
