@@ -372,8 +372,21 @@ SP_TEST(recverr_queues_icmp_port_unreachable, "CMSG-RECVERR", SP_INET, .how = VI
 
 	if (setsockopt(fd, level, opt, &(int){ 1 }, sizeof(int)) < 0)
 		UNSUPPORTED("setsockopt(%s, 1) (%s)", oname, sp_errno_name(errno));
+	/* On the wire (first variant): the datagram, and the port unreachable
+	 * that answers it. */
+	struct sp_capture cap;
+	int wire = ctx->first && sp_capture_start(&cap);
+	if (wire) {
+		sp_capture_name(&cap, dead, "S");
+		sp_capture_name_fd(&cap, fd, "C");
+	}
 	ASSERT_EQ(7, sendto(fd, "refused", 7, 0, (struct sockaddr *)&to, tl));
 	int ev = sp_poll(fd, 0, sp_wait_ms());
+	if (wire && sp_capture_sync(&cap))
+		WIRE_EXPECT(&cap, v6 ? "C>S udp7, S>C icmp6-port-unreachable"
+				     : "C>S udp7, S>C icmp-port-unreachable");
+	if (wire)
+		sp_capture_stop(&cap);
 	if (!(ev & POLLERR))
 		FAIL("with %s, a datagram to a closed port: expected POLLERR within %d ms, observed %s",
 		     oname, sp_wait_ms(), sp_events_str(ev));

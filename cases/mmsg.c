@@ -248,19 +248,6 @@ SP_TEST(recvmmsg_takes_what_is_queued, "MMSG-RECVMMSG", SP_INET)
 	ASSERT_TRUE(!(in.m[1].msg_hdr.msg_flags & MSG_TRUNC), "the 2-byte datagram that fits has "
 		    "no MSG_TRUNC (msg_flags 0x%x)", in.m[1].msg_hdr.msg_flags);
 
-	/* Blocking, MSG_WAITFORONE, one queued: 1 at once. */
-	ASSERT_EQ(5, sendto(b, "fives", 5, 0, (struct sockaddr *)&to, tl));
-	fence(ctx, b);
-	long mark = sp_block_mark();
-	errno = 0;
-	k = MUST_RETURN(recvmmsg(r, batch_prepare(&in, 32), VLEN, MSG_WAITFORONE, NULL),
-			"blocking recvmmsg(vlen 8, MSG_WAITFORONE) with one datagram queued");
-	if (k != 1)
-		FAIL("blocking recvmmsg(vlen 8, MSG_WAITFORONE) with one datagram queued returned %d "
-		     "(%s), expected 1", k, k < 0 ? sp_errno_name(errno) : "another count");
-	ASSERT_NO_BLOCK(mark, "recvmmsg(MSG_WAITFORONE) with one datagram queued");
-	ASSERT_EQ(5, in.m[0].msg_len);
-
 	/* Record: the timeout argument with one datagram queued. */
 	ASSERT_EQ(5, sendto(b, "fives", 5, 0, (struct sockaddr *)&to, tl));
 	fence(ctx, b);
@@ -280,6 +267,27 @@ SP_TEST(recvmmsg_takes_what_is_queued, "MMSG-RECVMMSG", SP_INET)
 	RECORD_ONCE("blocking_recvmmsg_with_timeout_and_one_queued", "returned %d%s%s, %s", k,
 		    k < 0 ? " " : "", k < 0 ? sp_errno_name(e) : "",
 		    fired ? "after the guard signal at 150 ms" : "before the guard signal at 150 ms");
+	char drain[32];
+	while (recv(r, drain, sizeof(drain), MSG_DONTWAIT) >= 0)
+		;
+
+	/* Blocking, MSG_WAITFORONE, one queued: 1 at once (last: a stack that
+	 * refuses the flag reports this point unsupported). */
+	ASSERT_EQ(5, sendto(b, "fives", 5, 0, (struct sockaddr *)&to, tl));
+	fence(ctx, b);
+	long mark = sp_block_mark();
+	errno = 0;
+	k = MUST_RETURN(recvmmsg(r, batch_prepare(&in, 32), VLEN, MSG_WAITFORONE, NULL),
+			"blocking recvmmsg(vlen 8, MSG_WAITFORONE) with one datagram queued");
+	if (k < 0 && errno == EINVAL)
+		UNSUPPORTED("recvmmsg() with MSG_WAITFORONE (EINVAL), after every other point of "
+			    "the ID held");
+	if (k != 1)
+		FAIL("blocking recvmmsg(vlen 8, MSG_WAITFORONE) with one datagram queued returned %d "
+		     "(%s), expected 1", k, k < 0 ? sp_errno_name(errno) : "another count");
+	ASSERT_NO_BLOCK(mark, "recvmmsg(MSG_WAITFORONE) with one datagram queued");
+	ASSERT_EQ(5, in.m[0].msg_len);
+
 	close(r);
 	close(a);
 	close(b);
