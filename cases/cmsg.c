@@ -57,7 +57,6 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <linux/errqueue.h>
 #include <net/if.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -69,6 +68,17 @@
 #include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
+
+/* linux/errqueue.h's struct sock_extended_err, spelled out (a C library
+ * without the kernel headers, such as musl's, builds this file too); the
+ * offender's address follows it (SO_EE_OFFENDER). */
+struct ext_err {
+	uint32_t ee_errno;
+	uint8_t ee_origin, ee_type, ee_code, ee_pad;
+	uint32_t ee_info, ee_data;
+};
+#define ORIGIN_ICMP 2
+#define ORIGIN_ICMP6 3
 
 #define VIA_NAMES SP_NAMES("recvmsg", "recvmmsg")
 #define VIA_PAIRS SP_NAMES("recvmsg/sendmsg", "recvmmsg/sendmmsg")
@@ -150,7 +160,8 @@ static struct cmsghdr *find_cmsg(struct msghdr *mh, int level, int type)
 	return NULL;
 }
 
-/* "IPPROTO_IP/8 SOL_SOCKET/29" or "none": the messages that came. */
+/* "IPPROTO_IP/8(len 28) SOL_SOCKET/29(len 32)" or "none": the messages
+ * that came. */
 static const char *cmsg_list(struct msghdr *mh)
 {
 	static char out[160];
@@ -162,8 +173,8 @@ static const char *cmsg_list(struct msghdr *mh)
 			const char *lv = cm->cmsg_level == IPPROTO_IP ? "IPPROTO_IP" :
 					 cm->cmsg_level == IPPROTO_IPV6 ? "IPPROTO_IPV6" :
 					 cm->cmsg_level == SOL_SOCKET ? "SOL_SOCKET" : "level?";
-			k += (size_t)snprintf(out + k, sizeof(out) - k, "%s%s/%d", k ? " " : "", lv,
-					      cm->cmsg_type);
+			k += (size_t)snprintf(out + k, sizeof(out) - k, "%s%s/%d(len %zu)", k ? " " : "",
+					      lv, cm->cmsg_type, (size_t)cm->cmsg_len);
 		}
 	return k ? out : "none";
 }
@@ -410,12 +421,12 @@ SP_TEST(recverr_queues_icmp_port_unreachable, "CMSG-RECVERR", SP_INET, .how = VI
 	if (!cm)
 		FAIL("the queued error carries no %s/%s message (control data: %s)",
 		     v6 ? "SOL_IPV6" : "SOL_IP", oname, cmsg_list(&x.mh));
-	struct sock_extended_err *ee = (struct sock_extended_err *)CMSG_DATA(cm);
+	struct ext_err *ee = (struct ext_err *)CMSG_DATA(cm);
 	ASSERT_ERRVAL(ECONNREFUSED, (int)ee->ee_errno);
-	ASSERT_EQ(v6 ? SO_EE_ORIGIN_ICMP6 : SO_EE_ORIGIN_ICMP, ee->ee_origin);
+	ASSERT_EQ(v6 ? ORIGIN_ICMP6 : ORIGIN_ICMP, ee->ee_origin);
 	ASSERT_EQ(v6 ? 1 : 3, ee->ee_type);
 	ASSERT_EQ(v6 ? 4 : 3, ee->ee_code);
-	struct sockaddr *off = SO_EE_OFFENDER(ee);
+	struct sockaddr *off = (struct sockaddr *)(ee + 1);
 	if (off->sa_family != ctx->af ||
 	    (v6 ? !IN6_IS_ADDR_LOOPBACK(&((struct sockaddr_in6 *)off)->sin6_addr)
 		: ((struct sockaddr_in *)off)->sin_addr.s_addr != htonl(INADDR_LOOPBACK)))
@@ -711,8 +722,9 @@ SP_TEST(received_descriptor_cloexec_follows_msg_cmsg_cloexec, "CMSG-RIGHTS-CLOEX
 	/* The sender's copy has FD_CLOEXEC; the received one has it clear. */
 	ASSERT_EQ(1, send_fds(sv[0], &a[1], 1, 0));
 	ASSERT_EQ(1, rx_take(ctx, sv[1], &x, sizeof(x.ctl.buf), 0, "the descriptor"));
-	REQUIRE(fds_listed(&x.mh, got, 4) == 1, "the SCM_RIGHTS message arrives with one "
-		"descriptor (control data: %s)", cmsg_list(&x.mh));
+	if (fds_listed(&x.mh, got, 4) != 1)
+		BROKEN_NEEDS("UNIX-SCM-RIGHTS", "the SCM_RIGHTS message arrives listing the one "
+			     "descriptor sent (control data: %s)", cmsg_list(&x.mh));
 	if (cloexec(got[0]))
 		FAIL("a descriptor received without MSG_CMSG_CLOEXEC has FD_CLOEXEC set (the "
 		     "sender's copy had it)");
@@ -724,8 +736,9 @@ SP_TEST(received_descriptor_cloexec_follows_msg_cmsg_cloexec, "CMSG-RIGHTS-CLOEX
 	ASSERT_EQ(1, send_fds(sv[0], two, 2, 0));
 	ASSERT_EQ(1, rx_take(ctx, sv[1], &x, sizeof(x.ctl.buf), MSG_CMSG_CLOEXEC,
 			     "two descriptors"));
-	REQUIRE(fds_listed(&x.mh, got, 4) == 2, "the SCM_RIGHTS message arrives with two "
-		"descriptors (control data: %s)", cmsg_list(&x.mh));
+	if (fds_listed(&x.mh, got, 4) != 2)
+		BROKEN_NEEDS("UNIX-SCM-RIGHTS", "the SCM_RIGHTS message arrives listing the two "
+			     "descriptors sent (control data: %s)", cmsg_list(&x.mh));
 	for (int i = 0; i < 2; i++)
 		if (!cloexec(got[i]))
 			FAIL("descriptor %d of 2 received with MSG_CMSG_CLOEXEC has FD_CLOEXEC clear",
