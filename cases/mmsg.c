@@ -22,8 +22,8 @@
  *
  * Platform-defined (recorded): the error of a sendmmsg() retried from the
  * failed message; a blocking recvmmsg(vlen 8) with one datagram queued and
- * a 50 ms timeout argument (recvmmsg(2) BUGS: the timeout is looked at only
- * after each datagram; a guard signal at 150 ms ends it).
+ * a 20 ms timeout argument (recvmmsg(2) BUGS: the timeout is looked at only
+ * after each datagram; a guard signal at 100 ms ends it).
  */
 #define _GNU_SOURCE
 #include "sp.h"
@@ -254,8 +254,8 @@ SP_TEST(recvmmsg_takes_what_is_queued, "MMSG-RECVMMSG", SP_INET)
 	struct sigaction sa = { .sa_handler = no_op }, old;
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGALRM, &sa, &old);
-	struct itimerval guard = { .it_value = { 0, 150000 } }, off = { { 0, 0 }, { 0, 0 } };
-	struct timespec t = { 0, 50 * 1000000L };
+	struct itimerval guard = { .it_value = { 0, 100000 } }, off = { { 0, 0 }, { 0, 0 } };
+	struct timespec t = { 0, 20 * 1000000L };
 	setitimer(ITIMER_REAL, &guard, NULL);
 	errno = 0;
 	k = recvmmsg(r, batch_prepare(&in, 32), VLEN, 0, &t);
@@ -266,7 +266,7 @@ SP_TEST(recvmmsg_takes_what_is_queued, "MMSG-RECVMMSG", SP_INET)
 	int fired = left.it_value.tv_sec == 0 && left.it_value.tv_usec == 0;
 	RECORD_ONCE("blocking_recvmmsg_with_timeout_and_one_queued", "returned %d%s%s, %s", k,
 		    k < 0 ? " " : "", k < 0 ? sp_errno_name(e) : "",
-		    fired ? "after the guard signal at 150 ms" : "before the guard signal at 150 ms");
+		    fired ? "after the guard signal at 100 ms" : "before the guard signal at 100 ms");
 	char drain[32];
 	while (recv(r, drain, sizeof(drain), MSG_DONTWAIT) >= 0)
 		;

@@ -23,7 +23,7 @@
  *
  * Platform-defined (recorded): sendfile() to a connected UDP socket;
  * SPLICE_F_NONBLOCK from an empty blocking socket (a guard signal at
- * 150 ms ends a call that blocks); splice() from a UDP socket.
+ * 100 ms ends a call that blocks); splice() from a UDP socket.
  */
 #define _GNU_SOURCE
 #include "sp.h"
@@ -247,7 +247,7 @@ SP_TEST(splice_moves_bytes_between_socket_and_pipe, "ZC-SPLICE", SP_INET)
 	struct sigaction sa = { .sa_handler = no_op }, old;
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGALRM, &sa, &old);
-	struct itimerval guard = { .it_value = { 0, 150000 } }, off = { { 0, 0 }, { 0, 0 } }, left;
+	struct itimerval guard = { .it_value = { 0, 100000 } }, off = { { 0, 0 }, { 0, 0 } }, left;
 	setitimer(ITIMER_REAL, &guard, NULL);
 	errno = 0;
 	k = splice(s, NULL, p[1], NULL, 1000, SPLICE_F_NONBLOCK);
@@ -257,7 +257,7 @@ SP_TEST(splice_moves_bytes_between_socket_and_pipe, "ZC-SPLICE", SP_INET)
 	RECORD_ONCE("splice_f_nonblock_from_empty_blocking_socket", "%zd %s%s", k,
 		    k < 0 ? sp_errno_name(e) : "",
 		    !left.it_value.tv_sec && !left.it_value.tv_usec ? " (blocked until the guard "
-		    "signal at 150 ms)" : "");
+		    "signal at 100 ms)" : "");
 
 	/* After the peer's FIN: 0. */
 	ASSERT_SYS(shutdown(c, SHUT_WR));
