@@ -99,7 +99,7 @@ SP_TEST(sendmmsg_sends_each_message_and_counts_them, "MMSG-SENDMMSG", SP_INET)
 {
 	static const char *data[3] = { "fives", "tentenbyte", "1" };
 	static const size_t len[3] = { 5, 10, 1 };
-	struct batch out, in;
+	struct batch out;
 	struct sockaddr_storage to, wrong;
 	int r = sp_udp_bound(ctx), s = sp_udp_bound(ctx);
 	socklen_t tl = sp_loopback(ctx, &to, sp_local_port(r));
@@ -177,7 +177,6 @@ SP_TEST(sendmmsg_sends_each_message_and_counts_them, "MMSG-SENDMMSG", SP_INET)
 		     k < 0 ? sp_errno_name(errno) : "short");
 	ASSERT_EQ(9, sp_read_all(a, b, 9));
 	ASSERT_MEM_EQ("abcdefghi", b, 9);
-	(void)in;
 	close(c);
 	close(a);
 }
