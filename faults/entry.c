@@ -57,9 +57,18 @@ FAULT(sendfile_short_on_blocking,
       "a sendfile() that returns after the first half of the count on a blocking socket with "
       "room (a stack that sends one chunk per call), though a blocking write moves all");
 FAULT(splice_eagain_on_blocking,
-      "TCP-CLOSE-DISCARDS-INPUT,CLOSE-FULL-LOSES-REPLY",
+      "TCP-CLOSE-DISCARDS-INPUT,CLOSE-FULL-LOSES-REPLY,ZC-SPLICE,CLOSE-HALF-WR-EOF,CLOSE-HALF-RD,"
+      "OPT-LINGER-ZERO-RST,STATE-LISTENER-IO",
       "a splice() from a blocking socket that fails with EAGAIN whenever nothing is queued "
       "(the socket treated as if SPLICE_F_NONBLOCK applied to it), so EOF never reads as 0");
+FAULT(recvmmsg_one_per_call,
+      "MMSG-RECVMMSG",
+      "a recvmmsg() that is one recvmsg() underneath (an emulation layer's stub): it returns "
+      "at most one message per call whatever is queued and whatever vlen says");
+FAULT(sendfile_moves_file_offset,
+      "ZC-SENDFILE",
+      "a sendfile() emulated with read() and write() (an LD_PRELOAD stack, a small kernel) "
+      "that moves the file's own offset even when an offset pointer is given");
 FAULT(epoll_pwait2_keeps_its_mask,
       "SIG-INTERRUPTS-SLEEP",
       "an epoll_pwait2() emulated by sigprocmask() and a wait that does not put the caller's "
@@ -164,6 +173,8 @@ REAL(int, recvmmsg, int, struct mmsghdr *, unsigned int, int, struct timespec *)
 int recvmmsg(int fd, struct mmsghdr *v, unsigned int n, int flags, struct timespec *t)
 {
 	load_recvmmsg();
+	if (n > 1 && spfault_on("recvmmsg_one_per_call"))
+		n = 1;
 	int r = real_recvmmsg(fd, v, n, flags, t);
 	if (r > 0 && spfault_on("recvmmsg_drops_trunc"))
 		for (int i = 0; i < r; i++)
@@ -186,7 +197,13 @@ ssize_t sendfile(int out, int in, off_t *off, size_t count)
 	load_sendfile();
 	if (count > 1 && spfault_on("sendfile_short_on_blocking") && blocking_stream(out))
 		count /= 2;
-	return real_sendfile(out, in, off, count);
+	ssize_t r = real_sendfile(out, in, off, count);
+	if (r > 0 && off && spfault_on("sendfile_moves_file_offset")) {
+		int saved = errno;
+		SPF_SYSCALL(SYS_lseek, in, r, SEEK_CUR);
+		errno = saved;
+	}
+	return r;
 }
 
 REAL(ssize_t, sendfile64, int, int, off_t *, size_t)
@@ -195,7 +212,13 @@ ssize_t sendfile64(int out, int in, off_t *off, size_t count)
 	load_sendfile64();
 	if (count > 1 && spfault_on("sendfile_short_on_blocking") && blocking_stream(out))
 		count /= 2;
-	return real_sendfile64(out, in, off, count);
+	ssize_t r = real_sendfile64(out, in, off, count);
+	if (r > 0 && off && spfault_on("sendfile_moves_file_offset")) {
+		int saved = errno;
+		SPF_SYSCALL(SYS_lseek, in, r, SEEK_CUR);
+		errno = saved;
+	}
+	return r;
 }
 
 /* ---- splice ---- */
