@@ -11,7 +11,7 @@ from runner import catalogue, discover
 IMPLEMENTED = ("TCP-", "UDP-", "CLOSE-", "PROC-", "SIG-", "PIPE-", "DNS-",
                "THREAD-", "UNIX-", "MCAST-", "EPOLL-", "MUX-", "STDIO-",
                "OPT-", "CONN-", "FLAG-", "INTR-", "TIMEO-", "LISTEN-", "REUSEPORT-",
-               "IOCTL-", "RECV-", "STATE-", "EXEC-", "UNIXX-", "ADDR-", "EPOLLX-")
+               "IOCTL-", "RECV-", "STATE-", "EXEC-", "UNIXX-", "ADDR-", "EPOLLX-", "TCPOPT-")
 
 
 def listed():
