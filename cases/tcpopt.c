@@ -37,7 +37,9 @@
  * retransmission comes after 1 s, a timeout no setting shortens without
  * BPF; Linux 6.18 with net.ipv4.tcp_syn_linear_timeouts 4 sends a second
  * one at 2 s, the wire trace records how many), the TCP_USER_TIMEOUT
- * record ends after about 1.5 s.
+ * record ends after about 1.5 s. Those two items check their IDs'
+ * readback Musts in each family first (so every Must of the ID is in
+ * the one item a deviation must fail).
  *
  * Platform-defined (recorded): the upper limits of the keepalive knobs;
  * whether TCP_USER_TIMEOUT 1500 bounds a connect that gets no SYN-ACK;
@@ -71,11 +73,15 @@ static int set_opt(int fd, int level, int opt, int v)
 	return setsockopt(fd, level, opt, &v, sizeof(v)) == 0 ? 0 : (errno ? errno : -1);
 }
 
+/* The family the checks below are about ("ipv4: "), in the items that
+ * run both families at once. */
+static const char *fam_now = "";
+
 /* A "Linux:" option the stack refuses outright is not supported here. */
 static void claimed(int err, const char *opt)
 {
 	if (err == ENOPROTOOPT || err == EOPNOTSUPP)
-		UNSUPPORTED("%s (setsockopt fails with %s)", opt, sp_errno_name(err));
+		UNSUPPORTED("%s%s (setsockopt fails with %s)", fam_now, opt, sp_errno_name(err));
 }
 
 /* opt set to v reads back v. */
@@ -84,10 +90,11 @@ static void sets_and_reads(int fd, int level, int opt, const char *name, int v)
 	int e = set_opt(fd, level, opt, v);
 	claimed(e, name);
 	if (e)
-		FAIL("setsockopt(%s, %d) failed with %s, expected 0", name, v, sp_errno_name(e));
+		FAIL("%ssetsockopt(%s, %d) failed with %s, expected 0", fam_now, name, v,
+		     sp_errno_name(e));
 	int got = sp_get_int(fd, level, opt);
 	if (got != v)
-		FAIL("%s set to %d reads back %d", name, v, got);
+		FAIL("%s%s set to %d reads back %d", fam_now, name, v, got);
 }
 
 /* opt set to v fails with EINVAL and the value stays `keep`. */
@@ -95,12 +102,12 @@ static void refuses(int fd, int level, int opt, const char *name, int v, int kee
 {
 	int e = set_opt(fd, level, opt, v);
 	if (e != EINVAL)
-		FAIL("setsockopt(%s, %d) returned %s, expected EINVAL", name, v,
+		FAIL("%ssetsockopt(%s, %d) returned %s, expected EINVAL", fam_now, name, v,
 		     e ? sp_errno_name(e) : "0 (success)");
 	int got = sp_get_int(fd, level, opt);
 	if (got != keep)
-		FAIL("after the refused setsockopt(%s, %d) it reads %d, expected %d (unchanged)",
-		     name, v, got, keep);
+		FAIL("%safter the refused setsockopt(%s, %d) it reads %d, expected %d (unchanged)",
+		     fam_now, name, v, got, keep);
 }
 
 /* "0" or the errno's name, for records. */
@@ -175,22 +182,49 @@ SP_TEST(accepted_socket_inherits_keepalive_settings, "TCPOPT-KEEPALIVE-KNOBS", S
 
 /* ---- 2. TCPOPT-USER-TIMEOUT ------------------------------------------------------- */
 
-SP_TEST(user_timeout_reads_back_and_refuses_negative, "TCPOPT-USER-TIMEOUT", SP_INET)
+/* Its Musts, for one family (the item below runs both at once). */
+static void user_timeout_musts(const struct sp_ctx *ctx)
 {
 	int fd = sp_socket(ctx, SOCK_STREAM);
 	int v0 = -1;
 	socklen_t len = sizeof(v0);
 	if (getsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &v0, &len) != 0) {
 		claimed(errno, "TCP_USER_TIMEOUT");
-		FAIL("getsockopt(TCP_USER_TIMEOUT) on a new socket failed with %s",
+		FAIL("%sgetsockopt(TCP_USER_TIMEOUT) on a new socket failed with %s", fam_now,
 		     sp_errno_name(errno));
 	}
 	claimed(set_opt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, 5000), "TCP_USER_TIMEOUT");
 	if (v0 != 0)
-		FAIL("TCP_USER_TIMEOUT on a new socket reads %d, expected 0", v0);
+		FAIL("%sTCP_USER_TIMEOUT on a new socket reads %d, expected 0", fam_now, v0);
 	sets_and_reads(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, "TCP_USER_TIMEOUT", 5000);
 	refuses(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, "TCP_USER_TIMEOUT", -1, 5000);
 	sets_and_reads(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, "TCP_USER_TIMEOUT", 0);
+	close(fd);
+}
+
+/* ---- 3. TCPOPT-SYNCNT (its Musts; the item is below) ---------------------------------- */
+
+/* Its Musts, for one family (the item below runs both at once). */
+static void syncnt_musts(const struct sp_ctx *ctx)
+{
+	int fd = sp_socket(ctx, SOCK_STREAM);
+	int def = -1;
+	socklen_t len = sizeof(def);
+	if (getsockopt(fd, IPPROTO_TCP, TCP_SYNCNT, &def, &len) != 0) {
+		claimed(errno, "TCP_SYNCNT");
+		FAIL("%sgetsockopt(TCP_SYNCNT) failed with %s", fam_now, sp_errno_name(errno));
+	}
+	claimed(set_opt(fd, IPPROTO_TCP, TCP_SYNCNT, 2), "TCP_SYNCNT");
+	if (def <= 0)
+		FAIL("%sTCP_SYNCNT on a new socket reads %d, expected a positive default", fam_now,
+		     def);
+	RECORD(ctx->af == AF_INET6 ? "syncnt_default_ipv6" : "syncnt_default_ipv4", "%d", def);
+	sets_and_reads(fd, IPPROTO_TCP, TCP_SYNCNT, "TCP_SYNCNT", 2);
+	refuses(fd, IPPROTO_TCP, TCP_SYNCNT, "TCP_SYNCNT", 0, 2);
+	int e127 = set_opt(fd, IPPROTO_TCP, TCP_SYNCNT, 127);
+	int e128 = set_opt(fd, IPPROTO_TCP, TCP_SYNCNT, 128);
+	RECORD(ctx->af == AF_INET6 ? "syncnt_127_and_128_ipv6" : "syncnt_127_and_128_ipv4",
+	       "127: %s, 128: %s", outcome(e127), outcome(e128));
 	close(fd);
 }
 
@@ -301,7 +335,7 @@ static void *blocking_connect(void *arg)
 /* For each family this system has: a full queue and a socket with the
  * option set (opt, v); the connects start together. Returns how many. */
 static int start_attempts(struct attempt *at, int level, int opt, const char *name, int v,
-			  int done_efd)
+			  int done_efd, void (*musts)(const struct sp_ctx *))
 {
 	int n = 0;
 	for (int f = 0; f < 2; f++) {
@@ -312,6 +346,9 @@ static int start_attempts(struct attempt *at, int level, int opt, const char *na
 			continue;
 		}
 		close(probe);
+		fam_now = f ? "ipv6: " : "ipv4: ";
+		musts(&fams[f]);
+		fam_now = "";
 		struct attempt *a = &at[n];
 		memset(a, 0, sizeof(*a));
 		fill_accept_queue(&fams[f], &a->q);
@@ -349,14 +386,18 @@ static int wait_attempts(int done_efd, int n, int ms)
 	return (int)got;
 }
 
-/* Record: TCP_USER_TIMEOUT 1500 on a connect that gets no SYN-ACK (tcp(7)
- * says the option applies in synchronized states only). */
-SP_TEST(user_timeout_on_a_connect_without_syn_ack, "TCPOPT-USER-TIMEOUT", SP_NONE, .slow = 2)
+/* The Musts in each family, then the Record: TCP_USER_TIMEOUT 1500 on a
+ * connect that gets no SYN-ACK (tcp(7) says the option applies in
+ * synchronized states only). Both families at once: the wait is spent
+ * once. */
+SP_TEST(user_timeout_reads_back_and_refuses_negative, "TCPOPT-USER-TIMEOUT", SP_NONE,
+	.slow = 2)
 {
 	(void)ctx;
 	struct attempt at[2];
 	int efd = (int)ASSERT_SYS(eventfd(0, EFD_CLOEXEC));
-	int n = start_attempts(at, IPPROTO_TCP, TCP_USER_TIMEOUT, "TCP_USER_TIMEOUT", 1500, efd);
+	int n = start_attempts(at, IPPROTO_TCP, TCP_USER_TIMEOUT, "TCP_USER_TIMEOUT", 1500, efd,
+			       user_timeout_musts);
 	int done = wait_attempts(efd, n, 3000);
 	for (int i = 0; i < n; i++) {
 		const char *key = at[i].q.fam->af == AF_INET6 ? "user_timeout_1500_connect_ipv6"
@@ -374,28 +415,7 @@ SP_TEST(user_timeout_on_a_connect_without_syn_ack, "TCPOPT-USER-TIMEOUT", SP_NON
 	close(efd);
 }
 
-/* ---- 3. TCPOPT-SYNCNT -------------------------------------------------------------- */
-
-SP_TEST(syncnt_reads_back_and_refuses_zero, "TCPOPT-SYNCNT", SP_INET)
-{
-	int fd = sp_socket(ctx, SOCK_STREAM);
-	int def = -1;
-	socklen_t len = sizeof(def);
-	if (getsockopt(fd, IPPROTO_TCP, TCP_SYNCNT, &def, &len) != 0) {
-		claimed(errno, "TCP_SYNCNT");
-		FAIL("getsockopt(TCP_SYNCNT) failed with %s", sp_errno_name(errno));
-	}
-	claimed(set_opt(fd, IPPROTO_TCP, TCP_SYNCNT, 2), "TCP_SYNCNT");
-	if (def <= 0)
-		FAIL("TCP_SYNCNT on a new socket reads %d, expected a positive default", def);
-	RECORD("syncnt_default", "%d", def);
-	sets_and_reads(fd, IPPROTO_TCP, TCP_SYNCNT, "TCP_SYNCNT", 2);
-	refuses(fd, IPPROTO_TCP, TCP_SYNCNT, "TCP_SYNCNT", 0, 2);
-	int e127 = set_opt(fd, IPPROTO_TCP, TCP_SYNCNT, 127);
-	int e128 = set_opt(fd, IPPROTO_TCP, TCP_SYNCNT, 128);
-	RECORD("syncnt_127_and_128", "127: %s, 128: %s", outcome(e127), outcome(e128));
-	close(fd);
-}
+/* ---- 3. TCPOPT-SYNCNT, the item ------------------------------------------------------ */
 
 /* How many times the trace holds exactly `entry`. */
 static int entries(const char *trace, const char *entry)
@@ -408,15 +428,18 @@ static int entries(const char *trace, const char *entry)
 	return n;
 }
 
-/* TCP_SYNCNT 1: the blocking connect gives up after one retransmission. */
-SP_TEST(syncnt_one_ends_a_connect_without_syn_ack, "TCPOPT-SYNCNT", SP_NONE, .slow = 4)
+/* The Musts in each family, then TCP_SYNCNT 1: the blocking connect gives
+ * up. Both families at once: the wait is spent once. */
+SP_TEST(syncnt_reads_back_and_ends_a_connect_without_syn_ack, "TCPOPT-SYNCNT", SP_NONE,
+	.slow = 4)
 {
 	(void)ctx;
 	struct attempt at[2];
 	struct sp_capture cap;
 	int efd = (int)ASSERT_SYS(eventfd(0, EFD_CLOEXEC));
 	int cap_on = sp_capture_start(&cap);
-	int n = start_attempts(at, IPPROTO_TCP, TCP_SYNCNT, "TCP_SYNCNT", 1, efd);
+	int n = start_attempts(at, IPPROTO_TCP, TCP_SYNCNT, "TCP_SYNCNT", 1, efd,
+			       syncnt_musts);
 	for (int i = 0; i < n; i++) {
 		int v6 = at[i].q.fam->af == AF_INET6;
 		sp_capture_name(&cap, sp_local_port(at[i].q.l), v6 ? "S6" : "S4");
