@@ -15,7 +15,8 @@
  *  3. TCPOPT-SYNCNT           Linux: TCP_SYNCNT reads a positive default, 2
  *                             once set to 2, 0 is EINVAL; with TCP_SYNCNT 1
  *                             a blocking connect that gets no SYN-ACK fails
- *                             with ETIMEDOUT within 10 s.
+ *                             with ETIMEDOUT within 10 s (waited for 4.5
+ *                             s here, inside the runner's item timeout).
  *  4. TCPOPT-INFO             Linux: TCP_INFO: tcpi_state TCP_LISTEN on a
  *                             listener, TCP_ESTABLISHED on both ends of a
  *                             connection, tcpi_snd_mss and tcpi_rtt > 0
@@ -417,6 +418,11 @@ SP_TEST(user_timeout_reads_back_and_refuses_negative, "TCPOPT-USER-TIMEOUT", SP_
 
 /* ---- 3. TCPOPT-SYNCNT, the item ------------------------------------------------------ */
 
+/* The Must allows 10 s; an item may take 5 s here (the runner's default
+ * timeout), so the wait ends at 4.5 s: Linux gives up after about 3 s, a
+ * stack that ignores TCP_SYNCNT retries for about two minutes. */
+#define SYNCNT_BOUND_MS 4500
+
 /* How many times the trace holds exactly `entry`. */
 static int entries(const char *trace, const char *entry)
 {
@@ -445,10 +451,11 @@ SP_TEST(syncnt_reads_back_and_ends_a_connect_without_syn_ack, "TCPOPT-SYNCNT", S
 		sp_capture_name(&cap, sp_local_port(at[i].q.l), v6 ? "S6" : "S4");
 		sp_capture_name(&cap, sp_local_port(at[i].fd), v6 ? "C6" : "C4");
 	}
-	int done = wait_attempts(efd, n, 10000);
+	int done = wait_attempts(efd, n, SYNCNT_BOUND_MS);
 	if (done < n)
 		FAIL("a blocking connect() with TCP_SYNCNT 1 to a full accept queue: expected it to "
-		     "return within 10 s, observed %d of %d still blocked after 10 s", n - done, n);
+		     "fail with ETIMEDOUT (Linux: after about 3 s), observed %d of %d still blocked "
+		     "after %d ms", n - done, n, SYNCNT_BOUND_MS);
 	for (int i = 0; i < n; i++) {
 		pthread_join(at[i].th, NULL);
 		const char *fam = at[i].q.fam->fam_name;
