@@ -39,7 +39,7 @@ FAULT(syncnt_ignored,
       "TCPOPT-SYNCNT",
       "a stack that takes TCP_SYNCNT (checks the range, reads it back) without applying it, "
       "so a connect that gets no SYN-ACK retries for the default two minutes (gVisor's "
-      "missing TCP_SYNCNT, issue 1441)");
+      "TCP_SYNCNT: a stub since issue 2625, after issue 1441)");
 FAULT(tcp_info_short_len_einval,
       "TCPOPT-INFO",
       "gVisor host networking (PR 7947): getsockopt(TCP_INFO) with a buffer shorter than the "
