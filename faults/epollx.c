@@ -43,6 +43,10 @@ FAULT(nested_epoll_unreported,
       "EPOLLX-NESTED",
       "gVisor before PR 6428: an epoll set inside another never reports its readiness to the "
       "outer set (the events were missed), although it holds a ready socket");
+FAULT(unix_et_as_level,
+      "EPOLLX-ET-UNIX,EPOLL-EDGE",
+      "WSL1: EPOLLET on an AF_UNIX stream socket is ignored for input, so data left after a "
+      "partial read is reported again (EPOLL-EDGE's AF_UNIX variants break with it)");
 FAULT(unix_et_no_write_edge,
       "EPOLLX-ET-UNIX",
       "WSL1: an edge-triggered EPOLLOUT registration of an AF_UNIX stream socket gets no edge "
@@ -117,6 +121,9 @@ SPF_HOOK(epollx_ctl_pre, SPF_OP(SPF_EPOLL_CTL), SPF_BEFORE, 10)
 		rewritten.events &= ~EPOLLEXCLUSIVE;
 	if (on("nested_epoll_unreported") && is_epoll(c->fd))
 		rewritten.events &= ~(uint32_t)(EPOLLIN | EPOLLOUT | EPOLLPRI);
+	if (on("unix_et_as_level") && (ev->events & (EPOLLET | EPOLLIN)) == (EPOLLET | EPOLLIN) &&
+	    spfault_sock_type(c->fd) == SOCK_STREAM && family_of(c->fd) == AF_UNIX)
+		rewritten.events &= ~(uint32_t)EPOLLET;
 	if (on("unix_et_no_write_edge") && (ev->events & (EPOLLET | EPOLLOUT)) ==
 	    (EPOLLET | EPOLLOUT) && spfault_sock_type(c->fd) == SOCK_STREAM &&
 	    family_of(c->fd) == AF_UNIX)

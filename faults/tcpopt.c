@@ -44,13 +44,17 @@ FAULT(tcp_info_short_len_einval,
       "TCPOPT-INFO",
       "gVisor host networking (PR 7947): getsockopt(TCP_INFO) with a buffer shorter than the "
       "struct fails with EINVAL instead of filling what fits (broke iperf3)");
+FAULT(tcp_info_mss_zero,
+      "TCPOPT-INFO",
+      "gVisor's netstack (runsc 2022-12, seen by the confirm program): TCP_INFO of a connection "
+      "that moved data has tcpi_snd_mss 0");
 FAULT(tcp_info_counters_zero,
       "TCPOPT-INFO",
       "a stack whose TCP_INFO leaves the byte counters (tcpi_bytes_acked, tcpi_bytes_received) "
       "at 0 although data moved");
 
-/* The kernel's struct tcp_info: glibc's ends at 104; the counters. */
-enum { GLIBC_TCP_INFO = 104, BYTES_ACKED = 120, BYTES_RECEIVED = 128 };
+/* The kernel's struct tcp_info: tcpi_snd_mss; glibc's ends at 104; the counters. */
+enum { SND_MSS = 16, GLIBC_TCP_INFO = 104, BYTES_ACKED = 120, BYTES_RECEIVED = 128 };
 
 static int is_tcp(int fd)
 {
@@ -117,6 +121,9 @@ SPF_HOOK(tcpopt_info_post, SPF_OP(SPF_GETSOCKOPT), SPF_AFTER, 20)
 		memset((char *)c->val + BYTES_ACKED, 0, 8);
 		memset((char *)c->val + BYTES_RECEIVED, 0, 8);
 	}
+	if (c->r == 0 && c->level == IPPROTO_TCP && c->opt == TCP_INFO && c->val && c->vallen &&
+	    *c->vallen >= SND_MSS + 4 && on("tcp_info_mss_zero"))
+		memset((char *)c->val + SND_MSS, 0, 4);
 	return 0;
 }
 
