@@ -514,7 +514,12 @@ SP_TEST(reading_so_error_clears_pollerr_and_epollerr, "EPOLLX-SOERROR-CLEARS", S
 
 	ASSERT_SYS(connect(u, (struct sockaddr *)&to, tl));
 	ASSERT_EQ(0, ep_add(ep, u, EPOLLIN, 1));
-	ASSERT_EQ(1, send(u, "x", 1, 0));
+	errno = 0;
+	ssize_t sent = send(u, "x", 1, 0);
+	if (sent != 1)
+		BROKEN_NEEDS("UDP-CONNECTED", "a connected UDP socket sends a datagram to a closed "
+			     "port (send() returned %zd, %s), the refusal arriving later", sent,
+			     sent < 0 ? sp_errno_name(errno) : "short");
 	int ev = sp_poll(u, POLLIN, sp_wait_ms());
 	if (!(ev & POLLERR)) {
 		int err = sp_get_int(u, SOL_SOCKET, SO_ERROR);
