@@ -6,7 +6,8 @@
  * Interposers owned here: epoll_ctl, epoll_wait, epoll_pwait. Each is
  * transparent unless one of its faults is on and never changes errno in
  * its checks. Other families may restart epoll_wait through the
- * SPF_AGAIN hooks of SPF_POLL (faults/intr.c).
+ * SPF_AGAIN hooks of SPF_POLL (faults/intr.c) and join epoll_ctl through
+ * the SPF_EPOLL_CTL hooks (faults/epollx.c).
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -117,8 +118,12 @@ static void ep_note(int ep, int op, int fd, const struct epoll_event *ev)
 int epoll_ctl(int ep, int op, int fd, struct epoll_event *ev)
 {
 	struct epoll_event copy;
+	struct spf_call c = { .op = SPF_EPOLL_CTL, .fd = fd, .flags = op, .arg = ep, .val = ev };
 
 	load_epoll_ctl();
+	if (spfault_before(&c)) /* other families join through SPF_EPOLL_CTL hooks */
+		return (int)c.r;
+	ev = c.val;
 	if (op == EPOLL_CTL_ADD && spfault_on("epoll_registry_by_number") && ep_find(ep, fd)) {
 		errno = EEXIST;
 		return -1;
@@ -142,7 +147,9 @@ int epoll_ctl(int ep, int op, int fd, struct epoll_event *ev)
 		r = real_epoll_ctl(ep, op = EPOLL_CTL_MOD, fd, ev);
 	if (r == 0)
 		ep_note(ep, op, fd, ev);
-	return r;
+	c.r = r;
+	spfault_after(&c);
+	return (int)c.r;
 }
 
 /* Rewrite what epoll_wait returned, as the faulty shims would. */

@@ -114,6 +114,8 @@ enum spf_op {
 	SPF_SIGNAL, SPF_SIGACTION,                         /* installing a handler */
 	SPF_POLL,                      /* poll, ppoll, select, pselect (again: epoll_wait too) */
 	SPF_LISTEN, SPF_SOCKET, SPF_FCNTL, SPF_IOCTL,
+	SPF_EPOLL_CTL,                 /* faults/epoll.c: fd the target, flags the op,
+					  arg the epoll descriptor, val the event */
 };
 #define SPF_OP(op) (1u << (op))
 #define SPF_RECEIVING (SPF_OP(SPF_READ) | SPF_OP(SPF_RECV) | SPF_OP(SPF_RECVFROM) | SPF_OP(SPF_RECVMSG))

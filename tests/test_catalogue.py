@@ -12,7 +12,7 @@ IMPLEMENTED = ("TCP-", "UDP-", "CLOSE-", "PROC-", "SIG-", "PIPE-", "DNS-",
                "THREAD-", "UNIX-", "MCAST-", "EPOLL-", "MUX-", "STDIO-",
                "OPT-", "CONN-", "FLAG-", "INTR-", "TIMEO-", "LISTEN-", "REUSEPORT-",
                "IOCTL-", "RECV-", "STATE-", "EXEC-", "UNIXX-", "ADDR-",
-               "CMSG-", "MMSG-", "ZC-")
+               "CMSG-", "MMSG-", "ZC-", "EPOLLX-", "TCPOPT-")
 
 
 def listed():
