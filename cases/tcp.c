@@ -17,7 +17,9 @@
  *
  * Every API: where a behavior is about moving bytes, it is shown through
  * each call that moves them (read/recv/recvfrom/recvmsg/readv and
- * write/send/sendto/sendmsg/writev, the sp_io_* fixtures), in both
+ * write/send/sendto/sendmsg/writev, and the entry points io_uring
+ * READ/READV/RECV/RECVMSG and WRITE/WRITEV/SEND/SENDMSG, recvmmsg/
+ * sendmmsg, splice, sendfile: the sp_io_* fixtures), in both
  * directions (client to server and back), on blocking and non-blocking
  * sockets where they differ. The strict fixtures (SP_OUT_EXACT,
  * SP_IN_EXACT, SP_EXPECT_EOF) fail on a short count or EAGAIN from a
@@ -76,6 +78,21 @@ static void item_pair(const struct sp_ctx *ctx, int *c, int *s)
 		sp_tcp_pair(ctx, &pair[0], &pair[1]);
 	*c = pair[0];
 	*s = pair[1];
+}
+
+/* The k-th call of a set (SP_EVERY_READ, SP_EVERY_WRITE: the system calls
+ * first, io_uring last), cycling, passing over the calls this system
+ * lacks (sp_io_use notes them). */
+static int nth_call(const int *set, int k, int out)
+{
+	int n = 0, api;
+
+	while (set[n] >= 0)
+		n++;
+	for (int tries = 0; tries < n; tries++, k++)
+		if (sp_io_use(api = set[k % n], out))
+			return api;
+	return SP_IO_READ; /* the classic calls are always there */
 }
 
 /* accept() a connection once the listener has it queued (bounded). */
@@ -145,7 +162,7 @@ SP_TEST(tcp_one_write_splits_across_reads, "TCP-BOUNDARY-SPLIT", SP_INET,
 	ASSERT_EQ(N, sp_wait_inq(rd, N));
 	/* The pieces are taken by every read call in turn. */
 	for (int off = 0, k = 0; off < N; off += PIECE, k++) {
-		int rapi = (k + ctx->write) % SP_IO_APIS, left = 0;
+		int rapi = nth_call(SP_EVERY_READ, k + ctx->write, 0), left = 0;
 		ssize_t r = MUST_RETURN(sp_io_in(rapi, rd, in + off, PIECE, 0),
 					"%s() with %d bytes queued", sp_io_in_name(rapi), N - off);
 		ASSERT_TRUE(r == PIECE, "%s() of %d bytes from %d queued returns %d (written by "
@@ -242,13 +259,14 @@ static void drain_pattern_then_eof(int fd, size_t expected)
 
 	for (int k = 0; total < expected; k++) {
 		size_t want = expected - total < CHUNK ? expected - total : CHUNK;
-		SP_IN_EXACT(k % SP_IO_APIS, fd, buf, want);
+		SP_IN_EXACT(nth_call(SP_EVERY_READ, k, 0), fd, buf, want);
 		ASSERT_TRUE(sp_pattern_check(buf, want, total) == want,
 			    "bytes %zu..%zu intact and in order", total, total + want);
 		total += want;
 	}
-	for (int api = 0; api < SP_IO_APIS; api++)
-		SP_EXPECT_EOF(api, fd);
+	for (const int *r = SP_EVERY_READ; *r >= 0; r++)
+		if (sp_io_use(*r, 0))
+			SP_EXPECT_EOF(*r, fd);
 }
 
 /* One writer fills the buffers and closes; returns bytes queued. */
@@ -262,8 +280,10 @@ static size_t fill_and_close(const struct sp_ctx *ctx, int c, int s, int nonbloc
 	RECORD("close_flush_sndbuf", "%d", bufsize(c, SO_SNDBUF));
 	RECORD("close_flush_rcvbuf", "%d", bufsize(s, SO_RCVBUF));
 	/* Every write call in turn until the buffers are full. */
-	for (int api = 0; api < SP_IO_APIS; api++)
-		full = fill_until_eagain(c, api, &queued, (size_t)(api + 1) << 22) || full;
+	const int *writes = SP_EVERY_WRITE;
+	for (int i = 0; writes[i] >= 0; i++)
+		if (sp_io_use(writes[i], 1))
+			full = fill_until_eagain(c, writes[i], &queued, (size_t)(i + 1) << 22) || full;
 	REQUIRE(full, "a writer that meets full buffers (no EAGAIN after %zu bytes)", queued);
 
 	/* Extra evidence, where the stack offers it: what is still unsent
@@ -411,16 +431,19 @@ SP_TEST(tcp_flow_control_stops_nonblocking_writer, "TCP-FLOW-CONTROL", SP_INET)
 		"SO_SNDBUF %d after setting %d and %d)", rcv, snd, SMALL_BUF, big);
 
 	size_t accepted = 0;
-	char eagain_at[128] = "";
-	for (int api = 0; api < SP_IO_APIS; api++) {
+	char eagain_at[256] = "";
+	for (const int *w = SP_EVERY_WRITE; *w >= 0; w++) {
+		int api = *w;
 		size_t before = accepted;
+		if (!sp_io_use(api, 1))
+			continue;
 		ASSERT_TRUE(fill_until_eagain(c, api, &accepted, accepted + (1 << 24)),
 			    "non-blocking %s() reports EAGAIN once window and buffers are full "
 			    "(took %zu bytes without)", sp_io_out_name(api), accepted - before);
-		if (api == 0)
+		if (api == SP_IO_READ)
 			RECORD("bytes_accepted_before_eagain", "%zu", accepted);
 		snprintf(eagain_at + strlen(eagain_at), sizeof(eagain_at) - strlen(eagain_at),
-			 "%s%s", api ? " " : "", sp_io_out_name(api));
+			 "%s%s", eagain_at[0] ? " " : "", sp_io_out_name(api));
 	}
 	RECORD("eagain_from", "%s", eagain_at);
 	ASSERT_SYS(shutdown(c, SHUT_WR));
@@ -433,8 +456,23 @@ SP_TEST(tcp_flow_control_stops_nonblocking_writer, "TCP-FLOW-CONTROL", SP_INET)
 struct blocking_writer {
 	int fd;
 	size_t n;                    /* bytes per call */
-	struct sp_barrier about[SP_IO_APIS], done[SP_IO_APIS];
+	struct sp_barrier about[SP_IO_ALL], done[SP_IO_ALL]; /* by call */
 };
+
+/* io_uring completes a request on a stream socket with what one attempt
+ * moved: on a blocking socket with too little room that is a short count,
+ * by design; MSG_WAITALL is how a program asks it to wait for the whole
+ * count, as a blocking send() does. So SEND/SENDMSG are made with it, and
+ * WRITE/WRITEV (no flags: no way to ask) are left out of the blocking
+ * writer; 6a holds them to EAGAIN when the buffers are full. */
+static int uring_call(int api)
+{
+	return api >= SP_IO_APIS && (sp_entry_io_takes(api) & SP_EP_URING);
+}
+static int waits_for_whole_count(int api)
+{
+	return sp_io_use(api, 1) && (!uring_call(api) || sp_io_takes_flags(api));
+}
 
 /* In a child: one blocking call per write API, each of more bytes than
  * the buffers hold; each must return the full count (no EAGAIN, no short
@@ -444,10 +482,22 @@ static int write_blocking(void *p)
 	struct blocking_writer *w = p;
 	unsigned char *buf = malloc(w->n);
 
-	for (int api = 0; api < SP_IO_APIS; api++) {
+	for (const int *c = SP_EVERY_WRITE; *c >= 0; c++) {
+		int api = *c;
+		if (!waits_for_whole_count(api))
+			continue;
 		sp_pattern(buf, w->n, (size_t)api * w->n);
 		sp_barrier_pass(&w->about[api]);
-		SP_OUT_EXACT(api, w->fd, buf, w->n);
+		if (uring_call(api)) {
+			ssize_t r = MUST_RETURN(sp_io_out(api, w->fd, buf, w->n, MSG_NOSIGNAL | MSG_WAITALL),
+						"%s(MSG_WAITALL) of %zu bytes on a blocking socket",
+						sp_io_out_name(api), w->n);
+			ASSERT_TRUE(r == (ssize_t)w->n, "%s(MSG_WAITALL) of %zu bytes on a blocking "
+				    "socket returns the whole count (got %zd%s%s)", sp_io_out_name(api),
+				    w->n, r, r < 0 ? ", " : "", r < 0 ? sp_errno_name(errno) : "");
+		} else {
+			SP_OUT_EXACT(api, w->fd, buf, w->n);
+		}
 		sp_barrier_pass(&w->done[api]);
 	}
 	free(buf);
@@ -479,15 +529,18 @@ SP_TEST(tcp_flow_control_blocks_writer_until_reader_reads, "TCP-FLOW-CONTROL", S
 		"small socket buffers (SO_SNDBUF %d, SO_RCVBUF %d after setting %d)",
 		snd, rcv, SMALL_BUF);
 	RECORD("bytes_per_blocking_write", "%zu", w.n);
-	for (int api = 0; api < SP_IO_APIS; api++) {
+	for (int api = 0; api < SP_IO_ALL; api++) {
 		sp_barrier_init(&w.about[api]);
 		sp_barrier_init(&w.done[api]);
 	}
 	pid_t writer = sp_fork(write_blocking, &w);
 	unsigned char *in = malloc(w.n);
 
-	for (int api = 0; api < SP_IO_APIS; api++) {
+	for (const int *c = SP_EVERY_WRITE; *c >= 0; c++) {
+		int api = *c;
 		const char *call = sp_io_out_name(api);
+		if (!waits_for_whole_count(api))
+			continue;
 		sp_barrier_wait(&w.about[api]);
 		/* The writer fills the buffers, then sleeps inside the call. */
 		if (see_sleep) {
@@ -501,7 +554,7 @@ SP_TEST(tcp_flow_control_blocks_writer_until_reader_reads, "TCP-FLOW-CONTROL", S
 		}
 		int queued = 0;
 		ASSERT_SYS(ioctl(s, FIONREAD, &queued));
-		if (api == 0)
+		if (api == SP_IO_READ)
 			RECORD("bytes_in_flight_while_writer_blocked", "%d", queued);
 		ASSERT_TRUE(!sp_barrier_ready(&w.done[api]),
 			    "%s() has not returned while the reader has not read", call);
@@ -511,7 +564,7 @@ SP_TEST(tcp_flow_control_blocks_writer_until_reader_reads, "TCP-FLOW-CONTROL", S
 		memset(in, 0, w.n);
 		for (size_t off = 0; off < w.n; off += CHUNK) {
 			size_t want = w.n - off < CHUNK ? w.n - off : CHUNK;
-			int rapi = (int)(off / CHUNK) % SP_IO_APIS;
+			int rapi = nth_call(SP_EVERY_READ, (int)(off / CHUNK), 0);
 			SP_IN_EXACT(rapi, s, in + off, want);
 		}
 		ASSERT_TRUE(sp_pattern_check(in, w.n, (size_t)api * w.n) == w.n,
@@ -543,8 +596,9 @@ static int write_each_api(void *p)
 		sp_set_nonblock(w->c, nb); /* the child's descriptions are shared */
 		sp_set_nonblock(w->s, nb);
 		for (int dir = 0; dir < 2; dir++)
-			for (int api = 0; api < SP_IO_APIS; api++)
-				SP_OUT_EXACT(api, dir ? w->s : w->c, payload, 21);
+			for (const int *c = SP_EVERY_WRITE; *c >= 0; c++)
+				if (sp_io_use(*c, 1))
+					SP_OUT_EXACT(*c, dir ? w->s : w->c, payload, 21);
 	}
 	sp_set_nonblock(w->c, 0);
 	sp_set_nonblock(w->s, 0);
@@ -555,7 +609,10 @@ static int write_each_api(void *p)
 SP_TEST(tcp_write_returns_before_peer_reads, "TCP-WRITE-RETURNS-BUFFERED", SP_INET)
 {
 	struct writer7 w;
+	int calls = 0; /* the write calls this system has (the child makes each) */
 
+	for (const int *c = SP_EVERY_WRITE; *c >= 0; c++)
+		calls += sp_io_use(*c, 1);
 	sp_tcp_pair(ctx, &w.c, &w.s);
 	sp_barrier_init(&w.done);
 	pid_t pid = sp_fork(write_each_api, &w);
@@ -566,14 +623,15 @@ SP_TEST(tcp_write_returns_before_peer_reads, "TCP-WRITE-RETURNS-BUFFERED", SP_IN
 		    "each write call returned all 21 bytes (writer status 0x%x)", st);
 	for (int dir = 0; dir < 2; dir++) {
 		int rd = dir ? w.c : w.s, unread = 0;
-		char buf[2 * SP_IO_APIS * 21];
+		char buf[2 * SP_IO_ALL * 21];
+		size_t n = 2 * (size_t)calls * 21;
 		ASSERT_SYS(ioctl(rd, FIONREAD, &unread));
 		if (dir == 0)
 			RECORD("unread_at_peer_when_write_returned", "%d", unread);
-		ASSERT_TRUE(unread <= (int)sizeof(buf), "at most the %zu bytes written wait at "
-			    "the peer (%d)", sizeof(buf), unread);
-		SP_IN_EXACT(SP_IO_READ, rd, buf, sizeof(buf));
-		for (int k = 0; k < 2 * SP_IO_APIS; k++)
+		ASSERT_TRUE(unread <= (int)n, "at most the %zu bytes written wait at "
+			    "the peer (%d)", n, unread);
+		SP_IN_EXACT(SP_IO_READ, rd, buf, n);
+		for (int k = 0; k < 2 * calls; k++)
 			ASSERT_MEM_EQ(payload, buf + 21 * k, 21);
 		ASSERT_ERRNO(recv(rd, buf, 1, MSG_DONTWAIT), EAGAIN);
 	}
