@@ -22,6 +22,11 @@
  *  5c. FLAG-NOSIGNAL   the same on a stream socket whose peer is gone,
  *                      through write() and send(); send(MSG_NOSIGNAL) gives
  *                      EPIPE alone.
+ *
+ * PIPE-ENDS, PIPE-EOF and PIPE-EPIPE go through every call that reads or
+ * writes a pipe: read/readv, write/writev, splice, sendfile (to the pipe),
+ * io_uring READ/READV/WRITE/WRITEV.
+ *
  *  6. PIPE-ATOMIC      a write of at most PIPE_BUF bytes is never split: a
  *                      non-blocking one into a partly full pipe writes all
  *                      or nothing (EAGAIN); blocking ones of several sizes
@@ -47,9 +52,18 @@
 #include <sys/wait.h>
 #include <time.h>
 
-/* 1. fds[1] is the write end, fds[0] the read end; order is kept. */
+/* The calls that read and write a pipe (.read, .write): read/readv,
+ * write/writev, splice (through a pipe of the fixture's: pipe to pipe),
+ * sendfile (memfd to pipe), io_uring READ/READV and WRITE/WRITEV, io_uring
+ * last. recv/send and their kin are socket calls (ENOTSOCK on a pipe). */
+#define PIPE_READS SP_VALUES(SP_IO_READ, SP_IO_VEC, SP_IO_SPLICE, SP_IO_URING_RW, SP_IO_URING_VEC)
+#define PIPE_WRITES SP_VALUES(SP_IO_READ, SP_IO_VEC, SP_IO_SPLICE, SP_IO_SENDFILE, SP_IO_URING_RW, \
+	SP_IO_URING_VEC)
+
+/* 1. fds[1] is the write end, fds[0] the read end; order is kept: every
+ * write call into every read call (.write, .read). */
 SP_TEST(pipe_fd1_writes_fd0_reads_in_order, "PIPE-ENDS", SP_NONE,
-	.how = SP_NAMES("pipe()", "pipe2(O_CLOEXEC)"))
+	.how = SP_NAMES("pipe()", "pipe2(O_CLOEXEC)"), .write = PIPE_WRITES, .read = PIPE_READS)
 {
 	int fds[2];
 	char buf[16];
@@ -58,14 +72,14 @@ SP_TEST(pipe_fd1_writes_fd0_reads_in_order, "PIPE-ENDS", SP_NONE,
 		ASSERT_SYS(pipe2(fds, O_CLOEXEC));
 	else
 		ASSERT_SYS(pipe(fds));
-	ASSERT_EQ(3, write(fds[1], "abc", 3));
-	ASSERT_EQ(3, write(fds[1], "def", 3));
-	ASSERT_EQ(2, read(fds[0], buf, 2)); /* in order, in any pieces */
+	ASSERT_EQ(3, sp_io_out(ctx->write, fds[1], "abc", 3, 0));
+	ASSERT_EQ(3, sp_io_out(ctx->write, fds[1], "def", 3, 0));
+	ASSERT_EQ(2, sp_io_in(ctx->read, fds[0], buf, 2, 0)); /* in order, in any pieces */
 	ASSERT_MEM_EQ("ab", buf, 2);
-	ASSERT_EQ(4, read(fds[0], buf, sizeof(buf)));
+	ASSERT_EQ(4, sp_io_in(ctx->read, fds[0], buf, sizeof(buf), 0));
 	ASSERT_MEM_EQ("cdef", buf, 4);
-	ASSERT_ERRNO(write(fds[0], "x", 1), EBADF);
-	ASSERT_ERRNO(read(fds[1], buf, 1), EBADF);
+	ASSERT_ERRNO(sp_io_out(ctx->write, fds[0], "x", 1, 0), EBADF);
+	ASSERT_ERRNO(sp_io_in(ctx->read, fds[1], buf, 1, 0), EBADF);
 	close(fds[0]);
 	close(fds[1]);
 }
@@ -171,18 +185,18 @@ static int write_tail_and_exit(void *arg)
 	return write(w->fds[1], "tail", 4) == 4 ? 0 : 1;
 }
 
-SP_TEST(pipe_reader_gets_eof_after_last_writer_closes, "PIPE-EOF", SP_NONE)
+SP_TEST(pipe_reader_gets_eof_after_last_writer_closes, "PIPE-EOF", SP_NONE,
+	.read = PIPE_READS)
 {
-	(void)ctx;
-	int fds[2];
+	int fds[2], api = ctx->read;
 	char buf[8];
 
 	ASSERT_SYS(pipe(fds));
 	ASSERT_EQ(4, write(fds[1], "head", 4));
-	ASSERT_EQ(4, read(fds[0], buf, sizeof(buf)));
+	ASSERT_EQ(4, sp_io_in(api, fds[0], buf, sizeof(buf), 0));
 	/* Our write end is still open: no EOF; the read would block. */
 	sp_set_nonblock(fds[0], 1);
-	ASSERT_ERRNO(read(fds[0], buf, sizeof(buf)), EAGAIN);
+	ASSERT_ERRNO(sp_io_in(api, fds[0], buf, sizeof(buf), 0), EAGAIN);
 	sp_set_nonblock(fds[0], 0);
 
 	struct tail_writer w = { fds, { { -1, -1 } } };
@@ -190,21 +204,23 @@ SP_TEST(pipe_reader_gets_eof_after_last_writer_closes, "PIPE-EOF", SP_NONE)
 	pid_t child = sp_fork(write_tail_and_exit, &w);
 	ASSERT_SYS(close(fds[1])); /* now only the child's copy is open... */
 	sp_set_nonblock(fds[0], 1); /* ...and while it is: still no EOF */
-	ASSERT_ERRNO(read(fds[0], buf, sizeof(buf)), EAGAIN);
+	ASSERT_ERRNO(sp_io_in(api, fds[0], buf, sizeof(buf), 0), EAGAIN);
 	ASSERT_EQ(0, sp_poll(fds[0], POLLIN, 0) & (POLLIN | POLLHUP));
 	sp_set_nonblock(fds[0], 0);
 	sp_barrier_pass(&w.go);
 	sp_reap_exit(child, 0);    /* it wrote, and its copy closed at exit */
 	int ev = sp_poll(fds[0], POLLIN, 0);
 	ASSERT_TRUE(ev & POLLIN, "the tail is readable at once: poll reported %s", sp_events_str(ev));
-	ASSERT_EQ(2, read(fds[0], buf, 2)); /* the rest first, in pieces */
+	ASSERT_EQ(2, sp_io_in(api, fds[0], buf, 2, 0)); /* the rest first, in pieces */
 	ASSERT_MEM_EQ("ta", buf, 2);
-	ASSERT_EQ(2, read(fds[0], buf, sizeof(buf)));
+	ASSERT_EQ(2, sp_io_in(api, fds[0], buf, sizeof(buf), 0));
 	ASSERT_MEM_EQ("il", buf, 2);
 	EXPECT_EVENTS(fds[0], POLLIN, POLLIN | POLLHUP,
 		    "EOF is signalled once the data is read");
-	ASSERT_EQ(0, read(fds[0], buf, sizeof(buf))); /* then EOF */
-	ASSERT_EQ(0, read(fds[0], buf, sizeof(buf))); /* and EOF again */
+	ASSERT_EQ(0, MUST_RETURN(sp_io_in(api, fds[0], buf, sizeof(buf), 0),
+				 "%s() at EOF", sp_io_in_name(api))); /* then EOF */
+	ASSERT_EQ(0, MUST_RETURN(sp_io_in(api, fds[0], buf, sizeof(buf), 0),
+				 "%s() at EOF again", sp_io_in_name(api))); /* and EOF again */
 }
 
 /* 5. No reader left: SIGPIPE kills by default; caught, the handler runs
@@ -214,7 +230,7 @@ SP_TEST(pipe_reader_gets_eof_after_last_writer_closes, "PIPE-EOF", SP_NONE)
  * write() and send() without it do. */
 enum { VIA_PIPE_WRITE, VIA_SOCK_WRITE, VIA_SOCK_SEND, VIA_SOCK_SEND_NOSIGNAL };
 static const char *const via_name[] = {
-	"write() to a pipe", "write() to a socket", "send() on a socket",
+	"a write to a pipe (the variant's call)", "write() to a socket", "send() on a socket",
 	"send(MSG_NOSIGNAL) on a socket",
 };
 
@@ -230,10 +246,14 @@ static int broken_end(int via)
 	return fds[1];
 }
 
+/* The call that writes to the pipe (VIA_PIPE_WRITE): the item's .write. */
+static int pipe_write = SP_IO_READ;
+
 static ssize_t write_via(int via, int fd)
 {
 	static const int api[] = { SP_IO_READ, SP_IO_READ, SP_IO_RECV, SP_IO_RECV };
-	return sp_io_out(api[via], fd, "x", 1, via == VIA_SOCK_SEND_NOSIGNAL ? MSG_NOSIGNAL : 0);
+	return sp_io_out(via == VIA_PIPE_WRITE ? pipe_write : api[via], fd, "x", 1,
+			 via == VIA_SOCK_SEND_NOSIGNAL ? MSG_NOSIGNAL : 0);
 }
 
 struct broken_writer { int via, fd; };
@@ -322,18 +342,20 @@ static void sigpipe_handler_per_write(int via, int by_sigaction)
 }
 
 /* 5a. A pipe without a reader: SIGPIPE by default, EPIPE when ignored or
- * blocked (the signal then pending). */
-SP_TEST(write_to_pipe_without_reader_raises_sigpipe, "PIPE-EPIPE", SP_NONE)
+ * blocked (the signal then pending); every call that writes a pipe. */
+SP_TEST(write_to_pipe_without_reader_raises_sigpipe, "PIPE-EPIPE", SP_NONE,
+	.write = PIPE_WRITES)
 {
-	(void)ctx;
+	pipe_write = ctx->write;
 	sigpipe_by_disposition(VIA_PIPE_WRITE);
 }
 
 /* 5b. A SIGPIPE handler runs once per failed write to the pipe, which
  * returns EPIPE; installed through signal() and through sigaction(). */
 SP_TEST(sigpipe_handler_runs_and_write_fails_with_epipe, "PIPE-EPIPE", SP_NONE,
-	.how = SP_NAMES("signal()", "sigaction()"))
+	.how = SP_NAMES("signal()", "sigaction()"), .write = PIPE_WRITES)
 {
+	pipe_write = ctx->write;
 	sigpipe_handler_per_write(VIA_PIPE_WRITE, ctx->how);
 }
 
