@@ -25,7 +25,8 @@
  *
  * PIPE-ENDS, PIPE-EOF and PIPE-EPIPE go through every call that reads or
  * writes a pipe: read/readv, write/writev, splice, sendfile (to the pipe),
- * io_uring READ/READV/WRITE/WRITEV.
+ * io_uring READ/READV/WRITE/WRITEV; PIPE-ATOMIC through the write calls
+ * that promise atomicity (write, writev and their io_uring opcodes).
  *
  *  6. PIPE-ATOMIC      a write of at most PIPE_BUF bytes is never split: a
  *                      non-blocking one into a partly full pipe writes all
@@ -374,9 +375,12 @@ SP_TEST(socket_without_peer_raises_sigpipe_unless_nosignal, "FLAG-NOSIGNAL", SP_
 }
 
 /* 6. Writes of at most PIPE_BUF bytes are atomic: never split, even when
- * the pipe is partly full, and never interleaved among several writers. */
+ * the pipe is partly full, and never interleaved among several writers;
+ * through write, writev and io_uring WRITE/WRITEV (.write). splice and
+ * sendfile are left out: the atomicity of PIPE_BUF is promised to
+ * write(2), and a splice into a pipe moves buffers, not one record. */
 enum { WRITERS = 4, RECORDS = 48, PREFILL = 1000 };
-struct atomic_writer { int fd; int id; size_t size; };
+struct atomic_writer { int fd; int id; size_t size; int api; };
 
 static int write_records(void *arg)
 {
@@ -384,36 +388,36 @@ static int write_records(void *arg)
 	char *rec = malloc(w->size);
 	memset(rec, 'A' + w->id, w->size);
 	for (int i = 0; i < RECORDS; i++)
-		if (write(w->fd, rec, w->size) != (ssize_t)w->size)
+		if (sp_io_out(w->api, w->fd, rec, w->size, 0) != (ssize_t)w->size)
 			return 1; /* a short count is a split record */
 	return 0;
 }
 
 /* Fill a non-blocking pipe with PIPE_BUF writes until EAGAIN; returns bytes. */
-static long fill_pipe(int fd, long pipe_buf, char *block)
+static long fill_pipe(int fd, int api, long pipe_buf, char *block)
 {
 	long fit = 0;
 	ssize_t n;
-	while ((n = write(fd, block, (size_t)pipe_buf)) > 0)
+	while ((n = sp_io_out(api, fd, block, (size_t)pipe_buf, 0)) > 0)
 		fit += n;
 	ASSERT_TRUE(n < 0 && errno == EAGAIN, "a full non-blocking pipe says EAGAIN (%s)",
 		    sp_errno_name(errno));
 	return fit;
 }
 
-SP_TEST(small_pipe_writes_are_atomic, "PIPE-ATOMIC", SP_NONE)
+SP_TEST(small_pipe_writes_are_atomic, "PIPE-ATOMIC", SP_NONE,
+	.write = SP_VALUES(SP_IO_READ, SP_IO_VEC, SP_IO_URING_RW, SP_IO_URING_VEC))
 {
-	(void)ctx;
-	int fds[2], inq = 0;
+	int fds[2], inq = 0, api = ctx->write;
 	struct atomic_writer w[WRITERS];
 	pid_t pids[WRITERS];
 
 	ASSERT_SYS(pipe(fds));
 	long pipe_buf = fpathconf(fds[1], _PC_PIPE_BUF);
-	RECORD("PIPE_BUF", "%ld", pipe_buf);
+	RECORD_ONCE("PIPE_BUF", "%ld", pipe_buf);
 	ASSERT_TRUE(pipe_buf >= 512, "PIPE_BUF is at least POSIX's 512 (%ld)", pipe_buf);
 #ifdef F_GETPIPE_SZ
-	RECORD("capacity_F_GETPIPE_SZ", "%d", fcntl(fds[1], F_GETPIPE_SZ));
+	RECORD_ONCE("capacity_F_GETPIPE_SZ", "%d", fcntl(fds[1], F_GETPIPE_SZ));
 #endif
 	char *block = malloc((size_t)pipe_buf), *scratch = malloc((size_t)pipe_buf);
 	memset(block, 'x', (size_t)pipe_buf);
@@ -422,8 +426,8 @@ SP_TEST(small_pipe_writes_are_atomic, "PIPE-ATOMIC", SP_NONE)
 	 * PREFILL bytes back. Less than PIPE_BUF is free now, so a write of
 	 * PIPE_BUF must write all or nothing: EAGAIN, never a short count. */
 	sp_set_nonblock(fds[1], 1);
-	long cap = fill_pipe(fds[1], pipe_buf, block);
-	RECORD("capacity_before_eagain", "%ld", cap);
+	long cap = fill_pipe(fds[1], api, pipe_buf, block);
+	RECORD_ONCE("capacity_before_eagain", "%ld", cap);
 	ASSERT_EQ(pipe_buf, read(fds[0], scratch, (size_t)pipe_buf));
 	ASSERT_EQ(PREFILL, write(fds[1], block, PREFILL));
 	ASSERT_SYS(ioctl(fds[0], FIONREAD, &inq));
@@ -431,12 +435,12 @@ SP_TEST(small_pipe_writes_are_atomic, "PIPE-ATOMIC", SP_NONE)
 	REQUIRE(free_now > 0 && free_now < pipe_buf,
 		"a pipe with room for less than PIPE_BUF bytes (room %ld)", free_now);
 	errno = 0;
-	ssize_t r = write(fds[1], block, (size_t)pipe_buf);
+	ssize_t r = sp_io_out(api, fds[1], block, (size_t)pipe_buf, 0);
 	int err = errno;
-	RECORD("nonblocking_write_partly_full", "%s", r < 0 ? sp_errno_name(err) : "written");
+	RECORD_ONCE("nonblocking_write_partly_full", "%s", r < 0 ? sp_errno_name(err) : "written");
 	ASSERT_TRUE(r == pipe_buf || (r == -1 && err == EAGAIN),
-		    "a non-blocking write of PIPE_BUF with %ld bytes free writes all or nothing "
-		    "(got %zd, %s)", free_now, r, r < 0 ? sp_errno_name(err) : "-");
+		    "a non-blocking %s() of PIPE_BUF with %ld bytes free writes all or nothing "
+		    "(got %zd, %s)", sp_io_out_name(api), free_now, r, r < 0 ? sp_errno_name(err) : "-");
 	int after = 0;
 	ASSERT_SYS(ioctl(fds[0], FIONREAD, &after));
 	ASSERT_EQ(r == pipe_buf ? inq + pipe_buf : inq, after);
@@ -460,7 +464,7 @@ SP_TEST(small_pipe_writes_are_atomic, "PIPE-ATOMIC", SP_NONE)
 	memset(block, 'P', PREFILL);
 	ASSERT_EQ(PREFILL, write(fds[1], block, PREFILL));
 	for (int i = 0; i < WRITERS; i++) {
-		w[i] = (struct atomic_writer){ fds[1], i, sizes[i] };
+		w[i] = (struct atomic_writer){ fds[1], i, sizes[i], api };
 		pids[i] = sp_fork(write_records, &w[i]);
 	}
 	ASSERT_SYS(close(fds[1]));
