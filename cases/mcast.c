@@ -3,6 +3,7 @@
  * multicast", textbook ch. 14; ip(7), socket(7)).
  *
  *  1. MCAST-BROADCAST-NEEDS-OPT  SO_BROADCAST starts at 0; sendto, sendmsg
+ *                                (sendmmsg and io_uring SENDMSG too)
  *                                and (where connect() to a broadcast address
  *                                works at all) connect to 127.255.255.255,
  *                                from a sender bound to 127.0.0.1, fail with
@@ -11,9 +12,11 @@
  *                                it is cleared.
  *  2. MCAST-BROADCAST-DELIVERED  a broadcast to 127.255.255.255:P reaches a
  *                                socket bound to INADDR_ANY:P, sent with
- *                                sendto, sendmsg, send and write, received
- *                                with recvfrom, recvmsg, recv and read;
- *                                IP_PKTINFO shows the broadcast destination.
+ *                                sendto, sendmsg, sendmmsg, send, write and
+ *                                io_uring SENDMSG/SEND/WRITE, received with
+ *                                recvfrom, recvmsg, recvmmsg, recv, read and
+ *                                io_uring RECVMSG/RECV/READ; IP_PKTINFO
+ *                                shows the broadcast destination.
  *  3. MCAST-JOIN-DELIVERS        members bound to INADDR_ANY:P that joined
  *                                239.1.2.3 on lo (by address and by
  *                                interface index) receive what a sender with
@@ -116,11 +119,25 @@ static int multicast_sender(void)
 }
 
 /* The send calls in the order the items use them: the unconnected ones
- * (sendto, sendmsg with a destination) first, then send and write, which
- * need the socket connected to the destination (enum sp_io; the receive
- * side of the same index is recvfrom, recvmsg, recv, read). */
-static const int calls[] = { SP_IO_RECVFROM, SP_IO_MSG, SP_IO_RECV, SP_IO_READ };
-enum { CALLS = 4 };
+ * (sendto, sendmsg, sendmmsg, io_uring SENDMSG: with a destination)
+ * first, then send and write and their io_uring opcodes, which need the
+ * socket connected to the destination (enum sp_io; the receive side of
+ * the same index is recvfrom, recvmsg, recvmmsg, io_uring RECVMSG, recv,
+ * read, io_uring RECV, io_uring READ). A call this system lacks is passed
+ * over (sp_io_use notes it). */
+static const int calls[] = { SP_IO_RECVFROM, SP_IO_MSG, SP_IO_MMSG, SP_IO_URING_MSG,
+			     SP_IO_RECV, SP_IO_READ, SP_IO_URING_SR, SP_IO_URING_RW };
+enum { CALLS = 8, ADDRESSED = 4 };
+
+/* The first call of calls[] from index k on (cycling) that this system
+ * has, on the side `out`. */
+static int usable_call(int k, int out)
+{
+	for (int i = 0; i < CALLS; i++)
+		if (sp_io_use(calls[(k + i) % CALLS], out))
+			return calls[(k + i) % CALLS];
+	return SP_IO_RECVFROM;
+}
 
 /* Send with the call (sendto/sendmsg name `to`; send and write need the
  * socket connected to it). */
@@ -219,6 +236,9 @@ SP_TEST(mcast_broadcast_needs_so_broadcast, "MCAST-BROADCAST-NEEDS-OPT", SP_IPV4
 	ASSERT_EQ(0, sp_get_int(tx, SOL_SOCKET, SO_BROADCAST));
 	ASSERT_ERRNO(sendto(tx, "no", 2, 0, (struct sockaddr *)&bc, sizeof(bc)), EACCES);
 	ASSERT_ERRNO(sendmsg(tx, &mh, 0), EACCES);
+	for (int k = 2; k < ADDRESSED; k++) /* sendmmsg, io_uring SENDMSG */
+		if (sp_io_use(calls[k], 1))
+			ASSERT_ERRNO(send_via(calls[k], tx, "no", &bc), EACCES);
 	/* connect() is the other way to send there, refused the same way
 	 * wherever connect() to the broadcast address works at all (gVisor:
 	 * ENETUNREACH even with SO_BROADCAST, recorded; then only sendto and
@@ -256,7 +276,9 @@ SP_TEST(mcast_broadcast_needs_so_broadcast, "MCAST-BROADCAST-NEEDS-OPT", SP_IPV4
 	/* Cleared again: refused again (a fresh route lookup on sendto). */
 	sp_set_int(tx, SOL_SOCKET, SO_BROADCAST, 0);
 	ASSERT_EQ(0, sp_get_int(tx, SOL_SOCKET, SO_BROADCAST));
-	ASSERT_ERRNO(sendto(tx, "no", 2, 0, (struct sockaddr *)&bc, sizeof(bc)), EACCES);
+	for (int k = 0; k < ADDRESSED; k++)
+		if (sp_io_use(calls[k], 1))
+			ASSERT_ERRNO(send_via(calls[k], tx, "no", &bc), EACCES);
 	ASSERT_TRUE(!readable_now(rx), "nothing refused was delivered");
 	close(tx);
 	close(rx);
@@ -283,7 +305,9 @@ SP_TEST(mcast_broadcast_reaches_wildcard_socket, "MCAST-BROADCAST-DELIVERED", SP
 	uint16_t src = sp_local_port(tx);
 	for (int k = 0; k < CALLS; k++) {
 		const int api = calls[k];
-		char msg[16];
+		char msg[32];
+		if (!sp_io_use(api, 1))
+			continue;
 		snprintf(msg, sizeof(msg), "bcast-%s", sp_io_out_name(api));
 		if (api == SP_IO_RECV) { /* send(): connected from here on */
 			/* connect() to the broadcast address is no call the
@@ -339,7 +363,9 @@ SP_TEST(mcast_member_receives_group_datagram, "MCAST-JOIN-DELIVERS", SP_IPV4)
 	uint16_t src = sp_local_port(tx);
 	for (int k = 0; k < CALLS; k++) {
 		const int api = calls[k];
-		char msg[16];
+		char msg[32];
+		if (!sp_io_use(api, 1))
+			continue;
 		snprintf(msg, sizeof(msg), "group-%s", sp_io_out_name(api));
 		if (api == SP_IO_RECV) /* send(): connected from here on */
 			ASSERT_SYS(connect(tx, (struct sockaddr *)&group, sizeof(group)));
@@ -348,7 +374,7 @@ SP_TEST(mcast_member_receives_group_datagram, "MCAST-JOIN-DELIVERS", SP_IPV4)
 			FAIL("%s to " GROUP " returned %zd (%s)", sp_io_out_name(api), w,
 			     sp_errno_name(errno));
 		expect_datagram(api, m1, msg, GROUP, src);
-		expect_datagram(calls[(k + 1) % CALLS], m2, msg, GROUP, src);
+		expect_datagram(usable_call(k + 1, 0), m2, msg, GROUP, src);
 	}
 	ASSERT_TRUE(!readable_now(m1) && !readable_now(m2), "each datagram arrived once per member");
 
