@@ -139,7 +139,7 @@ static void count_sigpipe(int sig) { (void)sig; sigpipes++; }
  * suppress it; io_uring SEND/SENDMSG always do); the peer gets
  * none of it, only EOF. Every call in turn on the same shut socket. */
 SP_TEST(write_after_shutdown_wr_fails_with_epipe, "CLOSE-HALF-WR-NO-MORE-WRITES", SP_INET,
-	.end = SP_BOTH_ENDS)
+	.end = SP_BOTH_ENDS, .how = SP_NAMES("shutdown", "io_uring:SHUTDOWN"))
 {
 	struct sigaction sa = { .sa_handler = count_sigpipe };
 
@@ -148,7 +148,7 @@ SP_TEST(write_after_shutdown_wr_fails_with_epipe, "CLOSE-HALF-WR-NO-MORE-WRITES"
 	int c, s, a, b, unsuppressed = 0;
 	sp_tcp_pair(ctx, &c, &s);
 	sp_ends(ctx, c, s, &a, &b);
-	ASSERT_SYS(shutdown(a, SHUT_WR));
+	ASSERT_SYS(sp_shutdown_through(ctx->how, a, SHUT_WR));
 	for (int nb = 0; nb < 2; nb++) {
 		sp_set_nonblock(a, nb);
 		for (const int *w = SP_EVERY_WRITE; *w >= 0; w++) {
