@@ -275,7 +275,6 @@ static size_t fill_and_close(const struct sp_ctx *ctx, int c, int s, int nonbloc
 	size_t queued = 0;
 	int full = 0;
 
-	(void)ctx;
 	small_sndbuf(c);
 	RECORD("close_flush_sndbuf", "%d", bufsize(c, SO_SNDBUF));
 	RECORD("close_flush_rcvbuf", "%d", bufsize(s, SO_RCVBUF));
@@ -305,15 +304,16 @@ static size_t fill_and_close(const struct sp_ctx *ctx, int c, int s, int nonbloc
 		       "before close() (FIONREAD %d%s)", queued, inq,
 		       have_outq ? (outq ? ", TIOCOUTQ non-zero" : ", TIOCOUTQ 0") : "");
 	sp_set_nonblock(c, nonblock_at_close);
-	ASSERT_SYS(close(c));
+	ASSERT_SYS(sp_close_through(ctx->how, c)); /* close() or io_uring CLOSE (.how) */
 	return queued;
 }
 
 /* 4. close() still sends what is in the output buffer, then FIN: with the
- * closing socket blocking and non-blocking, the reader starting late and
- * reading through every read call, blocking then non-blocking. */
+ * closing socket blocking and non-blocking, closed by close() or io_uring
+ * CLOSE (.how), the reader starting late and reading through every read
+ * call, blocking then non-blocking. */
 SP_TEST(tcp_close_flushes_output, "TCP-CLOSE-FLUSHES-OUTPUT", SP_INET,
-	.mode = SP_BOTH_MODES)
+	.mode = SP_BOTH_MODES, .how = SP_NAMES("close", "io_uring:CLOSE"))
 {
 	int l = sp_tcp_listener(ctx, SMALL_BUF), c, s;
 	struct sp_capture cap;
@@ -362,9 +362,11 @@ static void expect_reset(int api, int out, int fd, ssize_t r, int err, const cha
 
 /* 5. close() with unread input discards it and resets the connection:
  * the peer's next call (.call: every read call and every write call),
- * blocking and not, with either end closing. */
+ * blocking and not, with either end closing, by close() or io_uring CLOSE
+ * (.how). */
 SP_TEST(tcp_close_with_unread_input_resets_peer, "TCP-CLOSE-DISCARDS-INPUT", SP_INET,
-	.end = SP_BOTH_ENDS, .call = SP_EVERY_CALL, .mode = SP_BOTH_MODES)
+	.end = SP_BOTH_ENDS, .call = SP_EVERY_CALL, .mode = SP_BOTH_MODES,
+	.how = SP_NAMES("close", "io_uring:CLOSE"))
 {
 	char buf[16], msg[100];
 	struct sigaction ign = { .sa_handler = SIG_IGN };
@@ -386,7 +388,7 @@ SP_TEST(tcp_close_with_unread_input_resets_peer, "TCP-CLOSE-DISCARDS-INPUT", SP_
 		sp_capture_name_fd(&cap, peer, "C");
 		sp_capture_name_fd(&cap, closer, "S");
 	}
-	ASSERT_SYS(close(closer)); /* 100 bytes unread */
+	ASSERT_SYS(sp_close_through(ctx->how, closer)); /* 100 bytes unread */
 
 	EXPECT_EVENTS(peer, POLLIN, POLLIN | POLLERR | POLLHUP | POLLNVAL,
 		      "the peer learns of the close");
@@ -720,9 +722,11 @@ static int time_wait_seen(const struct sp_ctx *ctx, unsigned port)
 }
 
 /* 9. The four-way close: the active closer (.end) goes FIN_WAIT1/2 ->
- * TIME_WAIT, the passive side sits in CLOSE_WAIT until it closes too. */
+ * TIME_WAIT, the passive side sits in CLOSE_WAIT until it closes too;
+ * the shutdown and the close made by the system calls or by io_uring
+ * SHUTDOWN and CLOSE (.how). */
 SP_TEST(tcp_teardown_walks_fin_wait_close_wait_time_wait, "TCP-TEARDOWN-STATES", SP_INET,
-	.end = SP_BOTH_ENDS)
+	.end = SP_BOTH_ENDS, .how = SP_NAMES("shutdown+close", "io_uring:SHUTDOWN+CLOSE"))
 {
 	struct sp_capture cap;
 	int c, s, a, b;
@@ -738,7 +742,7 @@ SP_TEST(tcp_teardown_walks_fin_wait_close_wait_time_wait, "TCP-TEARDOWN-STATES",
 	sp_capture_name_fd(&cap, a, "C");
 	sp_capture_name_fd(&cap, b, "S");
 
-	ASSERT_SYS(shutdown(a, SHUT_WR)); /* active close: our FIN */
+	ASSERT_SYS(sp_shutdown_through(ctx->how, a, SHUT_WR)); /* active close: our FIN */
 	int active = sp_wait_tcp_state(a, TCP_FIN_WAIT2);
 	RECORD_ONCE("active_after_fin", "%s", sp_tcp_state_name(active));
 	ASSERT_TRUE(active == TCP_FIN_WAIT2, "the active closer (%s) is in FIN_WAIT2 once "
@@ -749,7 +753,7 @@ SP_TEST(tcp_teardown_walks_fin_wait_close_wait_time_wait, "TCP-TEARDOWN-STATES",
 	ASSERT_TRUE(passive == TCP_CLOSE_WAIT, "the passive side sits in CLOSE_WAIT "
 		    "(active closer: %s; got %s)", who, sp_tcp_state_name(passive));
 
-	ASSERT_SYS(close(b)); /* passive close: its FIN */
+	ASSERT_SYS(sp_close_through(ctx->how, b)); /* passive close: its FIN */
 	SP_EXPECT_EOF(server_active ? SP_IO_MSG : SP_IO_RECVFROM, a);
 	/* FIN and ACK in each direction, in the order the states say. */
 	if (sp_capture_sync(&cap)) {
