@@ -30,7 +30,8 @@
  *                              EADDRINUSE until unlink() (stream and dgram).
  *  8. UNIX-CONNECT-ERRORS      connect() to a stale socket file is
  *                              ECONNREFUSED, to a missing path ENOENT,
- *                              blocking or not (stream, seqpacket, dgram).
+ *                              blocking or not (stream, seqpacket, dgram),
+ *                              by the system call and by io_uring CONNECT.
  *  9. UNIX-ABSTRACT            Linux: a name whose first byte is NUL creates
  *                              no file, connects and carries data, is
  *                              EADDRINUSE while bound and free once closed.
@@ -49,6 +50,7 @@
  */
 #define _GNU_SOURCE
 #include "sp.h"
+#include "sp_entry.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -591,18 +593,23 @@ SP_TEST(unix_bind_creates_socket_file, "UNIX-PATH-FILE", SP_NONE,
 
 /* ---- 8. UNIX-CONNECT-ERRORS ------------------------------------------- */
 
-/* 8. A stale socket file refuses; a missing path does not exist. */
+/* 8. A stale socket file refuses; a missing path does not exist. The
+ * connect is the system call or io_uring CONNECT (.how: the type, then
+ * the call). */
 SP_TEST(unix_connect_errors_name_the_cause, "UNIX-CONNECT-ERRORS", SP_NONE,
-	.how = SP_NAMES("stream", "seqpacket", "dgram"), .mode = SP_BOTH_MODES)
+	.how = SP_NAMES("stream", "seqpacket", "dgram", "stream, io_uring:CONNECT",
+			"seqpacket, io_uring:CONNECT", "dgram, io_uring:CONNECT"),
+	.mode = SP_BOTH_MODES)
 {
 	static const int types[] = { SOCK_STREAM, SOCK_SEQPACKET, SOCK_DGRAM };
-	const int type = types[ctx->how];
+	static const char *const type_names[] = { "stream", "seqpacket", "dgram" };
+	const int type = types[ctx->how % 3], uring = ctx->how >= 3;
 	const char *mode = ctx->nonblock ? "non-blocking " : "";
 	char name[32];
 
-	snprintf(name, sizeof(name), "stale-%s", ctx->how_name);
+	snprintf(name, sizeof(name), "stale-%s", type_names[ctx->how % 3]);
 	const char *stale = in_dir(name);
-	snprintf(name, sizeof(name), "missing-%s", ctx->how_name);
+	snprintf(name, sizeof(name), "missing-%s", type_names[ctx->how % 3]);
 	const char *missing = in_dir(name);
 	int l = socket(AF_UNIX, type, 0);
 	if (l < 0 && type == SOCK_SEQPACKET)
@@ -618,12 +625,12 @@ SP_TEST(unix_connect_errors_name_the_cause, "UNIX-CONNECT-ERRORS", SP_NONE,
 	socklen_t slen = path_addr(&sa, stale), mlen = path_addr(&sm, missing);
 	int fd = unix_socket(type | (ctx->nonblock ? SOCK_NONBLOCK : 0));
 	errno = 0;
-	int r = connect(fd, (struct sockaddr *)&sa, slen);
+	int r = sp_connect_through(uring, fd, (struct sockaddr *)&sa, slen);
 	if (r != -1 || errno != ECONNREFUSED)
 		FAIL("%s%s connect to a stale socket file: %d (%s), expected ECONNREFUSED", mode,
 		     ctx->how_name, r, sp_errno_name(errno));
 	errno = 0;
-	r = connect(fd, (struct sockaddr *)&sm, mlen);
+	r = sp_connect_through(uring, fd, (struct sockaddr *)&sm, mlen);
 	if (r != -1 || errno != ENOENT)
 		FAIL("%s%s connect to a missing path: %d (%s), expected ENOENT", mode, ctx->how_name,
 		     r, sp_errno_name(errno));
