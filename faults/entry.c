@@ -45,19 +45,22 @@ FAULT(uring_recv_ignores_waitall,
       "an io_uring whose IORING_OP_RECV/RECVMSG drops MSG_WAITALL (a kernel or emulator that "
       "completes the request with the first bytes that arrive)");
 FAULT(uring_shutdown_shuts_both,
-      "CLOSE-HALF-WR-EOF",
+      "CLOSE-HALF-WR-EOF,THREAD-SHUTDOWN-WAKES-READ",
       "an io_uring whose IORING_OP_SHUTDOWN ignores `how` and shuts both directions, so a "
       "half-closed side can no longer read the reply");
 FAULT(recvmmsg_drops_trunc,
-      "UDP-TRUNCATE",
+      "UDP-TRUNCATE,UNIX-DGRAM-BOUNDARY,UNIX-SEQPACKET-BOUNDARY",
       "a recvmmsg() (an LD_PRELOAD stack or an emulator's batch path) that copies the first "
       "part of a long datagram but does not set MSG_TRUNC in the message's msg_flags");
 FAULT(sendfile_short_on_blocking,
-      "TCP-BOUNDARY-COALESCE,TCP-BOUNDARY-SPLIT,CLOSE-FULL-LOSES-REPLY",
+      "TCP-BOUNDARY-COALESCE,TCP-BOUNDARY-SPLIT,CLOSE-FULL-LOSES-REPLY,CLOSE-HALF-WR-EOF,"
+      "TCP-FLOW-CONTROL,TCP-WRITE-RETURNS-BUFFERED,UNIX-SOCKETPAIR,UNIX-STREAM-NO-BOUNDARY",
       "a sendfile() that returns after the first half of the count on a blocking socket with "
       "room (a stack that sends one chunk per call), though a blocking write moves all");
 FAULT(splice_eagain_on_blocking,
-      "TCP-CLOSE-DISCARDS-INPUT,CLOSE-FULL-LOSES-REPLY",
+      "TCP-CLOSE-DISCARDS-INPUT,CLOSE-FULL-LOSES-REPLY,CLOSE-HALF-RD,CLOSE-HALF-WR-EOF,"
+      "TCP-CLOSE-FLUSHES-OUTPUT,TCP-FLOW-CONTROL,THREAD-SHUTDOWN-WAKES-READ,OPT-LINGER-ZERO-RST,"
+      "STATE-LISTENER-IO",
       "a splice() from a blocking socket that fails with EAGAIN whenever nothing is queued "
       "(the socket treated as if SPLICE_F_NONBLOCK applied to it), so EOF never reads as 0");
 FAULT(epoll_pwait2_keeps_its_mask,
