@@ -21,7 +21,10 @@
  *                              call returns 0 and send is EPIPE.
  *  5. UNIX-SCM-RIGHTS          a descriptor sent with SCM_RIGHTS to another
  *                              process is the same open file description:
- *                              reads through either end move one offset.
+ *                              reads through either end move one offset
+ *                              (sent and received through every call that
+ *                              carries control messages: sendmsg/recvmsg,
+ *                              sendmmsg/recvmmsg, io_uring SENDMSG/RECVMSG).
  *  6. UNIX-PEERCRED            Linux: SO_PEERCRED on an accepted connection
  *                              gives the connecting process's pid, uid and
  *                              gid; on the client, the listener's.
@@ -409,10 +412,11 @@ SP_TEST(unix_seqpacket_keeps_boundaries_and_connection, "UNIX-SEQPACKET-BOUNDARY
 
 /* ---- 5. UNIX-SCM-RIGHTS ----------------------------------------------- */
 
-struct rights { int sock, file; };
+struct rights { int sock, file, api; /* api: the receiving call (.read) */ };
 
-/* Receive one descriptor and return it (child side; asserts end the child). */
-static int receive_descriptor(int sock)
+/* Receive one descriptor through the message call `api` and return it
+ * (child side; asserts end the child). */
+static int receive_descriptor(int sock, int api)
 {
 	char data, cbuf[CMSG_SPACE(sizeof(int))];
 	struct iovec iov = { &data, 1 };
@@ -421,11 +425,15 @@ static int receive_descriptor(int sock)
 
 	memset(cbuf, 0, sizeof(cbuf));
 	EXPECT_EVENTS(sock, POLLIN, POLLIN, "the descriptor arrives");
-	ASSERT_EQ(1, recvmsg(sock, &mh, 0));
+	ssize_t n = MUST_RETURN(sp_io_msg(api, 0, sock, &mh, 0), "%s() of the descriptor",
+				sp_io_in_name(api));
+	ASSERT_TRUE(n == 1, "%s() returns the 1 byte the descriptor came with (got %zd, %s)",
+		    sp_io_in_name(api), n, n < 0 ? sp_errno_name(errno) : "-");
 	ASSERT_EQ('F', data);
 	ASSERT_EQ(0, mh.msg_flags & MSG_CTRUNC);
 	struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
-	ASSERT_TRUE(cm != NULL, "a control message came with the byte");
+	ASSERT_TRUE(cm != NULL, "a control message came with the byte through %s()",
+		    sp_io_in_name(api));
 	ASSERT_EQ(SOL_SOCKET, cm->cmsg_level);
 	ASSERT_EQ(SCM_RIGHTS, cm->cmsg_type);
 	ASSERT_EQ(CMSG_LEN(sizeof(int)), cm->cmsg_len);
@@ -443,7 +451,7 @@ static int reader_of_passed_file(void *arg)
 	char buf[4], go;
 
 	close(r->file); /* only the passed descriptor remains */
-	int fd = receive_descriptor(r->sock);
+	int fd = receive_descriptor(r->sock, r->api);
 	ASSERT_EQ(4, read(fd, buf, 4));
 	ASSERT_EQ(4, write(r->sock, buf, 4));
 	ASSERT_EQ(1, sp_read_all(r->sock, &go, 1));
@@ -452,10 +460,14 @@ static int reader_of_passed_file(void *arg)
 	return 0;
 }
 
-/* 5. SCM_RIGHTS passes an open file description to another process. */
-SP_TEST(unix_scm_rights_passes_open_file, "UNIX-SCM-RIGHTS", SP_NONE)
+/* 5. SCM_RIGHTS passes an open file description to another process: sent
+ * with sendmsg, sendmmsg or io_uring SENDMSG (.write), received with
+ * recvmsg, recvmmsg or io_uring RECVMSG (.read), the calls that carry
+ * control messages (sp_io_msg). */
+#define RIGHTS_CALLS SP_VALUES(SP_IO_MSG, SP_IO_MMSG, SP_IO_URING_MSG)
+SP_TEST(unix_scm_rights_passes_open_file, "UNIX-SCM-RIGHTS", SP_NONE,
+	.write = RIGHTS_CALLS, .read = RIGHTS_CALLS)
 {
-	(void)ctx;
 	const char *path = in_dir("file");
 	int file = (int)ASSERT_SYS(open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
 	ASSERT_EQ(10, write(file, "0123456789", 10));
@@ -463,7 +475,7 @@ SP_TEST(unix_scm_rights_passes_open_file, "UNIX-SCM-RIGHTS", SP_NONE)
 
 	int sv[2];
 	ASSERT_SYS(socketpair(AF_UNIX, SOCK_STREAM, 0, sv));
-	struct rights r = { sv[1], file };
+	struct rights r = { sv[1], file, ctx->read };
 	pid_t child = sp_fork(reader_of_passed_file, &r);
 	close(sv[1]);
 
@@ -477,7 +489,10 @@ SP_TEST(unix_scm_rights_passes_open_file, "UNIX-SCM-RIGHTS", SP_NONE)
 	cm->cmsg_type = SCM_RIGHTS;
 	cm->cmsg_len = CMSG_LEN(sizeof(int));
 	memcpy(CMSG_DATA(cm), &file, sizeof(int));
-	ASSERT_EQ(1, sendmsg(sv[0], &mh, MSG_NOSIGNAL));
+	ssize_t w = MUST_RETURN(sp_io_msg(ctx->write, 1, sv[0], &mh, MSG_NOSIGNAL),
+				"%s() of the descriptor", sp_io_out_name(ctx->write));
+	ASSERT_TRUE(w == 1, "%s() with SCM_RIGHTS sends its 1 byte and the descriptor (got %zd, %s)",
+		    sp_io_out_name(ctx->write), w, w < 0 ? sp_errno_name(errno) : "-");
 
 	/* The receiver reads through its descriptor: our offset moves. */
 	char buf[4];
