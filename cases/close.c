@@ -16,7 +16,8 @@
  * Every API: the data, the EOF and the reply go through every read and
  * write call (read/recv/recvfrom/recvmsg/readv, write/send/sendto/sendmsg/
  * writev, and the entry points: io_uring READ/READV/RECV/RECVMSG and
- * WRITE/WRITEV/SEND/SENDMSG, recvmmsg/sendmmsg, splice, sendfile), with the client and then the server as the side that shuts
+ * WRITE/WRITEV/SEND/SENDMSG, recvmmsg/sendmmsg, splice, sendfile), with
+ * the client and then the server as the side that shuts
  * down or closes, on blocking and non-blocking sockets; each point is
  * asserted on every call, not only the first (EOF stays EOF, EPIPE and
  * SIGPIPE come on every write).
@@ -155,9 +156,10 @@ SP_TEST(write_after_shutdown_wr_fails_with_epipe, "CLOSE-HALF-WR-NO-MORE-WRITES"
 			int api = *w;
 			const char *call = sp_io_out_name(api);
 			int takes_flags = sp_io_takes_flags(api);
-			/* io_uring SEND/SENDMSG: the kernel adds MSG_NOSIGNAL to
-			 * every request, so an unsuppressed SIGPIPE cannot be asked
-			 * for there (recorded); EPIPE is asserted all the same. */
+			/* io_uring SEND/SENDMSG: Linux makes every such request
+			 * with MSG_NOSIGNAL (EPIPE, no SIGPIPE, whatever the
+			 * flags), so an unsuppressed SIGPIPE cannot be asked for
+			 * there (recorded); EPIPE is asserted all the same. */
 			int never_signals = api >= SP_IO_APIS && takes_flags &&
 					    (sp_entry_io_takes(api) & SP_EP_URING);
 			if (!sp_io_use(api, 1))
