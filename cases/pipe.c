@@ -40,6 +40,7 @@
  */
 #define _GNU_SOURCE
 #include "sp.h"
+#include "sp_entry.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -60,6 +61,8 @@
 #define PIPE_READS SP_VALUES(SP_IO_READ, SP_IO_VEC, SP_IO_SPLICE, SP_IO_URING_RW, SP_IO_URING_VEC)
 #define PIPE_WRITES SP_VALUES(SP_IO_READ, SP_IO_VEC, SP_IO_SPLICE, SP_IO_SENDFILE, SP_IO_URING_RW, \
 	SP_IO_URING_VEC)
+
+static int uring_call(int api);
 
 /* 1. fds[1] is the write end, fds[0] the read end; order is kept: every
  * write call into every read call (.write, .read). */
@@ -190,6 +193,10 @@ SP_TEST(pipe_reader_gets_eof_after_last_writer_closes, "PIPE-EOF", SP_NONE,
 	.read = PIPE_READS)
 {
 	int fds[2], api = ctx->read;
+	/* "No EOF yet" is shown by a non-blocking read's EAGAIN; an io_uring
+	 * READ cannot show it on every kernel (Linux 6.1 keeps the request
+	 * waiting on a non-blocking pipe), so read() makes those probes. */
+	const int nb_api = uring_call(api) ? SP_IO_READ : api;
 	char buf[8];
 
 	ASSERT_SYS(pipe(fds));
@@ -197,7 +204,7 @@ SP_TEST(pipe_reader_gets_eof_after_last_writer_closes, "PIPE-EOF", SP_NONE,
 	ASSERT_EQ(4, sp_io_in(api, fds[0], buf, sizeof(buf), 0));
 	/* Our write end is still open: no EOF; the read would block. */
 	sp_set_nonblock(fds[0], 1);
-	ASSERT_ERRNO(sp_io_in(api, fds[0], buf, sizeof(buf), 0), EAGAIN);
+	ASSERT_ERRNO(sp_io_in(nb_api, fds[0], buf, sizeof(buf), 0), EAGAIN);
 	sp_set_nonblock(fds[0], 0);
 
 	struct tail_writer w = { fds, { { -1, -1 } } };
@@ -205,7 +212,7 @@ SP_TEST(pipe_reader_gets_eof_after_last_writer_closes, "PIPE-EOF", SP_NONE,
 	pid_t child = sp_fork(write_tail_and_exit, &w);
 	ASSERT_SYS(close(fds[1])); /* now only the child's copy is open... */
 	sp_set_nonblock(fds[0], 1); /* ...and while it is: still no EOF */
-	ASSERT_ERRNO(sp_io_in(api, fds[0], buf, sizeof(buf), 0), EAGAIN);
+	ASSERT_ERRNO(sp_io_in(nb_api, fds[0], buf, sizeof(buf), 0), EAGAIN);
 	ASSERT_EQ(0, sp_poll(fds[0], POLLIN, 0) & (POLLIN | POLLHUP));
 	sp_set_nonblock(fds[0], 0);
 	sp_barrier_pass(&w.go);
@@ -250,6 +257,21 @@ static int broken_end(int via)
 /* The call that writes to the pipe (VIA_PIPE_WRITE): the item's .write. */
 static int pipe_write = SP_IO_READ;
 
+/* An io_uring request (READ/READV/WRITE/WRITEV on a pipe)? */
+static int uring_call(int api)
+{
+	return api >= SP_IO_APIS && (sp_entry_io_takes(api) & SP_EP_URING);
+}
+
+/* Does the write promise SIGPIPE? An io_uring WRITE fails with EPIPE, but
+ * whether SIGPIPE comes depends on where the kernel runs the request: in
+ * the submitting task it does (Linux 6.18), in an io_uring worker it is
+ * lost (Linux 6.1, where pipes take no NOWAIT attempt). Recorded there. */
+static int sigpipe_promised(int via)
+{
+	return via != VIA_PIPE_WRITE || !uring_call(pipe_write);
+}
+
 static ssize_t write_via(int via, int fd)
 {
 	static const int api[] = { SP_IO_READ, SP_IO_READ, SP_IO_RECV, SP_IO_RECV };
@@ -276,7 +298,13 @@ static void sigpipe_by_disposition(int via)
 	struct broken_writer b = { via, broken_end(via) };
 	pid_t pid = sp_fork(write_to_broken_end, &b);
 	int st = sp_reap(pid);
-	if (raises)
+	if (!sigpipe_promised(via)) {
+		RECORD_ONCE("io_uring_write_default_sigpipe", "%s", sp_status_str(st));
+		ASSERT_TRUE((WIFSIGNALED(st) && WTERMSIG(st) == SIGPIPE) ||
+			    (WIFEXITED(st) && WEXITSTATUS(st) == 0),
+			    "%s with SIGPIPE at its default: expected the writer killed by SIGPIPE "
+			    "or -1 EPIPE, observed %s (1: not EPIPE)", via_name[via], sp_status_str(st));
+	} else if (raises)
 		ASSERT_TRUE(WIFSIGNALED(st) && WTERMSIG(st) == SIGPIPE,
 			    "%s with SIGPIPE at its default: expected the writer killed by SIGPIPE, "
 			    "observed %s", via_name[via], sp_status_str(st));
@@ -303,7 +331,10 @@ static void sigpipe_by_disposition(int via)
 	ASSERT_ERRNO(write_via(via, fd), EPIPE);
 	ASSERT_SYS(sigpending(&pending));
 	int raised = sigismember(&pending, SIGPIPE);
-	ASSERT_TRUE(raised == raises, "%s while SIGPIPE is blocked: expected %s, observed %s",
+	if (!sigpipe_promised(via))
+		RECORD_ONCE("io_uring_write_sigpipe_pending", "%s", raised ? "yes" : "no");
+	else
+		ASSERT_TRUE(raised == raises, "%s while SIGPIPE is blocked: expected %s, observed %s",
 		    via_name[via], raises ? "a SIGPIPE pending" : "no SIGPIPE",
 		    raised ? "a SIGPIPE pending" : "none pending");
 	if (raised) {
@@ -333,6 +364,10 @@ static void sigpipe_handler_per_write(int via, int by_sigaction)
 		sigpipes = 0;
 		ASSERT_ERRNO(write_via(via, fd), EPIPE);
 		int want = via == VIA_SOCK_SEND_NOSIGNAL ? 0 : 1;
+		if (!sigpipe_promised(via)) {
+			RECORD_ONCE("io_uring_write_sigpipe_handler_runs", "%d", (int)sigpipes);
+			continue;
+		}
 		ASSERT_TRUE(sigpipes == want,
 			    "%s (write %d, handler from %s): the SIGPIPE handler ran %d "
 			    "times, expected %d", via_name[via], i + 1,
@@ -409,6 +444,11 @@ SP_TEST(small_pipe_writes_are_atomic, "PIPE-ATOMIC", SP_NONE,
 	.write = SP_VALUES(SP_IO_READ, SP_IO_VEC, SP_IO_URING_RW, SP_IO_URING_VEC))
 {
 	int fds[2], inq = 0, api = ctx->write;
+	/* (a) is a non-blocking write's all-or-nothing: an io_uring WRITE
+	 * cannot ask for it on every kernel (Linux 6.1 keeps the request
+	 * waiting on a full non-blocking pipe), so write() makes (a) there;
+	 * the blocking writers of (b) go through the item's call. */
+	const int nb_api = uring_call(api) ? SP_IO_READ : api;
 	struct atomic_writer w[WRITERS];
 	pid_t pids[WRITERS];
 
@@ -426,7 +466,7 @@ SP_TEST(small_pipe_writes_are_atomic, "PIPE-ATOMIC", SP_NONE,
 	 * PREFILL bytes back. Less than PIPE_BUF is free now, so a write of
 	 * PIPE_BUF must write all or nothing: EAGAIN, never a short count. */
 	sp_set_nonblock(fds[1], 1);
-	long cap = fill_pipe(fds[1], api, pipe_buf, block);
+	long cap = fill_pipe(fds[1], nb_api, pipe_buf, block);
 	RECORD_ONCE("capacity_before_eagain", "%ld", cap);
 	ASSERT_EQ(pipe_buf, read(fds[0], scratch, (size_t)pipe_buf));
 	ASSERT_EQ(PREFILL, write(fds[1], block, PREFILL));
@@ -435,12 +475,12 @@ SP_TEST(small_pipe_writes_are_atomic, "PIPE-ATOMIC", SP_NONE,
 	REQUIRE(free_now > 0 && free_now < pipe_buf,
 		"a pipe with room for less than PIPE_BUF bytes (room %ld)", free_now);
 	errno = 0;
-	ssize_t r = sp_io_out(api, fds[1], block, (size_t)pipe_buf, 0);
+	ssize_t r = sp_io_out(nb_api, fds[1], block, (size_t)pipe_buf, 0);
 	int err = errno;
 	RECORD_ONCE("nonblocking_write_partly_full", "%s", r < 0 ? sp_errno_name(err) : "written");
 	ASSERT_TRUE(r == pipe_buf || (r == -1 && err == EAGAIN),
 		    "a non-blocking %s() of PIPE_BUF with %ld bytes free writes all or nothing "
-		    "(got %zd, %s)", sp_io_out_name(api), free_now, r, r < 0 ? sp_errno_name(err) : "-");
+		    "(got %zd, %s)", sp_io_out_name(nb_api), free_now, r, r < 0 ? sp_errno_name(err) : "-");
 	int after = 0;
 	ASSERT_SYS(ioctl(fds[0], FIONREAD, &after));
 	ASSERT_EQ(r == pipe_buf ? inq + pipe_buf : inq, after);
