@@ -230,6 +230,23 @@ static int bufsize(int fd, int opt)
 	return v;
 }
 
+/* An io_uring request? */
+static int uring_call(int api)
+{
+	return api >= SP_IO_APIS && (sp_entry_io_takes(api) & SP_EP_URING);
+}
+
+/* io_uring READ/WRITE[V] take no MSG_DONTWAIT: they ask not to wait with
+ * RWF_NOWAIT, which kernels from before sockets took it refuse (Linux 6.1:
+ * EOPNOTSUPP), and there the request waits on a full non-blocking socket
+ * whatever its O_NONBLOCK. "A non-blocking writer gets EAGAIN" cannot be
+ * asked of them on every kernel, so the filling writers leave them out;
+ * io_uring SEND/SENDMSG (MSG_DONTWAIT) stay. */
+static int no_wait_unaskable(int api)
+{
+	return uring_call(api) && !sp_io_takes_flags(api);
+}
+
 /* Write the pattern (from offset *total) non-blocking through `api` until
  * the kernel says EAGAIN; returns 1 on EAGAIN, 0 when `limit` was reached
  * first. Short counts are normal here; every byte taken is counted. */
@@ -281,7 +298,7 @@ static size_t fill_and_close(const struct sp_ctx *ctx, int c, int s, int nonbloc
 	/* Every write call in turn until the buffers are full. */
 	const int *writes = SP_EVERY_WRITE;
 	for (int i = 0; writes[i] >= 0; i++)
-		if (sp_io_use(writes[i], 1))
+		if (!no_wait_unaskable(writes[i]) && sp_io_use(writes[i], 1))
 			full = fill_until_eagain(c, writes[i], &queued, (size_t)(i + 1) << 22) || full;
 	REQUIRE(full, "a writer that meets full buffers (no EAGAIN after %zu bytes)", queued);
 
@@ -416,8 +433,9 @@ SP_TEST(tcp_close_with_unread_input_resets_peer, "TCP-CLOSE-DISCARDS-INPUT", SP_
 }
 
 /* 6a. A non-blocking writer faster than its reader gets EAGAIN, through
- * every write call; no byte is lost even though the receiver's buffer is
- * smaller than the sender's; the reader reads through every read call. */
+ * every write call that can ask not to wait (not io_uring WRITE/WRITEV:
+ * no_wait_unaskable()); no byte is lost even though the receiver's buffer
+ * is smaller than the sender's; the reader reads through every read call. */
 SP_TEST(tcp_flow_control_stops_nonblocking_writer, "TCP-FLOW-CONTROL", SP_INET)
 {
 	int l = sp_tcp_listener(ctx, SMALL_BUF), c, s, big = 4 * SMALL_BUF;
@@ -437,7 +455,7 @@ SP_TEST(tcp_flow_control_stops_nonblocking_writer, "TCP-FLOW-CONTROL", SP_INET)
 	for (const int *w = SP_EVERY_WRITE; *w >= 0; w++) {
 		int api = *w;
 		size_t before = accepted;
-		if (!sp_io_use(api, 1))
+		if (no_wait_unaskable(api) || !sp_io_use(api, 1))
 			continue;
 		ASSERT_TRUE(fill_until_eagain(c, api, &accepted, accepted + (1 << 24)),
 			    "non-blocking %s() reports EAGAIN once window and buffers are full "
@@ -466,11 +484,7 @@ struct blocking_writer {
  * by design; MSG_WAITALL is how a program asks it to wait for the whole
  * count, as a blocking send() does. So SEND/SENDMSG are made with it, and
  * WRITE/WRITEV (no flags: no way to ask) are left out of the blocking
- * writer; 6a holds them to EAGAIN when the buffers are full. */
-static int uring_call(int api)
-{
-	return api >= SP_IO_APIS && (sp_entry_io_takes(api) & SP_EP_URING);
-}
+ * writer (as of the non-blocking one, see no_wait_unaskable()). */
 static int waits_for_whole_count(int api)
 {
 	return sp_io_use(api, 1) && (!uring_call(api) || sp_io_takes_flags(api));
