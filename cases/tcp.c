@@ -17,7 +17,9 @@
  *
  * Every API: where a behavior is about moving bytes, it is shown through
  * each call that moves them (read/recv/recvfrom/recvmsg/readv and
- * write/send/sendto/sendmsg/writev, the sp_io_* fixtures), in both
+ * write/send/sendto/sendmsg/writev, and the entry points io_uring
+ * READ/READV/RECV/RECVMSG and WRITE/WRITEV/SEND/SENDMSG, recvmmsg/
+ * sendmmsg, splice, sendfile: the sp_io_* fixtures), in both
  * directions (client to server and back), on blocking and non-blocking
  * sockets where they differ. The strict fixtures (SP_OUT_EXACT,
  * SP_IN_EXACT, SP_EXPECT_EOF) fail on a short count or EAGAIN from a
@@ -76,6 +78,21 @@ static void item_pair(const struct sp_ctx *ctx, int *c, int *s)
 		sp_tcp_pair(ctx, &pair[0], &pair[1]);
 	*c = pair[0];
 	*s = pair[1];
+}
+
+/* The k-th call of a set (SP_EVERY_READ, SP_EVERY_WRITE: the system calls
+ * first, io_uring last), cycling, passing over the calls this system
+ * lacks (sp_io_use notes them). */
+static int nth_call(const int *set, int k, int out)
+{
+	int n = 0, api;
+
+	while (set[n] >= 0)
+		n++;
+	for (int tries = 0; tries < n; tries++, k++)
+		if (sp_io_use(api = set[k % n], out))
+			return api;
+	return SP_IO_READ; /* the classic calls are always there */
 }
 
 /* accept() a connection once the listener has it queued (bounded). */
@@ -145,7 +162,7 @@ SP_TEST(tcp_one_write_splits_across_reads, "TCP-BOUNDARY-SPLIT", SP_INET,
 	ASSERT_EQ(N, sp_wait_inq(rd, N));
 	/* The pieces are taken by every read call in turn. */
 	for (int off = 0, k = 0; off < N; off += PIECE, k++) {
-		int rapi = (k + ctx->write) % SP_IO_APIS, left = 0;
+		int rapi = nth_call(SP_EVERY_READ, k + ctx->write, 0), left = 0;
 		ssize_t r = MUST_RETURN(sp_io_in(rapi, rd, in + off, PIECE, 0),
 					"%s() with %d bytes queued", sp_io_in_name(rapi), N - off);
 		ASSERT_TRUE(r == PIECE, "%s() of %d bytes from %d queued returns %d (written by "
@@ -213,6 +230,23 @@ static int bufsize(int fd, int opt)
 	return v;
 }
 
+/* An io_uring request? */
+static int uring_call(int api)
+{
+	return api >= SP_IO_APIS && (sp_entry_io_takes(api) & SP_EP_URING);
+}
+
+/* io_uring READ/WRITE[V] take no MSG_DONTWAIT: they ask not to wait with
+ * RWF_NOWAIT, which kernels from before sockets took it refuse (Linux 6.1:
+ * EOPNOTSUPP), and there the request waits on a full non-blocking socket
+ * whatever its O_NONBLOCK. "A non-blocking writer gets EAGAIN" cannot be
+ * asked of them on every kernel, so the filling writers leave them out;
+ * io_uring SEND/SENDMSG (MSG_DONTWAIT) stay. */
+static int no_wait_unaskable(int api)
+{
+	return uring_call(api) && !sp_io_takes_flags(api);
+}
+
 /* Write the pattern (from offset *total) non-blocking through `api` until
  * the kernel says EAGAIN; returns 1 on EAGAIN, 0 when `limit` was reached
  * first. Short counts are normal here; every byte taken is counted. */
@@ -242,13 +276,14 @@ static void drain_pattern_then_eof(int fd, size_t expected)
 
 	for (int k = 0; total < expected; k++) {
 		size_t want = expected - total < CHUNK ? expected - total : CHUNK;
-		SP_IN_EXACT(k % SP_IO_APIS, fd, buf, want);
+		SP_IN_EXACT(nth_call(SP_EVERY_READ, k, 0), fd, buf, want);
 		ASSERT_TRUE(sp_pattern_check(buf, want, total) == want,
 			    "bytes %zu..%zu intact and in order", total, total + want);
 		total += want;
 	}
-	for (int api = 0; api < SP_IO_APIS; api++)
-		SP_EXPECT_EOF(api, fd);
+	for (const int *r = SP_EVERY_READ; *r >= 0; r++)
+		if (sp_io_use(*r, 0))
+			SP_EXPECT_EOF(*r, fd);
 }
 
 /* One writer fills the buffers and closes; returns bytes queued. */
@@ -257,13 +292,14 @@ static size_t fill_and_close(const struct sp_ctx *ctx, int c, int s, int nonbloc
 	size_t queued = 0;
 	int full = 0;
 
-	(void)ctx;
 	small_sndbuf(c);
 	RECORD("close_flush_sndbuf", "%d", bufsize(c, SO_SNDBUF));
 	RECORD("close_flush_rcvbuf", "%d", bufsize(s, SO_RCVBUF));
 	/* Every write call in turn until the buffers are full. */
-	for (int api = 0; api < SP_IO_APIS; api++)
-		full = fill_until_eagain(c, api, &queued, (size_t)(api + 1) << 22) || full;
+	const int *writes = SP_EVERY_WRITE;
+	for (int i = 0; writes[i] >= 0; i++)
+		if (!no_wait_unaskable(writes[i]) && sp_io_use(writes[i], 1))
+			full = fill_until_eagain(c, writes[i], &queued, (size_t)(i + 1) << 22) || full;
 	REQUIRE(full, "a writer that meets full buffers (no EAGAIN after %zu bytes)", queued);
 
 	/* Extra evidence, where the stack offers it: what is still unsent
@@ -285,15 +321,16 @@ static size_t fill_and_close(const struct sp_ctx *ctx, int c, int s, int nonbloc
 		       "before close() (FIONREAD %d%s)", queued, inq,
 		       have_outq ? (outq ? ", TIOCOUTQ non-zero" : ", TIOCOUTQ 0") : "");
 	sp_set_nonblock(c, nonblock_at_close);
-	ASSERT_SYS(close(c));
+	ASSERT_SYS(sp_close_through(ctx->how, c)); /* close() or io_uring CLOSE (.how) */
 	return queued;
 }
 
 /* 4. close() still sends what is in the output buffer, then FIN: with the
- * closing socket blocking and non-blocking, the reader starting late and
- * reading through every read call, blocking then non-blocking. */
+ * closing socket blocking and non-blocking, closed by close() or io_uring
+ * CLOSE (.how), the reader starting late and reading through every read
+ * call, blocking then non-blocking. */
 SP_TEST(tcp_close_flushes_output, "TCP-CLOSE-FLUSHES-OUTPUT", SP_INET,
-	.mode = SP_BOTH_MODES)
+	.mode = SP_BOTH_MODES, .how = SP_NAMES("close", "io_uring:CLOSE"))
 {
 	int l = sp_tcp_listener(ctx, SMALL_BUF), c, s;
 	struct sp_capture cap;
@@ -342,9 +379,11 @@ static void expect_reset(int api, int out, int fd, ssize_t r, int err, const cha
 
 /* 5. close() with unread input discards it and resets the connection:
  * the peer's next call (.call: every read call and every write call),
- * blocking and not, with either end closing. */
+ * blocking and not, with either end closing, by close() or io_uring CLOSE
+ * (.how). */
 SP_TEST(tcp_close_with_unread_input_resets_peer, "TCP-CLOSE-DISCARDS-INPUT", SP_INET,
-	.end = SP_BOTH_ENDS, .call = SP_EVERY_CALL, .mode = SP_BOTH_MODES)
+	.end = SP_BOTH_ENDS, .call = SP_EVERY_CALL, .mode = SP_BOTH_MODES,
+	.how = SP_NAMES("close", "io_uring:CLOSE"))
 {
 	char buf[16], msg[100];
 	struct sigaction ign = { .sa_handler = SIG_IGN };
@@ -366,7 +405,7 @@ SP_TEST(tcp_close_with_unread_input_resets_peer, "TCP-CLOSE-DISCARDS-INPUT", SP_
 		sp_capture_name_fd(&cap, peer, "C");
 		sp_capture_name_fd(&cap, closer, "S");
 	}
-	ASSERT_SYS(close(closer)); /* 100 bytes unread */
+	ASSERT_SYS(sp_close_through(ctx->how, closer)); /* 100 bytes unread */
 
 	EXPECT_EVENTS(peer, POLLIN, POLLIN | POLLERR | POLLHUP | POLLNVAL,
 		      "the peer learns of the close");
@@ -394,8 +433,9 @@ SP_TEST(tcp_close_with_unread_input_resets_peer, "TCP-CLOSE-DISCARDS-INPUT", SP_
 }
 
 /* 6a. A non-blocking writer faster than its reader gets EAGAIN, through
- * every write call; no byte is lost even though the receiver's buffer is
- * smaller than the sender's; the reader reads through every read call. */
+ * every write call that can ask not to wait (not io_uring WRITE/WRITEV:
+ * no_wait_unaskable()); no byte is lost even though the receiver's buffer
+ * is smaller than the sender's; the reader reads through every read call. */
 SP_TEST(tcp_flow_control_stops_nonblocking_writer, "TCP-FLOW-CONTROL", SP_INET)
 {
 	int l = sp_tcp_listener(ctx, SMALL_BUF), c, s, big = 4 * SMALL_BUF;
@@ -411,16 +451,19 @@ SP_TEST(tcp_flow_control_stops_nonblocking_writer, "TCP-FLOW-CONTROL", SP_INET)
 		"SO_SNDBUF %d after setting %d and %d)", rcv, snd, SMALL_BUF, big);
 
 	size_t accepted = 0;
-	char eagain_at[128] = "";
-	for (int api = 0; api < SP_IO_APIS; api++) {
+	char eagain_at[256] = "";
+	for (const int *w = SP_EVERY_WRITE; *w >= 0; w++) {
+		int api = *w;
 		size_t before = accepted;
+		if (no_wait_unaskable(api) || !sp_io_use(api, 1))
+			continue;
 		ASSERT_TRUE(fill_until_eagain(c, api, &accepted, accepted + (1 << 24)),
 			    "non-blocking %s() reports EAGAIN once window and buffers are full "
 			    "(took %zu bytes without)", sp_io_out_name(api), accepted - before);
-		if (api == 0)
+		if (api == SP_IO_READ)
 			RECORD("bytes_accepted_before_eagain", "%zu", accepted);
 		snprintf(eagain_at + strlen(eagain_at), sizeof(eagain_at) - strlen(eagain_at),
-			 "%s%s", api ? " " : "", sp_io_out_name(api));
+			 "%s%s", eagain_at[0] ? " " : "", sp_io_out_name(api));
 	}
 	RECORD("eagain_from", "%s", eagain_at);
 	ASSERT_SYS(shutdown(c, SHUT_WR));
@@ -433,8 +476,19 @@ SP_TEST(tcp_flow_control_stops_nonblocking_writer, "TCP-FLOW-CONTROL", SP_INET)
 struct blocking_writer {
 	int fd;
 	size_t n;                    /* bytes per call */
-	struct sp_barrier about[SP_IO_APIS], done[SP_IO_APIS];
+	struct sp_barrier about[SP_IO_ALL], done[SP_IO_ALL]; /* by call */
 };
+
+/* io_uring completes a request on a stream socket with what one attempt
+ * moved: on a blocking socket with too little room that is a short count,
+ * by design; MSG_WAITALL is how a program asks it to wait for the whole
+ * count, as a blocking send() does. So SEND/SENDMSG are made with it, and
+ * WRITE/WRITEV (no flags: no way to ask) are left out of the blocking
+ * writer (as of the non-blocking one, see no_wait_unaskable()). */
+static int waits_for_whole_count(int api)
+{
+	return sp_io_use(api, 1) && (!uring_call(api) || sp_io_takes_flags(api));
+}
 
 /* In a child: one blocking call per write API, each of more bytes than
  * the buffers hold; each must return the full count (no EAGAIN, no short
@@ -444,10 +498,22 @@ static int write_blocking(void *p)
 	struct blocking_writer *w = p;
 	unsigned char *buf = malloc(w->n);
 
-	for (int api = 0; api < SP_IO_APIS; api++) {
+	for (const int *c = SP_EVERY_WRITE; *c >= 0; c++) {
+		int api = *c;
+		if (!waits_for_whole_count(api))
+			continue;
 		sp_pattern(buf, w->n, (size_t)api * w->n);
 		sp_barrier_pass(&w->about[api]);
-		SP_OUT_EXACT(api, w->fd, buf, w->n);
+		if (uring_call(api)) {
+			ssize_t r = MUST_RETURN(sp_io_out(api, w->fd, buf, w->n, MSG_NOSIGNAL | MSG_WAITALL),
+						"%s(MSG_WAITALL) of %zu bytes on a blocking socket",
+						sp_io_out_name(api), w->n);
+			ASSERT_TRUE(r == (ssize_t)w->n, "%s(MSG_WAITALL) of %zu bytes on a blocking "
+				    "socket returns the whole count (got %zd%s%s)", sp_io_out_name(api),
+				    w->n, r, r < 0 ? ", " : "", r < 0 ? sp_errno_name(errno) : "");
+		} else {
+			SP_OUT_EXACT(api, w->fd, buf, w->n);
+		}
 		sp_barrier_pass(&w->done[api]);
 	}
 	free(buf);
@@ -479,15 +545,18 @@ SP_TEST(tcp_flow_control_blocks_writer_until_reader_reads, "TCP-FLOW-CONTROL", S
 		"small socket buffers (SO_SNDBUF %d, SO_RCVBUF %d after setting %d)",
 		snd, rcv, SMALL_BUF);
 	RECORD("bytes_per_blocking_write", "%zu", w.n);
-	for (int api = 0; api < SP_IO_APIS; api++) {
+	for (int api = 0; api < SP_IO_ALL; api++) {
 		sp_barrier_init(&w.about[api]);
 		sp_barrier_init(&w.done[api]);
 	}
 	pid_t writer = sp_fork(write_blocking, &w);
 	unsigned char *in = malloc(w.n);
 
-	for (int api = 0; api < SP_IO_APIS; api++) {
+	for (const int *c = SP_EVERY_WRITE; *c >= 0; c++) {
+		int api = *c;
 		const char *call = sp_io_out_name(api);
+		if (!waits_for_whole_count(api))
+			continue;
 		sp_barrier_wait(&w.about[api]);
 		/* The writer fills the buffers, then sleeps inside the call. */
 		if (see_sleep) {
@@ -501,7 +570,7 @@ SP_TEST(tcp_flow_control_blocks_writer_until_reader_reads, "TCP-FLOW-CONTROL", S
 		}
 		int queued = 0;
 		ASSERT_SYS(ioctl(s, FIONREAD, &queued));
-		if (api == 0)
+		if (api == SP_IO_READ)
 			RECORD("bytes_in_flight_while_writer_blocked", "%d", queued);
 		ASSERT_TRUE(!sp_barrier_ready(&w.done[api]),
 			    "%s() has not returned while the reader has not read", call);
@@ -511,7 +580,7 @@ SP_TEST(tcp_flow_control_blocks_writer_until_reader_reads, "TCP-FLOW-CONTROL", S
 		memset(in, 0, w.n);
 		for (size_t off = 0; off < w.n; off += CHUNK) {
 			size_t want = w.n - off < CHUNK ? w.n - off : CHUNK;
-			int rapi = (int)(off / CHUNK) % SP_IO_APIS;
+			int rapi = nth_call(SP_EVERY_READ, (int)(off / CHUNK), 0);
 			SP_IN_EXACT(rapi, s, in + off, want);
 		}
 		ASSERT_TRUE(sp_pattern_check(in, w.n, (size_t)api * w.n) == w.n,
@@ -543,8 +612,9 @@ static int write_each_api(void *p)
 		sp_set_nonblock(w->c, nb); /* the child's descriptions are shared */
 		sp_set_nonblock(w->s, nb);
 		for (int dir = 0; dir < 2; dir++)
-			for (int api = 0; api < SP_IO_APIS; api++)
-				SP_OUT_EXACT(api, dir ? w->s : w->c, payload, 21);
+			for (const int *c = SP_EVERY_WRITE; *c >= 0; c++)
+				if (sp_io_use(*c, 1))
+					SP_OUT_EXACT(*c, dir ? w->s : w->c, payload, 21);
 	}
 	sp_set_nonblock(w->c, 0);
 	sp_set_nonblock(w->s, 0);
@@ -555,7 +625,10 @@ static int write_each_api(void *p)
 SP_TEST(tcp_write_returns_before_peer_reads, "TCP-WRITE-RETURNS-BUFFERED", SP_INET)
 {
 	struct writer7 w;
+	int calls = 0; /* the write calls this system has (the child makes each) */
 
+	for (const int *c = SP_EVERY_WRITE; *c >= 0; c++)
+		calls += sp_io_use(*c, 1);
 	sp_tcp_pair(ctx, &w.c, &w.s);
 	sp_barrier_init(&w.done);
 	pid_t pid = sp_fork(write_each_api, &w);
@@ -566,25 +639,33 @@ SP_TEST(tcp_write_returns_before_peer_reads, "TCP-WRITE-RETURNS-BUFFERED", SP_IN
 		    "each write call returned all 21 bytes (writer status 0x%x)", st);
 	for (int dir = 0; dir < 2; dir++) {
 		int rd = dir ? w.c : w.s, unread = 0;
-		char buf[2 * SP_IO_APIS * 21];
+		char buf[2 * SP_IO_ALL * 21];
+		size_t n = 2 * (size_t)calls * 21;
 		ASSERT_SYS(ioctl(rd, FIONREAD, &unread));
 		if (dir == 0)
 			RECORD("unread_at_peer_when_write_returned", "%d", unread);
-		ASSERT_TRUE(unread <= (int)sizeof(buf), "at most the %zu bytes written wait at "
-			    "the peer (%d)", sizeof(buf), unread);
-		SP_IN_EXACT(SP_IO_READ, rd, buf, sizeof(buf));
-		for (int k = 0; k < 2 * SP_IO_APIS; k++)
+		ASSERT_TRUE(unread <= (int)n, "at most the %zu bytes written wait at "
+			    "the peer (%d)", n, unread);
+		SP_IN_EXACT(SP_IO_READ, rd, buf, n);
+		for (int k = 0; k < 2 * calls; k++)
 			ASSERT_MEM_EQ(payload, buf + 21 * k, 21);
 		ASSERT_ERRNO(recv(rd, buf, 1, MSG_DONTWAIT), EAGAIN);
 	}
 }
 
 /* 8. connect() completes via the listen queue before accept() is called.
- * A mark sent right after connect() returns (blocking), or after POLLOUT
- * reports a non-blocking connect done, comes after the whole handshake in
- * the wire trace: connect() did not return before the handshake. */
-SP_TEST(tcp_connect_completes_before_accept, "TCP-HANDSHAKE-BEFORE-ACCEPT", SP_INET)
+ * A mark sent right after connect() returns (blocking; the system call or
+ * io_uring CONNECT, .how), or after POLLOUT reports a non-blocking connect
+ * done, comes after the whole handshake in the wire trace: connect() did
+ * not return before the handshake. */
+SP_TEST(tcp_connect_completes_before_accept, "TCP-HANDSHAKE-BEFORE-ACCEPT", SP_INET,
+	.how = SP_NAMES("connect", "io_uring:CONNECT"))
 {
+	/* Known before the capture starts: a variant that ends here leaves
+	 * none running. */
+	const char *lacking = ctx->how ? sp_uring_missing(SP_URING_CONNECT) : NULL;
+	if (lacking)
+		UNAVAILABLE("%s", lacking);
 	int l = sp_tcp_listener(ctx, 0), c[2], s;
 	struct sockaddr_storage ss;
 	socklen_t len = sp_loopback(ctx, &ss, sp_local_port(l));
@@ -594,14 +675,14 @@ SP_TEST(tcp_connect_completes_before_accept, "TCP-HANDSHAKE-BEFORE-ACCEPT", SP_I
 	sp_capture_name_fd(&cap, l, "S");
 	sp_capture_name(&cap, 0, "C");
 	c[0] = sp_socket(ctx, SOCK_STREAM);
-	ASSERT_SYS(connect(c[0], (struct sockaddr *)&ss, len));
+	ASSERT_SYS(sp_connect_through(ctx->how, c[0], (struct sockaddr *)&ss, len));
 	sp_capture_mark(&cap, "connect-returned"); /* before any other call on c[0] */
 
 	c[1] = sp_socket(ctx, SOCK_STREAM);
 	sp_set_nonblock(c[1], 1);
 	errno = 0;
 	int r = connect(c[1], (struct sockaddr *)&ss, len), err = errno;
-	RECORD("nonblocking_connect", "%s", r == 0 ? "0 at once" : sp_errno_name(err));
+	RECORD_ONCE("nonblocking_connect", "%s", r == 0 ? "0 at once" : sp_errno_name(err));
 	ASSERT_TRUE(r == 0 || err == EINPROGRESS,
 		    "a non-blocking connect() returns 0 or EINPROGRESS (got %d, %s)", r, sp_errno_name(err));
 	EXPECT_EVENTS(c[1], POLLOUT, POLLOUT, "the non-blocking connect completes");
@@ -616,16 +697,16 @@ SP_TEST(tcp_connect_completes_before_accept, "TCP-HANDSHAKE-BEFORE-ACCEPT", SP_I
 	if (sp_capture_sync(&cap)) {
 		WIRE_EXPECT(&cap, "C>S S, S>C S., C>S ., M connect-returned, "
 				  "C>S S, S>C S., C>S ., M pollout");
-		RECORD("handshake_before_connect_returned", "yes (wire trace)");
+		RECORD_ONCE("handshake_before_connect_returned", "yes (wire trace)");
 	} else {
-		RECORD("handshake_before_connect_returned", "unobservable (%s)", cap.why);
+		RECORD_ONCE("handshake_before_connect_returned", "unobservable (%s)", cap.why);
 	}
 	sp_capture_stop(&cap);
 
 	for (int i = 0; i < 2; i++) {
 		int state = sp_tcp_state(c[i]);
 		if (i == 0)
-			RECORD("client_state_before_accept", "%s", sp_tcp_state_name(state));
+			RECORD_ONCE("client_state_before_accept", "%s", sp_tcp_state_name(state));
 		ASSERT_EQ(TCP_ESTABLISHED, state);
 	}
 	for (int i = 0; i < 2; i++) {
@@ -662,13 +743,22 @@ static int time_wait_seen(const struct sp_ctx *ctx, unsigned port)
 }
 
 /* 9. The four-way close: the active closer (.end) goes FIN_WAIT1/2 ->
- * TIME_WAIT, the passive side sits in CLOSE_WAIT until it closes too. */
+ * TIME_WAIT, the passive side sits in CLOSE_WAIT until it closes too;
+ * the shutdown and the close made by the system calls or by io_uring
+ * SHUTDOWN and CLOSE (.how). */
 SP_TEST(tcp_teardown_walks_fin_wait_close_wait_time_wait, "TCP-TEARDOWN-STATES", SP_INET,
-	.end = SP_BOTH_ENDS)
+	.end = SP_BOTH_ENDS, .how = SP_NAMES("shutdown+close", "io_uring:SHUTDOWN+CLOSE"))
 {
 	struct sp_capture cap;
 	int c, s, a, b;
 
+	/* Known before the capture starts: a variant that ends here leaves
+	 * none running. */
+	const char *lacking = NULL;
+	if (ctx->how && !(lacking = sp_uring_missing(SP_URING_SHUTDOWN)))
+		lacking = sp_uring_missing(SP_URING_CLOSE);
+	if (lacking)
+		UNAVAILABLE("%s", lacking);
 	sp_tcp_pair(ctx, &c, &s);
 	sp_ends(ctx, c, s, &a, &b); /* a: the active closer, b: passive */
 	unsigned port = sp_local_port(a);
@@ -680,7 +770,7 @@ SP_TEST(tcp_teardown_walks_fin_wait_close_wait_time_wait, "TCP-TEARDOWN-STATES",
 	sp_capture_name_fd(&cap, a, "C");
 	sp_capture_name_fd(&cap, b, "S");
 
-	ASSERT_SYS(shutdown(a, SHUT_WR)); /* active close: our FIN */
+	ASSERT_SYS(sp_shutdown_through(ctx->how, a, SHUT_WR)); /* active close: our FIN */
 	int active = sp_wait_tcp_state(a, TCP_FIN_WAIT2);
 	RECORD_ONCE("active_after_fin", "%s", sp_tcp_state_name(active));
 	ASSERT_TRUE(active == TCP_FIN_WAIT2, "the active closer (%s) is in FIN_WAIT2 once "
@@ -691,7 +781,7 @@ SP_TEST(tcp_teardown_walks_fin_wait_close_wait_time_wait, "TCP-TEARDOWN-STATES",
 	ASSERT_TRUE(passive == TCP_CLOSE_WAIT, "the passive side sits in CLOSE_WAIT "
 		    "(active closer: %s; got %s)", who, sp_tcp_state_name(passive));
 
-	ASSERT_SYS(close(b)); /* passive close: its FIN */
+	ASSERT_SYS(sp_close_through(ctx->how, b)); /* passive close: its FIN */
 	SP_EXPECT_EOF(server_active ? SP_IO_MSG : SP_IO_RECVFROM, a);
 	/* FIN and ACK in each direction, in the order the states say. */
 	if (sp_capture_sync(&cap)) {
@@ -752,11 +842,12 @@ static void local_addr(int fd, struct sockaddr_storage *ss)
 }
 
 /* 10. connect() on an unbound socket assigns a local address and an
- * ephemeral port (blocking and non-blocking connect): the loopback
+ * ephemeral port (blocking and non-blocking connect, by the system call
+ * or by io_uring CONNECT): the loopback
  * address the peer sees, never the wildcard, and the port the server's
  * accept() and getpeername() report. */
 SP_TEST(tcp_connect_binds_ephemeral_port, "TCP-CONNECT-IMPLICIT-BIND", SP_INET,
-	.mode = SP_BOTH_MODES)
+	.mode = SP_BOTH_MODES, .how = SP_NAMES("connect", "io_uring:CONNECT"))
 {
 	int l = sp_tcp_listener(ctx, 0);
 	struct sockaddr_storage ss, lo;
@@ -777,18 +868,18 @@ SP_TEST(tcp_connect_binds_ephemeral_port, "TCP-CONNECT-IMPLICIT-BIND", SP_INET,
 		    "before connect() (got %s)", text);
 	sp_set_nonblock(c, nonblock);
 	errno = 0;
-	int r = connect(c, (struct sockaddr *)&ss, len), err = errno;
+	int r = sp_connect_through(ctx->how, c, (struct sockaddr *)&ss, len), err = errno;
 	ASSERT_TRUE(r == 0 || (nonblock && err == EINPROGRESS),
 		    "%s connect() succeeds%s (got %d, %s)", mode,
 		    nonblock ? " or says EINPROGRESS" : "", r, sp_errno_name(err));
 	/* Bound at once, even while a non-blocking connect is under way. */
 	local_addr(c, &after);
 	unsigned port = sp_port(&after);
-	if (!nonblock)
+	if (!nonblock && !ctx->how)
 		sp_record_ephemeral("ephemeral_port", port);
 	addr_text(&after, text, sizeof(text));
 	addr_text(&lo, want, sizeof(want));
-	if (!nonblock)
+	if (!nonblock && !ctx->how)
 		RECORD("local_address_after_connect", "%.*s", (int)strcspn(text, " "), text);
 	ASSERT_TRUE(port != 0, "a non-zero local port after a %s connect()", mode);
 	ASSERT_TRUE(same_host(&after, &lo), "the local address after a %s connect() is "
@@ -861,15 +952,19 @@ SP_TEST(tcp_accept_gives_each_client_its_own_socket, "TCP-LISTEN-ACCEPT-SEQUENCE
 		ASSERT_TRUE(same_host(&mine, &lname) && sp_port(&mine) == sp_port(&lname),
 			    "accepted socket %d has the listener's local address and port", i);
 	}
+	/* The bytes go through every write and read call in turn (the two
+	 * variants together make each at least once). */
 	for (int i = 0; i < CLIENTS; i++) {
 		char up[2] = { (char)('A' + i), 0 }, down[2] = { (char)('a' + i), 0 };
-		SP_OUT_EXACT(SP_IO_READ, c[i], up, 1);
-		SP_OUT_EXACT(SP_IO_RECV, s[i], down, 1);
+		SP_OUT_EXACT(nth_call(SP_EVERY_WRITE, 2 * i + 2 * CLIENTS * ctx->how, 1), c[i], up, 1);
+		SP_OUT_EXACT(nth_call(SP_EVERY_WRITE, 2 * i + 1 + 2 * CLIENTS * ctx->how, 1), s[i],
+			     down, 1);
 	}
 	for (int i = 0; i < CLIENTS; i++) {
-		SP_IN_EXACT(SP_IO_READ, s[i], buf, 1);
+		SP_IN_EXACT(nth_call(SP_EVERY_READ, 2 * i + 2 * CLIENTS * ctx->how, 0), s[i], buf, 1);
 		ASSERT_EQ('A' + i, buf[0]);
-		SP_IN_EXACT(SP_IO_RECV, c[i], buf + 1, 1);
+		SP_IN_EXACT(nth_call(SP_EVERY_READ, 2 * i + 1 + 2 * CLIENTS * ctx->how, 0), c[i],
+			    buf + 1, 1);
 		ASSERT_EQ('a' + i, buf[1]);
 		/* Only its own client's byte, nothing from the others. */
 		ASSERT_ERRNO(recv(s[i], buf, 1, MSG_DONTWAIT), EAGAIN);

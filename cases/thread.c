@@ -9,11 +9,14 @@
  *                                 the descriptor for main too.
  *  2. THREAD-SHUTDOWN-WAKES-READ  Linux: a read blocked in one thread
  *                                 returns 0 when another thread calls
- *                                 shutdown(SHUT_RD) or shutdown(SHUT_RDWR);
+ *                                 shutdown(SHUT_RD) or shutdown(SHUT_RDWR)
+ *                                 (the system call or io_uring SHUTDOWN);
  *                                 after SHUT_RD the socket still sends.
  *                                 Each read call (read, recv, recvfrom,
- *                                 recvmsg) with each shutdown, on TCP and
- *                                 on an AF_UNIX stream pair.
+ *                                 recvmsg, readv, recvmmsg, splice, io_uring
+ *                                 READ/READV/RECV/RECVMSG) with each
+ *                                 shutdown, on TCP and on an AF_UNIX
+ *                                 stream pair.
  *  3. THREAD-MUTEX-EXCLUSION      4 threads x 200000 locked increments give
  *                                 exactly 800000; while one thread holds
  *                                 the mutex, trylock in another gives EBUSY
@@ -33,6 +36,7 @@
  */
 #define _GNU_SOURCE
 #include "sp.h"
+#include "sp_entry.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -209,19 +213,23 @@ static int finish_blocked_read(struct blocked_read *b, pthread_t t, int peer)
 /* 2. shutdown() in one thread ends a read blocked in another with 0. */
 SP_TEST(thread_shutdown_wakes_blocked_read, "THREAD-SHUTDOWN-WAKES-READ", SP_INET,
 	.kind = SP_VALUES(SP_KIND_TCP, SP_KIND_UNIX),
-	.read = SP_VALUES(SP_IO_READ, SP_IO_RECV, SP_IO_RECVFROM, SP_IO_MSG),
-	.how = SP_NAMES("SHUT_RD", "SHUT_RDWR"))
+	.read = SP_EVERY_READ, .how = SP_NAMES("SHUT_RD", "SHUT_RDWR", "io_uring:SHUTDOWN(SHUT_RD)",
+					       "io_uring:SHUTDOWN(SHUT_RDWR)"))
 {
 	const char *kname = sp_kind_name(ctx->kind), *hname = ctx->how_name;
-	const int api = ctx->read, how = ctx->how ? SHUT_RDWR : SHUT_RD;
+	const int api = ctx->read, how = ctx->how % 2 ? SHUT_RDWR : SHUT_RD, uring = ctx->how >= 2;
 	struct blocked_read b;
 	pthread_t t;
 	int c, s;
 	char buf[16];
 
+	/* Known before a thread blocks: a variant that ends here leaves none. */
+	const char *missing = uring ? sp_uring_missing(SP_URING_SHUTDOWN) : NULL;
+	if (missing)
+		UNAVAILABLE("%s", missing);
 	sp_pair(ctx, &c, &s);
 	start_blocked_read(&b, &t, s, api);
-	int sr = shutdown(s, how);
+	int sr = sp_shutdown_through(uring, s, how);
 	int serr = errno;
 	int woke = finish_blocked_read(&b, t, c);
 	if (sr != 0 && (serr == EOPNOTSUPP || serr == EINVAL))

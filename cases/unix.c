@@ -4,9 +4,10 @@
  *
  *  1. UNIX-SOCKETPAIR          socketpair(AF_UNIX, SOCK_STREAM) gives two
  *                              connected sockets; data flows both ways
- *                              (write/send/sendto/sendmsg into
- *                              read/recv/recvfrom/recvmsg); the peer's close
- *                              reads as 0.
+ *                              (every send call into every receive call,
+ *                              io_uring, splice, sendfile and the
+ *                              multi-message calls included); the peer's
+ *                              close reads as 0.
  *  2. UNIX-STREAM-NO-BOUNDARY  4 writes of 10 bytes are read as 40 by one
  *                              read, and one write of 40 by four reads of
  *                              10 (a socketpair and a bound/connected pair,
@@ -20,7 +21,10 @@
  *                              call returns 0 and send is EPIPE.
  *  5. UNIX-SCM-RIGHTS          a descriptor sent with SCM_RIGHTS to another
  *                              process is the same open file description:
- *                              reads through either end move one offset.
+ *                              reads through either end move one offset
+ *                              (sent and received through every call that
+ *                              carries control messages: sendmsg/recvmsg,
+ *                              sendmmsg/recvmmsg, io_uring SENDMSG/RECVMSG).
  *  6. UNIX-PEERCRED            Linux: SO_PEERCRED on an accepted connection
  *                              gives the connecting process's pid, uid and
  *                              gid; on the client, the listener's.
@@ -29,7 +33,8 @@
  *                              EADDRINUSE until unlink() (stream and dgram).
  *  8. UNIX-CONNECT-ERRORS      connect() to a stale socket file is
  *                              ECONNREFUSED, to a missing path ENOENT,
- *                              blocking or not (stream, seqpacket, dgram).
+ *                              blocking or not (stream, seqpacket, dgram),
+ *                              by the system call and by io_uring CONNECT.
  *  9. UNIX-ABSTRACT            Linux: a name whose first byte is NUL creates
  *                              no file, connects and carries data, is
  *                              EADDRINUSE while bound and free once closed.
@@ -48,6 +53,7 @@
  */
 #define _GNU_SOURCE
 #include "sp.h"
+#include "sp_entry.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -151,9 +157,26 @@ static void path_pair(int type, const char *name, int *client, int *server)
 
 /* ---- every send and receive call --------------------------------------- */
 
-/* The calls (enum sp_io, the .read axis): write/read, send/recv,
- * sendto/recvfrom, sendmsg/recvmsg, made by sp_io_send/sp_io_recv. */
-#define UNIX_CALLS SP_VALUES(SP_IO_READ, SP_IO_RECV, SP_IO_RECVFROM, SP_IO_MSG)
+/* The calls (enum sp_io, the .read axis), made by sp_io_send/sp_io_recv:
+ * on streams every call (SP_EVERY_READ/SP_EVERY_WRITE: the classic five,
+ * recvmmsg/sendmmsg, splice, sendfile, io_uring READ/READV/RECV/RECVMSG
+ * and their write twins); on message sockets the calls that keep a
+ * message whole (SP_DGRAM_READS/WRITES: readv/writev, splice and sendfile
+ * are left out, they know no boundaries). */
+
+/* The k-th call of a set, cycling (io_uring comes last in every set),
+ * passing over the calls this system lacks (sp_io_use notes them). */
+static int nth_call(const int *set, int k, int out)
+{
+	int n = 0, api;
+
+	while (set[n] >= 0)
+		n++;
+	for (int tries = 0; tries < n; tries++, k++)
+		if (sp_io_use(api = set[k % n], out))
+			return api;
+	return SP_IO_RECV; /* the classic calls are always there */
+}
 
 static ssize_t send_via(int api, int fd, const void *buf, size_t n)
 {
@@ -194,19 +217,18 @@ SP_TEST(unix_socketpair_is_connected_both_ways, "UNIX-SOCKETPAIR", SP_NONE)
 		ASSERT_EQ(SOCK_STREAM, type);
 	}
 	/* Both directions, every send call into every receive call. */
-	static const int send_order[] = { SP_IO_RECV, SP_IO_READ, SP_IO_RECVFROM, SP_IO_MSG };
+	enum { CALLS = 12 }; /* the write calls of SP_EVERY_WRITE */
 	for (int d = 0; d < 2; d++) {
 		int a = sv[d], b = sv[1 - d];
-		for (int i = 0; i < 4; i++) {
-			char msg[5];
-			int flags;
-			snprintf(msg, sizeof(msg), "%d>%d%d", d, 1 - d, i);
+		for (int i = 0; i < CALLS; i++) {
+			char msg[4] = { (char)('0' + d), '>', (char)('1' - d), (char)('a' + i) };
+			int flags, wapi = nth_call(SP_EVERY_WRITE, i + 1, 1);
 			nothing_queued(b);
-			ssize_t w = send_via(send_order[i], a, msg, 4);
+			ssize_t w = send_via(wapi, a, msg, 4);
 			if (w != 4)
 				FAIL("%s on sv[%d] returned %zd (%s), expected 4",
-				     sp_io_out_name(send_order[i]), d, w, sp_errno_name(errno));
-			ASSERT_EQ(4, recv_via(i, b, buf, sizeof(buf), &flags));
+				     sp_io_out_name(wapi), d, w, sp_errno_name(errno));
+			ASSERT_EQ(4, recv_via(nth_call(SP_EVERY_READ, i, 0), b, buf, sizeof(buf), &flags));
 			ASSERT_MEM_EQ(msg, buf, 4);
 		}
 	}
@@ -232,9 +254,10 @@ static void check_stream_no_boundaries(const char *kind, int a, int b, int api)
 	int flags;
 
 	for (int i = 0; i < 4; i++) {
-		char rec[11];
-		snprintf(rec, sizeof(rec), "%s%d%d", "abcdefgh", api, i);
-		ASSERT_EQ(10, send_via(i, a, rec, 10));
+		char rec[11] = "abcdefgh";
+		rec[8] = (char)('0' + api % 10);
+		rec[9] = (char)('0' + i);
+		ASSERT_EQ(10, send_via(nth_call(SP_EVERY_WRITE, api + i, 1), a, rec, 10));
 	}
 	ASSERT_EQ(40, sp_wait_inq(b, 40));
 	ssize_t n = recv_via(api, b, buf, sizeof(buf), &flags);
@@ -262,7 +285,7 @@ static void check_stream_no_boundaries(const char *kind, int a, int b, int api)
 }
 
 /* 2. An AF_UNIX stream keeps no message boundaries. */
-SP_TEST(unix_stream_keeps_no_boundaries, "UNIX-STREAM-NO-BOUNDARY", SP_NONE, .read = UNIX_CALLS)
+SP_TEST(unix_stream_keeps_no_boundaries, "UNIX-STREAM-NO-BOUNDARY", SP_NONE, .read = SP_EVERY_READ)
 {
 	int sv[2], c, s;
 
@@ -288,10 +311,11 @@ static void check_message_boundaries(const char *kind, int tx, int rx, int api)
 
 	for (int i = 0; i < 4; i++) {
 		size_t len = strlen(msgs[i]);
-		ssize_t w = send_via((api + i) % 4, tx, msgs[i], len);
+		int wapi = nth_call(SP_DGRAM_WRITES, api + i, 1);
+		ssize_t w = send_via(wapi, tx, msgs[i], len);
 		if (w != (ssize_t)len)
 			FAIL("%s: %s of %zu bytes returned %zd (%s)", kind,
-			     sp_io_out_name((api + i) % 4), len, w, sp_errno_name(errno));
+			     sp_io_out_name(wapi), len, w, sp_errno_name(errno));
 	}
 	ssize_t n = recv_via(api, rx, buf, sizeof(buf), &flags);
 	if (n != 3)
@@ -310,8 +334,8 @@ static void check_message_boundaries(const char *kind, int tx, int rx, int api)
 		FAIL("%s: %s into 4 bytes returned %zd, expected 4", kind, sp_io_in_name(api), n);
 	ASSERT_MEM_EQ("ijkl", buf, 4);
 	if (flags != -1)
-		ASSERT_TRUE(flags & MSG_TRUNC, "%s: recvmsg flags the cut message MSG_TRUNC "
-			    "(flags 0x%x)", kind, flags);
+		ASSERT_TRUE(flags & MSG_TRUNC, "%s: %s flags the cut message MSG_TRUNC "
+			    "(flags 0x%x)", kind, sp_io_in_name(api), flags);
 	n = recv_via(api, rx, buf, sizeof(buf), &flags);
 	if (n != 2 || memcmp(buf, "zz", 2) != 0)
 		FAIL("%s: after the cut message, %s returned %zd bytes ('%.*s'), expected the "
@@ -330,7 +354,7 @@ static void check_message_boundaries(const char *kind, int tx, int rx, int api)
 }
 
 /* 3. AF_UNIX SOCK_DGRAM keeps boundaries and cuts long messages. */
-SP_TEST(unix_dgram_keeps_boundaries, "UNIX-DGRAM-BOUNDARY", SP_NONE, .read = UNIX_CALLS)
+SP_TEST(unix_dgram_keeps_boundaries, "UNIX-DGRAM-BOUNDARY", SP_NONE, .read = SP_DGRAM_READS)
 {
 	int sv[2];
 
@@ -351,7 +375,7 @@ SP_TEST(unix_dgram_keeps_boundaries, "UNIX-DGRAM-BOUNDARY", SP_NONE, .read = UNI
 
 /* 4. SOCK_SEQPACKET: boundaries like datagrams, a connection like streams. */
 SP_TEST(unix_seqpacket_keeps_boundaries_and_connection, "UNIX-SEQPACKET-BOUNDARY", SP_NONE,
-	.read = UNIX_CALLS)
+	.read = SP_DGRAM_READS)
 {
 	int probe = socket(AF_UNIX, SOCK_SEQPACKET, 0);
 	if (probe < 0) {
@@ -388,10 +412,11 @@ SP_TEST(unix_seqpacket_keeps_boundaries_and_connection, "UNIX-SEQPACKET-BOUNDARY
 
 /* ---- 5. UNIX-SCM-RIGHTS ----------------------------------------------- */
 
-struct rights { int sock, file; };
+struct rights { int sock, file, api; /* api: the receiving call (.read) */ };
 
-/* Receive one descriptor and return it (child side; asserts end the child). */
-static int receive_descriptor(int sock)
+/* Receive one descriptor through the message call `api` and return it
+ * (child side; asserts end the child). */
+static int receive_descriptor(int sock, int api)
 {
 	char data, cbuf[CMSG_SPACE(sizeof(int))];
 	struct iovec iov = { &data, 1 };
@@ -400,11 +425,15 @@ static int receive_descriptor(int sock)
 
 	memset(cbuf, 0, sizeof(cbuf));
 	EXPECT_EVENTS(sock, POLLIN, POLLIN, "the descriptor arrives");
-	ASSERT_EQ(1, recvmsg(sock, &mh, 0));
+	ssize_t n = MUST_RETURN(sp_io_msg(api, 0, sock, &mh, 0), "%s() of the descriptor",
+				sp_io_in_name(api));
+	ASSERT_TRUE(n == 1, "%s() returns the 1 byte the descriptor came with (got %zd, %s)",
+		    sp_io_in_name(api), n, n < 0 ? sp_errno_name(errno) : "-");
 	ASSERT_EQ('F', data);
 	ASSERT_EQ(0, mh.msg_flags & MSG_CTRUNC);
 	struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
-	ASSERT_TRUE(cm != NULL, "a control message came with the byte");
+	ASSERT_TRUE(cm != NULL, "a control message came with the byte through %s()",
+		    sp_io_in_name(api));
 	ASSERT_EQ(SOL_SOCKET, cm->cmsg_level);
 	ASSERT_EQ(SCM_RIGHTS, cm->cmsg_type);
 	ASSERT_EQ(CMSG_LEN(sizeof(int)), cm->cmsg_len);
@@ -422,7 +451,7 @@ static int reader_of_passed_file(void *arg)
 	char buf[4], go;
 
 	close(r->file); /* only the passed descriptor remains */
-	int fd = receive_descriptor(r->sock);
+	int fd = receive_descriptor(r->sock, r->api);
 	ASSERT_EQ(4, read(fd, buf, 4));
 	ASSERT_EQ(4, write(r->sock, buf, 4));
 	ASSERT_EQ(1, sp_read_all(r->sock, &go, 1));
@@ -431,10 +460,14 @@ static int reader_of_passed_file(void *arg)
 	return 0;
 }
 
-/* 5. SCM_RIGHTS passes an open file description to another process. */
-SP_TEST(unix_scm_rights_passes_open_file, "UNIX-SCM-RIGHTS", SP_NONE)
+/* 5. SCM_RIGHTS passes an open file description to another process: sent
+ * with sendmsg, sendmmsg or io_uring SENDMSG (.write), received with
+ * recvmsg, recvmmsg or io_uring RECVMSG (.read), the calls that carry
+ * control messages (sp_io_msg). */
+#define RIGHTS_CALLS SP_VALUES(SP_IO_MSG, SP_IO_MMSG, SP_IO_URING_MSG)
+SP_TEST(unix_scm_rights_passes_open_file, "UNIX-SCM-RIGHTS", SP_NONE,
+	.write = RIGHTS_CALLS, .read = RIGHTS_CALLS)
 {
-	(void)ctx;
 	const char *path = in_dir("file");
 	int file = (int)ASSERT_SYS(open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
 	ASSERT_EQ(10, write(file, "0123456789", 10));
@@ -442,7 +475,7 @@ SP_TEST(unix_scm_rights_passes_open_file, "UNIX-SCM-RIGHTS", SP_NONE)
 
 	int sv[2];
 	ASSERT_SYS(socketpair(AF_UNIX, SOCK_STREAM, 0, sv));
-	struct rights r = { sv[1], file };
+	struct rights r = { sv[1], file, ctx->read };
 	pid_t child = sp_fork(reader_of_passed_file, &r);
 	close(sv[1]);
 
@@ -456,7 +489,10 @@ SP_TEST(unix_scm_rights_passes_open_file, "UNIX-SCM-RIGHTS", SP_NONE)
 	cm->cmsg_type = SCM_RIGHTS;
 	cm->cmsg_len = CMSG_LEN(sizeof(int));
 	memcpy(CMSG_DATA(cm), &file, sizeof(int));
-	ASSERT_EQ(1, sendmsg(sv[0], &mh, MSG_NOSIGNAL));
+	ssize_t w = MUST_RETURN(sp_io_msg(ctx->write, 1, sv[0], &mh, MSG_NOSIGNAL),
+				"%s() of the descriptor", sp_io_out_name(ctx->write));
+	ASSERT_TRUE(w == 1, "%s() with SCM_RIGHTS sends its 1 byte and the descriptor (got %zd, %s)",
+		    sp_io_out_name(ctx->write), w, w < 0 ? sp_errno_name(errno) : "-");
 
 	/* The receiver reads through its descriptor: our offset moves. */
 	char buf[4];
@@ -572,18 +608,28 @@ SP_TEST(unix_bind_creates_socket_file, "UNIX-PATH-FILE", SP_NONE,
 
 /* ---- 8. UNIX-CONNECT-ERRORS ------------------------------------------- */
 
-/* 8. A stale socket file refuses; a missing path does not exist. */
+/* 8. A stale socket file refuses; a missing path does not exist. The
+ * connect is the system call or io_uring CONNECT (.how: the type, then
+ * the call). */
 SP_TEST(unix_connect_errors_name_the_cause, "UNIX-CONNECT-ERRORS", SP_NONE,
-	.how = SP_NAMES("stream", "seqpacket", "dgram"), .mode = SP_BOTH_MODES)
+	.how = SP_NAMES("stream", "seqpacket", "dgram", "stream, io_uring:CONNECT",
+			"seqpacket, io_uring:CONNECT", "dgram, io_uring:CONNECT"),
+	.mode = SP_BOTH_MODES)
 {
 	static const int types[] = { SOCK_STREAM, SOCK_SEQPACKET, SOCK_DGRAM };
-	const int type = types[ctx->how];
+	static const char *const type_names[] = { "stream", "seqpacket", "dgram" };
+	const int type = types[ctx->how % 3], uring = ctx->how >= 3;
 	const char *mode = ctx->nonblock ? "non-blocking " : "";
 	char name[32];
 
-	snprintf(name, sizeof(name), "stale-%s", ctx->how_name);
+	/* Known before any file is made: a variant that ends here leaves none. */
+	const char *lacking = uring ? sp_uring_missing(SP_URING_CONNECT) : NULL;
+	if (lacking)
+		UNAVAILABLE("%s", lacking);
+
+	snprintf(name, sizeof(name), "stale-%s", type_names[ctx->how % 3]);
 	const char *stale = in_dir(name);
-	snprintf(name, sizeof(name), "missing-%s", ctx->how_name);
+	snprintf(name, sizeof(name), "missing-%s", type_names[ctx->how % 3]);
 	const char *missing = in_dir(name);
 	int l = socket(AF_UNIX, type, 0);
 	if (l < 0 && type == SOCK_SEQPACKET)
@@ -599,12 +645,12 @@ SP_TEST(unix_connect_errors_name_the_cause, "UNIX-CONNECT-ERRORS", SP_NONE,
 	socklen_t slen = path_addr(&sa, stale), mlen = path_addr(&sm, missing);
 	int fd = unix_socket(type | (ctx->nonblock ? SOCK_NONBLOCK : 0));
 	errno = 0;
-	int r = connect(fd, (struct sockaddr *)&sa, slen);
+	int r = sp_connect_through(uring, fd, (struct sockaddr *)&sa, slen);
 	if (r != -1 || errno != ECONNREFUSED)
 		FAIL("%s%s connect to a stale socket file: %d (%s), expected ECONNREFUSED", mode,
 		     ctx->how_name, r, sp_errno_name(errno));
 	errno = 0;
-	r = connect(fd, (struct sockaddr *)&sm, mlen);
+	r = sp_connect_through(uring, fd, (struct sockaddr *)&sm, mlen);
 	if (r != -1 || errno != ENOENT)
 		FAIL("%s%s connect to a missing path: %d (%s), expected ENOENT", mode, ctx->how_name,
 		     r, sp_errno_name(errno));

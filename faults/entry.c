@@ -45,20 +45,26 @@ FAULT(uring_recv_ignores_waitall,
       "an io_uring whose IORING_OP_RECV/RECVMSG drops MSG_WAITALL (a kernel or emulator that "
       "completes the request with the first bytes that arrive)");
 FAULT(uring_shutdown_shuts_both,
-      "CLOSE-HALF-WR-EOF",
+      "CLOSE-HALF-WR-EOF,THREAD-SHUTDOWN-WAKES-READ",
       "an io_uring whose IORING_OP_SHUTDOWN ignores `how` and shuts both directions, so a "
       "half-closed side can no longer read the reply");
+FAULT(uring_sendmsg_refuses_rights,
+      "UNIX-SCM-RIGHTS",
+      "an io_uring whose IORING_OP_SENDMSG refuses a message carrying SCM_RIGHTS with EINVAL "
+      "(as early io_uring kernels did), while sendmsg() passes the descriptor");
 FAULT(recvmmsg_drops_trunc,
-      "UDP-TRUNCATE",
+      "UDP-TRUNCATE,UNIX-DGRAM-BOUNDARY,UNIX-SEQPACKET-BOUNDARY",
       "a recvmmsg() (an LD_PRELOAD stack or an emulator's batch path) that copies the first "
       "part of a long datagram but does not set MSG_TRUNC in the message's msg_flags");
 FAULT(sendfile_short_on_blocking,
-      "TCP-BOUNDARY-COALESCE,TCP-BOUNDARY-SPLIT,CLOSE-FULL-LOSES-REPLY",
+      "TCP-BOUNDARY-COALESCE,TCP-BOUNDARY-SPLIT,CLOSE-FULL-LOSES-REPLY,CLOSE-HALF-WR-EOF,"
+      "TCP-FLOW-CONTROL,TCP-WRITE-RETURNS-BUFFERED,UNIX-SOCKETPAIR,UNIX-STREAM-NO-BOUNDARY",
       "a sendfile() that returns after the first half of the count on a blocking socket with "
       "room (a stack that sends one chunk per call), though a blocking write moves all");
 FAULT(splice_eagain_on_blocking,
-      "TCP-CLOSE-DISCARDS-INPUT,CLOSE-FULL-LOSES-REPLY,ZC-SPLICE,CLOSE-HALF-WR-EOF,CLOSE-HALF-RD,"
-      "OPT-LINGER-ZERO-RST,STATE-LISTENER-IO",
+      "TCP-CLOSE-DISCARDS-INPUT,CLOSE-FULL-LOSES-REPLY,ZC-SPLICE,CLOSE-HALF-RD,CLOSE-HALF-WR-EOF,"
+      "TCP-CLOSE-FLUSHES-OUTPUT,TCP-FLOW-CONTROL,THREAD-SHUTDOWN-WAKES-READ,OPT-LINGER-ZERO-RST,"
+      "STATE-LISTENER-IO",
       "a splice() from a blocking socket that fails with EAGAIN whenever nothing is queued "
       "(the socket treated as if SPLICE_F_NONBLOCK applied to it), so EOF never reads as 0");
 FAULT(recvmmsg_one_per_call,
@@ -116,14 +122,30 @@ static void ring_note(int fd, const struct io_uring_params *p)
 	errno = saved;
 }
 
+/* Does a SENDMSG entry's msghdr (the program's memory) carry SCM_RIGHTS? */
+static int carries_rights(const struct io_uring_sqe *s)
+{
+	const struct msghdr *m = (const struct msghdr *)(uintptr_t)s->addr;
+	struct msghdr copy;
+
+	if (!m)
+		return 0;
+	copy = *m;
+	for (struct cmsghdr *c = CMSG_FIRSTHDR(&copy); c; c = CMSG_NXTHDR(&copy, c))
+		if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS)
+			return 1;
+	return 0;
+}
+
 /* Before io_uring_enter(): the entries between the kernel's head and the
  * program's tail are about to be submitted. */
 static void ring_before_enter(int fd)
 {
 	int waitall = spfault_on("uring_recv_ignores_waitall"),
-	    shut = spfault_on("uring_shutdown_shuts_both");
+	    shut = spfault_on("uring_shutdown_shuts_both"),
+	    rights = spfault_on("uring_sendmsg_refuses_rights");
 
-	if (!waitall && !shut)
+	if (!waitall && !shut && !rights)
 		return;
 	for (int i = 0; i < RINGS; i++) {
 		struct ring *r = &rings[i];
@@ -136,6 +158,8 @@ static void ring_before_enter(int fd)
 				s->msg_flags &= ~(unsigned)MSG_WAITALL;
 			if (shut && s->opcode == IORING_OP_SHUTDOWN)
 				s->len = SHUT_RDWR;
+			if (rights && s->opcode == IORING_OP_SENDMSG && carries_rights(s))
+				s->ioprio = (__u16)~0u; /* flags the kernel rejects: -EINVAL */
 		}
 	}
 }
