@@ -18,8 +18,9 @@ from . import catalogue, report
 # The calls beyond read/recv/recvfrom/recvmsg/readv and their write twins,
 # and beyond poll (the default wait).
 CLASSIC = {"read", "recv", "recvfrom", "recvmsg", "readv",
-           "write", "send", "sendto", "sendmsg", "writev", "poll"}
-SIDES = (("in", "reads"), ("out", "writes"), ("wait", "waits"))
+           "write", "send", "sendto", "sendmsg", "writev", "poll",
+           "shutdown", "close", "accept4", "connect"}
+SIDES = (("in", "reads"), ("out", "writes"), ("wait", "waits"), ("conn", "connection calls"))
 
 
 def per_id(doc: dict) -> dict:
@@ -29,7 +30,8 @@ def per_id(doc: dict) -> dict:
     out = {}
     for r in doc.get("results", []):
         for i in r.get("ids", []):
-            row = out.setdefault(i, {"in": set(), "out": set(), "wait": set(), "items": 0})
+            row = out.setdefault(i, {"in": set(), "out": set(), "wait": set(), "conn": set(),
+                                     "items": 0})
             row["items"] += 1
             for side, _ in SIDES:
                 row[side].update(r.get("paths", {}).get(side, []))
@@ -50,15 +52,16 @@ def render_md(doc: dict) -> str:
     lines = ["# Entry points per catalogue ID",
              "",
              "The calls each ID's items went through on kernel %s (%s), run of %s: "
-             "reads, writes and wait calls made through the fixture's dispatchers "
+             "reads, writes, wait calls and connection calls (shutdown, close, accept, "
+             "connect) made through the fixture's dispatchers "
              "(the items' .read/.write/.call/.wait parameters and their loops over every "
              "call). Entry points beyond the classic calls (read/recv/recvfrom/recvmsg/readv, "
-             "their write twins, poll) are in bold. An ID whose cells are empty makes its calls "
+             "their write twins, poll, the plain connection calls) are in bold. An ID whose cells are empty makes its calls "
              "by name in the case. Made by `python -m runner paths`."
              % (env.get("kernel", "?"), env.get("machine", "?"), doc.get("started", "?")),
              "",
-             "| ID | items | reads | writes | waits |",
-             "|---|---|---|---|---|"]
+             "| ID | items | reads | writes | waits | connection calls |",
+             "|---|---|---|---|---|---|"]
     through = 0
     for i in names:
         if i not in rows:
@@ -66,8 +69,8 @@ def render_md(doc: dict) -> str:
         r = rows[i]
         if any(c not in CLASSIC for side, _ in SIDES for c in r[side]):
             through += 1
-        lines.append("| %s | %d | %s | %s | %s |" % (i, r["items"], _cell(r["in"]),
-                                                    _cell(r["out"]), _cell(r["wait"])))
+        lines.append("| %s | %d | %s |" % (i, r["items"], " | ".join(
+            _cell(r[side]) for side, _ in SIDES)))
     lines += ["", "%d of %d IDs in the run go through at least one entry point beyond the "
               "classic calls." % (through, len([i for i in names if i in rows])), ""]
     return "\n".join(lines)

@@ -134,7 +134,7 @@ class Outcome:
     begin: dict = field(default_factory=dict)
     log: list = field(default_factory=list)
     needs: str = ""   # broken because this catalogue ID's behavior deviates
-    paths: dict = field(default_factory=dict)  # calls made: {"in": [...], "out": [...], "wait": [...]}
+    paths: dict = field(default_factory=dict)  # calls made: {"in": [...], "out": [...], "wait": [...], "conn": [...]}
 
 
 def signal_name(signum: int) -> str:
@@ -163,7 +163,7 @@ def interpret(text: str, returncode: int | None, timed_out: bool = False,
             out.isolation = f
         elif ev.kind == "paths":
             out.paths = {k: [c for c in f.get(k, "").split(",") if c]
-                         for k in ("in", "out", "wait") if f.get(k)}
+                         for k in ("in", "out", "wait", "conn") if f.get(k)}
         elif ev.kind == "begin":
             out.begin = f
         elif ev.kind == "end":

@@ -17,6 +17,6 @@ def test_table_joins_items_of_an_id_and_marks_entry_points():
         {"ids": ["TCP-FLOW-CONTROL"], "paths": {"out": ["io_uring:SEND"]}},
         {"ids": ["UDP-BOUNDARY"]}]}
     md = paths.render_md(doc)
-    assert "| TCP-FLOW-CONTROL | 2 | read, **recvmmsg** | **io_uring:SEND** |  |" in md
-    assert "| UDP-BOUNDARY | 1 |  |  |  |" in md
+    assert "| TCP-FLOW-CONTROL | 2 | read, **recvmmsg** | **io_uring:SEND** |  |  |" in md
+    assert "| UDP-BOUNDARY | 1 |  |  |  |  |" in md
     assert "1 of 2 IDs" in md
