@@ -40,6 +40,7 @@
 #include <limits.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -70,6 +71,34 @@ SP_TEST(pipe_fd1_writes_fd0_reads_in_order, "PIPE-ENDS", SP_NONE,
 	close(fds[1]);
 }
 
+/* pipe() for the items of the other PIPE-* behaviors: which end is
+ * which is PIPE-ENDS' behavior, a mechanism there, checked once with one
+ * byte (broken, needs PIPE-ENDS, when fds[1] does not write to fds[0]). */
+static void pipe_ends_checked(int fds[2])
+{
+	char c = 'e';
+
+	ASSERT_SYS(pipe(fds));
+	ssize_t w = write(fds[1], &c, 1);
+	if (w != 1) {
+		char obs[64];
+		int err = errno;
+		snprintf(obs, sizeof(obs), "%zd (%s)", w, w < 0 ? sp_errno_name(err) : "-");
+		sp_needs_at(__FILE__, __LINE__, "PIPE-ENDS", "write() of 1 byte to fds[1] of a new pipe",
+			    "1", obs, w < 0 ? err : 0);
+	}
+	sp_set_nonblock(fds[0], 1);
+	ssize_t r = read(fds[0], &c, 1);
+	int err = errno;
+	sp_set_nonblock(fds[0], 0);
+	if (r != 1 || c != 'e') {
+		char obs[64];
+		snprintf(obs, sizeof(obs), "%zd (%s)", r, r < 0 ? sp_errno_name(err) : "-");
+		sp_needs_at(__FILE__, __LINE__, "PIPE-ENDS", "read() at fds[0] of the byte written to fds[1]",
+			    "1 ('e')", obs, r < 0 ? err : 0);
+	}
+}
+
 /* 2. After fork both processes use the same pipe; a read blocks until the
  * other process writes. */
 struct across { int down[2], up[2]; };
@@ -95,8 +124,8 @@ SP_TEST(pipe_connects_parent_and_child, "PIPE-ACROSS-FORK", SP_NONE)
 	struct across a;
 	char buf[8];
 
-	ASSERT_SYS(pipe(a.down));
-	ASSERT_SYS(pipe(a.up));
+	pipe_ends_checked(a.down);
+	pipe_ends_checked(a.up);
 	pid_t child = sp_fork(echo_upper, &a);
 	if (sp_have_proc()) {
 		ASSERT_TRUE(sp_wait_proc_state(child, 'S'),
@@ -177,7 +206,7 @@ SP_TEST(pipe_reader_gets_eof_after_last_writer_closes, "PIPE-EOF", SP_NONE)
 	int fds[2];
 	char buf[8];
 
-	ASSERT_SYS(pipe(fds));
+	pipe_ends_checked(fds);
 	ASSERT_EQ(4, write(fds[1], "head", 4));
 	ASSERT_EQ(4, read(fds[0], buf, sizeof(buf)));
 	/* Our write end is still open: no EOF; the read would block. */
@@ -223,7 +252,7 @@ static int broken_end(int via)
 {
 	int fds[2];
 	if (via == VIA_PIPE_WRITE)
-		ASSERT_SYS(pipe(fds));
+		pipe_ends_checked(fds);
 	else
 		ASSERT_SYS(socketpair(AF_UNIX, SOCK_STREAM, 0, fds));
 	ASSERT_SYS(close(fds[0]));
@@ -386,7 +415,7 @@ SP_TEST(small_pipe_writes_are_atomic, "PIPE-ATOMIC", SP_NONE)
 	struct atomic_writer w[WRITERS];
 	pid_t pids[WRITERS];
 
-	ASSERT_SYS(pipe(fds));
+	pipe_ends_checked(fds);
 	long pipe_buf = fpathconf(fds[1], _PC_PIPE_BUF);
 	RECORD("PIPE_BUF", "%ld", pipe_buf);
 	ASSERT_TRUE(pipe_buf >= 512, "PIPE_BUF is at least POSIX's 512 (%ld)", pipe_buf);

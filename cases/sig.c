@@ -118,6 +118,18 @@ static void still_installed(int sig, int with_sigaction, int after)
 		    now.sa_handler == SIG_IGN ? "SIG_IGN" : "another handler");
 }
 
+/* A pipe used as a channel. Its ends are PIPE-ENDS' behavior, a mechanism
+ * here: the fixture barrier is such a pipe, checked once (broken, needs
+ * PIPE-ENDS, when fds[1] does not write to fds[0]). */
+static void channel_pipe(int fds[2])
+{
+	struct sp_barrier b;
+
+	sp_barrier_init(&b);
+	fds[0] = b.fd[0];
+	fds[1] = b.fd[1];
+}
+
 /* 1. alarm(1) really fires, once, into the handler. */
 SP_TEST(alarm_fires_its_handler_once, "SIG-HANDLER-RUNS", SP_NONE, .slow = 1)
 {
@@ -299,7 +311,7 @@ static ssize_t interrupted_call(int mode, int via, char *got, int *err)
 	struct interrupter in = { .target = getpid() };
 
 	if (mode == 0)
-		ASSERT_SYS(pipe(fds));
+		channel_pipe(fds);
 	else
 		ASSERT_SYS(socketpair(AF_UNIX, SOCK_STREAM, 0, fds)); /* no SO_RCVTIMEO */
 	feed_fd = in.fd = fds[1];
@@ -388,6 +400,21 @@ static void reap_all(int sig)
 	errno = saved;
 }
 
+struct gated_kid { int *gate, *done, code; };
+
+/* A child that waits at the gate (EOF once the test closes its end) and
+ * exits with its code; its copy of done[1] closes as it exits. */
+static int exit_at_gate(void *arg)
+{
+	struct gated_kid *k = arg;
+	char c;
+
+	close(k->gate[1]);
+	close(k->done[0]);
+	(void)!read(k->gate[0], &c, 1); /* all wait at the same gate */
+	return k->code;                 /* and end together */
+}
+
 static int all_reaped(void *arg)
 {
 	(void)arg;
@@ -410,17 +437,12 @@ SP_TEST(sigchld_handler_reaps_children_ending_together, "SIG-CHLD-REAPS-ALL", SP
 	} else {
 		ASSERT_TRUE(signal(SIGCHLD, reap_all) != SIG_ERR, "signal(SIGCHLD) installs");
 	}
-	ASSERT_SYS(pipe(gate));
-	ASSERT_SYS(pipe(done));
+	channel_pipe(gate);
+	channel_pipe(done);
+	struct gated_kid kid[KIDS];
 	for (int i = 0; i < KIDS; i++) {
-		pid_t pid = ASSERT_SYS(fork());
-		if (pid == 0) {
-			close(gate[1]);
-			close(done[0]);
-			(void)!read(gate[0], &c, 1); /* all wait at the same gate */
-			_exit(10 + i);               /* and end together */
-		}
-		sp_track_child(pid);
+		kid[i] = (struct gated_kid){ gate, done, 10 + i };
+		sp_fork(exit_at_gate, &kid[i]); /* fork() itself is PROC-FORK-RETURNS' */
 	}
 	close(done[1]);
 	close(gate[0]);
