@@ -112,6 +112,29 @@ static void expect_nothing_more(int fd, const char *why)
 		    r < 0 ? sp_errno_name(err) : r == 0 ? "EOF" : "data");
 }
 
+/* What the peer's next read gives once the other side has closed or shut
+ * down (bounded): 0 at EOF, -1 with errno (EAGAIN: nothing came), or 1 for
+ * data. The wait is a poll(), but a read that does not wait decides:
+ * readiness at EOF is MUX-READABLE-EOF's behavior, not this item's. */
+static ssize_t after_end(int fd, int *err)
+{
+	char b;
+
+	sp_poll(fd, POLLIN, sp_wait_ms());
+	sp_set_nonblock(fd, 1);
+	errno = 0;
+	ssize_t r = read(fd, &b, 1);
+	*err = errno;
+	sp_set_nonblock(fd, 0);
+	return r;
+}
+
+static const char *end_str(ssize_t r, int err)
+{
+	return r == 0 ? "EOF" : r > 0 ? "data" : err == EAGAIN ? "nothing (EAGAIN) within the bound" :
+	       sp_errno_name(err);
+}
+
 /* ---- 1. STDIO-FDOPEN ------------------------------------------------------- */
 
 struct line_reader { FILE *in; struct sp_barrier started; };
@@ -246,8 +269,6 @@ SP_TEST(stdio_socket_stream_buffers_until_fflush, "STDIO-BUFFERED-UNTIL-FLUSH", 
 SP_TEST(stdio_fclose_flushes_and_closes_fd, "STDIO-FCLOSE-CLOSES-FD", SP_INET)
 {
 	int c, s, c2, s2;
-	char b;
-
 	struct sp_capture cap;
 
 	no_sigpipe();
@@ -260,8 +281,10 @@ SP_TEST(stdio_fclose_flushes_and_closes_fd, "STDIO-FCLOSE-CLOSES-FD", SP_INET)
 	ASSERT_EQ(0, fclose(w));
 	ASSERT_ERRNO(fcntl(c, F_GETFD), EBADF);
 	EXPECT_RAW(s, "last words");
-	EXPECT_EVENTS(s, POLLIN, POLLIN, "EOF follows the flushed data");
-	ASSERT_EQ(0, read(s, &b, 1));
+	int err;
+	ssize_t n = after_end(s, &err);
+	ASSERT_TRUE(n == 0, "EOF follows the flushed data: expected EOF, observed %s",
+		    end_str(n, err));
 	/* On the wire: the flushed bytes, then the FIN of the close. */
 	if (sp_capture_sync(&cap))
 		WIRE_EXPECT(&cap, "C>S P.10, C>S F");
@@ -274,13 +297,10 @@ SP_TEST(stdio_fclose_flushes_and_closes_fd, "STDIO-FCLOSE-CLOSES-FD", SP_INET)
 	ASSERT_EQ('h', fgetc(r));     /* the stream has read ahead */
 	ASSERT_EQ(0, fclose(r));
 	ASSERT_ERRNO(fcntl(s2, F_GETFD), EBADF);
-	EXPECT_EVENTS(c2, POLLIN, POLLIN, "the peer of the closed read stream "
-		    "learns of the close");
-	errno = 0;
-	ssize_t n = recv(c2, &b, 1, 0);
-	ASSERT_TRUE(n == 0 || (n < 0 && errno == ECONNRESET),
-		    "the peer reads EOF (or a reset, unread data was dropped) (got %zd, %s)", n,
-		    n < 0 ? sp_errno_name(errno) : "data");
+	n = after_end(c2, &err);
+	ASSERT_TRUE(n == 0 || (n < 0 && err == ECONNRESET),
+		    "the peer of the closed read stream reads EOF (or a reset, unread data was "
+		    "dropped): observed %s", end_str(n, err));
 	close(s);
 	close(c2);
 }
@@ -325,8 +345,7 @@ SP_TEST(stdio_read_and_write_streams_on_dup, "STDIO-DUP-TWO-STREAMS", SP_INET)
 SP_TEST(stdio_fclose_of_write_stream_is_no_half_close, "STDIO-FCLOSE-NO-HALF-CLOSE", SP_INET)
 {
 	int c, s;
-	char line[64], b;
-
+	char line[64];
 	struct sp_capture cap;
 
 	no_sigpipe();
@@ -353,8 +372,15 @@ SP_TEST(stdio_fclose_of_write_stream_is_no_half_close, "STDIO-FCLOSE-NO-HALF-CLO
 
 	/* shutdown on the read stream's descriptor half-closes. */
 	ASSERT_SYS(shutdown(fileno(in), SHUT_WR));
-	EXPECT_EVENTS(c, POLLIN, POLLIN, "the peer sees the FIN");
-	ASSERT_EQ(0, read(c, &b, 1));
+	int err;
+	ssize_t n = after_end(c, &err);
+	/* That shutdown(SHUT_WR) sends the FIN is CLOSE-HALF-WR-EOF's Must;
+	 * this item's is what fclose does beside it. */
+	if (n < 0 && err == EAGAIN)
+		BROKEN_NEEDS("CLOSE-HALF-WR-EOF", "the peer saw no EOF within %d ms of "
+			     "shutdown(fileno(read stream), SHUT_WR)", sp_wait_ms());
+	ASSERT_TRUE(n == 0, "the peer reads EOF after shutdown(SHUT_WR): observed %s",
+		    end_str(n, err));
 	if (sp_capture_sync(&cap))
 		WIRE_EXPECT(&cap, "S>C P., S>C F");
 	sp_capture_stop(&cap);
