@@ -307,7 +307,10 @@ static void broken_pipe(const struct sp_ctx *ctx, int *c, int *s)
 {
 	sp_tcp_pair(ctx, c, s);
 	ASSERT_SYS(close(*s));
-	ASSERT_EQ(1, send(*c, "x", 1, MSG_NOSIGNAL)); /* accepted locally, answered by RST */
+	ssize_t r = send(*c, "x", 1, MSG_NOSIGNAL); /* accepted locally, answered by RST */
+	if (r < 0 && (errno == ECONNRESET || errno == EPIPE))
+		return; /* the close reset the connection itself: reset already */
+	ASSERT_EQ(1, r);
 	int ev = sp_poll(*c, 0, sp_wait_ms());
 	if (!(ev & (POLLERR | POLLHUP)))
 		BROKEN_NEEDS("CLOSE-FULL-LOSES-REPLY", "no reset reached the sender within %d ms "
@@ -345,12 +348,21 @@ SP_TEST(nosignal_suppresses_sigpipe, "FLAG-NOSIGNAL", SP_INET)
 	ASSERT_ERRNO(sendmsg(c, &mh, 0), EPIPE);
 	ASSERT_TRUE(sigpipes == 2, "sendmsg() without MSG_NOSIGNAL: SIGPIPE raised %d times in "
 		    "all, expected 2 (one per call)", (int)sigpipes);
-	ASSERT_ERRNO(write(c, "y", 1), EPIPE);
+	errno = 0;
+	ssize_t w = write(c, "y", 1);
+	if (w == 1)
+		BROKEN_NEEDS("CLOSE-FULL-LOSES-REPLY", "write() to a peer that reset the connection "
+			     "returned 1 (accepted), where send() failed with EPIPE");
+	ASSERT_FAILED_WITH(w, errno, EPIPE);
 	ASSERT_TRUE(sigpipes == 3, "write() to a reset peer: SIGPIPE raised %d times in all, "
 		    "expected 3 (one per call)", (int)sigpipes);
 
 	/* The real mechanism: with the default disposition SIGPIPE kills. */
 	int st = sp_reap(sp_fork(send_without_flag, &c));
+	if (WIFEXITED(st) && WEXITSTATUS(st) == 128 + SIGPIPE)
+		BROKEN_NEEDS("PROC-WAIT-REAPS", "the sender's wait status says exited %d, which it "
+			     "never exits with: a death by SIGPIPE reported as an exit code",
+			     128 + SIGPIPE);
 	ASSERT_TRUE(WIFSIGNALED(st) && WTERMSIG(st) == SIGPIPE,
 		    "a send without MSG_NOSIGNAL kills by SIGPIPE (status 0x%x)", st);
 	signal(SIGPIPE, SIG_DFL);

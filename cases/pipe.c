@@ -185,8 +185,9 @@ SP_TEST(one_pipe_reads_back_own_message_two_pipes_do_not, "PIPE-TWO-WAY", SP_NON
 	ASSERT_MEM_EQ("world", buf, 5);
 	/* Only the other side's words: our "hello" is not there as well. */
 	ASSERT_EQ(0, sp_poll(t.to_parent[0], POLLIN, 0));
-	sp_set_nonblock(t.to_child[0], 1);
-	ASSERT_ERRNO(read(t.to_child[0], buf, sizeof(buf)), EAGAIN); /* the child took it all */
+	int left = -1;
+	ASSERT_SYS(ioctl(t.to_child[0], FIONREAD, &left));
+	ASSERT_EQ(0, left); /* the child took it all */
 	sp_reap_exit(child, 0); /* the child got "hello", not its own words */
 }
 
@@ -284,6 +285,10 @@ static void sigpipe_by_disposition(int via)
 	struct broken_writer b = { via, broken_end(via) };
 	pid_t pid = sp_fork(write_to_broken_end, &b);
 	int st = sp_reap(pid);
+	if (WIFEXITED(st) && WEXITSTATUS(st) == 128 + SIGPIPE)
+		BROKEN_NEEDS("PROC-WAIT-REAPS", "the writer's wait status says exited %d, which it "
+			     "never exits with: a death by SIGPIPE reported as an exit code",
+			     128 + SIGPIPE);
 	if (raises)
 		ASSERT_TRUE(WIFSIGNALED(st) && WTERMSIG(st) == SIGPIPE,
 			    "%s with SIGPIPE at its default: expected the writer killed by SIGPIPE, "
@@ -481,7 +486,18 @@ SP_TEST(small_pipe_writes_are_atomic, "PIPE-ATOMIC", SP_NONE)
 			"the writers keep writing (%zu of %zu bytes)", got, total);
 		size_t want = total - got < 3001 ? total - got : 3001;
 		ssize_t n = read(fds[0], all + got, want);
-		ASSERT_TRUE(n > 0, "read %zu of %zu bytes before EOF", got, total);
+		if (n == 0) {
+			/* EOF early: did a writer come up short (a split record),
+			 * or did the pipe drop what was left when the last writer
+			 * went (PIPE-EOF's behavior, a mechanism here)? */
+			for (int i = 0; i < WRITERS; i++)
+				sp_reap_exit(pids[i], 0);
+			BROKEN_NEEDS("PIPE-EOF", "EOF after %zu of %zu bytes, though every writer "
+				     "wrote all its records: the rest was lost when the last writer "
+				     "closed", got, total);
+		}
+		ASSERT_TRUE(n > 0, "read %zu of %zu bytes before EOF (%s)", got, total,
+			    sp_errno_name(errno));
 		got += (size_t)n;
 	}
 	ASSERT_EQ(0, read(fds[0], scratch, 1)); /* nothing more */
