@@ -56,12 +56,41 @@
 #include <sys/ioctl.h>
 #include <sys/wait.h>
 
+/* fdopen() of a connected socket: STDIO-FDOPEN's behavior, a mechanism
+ * for the other items (broken, needs it, where it fails). */
 static FILE *stream(int fd, const char *mode)
 {
 	FILE *f = fdopen(fd, mode);
-	ASSERT_TRUE(f != NULL, "fdopen(%d, \"%s\") on a connected socket gives a stream (%s)",
-		    fd, mode, sp_errno_name(errno));
+	if (!f)
+		BROKEN_NEEDS("STDIO-FDOPEN", "fdopen(%d, \"%s\") on a connected socket failed: %s",
+			     fd, mode, sp_errno_name(errno));
 	return f;
+}
+
+/* dup() of a connected socket is the same connection (STDIO-DUP-TWO-
+ * STREAMS' behavior, a mechanism for the other items). */
+static int dup_connection(int fd)
+{
+	struct sockaddr_storage peer;
+	socklen_t len = sizeof(peer);
+	int d = (int)ASSERT_SYS(dup(fd));
+
+	if (getpeername(d, (struct sockaddr *)&peer, &len) != 0)
+		BROKEN_NEEDS("STDIO-DUP-TWO-STREAMS", "dup() of a connected socket gives a socket "
+			     "that is not connected (getpeername: %s)", sp_errno_name(errno));
+	return d;
+}
+
+/* fflush() sends what the stream holds: STDIO-BUFFERED-UNTIL-FLUSH's
+ * behavior, a mechanism for the other items. The peer then has the n
+ * bytes queued (bounded wait). */
+static void flush_to(FILE *f, int peer, int n)
+{
+	ASSERT_EQ(0, fflush(f));
+	int inq = sp_wait_inq(peer, n);
+	if (inq < n)
+		BROKEN_NEEDS("STDIO-BUFFERED-UNTIL-FLUSH", "fflush() returned 0 but the peer has %d "
+			     "of the %d bytes %d ms later", inq, n, sp_wait_ms());
 }
 
 /* Write failures must come back as errors, not kill the probe. */
@@ -179,12 +208,12 @@ SP_TEST(stdio_fdopen_streams_carry_lines, "STDIO-FDOPEN", SP_INET)
 	int one = 1;
 	ASSERT_SYS(setsockopt(c, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)));
 	FILE *cw = stream(c, "w"), *sr = stream(s, "r");
-	FILE *sw = stream((int)ASSERT_SYS(dup(s)), "w"), *cr = stream((int)ASSERT_SYS(dup(c)), "r");
+	FILE *sw = stream(dup_connection(s), "w"), *cr = stream(dup_connection(c), "r");
 
 	ASSERT_TRUE(fputs("hello, stdio\n", cw) >= 0, "fputs succeeds");
 	ASSERT_TRUE(fprintf(cw, "line %d of %s\n", 2, "three") > 0, "fprintf succeeds");
 	ASSERT_EQ(1, fwrite("raw bytes\n", 10, 1, cw));
-	ASSERT_EQ(0, fflush(cw));
+	flush_to(cw, s, 13 + 16 + 10);
 	ASSERT_TRUE(fgets_bounded(line, sizeof(line), sr) != NULL, "fgets reads the first line");
 	ASSERT_STR("hello, stdio\n", line);
 	ASSERT_EQ(16, getline_bounded(&gl, &cap, sr));
@@ -195,7 +224,7 @@ SP_TEST(stdio_fdopen_streams_carry_lines, "STDIO-FDOPEN", SP_INET)
 
 	/* The other way round, on the other socket. */
 	ASSERT_TRUE(fputs("and back\n", sw) >= 0, "fputs on the server side");
-	ASSERT_EQ(0, fflush(sw));
+	flush_to(sw, c, 9);
 	ASSERT_TRUE(fgets_bounded(line, sizeof(line), cr) != NULL, "fgets on the client side");
 	ASSERT_STR("and back\n", line);
 
@@ -317,7 +346,7 @@ SP_TEST(stdio_read_and_write_streams_on_dup, "STDIO-DUP-TWO-STREAMS", SP_INET)
 	no_sigpipe();
 	sp_tcp_pair(ctx, &c, &s);
 	FILE *in = stream(s, "r");
-	FILE *out = stream((int)ASSERT_SYS(dup(s)), "w");
+	FILE *out = stream((int)ASSERT_SYS(dup(s)), "w");  /* the dup is this ID's own */
 	ASSERT_TRUE(fileno(in) != fileno(out), "the two streams use different descriptors (%d, %d)",
 		    fileno(in), fileno(out));
 
@@ -325,9 +354,9 @@ SP_TEST(stdio_read_and_write_streams_on_dup, "STDIO-DUP-TWO-STREAMS", SP_INET)
 		/* Out through the write stream ... */
 		ASSERT_TRUE(i == 1 ? fprintf(out, "%s", lines[i]) > 0 : fputs(lines[i], out) >= 0,
 			    "writing line %d", i + 1);
-		ASSERT_EQ(0, fflush(out));
-		/* ... echoed by the peer ... */
 		size_t n = strlen(lines[i]);
+		flush_to(out, c, (int)n);
+		/* ... echoed by the peer ... */
 		EXPECT_RAW(c, lines[i]);
 		ASSERT_EQ((ssize_t)n, write(c, lines[i], n));
 		/* ... and back in through the read stream. */
@@ -351,7 +380,7 @@ SP_TEST(stdio_fclose_of_write_stream_is_no_half_close, "STDIO-FCLOSE-NO-HALF-CLO
 	no_sigpipe();
 	sp_tcp_pair(ctx, &c, &s);
 	FILE *in = stream(s, "r");
-	FILE *out = stream((int)ASSERT_SYS(dup(s)), "w");
+	FILE *out = stream(dup_connection(s), "w");
 	sp_capture_start(&cap);
 	sp_capture_name(&cap, sp_local_port(c), "C");
 	sp_capture_name(&cap, sp_local_port(s), "S");
@@ -384,12 +413,20 @@ SP_TEST(stdio_fclose_of_write_stream_is_no_half_close, "STDIO-FCLOSE-NO-HALF-CLO
 	if (sp_capture_sync(&cap))
 		WIRE_EXPECT(&cap, "S>C P., S>C F");
 	sp_capture_stop(&cap);
-	/* The reply still comes in through the read stream. */
+	/* The reply still comes in through the read stream. That the
+	 * half-closed socket still receives is CLOSE-HALF-WR-EOF's. */
 	ASSERT_EQ(6, write(c, "reply\n", 6));
+	int inq = sp_wait_inq(fileno(in), 6);
+	if (inq < 6)
+		BROKEN_NEEDS("CLOSE-HALF-WR-EOF", "after shutdown(SHUT_WR) the socket has %d of the "
+			     "peer's 6 reply bytes %d ms later: it no longer receives", inq, sp_wait_ms());
 	ASSERT_TRUE(fgets_bounded(line, sizeof(line), in) != NULL, "fgets reads the reply after the half-close");
 	ASSERT_STR("reply\n", line);
+	/* Record: the read stream once the peer has closed (EOF there is
+	 * the peer's close, no Must of this ID). */
 	ASSERT_SYS(close(c));
-	ASSERT_TRUE(fgets_bounded(line, sizeof(line), in) == NULL && feof(in), "then EOF on the read stream");
+	char *last = fgets_bounded(line, sizeof(line), in);
+	RECORD("read_stream_after_peer_close", "%s", last ? "a line" : feof(in) ? "EOF" : "an error");
 	fclose(in);
 }
 
