@@ -17,7 +17,7 @@
 #define on(name) spfault_on(name)
 
 FAULT(handlers_not_installed,
-      "SIG-HANDLER-RUNS,SIG-INTERRUPTS-SLEEP",
+      "SIG-HANDLER-RUNS,SIG-INTERRUPTS-SLEEP,SIG-CHLD-REAPS-ALL",
       "a sandbox that accepts sigaction() but never delivers to the handler");
 FAULT(signal_one_shot,
       "SIG-HANDLER-RUNS",
