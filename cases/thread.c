@@ -76,9 +76,20 @@ static void channel_pipe(int fds[2])
 	fds[1] = b.fd[1];
 }
 
+/* pthread_join() waits for the thread (THREAD-JOIN-RETURNS' behavior, a
+ * mechanism for the other items): *finished, set as the thread's last
+ * act, must be there once it returns. */
+static void join_finished(pthread_t t, volatile int *finished, const char *what)
+{
+	ASSERT_EQ(0, pthread_join(t, NULL));
+	if (!__atomic_load_n(finished, __ATOMIC_ACQUIRE))
+		BROKEN_NEEDS("THREAD-JOIN-RETURNS", "pthread_join() returned before the thread that "
+			     "%s had finished", what);
+}
+
 /* ---- 1. THREAD-SHARED-FDS --------------------------------------------- */
 
-struct made_socket { const struct sp_ctx *ctx; int fd, err; };
+struct made_socket { const struct sp_ctx *ctx; int fd, err; volatile int finished; };
 
 static void *make_bound_udp_socket(void *arg)
 {
@@ -89,10 +100,11 @@ static void *make_bound_udp_socket(void *arg)
 	m->fd = socket(m->ctx->af, SOCK_DGRAM, 0);
 	if (m->fd < 0 || bind(m->fd, (struct sockaddr *)&ss, len) < 0)
 		m->err = errno;
+	__atomic_store_n(&m->finished, 1, __ATOMIC_RELEASE);
 	return NULL;
 }
 
-struct served { int fd; ssize_t got, sent; char buf[16]; int err; };
+struct served { int fd; ssize_t got, sent; char buf[16]; int err; volatile int finished; };
 
 static void *serve_accepted(void *arg)
 {
@@ -107,16 +119,18 @@ static void *serve_accepted(void *arg)
 	s->got = read(s->fd, s->buf, sizeof(s->buf));
 	s->err = errno;
 	s->sent = write(s->fd, "pong", 4);
+	__atomic_store_n(&s->finished, 1, __ATOMIC_RELEASE);
 	return NULL;
 }
 
-struct closer { int fd, ret, err; };
+struct closer { int fd, ret, err; volatile int finished; };
 
 static void *close_descriptor(void *arg)
 {
 	struct closer *c = arg;
 	c->ret = close(c->fd);
 	c->err = errno;
+	__atomic_store_n(&c->finished, 1, __ATOMIC_RELEASE);
 	return NULL;
 }
 
@@ -127,9 +141,9 @@ SP_TEST(thread_descriptors_are_shared_by_all_threads, "THREAD-SHARED-FDS", SP_IN
 	char buf[16];
 
 	/* A socket a thread made works in main by its number. */
-	struct made_socket m = { ctx, -1, 0 };
+	struct made_socket m = { ctx, -1, 0, 0 };
 	ASSERT_EQ(0, pthread_create(&t, NULL, make_bound_udp_socket, &m));
-	ASSERT_EQ(0, pthread_join(t, NULL));
+	join_finished(t, &m.finished, "makes and binds a UDP socket");
 	ASSERT_TRUE(m.fd >= 0 && m.err == 0, "the thread made and bound a UDP socket (%s)",
 		    sp_errno_name(m.err));
 	struct sockaddr_storage self;
@@ -148,7 +162,7 @@ SP_TEST(thread_descriptors_are_shared_by_all_threads, "THREAD-SHARED-FDS", SP_IN
 	struct served sv = { .fd = s };
 	ASSERT_EQ(4, write(c, "ping", 4));
 	ASSERT_EQ(0, pthread_create(&t, NULL, serve_accepted, &sv));
-	ASSERT_EQ(0, pthread_join(t, NULL));
+	join_finished(t, &sv.finished, "serves the accepted connection");
 	ASSERT_TRUE(sv.got == 4, "the thread read main's accepted socket: %zd bytes (%s)",
 		    sv.got, sp_errno_name(sv.err));
 	ASSERT_MEM_EQ("ping", sv.buf, 4);
@@ -159,7 +173,7 @@ SP_TEST(thread_descriptors_are_shared_by_all_threads, "THREAD-SHARED-FDS", SP_IN
 	/* A close in a thread closes main's descriptor (not a copy). */
 	struct closer cl = { .fd = ASSERT_SYS(socket(ctx->af, SOCK_DGRAM, 0)) };
 	ASSERT_EQ(0, pthread_create(&t, NULL, close_descriptor, &cl));
-	ASSERT_EQ(0, pthread_join(t, NULL));
+	join_finished(t, &cl.finished, "closes the descriptor");
 	ASSERT_EQ(0, cl.ret);
 	ASSERT_ERRNO(fcntl(cl.fd, F_GETFD), EBADF);
 }
@@ -312,13 +326,13 @@ static pthread_barrier_t start_line;
 
 static void *add_under_lock(void *arg)
 {
-	(void)arg;
 	pthread_barrier_wait(&start_line);
 	for (int i = 0; i < INCREMENTS; i++) {
 		pthread_mutex_lock(&counter_lock);
 		counter++;
 		pthread_mutex_unlock(&counter_lock);
 	}
+	__atomic_store_n((volatile int *)arg, 1, __ATOMIC_RELEASE);
 	return NULL;
 }
 
@@ -359,10 +373,13 @@ SP_TEST(thread_mutex_keeps_every_increment, "THREAD-MUTEX-EXCLUSION", SP_NONE)
 
 	counter = 0;
 	ASSERT_EQ(0, pthread_barrier_init(&start_line, NULL, THREADS));
+	static volatile int added[THREADS];
+	for (int i = 0; i < THREADS; i++) {
+		added[i] = 0;
+		ASSERT_EQ(0, pthread_create(&t[i], NULL, add_under_lock, (void *)&added[i]));
+	}
 	for (int i = 0; i < THREADS; i++)
-		ASSERT_EQ(0, pthread_create(&t[i], NULL, add_under_lock, NULL));
-	for (int i = 0; i < THREADS; i++)
-		ASSERT_EQ(0, pthread_join(t[i], NULL));
+		join_finished(t[i], &added[i], "adds under the lock");
 	pthread_barrier_destroy(&start_line);
 	RECORD("counter", "%ld", counter);
 	ASSERT_EQ((long)THREADS * INCREMENTS, counter);
