@@ -205,8 +205,13 @@ ssize_t splice(int in, loff_t *oin, int out, loff_t *oout, size_t len, unsigned 
 {
 	load_splice();
 	if (spfault_on("splice_eagain_on_blocking") && blocking_stream(in)) {
+		/* A connection's queue only: a socket that is not connected
+		 * (a listener, one never connected) keeps its own error. */
+		struct sockaddr_storage peer;
+		socklen_t pl = sizeof(peer);
 		int saved = errno, q = 0;
-		if (ioctl(in, FIONREAD, &q) == 0 && q == 0) {
+		if (getpeername(in, (struct sockaddr *)&peer, &pl) == 0 &&
+		    ioctl(in, FIONREAD, &q) == 0 && q == 0) {
 			errno = EAGAIN;
 			return -1;
 		}
