@@ -91,7 +91,16 @@ static int inq(int fd, unsigned long req, const char *what)
 
 /* ---- 1. IOCTL-INQ-STREAM --------------------------------------------------- */
 
-static void check_stream_inq(int c, int s)
+/* The ID whose Must says a stream read returns every queued byte it has
+ * room for and leaves the rest queued, for this kind of stream. */
+static const char *stream_boundary_id(int kind, int split)
+{
+	if (kind == SP_KIND_UNIX)
+		return "UNIX-STREAM-NO-BOUNDARY";
+	return split ? "TCP-BOUNDARY-SPLIT" : "TCP-BOUNDARY-COALESCE";
+}
+
+static void check_stream_inq(int kind, int c, int s)
 {
 	char buf[32];
 
@@ -105,10 +114,23 @@ static void check_stream_inq(int c, int s)
 	if (got != 30)
 		FAIL("FIONREAD after three writes of 10 reads %d, expected 30", got);
 	ASSERT_EQ(30, inq(s, SIOCINQ, "SIOCINQ"));
-	ASSERT_EQ(12, recv(s, buf, 12, 0));
+	/* recv(12) of the 30 bytes: 12, the rest left queued (a mechanism
+	 * here, another ID's Must). */
+	ssize_t r = recv(s, buf, 12, 0);
+	if (r > 0 && r < 12)
+		BROKEN_NEEDS(stream_boundary_id(kind, 0), "recv(12) with 30 bytes queued returned "
+			     "%zd", r);
+	ASSERT_EQ(12, r);
 	got = inq(s, FIONREAD, "FIONREAD");
-	if (got != 18)
-		FAIL("FIONREAD after 12 of 30 bytes were read reads %d, expected 18", got);
+	if (got != 18) {
+		char peek[32];
+		ssize_t left = recv(s, peek, sizeof(peek), MSG_PEEK | MSG_DONTWAIT);
+		if (got == 0 && left < 0)
+			BROKEN_NEEDS(stream_boundary_id(kind, 1), "recv(12) of 30 queued bytes left "
+				     "none queued (a peek finds nothing either): the rest was dropped");
+		FAIL("FIONREAD after 12 of 30 bytes were read reads %d, expected 18 (a peek finds "
+		     "%zd)", got, left);
+	}
 	ASSERT_EQ(18, inq(s, SIOCINQ, "SIOCINQ"));
 	ASSERT_EQ(18, recv(s, buf, sizeof(buf), 0));
 	ASSERT_SYS(shutdown(c, SHUT_WR));
@@ -125,7 +147,7 @@ SP_TEST(fionread_counts_queued_stream_bytes, "IOCTL-INQ-STREAM", SP_INET, .kind 
 {
 	int c, s;
 	sp_pair(ctx, &c, &s);
-	check_stream_inq(c, s);
+	check_stream_inq(ctx->kind, c, s);
 	close(c);
 	close(s);
 	if (!ctx->first)
