@@ -206,7 +206,14 @@ static void check_next_datagram_size(const char *kind, int rx, int both_reqs)
 			FAIL("%s: %s with datagrams of 10 and 20 queued reads %d, expected 10 (the "
 			     "next datagram, not the total)", kind, what, n);
 	}
-	ASSERT_EQ(10, recv(rx, buf, sizeof(buf), 0));
+	/* One datagram per recv() is UDP-BOUNDARY's (UNIX-DGRAM-BOUNDARY's)
+	 * Must, a mechanism here. */
+	ssize_t r = recv(rx, buf, sizeof(buf), 0);
+	if (r > 10)
+		BROKEN_NEEDS(strcmp(kind, "UDP") ? "UNIX-DGRAM-BOUNDARY" : "UDP-BOUNDARY",
+			     "%s: recv() of the next datagram (10 bytes) returned %zd: the datagrams "
+			     "were merged", kind, r);
+	ASSERT_EQ(10, r);
 	EXPECT_EVENTS(rx, POLLIN, POLLIN, "%s: the 20-byte datagram is "
 		    "queued", kind);
 	for (int r = 0; r < 1 + both_reqs; r++) {
