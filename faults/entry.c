@@ -57,7 +57,7 @@ FAULT(sendfile_short_on_blocking,
       "a sendfile() that returns after the first half of the count on a blocking socket with "
       "room (a stack that sends one chunk per call), though a blocking write moves all");
 FAULT(splice_eagain_on_blocking,
-      "TCP-CLOSE-DISCARDS-INPUT,CLOSE-FULL-LOSES-REPLY",
+      "TCP-CLOSE-DISCARDS-INPUT,CLOSE-FULL-LOSES-REPLY,CLOSE-HALF-WR-EOF,CLOSE-HALF-RD",
       "a splice() from a blocking socket that fails with EAGAIN whenever nothing is queued "
       "(the socket treated as if SPLICE_F_NONBLOCK applied to it), so EOF never reads as 0");
 FAULT(epoll_pwait2_keeps_its_mask,
@@ -205,15 +205,19 @@ ssize_t splice(int in, loff_t *oin, int out, loff_t *oout, size_t len, unsigned 
 {
 	load_splice();
 	if (spfault_on("splice_eagain_on_blocking") && blocking_stream(in)) {
-		/* A connection's queue only: a socket that is not connected
-		 * (a listener, one never connected) keeps its own error. */
-		struct sockaddr_storage peer;
-		socklen_t pl = sizeof(peer);
 		int saved = errno, q = 0;
-		if (getpeername(in, (struct sockaddr *)&peer, &pl) == 0 &&
-		    ioctl(in, FIONREAD, &q) == 0 && q == 0) {
-			errno = EAGAIN;
-			return -1;
+		if (ioctl(in, FIONREAD, &q) == 0 && q == 0) {
+			/* Nothing queued: the call made as if non-blocking. Its
+			 * end of stream or reset reads as EAGAIN; a socket with
+			 * no connection at all (a listener, one never connected)
+			 * keeps its own error (ENOTCONN, EINVAL). */
+			errno = saved;
+			ssize_t r = real_splice(in, oin, out, oout, len, flags | SPLICE_F_NONBLOCK);
+			if (r == 0 || (r < 0 && (errno == ECONNRESET || errno == EPIPE))) {
+				errno = EAGAIN;
+				return -1;
+			}
+			return r;
 		}
 		errno = saved;
 	}
