@@ -54,6 +54,7 @@
 #include <unistd.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/time.h>
 #include <sys/wait.h>
 
@@ -72,11 +73,16 @@ static void read_report(int fd, void *buf, size_t n, const char *what)
 static void nothing_yet(int fd, const char *what)
 {
 	char b;
+	struct stat st;
 	sp_set_nonblock(fd, 1);
 	errno = 0;
 	ssize_t r = read(fd, &b, 1);
 	int err = errno;
 	sp_set_nonblock(fd, 0);
+	/* An empty pipe whose writer is open reading EOF is PIPE-EOF's
+	 * deviation, a mechanism for the report pipes. */
+	if (r == 0 && fstat(fd, &st) == 0 && S_ISFIFO(st.st_mode))
+		BROKEN_NEEDS("PIPE-EOF", "%s: an empty pipe whose writer is open reads EOF", what);
 	if (!(r < 0 && err == EAGAIN))
 		FAIL("%s: expected nothing to read and no EOF yet (read: -1 EAGAIN), "
 		     "observed %s", what, r == 0 ? "EOF (0)" : r > 0 ? "a byte of data" :
@@ -253,7 +259,16 @@ SP_TEST(fork_shares_descriptors_until_every_copy_closes, "PROC-FORK-SHARES-FDS",
 	ASSERT_EQ(5, sp_read_all(client, buf, 5));
 	ASSERT_MEM_EQ("hello", buf, 5);
 	sp_reap_exit(pid, 0); /* the child echoed; the last copy goes with it */
-	SP_EXPECT_EOF(SP_IO_READ, client); /* EOF once the last copy is closed */
+	/* EOF once the last copy is closed; a reset instead is the close's
+	 * deviation (TCP-CLOSE-FLUSHES-OUTPUT), a mechanism here. */
+	sp_poll(client, POLLIN, sp_wait_ms());
+	errno = 0;
+	ssize_t end = recv(client, buf, 1, MSG_DONTWAIT);
+	if (end < 0 && errno == ECONNRESET)
+		BROKEN_NEEDS("TCP-CLOSE-FLUSHES-OUTPUT", "the close of the last copy reset the "
+			     "connection (the peer's recv(): ECONNRESET) instead of ending it");
+	ASSERT_TRUE(end == 0, "EOF once the last copy is closed: recv() returned %zd (%s)", end,
+		    end < 0 ? sp_errno_name(errno) : "data");
 
 	/* The other way round: the child closes its copy; ours still works. */
 	sp_tcp_pair(ctx, &client, &server);

@@ -282,8 +282,18 @@ SP_TEST(thread_shutdown_wakes_blocked_read, "THREAD-SHUTDOWN-WAKES-READ", SP_INE
 	if (b.n != 0)
 		FAIL("%s: %s woken by shutdown(%s) returned %zd (%s), expected 0",
 		     kname, sp_io_in_name(api), hname, b.n, sp_errno_name(b.err));
-	/* And every later read sees end of input, without blocking. */
-	ASSERT_EQ(0, sp_io_in(api, s, buf, sizeof(buf), 0));
+	/* And every later read sees end of input, without blocking (reads
+	 * returning 0 after SHUT_RD are CLOSE-HALF-RD's Must, checked here
+	 * only as what follows the wake-up). */
+	sp_set_nonblock(s, 1);
+	errno = 0;
+	ssize_t later = sp_io_in(api, s, buf, sizeof(buf), 0);
+	int lerr = errno;
+	sp_set_nonblock(s, 0);
+	if (later < 0 && lerr == EAGAIN)
+		BROKEN_NEEDS("CLOSE-HALF-RD", "%s: after shutdown(%s) the read that followed the "
+			     "woken one says EAGAIN, not 0", kname, hname);
+	ASSERT_EQ(0, later);
 	if (how == SHUT_RD) {
 		/* Reading is shut; sending is not. */
 		ASSERT_EQ(5, send(s, "after", 5, MSG_NOSIGNAL));
