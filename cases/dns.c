@@ -101,29 +101,33 @@ static int dns_answers_or_exited(void *arg)
 /* Record how the machine's own configuration resolves localhost, in a
  * child, before the fixture replaces it (the resolver reads its
  * configuration once per process). */
+static int report_localhost(void *arg)
+{
+	int *p = arg;
+	struct hostent *h;
+	char out[256] = "unresolved";
+
+	close(p[0]);
+	h = gethostbyname("localhost");
+	if (h && h->h_addr_list[0]) {
+		size_t n = 0;
+		out[0] = '\0';
+		for (char **a = h->h_addr_list; *a && n < 200; a++) {
+			char txt[INET6_ADDRSTRLEN];
+			inet_ntop(h->h_addrtype, *a, txt, sizeof(txt));
+			n += (size_t)snprintf(out + n, sizeof(out) - n, "%s%s", n ? " " : "", txt);
+		}
+	}
+	return write(p[1], out, strlen(out)) < 0;
+}
+
 static void record_host_localhost(void)
 {
 	int p[2];
 	char buf[256] = "";
 
-	ASSERT_SYS(pipe(p));
-	pid_t pid = ASSERT_SYS(fork());
-	if (pid == 0) {
-		close(p[0]);
-		struct hostent *h = gethostbyname("localhost");
-		char out[256] = "unresolved";
-		if (h && h->h_addr_list[0]) {
-			size_t n = 0;
-			out[0] = '\0';
-			for (char **a = h->h_addr_list; *a && n < 200; a++) {
-				char txt[INET6_ADDRSTRLEN];
-				inet_ntop(h->h_addrtype, *a, txt, sizeof(txt));
-				n += (size_t)snprintf(out + n, sizeof(out) - n, "%s%s", n ? " " : "", txt);
-			}
-		}
-		_exit(write(p[1], out, strlen(out)) < 0);
-	}
-	sp_track_child(pid);
+	ASSERT_SYS(pipe(p)); /* a record: a pipe that does not work leaves it "no answer" */
+	pid_t pid = sp_fork(report_localhost, p);
 	close(p[1]);
 	/* An observation only: a slow host resolver is recorded, not waited
 	 * for past the bound (teardown kills the child). */
@@ -136,6 +140,25 @@ static void record_host_localhost(void)
 	}
 	close(p[0]);
 	RECORD("host_config_localhost", "%s", buf);
+}
+
+/* The fixture server. It is the suite's, not the system under test: a
+ * fault library preloaded into the probe (LD_PRELOAD, faults/) is not
+ * passed on to it, so a fault changes the resolver's side only. */
+static int run_dnsmasq(void *arg)
+{
+	const char *dnsmasq = arg;
+	char conf[1100];
+
+	snprintf(conf, sizeof(conf), "--conf-file=%s", sp_fixture("dns/zone.conf"));
+	unsetenv("LD_PRELOAD");
+	execl(dnsmasq, "dnsmasq", "--keep-in-foreground", conf,
+	      "--listen-address=127.0.0.1", "--bind-interfaces", "--port=53",
+	      /* stay who we are: inside a user namespace setgroups()
+	       * is denied, and "--group=" skips the group change */
+	      "--user=root", "--group=", "--pid-file=", "--log-facility=-",
+	      (char *)NULL);
+	return 127;
 }
 
 /* The fixture: private namespaces, fixture /etc files, dnsmasq running. */
@@ -152,19 +175,7 @@ static void dns_fixture(int record_localhost)
 	sp_bind_file(sp_fixture("dns/resolv.conf"), "/etc/resolv.conf");
 	sp_bind_file(sp_fixture("dns/nsswitch.conf"), "/etc/nsswitch.conf");
 
-	char conf[1100];
-	snprintf(conf, sizeof(conf), "--conf-file=%s", sp_fixture("dns/zone.conf"));
-	dns_server = ASSERT_SYS(fork());
-	if (dns_server == 0) {
-		execl(dnsmasq, "dnsmasq", "--keep-in-foreground", conf,
-		      "--listen-address=127.0.0.1", "--bind-interfaces", "--port=53",
-		      /* stay who we are: inside a user namespace setgroups()
-		       * is denied, and "--group=" skips the group change */
-		      "--user=root", "--group=", "--pid-file=", "--log-facility=-",
-		      (char *)NULL);
-		_exit(127);
-	}
-	sp_track_child(dns_server);
+	dns_server = sp_fork(run_dnsmasq, (void *)dnsmasq);
 	/* The fixture server is the precondition, not the behavior: when it
 	 * cannot serve, the item is broken and says why. */
 	dns_server_status = -1;

@@ -47,6 +47,7 @@
 #include <limits.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -88,6 +89,34 @@ SP_TEST(pipe_fd1_writes_fd0_reads_in_order, "PIPE-ENDS", SP_NONE,
 	close(fds[1]);
 }
 
+/* pipe() for the items of the other PIPE-* behaviors: which end is
+ * which is PIPE-ENDS' behavior, a mechanism there, checked once with one
+ * byte (broken, needs PIPE-ENDS, when fds[1] does not write to fds[0]). */
+static void pipe_ends_checked(int fds[2])
+{
+	char c = 'e';
+
+	ASSERT_SYS(pipe(fds));
+	ssize_t w = write(fds[1], &c, 1);
+	if (w != 1) {
+		char obs[64];
+		int err = errno;
+		snprintf(obs, sizeof(obs), "%zd (%s)", w, w < 0 ? sp_errno_name(err) : "-");
+		sp_needs_at(__FILE__, __LINE__, "PIPE-ENDS", "write() of 1 byte to fds[1] of a new pipe",
+			    "1", obs, w < 0 ? err : 0);
+	}
+	sp_set_nonblock(fds[0], 1);
+	ssize_t r = read(fds[0], &c, 1);
+	int err = errno;
+	sp_set_nonblock(fds[0], 0);
+	if (r != 1 || c != 'e') {
+		char obs[64];
+		snprintf(obs, sizeof(obs), "%zd (%s)", r, r < 0 ? sp_errno_name(err) : "-");
+		sp_needs_at(__FILE__, __LINE__, "PIPE-ENDS", "read() at fds[0] of the byte written to fds[1]",
+			    "1 ('e')", obs, r < 0 ? err : 0);
+	}
+}
+
 /* 2. After fork both processes use the same pipe; a read blocks until the
  * other process writes. */
 struct across { int down[2], up[2]; };
@@ -113,8 +142,8 @@ SP_TEST(pipe_connects_parent_and_child, "PIPE-ACROSS-FORK", SP_NONE)
 	struct across a;
 	char buf[8];
 
-	ASSERT_SYS(pipe(a.down));
-	ASSERT_SYS(pipe(a.up));
+	pipe_ends_checked(a.down);
+	pipe_ends_checked(a.up);
 	pid_t child = sp_fork(echo_upper, &a);
 	if (sp_have_proc()) {
 		ASSERT_TRUE(sp_wait_proc_state(child, 'S'),
@@ -174,8 +203,9 @@ SP_TEST(one_pipe_reads_back_own_message_two_pipes_do_not, "PIPE-TWO-WAY", SP_NON
 	ASSERT_MEM_EQ("world", buf, 5);
 	/* Only the other side's words: our "hello" is not there as well. */
 	ASSERT_EQ(0, sp_poll(t.to_parent[0], POLLIN, 0));
-	sp_set_nonblock(t.to_child[0], 1);
-	ASSERT_ERRNO(read(t.to_child[0], buf, sizeof(buf)), EAGAIN); /* the child took it all */
+	int left = -1;
+	ASSERT_SYS(ioctl(t.to_child[0], FIONREAD, &left));
+	ASSERT_EQ(0, left); /* the child took it all */
 	sp_reap_exit(child, 0); /* the child got "hello", not its own words */
 }
 
@@ -199,7 +229,7 @@ SP_TEST(pipe_reader_gets_eof_after_last_writer_closes, "PIPE-EOF", SP_NONE,
 	const int nb_api = uring_call(api) ? SP_IO_READ : api;
 	char buf[8];
 
-	ASSERT_SYS(pipe(fds));
+	pipe_ends_checked(fds);
 	ASSERT_EQ(4, write(fds[1], "head", 4));
 	ASSERT_EQ(4, sp_io_in(api, fds[0], buf, sizeof(buf), 0));
 	/* Our write end is still open: no EOF; the read would block. */
@@ -247,7 +277,7 @@ static int broken_end(int via)
 {
 	int fds[2];
 	if (via == VIA_PIPE_WRITE)
-		ASSERT_SYS(pipe(fds));
+		pipe_ends_checked(fds);
 	else
 		ASSERT_SYS(socketpair(AF_UNIX, SOCK_STREAM, 0, fds));
 	ASSERT_SYS(close(fds[0]));
@@ -298,6 +328,10 @@ static void sigpipe_by_disposition(int via)
 	struct broken_writer b = { via, broken_end(via) };
 	pid_t pid = sp_fork(write_to_broken_end, &b);
 	int st = sp_reap(pid);
+	if (WIFEXITED(st) && WEXITSTATUS(st) == 128 + SIGPIPE)
+		BROKEN_NEEDS("PROC-WAIT-REAPS", "the writer's wait status says exited %d, which it "
+			     "never exits with: a death by SIGPIPE reported as an exit code",
+			     128 + SIGPIPE);
 	if (!sigpipe_promised(via)) {
 		RECORD_ONCE("io_uring_write_default_sigpipe", "%s", sp_status_str(st));
 		ASSERT_TRUE((WIFSIGNALED(st) && WTERMSIG(st) == SIGPIPE) ||
@@ -452,7 +486,7 @@ SP_TEST(small_pipe_writes_are_atomic, "PIPE-ATOMIC", SP_NONE,
 	struct atomic_writer w[WRITERS];
 	pid_t pids[WRITERS];
 
-	ASSERT_SYS(pipe(fds));
+	pipe_ends_checked(fds);
 	long pipe_buf = fpathconf(fds[1], _PC_PIPE_BUF);
 	RECORD_ONCE("PIPE_BUF", "%ld", pipe_buf);
 	ASSERT_TRUE(pipe_buf >= 512, "PIPE_BUF is at least POSIX's 512 (%ld)", pipe_buf);
@@ -518,7 +552,18 @@ SP_TEST(small_pipe_writes_are_atomic, "PIPE-ATOMIC", SP_NONE,
 			"the writers keep writing (%zu of %zu bytes)", got, total);
 		size_t want = total - got < 3001 ? total - got : 3001;
 		ssize_t n = read(fds[0], all + got, want);
-		ASSERT_TRUE(n > 0, "read %zu of %zu bytes before EOF", got, total);
+		if (n == 0) {
+			/* EOF early: did a writer come up short (a split record),
+			 * or did the pipe drop what was left when the last writer
+			 * went (PIPE-EOF's behavior, a mechanism here)? */
+			for (int i = 0; i < WRITERS; i++)
+				sp_reap_exit(pids[i], 0);
+			BROKEN_NEEDS("PIPE-EOF", "EOF after %zu of %zu bytes, though every writer "
+				     "wrote all its records: the rest was lost when the last writer "
+				     "closed", got, total);
+		}
+		ASSERT_TRUE(n > 0, "read %zu of %zu bytes before EOF (%s)", got, total,
+			    sp_errno_name(errno));
 		got += (size_t)n;
 	}
 	ASSERT_EQ(0, read(fds[0], scratch, 1)); /* nothing more */

@@ -254,8 +254,17 @@ ssize_t splice(int in, loff_t *oin, int out, loff_t *oout, size_t len, unsigned 
 	if (spfault_on("splice_eagain_on_blocking") && blocking_stream(in)) {
 		int saved = errno, q = 0;
 		if (ioctl(in, FIONREAD, &q) == 0 && q == 0) {
-			errno = EAGAIN;
-			return -1;
+			/* Nothing queued: the call made as if non-blocking. Its
+			 * end of stream or reset reads as EAGAIN; a socket with
+			 * no connection at all (a listener, one never connected)
+			 * keeps its own error (ENOTCONN, EINVAL). */
+			errno = saved;
+			ssize_t r = real_splice(in, oin, out, oout, len, flags | SPLICE_F_NONBLOCK);
+			if (r == 0 || (r < 0 && (errno == ECONNRESET || errno == EPIPE))) {
+				errno = EAGAIN;
+				return -1;
+			}
+			return r;
 		}
 		errno = saved;
 	}

@@ -36,10 +36,10 @@ FAULT(pipe_small_write_splits,
       "PIPE-ATOMIC",
       "a pipe emulation that writes what fits of a write <= PIPE_BUF into a partly full pipe, then the rest");
 FAULT(sigpipe_ignored,
-      "PIPE-EPIPE",
+      "PIPE-EPIPE,FLAG-NOSIGNAL",
       "a runtime that ignores SIGPIPE for every program");
 FAULT(sigpipe_handler_never_runs,
-      "PIPE-EPIPE",
+      "PIPE-EPIPE,FLAG-NOSIGNAL",
       "a sandbox that ignores SIGPIPE behind the program's back even when it installs a handler");
 FAULT(msg_nosignal_ignored,
       "FLAG-NOSIGNAL",
@@ -83,13 +83,25 @@ int pipe2(int fds[2], int flags)
 
 /* ---- reading ------------------------------------------------------------------------ */
 
+/* A pipe's read end (its write end refuses reads: EBADF, left alone). */
+static int pipe_read_end(int fd)
+{
+	int saved = errno, fl = fcntl(fd, F_GETFL);
+
+	errno = saved;
+	return spfault_is_fifo(fd) && fl >= 0 && (fl & O_ACCMODE) == O_RDONLY;
+}
+
 SPF_HOOK(pipe_read, SPF_OP(SPF_READ), SPF_BEFORE, 40)
 {
 	int fd = c->fd;
 
+	if (!pipe_read_end(fd))
+		return 0;
+
 	/* empty_pipe_reads_eof: an empty pipe reads as EOF instead of
 	 * blocking until a writer writes. */
-	if (on("empty_pipe_reads_eof") && spfault_is_fifo(fd)) {
+	if (on("empty_pipe_reads_eof")) {
 		int avail = 0;
 		if (ioctl(fd, FIONREAD, &avail) == 0 && avail == 0) {
 			c->r = 0;
@@ -97,7 +109,7 @@ SPF_HOOK(pipe_read, SPF_OP(SPF_READ), SPF_BEFORE, 40)
 		}
 	}
 	/* pipe_eof_drops_data: no writer left means EOF, unread data or not. */
-	if (on("pipe_eof_drops_data") && spfault_is_fifo(fd)) {
+	if (on("pipe_eof_drops_data")) {
 		struct pollfd p = { .fd = fd, .events = POLLIN };
 		int saved = errno;
 		load_poll();

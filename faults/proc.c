@@ -25,10 +25,10 @@ FAULT(private_memory_shared,
       "PROC-FORK-COPIES",
       "a vfork-style fork() whose private memory stays shared");
 FAULT(close_shuts_down_shared_socket,
-      "PROC-FORK-SHARES-FDS,PROC-FORKING-SERVER",
+      "PROC-FORK-SHARES-FDS,PROC-FORKING-SERVER,EXEC-PEER-EOF",
       "a stack whose close() of one descriptor shuts the connection for every process");
 FAULT(sigchld_ignored,
-      "PROC-ZOMBIE,SIG-CHLD-REAPS-ALL",
+      "PROC-ZOMBIE,SIG-CHLD-REAPS-ALL,SIG-HANDLER-RUNS",
       "a sandbox that runs programs with SIGCHLD ignored (children auto-reaped)");
 FAULT(status_loses_exit_code,
       "PROC-WAIT-REAPS,PROC-WAITPID-WNOHANG,SIG-CHLD-REAPS-ALL",

@@ -17,7 +17,7 @@
 #define on(name) spfault_on(name)
 
 FAULT(handlers_not_installed,
-      "SIG-HANDLER-RUNS,SIG-INTERRUPTS-SLEEP",
+      "SIG-HANDLER-RUNS,SIG-INTERRUPTS-SLEEP,SIG-CHLD-REAPS-ALL",
       "a sandbox that accepts sigaction() but never delivers to the handler");
 FAULT(signal_one_shot,
       "SIG-HANDLER-RUNS",
@@ -32,10 +32,10 @@ FAULT(sleep_restarts,
       "SIG-INTERRUPTS-SLEEP",
       "a sleep() that restarts after a handled signal instead of returning early");
 FAULT(sa_restart_ignored,
-      "INTR-RESTART-SOCKET-CALLS",
+      "INTR-RESTART-SOCKET-CALLS,INTR-CONNECT",
       "a syscall emulation (early gVisor/WSL1 style) that never restarts: SA_RESTART calls fail with EINTR");
 FAULT(sa_restart_always,
-      "SIG-INTERRUPTS-SLEEP",
+      "SIG-INTERRUPTS-SLEEP,INTR-RESTART-SOCKET-CALLS",
       "a libc or emulator that restarts every interrupted call, as if SA_RESTART were always set");
 
 REAL(int, nanosleep, const struct timespec *, struct timespec *)

@@ -112,8 +112,13 @@ FAULT(shutdown_rd_leaves_reader_blocked,
 
 REAL(int, shutdown, int, int)
 
-/* shutdown_rd_leaves_reader_blocked: SHUT_RD is accepted but ends no
- * read; SHUT_RDWR only shuts the write side. */
+/* shutdown_rd_leaves_reader_blocked: SHUT_RD is accepted and later reads
+ * return 0 (the stack keeps the "read side shut" in user space), but the
+ * kernel socket is not shut, so a read already blocked in another thread
+ * waits on for data. SHUT_RDWR shuts only the write side in the kernel. */
+enum { RD_SHUT_MAX = 1024 };
+static volatile char rd_shut[RD_SHUT_MAX];
+
 SPF_HOOK(shutdown_rd_leaves_reader_blocked, SPF_OP(SPF_SHUTDOWN), SPF_BEFORE, 30)
 {
 	if (!on("shutdown_rd_leaves_reader_blocked") || spfault_sock_type(c->fd) != SOCK_STREAM ||
@@ -121,5 +126,24 @@ SPF_HOOK(shutdown_rd_leaves_reader_blocked, SPF_OP(SPF_SHUTDOWN), SPF_BEFORE, 30
 		return 0;
 	load_shutdown();
 	c->r = c->flags == SHUT_RD ? 0 : real_shutdown(c->fd, SHUT_WR);
+	if (c->r == 0 && c->fd >= 0 && c->fd < RD_SHUT_MAX)
+		rd_shut[c->fd] = 1;
 	return 1;
+}
+
+/* A read that starts after the shutdown sees the end of input at once. */
+SPF_HOOK(shut_rd_reads_return_eof, SPF_RECEIVING, SPF_BEFORE, 30)
+{
+	if (!on("shutdown_rd_leaves_reader_blocked") || c->fd < 0 || c->fd >= RD_SHUT_MAX ||
+	    !rd_shut[c->fd])
+		return 0;
+	c->r = 0;
+	return 1;
+}
+
+SPF_HOOK(shut_rd_forget, SPF_OP(SPF_CLOSE), SPF_BEFORE, 0)
+{
+	if (c->fd >= 0 && c->fd < RD_SHUT_MAX)
+		rd_shut[c->fd] = 0;
+	return 0;
 }
