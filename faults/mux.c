@@ -36,7 +36,7 @@ static int mux_is_listener(int fd)
 }
 
 FAULT(poll_always_readable,
-      "MUX-READABLE-DATA",
+      "MUX-READABLE-DATA,OPT-RCVLOWAT",
       "an LD_PRELOAD socket stack whose poll() reports its connected sockets readable whether or not data is queued");
 FAULT(select_no_wakeup,
       "MUX-READABLE-DATA",
