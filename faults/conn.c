@@ -24,7 +24,7 @@ FAULT(connect_refused_times_out,
       "CONN-REFUSED",
       "a firewalled sandbox that drops the RST, so a refused connect reports ETIMEDOUT");
 FAULT(nonblock_connect_eagain,
-      "CONN-NONBLOCK-CONNECT",
+      "CONN-NONBLOCK-CONNECT,MUX-POLLERR-REFUSED",
       "a stack that answers a non-blocking TCP connect with EAGAIN, as Linux does for AF_UNIX");
 FAULT(listen_backlog_one,
       "CONN-BACKLOG-QUEUE",
