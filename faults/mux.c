@@ -143,6 +143,8 @@ static int mux_connect_failed(int fd)
 	load_poll();
 	int r = mux_is_stream(fd) && !mux_is_listener(fd) && !mux_connected(fd) &&
 		getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) == 0 && ti.tcpi_state == TCP_CLOSE &&
+		ti.tcpi_rtt == 0 /* never connected: no round trip measured (a reset
+				    connection had one) */ &&
 		real_poll(&p, 1, 0) == 1 && (p.revents & POLLERR);
 	errno = saved;
 	return r;
