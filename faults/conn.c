@@ -21,7 +21,7 @@
 #define MAXFD 1024
 
 FAULT(connect_refused_times_out,
-      "CONN-REFUSED",
+      "CONN-REFUSED,CONN-V6ONLY,LISTEN-SHUTDOWN-WAKES-ACCEPT",
       "a firewalled sandbox that drops the RST, so a refused connect reports ETIMEDOUT");
 FAULT(nonblock_connect_eagain,
       "CONN-NONBLOCK-CONNECT,MUX-POLLERR-REFUSED",

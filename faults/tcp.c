@@ -46,16 +46,16 @@ FAULT(write_waits_for_peer_read,
       "TCP-WRITE-RETURNS-BUFFERED",
       "a synchronous RPC-style transport whose write waits for the peer's read");
 FAULT(connect_needs_accept,
-      "TCP-HANDSHAKE-BEFORE-ACCEPT",
+      "TCP-HANDSHAKE-BEFORE-ACCEPT,CONN-BACKLOG-QUEUE",
       "a sandbox that completes connect() only when the server accepts");
 FAULT(connect_returns_before_handshake,
-      "TCP-HANDSHAKE-BEFORE-ACCEPT",
+      "TCP-HANDSHAKE-BEFORE-ACCEPT,CONN-REFUSED,CONN-V6ONLY,LISTEN-SHUTDOWN-WAKES-ACCEPT",
       "a stack with deferred connect (TCP_FASTOPEN_CONNECT-like, or a lazy proxy shim): connect() returns 0 at once and the SYN goes out on the next call on the socket");
 FAULT(no_implicit_bind,
-      "TCP-CONNECT-IMPLICIT-BIND,UDP-SENDTO-IMPLICIT-BIND",
+      "TCP-CONNECT-IMPLICIT-BIND,UDP-SENDTO-IMPLICIT-BIND,CONN-NAMES-AGREE",
       "an LD_PRELOAD stack whose getsockname() reports port 0 after an implicit bind");
 FAULT(implicit_bind_reports_wildcard,
-      "TCP-CONNECT-IMPLICIT-BIND",
+      "TCP-CONNECT-IMPLICIT-BIND,CONN-NAMES-AGREE",
       "an LD_PRELOAD or NAT-ing sandbox stack whose getsockname() after connect()'s implicit bind reports the wildcard address (only the port is right)");
 FAULT(accept_repeats_first,
       "TCP-LISTEN-ACCEPT-SEQUENCE",
