@@ -30,7 +30,7 @@ FAULT(listen_backlog_one,
       "CONN-BACKLOG-QUEUE",
       "a small userspace stack that caps every listen() backlog at 1");
 FAULT(nonblock_accept_waits,
-      "CONN-ACCEPT-EAGAIN",
+      "CONN-ACCEPT-EAGAIN,LISTEN-DEFER-ACCEPT",
       "an emulator that ignores O_NONBLOCK on a listening socket, so accept() blocks");
 FAULT(getpeername_is_local,
       "CONN-NAMES-AGREE",

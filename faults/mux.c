@@ -48,7 +48,7 @@ FAULT(select_eof_not_readable,
       "MUX-READABLE-EOF",
       "a user-space stack whose select() marks a socket readable only for queued bytes, never for the peer's FIN");
 FAULT(poll_listener_always_readable,
-      "MUX-LISTEN-READABLE",
+      "MUX-LISTEN-READABLE,LISTEN-DEFER-ACCEPT",
       "an emulator whose poll() reports listening sockets readable whenever polled, so accept() then fails with EAGAIN");
 FAULT(select_listener_always_readable,
       "MUX-LISTEN-READABLE",
