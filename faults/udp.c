@@ -74,6 +74,7 @@ REAL(int, bind, int, const struct sockaddr *, socklen_t)
 REAL(int, close, int)
 REAL(int, getpeername, int, struct sockaddr *, socklen_t *)
 REAL(int, poll, struct pollfd *, nfds_t, int)
+REAL(int, connect, int, const struct sockaddr *, socklen_t)
 
 /* A UDP socket: the faults here model UDP stacks and leave AF_UNIX alone. */
 static int is_dgram(int fd)
@@ -368,6 +369,17 @@ SPF_HOOK(udp_connect_noop, SPF_OP(SPF_CONNECT), SPF_BEFORE, 10)
 	int fd = c->fd;
 
 	if (on("udp_connect_noop") && is_dgram(fd) && fd < MAXFD && c->tolen <= sizeof(fake_peer[fd])) {
+		/* A destination connect() refuses (a broadcast address without
+		 * SO_BROADCAST) is still refused: only what it registers is
+		 * dropped, undone with AF_UNSPEC. */
+		struct sockaddr unspec = { .sa_family = AF_UNSPEC };
+		int saved = errno;
+		load_connect();
+		c->r = real_connect(fd, c->to, c->tolen);
+		if (c->r < 0)
+			return 1;
+		real_connect(fd, &unspec, sizeof(unspec));
+		errno = saved;
 		memcpy(&fake_peer[fd], c->to, c->tolen);
 		c->r = 0;
 		return 1;
