@@ -241,16 +241,17 @@ SP_TEST(read_after_shutdown_rd_returns_eof, "CLOSE-HALF-RD", SP_INET,
 		}
 	}
 
-	/* Platform-defined: data the peer sends afterwards. */
-	errno = 0;
-	ssize_t w = BOUNDED(send(b, "late", 4, MSG_NOSIGNAL));
-	int werr = sp_bound_expired() ? EINTR : errno;
-	ssize_t r = recv(a, buf, sizeof(buf), MSG_DONTWAIT);
-	int rerr = errno;
-	RECORD_ONCE("peer_send_after_shut_rd", "%zd (%s)", w,
-		    w < 0 ? sp_errno_name(werr) : "ok");
-	RECORD_ONCE("read_of_late_data", "%zd%s%s", r, r < 0 ? " " : "",
-		    r < 0 ? sp_errno_name(rerr) : "");
+	/* Platform-defined: data the peer sends afterwards (once). */
+	if (ctx->first) {
+		errno = 0;
+		ssize_t w = BOUNDED(send(b, "late", 4, MSG_NOSIGNAL));
+		int werr = sp_bound_expired() ? EINTR : errno;
+		ssize_t r = recv(a, buf, sizeof(buf), MSG_DONTWAIT);
+		int rerr = errno;
+		RECORD("peer_send_after_shut_rd", "%zd (%s)", w, w < 0 ? sp_errno_name(werr) : "ok");
+		RECORD("read_of_late_data", "%zd%s%s", r, r < 0 ? " " : "",
+		       r < 0 ? sp_errno_name(rerr) : "");
+	}
 	close(c);
 	close(s);
 }

@@ -304,6 +304,17 @@ static size_t fill_and_close(const struct sp_ctx *ctx, int c, int s, int nonbloc
 		RECORD("arrived_at_reader_at_close", "%d", inq);
 	else
 		RECORD("arrived_at_reader_at_close", "unknown (FIONREAD: %s)", sp_errno_name(inq_err));
+	/* Every byte write() took is still somewhere: unacknowledged at the
+	 * sender or queued at the reader (loopback: nothing in flight). Fewer
+	 * is data lost before close(): no flow control (TCP-FLOW-CONTROL's
+	 * Must, the mechanism that holds the bytes for close() to flush). */
+	if (have_outq && have_inq && (size_t)outq + (size_t)inq < queued) {
+		char exp[48], obs[64];
+		snprintf(exp, sizeof(exp), "%zu bytes held", queued);
+		snprintf(obs, sizeof(obs), "%d unacknowledged + %d at the reader", outq, inq);
+		sp_needs_at(__FILE__, __LINE__, "TCP-FLOW-CONTROL",
+			    "the bytes written before close()", exp, obs, 0);
+	}
 	if (have_inq && (size_t)inq >= queued)
 		BROKEN("nothing left to flush: all %zu bytes had reached the reader's buffer "
 		       "before close() (FIONREAD %d%s)", queued, inq,

@@ -160,6 +160,21 @@ static void path_pair(int type, const char *name, int *client, int *server)
 	close(l);
 }
 
+/* The pair carries bytes both ways (UNIX-SOCKETPAIR's Must, a mechanism
+ * of the items that use a pair): one byte each way before they start. */
+static void pair_both_ways(const int sv[2])
+{
+	for (int d = 0; d < 2; d++) {
+		char k = 'k', got = 0;
+		ssize_t w = send(sv[d], &k, 1, MSG_NOSIGNAL | MSG_DONTWAIT), r = -1;
+		if (w == 1 && (sp_poll(sv[1 - d], POLLIN, sp_wait_ms()) & POLLIN))
+			r = recv(sv[1 - d], &got, 1, MSG_DONTWAIT);
+		if (w != 1 || r != 1)
+			sp_needs_at(__FILE__, __LINE__, "UNIX-SOCKETPAIR", d ? "a byte from sv[1] to sv[0]"
+				    : "a byte from sv[0] to sv[1]", "it arrives", "it did not", 0);
+	}
+}
+
 /* ---- every send and receive call --------------------------------------- */
 
 /* The calls (enum sp_io, the .read axis): write/read, send/recv,
@@ -283,6 +298,7 @@ SP_TEST(unix_stream_keeps_no_boundaries, "UNIX-STREAM-NO-BOUNDARY", SP_NONE, .re
 	int sv[2], c, s;
 
 	ASSERT_SYS(socketpair(AF_UNIX, SOCK_STREAM, 0, sv));
+	pair_both_ways(sv);
 	check_stream_no_boundaries("socketpair", sv[0], sv[1], ctx->read);
 	close(sv[0]);
 	close(sv[1]);
@@ -458,17 +474,7 @@ SP_TEST(unix_scm_rights_passes_open_file, "UNIX-SCM-RIGHTS", SP_NONE)
 
 	int sv[2];
 	ASSERT_SYS(socketpair(AF_UNIX, SOCK_STREAM, 0, sv));
-	/* The pair carries bytes both ways (UNIX-SOCKETPAIR's Must, a
-	 * mechanism here): one byte each way before the item starts. */
-	for (int d = 0; d < 2; d++) {
-		char k = 'k', got = 0;
-		ssize_t w = send(sv[d], &k, 1, MSG_NOSIGNAL | MSG_DONTWAIT), r = -1;
-		if (w == 1 && (sp_poll(sv[1 - d], POLLIN, sp_wait_ms()) & POLLIN))
-			r = recv(sv[1 - d], &got, 1, MSG_DONTWAIT);
-		if (w != 1 || r != 1)
-			sp_needs_at(__FILE__, __LINE__, "UNIX-SOCKETPAIR", d ? "a byte from sv[1] to sv[0]"
-				    : "a byte from sv[0] to sv[1]", "it arrives", "it did not", 0);
-	}
+	pair_both_ways(sv);
 	struct rights r = { sv[1], file };
 	pid_t child = sp_fork(reader_of_passed_file, &r);
 	close(sv[1]);

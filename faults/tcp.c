@@ -95,9 +95,14 @@ static void drain(int fd)
 	char scratch[65536];
 	int saved = errno;
 
+	/* Only the bytes queued (FIONREAD): a pending error or EOF is not
+	 * data and stays for the caller's next call. */
+	int q = 0;
 	load_recv();
-	while (real_recv(fd, scratch, sizeof(scratch), MSG_DONTWAIT) > 0)
-		;
+	while (ioctl(fd, FIONREAD, &q) == 0 && q > 0)
+		if (real_recv(fd, scratch, (size_t)q < sizeof(scratch) ? (size_t)q : sizeof(scratch),
+			      MSG_DONTWAIT) <= 0)
+			break;
 	errno = saved;
 }
 

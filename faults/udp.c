@@ -378,7 +378,22 @@ SPF_HOOK(udp_connect_noop, SPF_OP(SPF_CONNECT), SPF_BEFORE, 10)
 		c->r = real_connect(fd, c->to, c->tolen);
 		if (c->r < 0)
 			return 1;
+		/* The implicit bind stays (the port connect() chose), only
+		 * the peer goes: AF_UNSPEC drops both, so the port is bound
+		 * again on the wildcard address. */
+		struct sockaddr_storage me;
+		socklen_t ml = sizeof(me);
+		int had_port = getsockname(fd, (struct sockaddr *)&me, &ml) == 0 &&
+			       !spfault_explicitly_bound(fd);
 		real_connect(fd, &unspec, sizeof(unspec));
+		if (had_port) {
+			if (me.ss_family == AF_INET)
+				((struct sockaddr_in *)&me)->sin_addr.s_addr = htonl(INADDR_ANY);
+			else if (me.ss_family == AF_INET6)
+				((struct sockaddr_in6 *)&me)->sin6_addr = in6addr_any;
+			load_bind();
+			real_bind(fd, (struct sockaddr *)&me, ml);
+		}
 		errno = saved;
 		memcpy(&fake_peer[fd], c->to, c->tolen);
 		c->r = 0;
