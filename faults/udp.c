@@ -381,18 +381,23 @@ SPF_HOOK(udp_connect_noop, SPF_OP(SPF_CONNECT), SPF_BEFORE, 10)
 		/* The implicit bind stays (the port connect() chose), only
 		 * the peer goes: AF_UNSPEC drops both, so the port is bound
 		 * again on the wildcard address. */
-		struct sockaddr_storage me;
-		socklen_t ml = sizeof(me);
-		int had_port = getsockname(fd, (struct sockaddr *)&me, &ml) == 0 &&
-			       !spfault_explicitly_bound(fd);
+		struct sockaddr_storage me, now;
+		socklen_t ml = sizeof(me), nl = sizeof(now);
+		int had = getsockname(fd, (struct sockaddr *)&me, &ml) == 0;
 		real_connect(fd, &unspec, sizeof(unspec));
-		if (had_port) {
-			if (me.ss_family == AF_INET)
-				((struct sockaddr_in *)&me)->sin_addr.s_addr = htonl(INADDR_ANY);
-			else if (me.ss_family == AF_INET6)
-				((struct sockaddr_in6 *)&me)->sin6_addr = in6addr_any;
-			load_bind();
-			real_bind(fd, (struct sockaddr *)&me, ml);
+		/* The address kept (an explicit bind's) or the wildcard, and
+		 * the port connect() had. */
+		if (had && getsockname(fd, (struct sockaddr *)&now, &nl) == 0 &&
+		    now.ss_family == me.ss_family) {
+			if (now.ss_family == AF_INET && !((struct sockaddr_in *)&now)->sin_port) {
+				((struct sockaddr_in *)&now)->sin_port = ((struct sockaddr_in *)&me)->sin_port;
+				load_bind();
+				real_bind(fd, (struct sockaddr *)&now, nl);
+			} else if (now.ss_family == AF_INET6 && !((struct sockaddr_in6 *)&now)->sin6_port) {
+				((struct sockaddr_in6 *)&now)->sin6_port = ((struct sockaddr_in6 *)&me)->sin6_port;
+				load_bind();
+				real_bind(fd, (struct sockaddr *)&now, nl);
+			}
 		}
 		errno = saved;
 		memcpy(&fake_peer[fd], c->to, c->tolen);
