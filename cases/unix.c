@@ -39,7 +39,8 @@
  * abstract namespace, with a name built from that directory's path so it
  * is unique to the run.
  *
- * Platform-defined (recorded): what getpeername() returns on a socketpair
+ * Platform-defined (recorded): SO_TYPE of a socketpair's ends (asserted
+ * by OPT-SO-TYPE for TCP and UDP); what getpeername() returns on a socketpair
  * (Linux: success, unnamed, length 2); what recv(MSG_TRUNC) returns on a
  * datagram (Linux: the full length); SEQPACKET support; whether abstract
  * names are per network namespace (Linux: yes); what a datagram sendto()

@@ -29,7 +29,8 @@ FAULT(recv_reset_reads_as_eof,
       "TCP-CLOSE-DISCARDS-INPUT,OPT-LINGER-ZERO-RST",
       "a userspace stack whose recv()-family calls map a connection reset to end-of-file (only read() reports ECONNRESET)");
 FAULT(close_is_half_close,
-      "CLOSE-FULL-LOSES-REPLY,OPT-LINGER-ZERO-RST,TCP-CLOSE-DISCARDS-INPUT",
+      "CLOSE-FULL-LOSES-REPLY,OPT-LINGER-ZERO-RST,TCP-CLOSE-DISCARDS-INPUT,PROC-FORK-SHARES-FDS,"
+      "PROC-FORKING-SERVER",
       "a stack whose close() only shuts down writing, so late replies still arrive");
 FAULT(write_hides_reset,
       "CLOSE-FULL-LOSES-REPLY,CLOSE-HALF-WR-NO-MORE-WRITES,TCP-CLOSE-DISCARDS-INPUT",

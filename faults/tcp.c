@@ -81,11 +81,14 @@ static struct sockaddr_storage lazy_peer[MAXFD]; /* connect_returns_before_hands
 static socklen_t lazy_len[MAXFD];
 static char connected_by_us[MAXFD];            /* implicit_bind_reports_wildcard */
 static int first_accepted[MAXFD];              /* accept_repeats_first, +1 */
+static ino_t first_inode[MAXFD];               /* ... and that connection's inode */
 
 SPF_HOOK(tcp_forget, SPF_OP(SPF_CLOSE), SPF_BEFORE, 0)
 {
-	if (c->fd >= 0 && c->fd < MAXFD)
+	if (c->fd >= 0 && c->fd < MAXFD) {
 		lazy_len[c->fd] = connected_by_us[c->fd] = 0;
+		first_accepted[c->fd] = 0; /* a listener closed: a new one starts afresh */
+	}
 	return 0;
 }
 
@@ -189,8 +192,11 @@ SPF_HOOK(accept_repeats_first, SPF_OP(SPF_ACCEPT), SPF_AFTER, 30)
 
 	if (fd < 0 || !on("accept_repeats_first") || l >= MAXFD)
 		return 0;
-	if (!first_accepted[l]) {
+	/* The first connection, while it is still open under its number
+	 * (one closed, or its number reused, cannot be handed out again). */
+	if (!first_accepted[l] || spfault_inode(first_accepted[l] - 1) != first_inode[l]) {
 		first_accepted[l] = fd + 1;
+		first_inode[l] = spfault_inode(fd);
 		return 0;
 	}
 	load_close();
@@ -259,7 +265,10 @@ SPF_HOOK(read_caps_at_10, SPF_OP(SPF_READ) | SPF_OP(SPF_RECV) | SPF_OP(SPF_RECVF
 SPF_HOOK(stream_read_drops_rest, SPF_OP(SPF_READ) | SPF_OP(SPF_RECV) | SPF_OP(SPF_RECVFROM),
 	 SPF_AFTER, 30)
 {
-	if (c->r > 0 && on("stream_read_drops_rest") && is_stream(c->fd))
+	/* Only a read that filled the buffer left something behind; a peek
+	 * leaves everything queued anyway. */
+	if (c->r > 0 && (size_t)c->r == c->ask && !(c->flags & MSG_PEEK) &&
+	    on("stream_read_drops_rest") && is_stream(c->fd))
 		drain(c->fd);
 	return 0;
 }
