@@ -134,6 +134,31 @@ SP_TEST(half_close_gives_peer_eof_and_still_receives, "CLOSE-HALF-WR-EOF", SP_IN
 static volatile sig_atomic_t sigpipes;
 static void count_sigpipe(int sig) { (void)sig; sigpipes++; }
 
+/* SIGPIPE reaches this process's handler at all: a write to a pipe
+ * whose reader is gone raises it (PIPE-EPIPE's Must), the mechanism
+ * by which this item counts the socket's. */
+static void sigpipe_is_delivered(void)
+{
+	int p[2];
+	ASSERT_SYS(pipe(p));
+	ASSERT_SYS(close(p[0]));
+	int before = sigpipes;
+	errno = 0;
+	ssize_t w = write(p[1], "x", 1);
+	int err = errno;
+	close(p[1]);
+	if (w < 0 && err == EBADF)
+		sp_needs_at(__FILE__, __LINE__, "PIPE-ENDS", "write() to pipe end fds[1]",
+			    "-1 (EPIPE)", "-1 (EBADF)", err);
+	if (sigpipes - before != 1) {
+		char obs[64];
+		snprintf(obs, sizeof(obs), "%d times (write gave %zd, %s)", (int)(sigpipes - before), w,
+			 sp_errno_name(err));
+		sp_needs_at(__FILE__, __LINE__, "PIPE-EPIPE",
+			    "SIGPIPE from a write to a pipe without readers", "raised once", obs, 0);
+	}
+}
+
 /* 2. No more writes after SHUT_WR: every write call fails with EPIPE,
  * every time, blocking or not; each one raises SIGPIPE unless suppressed
  * with MSG_NOSIGNAL (write()/writev(), sendfile and splice cannot
@@ -146,6 +171,7 @@ SP_TEST(write_after_shutdown_wr_fails_with_epipe, "CLOSE-HALF-WR-NO-MORE-WRITES"
 
 	ASSERT_SYS(sigaction(SIGPIPE, &sa, NULL));
 	sigpipes = 0;
+	sigpipe_is_delivered();
 	int c, s, a, b, unsuppressed = 0;
 	sp_tcp_pair(ctx, &c, &s);
 	sp_ends(ctx, c, s, &a, &b);
@@ -167,9 +193,22 @@ SP_TEST(write_after_shutdown_wr_fails_with_epipe, "CLOSE-HALF-WR-NO-MORE-WRITES"
 			for (int nosig = takes_flags ? 0 : 1; nosig < 2; nosig++) {
 				int before = sigpipes;
 				unsuppressed += nosig && !never_signals;
+				/* Installed again each time: a handler that runs only
+				 * once (SIG-HANDLER-RUNS' deviation) must not kill. */
+				ASSERT_SYS(sigaction(SIGPIPE, &sa, NULL));
 				errno = 0;
 				ssize_t r = sp_io_out(api, a, "x", 1, nosig ? 0 : MSG_NOSIGNAL);
 				int err = errno;
+				/* writev() of 1 byte moving nothing: its first buffer
+				 * is empty, the second not gathered. */
+				if (api == SP_IO_VEC && r == 0)
+					sp_needs_at(__FILE__, __LINE__, "FLAG-WRITEV-GATHER",
+						    "writev() of 1 byte in two buffers", "the byte or an error",
+						    "0", 0);
+				/* MSG_NOSIGNAL suppressing it is FLAG-NOSIGNAL's Must. */
+				if (!nosig && sigpipes != before)
+					sp_needs_at(__FILE__, __LINE__, "FLAG-NOSIGNAL", "a send with MSG_NOSIGNAL",
+						    "no SIGPIPE", "SIGPIPE raised", 0);
 				ASSERT_TRUE(r == -1 && err == EPIPE, "%s() after shutdown(SHUT_WR) "
 					    "by the %s (%s) fails with EPIPE (got %zd, %s)", call,
 					    sp_end_name(ctx->end), nb ? "non-blocking" : "blocking", r,
@@ -207,7 +246,9 @@ SP_TEST(read_after_shutdown_rd_returns_eof, "CLOSE-HALF-RD", SP_INET,
 	sp_tcp_pair(ctx, &c, &s);
 	sp_ends(ctx, c, s, &a, &b);
 	ASSERT_SYS(sp_shutdown_through(ctx->how, a, SHUT_RD));
-	EXPECT_EVENTS(a, POLLIN, POLLIN, "a read-shut socket is readable (EOF) at once");
+	/* Readability is MUX-READABLE-EOF's business: recorded; the reads
+	 * below are this ID's Must (0, at once). */
+	RECORD_ONCE("readable_after_shut_rd", "%s", sp_events_str(sp_poll(a, POLLIN, 0)));
 	for (int nb = 0; nb < 2; nb++) {
 		sp_set_nonblock(a, nb);
 		for (int api = 0; api < SP_IO_ALL; api++) {
@@ -234,15 +275,17 @@ SP_TEST(read_after_shutdown_rd_returns_eof, "CLOSE-HALF-RD", SP_INET,
 		}
 	}
 
-	/* Platform-defined: data the peer sends afterwards. */
-	ssize_t w = send(b, "late", 4, MSG_NOSIGNAL);
-	int werr = errno;
-	ssize_t r = recv(a, buf, sizeof(buf), MSG_DONTWAIT);
-	int rerr = errno;
-	RECORD_ONCE("peer_send_after_shut_rd", "%zd (%s)", w,
-		    w < 0 ? sp_errno_name(werr) : "ok");
-	RECORD_ONCE("read_of_late_data", "%zd%s%s", r, r < 0 ? " " : "",
-		    r < 0 ? sp_errno_name(rerr) : "");
+	/* Platform-defined: data the peer sends afterwards (once). */
+	if (ctx->first) {
+		errno = 0;
+		ssize_t w = BOUNDED(send(b, "late", 4, MSG_NOSIGNAL));
+		int werr = sp_bound_expired() ? EINTR : errno;
+		ssize_t r = recv(a, buf, sizeof(buf), MSG_DONTWAIT);
+		int rerr = errno;
+		RECORD("peer_send_after_shut_rd", "%zd (%s)", w, w < 0 ? sp_errno_name(werr) : "ok");
+		RECORD("read_of_late_data", "%zd%s%s", r, r < 0 ? " " : "",
+		       r < 0 ? sp_errno_name(rerr) : "");
+	}
 	close(c);
 	close(s);
 }
@@ -277,6 +320,11 @@ SP_TEST(close_without_half_close_loses_reply, "CLOSE-FULL-LOSES-REPLY", SP_INET,
 	errno = 0;
 	ssize_t r = sp_io_out(api, replier, "thank you", 9, MSG_NOSIGNAL);
 	int err = errno;
+	/* A vectored write moving only its first buffer (4 of 9) is
+	 * FLAG-WRITEV-GATHER's deviation, a mechanism here. */
+	if ((api == SP_IO_VEC || api == SP_IO_URING_VEC) && r == 4)
+		sp_needs_at(__FILE__, __LINE__, "FLAG-WRITEV-GATHER", "writev() of 9 bytes in two buffers",
+			    "9", "4: only the first buffer", 0);
 	RECORD_ONCE("replier_first_send", "%zd (%s)", r, r < 0 ? sp_errno_name(err) : "accepted");
 	if (r == 9) {
 		/* Accepted locally, then answered by a reset. No event

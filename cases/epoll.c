@@ -51,7 +51,9 @@
 #include <string.h>
 #include <unistd.h>
 #include <arpa/inet.h>
+#include <netinet/tcp.h>
 #include <sys/epoll.h>
+#include <sys/ioctl.h>
 #include <sys/wait.h>
 
 /* The two waiting calls, the .wait values of every item: each check runs
@@ -131,7 +133,16 @@ static int ep_new(void)
 static void ep_add(int ep, int fd, unsigned events)
 {
 	struct epoll_event ev = { .events = events, .data.fd = fd };
-	ASSERT_SYS(epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev));
+	errno = 0;
+	int r = epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev);
+	/* EEXIST for a descriptor never added to this set: a registration
+	 * of a closed socket under the same number outlived its close()
+	 * (EPOLL-CLOSE-REMOVES), a mechanism of every item here. */
+	if (r < 0 && errno == EEXIST)
+		sp_needs_at(__FILE__, __LINE__, "EPOLL-CLOSE-REMOVES",
+			    "EPOLL_CTL_ADD of a descriptor not yet in the set", "success",
+			    "-1 (EEXIST)", EEXIST);
+	ASSERT_SYS(r);
 }
 
 static void ep_mod(int ep, int fd, unsigned events)
@@ -140,11 +151,44 @@ static void ep_mod(int ep, int fd, unsigned events)
 	ASSERT_SYS(epoll_ctl(ep, EPOLL_CTL_MOD, fd, &ev));
 }
 
-/* Send n bytes from c and wait until all of them are queued at s. */
+/* Send n bytes from c and wait until all of them are queued at s (a
+ * bounded write: TCP-WRITE-RETURNS-BUFFERED's where it waits). */
 static void send_and_wait(int c, int s, const char *data, int n, int queued_after)
 {
-	ASSERT_EQ(n, write(c, data, n));
+	SP_OUT_EXACT(SP_IO_READ, c, data, n);
 	ASSERT_EQ(queued_after, sp_wait_inq(s, queued_after));
+}
+
+/* The stream's boundaries, mechanisms of the items that read part of the
+ * queue and wait for more: a read of part of it leaves the rest queued
+ * (TCP-BOUNDARY-SPLIT; AF_UNIX: UNIX-STREAM-NO-BOUNDARY), and one read
+ * takes what several writes queued (TCP-BOUNDARY-COALESCE; AF_UNIX:
+ * UNIX-STREAM-NO-BOUNDARY). */
+static void read_part(const struct sp_ctx *ctx, int s, char *buf, int n, int queued)
+{
+	const char *id = ctx->kind == SP_KIND_UNIX ? "UNIX-STREAM-NO-BOUNDARY" : "TCP-BOUNDARY-SPLIT";
+	char exp[48], obs[64];
+	ssize_t r = MUST_RETURN(recv(s, buf, n, 0), "recv() of %d of %d queued bytes", n, queued);
+	int left = -1;
+	if (ioctl(s, FIONREAD, &left) != 0)
+		left = -1;
+	if (r == n && left == queued - n)
+		return;
+	snprintf(exp, sizeof(exp), "%d, %d left queued", n, queued - n);
+	snprintf(obs, sizeof(obs), "%zd, %d left queued", r, left);
+	sp_needs_at(__FILE__, __LINE__, id, "recv() of part of the queued bytes", exp, obs, 0);
+}
+
+static void read_rest(const struct sp_ctx *ctx, int s, char *buf, size_t room, int queued)
+{
+	const char *id = ctx->kind == SP_KIND_UNIX ? "UNIX-STREAM-NO-BOUNDARY" : "TCP-BOUNDARY-COALESCE";
+	char exp[48], obs[64];
+	ssize_t r = MUST_RETURN(read(s, buf, room), "read() of the %d queued bytes", queued);
+	if (r == queued)
+		return;
+	snprintf(exp, sizeof(exp), "%d (all queued)", queued);
+	snprintf(obs, sizeof(obs), "%zd", r);
+	sp_needs_at(__FILE__, __LINE__, id, "one read() of bytes several writes queued", exp, obs, 0);
 }
 
 /* ---- socket kinds -------------------------------------------------------- */
@@ -161,7 +205,8 @@ static int write_when_parent_blocked(void *p)
 	struct late_writer *w = p;
 	if (sp_have_proc())
 		sp_wait_proc_state(w->waiter, 'S');
-	return write(w->fd, "late!", 5) == 5 ? 0 : 1;
+	SP_OUT_EXACT(SP_IO_READ, w->fd, "late!", 5); /* bounded */
+	return 0;
 }
 
 /* Data that arrives while epoll_wait is blocked wakes it with one report. */
@@ -191,12 +236,13 @@ SP_TEST(epoll_level_triggered_reports_until_drained, "EPOLL-LEVEL", SP_INET,
 	sp_pair(ctx, &c, &s);
 	ep_add(ep, s, EPOLLIN);
 	EXPECT_NONE(api, ep, "before any data arrives");
-	ASSERT_EQ(10, write(c, "0123456789", 10));
+	SP_OUT_EXACT(SP_IO_READ, c, "0123456789", 10);
 	EXPECT_ONE(api, ep, s, EPOLLIN, sp_wait_ms());
 	EXPECT_ONE(api, ep, s, EPOLLIN, 0);     /* nothing read: again */
-	ASSERT_EQ(4, recv(s, buf, 4, 0));
+	ASSERT_EQ(10, sp_wait_inq(s, 10));
+	read_part(ctx, s, buf, 4, 10);
 	EXPECT_ONE(api, ep, s, EPOLLIN, 0);     /* 6 still unread: again */
-	ASSERT_EQ(6, read(s, buf, sizeof(buf)));
+	read_rest(ctx, s, buf, sizeof(buf), 6);
 	EXPECT_NONE(api, ep, "once the socket is drained");
 	send_and_wait(c, s, "abc", 3, 3);       /* new data: reported again */
 	EXPECT_ONE(api, ep, s, EPOLLIN, sp_wait_ms());
@@ -223,12 +269,12 @@ SP_TEST(epoll_edge_triggered_reports_each_arrival_once, "EPOLL-EDGE", SP_INET,
 	send_and_wait(c, s, "0123456789", 10, 10);
 	EXPECT_ONE(api, ep, s, EPOLLIN, sp_wait_ms());
 	EXPECT_NONE(api, ep, "a second time for the same arrival (10 bytes unread)");
-	ASSERT_EQ(4, recv(s, buf, 4, 0));
+	read_part(ctx, s, buf, 4, 10);
 	EXPECT_NONE(api, ep, "after a partial read (6 bytes unread)");
 	send_and_wait(c, s, "abcde", 5, 11);    /* a new arrival */
 	EXPECT_ONE(api, ep, s, EPOLLIN, sp_wait_ms());
 	EXPECT_NONE(api, ep, "a second time for the second arrival");
-	ASSERT_EQ(11, read(s, buf, sizeof(buf)));
+	read_rest(ctx, s, buf, sizeof(buf), 11);
 	ASSERT_MEM_EQ("456789abcde", buf, 11);
 	EXPECT_NONE(api, ep, "once drained");
 	expect_wakeup(api, ep, c, s);           /* an arrival while blocked */
@@ -260,7 +306,7 @@ SP_TEST(epoll_oneshot_reports_once_until_rearmed, "EPOLL-ONESHOT", SP_INET,
 	ep_mod(ep, s, EPOLLIN | EPOLLONESHOT);  /* re-arm */
 	EXPECT_ONE(api, ep, s, EPOLLIN, sp_wait_ms());     /* the pending 15 bytes */
 	EXPECT_NONE(api, ep, "after the re-armed report");
-	ASSERT_EQ(15, read(s, buf, sizeof(buf)));
+	read_rest(ctx, s, buf, sizeof(buf), 15);
 	ASSERT_MEM_EQ("0123456789abcde", buf, 15);
 	close(ep);
 	close(c);
@@ -276,25 +322,42 @@ SP_TEST(epoll_rdhup_reports_peer_half_close, "EPOLL-RDHUP", SP_INET,
 	char buf[8];
 	struct epoll_event ev = { .events = EPOLLIN | EPOLLRDHUP };
 
+	int ep2 = ep_new();  /* s2 in a set of its own: no EPOLL_CTL_DEL needed */
 	sp_pair(ctx, &c, &s);
 	sp_pair(ctx, &c2, &s2);
 	ev.data.fd = s;
 	if (epoll_ctl(ep, EPOLL_CTL_ADD, s, &ev) < 0 && errno == EINVAL)
 		UNSUPPORTED("EPOLLRDHUP (epoll_ctl gave EINVAL)");
-	ep_add(ep, s2, EPOLLIN);            /* the same, without EPOLLRDHUP */
-	EXPECT_NONE(api, ep, "on open connections");
+	ep_add(ep2, s2, EPOLLIN);           /* the same, without EPOLLRDHUP */
+	EXPECT_NONE(api, ep, "on an open connection");
+	EXPECT_NONE(api, ep2, "on an open connection");
 	ASSERT_SYS(shutdown(c, SHUT_WR));
+	SP_FIN_ARRIVES(s, "CLOSE-HALF-WR-EOF", "shutdown(SHUT_WR)");
 	EXPECT_ONE(api, ep, s, EPOLLIN | EPOLLRDHUP, sp_wait_ms());
-	ASSERT_EQ(0, read(s, buf, sizeof(buf)));     /* EOF */
-	EXPECT_ONE(api, ep, s, EPOLLIN | EPOLLRDHUP, 0);  /* level: still */
-	ASSERT_SYS(epoll_ctl(ep, EPOLL_CTL_DEL, s, NULL));
+	SP_EXPECT_EOF_AGAIN(SP_IO_READ, s);     /* the peek above saw it first */
+	/* Still reported after the EOF was read: that it stays is
+	 * level-triggering (EPOLL-LEVEL's); what is reported is this ID's. */
+	struct epoll_event again[2];
+	if (ep_wait(api, ep, again, 2, 0) == 0)
+		sp_needs_at(__FILE__, __LINE__, "EPOLL-LEVEL", "epoll_wait after the EOF was read",
+			    "the condition reported again", "no report", 0);
+	EXPECT_ONE(api, ep, s, EPOLLIN | EPOLLRDHUP, 0);
 	ASSERT_SYS(shutdown(c2, SHUT_WR));
-	EXPECT_ONE(api, ep, s2, EPOLLIN, sp_wait_ms());
-	ASSERT_EQ(0, recv(s2, buf, sizeof(buf), 0));
-	/* Half-closed only: the other way still carries data. */
-	ASSERT_EQ(5, write(s, "reply", 5));
-	ASSERT_EQ(5, sp_read_all(c, buf, 5));
+	SP_FIN_ARRIVES(s2, "CLOSE-HALF-WR-EOF", "shutdown(SHUT_WR)");
+	EXPECT_ONE(api, ep2, s2, EPOLLIN, sp_wait_ms());
+	/* Half-closed only: the other way still carries data (CLOSE-HALF-
+	 * WR-EOF's, UNIX-SOCKETPAIR's: a mechanism here). */
+	const char *way = ctx->kind == SP_KIND_UNIX ? "UNIX-SOCKETPAIR" : "CLOSE-HALF-WR-EOF";
+	errno = 0;
+	ssize_t w = BOUNDED(send(s, "reply", 5, MSG_NOSIGNAL));
+	if (sp_bound_expired())
+		sp_needs_at(__FILE__, __LINE__, "TCP-WRITE-RETURNS-BUFFERED", "send() of 5 bytes",
+			    "returns at once", "still blocked", 0);
+	if (w != 5 || sp_read_all(c, buf, 5) != 5)
+		sp_needs_at(__FILE__, __LINE__, way, "the reply to the half-closed peer",
+			    "5 bytes arrive", w != 5 ? "send() failed" : "fewer arrived", 0);
 	ASSERT_MEM_EQ("reply", buf, 5);
+	close(ep2);
 	close(ep);
 	close(c);
 	close(s);
@@ -310,11 +373,12 @@ SP_TEST(epoll_reports_hup_and_err_unrequested, "EPOLL-HUP-ERR-ALWAYS", SP_INET, 
 	char b;
 	struct linger lg = { 1, 0 };
 
+	int ep2 = ep_new();  /* s2 in a set of its own: no EPOLL_CTL_DEL needed */
 	sp_tcp_pair(ctx, &c, &s);
 	sp_tcp_pair(ctx, &c2, &s2);
 	ep_add(ep, s, 0);
-	ep_add(ep, s2, 0);
-	ASSERT_EQ(1, write(c, "x", 1));
+	ep_add(ep2, s2, 0);
+	SP_OUT_EXACT(SP_IO_READ, c, "x", 1);
 	ASSERT_EQ(1, sp_wait_inq(s, 1));
 	EXPECT_NONE(api, ep, "for unread data when no event is requested");
 	/* One way shut: not a hang-up yet. The FIN is waited for with
@@ -322,18 +386,12 @@ SP_TEST(epoll_reports_hup_and_err_unrequested, "EPOLL-HUP-ERR-ALWAYS", SP_INET, 
 	 * EPOLL-RDHUP's and MUX-POLLRDHUP's behavior, not a mechanism). */
 	ASSERT_EQ(1, read(s, &b, 1));
 	ASSERT_SYS(shutdown(c, SHUT_WR));
-	int fin = sp_poll(s, POLLIN, sp_wait_ms());
-	REQUIRE(fin & POLLIN, "the peer's FIN to make the socket readable (MUX-READABLE-EOF): "
-		"poll gave 0x%x after %d ms", fin, sp_wait_ms());
+	SP_FIN_ARRIVES(s, "CLOSE-HALF-WR-EOF", "shutdown(SHUT_WR)");
 	EXPECT_NONE(api, ep, "after the peer's FIN alone (one direction still open)");
 	/* Both ways shut and each FIN received: EPOLLHUP, unrequested. */
 	ASSERT_SYS(shutdown(s, SHUT_WR));
-	fin = sp_poll(c, POLLIN, sp_wait_ms());
-	REQUIRE(fin & POLLIN, "the other FIN to make the client readable (MUX-READABLE-EOF): "
-		"poll gave 0x%x after %d ms", fin, sp_wait_ms());
-	ASSERT_EQ(0, read(c, &b, 1));
+	SP_PEER_FIN(c, "CLOSE-HALF-WR-EOF");
 	EXPECT_ONE(api, ep, s, EPOLLHUP, sp_wait_ms());
-	ASSERT_SYS(epoll_ctl(ep, EPOLL_CTL_DEL, s, NULL));
 	/* A reset: EPOLLERR|EPOLLHUP, unrequested. */
 	ASSERT_SYS(setsockopt(c2, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg)));
 	/* The reset is OPT-LINGER-ZERO-RST's mechanism: a stack that drops
@@ -345,11 +403,24 @@ SP_TEST(epoll_reports_hup_and_err_unrequested, "EPOLL-HUP-ERR-ALWAYS", SP_INET, 
 		BROKEN_NEEDS("OPT-LINGER-ZERO-RST", "SO_LINGER {1,0} to reset the connection at "
 			     "close(): it reads back {%d,%d}", back.l_onoff, back.l_linger);
 	ASSERT_SYS(close(c2));
-	EXPECT_ONE(api, ep, s2, EPOLLERR | EPOLLHUP, sp_wait_ms());
+	/* A reset ends the connection (TCP_INFO CLOSE); a FIN in its place
+	 * (CLOSE_WAIT) is the option not applied. */
+	sp_poll(s2, POLLIN, sp_wait_ms());
+	int st = sp_tcp_state(s2);
+	if (st != TCP_CLOSE)
+		sp_needs_at(__FILE__, __LINE__, "OPT-LINGER-ZERO-RST",
+			    "the peer's close() with SO_LINGER {1,0}", "a reset (state CLOSE)",
+			    sp_tcp_state_name(st), 0);
+	EXPECT_ONE(api, ep2, s2, EPOLLERR | EPOLLHUP, sp_wait_ms());
 	int err = 0;
 	socklen_t len = sizeof(err);
 	ASSERT_SYS(getsockopt(s2, SOL_SOCKET, SO_ERROR, &err, &len));
-	ASSERT_EQ(ECONNRESET, err);
+	if (err == EPIPE) /* the reset came after a FIN: no SO_LINGER {1,0} reset */
+		sp_needs_at(__FILE__, __LINE__, "OPT-LINGER-ZERO-RST",
+			    "the peer's close() with SO_LINGER {1,0}", "a reset without a FIN",
+			    "a FIN, then a reset (SO_ERROR EPIPE)", 0);
+	ASSERT_ERRVAL(ECONNRESET, err);
+	close(ep2);
 	close(ep);
 	close(c);
 	close(s);
@@ -370,13 +441,24 @@ SP_TEST(epoll_close_removes_registration, "EPOLL-CLOSE-REMOVES", SP_INET, .wait 
 	int num = s;
 	sp_tcp_pair(ctx, &c2, &s2);                 /* before num is free */
 	ASSERT_SYS(close(s));                       /* 4 bytes unread */
+	/* close() released the descriptor (a close() that keeps the
+	 * connection open is CLOSE-FULL-LOSES-REPLY's deviation). */
+	errno = 0;
+	if (fcntl(num, F_GETFD) != -1 || errno != EBADF)
+		sp_needs_at(__FILE__, __LINE__, "CLOSE-FULL-LOSES-REPLY", "close() of the socket",
+			    "the descriptor released (EBADF)", "still open", 0);
 	EXPECT_NONE(api, ep, "for a closed socket's pending data");
-	/* A new socket under the same number can be added: no EEXIST. */
+	/* A new socket under the same number can be added: no EEXIST. (s2
+	 * stays open beside it: closing a duplicate must not end the
+	 * connection, PROC-FORK-SHARES-FDS's, no mechanism needed here.) */
 	ASSERT_EQ(num, dup2(s2, num));
-	ASSERT_SYS(close(s2));
 	ep_add(ep, num, EPOLLIN);
 	EXPECT_NONE(api, ep, "for the new socket before its data");
-	send_and_wait(c2, num, "new", 3, 3);
+	SP_OUT_EXACT(SP_IO_READ, c2, "new", 3);
+	/* dup2() gives the same connection (STDIO-DUP-TWO-STREAMS's). */
+	if (sp_wait_inq(num, 3) != 3 && sp_wait_inq(s2, 3) == 3)
+		sp_needs_at(__FILE__, __LINE__, "STDIO-DUP-TWO-STREAMS", "dup2() of a connected socket",
+			    "the same connection", "another socket", 0);
 	EXPECT_ONE(api, ep, num, EPOLLIN, sp_wait_ms());
 	ASSERT_EQ(3, read(num, buf, sizeof(buf)));
 	ASSERT_MEM_EQ("new", buf, 3);
@@ -387,12 +469,18 @@ SP_TEST(epoll_close_removes_registration, "EPOLL-CLOSE-REMOVES", SP_INET, .wait 
 	if (api == SP_WAIT_EPOLL) {
 		int d = (int)ASSERT_SYS(dup(num));
 		ASSERT_SYS(close(num));
-		send_and_wait(c2, d, "dup", 3, 3);
+		SP_OUT_EXACT(SP_IO_READ, c2, "dup", 3);
+		/* Recorded only: where the dup does not carry the connection
+		 * (dup, close of a duplicate: other IDs'), that is said. */
+		int q = sp_wait_inq(d, 3);
 		struct epoll_event ev[2];
 		int n = ep_wait(api, ep, ev, 2, 0);
-		RECORD("report_after_close_with_dup_open", "%s",
-		       n == 1 && ev[0].data.fd == num ? "yes, under the closed number" :
-		       n ? "yes, other data" : "no");
+		if (q != 3)
+			RECORD("report_after_close_with_dup_open", "not shown (the dup saw %d of 3 bytes)", q);
+		else
+			RECORD("report_after_close_with_dup_open", "%s",
+			       n == 1 && ev[0].data.fd == num ? "yes, under the closed number" :
+			       n ? "yes, other data" : "no");
 		errno = 0;
 		int r = epoll_ctl(ep, EPOLL_CTL_DEL, num, NULL);
 		RECORD("ctl_del_of_closed_number", "%s", r == 0 ? "0" : sp_errno_name(errno));
@@ -400,6 +488,7 @@ SP_TEST(epoll_close_removes_registration, "EPOLL-CLOSE-REMOVES", SP_INET, .wait 
 	} else {
 		close(num);
 	}
+	close(s2);
 	close(ep);
 	close(c);
 	close(c2);

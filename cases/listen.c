@@ -125,7 +125,7 @@ SP_TEST(acceptconn_reads_listening_state, "LISTEN-ACCEPTCONN", SP_INET)
 	ASSERT_SYS(listen(l, 4));
 	ASSERT_EQ(1, sp_get_int(l, SOL_SOCKET, SO_ACCEPTCONN));       /* listening */
 	int c = sp_tcp_connect(ctx, l);
-	int s = (int)ASSERT_SYS(accept(l, NULL, NULL));
+	int s = sp_tcp_accept(l);
 	ASSERT_EQ(0, sp_get_int(c, SOL_SOCKET, SO_ACCEPTCONN));       /* client */
 	ASSERT_EQ(0, sp_get_int(s, SOL_SOCKET, SO_ACCEPTCONN));       /* accepted */
 	int u = sp_udp_bound(ctx);
@@ -462,12 +462,34 @@ SP_TEST(listener_shutdown_wakes_accept, "LISTEN-SHUTDOWN-WAKES-ACCEPT", SP_INET,
 static int has_fl(int fd, int fl) { return !!((int)ASSERT_SYS(fcntl(fd, F_GETFL)) & fl); }
 static int has_cloexec(int fd) { return !!((int)ASSERT_SYS(fcntl(fd, F_GETFD)) & FD_CLOEXEC); }
 
+/* A client queued at l: connect() through the listen queue and the
+ * listener readable are mechanisms here (TCP-HANDSHAKE-BEFORE-ACCEPT,
+ * MUX-LISTEN-READABLE). */
 static void queue_client(const struct sp_ctx *ctx, int l, int *c)
 {
-	int err;
-	*c = connect_to(ctx, sp_local_port(l), &err);
-	REQUIRE(*c >= 0, "a client connects (%s)", sp_errno_name(err));
-	EXPECT_EVENTS(l, POLLIN, POLLIN, "the connection is queued");
+	*c = sp_tcp_connect(ctx, l);
+	if (sp_wait_tcp_state(*c, TCP_ESTABLISHED) != TCP_ESTABLISHED)
+		sp_needs_at(__FILE__, __LINE__, "TCP-HANDSHAKE-BEFORE-ACCEPT",
+			    "the client's state once connect() returned", "ESTABLISHED",
+			    sp_tcp_state_name(sp_tcp_state(*c)), 0);
+	int ev = sp_poll(l, POLLIN, sp_wait_ms());
+	if (!(ev & POLLIN))
+		sp_needs_at(__FILE__, __LINE__, "MUX-LISTEN-READABLE",
+			    "poll() on a listener with a connection queued", "POLLIN",
+			    sp_events_str(ev), 0);
+}
+
+/* accept()/accept4() with a connection queued: a failure other than the
+ * flags' EINVAL is TCP-LISTEN-ACCEPT-SEQUENCE's deviation (a mechanism). */
+static int accepted(int s, const char *call)
+{
+	if (s < 0 && errno != EINVAL) {
+		char obs[48];
+		snprintf(obs, sizeof(obs), "-1 (%s)", sp_errno_name(errno));
+		sp_needs_at(__FILE__, __LINE__, "TCP-LISTEN-ACCEPT-SEQUENCE", call, "a new socket", obs,
+			    errno);
+	}
+	return (int)ASSERT_SYS(s);
 }
 
 SP_TEST(accept4_sets_only_the_flags_asked, "LISTEN-ACCEPT4-FLAGS", SP_INET)
@@ -479,7 +501,8 @@ SP_TEST(accept4_sets_only_the_flags_asked, "LISTEN-ACCEPT4-FLAGS", SP_INET)
 	sp_set_nonblock(l, 0);
 	ASSERT_SYS(fcntl(l, F_SETFD, 0));
 	queue_client(ctx, l, &c);
-	s = (int)ASSERT_SYS(accept4(l, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC));
+	s = accepted(accept4(l, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC),
+		     "accept4(SOCK_NONBLOCK|SOCK_CLOEXEC) with a connection queued");
 	ASSERT_TRUE(has_fl(s, O_NONBLOCK), "accept4(SOCK_NONBLOCK) gives an O_NONBLOCK socket");
 	ASSERT_TRUE(has_cloexec(s), "accept4(SOCK_CLOEXEC) gives a socket with FD_CLOEXEC");
 	sp_watchdog(sp_wait_ms());
@@ -505,8 +528,8 @@ SP_TEST(accept4_sets_only_the_flags_asked, "LISTEN-ACCEPT4-FLAGS", SP_INET)
 	ASSERT_TRUE(has_fl(l, O_NONBLOCK), "socket(SOCK_NONBLOCK) gives an O_NONBLOCK listener");
 	for (int four = 1; four >= 0; four--) {
 		queue_client(ctx, l, &c);
-		s = four ? (int)ASSERT_SYS(accept4(l, NULL, NULL, 0))
-			 : (int)ASSERT_SYS(accept(l, NULL, NULL));
+		s = four ? accepted(accept4(l, NULL, NULL, 0), "accept4(.., 0) with a connection queued")
+			 : accepted(accept(l, NULL, NULL), "accept() with a connection queued");
 		ASSERT_TRUE(!has_cloexec(s), "%s on a SOCK_CLOEXEC listener gives a socket without "
 			    "FD_CLOEXEC", four ? "accept4(.., 0)" : "accept()");
 		if (four)
@@ -553,11 +576,10 @@ SP_TEST(listen_binds_unbound_socket, "LISTEN-AUTOBIND", SP_INET)
 	int err, c = connect_to(ctx, port, &err);
 	ASSERT_TRUE(c >= 0, "a client connecting to loopback at the autobound port is accepted "
 		    "(connect: %s)", sp_errno_name(err));
-	EXPECT_EVENTS(l, POLLIN, POLLIN, "the connection is queued");
-	int s = (int)ASSERT_SYS(accept(l, NULL, NULL));
-	ASSERT_EQ(2, write(c, "ab", 2));
+	int s = sp_tcp_accept(l);
+	SP_OUT_EXACT(SP_IO_READ, c, "ab", 2);
 	char b[2];
-	ASSERT_EQ(2, sp_read_all(s, b, 2));
+	SP_IN_EXACT(SP_IO_READ, s, b, 2);
 	close(s);
 	close(c);
 	if (ctx->af == AF_INET6) {
@@ -598,8 +620,9 @@ SP_TEST(defer_accept_waits_for_data, "LISTEN-DEFER-ACCEPT", SP_INET)
 	ASSERT_TRUE(!(ev & POLLIN), "while the client sends nothing the listener is not readable "
 		    "for 300 ms (%s)", sp_events_str(ev));
 	sp_set_nonblock(l, 1);
-	ASSERT_ERRNO(accept(l, NULL, NULL), EAGAIN);
-	ASSERT_EQ(1, write(c, "!", 1));
+	ASSERT_ERRNO(MUST_RETURN(accept(l, NULL, NULL), "a non-blocking accept() while the client "
+				 "sends nothing"), EAGAIN);
+	SP_OUT_EXACT(SP_IO_READ, c, "!", 1);
 	ev = sp_poll(l, POLLIN, 1000);
 	ASSERT_TRUE(ev & POLLIN, "once the client sends a byte the listener is readable within "
 		    "1 s (%s)", sp_events_str(ev));
@@ -671,9 +694,20 @@ SP_TEST(reuseport_spreads_tcp_connections, "REUSEPORT-TCP", SP_INET)
 	uint16_t cport[SPREAD];
 	for (int i = 0; i < SPREAD; i++) {
 		c[i] = connect_to(ctx, port, &err);
+		/* Connects completing before accept() (the first:
+		 * TCP-HANDSHAKE-BEFORE-ACCEPT; up to the backlog of 32:
+		 * CONN-BACKLOG-QUEUE) and the client's port being known
+		 * (TCP-CONNECT-IMPLICIT-BIND) are mechanisms here. */
+		if (c[i] < 0 && err != ECONNREFUSED)
+			sp_needs_at(__FILE__, __LINE__, i ? "CONN-BACKLOG-QUEUE" : "TCP-HANDSHAKE-BEFORE-ACCEPT",
+				    "a blocking connect() to a listener of backlog 32, nobody accepting yet",
+				    "0", sp_errno_name(err), err);
 		ASSERT_TRUE(c[i] >= 0, "connection %d of %d to the shared port completes (%s)", i + 1,
 			    SPREAD, sp_errno_name(err));
 		cport[i] = sp_local_port(c[i]);
+		if (!cport[i])
+			sp_needs_at(__FILE__, __LINE__, "TCP-CONNECT-IMPLICIT-BIND",
+				    "getsockname() after connect()", "a non-zero port", "0", 0);
 	}
 	sp_set_nonblock(l[0], 1);
 	sp_set_nonblock(l[1], 1);
@@ -687,7 +721,10 @@ SP_TEST(reuseport_spreads_tcp_connections, "REUSEPORT-TCP", SP_INET)
 				continue;
 			struct sockaddr_storage from;
 			socklen_t fl = sizeof(from);
+			errno = 0;
 			int s = accept(l[k], (struct sockaddr *)&from, &fl);
+			if (s < 0 && errno != EAGAIN && errno != EWOULDBLOCK)
+				accepted(s, "accept() on a listener that poll() reported readable");
 			if (s < 0)
 				continue;
 			for (int i = 0; i < SPREAD; i++)
@@ -713,8 +750,7 @@ SP_TEST(reuseport_spreads_tcp_connections, "REUSEPORT-TCP", SP_INET)
 	int n = connect_to(ctx, port, &err);
 	ASSERT_TRUE(n >= 0, "after one listener is closed a new connection completes (%s)",
 		    sp_errno_name(err));
-	EXPECT_EVENTS(l[1], POLLIN, POLLIN, "the remaining listener has the new connection");
-	int s = (int)ASSERT_SYS(accept(l[1], NULL, NULL));
+	int s = sp_tcp_accept(l[1]); /* the remaining listener has it */
 	close(s);
 	close(n);
 	close(l[1]);

@@ -53,6 +53,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -157,8 +158,7 @@ SP_TEST(bind_to_listening_port_fails_with_eaddrinuse, "OPT-BIND-IN-USE", SP_INET
 		}
 		/* The listener is unharmed: it still accepts. */
 		int c = sp_tcp_connect(ctx, l);
-		EXPECT_EVENTS(l, POLLIN, POLLIN, "the listener still takes connections");
-		close(ASSERT_SYS(accept(l, NULL, NULL)));
+		close(sp_tcp_accept(l));
 		close(c);
 		close(l);
 	}
@@ -188,13 +188,10 @@ static uint16_t server_closes_first(const struct sp_ctx *ctx, int reuse, struct 
 		sp_capture_name(cap, 0, "C");
 	}
 	int c = sp_tcp_connect(ctx, l);
-	EXPECT_EVENTS(l, POLLIN, POLLIN, "the connection is queued");
-	int s = (int)ASSERT_SYS(accept(l, NULL, NULL));
+	int s = sp_tcp_accept(l);
 	close(l);
-	char b;
 	ASSERT_SYS(shutdown(s, SHUT_WR));         /* the server's FIN first */
-	EXPECT_EVENTS(c, POLLIN, POLLIN, "the client sees the FIN");
-	ASSERT_EQ(0, read(c, &b, 1));
+	SP_PEER_FIN(c, "CLOSE-HALF-WR-EOF");      /* the client sees it */
 	ASSERT_SYS(close(c));                     /* the client's FIN */
 	/* The server end has taken the last FIN: the connection lives on as
 	 * TIME_WAIT (the premise; the state the fd reads is recorded). */
@@ -203,7 +200,13 @@ static uint16_t server_closes_first(const struct sp_ctx *ctx, int reuse, struct 
 	RECORD("closer_socket_state", "%s", sp_tcp_state_name(st));
 	REQUIRE(took, "the server socket to take the client's FIN (TCP_INFO state %s after %d ms, "
 		"expected CLOSE or TIME_WAIT)", sp_tcp_state_name(st), sp_wait_ms());
-	close(s);
+	ASSERT_SYS(close(s));
+	/* close() released the socket (one that keeps it open holds the
+	 * port: CLOSE-FULL-LOSES-REPLY's deviation, a mechanism here). */
+	errno = 0;
+	if (fcntl(s, F_GETFD) != -1 || errno != EBADF)
+		sp_needs_at(__FILE__, __LINE__, "CLOSE-FULL-LOSES-REPLY", "close() of the server socket",
+			    "the descriptor released (EBADF)", "still open", 0);
 	/* The premise: the port is in TIME_WAIT, as the fd said, or as
 	 * /proc/net/tcp shows (read once per item: it walks every bucket). */
 	if (cap && st != TCP_TIME_WAIT) {
@@ -240,11 +243,10 @@ SP_TEST(reuseaddr_rebinds_a_port_in_time_wait, "OPT-REUSEADDR-TIME-WAIT", SP_INE
 	ASSERT_EQ(port, sp_local_port(l));
 	/* ...and the new server serves. */
 	int c = sp_tcp_connect(ctx, l);
-	EXPECT_EVENTS(l, POLLIN, POLLIN, "the rebound listener takes a connection");
-	int s = (int)ASSERT_SYS(accept(l, NULL, NULL));
-	ASSERT_EQ(2, write(c, "hi", 2));
+	int s = sp_tcp_accept(l);
+	SP_OUT_EXACT(SP_IO_READ, c, "hi", 2);
 	char buf[4];
-	ASSERT_EQ(2, sp_read_all(s, buf, 2));
+	SP_IN_EXACT(SP_IO_READ, s, buf, 2);
 	ASSERT_MEM_EQ("hi", buf, 2);
 	/* On the wire: the server's FIN, the client's FIN, the server's last
 	 * ACK (TIME_WAIT is the server's), then a new SYN answered by the
@@ -275,12 +277,23 @@ static int outq(int fd, unsigned long req)
 /* Five 1-byte writes from c to s (whose ACKs are delayed). Returns 1 when
  * the observation is valid (the first byte was still unacknowledged when
  * measured) and fills what the receiver had and what the sender held. */
+/* One byte written: returning before the peer reads is
+ * TCP-WRITE-RETURNS-BUFFERED's, a mechanism here. */
+static void one_byte(int fd, const char *b)
+{
+	ssize_t w = BOUNDED(write(fd, b, 1));
+	if (sp_bound_expired())
+		sp_needs_at(__FILE__, __LINE__, "TCP-WRITE-RETURNS-BUFFERED", "write() of 1 byte",
+			    "returns at once", "still blocked", 0);
+	ASSERT_EQ(1, w);
+}
+
 static int small_writes(int c, int s, int *inq, int *held)
 {
-	ASSERT_EQ(1, write(c, "a", 1));
+	one_byte(c, "a");
 	ASSERT_EQ(1, sp_wait_inq(s, 1));
 	for (int i = 0; i < 4; i++)
-		ASSERT_EQ(1, write(c, "b", 1));
+		one_byte(c, "b");
 	ASSERT_SYS(ioctl(s, FIONREAD, inq));
 	int q = outq(c, SIOCOUTQ), nsd = outq(c, SIOCOUTQNSD);
 	*held = nsd;
@@ -392,14 +405,16 @@ SP_TEST(linger_zero_close_resets_instead_of_fin, "OPT-LINGER-ZERO-RST", SP_INET,
 	struct linger lg = { 1, 0 }, back;
 	socklen_t len = sizeof(back);
 	struct sp_capture cap;
+	struct sigaction ign = { .sa_handler = SIG_IGN };
 
+	ASSERT_SYS(sigaction(SIGPIPE, &ign, NULL)); /* the recorded send to the reset peer */
 	sp_tcp_pair(ctx, &c, &s);
 	ASSERT_SYS(setsockopt(c, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg)));
 	ASSERT_SYS(getsockopt(c, SOL_SOCKET, SO_LINGER, &back, &len));
 	ASSERT_TRUE(back.l_onoff && back.l_linger == 0, "SO_LINGER reads back {1,0} (got {%d,%d})",
 		    back.l_onoff, back.l_linger);
 	uint16_t cport = sp_local_port(c), sport = sp_local_port(s);
-	ASSERT_EQ(5, write(c, "hello", 5));
+	SP_OUT_EXACT(SP_IO_READ, c, "hello", 5);
 	ASSERT_EQ(5, sp_wait_inq(s, 5));
 	if (ctx->first) {
 		sp_capture_start(&cap);
@@ -475,6 +490,26 @@ static int udp_to_closed_port(const struct sp_ctx *ctx)
 	return u;
 }
 
+/* A send on the connected UDP socket to a closed port, answered by an ICMP
+ * port unreachable that sets the error: UDP-CONNECTED's Must, the
+ * mechanism that makes an error pending here. */
+static void udp_error_arrives(int u, const char *msg)
+{
+	errno = 0;
+	ssize_t w = send(u, msg, 1, 0);
+	int err = errno;
+	if (w != 1) {
+		char obs[48];
+		snprintf(obs, sizeof(obs), "%zd (%s)", w, sp_errno_name(err));
+		sp_needs_at(__FILE__, __LINE__, "UDP-CONNECTED", "send() on a connected UDP socket "
+			    "to a closed port, no error pending", "1", obs, err);
+	}
+	int ev = sp_poll(u, POLLIN, sp_wait_ms());
+	if (!(ev & POLLERR))
+		sp_needs_at(__FILE__, __LINE__, "UDP-CONNECTED", "the ICMP port unreachable after "
+			    "a send to a closed port", "POLLERR (an error pending)", sp_events_str(ev), 0);
+}
+
 /* 7. SO_ERROR gives a pending error once and clears it. */
 SP_TEST(so_error_reports_a_pending_error_once, "OPT-SO-ERROR-CLEARS", SP_INET)
 {
@@ -482,16 +517,14 @@ SP_TEST(so_error_reports_a_pending_error_once, "OPT-SO-ERROR-CLEARS", SP_INET)
 	int u = udp_to_closed_port(ctx);
 
 	ASSERT_ERRVAL(0, sp_get_int(u, SOL_SOCKET, SO_ERROR)); /* nothing pending yet */
-	ASSERT_EQ(1, send(u, "x", 1, 0));
-	EXPECT_EVENTS(u, POLLIN, POLLERR, "the ICMP port unreachable sets an error");
+	udp_error_arrives(u, "x");
 	ASSERT_ERRVAL(ECONNREFUSED, sp_get_int(u, SOL_SOCKET, SO_ERROR));
 	ASSERT_ERRVAL(0, sp_get_int(u, SOL_SOCKET, SO_ERROR));        /* read once, cleared */
 	ASSERT_ERRNO(recv(u, &b, 1, MSG_DONTWAIT), EAGAIN);    /* not reported again */
 	ASSERT_EQ(0, sp_poll(u, POLLIN, 0) & POLLERR);
 
 	/* The other way round: the receive reports it, then SO_ERROR is 0. */
-	ASSERT_EQ(1, send(u, "y", 1, 0));
-	EXPECT_EVENTS(u, POLLIN, POLLERR, "the second error arrives");
+	udp_error_arrives(u, "y");
 	ASSERT_ERRNO(recv(u, &b, 1, MSG_DONTWAIT), ECONNREFUSED);
 	ASSERT_ERRVAL(0, sp_get_int(u, SOL_SOCKET, SO_ERROR));
 	ASSERT_ERRNO(recv(u, &b, 1, MSG_DONTWAIT), EAGAIN);
@@ -503,8 +536,14 @@ SP_TEST(so_error_reports_a_pending_error_once, "OPT-SO-ERROR-CLEARS", SP_INET)
 	close(gone);
 	int t = sp_socket(ctx, SOCK_STREAM);
 	sp_set_nonblock(t, 1);
-	if (connect(t, (struct sockaddr *)&ss, len) < 0 && errno == EINPROGRESS) {
-		EXPECT_EVENTS(t, POLLOUT, POLLERR, "the refusal arrives");
+	errno = 0;
+	int cr = connect(t, (struct sockaddr *)&ss, len);
+	if (cr < 0 && errno == EAGAIN)
+		sp_needs_at(__FILE__, __LINE__, "CONN-NONBLOCK-CONNECT", "a non-blocking connect()",
+			    "0, -1 (EINPROGRESS) or the refusal", "-1 (EAGAIN)", EAGAIN);
+	if (cr < 0 && errno == EINPROGRESS) {
+		/* Any event ends the wait (POLLERR is MUX-POLLERR-REFUSED's). */
+		EXPECT_EVENTS(t, POLLOUT, POLLOUT | POLLERR | POLLHUP, "the refusal arrives");
 		ASSERT_ERRVAL(ECONNREFUSED, sp_get_int(t, SOL_SOCKET, SO_ERROR));
 		ASSERT_ERRVAL(0, sp_get_int(t, SOL_SOCKET, SO_ERROR));
 	} else {
@@ -529,6 +568,9 @@ static void *lowat_read(void *p)
 static int reader_done(void *p) { return ((struct lowat_reader *)p)->done; }
 static int reader_started(void *p) { return ((struct lowat_reader *)p)->tid != 0; }
 
+/* select() with a zero timeout: readable is a count of 1 with the bit
+ * set. That a zero timeout polls (and that at the timeout the set is
+ * cleared) is MUX-SELECT-TIMEOUT's, a mechanism here. */
 static int readable_by_select(int fd)
 {
 	fd_set r;
@@ -536,8 +578,12 @@ static int readable_by_select(int fd)
 
 	FD_ZERO(&r);
 	FD_SET(fd, &r);
-	ASSERT_SYS(select(fd + 1, &r, NULL, NULL, &tv));
-	return FD_ISSET(fd, &r);
+	int n = BOUNDED(select(fd + 1, &r, NULL, NULL, &tv));
+	if (sp_bound_expired())
+		sp_needs_at(__FILE__, __LINE__, "MUX-SELECT-TIMEOUT", "select() with a zero timeout",
+			    "returns at once", "still blocked", 0);
+	ASSERT_SYS(n);
+	return n > 0 && FD_ISSET(fd, &r);
 }
 
 /* 8. SO_RCVLOWAT: readable only with N bytes queued. */
@@ -553,11 +599,11 @@ SP_TEST(rcvlowat_holds_readability_until_n_bytes, "OPT-RCVLOWAT", SP_INET)
 		UNSUPPORTED("setsockopt(SO_RCVLOWAT) fails with %s", sp_errno_name(errno));
 	ASSERT_EQ(10, sp_get_int(s, SOL_SOCKET, SO_RCVLOWAT));
 
-	ASSERT_EQ(5, write(c, "01234", 5));
+	SP_OUT_EXACT(SP_IO_READ, c, "01234", 5);
 	ASSERT_EQ(5, sp_wait_inq(s, 5));
 	ASSERT_EQ(0, sp_poll(s, POLLIN, 0) & POLLIN);   /* 5 of 10: not readable */
 	ASSERT_EQ(0, readable_by_select(s));
-	ASSERT_EQ(5, write(c, "56789", 5));
+	SP_OUT_EXACT(SP_IO_READ, c, "56789", 5);
 	ASSERT_EQ(10, sp_wait_inq(s, 10));
 	EXPECT_EVENTS(s, POLLIN, POLLIN, "10 of 10 queued: readable");
 	ASSERT_EQ(1, readable_by_select(s));
@@ -569,7 +615,7 @@ SP_TEST(rcvlowat_holds_readability_until_n_bytes, "OPT-RCVLOWAT", SP_INET)
 	ASSERT_MEM_EQ("0123456789", buf, 10);
 
 	/* Record: a non-blocking read below the mark. */
-	ASSERT_EQ(5, write(c, "abcde", 5));
+	SP_OUT_EXACT(SP_IO_READ, c, "abcde", 5);
 	ASSERT_EQ(5, sp_wait_inq(s, 5));
 	errno = 0;
 	r = recv(s, buf, sizeof(buf), MSG_DONTWAIT);
@@ -581,19 +627,24 @@ SP_TEST(rcvlowat_holds_readability_until_n_bytes, "OPT-RCVLOWAT", SP_INET)
 	/* Record: a blocking read started with 4 of 10 queued, when 6 more come. */
 	struct lowat_reader lr = { .fd = s };
 	pthread_t th;
-	ASSERT_EQ(4, write(c, "wxyz", 4));
+	SP_OUT_EXACT(SP_IO_READ, c, "wxyz", 4);
 	ASSERT_EQ(4, sp_wait_inq(s, 4));
 	ASSERT_EQ(0, pthread_create(&th, NULL, lowat_read, &lr));
 	REQUIRE(sp_wait_until(reader_started, &lr, sp_wait_ms()),
 		"the reader thread starts within %d ms", sp_wait_ms());
 	if (sp_have_proc())
 		sp_wait_proc_state(lr.tid, 'S');
-	ASSERT_EQ(6, write(c, "WXYZ01", 6));
+	SP_OUT_EXACT(SP_IO_READ, c, "WXYZ01", 6);
 	/* Bounded short on purpose: this is recorded, and Linux 6.x does not
-	 * wake such a reader (it already copied 4, so only 6 are queued). */
+	 * wake such a reader (it already copied 4, so only 6 are queued).
+	 * Then a full mark's worth more ends its read, whatever
+	 * shutdown(SHUT_RD) would do (CLOSE-HALF-RD's business). */
 	int woke = sp_wait_until(reader_done, &lr, 20);
 	if (!woke)
-		shutdown(s, SHUT_RD);
+		SP_OUT_EXACT(SP_IO_READ, c, "0123456789", 10);
+	REQUIRE(sp_wait_until(reader_done, &lr, sp_wait_ms()),
+		"the reader below SO_RCVLOWAT to return once 10 more bytes came (%d ms)",
+		sp_wait_ms());
 	pthread_join(th, NULL);
 	RECORD("blocking_read_started_below_lowat", "%s", woke ? "returned once 10 had arrived"
 								: "not woken within 20 ms");

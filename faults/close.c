@@ -26,10 +26,11 @@ FAULT(close_drains_input,
       "TCP-CLOSE-DISCARDS-INPUT",
       "a stack that drains unread input on close() and sends FIN instead of RST");
 FAULT(recv_reset_reads_as_eof,
-      "TCP-CLOSE-DISCARDS-INPUT",
+      "TCP-CLOSE-DISCARDS-INPUT,OPT-LINGER-ZERO-RST",
       "a userspace stack whose recv()-family calls map a connection reset to end-of-file (only read() reports ECONNRESET)");
 FAULT(close_is_half_close,
-      "CLOSE-FULL-LOSES-REPLY",
+      "CLOSE-FULL-LOSES-REPLY,OPT-LINGER-ZERO-RST,TCP-CLOSE-DISCARDS-INPUT,PROC-FORK-SHARES-FDS,"
+      "PROC-FORKING-SERVER",
       "a stack whose close() only shuts down writing, so late replies still arrive");
 FAULT(write_hides_reset,
       "CLOSE-FULL-LOSES-REPLY,CLOSE-HALF-WR-NO-MORE-WRITES,TCP-CLOSE-DISCARDS-INPUT",
@@ -44,7 +45,7 @@ FAULT(eof_reported_once,
       "CLOSE-HALF-WR-EOF",
       "an emulator that delivers the peer's FIN as a one-shot EOF event: the first read returns 0, later reads say EAGAIN");
 FAULT(shutdown_ignored,
-      "CLOSE-HALF-WR-NO-MORE-WRITES,CLOSE-HALF-RD",
+      "CLOSE-HALF-WR-NO-MORE-WRITES,CLOSE-HALF-RD,CLOSE-HALF-WR-EOF,LISTEN-SHUTDOWN-WAKES-ACCEPT",
       "an emulator that accepts shutdown() and does nothing");
 FAULT(shut_rd_eof_once,
       "CLOSE-HALF-RD",
@@ -104,10 +105,19 @@ SPF_HOOK(faulty_close, SPF_OP(SPF_CLOSE), SPF_BEFORE, 30)
  * close that ends a shared connection still does that first.) */
 SPF_HOOK(close_is_half_close, SPF_OP(SPF_CLOSE), SPF_BEFORE, 90)
 {
-	if (!on("close_is_half_close") || !is_stream(c->fd))
+	if (!on("close_is_half_close") || !is_stream(c->fd) ||
+	    spfault_sockopt_int(c->fd, SOL_SOCKET, SO_ACCEPTCONN))
 		return 0;
+	/* Only a connection is half-closed: an unconnected or listening
+	 * socket (shutdown() says ENOTCONN) is closed for real. */
 	load_shutdown();
-	c->r = real_shutdown(c->fd, SHUT_WR);
+	int e = errno;
+	int r = real_shutdown(c->fd, SHUT_WR);
+	if (r < 0 && errno == ENOTCONN) {
+		errno = e;
+		return 0;
+	}
+	c->r = r;
 	return 1;
 }
 

@@ -21,16 +21,16 @@
 #define MAXFD 1024
 
 FAULT(connect_refused_times_out,
-      "CONN-REFUSED",
+      "CONN-REFUSED,CONN-V6ONLY,LISTEN-SHUTDOWN-WAKES-ACCEPT",
       "a firewalled sandbox that drops the RST, so a refused connect reports ETIMEDOUT");
 FAULT(nonblock_connect_eagain,
-      "CONN-NONBLOCK-CONNECT",
+      "CONN-NONBLOCK-CONNECT,MUX-POLLERR-REFUSED",
       "a stack that answers a non-blocking TCP connect with EAGAIN, as Linux does for AF_UNIX");
 FAULT(listen_backlog_one,
       "CONN-BACKLOG-QUEUE",
       "a small userspace stack that caps every listen() backlog at 1");
 FAULT(nonblock_accept_waits,
-      "CONN-ACCEPT-EAGAIN",
+      "CONN-ACCEPT-EAGAIN,LISTEN-DEFER-ACCEPT",
       "an emulator that ignores O_NONBLOCK on a listening socket, so accept() blocks");
 FAULT(getpeername_is_local,
       "CONN-NAMES-AGREE",

@@ -51,7 +51,7 @@ FAULT(epoll_registry_by_number,
       "EPOLL-CLOSE-REMOVES",
       "a user-space epoll in an LD_PRELOAD stack, keyed by descriptor number, that never learns of close()");
 FAULT(epoll_ctl_add_replaces,
-      "EPOLL-CTL-ERRORS",
+      "EPOLL-CTL-ERRORS,EPOLL-ONESHOT",
       "an epoll shim that merges a repeated EPOLL_CTL_ADD into a MOD instead of failing with EEXIST");
 FAULT(epoll_regular_file_ready,
       "EPOLL-CTL-ERRORS",

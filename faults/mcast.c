@@ -70,7 +70,10 @@ SPF_HOOK(mcast_sendto, SPF_OP(SPF_SENDTO), SPF_BEFORE, 35)
 
 	if (!kind || spfault_sock_type(fd) != SOCK_DGRAM)
 		return 0;
-	if ((kind == 'b' && on("broadcast_dropped")) || (kind == 'm' && on("multicast_dropped"))) {
+	/* Dropped once sent: a broadcast the stack refuses (no SO_BROADCAST)
+	 * is still refused. */
+	if ((kind == 'b' && on("broadcast_dropped") && spfault_sockopt_int(fd, SOL_SOCKET, SO_BROADCAST)) ||
+	    (kind == 'm' && on("multicast_dropped"))) {
 		c->r = (ssize_t)c->n;
 		return 1;
 	}

@@ -36,7 +36,7 @@ static int mux_is_listener(int fd)
 }
 
 FAULT(poll_always_readable,
-      "MUX-READABLE-DATA",
+      "MUX-READABLE-DATA,OPT-RCVLOWAT",
       "an LD_PRELOAD socket stack whose poll() reports its connected sockets readable whether or not data is queued");
 FAULT(select_no_wakeup,
       "MUX-READABLE-DATA",
@@ -48,7 +48,7 @@ FAULT(select_eof_not_readable,
       "MUX-READABLE-EOF",
       "a user-space stack whose select() marks a socket readable only for queued bytes, never for the peer's FIN");
 FAULT(poll_listener_always_readable,
-      "MUX-LISTEN-READABLE",
+      "MUX-LISTEN-READABLE,LISTEN-DEFER-ACCEPT",
       "an emulator whose poll() reports listening sockets readable whenever polled, so accept() then fails with EAGAIN");
 FAULT(select_listener_always_readable,
       "MUX-LISTEN-READABLE",
@@ -143,6 +143,8 @@ static int mux_connect_failed(int fd)
 	load_poll();
 	int r = mux_is_stream(fd) && !mux_is_listener(fd) && !mux_connected(fd) &&
 		getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) == 0 && ti.tcpi_state == TCP_CLOSE &&
+		ti.tcpi_rtt == 0 /* never connected: no round trip measured (a reset
+				    connection had one) */ &&
 		real_poll(&p, 1, 0) == 1 && (p.revents & POLLERR);
 	errno = saved;
 	return r;

@@ -68,7 +68,9 @@ SPF_HOOK(opt_set, SPF_OP(SPF_SETSOCKOPT), SPF_BEFORE, 20)
 	int flag = !!v;
 
 	/* *_ignored: stored, not applied. */
-	if ((nodelay && on("nodelay_ignored")) || (reuseaddr && on("reuseaddr_ignored"))) {
+	/* reuseaddr_ignored models TIME_WAIT rebinding: TCP sockets only. */
+	if ((nodelay && on("nodelay_ignored")) ||
+	    (reuseaddr && on("reuseaddr_ignored") && spfault_sock_type(c->fd) == SOCK_STREAM)) {
 		spfault_store_opt(c->fd, level, opt, &flag, sizeof(flag));
 		c->r = 0;
 		return 1;

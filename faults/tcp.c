@@ -46,16 +46,16 @@ FAULT(write_waits_for_peer_read,
       "TCP-WRITE-RETURNS-BUFFERED",
       "a synchronous RPC-style transport whose write waits for the peer's read");
 FAULT(connect_needs_accept,
-      "TCP-HANDSHAKE-BEFORE-ACCEPT",
+      "TCP-HANDSHAKE-BEFORE-ACCEPT,CONN-BACKLOG-QUEUE",
       "a sandbox that completes connect() only when the server accepts");
 FAULT(connect_returns_before_handshake,
-      "TCP-HANDSHAKE-BEFORE-ACCEPT",
+      "TCP-HANDSHAKE-BEFORE-ACCEPT,CONN-REFUSED,CONN-V6ONLY,LISTEN-SHUTDOWN-WAKES-ACCEPT",
       "a stack with deferred connect (TCP_FASTOPEN_CONNECT-like, or a lazy proxy shim): connect() returns 0 at once and the SYN goes out on the next call on the socket");
 FAULT(no_implicit_bind,
-      "TCP-CONNECT-IMPLICIT-BIND,UDP-SENDTO-IMPLICIT-BIND",
+      "TCP-CONNECT-IMPLICIT-BIND,UDP-SENDTO-IMPLICIT-BIND,CONN-NAMES-AGREE",
       "an LD_PRELOAD stack whose getsockname() reports port 0 after an implicit bind");
 FAULT(implicit_bind_reports_wildcard,
-      "TCP-CONNECT-IMPLICIT-BIND",
+      "TCP-CONNECT-IMPLICIT-BIND,CONN-NAMES-AGREE",
       "an LD_PRELOAD or NAT-ing sandbox stack whose getsockname() after connect()'s implicit bind reports the wildcard address (only the port is right)");
 FAULT(accept_repeats_first,
       "TCP-LISTEN-ACCEPT-SEQUENCE",
@@ -81,11 +81,14 @@ static struct sockaddr_storage lazy_peer[MAXFD]; /* connect_returns_before_hands
 static socklen_t lazy_len[MAXFD];
 static char connected_by_us[MAXFD];            /* implicit_bind_reports_wildcard */
 static int first_accepted[MAXFD];              /* accept_repeats_first, +1 */
+static ino_t first_inode[MAXFD];               /* ... and that connection's inode */
 
 SPF_HOOK(tcp_forget, SPF_OP(SPF_CLOSE), SPF_BEFORE, 0)
 {
-	if (c->fd >= 0 && c->fd < MAXFD)
+	if (c->fd >= 0 && c->fd < MAXFD) {
 		lazy_len[c->fd] = connected_by_us[c->fd] = 0;
+		first_accepted[c->fd] = 0; /* a listener closed: a new one starts afresh */
+	}
 	return 0;
 }
 
@@ -95,9 +98,14 @@ static void drain(int fd)
 	char scratch[65536];
 	int saved = errno;
 
+	/* Only the bytes queued (FIONREAD): a pending error or EOF is not
+	 * data and stays for the caller's next call. */
+	int q = 0;
 	load_recv();
-	while (real_recv(fd, scratch, sizeof(scratch), MSG_DONTWAIT) > 0)
-		;
+	while (ioctl(fd, FIONREAD, &q) == 0 && q > 0)
+		if (real_recv(fd, scratch, (size_t)q < sizeof(scratch) ? (size_t)q : sizeof(scratch),
+			      MSG_DONTWAIT) <= 0)
+			break;
 	errno = saved;
 }
 
@@ -184,8 +192,11 @@ SPF_HOOK(accept_repeats_first, SPF_OP(SPF_ACCEPT), SPF_AFTER, 30)
 
 	if (fd < 0 || !on("accept_repeats_first") || l >= MAXFD)
 		return 0;
-	if (!first_accepted[l]) {
+	/* The first connection, while it is still open under its number
+	 * (one closed, or its number reused, cannot be handed out again). */
+	if (!first_accepted[l] || spfault_inode(first_accepted[l] - 1) != first_inode[l]) {
 		first_accepted[l] = fd + 1;
+		first_inode[l] = spfault_inode(fd);
 		return 0;
 	}
 	load_close();
@@ -254,7 +265,10 @@ SPF_HOOK(read_caps_at_10, SPF_OP(SPF_READ) | SPF_OP(SPF_RECV) | SPF_OP(SPF_RECVF
 SPF_HOOK(stream_read_drops_rest, SPF_OP(SPF_READ) | SPF_OP(SPF_RECV) | SPF_OP(SPF_RECVFROM),
 	 SPF_AFTER, 30)
 {
-	if (c->r > 0 && on("stream_read_drops_rest") && is_stream(c->fd))
+	/* Only a read that filled the buffer left something behind; a peek
+	 * leaves everything queued anyway. */
+	if (c->r > 0 && (size_t)c->r == c->ask && !(c->flags & MSG_PEEK) &&
+	    on("stream_read_drops_rest") && is_stream(c->fd))
 		drain(c->fd);
 	return 0;
 }

@@ -74,6 +74,7 @@ REAL(int, bind, int, const struct sockaddr *, socklen_t)
 REAL(int, close, int)
 REAL(int, getpeername, int, struct sockaddr *, socklen_t *)
 REAL(int, poll, struct pollfd *, nfds_t, int)
+REAL(int, connect, int, const struct sockaddr *, socklen_t)
 
 /* A UDP socket: the faults here model UDP stacks and leave AF_UNIX alone. */
 static int is_dgram(int fd)
@@ -368,6 +369,37 @@ SPF_HOOK(udp_connect_noop, SPF_OP(SPF_CONNECT), SPF_BEFORE, 10)
 	int fd = c->fd;
 
 	if (on("udp_connect_noop") && is_dgram(fd) && fd < MAXFD && c->tolen <= sizeof(fake_peer[fd])) {
+		/* A destination connect() refuses (a broadcast address without
+		 * SO_BROADCAST) is still refused: only what it registers is
+		 * dropped, undone with AF_UNSPEC. */
+		struct sockaddr unspec = { .sa_family = AF_UNSPEC };
+		int saved = errno;
+		load_connect();
+		c->r = real_connect(fd, c->to, c->tolen);
+		if (c->r < 0)
+			return 1;
+		/* The implicit bind stays (the port connect() chose), only
+		 * the peer goes: AF_UNSPEC drops both, so the port is bound
+		 * again on the wildcard address. */
+		struct sockaddr_storage me, now;
+		socklen_t ml = sizeof(me), nl = sizeof(now);
+		int had = getsockname(fd, (struct sockaddr *)&me, &ml) == 0;
+		real_connect(fd, &unspec, sizeof(unspec));
+		/* The address kept (an explicit bind's) or the wildcard, and
+		 * the port connect() had. */
+		if (had && getsockname(fd, (struct sockaddr *)&now, &nl) == 0 &&
+		    now.ss_family == me.ss_family) {
+			if (now.ss_family == AF_INET && !((struct sockaddr_in *)&now)->sin_port) {
+				((struct sockaddr_in *)&now)->sin_port = ((struct sockaddr_in *)&me)->sin_port;
+				load_bind();
+				real_bind(fd, (struct sockaddr *)&now, nl);
+			} else if (now.ss_family == AF_INET6 && !((struct sockaddr_in6 *)&now)->sin6_port) {
+				((struct sockaddr_in6 *)&now)->sin6_port = ((struct sockaddr_in6 *)&me)->sin6_port;
+				load_bind();
+				real_bind(fd, (struct sockaddr *)&now, nl);
+			}
+		}
+		errno = saved;
 		memcpy(&fake_peer[fd], c->to, c->tolen);
 		c->r = 0;
 		return 1;
