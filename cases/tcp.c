@@ -84,20 +84,8 @@ static void item_pair(const struct sp_ctx *ctx, int *c, int *s)
 	*s = pair[1];
 }
 
-/* The k-th call of a set (SP_EVERY_READ, SP_EVERY_WRITE: the system calls
- * first, io_uring last), cycling, passing over the calls this system
- * lacks (sp_io_use notes them). */
-static int nth_call(const int *set, int k, int out)
-{
-	int n = 0, api;
-
-	while (set[n] >= 0)
-		n++;
-	for (int tries = 0; tries < n; tries++, k++)
-		if (sp_io_use(api = set[k % n], out))
-			return api;
-	return SP_IO_READ; /* the classic calls are always there */
-}
+/* The k-th call of a set, cycling over the calls this system has. */
+#define nth_call(set, k, out) sp_io_nth(set, k, out, SP_IO_READ)
 
 /* accept() a connection once the listener has it queued (bounded; the
  * queueing and the accept are TCP-HANDSHAKE-BEFORE-ACCEPT's and

@@ -73,20 +73,8 @@ enum { DGRAM_CALLS = 4 }; /* SP_IO_READ .. SP_IO_MSG */
  * io_uring SENDMSG (io_uring SEND and WRITE have no address field). */
 #define ADDRESSED_WRITES SP_VALUES(SP_IO_RECVFROM, SP_IO_MSG, SP_IO_MMSG, SP_IO_URING_MSG)
 
-/* The k-th call of a set (SP_DGRAM_READS, SP_DGRAM_WRITES: the system
- * calls first, io_uring last), cycling, passing over the calls this
- * system lacks (sp_io_use notes them). */
-static int nth_call(const int *set, int k, int out)
-{
-	int n = 0, api;
-
-	while (set[n] >= 0)
-		n++;
-	for (int tries = 0; tries < n; tries++, k++)
-		if (sp_io_use(api = set[k % n], out))
-			return api;
-	return SP_IO_RECVFROM; /* the classic calls are always there */
-}
+/* The k-th call of a set, cycling over the calls this system has. */
+#define nth_call(set, k, out) sp_io_nth(set, k, out, SP_IO_RECVFROM)
 static const char *mode_name(int nonblock) { return nonblock ? "non-blocking" : "blocking"; }
 
 /* Address of a bound socket. */

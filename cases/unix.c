@@ -191,19 +191,8 @@ static void pair_both_ways(const int sv[2])
  * message whole (SP_DGRAM_READS/WRITES: readv/writev, splice and sendfile
  * are left out, they know no boundaries). */
 
-/* The k-th call of a set, cycling (io_uring comes last in every set),
- * passing over the calls this system lacks (sp_io_use notes them). */
-static int nth_call(const int *set, int k, int out)
-{
-	int n = 0, api;
-
-	while (set[n] >= 0)
-		n++;
-	for (int tries = 0; tries < n; tries++, k++)
-		if (sp_io_use(api = set[k % n], out))
-			return api;
-	return SP_IO_RECV; /* the classic calls are always there */
-}
+/* The k-th call of a set, cycling over the calls this system has. */
+#define nth_call(set, k, out) sp_io_nth(set, k, out, SP_IO_RECV)
 
 static ssize_t send_via(int api, int fd, const void *buf, size_t n)
 {
