@@ -140,6 +140,11 @@ int spfault_sock_type(int fd)
 	return spfault_sockopt_int(fd, SOL_SOCKET, SO_TYPE);
 }
 
+int spfault_family(int fd)
+{
+	return spfault_sockopt_int(fd, SOL_SOCKET, SO_DOMAIN);
+}
+
 ino_t spfault_inode(int fd)
 {
 	struct stat st;

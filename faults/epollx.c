@@ -56,16 +56,6 @@ FAULT(so_error_keeps_pollerr,
       "gVisor: reading SO_ERROR returns the pending error but POLLERR and EPOLLERR stay set "
       "(here: for a connected UDP socket in an epoll set, the refusal is raised again at once)");
 
-static int family_of(int fd)
-{
-	struct sockaddr_storage ss;
-	socklen_t len = sizeof(ss);
-	int saved = errno;
-	memset(&ss, 0, sizeof(ss));
-	int r = (int)SPF_SYSCALL(SYS_getsockname, fd, &ss, &len);
-	errno = saved;
-	return r == 0 ? ss.ss_family : -1;
-}
 
 static int is_epoll(int fd)
 {
@@ -122,11 +112,11 @@ SPF_HOOK(epollx_ctl_pre, SPF_OP(SPF_EPOLL_CTL), SPF_BEFORE, 10)
 	if (on("nested_epoll_unreported") && is_epoll(c->fd))
 		rewritten.events &= ~(uint32_t)(EPOLLIN | EPOLLOUT | EPOLLPRI);
 	if (on("unix_et_as_level") && (ev->events & (EPOLLET | EPOLLIN)) == (EPOLLET | EPOLLIN) &&
-	    spfault_sock_type(c->fd) == SOCK_STREAM && family_of(c->fd) == AF_UNIX)
+	    spfault_sock_type(c->fd) == SOCK_STREAM && spfault_family(c->fd) == AF_UNIX)
 		rewritten.events &= ~(uint32_t)EPOLLET;
 	if (on("unix_et_no_write_edge") && (ev->events & (EPOLLET | EPOLLOUT)) ==
 	    (EPOLLET | EPOLLOUT) && spfault_sock_type(c->fd) == SOCK_STREAM &&
-	    family_of(c->fd) == AF_UNIX)
+	    spfault_family(c->fd) == AF_UNIX)
 		rewritten.events &= ~EPOLLOUT;
 	if (rewritten.events != ev->events)
 		c->val = &rewritten;

@@ -69,6 +69,7 @@ int spfault_on(const char *name);
  * none). */
 int spfault_sockopt_int(int fd, int level, int opt);
 int spfault_sock_type(int fd);
+int spfault_family(int fd);      /* AF_INET, AF_UNIX, ...; 0 for no socket */
 ino_t spfault_inode(int fd);
 /* O_NONBLOCK set on fd; fd a pipe or FIFO. */
 int spfault_nonblocking(int fd);

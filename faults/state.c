@@ -94,17 +94,6 @@ FAULT(unix_peek_unsupported,
 
 /* ---- what a socket is (errno kept) ------------------------------------------ */
 
-static int family_of(int fd)
-{
-	struct sockaddr_storage ss;
-	socklen_t len = sizeof(ss);
-	int saved = errno;
-	memset(&ss, 0, sizeof(ss));
-	int r = (int)SPF_SYSCALL(SYS_getsockname, fd, &ss, &len);
-	errno = saved;
-	return r == 0 ? ss.ss_family : -1;
-}
-
 /* Bound: an inet socket with a port, a unix socket with a name. */
 static int is_bound(int fd)
 {
@@ -157,7 +146,7 @@ SPF_HOOK(state_connect_pre, SPF_OP(SPF_CONNECT), SPF_BEFORE, 5)
 	if (on("unspec_connect_unsupported") && a && a->sa_family == AF_UNSPEC &&
 	    type == SOCK_DGRAM)
 		return fail_with(EAFNOSUPPORT, c);
-	if (on("connect_to_connected_succeeds") && type == SOCK_STREAM && family_of(fd) != AF_UNIX &&
+	if (on("connect_to_connected_succeeds") && type == SOCK_STREAM && spfault_family(fd) != AF_UNIX &&
 	    is_connected(fd)) {
 		c->r = 0;
 		return 1;
@@ -175,7 +164,7 @@ SPF_HOOK(state_connect_post, SPF_OP(SPF_CONNECT), SPF_AFTER, 12)
 	if (e == EALREADY && on("pending_connect_says_inprogress") && type == SOCK_STREAM)
 		e = EINPROGRESS;
 	if (e == EAGAIN && on("unix_connect_einprogress") && type == SOCK_STREAM &&
-	    family_of(fd) == AF_UNIX)
+	    spfault_family(fd) == AF_UNIX)
 		e = EINPROGRESS;
 	if (e == ECONNREFUSED && on("refused_connect_keeps_so_error") && fd < MAXFD) {
 		int fl = fcntl(fd, F_GETFL);
@@ -260,7 +249,7 @@ SPF_HOOK(state_recv_pre, SPF_RECEIVING, SPF_BEFORE, 35)
 	if (on("zero_length_recv_peeks") && room == 0 && type == SOCK_DGRAM)
 		*flags |= MSG_PEEK;
 	if (on("unix_peek_unsupported") && (*flags & MSG_PEEK) && type == SOCK_STREAM &&
-	    family_of(fd) == AF_UNIX) {
+	    spfault_family(fd) == AF_UNIX) {
 		errno = EOPNOTSUPP;
 		c->r = -1;
 		return 1;
@@ -281,7 +270,7 @@ SPF_HOOK(unix_dgram_full_drops, SPF_OP(SPF_WRITE) | SPF_OP(SPF_SEND) | SPF_OP(SP
 	if (c->op == SPF_SENDTO && c->to)
 		return 0;
 	if (c->r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) && on("unix_dgram_full_drops") &&
-	    spfault_sock_type(fd) == SOCK_DGRAM && family_of(fd) == AF_UNIX)
+	    spfault_sock_type(fd) == SOCK_DGRAM && spfault_family(fd) == AF_UNIX)
 		c->r = (ssize_t)c->n;
 	return 0;
 }
@@ -317,7 +306,7 @@ SPF_HOOK(state_getsockopt_post, SPF_OP(SPF_GETSOCKOPT), SPF_AFTER, 34)
 			*(int *)val = ECONNREFUSED;
 	}
 	if (opt == SO_PROTOCOL && on("so_protocol_as_given")) {
-		int fam = family_of(fd);
+		int fam = spfault_family(fd);
 		if ((fam == AF_INET || fam == AF_INET6) && fd < MAXFD && protocol_arg[fd] <= 1)
 			*(int *)val = 0;
 	}
