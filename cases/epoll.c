@@ -65,6 +65,7 @@ static int ep_wait(int api, int ep, struct epoll_event *ev, int max, int ms)
 	int r;
 
 	sigemptyset(&none);
+	sp_path_used(SP_PATH_WAIT, api);
 	do {
 		r = api == SP_WAIT_EPOLL ? epoll_wait(ep, ev, max, ms)
 				   : epoll_pwait(ep, ev, max, ms, &none);

@@ -63,6 +63,7 @@ static int ep_wait(int api, int ep, struct epoll_event *ev, int max, int ms)
 	sigset_t none;
 	sigemptyset(&none);
 	memset(ev, 0, sizeof(*ev) * (size_t)max);
+	sp_path_used(SP_PATH_WAIT, api);
 	int r = api == SP_WAIT_EPOLL_PWAIT ? epoll_pwait(ep, ev, max, ms, &none)
 					   : epoll_wait(ep, ev, max, ms);
 	if (r < 0)

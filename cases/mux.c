@@ -141,6 +141,7 @@ static int m_wait_once(int api, int fd, short events, int ms);
 static int m_wait(int api, int fd, short events, int ms)
 {
 	/* A call that ignores its timeout fails with EINTR instead of hanging. */
+	sp_path_used(SP_PATH_WAIT, api);
 	sp_watchdog(ms + sp_wait_ms());
 	int r = m_wait_once(api, fd, events, ms);
 	int err = errno;
