@@ -30,7 +30,7 @@ static int is_regular(int fd)
 }
 
 FAULT(epoll_edge_as_level,
-      "EPOLL-EDGE",
+      "EPOLL-EDGE,EPOLLX-ET-UNIX",
       "an epoll emulation that ignores EPOLLET and reports edge-triggered registrations like level-triggered");
 FAULT(epoll_level_as_edge,
       "EPOLL-LEVEL",
@@ -58,10 +58,10 @@ FAULT(epoll_regular_file_ready,
       "an emulator that accepts regular files in epoll (always ready) instead of failing with EPERM");
 
 FAULT(epoll_del_ignored,
-      "EPOLL-CTL-ERRORS",
+      "EPOLL-CTL-ERRORS,EPOLLX-DUP",
       "an epoll shim whose EPOLL_CTL_DEL answers 0 without removing anything (and so never reports ENOENT)");
 FAULT(epoll_wait_no_wakeup,
-      "EPOLL-LEVEL,EPOLL-EDGE",
+      "EPOLL-LEVEL,EPOLL-EDGE,EPOLLX-EXCLUSIVE,MUX-READABLE-DATA,SIG-INTERRUPTS-SLEEP",
       "an epoll emulation that checks readiness when epoll_wait is called and then sleeps out the timeout, never woken by arrivals");
 
 REAL(int, epoll_ctl, int, int, int, struct epoll_event *)
