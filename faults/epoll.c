@@ -36,7 +36,7 @@ FAULT(epoll_level_as_edge,
       "EPOLL-LEVEL",
       "an epoll shim over an edge-only notifier (kqueue EV_CLEAR-style) that reports level registrations only on new arrivals");
 FAULT(epoll_oneshot_as_edge,
-      "EPOLL-ONESHOT",
+      "EPOLL-ONESHOT,EPOLLX-EXCLUSIVE",
       "an epoll emulation that implements EPOLLONESHOT as edge-triggered, so new data re-reports a disabled socket");
 FAULT(epoll_oneshot_deletes,
       "EPOLL-ONESHOT",
