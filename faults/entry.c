@@ -63,8 +63,7 @@ FAULT(sendfile_short_on_blocking,
       "room (a stack that sends one chunk per call), though a blocking write moves all");
 FAULT(splice_eagain_on_blocking,
       "TCP-CLOSE-DISCARDS-INPUT,CLOSE-FULL-LOSES-REPLY,ZC-SPLICE,CLOSE-HALF-RD,CLOSE-HALF-WR-EOF,"
-      "TCP-CLOSE-FLUSHES-OUTPUT,TCP-FLOW-CONTROL,THREAD-SHUTDOWN-WAKES-READ,OPT-LINGER-ZERO-RST,"
-      "STATE-LISTENER-IO",
+      "TCP-CLOSE-FLUSHES-OUTPUT,TCP-FLOW-CONTROL,THREAD-SHUTDOWN-WAKES-READ,OPT-LINGER-ZERO-RST",
       "a splice() from a blocking socket that fails with EAGAIN whenever nothing is queued "
       "(the socket treated as if SPLICE_F_NONBLOCK applied to it), so EOF never reads as 0");
 FAULT(recvmmsg_one_per_call,
