@@ -127,11 +127,15 @@ PRINT_ENV = ("echo '@SP1 begin probe=script test=t family=none ids=SELF'\n"
 
 
 def test_preload_reaches_the_probe_only(tmp_path, monkeypatch):
-    monkeypatch.setenv("SOCKET_WRAPPER_DIR", "/tmp/sw")
+    # A directory that does not exist: for one that does, each item gets a
+    # directory of its own under it (own_socket_wrapper_dir), whatever the
+    # machine has at /tmp/sw.
+    wrapper = str(tmp_path / "no-such-sw-dir")
+    monkeypatch.setenv("SOCKET_WRAPPER_DIR", wrapper)
     r = run_script(tmp_path, PRINT_ENV, preload=str(FAULTLIB))
     assert r["verdict"] == "pass"
     assert r["observations"]["preload"] == str(FAULTLIB)
-    assert r["observations"]["wrapper"] == "/tmp/sw"  # the caller's environment
+    assert r["observations"]["wrapper"] == wrapper  # the caller's environment
     assert "LD_PRELOAD" not in os.environ
     assert str(FAULTLIB) not in open("/proc/self/maps").read()
 
