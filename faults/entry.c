@@ -56,11 +56,12 @@ FAULT(recvmmsg_drops_trunc,
       "UDP-TRUNCATE,UNIX-DGRAM-BOUNDARY,UNIX-SEQPACKET-BOUNDARY",
       "a recvmmsg() (an LD_PRELOAD stack or an emulator's batch path) that copies the first "
       "part of a long datagram but does not set MSG_TRUNC in the message's msg_flags");
-FAULT(sendfile_short_on_blocking,
-      "TCP-BOUNDARY-COALESCE,TCP-BOUNDARY-SPLIT,CLOSE-FULL-LOSES-REPLY,CLOSE-HALF-WR-EOF,"
-      "TCP-FLOW-CONTROL,TCP-WRITE-RETURNS-BUFFERED,UNIX-SOCKETPAIR,UNIX-STREAM-NO-BOUNDARY",
-      "a sendfile() that returns after the first half of the count on a blocking socket with "
-      "room (a stack that sends one chunk per call), though a blocking write moves all");
+FAULT(sendfile_eagain_on_blocking,
+      "TCP-FLOW-CONTROL",
+      "a sendfile() to a blocking stream socket whose send buffer is full fails with EAGAIN "
+      "instead of waiting for room (a stack that emulates it with read() and a non-blocking "
+      "send; Nanos mishandled a full TCP window). A short count is no deviation: sendfile(2) "
+      "tells callers to retry");
 FAULT(splice_eagain_on_blocking,
       "TCP-CLOSE-DISCARDS-INPUT,CLOSE-FULL-LOSES-REPLY,ZC-SPLICE,CLOSE-HALF-RD,CLOSE-HALF-WR-EOF,"
       "TCP-CLOSE-FLUSHES-OUTPUT,TCP-FLOW-CONTROL,THREAD-SHUTDOWN-WAKES-READ,OPT-LINGER-ZERO-RST",
@@ -214,13 +215,36 @@ static int blocking_stream(int fd)
 	return fl >= 0 && !(fl & O_NONBLOCK) && spfault_sock_type(fd) == SOCK_STREAM;
 }
 
+/* sendfile() emulated as a stack without a blocking path would: read up
+ * to 64 KiB of the file, then send(MSG_DONTWAIT): a short count where the
+ * buffer fills, EAGAIN where it is full already. */
+static ssize_t as_if_nonblocking(int out, int in, off_t *off, size_t count)
+{
+	static char buf[65536];
+	size_t n = count < sizeof(buf) ? count : sizeof(buf);
+	long got = off ? SPF_SYSCALL(SYS_pread64, in, buf, n, *off) : SPF_SYSCALL(SYS_read, in, buf, n);
+	if (got <= 0)
+		return got;
+	long w = SPF_SYSCALL(SYS_sendto, out, buf, got, MSG_DONTWAIT, NULL, 0);
+	int saved = errno;
+	long sent = w > 0 ? w : 0;
+	if (off)
+		*off += sent;
+	else if (sent < got)
+		SPF_SYSCALL(SYS_lseek, in, sent - got, SEEK_CUR);
+	errno = saved;
+	return w;
+}
+
 REAL(ssize_t, sendfile, int, int, off_t *, size_t)
 ssize_t sendfile(int out, int in, off_t *off, size_t count)
 {
 	load_sendfile();
-	if (count > 1 && spfault_on("sendfile_short_on_blocking") && blocking_stream(out))
-		count /= 2;
-	ssize_t r = real_sendfile(out, in, off, count);
+	ssize_t r;
+	if (spfault_on("sendfile_eagain_on_blocking") && blocking_stream(out))
+		r = as_if_nonblocking(out, in, off, count);
+	else
+		r = real_sendfile(out, in, off, count);
 	if (r > 0 && off && spfault_on("sendfile_moves_file_offset")) {
 		int saved = errno;
 		SPF_SYSCALL(SYS_lseek, in, r, SEEK_CUR);
@@ -233,9 +257,11 @@ REAL(ssize_t, sendfile64, int, int, off_t *, size_t)
 ssize_t sendfile64(int out, int in, off_t *off, size_t count)
 {
 	load_sendfile64();
-	if (count > 1 && spfault_on("sendfile_short_on_blocking") && blocking_stream(out))
-		count /= 2;
-	ssize_t r = real_sendfile64(out, in, off, count);
+	ssize_t r;
+	if (spfault_on("sendfile_eagain_on_blocking") && blocking_stream(out))
+		r = as_if_nonblocking(out, in, off, count);
+	else
+		r = real_sendfile64(out, in, off, count);
 	if (r > 0 && off && spfault_on("sendfile_moves_file_offset")) {
 		int saved = errno;
 		SPF_SYSCALL(SYS_lseek, in, r, SEEK_CUR);
