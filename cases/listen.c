@@ -144,9 +144,15 @@ SP_TEST(acceptconn_reads_listening_state, "LISTEN-ACCEPTCONN", SP_INET)
 	unlink(un.sun_path);
 	rmdir(dir);
 	REQUIRE(br == 0, "an AF_UNIX stream socket binds a path (%s)", sp_errno_name(berr));
-	ASSERT_EQ(0, sp_get_int(x, SOL_SOCKET, SO_ACCEPTCONN));
+	int before = sp_get_int(x, SOL_SOCKET, SO_ACCEPTCONN);
+	if (before != 0)
+		FAIL("SO_ACCEPTCONN of a bound AF_UNIX stream socket before listen(): expected 0, "
+		     "observed %d", before);
 	ASSERT_SYS(listen(x, 4));
-	ASSERT_EQ(1, sp_get_int(x, SOL_SOCKET, SO_ACCEPTCONN));
+	int after = sp_get_int(x, SOL_SOCKET, SO_ACCEPTCONN);
+	if (after != 1)
+		FAIL("SO_ACCEPTCONN of a listening AF_UNIX stream socket: expected 1, observed %d",
+		     after);
 
 	int one = 1;
 	errno = 0;
