@@ -159,6 +159,24 @@ static void refuses(int fd, int level, int opt, const char *name, int v, int kee
 		     fam_now, name, v, got, keep);
 }
 
+/* The setsockopt side of an option's Musts, before anything is read back
+ * (a stack that cannot read the option back still shows these): v is
+ * taken, each of the n bad values fails with EINVAL. */
+static void takes_and_refuses(int fd, int opt, const char *name, int v, const int *bad, int n)
+{
+	int e = set_opt(fd, IPPROTO_TCP, opt, v);
+	claimed(e, name);
+	if (e)
+		FAIL("%ssetsockopt(%s, %d) failed with %s, expected 0", fam_now, name, v,
+		     sp_errno_name(e));
+	for (int i = 0; i < n; i++) {
+		e = set_opt(fd, IPPROTO_TCP, opt, bad[i]);
+		if (e != EINVAL)
+			FAIL("%ssetsockopt(%s, %d) returned %s, expected EINVAL", fam_now, name, bad[i],
+			     e ? sp_errno_name(e) : "0 (success)");
+	}
+}
+
 /* "0" or the errno's name, for records. */
 static const char *outcome(int e)
 {
@@ -177,6 +195,8 @@ SP_TEST(keepalive_knobs_read_back_and_refuse_zero, "TCPOPT-KEEPALIVE-KNOBS", SP_
 {
 	int c, s;
 	sp_tcp_pair(ctx, &c, &s);
+	for (size_t i = 0; i < sizeof(knobs) / sizeof(knobs[0]); i++)
+		takes_and_refuses(c, knobs[i].opt, knobs[i].name, knobs[i].v, SP_VALUES(0, -1), 2);
 	for (size_t i = 0; i < sizeof(knobs) / sizeof(knobs[0]); i++) {
 		const struct knob *k = &knobs[i];
 		sets_and_reads(c, IPPROTO_TCP, k->opt, k->name, k->v);
@@ -235,6 +255,9 @@ SP_TEST(accepted_socket_inherits_keepalive_settings, "TCPOPT-KEEPALIVE-KNOBS", S
 static void user_timeout_musts(const struct sp_ctx *ctx)
 {
 	int fd = sp_socket(ctx, SOCK_STREAM);
+	int probe = sp_socket(ctx, SOCK_STREAM);
+	takes_and_refuses(probe, TCP_USER_TIMEOUT, "TCP_USER_TIMEOUT", 5000, SP_VALUES(-1), 1);
+	close(probe);
 	int v0 = new_socket_value(fd, TCP_USER_TIMEOUT, "TCP_USER_TIMEOUT", 5000);
 	if (v0 != 0)
 		FAIL("%sTCP_USER_TIMEOUT on a new socket reads %d, expected 0", fam_now, v0);
@@ -250,6 +273,9 @@ static void user_timeout_musts(const struct sp_ctx *ctx)
 static void syncnt_musts(const struct sp_ctx *ctx)
 {
 	int fd = sp_socket(ctx, SOCK_STREAM);
+	int probe = sp_socket(ctx, SOCK_STREAM);
+	takes_and_refuses(probe, TCP_SYNCNT, "TCP_SYNCNT", 2, SP_VALUES(0), 1);
+	close(probe);
 	int def = new_socket_value(fd, TCP_SYNCNT, "TCP_SYNCNT", 2);
 	if (def <= 0)
 		FAIL("%sTCP_SYNCNT on a new socket reads %d, expected a positive default", fam_now,
