@@ -17,9 +17,12 @@
  *  5. FLAG-OOB-URGENT-BYTE  send(MSG_OOB) of "45" after "123": only '5' is
  *                           urgent, '4' stays in the stream.
  *  6. FLAG-OOB-SIGURG       the F_SETOWN owner gets SIGURG; without an owner
- *                           nobody does.
- *  7. FLAG-OOB-ATMARK       a read stops at the urgent mark; sockatmark and
- *                           SIOCATMARK say 0, then 1, then 0.
+ *                           nobody does (MSG_OOB through send, sendto,
+ *                           sendmsg, sendmmsg, io_uring SEND/SENDMSG).
+ *  7. FLAG-OOB-ATMARK       a read stops at the urgent mark (through every
+ *                           read call; recv(MSG_OOB) through those that take
+ *                           flags); sockatmark and SIOCATMARK say 0, then 1,
+ *                           then 0.
  *  8. FLAG-WRITEV-GATHER    writev/sendmsg send their buffers in order as one
  *                           write (one datagram on UDP).
  *  9. FLAG-READV-SCATTER    readv/recvmsg fill their buffers in order; a UDP
@@ -516,36 +519,45 @@ static volatile sig_atomic_t sigurgs;
 static void count_sigurg(int sig) { (void)sig; sigurgs++; }
 static int got_sigurg(void *unused) { (void)unused; return sigurgs > 0; }
 
-/* 6. The socket's owner gets SIGURG when urgent data arrives. */
-SP_TEST(oob_arrival_sends_sigurg_to_the_owner, "FLAG-OOB-SIGURG", SP_INET)
+/* 6. The socket's owner gets SIGURG when urgent data arrives, sent with
+ * MSG_OOB through every call that takes flags (.write). */
+SP_TEST(oob_arrival_sends_sigurg_to_the_owner, "FLAG-OOB-SIGURG", SP_INET,
+	.write = SP_FLAG_WRITES)
 {
-	int c, s, c2, s2;
+	int c, s, c2, s2, api = ctx->write;
+	const char *name = sp_io_out_name(api);
 	struct sigaction sa = { .sa_handler = count_sigurg };
 
 	ASSERT_SYS(sigaction(SIGURG, &sa, NULL));
 	/* Without an owner, nobody is signalled. */
 	sp_tcp_pair(ctx, &c2, &s2);
 	sigurgs = 0;
-	ASSERT_EQ(1, send(c2, "u", 1, MSG_OOB));
+	ASSERT_EQ(1, sp_io_out(api, c2, "u", 1, MSG_OOB));
 	wait_delivered(c2, s2, 0);
-	ASSERT_TRUE(sigurgs == 0, "no SIGURG without an owner: it came %d times", (int)sigurgs);
+	ASSERT_TRUE(sigurgs == 0, "no SIGURG without an owner: it came %d times after %s(MSG_OOB)",
+		    (int)sigurgs, name);
 
 	/* With F_SETOWN, the owner is. */
 	sp_tcp_pair(ctx, &c, &s);
 	ASSERT_SYS(fcntl(s, F_SETOWN, getpid()));
 	ASSERT_EQ(getpid(), fcntl(s, F_GETOWN));
 	ASSERT_EQ(0, sigurgs);
-	ASSERT_EQ(3, send(c, "abc", 3, 0)); /* normal data: no signal */
+	ASSERT_EQ(3, sp_io_out(api, c, "abc", 3, 0)); /* normal data: no signal */
 	ASSERT_EQ(3, sp_wait_inq(s, 3));
-	ASSERT_EQ(0, sigurgs);
-	ASSERT_EQ(1, send(c, "u", 1, MSG_OOB));
+	ASSERT_TRUE(sigurgs == 0, "no SIGURG for normal data sent with %s(): it came %d times",
+		    name, (int)sigurgs);
+	ASSERT_EQ(1, sp_io_out(api, c, "u", 1, MSG_OOB));
 	wait_delivered(c, s, 0);
-	RECORD("pollpri_on_urgent", "%s", sp_events_str(sp_poll(s, POLLPRI, 0)));
+	RECORD_ONCE("pollpri_on_urgent", "%s", sp_events_str(sp_poll(s, POLLPRI, 0)));
 	sp_wait_until(got_sigurg, NULL, sp_wait_ms());
 	ASSERT_TRUE(sigurgs >= 1, "SIGURG reaches the owner: it came 0 times within %d ms of the "
-		    "urgent byte's delivery", sp_wait_ms());
-	RECORD("sigurg_count", "%d", (int)sigurgs);
+		    "delivery of the urgent byte sent with %s(MSG_OOB)", sp_wait_ms(), name);
+	RECORD_ONCE("sigurg_count", "%d", (int)sigurgs);
 	signal(SIGURG, SIG_DFL);
+	close(c);
+	close(s);
+	close(c2);
+	close(s2);
 }
 
 static int atmark(int fd)
@@ -566,35 +578,66 @@ static void send_with_mark(int c, int s)
 	wait_delivered(c, s, 4); /* "1234" before the mark */
 }
 
-/* 7. A read stops at the urgent mark. */
-SP_TEST(read_stops_at_the_urgent_mark, "FLAG-OOB-ATMARK", SP_INET)
+/* recv(MSG_OOB) through the read call when it takes flags, else through
+ * recv() (read, readv, splice and io_uring READ/READV have no flags). */
+static ssize_t recv_oob(int api, int fd, char *b)
 {
-	int c, s;
+	return sp_io_takes_flags(api) ? sp_io_in(api, fd, b, 1, MSG_OOB) : recv(fd, b, 1, MSG_OOB);
+}
+
+static const char *oob_name(int api)
+{
+	return sp_io_takes_flags(api) ? sp_io_in_name(api) : "recv";
+}
+
+/* 7. A read stops at the urgent mark: the normal reads through every read
+ * call (.read), the urgent byte through the same call where it takes
+ * MSG_OOB. */
+SP_TEST(read_stops_at_the_urgent_mark, "FLAG-OOB-ATMARK", SP_INET, .read = SP_EVERY_READ)
+{
+	int c, s, api = ctx->read;
+	const char *name = sp_io_in_name(api);
 	char buf[16], b;
 
 	sp_tcp_pair(ctx, &c, &s);
 	send_with_mark(c, s);
 	ASSERT_EQ(0, atmark(s));
 	memset(buf, 0, sizeof(buf));
-	ASSERT_EQ(4, read(s, buf, sizeof(buf)));   /* "1234", not beyond the mark */
-	ASSERT_MEM_EQ("1234", buf, 4);
+	ssize_t r = MUST_RETURN(sp_io_in(api, s, buf, sizeof(buf), 0),
+				"%s() with \"1234\", the urgent '5' and \"67\" queued", name);
+	ASSERT_TRUE(r == 4 && !memcmp(buf, "1234", 4), "%s() with \"1234\", the urgent '5' and "
+		    "\"67\" queued returns \"1234\", stopping at the mark (got %zd: \"%.*s\")",
+		    name, r, (int)(r > 0 ? r : 0), buf);
 	ASSERT_EQ(1, atmark(s));
-	ASSERT_EQ(1, MUST_RETURN(recv(s, &b, 1, MSG_OOB), "recv(MSG_OOB) at the mark"));
-	ASSERT_EQ('5', b);
+	b = 0;
+	ASSERT_EQ(1, MUST_RETURN(recv_oob(api, s, &b), "%s(MSG_OOB) at the mark", oob_name(api)));
+	ASSERT_TRUE(b == '5', "%s(MSG_OOB) at the mark returns '5' (got '%c')", oob_name(api), b);
 	memset(buf, 0, sizeof(buf));
-	ASSERT_EQ(2, recv(s, buf, sizeof(buf), 0));
-	ASSERT_MEM_EQ("67", buf, 2);
+	r = MUST_RETURN(sp_io_in(api, s, buf, sizeof(buf), 0), "%s() after the urgent byte", name);
+	if (api == SP_IO_SPLICE && r != 2) {
+		/* Linux's splice (tcp_read_sock) stops at an urgent byte even
+		 * once recv(MSG_OOB) took it: 0, as at EOF (6.18). Whether the
+		 * catalogue's "next read" covers splice is open: recorded. */
+		RECORD_ONCE("splice_after_urgent_byte_taken", "%zd%s%s", r, r < 0 ? " " : "",
+			    r < 0 ? sp_errno_name(errno) : "");
+		r = MUST_RETURN(read(s, buf, sizeof(buf)), "read() after the urgent byte");
+		name = "read";
+	}
+	ASSERT_TRUE(r == 2 && !memcmp(buf, "67", 2), "%s() after the urgent byte was taken returns "
+		    "\"67\" (got %zd: \"%.*s\")", name, r, (int)(r > 0 ? r : 0), buf);
 	ASSERT_EQ(0, atmark(s));
 	close(c);
 	close(s);
+	if (!ctx->first)
+		return;
 
-	/* Record: an urgent byte never read out of band. */
+/* Record: an urgent byte never read out of band. */
 	sp_tcp_pair(ctx, &c, &s);
 	send_with_mark(c, s);
 	ASSERT_EQ(4, read(s, buf, sizeof(buf)));
 	ASSERT_EQ(1, atmark(s));
 	memset(buf, 0, sizeof(buf));
-	ssize_t r = read(s, buf, sizeof(buf));
+	r = read(s, buf, sizeof(buf));
 	RECORD("unread_urgent_byte_dropped_from_stream", "%s (read \"%.*s\")",
 	       r == 2 && !memcmp(buf, "67", 2) ? "yes" : "no", (int)(r > 0 ? r : 0), buf);
 	close(c);
