@@ -23,10 +23,12 @@
  *                           read call; recv(MSG_OOB) through those that take
  *                           flags); sockatmark and SIOCATMARK say 0, then 1,
  *                           then 0.
- *  8. FLAG-WRITEV-GATHER    writev/sendmsg send their buffers in order as one
- *                           write (one datagram on UDP).
- *  9. FLAG-READV-SCATTER    readv/recvmsg fill their buffers in order; a UDP
- *                           datagram's rest is dropped.
+ *  8. FLAG-WRITEV-GATHER    writev/sendmsg/sendmmsg and io_uring WRITEV/SENDMSG
+ *                           send their buffers in order as one write (one
+ *                           datagram on UDP).
+ *  9. FLAG-READV-SCATTER    readv/recvmsg/recvmmsg and io_uring READV/RECVMSG
+ *                           fill their buffers in order; a UDP datagram's
+ *                           rest is dropped.
  * 10. FLAG-TRUNC-UDP        Linux: recv(MSG_TRUNC) on UDP returns the real
  *                           length and consumes; with MSG_PEEK it does not.
  *
@@ -663,66 +665,91 @@ SP_TEST(read_stops_at_the_urgent_mark, "FLAG-OOB-ATMARK", SP_INET, .read = SP_EV
 	       err ? sp_errno_name(err) : "returned a byte");
 }
 
-/* 8. writev/sendmsg gather their buffers into one write. */
-SP_TEST(writev_gathers_buffers_in_order, "FLAG-WRITEV-GATHER", SP_INET)
+/* The vectored calls, each with the caller's own iovec: writev/readv,
+ * sendmsg/recvmsg, sendmmsg/recvmmsg (one message) and io_uring
+ * WRITEV/READV, SENDMSG/RECVMSG. pwritev2/preadv2 are left out: on a
+ * socket (offset -1) they are readv/writev's own path with RWF_* flags,
+ * none of which speaks of buffers. */
+#define VECTORED SP_VALUES(SP_IO_VEC, SP_IO_MSG, SP_IO_MMSG, SP_IO_URING_VEC, SP_IO_URING_MSG)
+
+/* 8. writev/sendmsg (.write) gather their buffers into one write. */
+SP_TEST(writev_gathers_buffers_in_order, "FLAG-WRITEV-GATHER", SP_INET, .write = VECTORED)
 {
-	int c, s;
+	int c, s, api = ctx->write;
+	const char *name = sp_io_out_name(api);
 	char buf[32];
 	struct iovec iov[3] = { { "ab", 2 }, { "cde", 3 }, { "f", 1 } };
 	struct msghdr mh = { .msg_iov = iov, .msg_iovlen = 3 };
 	struct sp_capture cap;
 
 	sp_tcp_pair(ctx, &c, &s);
-	sp_capture_start(&cap);
-	sp_capture_name_fd(&cap, c, "C");
-	sp_capture_name_fd(&cap, s, "S");
-	ASSERT_EQ(6, writev(c, iov, 3));
-	ASSERT_EQ(6, sp_read_all(s, buf, 6));
-	ASSERT_MEM_EQ("abcdef", buf, 6);
-	if (sp_capture_sync(&cap)) {
-		WIRE_EXPECT(&cap, "C>S P.6");      /* one write, one segment */
-		WIRE_LACKS(&cap, "C>S P.2");
+	if (ctx->first) {
+		sp_capture_start(&cap);
+		sp_capture_name_fd(&cap, c, "C");
+		sp_capture_name_fd(&cap, s, "S");
 	}
-	sp_capture_stop(&cap);
-	ASSERT_EQ(6, sendmsg(c, &mh, 0));
+	ASSERT_TRUE(MUST_RETURN(sp_io_iov(api, 1, c, &mh, 0), "%s() of 2+3+1 bytes", name) == 6,
+		    "%s() of \"ab\"+\"cde\"+\"f\" on TCP returns 6", name);
 	ASSERT_EQ(6, sp_read_all(s, buf, 6));
-	ASSERT_MEM_EQ("abcdef", buf, 6);
+	ASSERT_TRUE(!memcmp(buf, "abcdef", 6), "%s() of \"ab\"+\"cde\"+\"f\": the peer reads "
+		    "\"abcdef\" (got \"%.6s\")", name, buf);
+	if (ctx->first) {
+		if (sp_capture_sync(&cap)) {
+			WIRE_EXPECT(&cap, "C>S P.6");      /* one write, one segment */
+			WIRE_LACKS(&cap, "C>S P.2");
+		}
+		sp_capture_stop(&cap);
+	}
 	ASSERT_ERRNO(recv(s, buf, sizeof(buf), MSG_DONTWAIT), EAGAIN);
 
-	/* UDP: one datagram of the summed length, connected or addressed. */
-	int rx = sp_udp_bound(ctx), tx = sp_udp_bound(ctx);
+	/* UDP: one datagram of the summed length, addressed (the message
+	 * calls) and connected. */
+	int rx = sp_udp_bound(ctx), tx = sp_udp_bound(ctx), sent = 0;
 	struct sockaddr_storage to;
 	socklen_t tl = sizeof(to);
 	ASSERT_SYS(getsockname(rx, (struct sockaddr *)&to, &tl));
-	mh.msg_name = &to;
-	mh.msg_namelen = tl;
-	ASSERT_EQ(6, sendmsg(tx, &mh, 0));
+	if (sp_io_names_peer(api)) {
+		mh.msg_name = &to;
+		mh.msg_namelen = tl;
+		ASSERT_TRUE(sp_io_iov(api, 1, tx, &mh, 0) == 6, "%s() of 2+3+1 bytes to an address "
+			    "on UDP returns 6", name);
+		mh.msg_name = NULL;
+		mh.msg_namelen = 0;
+		sent++;
+	}
 	ASSERT_SYS(connect(tx, (struct sockaddr *)&to, tl));
-	ssize_t w = writev(tx, iov, 3);
-	/* writev() on a connected UDP socket needs the connect() to have
-	 * set the destination: UDP-CONNECTED's Must, a mechanism here. */
+	ssize_t w = sp_io_iov(api, 1, tx, &mh, 0);
+	/* A vectored write on a connected UDP socket needs the connect() to
+	 * have set the destination: UDP-CONNECTED's Must, a mechanism here. */
 	if (w < 0 && (errno == EDESTADDRREQ || errno == ENOTCONN))
-		BROKEN_NEEDS("UDP-CONNECTED", "writev() on a connected UDP socket failed with %s",
+		BROKEN_NEEDS("UDP-CONNECTED", "%s() on a connected UDP socket failed with %s", name,
 			     sp_errno_name(errno));
-	ASSERT_EQ(6, w);
-	for (int i = 0; i < 2; i++) {
+	ASSERT_TRUE(w == 6, "%s() of 2+3+1 bytes on a connected UDP socket returns 6 (got %zd)",
+		    name, w);
+	sent++;
+	for (int i = 0; i < sent; i++) {
 		EXPECT_EVENTS(rx, POLLIN, POLLIN, "datagram %d arrives", i + 1);
 		memset(buf, 0, sizeof(buf));
 		ssize_t n = recv(rx, buf, sizeof(buf), 0);
 		if (n == 12)
 			BROKEN_NEEDS("UDP-BOUNDARY", "recv() with two datagrams of 6 queued returned 12: "
 				     "they were merged");
-		ASSERT_EQ(6, n);
-		ASSERT_MEM_EQ("abcdef", buf, 6);
+		ASSERT_TRUE(n == 6 && !memcmp(buf, "abcdef", 6), "one %s() of 2+3+1 bytes is one "
+			    "datagram \"abcdef\" (got %zd bytes: \"%.*s\")", name, n,
+			    (int)(n > 0 ? n : 0), buf);
 	}
 	ASSERT_ERRNO(recv(rx, buf, sizeof(buf), MSG_DONTWAIT), EAGAIN);
+	close(c);
+	close(s);
+	close(rx);
+	close(tx);
 }
 
 /* 9. readv/recvmsg (.read) scatter into their buffers in order. */
-SP_TEST(readv_scatters_in_order, "FLAG-READV-SCATTER", SP_INET,
-	.read = SP_VALUES(SP_IO_VEC, SP_IO_MSG))
+SP_TEST(readv_scatters_in_order, "FLAG-READV-SCATTER", SP_INET, .read = VECTORED)
 {
-	int via_msg = ctx->read == SP_IO_MSG;
+	int api = ctx->read;
+	const char *name = sp_io_in_name(api);
 	int c, s;
 	char a[8], b[8];
 	struct iovec iov[2] = { { a, 2 }, { b, 4 } };
@@ -731,14 +758,15 @@ SP_TEST(readv_scatters_in_order, "FLAG-READV-SCATTER", SP_INET,
 	sp_tcp_pair(ctx, &c, &s);
 	ASSERT_EQ(6, write(c, "abcdef", 6));
 	ASSERT_EQ(6, sp_wait_inq(s, 6));
-	ASSERT_EQ(6, via_msg ? recvmsg(s, &mh, 0) : readv(s, iov, 2));
-	ASSERT_MEM_EQ("ab", a, 2);
-	ASSERT_MEM_EQ("cdef", b, 4);
+	ASSERT_TRUE(MUST_RETURN(sp_io_iov(api, 0, s, &mh, 0), "%s() into 2+4 bytes", name) == 6,
+		    "%s() into 2+4 bytes with 6 queued returns 6", name);
+	ASSERT_TRUE(!memcmp(a, "ab", 2) && !memcmp(b, "cdef", 4), "%s() of \"abcdef\" into 2+4 "
+		    "bytes fills \"ab\" then \"cdef\" (got \"%.2s\" and \"%.4s\")", name, a, b);
 	ASSERT_EQ(6, write(c, "ghijkl", 6));
 	ASSERT_EQ(6, sp_wait_inq(s, 6));
-	ASSERT_EQ(6, via_msg ? recvmsg(s, &mh, 0) : readv(s, iov, 2));
-	ASSERT_MEM_EQ("gh", a, 2);
-	ASSERT_MEM_EQ("ijkl", b, 4);
+	ASSERT_EQ(6, MUST_RETURN(sp_io_iov(api, 0, s, &mh, 0), "%s() into 2+4 bytes", name));
+	ASSERT_TRUE(!memcmp(a, "gh", 2) && !memcmp(b, "ijkl", 4), "%s() of \"ghijkl\" into 2+4 "
+		    "bytes fills \"gh\" then \"ijkl\" (got \"%.2s\" and \"%.4s\")", name, a, b);
 
 	/* UDP: 10 bytes into 3+3 fill both and drop the rest. */
 	int rx = sp_udp_bound(ctx), tx = sp_udp_bound(ctx);
@@ -752,18 +780,24 @@ SP_TEST(readv_scatters_in_order, "FLAG-READV-SCATTER", SP_INET,
 	ASSERT_EQ(3, send(tx, "XYZ", 3, 0));
 	EXPECT_EVENTS(rx, POLLIN, POLLIN, "a datagram arrives");
 	mh.msg_flags = 0;
-	ASSERT_EQ(6, via_msg ? recvmsg(rx, &mh, 0) : readv(rx, iov, 2));
-	ASSERT_MEM_EQ("012", a, 3);
-	ASSERT_MEM_EQ("345", b, 3);
-	if (via_msg) /* recorded: the flag is UDP-TRUNCATE's Must */
+	ssize_t r = MUST_RETURN(sp_io_iov(api, 0, rx, &mh, 0), "%s() into 3+3 bytes", name);
+	ASSERT_TRUE(r == 6, "%s() of a 10-byte datagram into 3+3 bytes returns 6 (got %zd)", name, r);
+	ASSERT_TRUE(!memcmp(a, "012", 3) && !memcmp(b, "345", 3), "%s() of \"0123456789\" into "
+		    "3+3 bytes fills \"012\" then \"345\" (got \"%.3s\" and \"%.3s\")", name, a, b);
+	if (api != SP_IO_VEC && api != SP_IO_URING_VEC) /* recorded: UDP-TRUNCATE's Must */
 		RECORD_ONCE("scatter_recvmsg_flags_msg_trunc", "%s",
 			    mh.msg_flags & MSG_TRUNC ? "yes" : "no");
 	memset(a, 0, sizeof(a));
 	/* the next datagram, not the rest */
-	ssize_t r = MUST_RETURN(readv(rx, iov, 2), "readv() with a second datagram queued");
-	ASSERT_EQ(3, r);
-	ASSERT_MEM_EQ("XYZ", a, 3);
+	r = MUST_RETURN(sp_io_iov(api, 0, rx, &mh, 0), "%s() with a second datagram queued", name);
+	ASSERT_TRUE(r == 3 && !memcmp(a, "XYZ", 3), "the next %s() returns the next datagram "
+		    "\"XYZ\", not the dropped rest (got %zd: \"%.*s\")", name, r,
+		    (int)(r > 0 && r <= 3 ? r : 0), a);
 	ASSERT_ERRNO(recv(rx, a, sizeof(a), MSG_DONTWAIT), EAGAIN);
+	close(c);
+	close(s);
+	close(rx);
+	close(tx);
 }
 
 /* 10. Linux: MSG_TRUNC gives a UDP datagram's real length. */
