@@ -4,7 +4,8 @@
  *
  *  1. INTR-RESTART-SOCKET-CALLS  with an SA_RESTART handler, a recv()
  *                                blocked on an empty TCP socket (through
- *                                read, recv, recvfrom, recvmsg and readv)
+ *                                read, recv, recvfrom, recvmsg, readv,
+ *                                recvmmsg and splice)
  *                                returns the 5 bytes sent after the
  *                                handler ran, accept() and accept4() the
  *                                connection made after it, waitpid() the
@@ -32,16 +33,17 @@
  *                                EOF; with nothing moved, EINTR.
  *  6. TIMEO-RCVTIMEO             SO_RCVTIMEO reads {0,0}, then {0,200000}
  *                                as set; recv() (through read, recv,
- *                                recvfrom, recvmsg and readv), accept()
+ *                                recvfrom, recvmsg, readv, recvmmsg and
+ *                                splice), accept()
  *                                and accept4() then fail with EAGAIN after
  *                                180 ms to 2 s (all at once, one thread
  *                                each); {0,0} reads back {0,0}.
  *  7. TIMEO-SNDTIMEO             SO_SNDTIMEO reads {0,0}, then {0,200000};
  *                                with 64 KiB buffers a blocking send() of
  *                                32 MiB (through write, send, sendto,
- *                                sendmsg and writev, at once) returns a
- *                                partial count after 180 ms to 3 s, the
- *                                next one EAGAIN after 180 ms.
+ *                                sendmsg, writev and sendmmsg, at once)
+ *                                returns a partial count after 180 ms to
+ *                                3 s, the next one EAGAIN after 180 ms.
  *  8. TIMEO-CONNECT              Linux: SO_SNDTIMEO of 200 ms bounds a
  *                                blocking connect() to a full queue (fails
  *                                after 180 ms to 2 s).
@@ -91,11 +93,12 @@
 
 /* ---- the calls, and the system calls that may carry them --------------- */
 
-enum call { C_READ, C_RECV, C_RECVFROM, C_RECVMSG, C_READV, C_ACCEPT, C_ACCEPT4,
-	    C_WAITPID, C_CONNECT, C_SEND, C_POLL, C_SELECT, C_EPOLL, C_CALLS };
+enum call { C_READ, C_RECV, C_RECVFROM, C_RECVMSG, C_READV, C_RECVMMSG, C_SPLICE, C_ACCEPT,
+	    C_ACCEPT4, C_WAITPID, C_CONNECT, C_SEND, C_POLL, C_SELECT, C_EPOLL, C_CALLS };
 
 static const char *const call_name[C_CALLS] = {
-	"read()", "recv()", "recvfrom()", "recvmsg()", "readv()", "accept()", "accept4()",
+	"read()", "recv()", "recvfrom()", "recvmsg()", "readv()", "recvmmsg()", "splice()",
+	"accept()", "accept4()",
 	"waitpid()", "connect()", "send()", "poll()", "select()", "epoll_wait()",
 };
 
@@ -116,6 +119,15 @@ static void call_nrs(enum call c, long nr[6])
 		break;
 	case C_RECVMSG: NR(SYS_recvmsg); break;
 	case C_READV: NR(SYS_readv); break;
+	case C_RECVMMSG:
+#ifdef SYS_recvmmsg
+		NR(SYS_recvmmsg);
+#endif
+#ifdef SYS_recvmmsg_time64
+		NR(SYS_recvmmsg_time64);
+#endif
+		break;
+	case C_SPLICE: NR(SYS_splice); break;
 	case C_ACCEPT: case C_ACCEPT4:
 #ifdef SYS_accept
 		NR(SYS_accept);
@@ -636,12 +648,21 @@ SP_TEST(sa_restart_resumes_blocked_socket_calls, "INTR-RESTART-SOCKET-CALLS", SP
 		struct interrupter in;
 		char buf[16];
 
-		/* recv() on an empty connected TCP socket, through every API */
-		for (int api = 0; api < SP_IO_APIS; api++) {
-			static const enum call as[SP_IO_APIS] = { C_READ, C_RECV, C_RECVFROM, C_RECVMSG, C_READV };
+		/* recv() on an empty connected TCP socket, through every system
+		 * call that reads (io_uring is left out: a request is no system
+		 * call a signal interrupts, the signal ends only the wait for
+		 * its completion). */
+		static const struct { int api; enum call call; } reads[] = {
+			{ SP_IO_READ, C_READ }, { SP_IO_RECV, C_RECV }, { SP_IO_RECVFROM, C_RECVFROM },
+			{ SP_IO_MSG, C_RECVMSG }, { SP_IO_VEC, C_READV }, { SP_IO_MMSG, C_RECVMMSG },
+			{ SP_IO_SPLICE, C_SPLICE } };
+		for (size_t k = 0; k < sizeof(reads) / sizeof(reads[0]); k++) {
+			int api = reads[k].api;
 			int c, s;
+			if (!sp_io_use(api, 0))
+				continue;
 			sp_tcp_pair(ctx, &c, &s);
-			arm(&in, as[api], send_five, &c);
+			arm(&in, reads[k].call, send_five, &c);
 			errno = 0;
 			ssize_t r = sp_io_in(api, s, buf, sizeof(buf), 0);
 			int err = errno;
@@ -1127,13 +1148,19 @@ static void guard_off(void)
 }
 
 /* The timed calls run at once, one thread each (all signals blocked):
- * every read API, accept() and accept4(), and the MSG_WAITALL Record, so
- * the item waits one timeout, not eight. A call still blocked at the
- * bound is ended by shutdown() of its socket and fails, named. */
-enum { T_ACCEPT = SP_IO_APIS, T_ACCEPT4, T_WAITALL, T_CALLS };
+ * every system call that reads, accept() and accept4(), and the
+ * MSG_WAITALL Record, so the item waits one timeout, not ten. A call
+ * still blocked at the bound is ended by shutdown() of its socket and
+ * fails, named. io_uring is left out: its requests do not take the
+ * socket's timeouts (they wait on the socket's readiness, without limit).
+ * A call this system lacks is passed over (sp_io_use). */
+static const int timed_reads[] = { SP_IO_READ, SP_IO_RECV, SP_IO_RECVFROM, SP_IO_MSG, SP_IO_VEC,
+				   SP_IO_MMSG, SP_IO_SPLICE };
+enum { T_READS = sizeof(timed_reads) / sizeof(timed_reads[0]), T_ACCEPT = T_READS, T_ACCEPT4,
+       T_WAITALL, T_CALLS };
 
 struct timed_call {
-	int kind, fd;
+	int kind, fd, unused;
 	long long ms;
 	ssize_t r;
 	int err;
@@ -1143,7 +1170,7 @@ struct timed_call {
 
 static const char *timed_name(int kind)
 {
-	return kind < SP_IO_APIS ? sp_io_in_name(kind) : kind == T_ACCEPT ? "accept" :
+	return kind < T_READS ? sp_io_in_name(timed_reads[kind]) : kind == T_ACCEPT ? "accept" :
 	       kind == T_ACCEPT4 ? "accept4" : "recv(8, MSG_WAITALL)";
 }
 
@@ -1153,7 +1180,7 @@ static void *timed_call_run(void *p)
 	char b[8];
 	long long t0 = now_ms();
 	errno = 0;
-	t->r = t->kind < SP_IO_APIS ? sp_io_in(t->kind, t->fd, b, sizeof(b), 0) :
+	t->r = t->kind < T_READS ? sp_io_in(timed_reads[t->kind], t->fd, b, sizeof(b), 0) :
 	       t->kind == T_ACCEPT ? accept(t->fd, NULL, NULL) :
 	       t->kind == T_ACCEPT4 ? accept4(t->fd, NULL, NULL, SOCK_CLOEXEC) :
 	       recv(t->fd, b, 8, MSG_WAITALL);
@@ -1182,6 +1209,12 @@ SP_TEST(rcvtimeo_bounds_recv_and_accept, "TIMEO-RCVTIMEO", SP_INET)
 	for (int k = 0; k < T_CALLS; k++) {
 		t[k].kind = k;
 		peer[k] = -1;
+		t[k].fd = -1;
+		if (k < T_READS && !sp_io_use(timed_reads[k], 0)) {
+			t[k].unused = 1;
+			t[k].done = 1;
+			continue;
+		}
 		if (k == T_ACCEPT || k == T_ACCEPT4)
 			t[k].fd = sp_tcp_listener(ctx, 0);
 		else
@@ -1197,7 +1230,8 @@ SP_TEST(rcvtimeo_bounds_recv_and_accept, "TIMEO-RCVTIMEO", SP_INET)
 	sigfillset(&all);
 	ASSERT_EQ(0, pthread_sigmask(SIG_SETMASK, &all, &old));
 	for (int k = 0; k < T_CALLS; k++)
-		ASSERT_EQ(0, pthread_create(&t[k].th, NULL, timed_call_run, &t[k]));
+		if (!t[k].unused)
+			ASSERT_EQ(0, pthread_create(&t[k].th, NULL, timed_call_run, &t[k]));
 	ASSERT_EQ(0, pthread_sigmask(SIG_SETMASK, &old, NULL));
 	sp_wait_until(all_done, t, sp_wait_ms());
 	int stuck[T_CALLS];
@@ -1208,6 +1242,8 @@ SP_TEST(rcvtimeo_bounds_recv_and_accept, "TIMEO-RCVTIMEO", SP_INET)
 	}
 	sp_wait_until(all_done, t, sp_wait_ms());
 	for (int k = 0; k < T_CALLS; k++) {
+		if (t[k].unused)
+			continue;
 		if (t[k].done)
 			pthread_join(t[k].th, NULL);
 		else
@@ -1217,11 +1253,13 @@ SP_TEST(rcvtimeo_bounds_recv_and_accept, "TIMEO-RCVTIMEO", SP_INET)
 	RECORD("waitall_3_of_8_at_timeout", "%s", stuck[T_WAITALL] ? "still blocked" :
 	       t[T_WAITALL].r == 3 ? "3" : t[T_WAITALL].r >= 0 ? "other count" :
 	       sp_errno_name(t[T_WAITALL].err));
-	record_ms("recv_timeout_elapsed", t[SP_IO_RECV].ms);
+	record_ms("recv_timeout_elapsed", t[1].ms); /* timed_reads[1]: recv() */
 	record_ms("accept_timeout_elapsed", t[T_ACCEPT].ms);
 	for (int k = 0; k < T_WAITALL; k++) {
 		const char *what = timed_name(k);
-		const char *on = k < SP_IO_APIS ? "an empty socket" : "an empty listener";
+		const char *on = k < T_READS ? "an empty socket" : "an empty listener";
+		if (t[k].unused)
+			continue;
 		ASSERT_TRUE(!stuck[k], "%s() on %s with SO_RCVTIMEO 200 ms returns within %d ms "
 			    "(still blocked)", what, on, sp_wait_ms());
 		ASSERT_TRUE(t[k].r == -1 && (t[k].err == EAGAIN || t[k].err == EWOULDBLOCK),
@@ -1232,7 +1270,7 @@ SP_TEST(rcvtimeo_bounds_recv_and_accept, "TIMEO-RCVTIMEO", SP_INET)
 		ASSERT_TRUE(t[k].ms <= 2000, "%s() returns within 2 s (took %lld ms)", what, t[k].ms);
 	}
 
-	int s = t[SP_IO_RECV].fd;
+	int s = t[1].fd; /* recv()'s */
 	set_tv(s, SO_RCVTIMEO, 0, 0);
 	ASSERT_TV(s, SO_RCVTIMEO, 0, 0);
 	set_tv(s, SO_RCVTIMEO, 0, 150001);
@@ -1244,7 +1282,8 @@ SP_TEST(rcvtimeo_bounds_recv_and_accept, "TIMEO-RCVTIMEO", SP_INET)
 	RECORD("rcvtimeo_usec_1000000", "%s", br == 0 ? "0" : errno == EDOM ? "EDOM" :
 	       sp_errno_name(errno));
 	for (int k = 0; k < T_CALLS; k++) {
-		close(t[k].fd);
+		if (t[k].fd >= 0)
+			close(t[k].fd);
 		if (peer[k] >= 0)
 			close(peer[k]);
 	}
@@ -1252,11 +1291,20 @@ SP_TEST(rcvtimeo_bounds_recv_and_accept, "TIMEO-RCVTIMEO", SP_INET)
 
 /* ---- 7. TIMEO-SNDTIMEO ------------------------------------------------------ */
 
-/* One thread per write API (all signals blocked), on a pair of its own:
- * the 32 MiB send, whether the socket is writable after it, the next
- * send. The item waits two timeouts, not ten. */
+/* One thread per system call that writes (all signals blocked), on a
+ * pair of its own: the 32 MiB send, whether the socket is writable after
+ * it, the next send. The item waits two timeouts, not twelve. Left out:
+ * io_uring (its requests do not take the socket's timeouts); splice and
+ * sendfile, which Linux 6.18 hands to the socket a pipe buffer at a time,
+ * returning their partial count only after four timeouts (0.8 s, within
+ * the Must's 3 s but past this item's time). A call this system lacks is
+ * passed over (sp_io_use). */
+static const int timed_writes[] = { SP_IO_READ, SP_IO_RECV, SP_IO_RECVFROM, SP_IO_MSG, SP_IO_VEC,
+				    SP_IO_MMSG };
+enum { TW = sizeof(timed_writes) / sizeof(timed_writes[0]) };
+
 struct timed_send {
-	int api, c;
+	int api, c, unused;
 	ssize_t r1, r2;
 	int err1, err2, writable;
 	volatile int stage;        /* 1 in the 32 MiB send, 2 in the next one */
@@ -1289,7 +1337,7 @@ static void *timed_send_run(void *p)
 static int sends_done(void *p)
 {
 	struct timed_send *t = p;
-	for (int k = 0; k < SP_IO_APIS; k++)
+	for (int k = 0; k < TW; k++)
 		if (!t[k].done)
 			return 0;
 	return 1;
@@ -1297,13 +1345,18 @@ static int sends_done(void *p)
 
 SP_TEST(sndtimeo_bounds_blocking_send, "TIMEO-SNDTIMEO", SP_INET)
 {
-	struct timed_send t[SP_IO_APIS];
-	int peer[SP_IO_APIS], stuck[SP_IO_APIS];
+	struct timed_send t[TW];
+	int peer[TW], stuck[TW];
 	sigset_t all, old;
 
 	memset(t, 0, sizeof(t));
-	for (int k = 0; k < SP_IO_APIS; k++) {
-		t[k].api = k;
+	for (int k = 0; k < TW; k++) {
+		t[k].api = timed_writes[k];
+		if (!sp_io_use(t[k].api, 1)) {
+			t[k].unused = t[k].done = 1;
+			t[k].c = peer[k] = -1;
+			continue;
+		}
 		small_pair(ctx, 65536, &t[k].c, &peer[k]);
 		ASSERT_TV(t[k].c, SO_SNDTIMEO, 0, 0);
 		set_tv(t[k].c, SO_SNDTIMEO, 0, 200000);
@@ -1311,20 +1364,23 @@ SP_TEST(sndtimeo_bounds_blocking_send, "TIMEO-SNDTIMEO", SP_INET)
 	}
 	sigfillset(&all);
 	ASSERT_EQ(0, pthread_sigmask(SIG_SETMASK, &all, &old));
-	for (int k = 0; k < SP_IO_APIS; k++)
-		ASSERT_EQ(0, pthread_create(&t[k].th, NULL, timed_send_run, &t[k]));
+	for (int k = 0; k < TW; k++)
+		if (!t[k].unused)
+			ASSERT_EQ(0, pthread_create(&t[k].th, NULL, timed_send_run, &t[k]));
 	ASSERT_EQ(0, pthread_sigmask(SIG_SETMASK, &old, NULL));
 	/* The partial send returns within 3 s, the next one 200 ms later (and
 	 * the item within the runner's 5 s). */
 	int bound = sp_wait_ms() > 3500 ? sp_wait_ms() : 3500;
 	sp_wait_until(sends_done, t, bound);
-	for (int k = 0; k < SP_IO_APIS; k++) {
+	for (int k = 0; k < TW; k++) {
 		stuck[k] = t[k].done ? 0 : t[k].stage == 2 ? 2 : 1;
 		if (stuck[k])
 			shutdown(t[k].c, SHUT_RDWR); /* ends the call: it failed already */
 	}
 	sp_wait_until(sends_done, t, 500); /* joined if it ended, else left behind */
-	for (int k = 0; k < SP_IO_APIS; k++) {
+	for (int k = 0; k < TW; k++) {
+		if (t[k].unused)
+			continue;
 		if (t[k].done)
 			pthread_join(t[k].th, NULL);
 		else
@@ -1332,8 +1388,10 @@ SP_TEST(sndtimeo_bounds_blocking_send, "TIMEO-SNDTIMEO", SP_INET)
 	}
 
 	RECORD("partial_send_count", "%zd KiB", t[SP_IO_RECV].r1 / 1024); /* send() */
-	for (int k = 0; k < SP_IO_APIS; k++) {
-		const char *w = sp_io_out_name(k);
+	for (int k = 0; k < TW; k++) {
+		const char *w = sp_io_out_name(t[k].api);
+		if (t[k].unused)
+			continue;
 		ASSERT_TRUE(!stuck[k], "a blocking %s() of 32 MiB with SO_SNDTIMEO 200 ms to a peer "
 			    "that reads nothing returns, and so does the next one, within %d ms "
 			    "(still blocked in the %s)", w, bound, stuck[k] == 2 ? "second" : "first");
@@ -1357,7 +1415,9 @@ SP_TEST(sndtimeo_bounds_blocking_send, "TIMEO-SNDTIMEO", SP_INET)
 		ASSERT_TRUE(t[k].ms2 >= 180, "the next %s() waits for its timeout: no sooner than "
 			    "180 ms (took %lld ms)", w, t[k].ms2);
 	}
-	for (int k = 0; k < SP_IO_APIS; k++) {
+	for (int k = 0; k < TW; k++) {
+		if (t[k].unused)
+			continue;
 		close(t[k].c);
 		close(peer[k]);
 	}
