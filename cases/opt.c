@@ -22,8 +22,11 @@
  *                              port is free at once (no TIME_WAIT).
  *  7. OPT-SO-ERROR-CLEARS      SO_ERROR reports a pending error once: a UDP
  *                              ECONNREFUSED, a refused non-blocking connect.
- *  8. OPT-RCVLOWAT             SO_RCVLOWAT reads 1, then N; poll and select
- *                              report readable only with N bytes queued.
+ *  8. OPT-RCVLOWAT             SO_RCVLOWAT reads 1, then N; every wait call
+ *                              (select, pselect, poll, ppoll, the epoll
+ *                              calls, io_uring POLL_ADD) reports readable
+ *                              only with N bytes queued; a blocking read
+ *                              (every read call) then returns them at once.
  *
  * Wire (where the item has its own network namespace; else skipped with
  * the reason): SO_LINGER {1,0} sends RST and no FIN; with Nagle the writes
@@ -48,6 +51,7 @@
  */
 #define _GNU_SOURCE
 #include "sp.h"
+#include "sp_entry.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -568,29 +572,25 @@ static void *lowat_read(void *p)
 static int reader_done(void *p) { return ((struct lowat_reader *)p)->done; }
 static int reader_started(void *p) { return ((struct lowat_reader *)p)->tid != 0; }
 
-/* select() with a zero timeout: readable is a count of 1 with the bit
- * set. That a zero timeout polls (and that at the timeout the set is
- * cleared) is MUX-SELECT-TIMEOUT's, a mechanism here. */
-static int readable_by_select(int fd)
+/* Is fd readable for the wait call w (poll bits, whatever call)? With a
+ * zero timeout: a poll; else wait up to that long. */
+static int readable_through(int w, int fd, int timeout_ms)
 {
-	fd_set r;
-	struct timeval tv = { 0, 0 };
-
-	FD_ZERO(&r);
-	FD_SET(fd, &r);
-	int n = BOUNDED(select(fd + 1, &r, NULL, NULL, &tv));
-	if (sp_bound_expired())
-		sp_needs_at(__FILE__, __LINE__, "MUX-SELECT-TIMEOUT", "select() with a zero timeout",
-			    "returns at once", "still blocked", 0);
-	ASSERT_SYS(n);
-	return n > 0 && FD_ISSET(fd, &r);
+	int ev = MUST_RETURN(sp_wait_on(w, fd, POLLIN, timeout_ms, NULL), "%s() %s",
+			     sp_waitcall_name(w), timeout_ms ? "with 10 of 10 queued" :
+			     "with a zero timeout");
+	ASSERT_SYS(ev);
+	return (ev & POLLIN) != 0;
 }
 
-/* 8. SO_RCVLOWAT: readable only with N bytes queued. */
-SP_TEST(rcvlowat_holds_readability_until_n_bytes, "OPT-RCVLOWAT", SP_INET)
+/* 8. SO_RCVLOWAT: readable only with N bytes queued, for every wait call
+ * (select, pselect, poll, ppoll, epoll_wait, epoll_pwait, epoll_pwait2,
+ * io_uring POLL_ADD: each in turn, a loop); the read with N queued
+ * returns them at once through every read call (.read). */
+SP_TEST(rcvlowat_holds_readability_until_n_bytes, "OPT-RCVLOWAT", SP_INET, .read = SP_EVERY_READ)
 {
-	int c, s;
-	char buf[64];
+	int c, s, api = ctx->read;
+	char buf[64], why[256];
 
 	sp_tcp_pair(ctx, &c, &s);
 	ASSERT_EQ(1, sp_get_int(s, SOL_SOCKET, SO_RCVLOWAT));
@@ -601,18 +601,28 @@ SP_TEST(rcvlowat_holds_readability_until_n_bytes, "OPT-RCVLOWAT", SP_INET)
 
 	SP_OUT_EXACT(SP_IO_READ, c, "01234", 5);
 	ASSERT_EQ(5, sp_wait_inq(s, 5));
-	ASSERT_EQ(0, sp_poll(s, POLLIN, 0) & POLLIN);   /* 5 of 10: not readable */
-	ASSERT_EQ(0, readable_by_select(s));
+	for (int w = 0; w < SP_WAITCALLS; w++)  /* 5 of 10: not readable */
+		if (sp_waitcall_available(w, why, sizeof(why)))
+			ASSERT_TRUE(!readable_through(w, s, 0), "%s() reports a socket with "
+				    "SO_RCVLOWAT 10 readable with 5 bytes queued", sp_waitcall_name(w));
 	SP_OUT_EXACT(SP_IO_READ, c, "56789", 5);
 	ASSERT_EQ(10, sp_wait_inq(s, 10));
-	EXPECT_EVENTS(s, POLLIN, POLLIN, "10 of 10 queued: readable");
-	ASSERT_EQ(1, readable_by_select(s));
+	for (int w = 0; w < SP_WAITCALLS; w++)  /* 10 of 10: readable */
+		if (sp_waitcall_available(w, why, sizeof(why)))
+			ASSERT_TRUE(readable_through(w, s, sp_wait_ms()), "%s() reports a socket with "
+				    "SO_RCVLOWAT 10 readable with 10 bytes queued (not within %d ms)",
+				    sp_waitcall_name(w), sp_wait_ms());
 	long m = sp_block_mark();
-	ssize_t r = MUST_RETURN(read(s, buf, sizeof(buf)), /* 10 queued: at once */
-				"a blocking read with SO_RCVLOWAT 10 and 10 bytes queued");
-	ASSERT_NO_BLOCK(m, "a blocking read with SO_RCVLOWAT 10 and 10 bytes queued");
-	ASSERT_EQ(10, r);
-	ASSERT_MEM_EQ("0123456789", buf, 10);
+	ssize_t r = MUST_RETURN(sp_io_in(api, s, buf, sizeof(buf), 0), /* 10 queued: at once */
+				"a blocking %s() with SO_RCVLOWAT 10 and 10 bytes queued",
+				sp_io_in_name(api));
+	ASSERT_NO_BLOCK(m, "a blocking %s() with SO_RCVLOWAT 10 and 10 bytes queued",
+			sp_io_in_name(api));
+	ASSERT_TRUE(r == 10 && !memcmp(buf, "0123456789", 10), "a blocking %s() with SO_RCVLOWAT "
+		    "10 and 10 bytes queued returns the 10 (got %zd%s%s)", sp_io_in_name(api), r,
+		    r < 0 ? ", " : "", r < 0 ? sp_errno_name(errno) : "");
+	if (!ctx->first)
+		return;
 
 	/* Record: a non-blocking read below the mark. */
 	SP_OUT_EXACT(SP_IO_READ, c, "abcde", 5);
