@@ -46,7 +46,10 @@
  * second time for the same byte (Linux: EINVAL both); which of two urgent
  * bytes is returned (Linux: the last); SO_OOBINLINE behavior; whether an
  * urgent byte never read out of band is dropped from the stream (Linux:
- * yes).
+ * yes); what splice() returns at an urgent byte already taken out of band
+ * (Linux 6.18: 0, tcp_read_sock stops there; the stream is then read with
+ * read()); how many SIGPIPEs an io_uring SEND/SENDMSG without MSG_NOSIGNAL
+ * raises (Linux: none, io_uring sets the flag on every request).
  */
 #define _GNU_SOURCE
 #include "sp.h"

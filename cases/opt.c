@@ -590,7 +590,7 @@ static int readable_through(int w, int fd, int timeout_ms)
 SP_TEST(rcvlowat_holds_readability_until_n_bytes, "OPT-RCVLOWAT", SP_INET, .read = SP_EVERY_READ)
 {
 	int c, s, api = ctx->read;
-	char buf[64], why[256];
+	char buf[64];
 
 	sp_tcp_pair(ctx, &c, &s);
 	ASSERT_EQ(1, sp_get_int(s, SOL_SOCKET, SO_RCVLOWAT));
@@ -602,13 +602,13 @@ SP_TEST(rcvlowat_holds_readability_until_n_bytes, "OPT-RCVLOWAT", SP_INET, .read
 	SP_OUT_EXACT(SP_IO_READ, c, "01234", 5);
 	ASSERT_EQ(5, sp_wait_inq(s, 5));
 	for (int w = 0; w < SP_WAITCALLS; w++)  /* 5 of 10: not readable */
-		if (sp_waitcall_available(w, why, sizeof(why)))
+		if (sp_waitcall_use(w))
 			ASSERT_TRUE(!readable_through(w, s, 0), "%s() reports a socket with "
 				    "SO_RCVLOWAT 10 readable with 5 bytes queued", sp_waitcall_name(w));
 	SP_OUT_EXACT(SP_IO_READ, c, "56789", 5);
 	ASSERT_EQ(10, sp_wait_inq(s, 10));
 	for (int w = 0; w < SP_WAITCALLS; w++)  /* 10 of 10: readable */
-		if (sp_waitcall_available(w, why, sizeof(why)))
+		if (sp_waitcall_use(w))
 			ASSERT_TRUE(readable_through(w, s, sp_wait_ms()), "%s() reports a socket with "
 				    "SO_RCVLOWAT 10 readable with 10 bytes queued (not within %d ms)",
 				    sp_waitcall_name(w), sp_wait_ms());
