@@ -75,6 +75,10 @@ FAULT(sendfile_moves_file_offset,
       "ZC-SENDFILE",
       "a sendfile() emulated with read() and write() (an LD_PRELOAD stack, a small kernel) "
       "that moves the file's own offset even when an offset pointer is given");
+FAULT(uring_send_drops_oob,
+      "FLAG-OOB-URGENT-BYTE,FLAG-OOB-SIGURG",
+      "an io_uring (a kernel or emulator) whose IORING_OP_SEND/SENDMSG passes on only the flags "
+      "it knows and drops MSG_OOB: the urgent byte goes out as normal data, no SIGURG");
 FAULT(recvmmsg_polls_first,
       "INTR-RESTART-SOCKET-CALLS,TIMEO-RCVTIMEO",
       "a recvmmsg() emulated as a poll() without a timeout and then a non-blocking receive (an "
@@ -148,9 +152,10 @@ static void ring_before_enter(int fd)
 {
 	int waitall = spfault_on("uring_recv_ignores_waitall"),
 	    shut = spfault_on("uring_shutdown_shuts_both"),
-	    rights = spfault_on("uring_sendmsg_refuses_rights");
+	    rights = spfault_on("uring_sendmsg_refuses_rights"),
+	    oob = spfault_on("uring_send_drops_oob");
 
-	if (!waitall && !shut && !rights)
+	if (!waitall && !shut && !rights && !oob)
 		return;
 	for (int i = 0; i < RINGS; i++) {
 		struct ring *r = &rings[i];
@@ -161,6 +166,8 @@ static void ring_before_enter(int fd)
 			struct io_uring_sqe *s = &r->sqes[r->array[k & *r->mask]];
 			if (waitall && (s->opcode == IORING_OP_RECV || s->opcode == IORING_OP_RECVMSG))
 				s->msg_flags &= ~(unsigned)MSG_WAITALL;
+			if (oob && (s->opcode == IORING_OP_SEND || s->opcode == IORING_OP_SENDMSG))
+				s->msg_flags &= ~(unsigned)MSG_OOB;
 			if (shut && s->opcode == IORING_OP_SHUTDOWN)
 				s->len = SHUT_RDWR;
 			if (rights && s->opcode == IORING_OP_SENDMSG && carries_rights(s))
