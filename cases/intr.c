@@ -18,10 +18,12 @@
  *                                the attempt goes on (EALREADY, not
  *                                writable while the queue is full, then
  *                                writable with SO_ERROR 0 and a peer).
- *  3. INTR-TIMEOUT-NO-RESTART    with SO_RCVTIMEO/SO_SNDTIMEO at 5 s, recv,
- *                                accept, send (buffer full) and connect
- *                                (queue full) fail with EINTR at the
- *                                signal even under SA_RESTART.
+ *  3. INTR-TIMEOUT-NO-RESTART    with SO_RCVTIMEO/SO_SNDTIMEO at 5 s, recv
+ *                                (every system call that reads), accept,
+ *                                send (buffer full; every system call that
+ *                                writes) and connect (queue full) fail
+ *                                with EINTR at the signal even under
+ *                                SA_RESTART.
  *  4. INTR-MUX-NO-RESTART        poll(-1), select(NULL), epoll_wait(-1)
  *                                and poll(5000) fail with EINTR under
  *                                SA_RESTART (and ppoll, pselect,
@@ -97,12 +99,13 @@
 /* ---- the calls, and the system calls that may carry them --------------- */
 
 enum call { C_READ, C_RECV, C_RECVFROM, C_RECVMSG, C_READV, C_RECVMMSG, C_SPLICE, C_ACCEPT,
-	    C_ACCEPT4, C_WAITPID, C_CONNECT, C_SEND, C_POLL, C_SELECT, C_EPOLL, C_CALLS };
+	    C_ACCEPT4, C_WAITPID, C_CONNECT, C_SEND, C_WRITE, C_WRITEV, C_SENDMMSG, C_POLL,
+	    C_SELECT, C_EPOLL, C_CALLS };
 
 static const char *const call_name[C_CALLS] = {
 	"read()", "recv()", "recvfrom()", "recvmsg()", "readv()", "recvmmsg()", "splice()",
 	"accept()", "accept4()",
-	"waitpid()", "connect()", "send()", "poll()", "select()", "epoll_wait()",
+	"waitpid()", "connect()", "send()", "write()", "writev()", "sendmmsg()", "poll()", "select()", "epoll_wait()",
 };
 
 /* System call numbers that may carry the call (libc's choice), -1 ends. */
@@ -148,6 +151,9 @@ static void call_nrs(enum call c, long nr[6])
 #endif
 		NR(SYS_sendmsg);
 		break;
+	case C_WRITE: NR(SYS_write); break;
+	case C_WRITEV: NR(SYS_writev); break;
+	case C_SENDMMSG: NR(SYS_sendmmsg); break;
 	case C_POLL:
 #ifdef SYS_poll
 		NR(SYS_poll);
@@ -607,6 +613,17 @@ static void fill_send_buffer(int c)
 
 /* ---- 1. INTR-RESTART-SOCKET-CALLS ------------------------------------------ */
 
+/* The system calls that read and write, with the call the helper sees
+ * them blocked in. io_uring is left out: a request is no system call a
+ * signal interrupts, the signal ends only the wait for its completion. */
+static const struct { int api; enum call call; } reads[] = {
+	{ SP_IO_READ, C_READ }, { SP_IO_RECV, C_RECV }, { SP_IO_RECVFROM, C_RECVFROM },
+	{ SP_IO_MSG, C_RECVMSG }, { SP_IO_VEC, C_READV }, { SP_IO_MMSG, C_RECVMMSG },
+	{ SP_IO_SPLICE, C_SPLICE } };
+static const struct { int api; enum call call; } writes[] = {
+	{ SP_IO_READ, C_WRITE }, { SP_IO_RECV, C_SEND }, { SP_IO_RECVFROM, C_SEND },
+	{ SP_IO_MSG, C_SEND }, { SP_IO_VEC, C_WRITEV }, { SP_IO_MMSG, C_SENDMMSG } };
+
 static void send_five(struct interrupter *in)
 {
 	(void)!write(*(int *)in->arg, "hello", 5);
@@ -655,10 +672,6 @@ SP_TEST(sa_restart_resumes_blocked_socket_calls, "INTR-RESTART-SOCKET-CALLS", SP
 		 * call that reads (io_uring is left out: a request is no system
 		 * call a signal interrupts, the signal ends only the wait for
 		 * its completion). */
-		static const struct { int api; enum call call; } reads[] = {
-			{ SP_IO_READ, C_READ }, { SP_IO_RECV, C_RECV }, { SP_IO_RECVFROM, C_RECVFROM },
-			{ SP_IO_MSG, C_RECVMSG }, { SP_IO_VEC, C_READV }, { SP_IO_MMSG, C_RECVMMSG },
-			{ SP_IO_SPLICE, C_SPLICE } };
 		for (size_t k = 0; k < sizeof(reads) / sizeof(reads[0]); k++) {
 			int api = reads[k].api;
 			int c, s;
@@ -913,18 +926,30 @@ SP_TEST(timed_socket_calls_are_never_restarted, "INTR-TIMEOUT-NO-RESTART", SP_IN
 	need_proc();
 	install(1);
 
-	/* recv() with SO_RCVTIMEO 5 s on an empty socket */
+	/* recv() with SO_RCVTIMEO 5 s on an empty socket, through every
+	 * system call that reads */
+	for (size_t k = 0; k < sizeof(reads) / sizeof(reads[0]); k++) {
+		int api = reads[k].api;
+		char what[64];
+		if (!sp_io_use(api, 0))
+			continue;
+		snprintf(what, sizeof(what), "%s() with SO_RCVTIMEO", sp_io_in_name(api));
+		sp_tcp_pair(ctx, &c, &s);
+		set_tv_as_mechanism(s, SO_RCVTIMEO, 5, 0);
+		arm(&in, reads[k].call, NULL, NULL);
+		t0 = now_ms();
+		errno = 0;
+		r = (int)sp_io_in(api, s, b, sizeof(b), 0);
+		err = errno;
+		disarm(&in, r, err);
+		no_more_than_2s(what, now_ms() - t0);
+		ASSERT_TRUE(r == -1 && err == EINTR, "%s() with SO_RCVTIMEO 5 s, interrupted with "
+			    "SA_RESTART, fails with EINTR (got %d, %s)", sp_io_in_name(api), r,
+			    sp_errno_name(err));
+		close(c);
+		close(s);
+	}
 	sp_tcp_pair(ctx, &c, &s);
-	set_tv_as_mechanism(s, SO_RCVTIMEO, 5, 0);
-	arm(&in, C_RECV, NULL, NULL);
-	t0 = now_ms();
-	errno = 0;
-	r = (int)recv(s, b, sizeof(b), 0);
-	err = errno;
-	disarm(&in, r, err);
-	no_more_than_2s("recv() with SO_RCVTIMEO", now_ms() - t0);
-	ASSERT_TRUE(r == -1 && err == EINTR, "recv() with SO_RCVTIMEO 5 s, interrupted with "
-		    "SA_RESTART, fails with EINTR (got %d, %s)", r, sp_errno_name(err));
 
 	/* accept() with SO_RCVTIMEO 5 s on an empty listener */
 	int l = sp_tcp_listener(ctx, 0);
@@ -942,27 +967,40 @@ SP_TEST(timed_socket_calls_are_never_restarted, "INTR-TIMEOUT-NO-RESTART", SP_IN
 	close(c);
 	close(s);
 
-	/* send() of 1 byte with SO_SNDTIMEO 5 s on a full send buffer (the
-	 * peer's window may open a little after the fill: a send that takes
-	 * its byte before blocking is made again on a refilled buffer) */
-	for (int tries = 1;; tries++) {
-		small_pair(ctx, 65536, &c, &s);
-		fill_send_buffer(c);
-		set_tv_as_mechanism(c, SO_SNDTIMEO, 5, 0);
-		arm(&in, C_SEND, NULL, NULL);
-		t0 = now_ms();
-		errno = 0;
-		r = (int)send(c, "x", 1, MSG_NOSIGNAL);
-		err = errno;
-		if (disarm_at(__FILE__, __LINE__, &in, r, err, tries < 5))
-			break;
-		close(c);
-		close(s);
+	/* send() of 1 byte with SO_SNDTIMEO 5 s on a full send buffer,
+	 * through every system call that writes, one after the other on the
+	 * same full buffer (an interrupted call moved nothing). The peer's
+	 * window may open a little after the fill: a send that takes its
+	 * byte before blocking is made again on a refilled buffer. */
+	c = s = -1;
+	for (size_t k = 0; k < sizeof(writes) / sizeof(writes[0]); k++) {
+		int api = writes[k].api;
+		char what[64];
+		if (!sp_io_use(api, 1))
+			continue;
+		snprintf(what, sizeof(what), "%s() with SO_SNDTIMEO", sp_io_out_name(api));
+		for (int tries = 1;; tries++) {
+			if (c < 0) {
+				small_pair(ctx, 65536, &c, &s);
+				fill_send_buffer(c);
+				set_tv_as_mechanism(c, SO_SNDTIMEO, 5, 0);
+			}
+			arm(&in, writes[k].call, NULL, NULL);
+			t0 = now_ms();
+			errno = 0;
+			r = (int)sp_io_out(api, c, "x", 1, MSG_NOSIGNAL);
+			err = errno;
+			if (disarm_at(__FILE__, __LINE__, &in, r, err, tries < 5))
+				break;
+			close(c);
+			close(s);
+			c = s = -1;
+		}
+		no_more_than_2s(what, now_ms() - t0);
+		ASSERT_TRUE(r == -1 && err == EINTR, "%s() of 1 byte with SO_SNDTIMEO 5 s on a full "
+			    "buffer, interrupted with SA_RESTART, fails with EINTR (got %d, %s)",
+			    sp_io_out_name(api), r, sp_errno_name(err));
 	}
-	no_more_than_2s("send() with SO_SNDTIMEO", now_ms() - t0);
-	ASSERT_TRUE(r == -1 && err == EINTR, "send() of 1 byte with SO_SNDTIMEO 5 s on a full "
-		    "buffer, interrupted with SA_RESTART, fails with EINTR (got %d, %s)", r,
-		    sp_errno_name(err));
 	close(c);
 	close(s);
 
