@@ -30,7 +30,9 @@
  *                                epoll_pwait, epoll_pwait2; each with no
  *                                limit and with 5 s).
  *  5. INTR-PARTIAL-TRANSFER      recv(20, MSG_WAITALL) with 5 bytes queued
- *                                and a blocking send() of 32 MiB return
+ *                                (recv, recvfrom, recvmsg, recvmmsg) and a
+ *                                blocking send() of 32 MiB (write, send,
+ *                                sendto, sendmsg, writev, sendmmsg) return
  *                                their count when interrupted (with and
  *                                without SA_RESTART), and the peer reads
  *                                exactly that many bytes, in order, then
@@ -1101,60 +1103,80 @@ SP_TEST(interrupted_transfer_returns_its_count, "INTR-PARTIAL-TRANSFER", SP_INET
 	{
 		install(restart);
 
-		/* recv(20, MSG_WAITALL) with 5 bytes queued */
-		sp_tcp_pair(ctx, &c, &s);
-		ASSERT_EQ(5, write(c, "early", 5));
-		ASSERT_EQ(5, sp_wait_inq(s, 5));
-		arm(&in, C_RECV, NULL, NULL);
-		errno = 0;
-		r = recv(s, buf, 20, MSG_WAITALL);
-		err = errno;
-		disarm(&in, r, err);
-		ASSERT_TRUE(r == 5 && !memcmp(buf, "early", 5), "recv(20, MSG_WAITALL) with 5 bytes "
-			    "queued, interrupted %s, returns those 5 (got %zd, %s)",
-			    restart_name(restart), r, r < 0 ? sp_errno_name(err) : "-");
-		close(c);
-		close(s);
+		/* recv(20, MSG_WAITALL) with 5 bytes queued, through every system
+		 * call that reads and takes the flag */
+		for (size_t k = 0; k < sizeof(reads) / sizeof(reads[0]); k++) {
+			int api = reads[k].api;
+			if (!sp_io_takes_flags(api) || !sp_io_use(api, 0))
+				continue;
+			sp_tcp_pair(ctx, &c, &s);
+			ASSERT_EQ(5, write(c, "early", 5));
+			ASSERT_EQ(5, sp_wait_inq(s, 5));
+			arm(&in, reads[k].call, NULL, NULL);
+			errno = 0;
+			r = sp_io_in(api, s, buf, 20, MSG_WAITALL);
+			err = errno;
+			disarm(&in, r, err);
+			ASSERT_TRUE(r == 5 && !memcmp(buf, "early", 5), "%s(20, MSG_WAITALL) with 5 "
+				    "bytes queued, interrupted %s, returns those 5 (got %zd, %s)",
+				    sp_io_in_name(api), restart_name(restart), r,
+				    r < 0 ? sp_errno_name(err) : "-");
+			close(c);
+			close(s);
+		}
 
-		/* a blocking send() of 32 MiB to a peer that reads nothing */
-		sp_tcp_pair(ctx, &c, &s);
-		arm(&in, C_SEND, NULL, NULL);
-		errno = 0;
-		r = send(c, big, BIG, MSG_NOSIGNAL);
-		err = errno;
-		disarm(&in, r, err);
-		ASSERT_TRUE(r >= 1 && r <= BIG - 1, "a blocking send() of 32 MiB to a peer that reads "
-			    "nothing, interrupted %s, returns the count it moved, 1 to 32 MiB-1 "
-			    "(got %zd, %s)", restart_name(restart), r, r < 0 ? sp_errno_name(err) : "-");
-		if (restart)
-			RECORD("partial_send_count", "%zd MB", r / 1000000); /* Linux: about 3.9 MB */
-		ASSERT_SYS(shutdown(c, SHUT_WR));
-		struct drain d = { .fd = s };
-		set_tv(s, SO_RCVTIMEO, sp_wait_ms() / 1000, sp_wait_ms() % 1000 * 1000); /* bounded */
-		drain_all(&d);
-		ASSERT_TRUE(d.eof && d.got == (size_t)r && d.bad_at == (size_t)-1,
-			    "the peer reads exactly the %zd bytes sent, intact and in order, then "
-			    "EOF (read %zu, first wrong byte at %zd, %s)", r, d.got,
-			    d.bad_at == (size_t)-1 ? (ssize_t)-1 : (ssize_t)d.bad_at,
-			    d.eof ? "EOF" : sp_errno_name(d.err));
-		close(c);
-		close(s);
+		/* a blocking send() of 32 MiB to a peer that reads nothing,
+		 * through every system call that writes */
+		for (size_t k = 0; k < sizeof(writes) / sizeof(writes[0]); k++) {
+			int api = writes[k].api;
+			const char *name = sp_io_out_name(api);
+			if (!sp_io_use(api, 1))
+				continue;
+			sp_tcp_pair(ctx, &c, &s);
+			arm(&in, writes[k].call, NULL, NULL);
+			errno = 0;
+			r = sp_io_out(api, c, big, BIG, MSG_NOSIGNAL);
+			err = errno;
+			disarm(&in, r, err);
+			ASSERT_TRUE(r >= 1 && r <= BIG - 1, "a blocking %s() of 32 MiB to a peer that "
+				    "reads nothing, interrupted %s, returns the count it moved, 1 to "
+				    "32 MiB-1 (got %zd, %s)", name, restart_name(restart), r,
+				    r < 0 ? sp_errno_name(err) : "-");
+			if (restart && api == SP_IO_RECV) /* send() */
+				RECORD("partial_send_count", "%zd MB", r / 1000000); /* Linux: about 3.9 MB */
+			ASSERT_SYS(shutdown(c, SHUT_WR));
+			struct drain d = { .fd = s };
+			set_tv(s, SO_RCVTIMEO, sp_wait_ms() / 1000, sp_wait_ms() % 1000 * 1000); /* bounded */
+			drain_all(&d);
+			ASSERT_TRUE(d.eof && d.got == (size_t)r && d.bad_at == (size_t)-1,
+				    "the peer reads exactly the %zd bytes %s() sent, intact and in "
+				    "order, then EOF (read %zu, first wrong byte at %zd, %s)", r, name,
+				    d.got, d.bad_at == (size_t)-1 ? (ssize_t)-1 : (ssize_t)d.bad_at,
+				    d.eof ? "EOF" : sp_errno_name(d.err));
+			close(c);
+			close(s);
+		}
 	}
 
 	/* Nothing moved yet: EINTR without SA_RESTART. */
 	if (restart)
 		return;
-	sp_tcp_pair(ctx, &c, &s);
-	arm(&in, C_RECV, NULL, NULL);
-	errno = 0;
-	r = recv(s, buf, 20, MSG_WAITALL);
-	err = errno;
-	disarm(&in, r, err);
-	ASSERT_TRUE(r == -1 && err == EINTR, "recv(20, MSG_WAITALL) with nothing queued, "
-		    "interrupted without SA_RESTART, fails with EINTR (got %zd, %s)", r,
-		    r < 0 ? sp_errno_name(err) : "-");
-	close(c);
-	close(s);
+	for (size_t k = 0; k < sizeof(reads) / sizeof(reads[0]); k++) {
+		int api = reads[k].api;
+		if (!sp_io_takes_flags(api) || !sp_io_use(api, 0))
+			continue;
+		sp_tcp_pair(ctx, &c, &s);
+		arm(&in, reads[k].call, NULL, NULL);
+		errno = 0;
+		r = sp_io_in(api, s, buf, 20, MSG_WAITALL);
+		err = errno;
+		disarm(&in, r, err);
+		ASSERT_TRUE(r == -1 && err == EINTR, "%s(20, MSG_WAITALL) with nothing queued, "
+			    "interrupted without SA_RESTART, fails with EINTR (got %zd, %s)",
+			    sp_io_in_name(api), r, r < 0 ? sp_errno_name(err) : "-");
+		close(c);
+		close(s);
+	}
 }
 
 /* ---- 6. TIMEO-RCVTIMEO ------------------------------------------------------ */
