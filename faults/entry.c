@@ -23,6 +23,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/io_uring.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -75,6 +76,15 @@ FAULT(sendfile_moves_file_offset,
       "ZC-SENDFILE",
       "a sendfile() emulated with read() and write() (an LD_PRELOAD stack, a small kernel) "
       "that moves the file's own offset even when an offset pointer is given");
+FAULT(uring_send_drops_oob,
+      "FLAG-OOB-URGENT-BYTE,FLAG-OOB-SIGURG",
+      "an io_uring (a kernel or emulator) whose IORING_OP_SEND/SENDMSG passes on only the flags "
+      "it knows and drops MSG_OOB: the urgent byte goes out as normal data, no SIGURG");
+FAULT(recvmmsg_polls_first,
+      "INTR-RESTART-SOCKET-CALLS,TIMEO-RCVTIMEO",
+      "a recvmmsg() emulated as a poll() without a timeout and then a non-blocking receive (an "
+      "LD_PRELOAD stack's batch path) on a blocking socket: it waits past SO_RCVTIMEO, and a "
+      "signal ends it with EINTR even under SA_RESTART (poll is never restarted)");
 FAULT(epoll_pwait2_keeps_its_mask,
       "SIG-INTERRUPTS-SLEEP",
       "an epoll_pwait2() emulated by sigprocmask() and a wait that does not put the caller's "
@@ -143,9 +153,10 @@ static void ring_before_enter(int fd)
 {
 	int waitall = spfault_on("uring_recv_ignores_waitall"),
 	    shut = spfault_on("uring_shutdown_shuts_both"),
-	    rights = spfault_on("uring_sendmsg_refuses_rights");
+	    rights = spfault_on("uring_sendmsg_refuses_rights"),
+	    oob = spfault_on("uring_send_drops_oob");
 
-	if (!waitall && !shut && !rights)
+	if (!waitall && !shut && !rights && !oob)
 		return;
 	for (int i = 0; i < RINGS; i++) {
 		struct ring *r = &rings[i];
@@ -156,6 +167,8 @@ static void ring_before_enter(int fd)
 			struct io_uring_sqe *s = &r->sqes[r->array[k & *r->mask]];
 			if (waitall && (s->opcode == IORING_OP_RECV || s->opcode == IORING_OP_RECVMSG))
 				s->msg_flags &= ~(unsigned)MSG_WAITALL;
+			if (oob && (s->opcode == IORING_OP_SEND || s->opcode == IORING_OP_SENDMSG))
+				s->msg_flags &= ~(unsigned)MSG_OOB;
 			if (shut && s->opcode == IORING_OP_SHUTDOWN)
 				s->len = SHUT_RDWR;
 			if (rights && s->opcode == IORING_OP_SENDMSG && carries_rights(s))
@@ -197,6 +210,17 @@ REAL(int, recvmmsg, int, struct mmsghdr *, unsigned int, int, struct timespec *)
 int recvmmsg(int fd, struct mmsghdr *v, unsigned int n, int flags, struct timespec *t)
 {
 	load_recvmmsg();
+	/* Plain blocking receives only: the error queue, MSG_WAITALL and a
+	 * listener are other IDs' business (CMSG-RECVERR, FLAG-WAITALL,
+	 * STATE-LISTENER-IO). */
+	if (spfault_on("recvmmsg_polls_first") &&
+	    !(flags & (MSG_DONTWAIT | MSG_ERRQUEUE | MSG_WAITALL)) && spfault_sock_type(fd) &&
+	    !spfault_nonblocking(fd) && spfault_sockopt_int(fd, SOL_SOCKET, SO_ACCEPTCONN) != 1) {
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+		if (SPF_SYSCALL(SYS_ppoll, &p, 1, NULL, NULL, 0) < 0)
+			return -1; /* EINTR at a signal, whatever SA_RESTART says */
+		flags |= MSG_DONTWAIT;
+	}
 	if (n > 1 && spfault_on("recvmmsg_one_per_call"))
 		n = 1;
 	int r = real_recvmmsg(fd, v, n, flags, t);
