@@ -427,7 +427,13 @@ SP_TEST(mcast_member_receives_group_datagram, "MCAST-JOIN-DELIVERS", SP_IPV4)
 
 	int tx = multicast_sender();
 	ASSERT_SYS(bind(tx, (struct sockaddr *)&lo, sizeof(lo)));
-	ASSERT_EQ(1, sp_get_int(tx, IPPROTO_IP, IP_MULTICAST_LOOP));
+	/* Looping back is MCAST-TTL's Must (IP_MULTICAST_LOOP reads 1), a
+	 * mechanism here; unreadable, the deliveries below tell. */
+	int loop = -1;
+	socklen_t ll = sizeof(loop);
+	if (getsockopt(tx, IPPROTO_IP, IP_MULTICAST_LOOP, &loop, &ll) == 0 && loop == 0)
+		BROKEN_NEEDS("MCAST-TTL", "IP_MULTICAST_LOOP on by default, so the group's "
+			     "datagrams come back on lo (it reads 0)");
 	uint16_t src = sp_local_port(tx);
 	for (int k = 0; k < CALLS; k++) {
 		const int api = calls[k];
