@@ -74,6 +74,15 @@ FAULT(sendfile_moves_file_offset,
       "ZC-SENDFILE",
       "a sendfile() emulated with read() and write() (an LD_PRELOAD stack, a small kernel) "
       "that moves the file's own offset even when an offset pointer is given");
+FAULT(uring_accept_ignores_dontwait,
+      "CONN-ACCEPT-EAGAIN",
+      "an io_uring whose IORING_OP_ACCEPT takes IORING_ACCEPT_DONTWAIT but drops it (as it drops "
+      "the listener's O_NONBLOCK), so a request on an empty non-blocking listener waits for a "
+      "connection");
+FAULT(uring_poll_closed_fd_waits,
+      "MUX-CLOSED-FD",
+      "an io_uring (an emulator's) whose IORING_OP_POLL_ADD on a descriptor that is not open "
+      "parks the request like one on an idle descriptor instead of failing it");
 FAULT(epoll_pwait2_keeps_its_mask,
       "SIG-INTERRUPTS-SLEEP",
       "an epoll_pwait2() emulated by sigprocmask() and a wait that does not put the caller's "
@@ -136,15 +145,41 @@ static int carries_rights(const struct io_uring_sqe *s)
 	return 0;
 }
 
+static int not_open(int fd)
+{
+	int saved = errno, r = fd >= 0 && fcntl(fd, F_GETFD) < 0 && errno == EBADF;
+	errno = saved;
+	return r;
+}
+
+/* A descriptor that never becomes ready: a pipe's read end nobody writes
+ * (one per process, kept open). */
+static int idle_fd(void)
+{
+	static pid_t pid;
+	static int p[2] = { -1, -1 };
+	int saved = errno;
+
+	if (pid != getpid()) {
+		if (pipe2(p, O_CLOEXEC) < 0)
+			p[0] = -1;
+		pid = getpid();
+	}
+	errno = saved;
+	return p[0];
+}
+
 /* Before io_uring_enter(): the entries between the kernel's head and the
  * program's tail are about to be submitted. */
 static void ring_before_enter(int fd)
 {
 	int waitall = spfault_on("uring_recv_ignores_waitall"),
 	    shut = spfault_on("uring_shutdown_shuts_both"),
-	    rights = spfault_on("uring_sendmsg_refuses_rights");
+	    rights = spfault_on("uring_sendmsg_refuses_rights"),
+	    dontwait = spfault_on("uring_accept_ignores_dontwait"),
+	    closed = spfault_on("uring_poll_closed_fd_waits");
 
-	if (!waitall && !shut && !rights)
+	if (!waitall && !shut && !rights && !dontwait && !closed)
 		return;
 	for (int i = 0; i < RINGS; i++) {
 		struct ring *r = &rings[i];
@@ -159,6 +194,10 @@ static void ring_before_enter(int fd)
 				s->len = SHUT_RDWR;
 			if (rights && s->opcode == IORING_OP_SENDMSG && carries_rights(s))
 				s->ioprio = (__u16)~0u; /* flags the kernel rejects: -EINVAL */
+			if (dontwait && s->opcode == IORING_OP_ACCEPT)
+				s->ioprio &= (__u16)~2u; /* IORING_ACCEPT_DONTWAIT */
+			if (closed && s->opcode == IORING_OP_POLL_ADD && not_open(s->fd))
+				s->fd = idle_fd(); /* polled like an idle descriptor */
 		}
 	}
 }
