@@ -36,8 +36,10 @@
  *                              blocking or not (stream, seqpacket, dgram),
  *                              by the system call and by io_uring CONNECT.
  *  9. UNIX-ABSTRACT            Linux: a name whose first byte is NUL creates
- *                              no file, connects and carries data, is
- *                              EADDRINUSE while bound and free once closed.
+ *                              no file, connects (by connect/accept or io_uring
+ *                              CONNECT/ACCEPT) and carries data (every write
+ *                              and read call), is EADDRINUSE while bound and
+ *                              free once closed.
  *
  * Pathname sockets live in a private directory made with mkdtemp() under
  * $TMPDIR (or /tmp), which each test removes; UNIX-ABSTRACT uses the
@@ -726,10 +728,19 @@ static int bind_in_new_netns(void *arg)
 	return errno == EADDRINUSE ? 1 : 3;
 }
 
-/* 9. Linux abstract names: no file, in use while bound, free after close. */
-SP_TEST(unix_abstract_names_make_no_file, "UNIX-ABSTRACT", SP_NONE)
+/* 9. Linux abstract names: no file, in use while bound, free after close
+ * (.how: the connection made by connect() and accept(), or by io_uring
+ * CONNECT and ACCEPT; its data through every write and read call). */
+SP_TEST(unix_abstract_names_make_no_file, "UNIX-ABSTRACT", SP_NONE,
+	.how = SP_NAMES("connect, accept", "io_uring:CONNECT+ACCEPT"))
 {
-	(void)ctx;
+	const int uring = ctx->how == 1;
+	/* Known before any name is bound: a variant that ends here leaves none. */
+	const char *lacking = uring ? sp_uring_missing(SP_URING_CONNECT) : NULL;
+	if (!lacking && uring)
+		lacking = sp_uring_missing(SP_URING_ACCEPT);
+	if (lacking)
+		UNAVAILABLE("%s", lacking);
 	const char *shadow = in_dir("abstract"); /* the name, as a path */
 	struct sockaddr_un sa;
 	socklen_t len = abstract_addr(&sa, shadow);
@@ -750,31 +761,46 @@ SP_TEST(unix_abstract_names_make_no_file, "UNIX-ABSTRACT", SP_NONE)
 	ASSERT_EQ(0, got.sun_path[0]);
 	ASSERT_MEM_EQ(sa.sun_path, got.sun_path, len - offsetof(struct sockaddr_un, sun_path));
 
-	/* Connect and data, both ways. */
+	/* Connect and data, both ways: every write call into every read
+	 * call in turn (SIGPIPE is no business of this ID's: ignored). */
+	struct sigaction ign = { .sa_handler = SIG_IGN };
+	ASSERT_SYS(sigaction(SIGPIPE, &ign, NULL));
 	ASSERT_SYS(listen(l, 1));
 	int c = unix_socket(SOCK_STREAM);
-	ASSERT_SYS(connect(c, (struct sockaddr *)&sa, len));
-	int s = (int)ASSERT_SYS(accept(l, NULL, NULL));
-	char buf[8];
-	ASSERT_EQ(5, write(c, "hello", 5));
-	ASSERT_EQ(5, sp_read_all(s, buf, 5));
-	ASSERT_MEM_EQ("hello", buf, 5);
-	ASSERT_EQ(3, write(s, "bye", 3));
-	ASSERT_EQ(3, sp_read_all(c, buf, 3));
-	ASSERT_MEM_EQ("bye", buf, 3);
+	ASSERT_SYS(MUST_RETURN(sp_connect_through(uring, c, (struct sockaddr *)&sa, len),
+			       "%s to the abstract name", uring ? "io_uring CONNECT" : "connect()"));
+	int s = (int)ASSERT_SYS(MUST_RETURN(sp_accept_through(uring, l, NULL, NULL, SOCK_CLOEXEC),
+					    "%s of the queued connection",
+					    uring ? "io_uring ACCEPT" : "accept4()"));
+	char buf[16];
+	enum { CALLS = 12 }; /* the write calls of SP_EVERY_WRITE */
+	for (int i = 0; i < CALLS; i++) {
+		int d = i % 2, from = d ? s : c, to = d ? c : s, flags;
+		const char *msg = d ? "bye" : "hello";
+		size_t n = strlen(msg);
+		int wapi = nth_call(SP_EVERY_WRITE, i, 1), rapi = nth_call(SP_EVERY_READ, i, 0);
+		ssize_t w = send_via(wapi, from, msg, n);
+		if (w != (ssize_t)n)
+			FAIL("%s of %zu bytes on the %s end returned %zd (%s)", sp_io_out_name(wapi), n,
+			     d ? "accepted" : "connecting", w, w < 0 ? sp_errno_name(errno) : "short");
+		ASSERT_EQ((ssize_t)n, recv_via(rapi, to, buf, n, &flags));
+		ASSERT_MEM_EQ(msg, buf, n);
+	}
 
 	/* In use while bound; free again once the socket is closed. */
 	int l2 = unix_socket(SOCK_STREAM);
 	ASSERT_ERRNO(bind(l2, (struct sockaddr *)&sa, len), EADDRINUSE);
 
-	struct abstract_try t = { sa, len };
-	pid_t child = sp_fork(bind_in_new_netns, &t);
-	int cst = sp_reap(child);
-	int how = WIFEXITED(cst) ? WEXITSTATUS(cst) : -1;
-	RECORD("per_network_namespace", "%s",
-	       how == 0 ? "yes (the name is free in a new network namespace)" :
-	       how == 1 ? "no (in use in a new network namespace too)" :
-	       how == 2 ? "unknown (no new network namespace)" : "unknown (bind failed)");
+	if (ctx->first) {
+		struct abstract_try t = { sa, len };
+		pid_t child = sp_fork(bind_in_new_netns, &t);
+		int cst = sp_reap(child);
+		int how = WIFEXITED(cst) ? WEXITSTATUS(cst) : -1;
+		RECORD("per_network_namespace", "%s",
+		       how == 0 ? "yes (the name is free in a new network namespace)" :
+		       how == 1 ? "no (in use in a new network namespace too)" :
+		       how == 2 ? "unknown (no new network namespace)" : "unknown (bind failed)");
+	}
 
 	ASSERT_SYS(close(s));
 	ASSERT_SYS(close(c));

@@ -58,7 +58,8 @@ FAULT(recvmmsg_drops_trunc,
       "part of a long datagram but does not set MSG_TRUNC in the message's msg_flags");
 FAULT(sendfile_short_on_blocking,
       "TCP-BOUNDARY-COALESCE,TCP-BOUNDARY-SPLIT,CLOSE-FULL-LOSES-REPLY,CLOSE-HALF-WR-EOF,"
-      "TCP-FLOW-CONTROL,TCP-WRITE-RETURNS-BUFFERED,UNIX-SOCKETPAIR,UNIX-STREAM-NO-BOUNDARY",
+      "TCP-FLOW-CONTROL,TCP-WRITE-RETURNS-BUFFERED,UNIX-SOCKETPAIR,UNIX-STREAM-NO-BOUNDARY,"
+      "UNIX-ABSTRACT",
       "a sendfile() that returns after the first half of the count on a blocking socket with "
       "room (a stack that sends one chunk per call), though a blocking write moves all");
 FAULT(splice_eagain_on_blocking,
