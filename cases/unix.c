@@ -30,7 +30,8 @@
  *                              gid; on the client, the listener's.
  *  7. UNIX-PATH-FILE           bind() to a path creates a socket file that
  *                              stays after close(): a new bind is
- *                              EADDRINUSE until unlink() (stream and dgram).
+ *                              EADDRINUSE until unlink() (stream and dgram;
+ *                              bind() and io_uring BIND, Linux 6.11).
  *  8. UNIX-CONNECT-ERRORS      connect() to a stale socket file is
  *                              ECONNREFUSED, to a missing path ENOENT,
  *                              blocking or not (stream, seqpacket, dgram),
@@ -601,18 +602,30 @@ SP_TEST(unix_peercred_names_connecting_process, "UNIX-PEERCRED", SP_NONE)
 
 /* ---- 7. UNIX-PATH-FILE ------------------------------------------------ */
 
-/* 7. bind() makes a socket file that outlives the socket until unlink(). */
+/* 7. bind() makes a socket file that outlives the socket until unlink()
+ * (.how: the type, then the call: bind() or io_uring BIND). */
 SP_TEST(unix_bind_creates_socket_file, "UNIX-PATH-FILE", SP_NONE,
-	.how = SP_NAMES("stream", "dgram"))
+	.how = SP_NAMES("stream", "dgram", "stream, io_uring:BIND", "dgram, io_uring:BIND"))
 {
 	static const int types[] = { SOCK_STREAM, SOCK_DGRAM };
-	const int i = ctx->how;
+	static const char *const type_names[] = { "stream", "dgram" };
+	const int i = ctx->how % 2, uring = ctx->how >= 2;
+	const char *call = uring ? "io_uring BIND" : "bind()";
+	/* Known before any file is made: a variant that ends here leaves none. */
+	const char *lacking = uring ? sp_uring_missing(SP_URING_BIND) : NULL;
+	if (lacking)
+		UNAVAILABLE("%s", lacking);
 	char name[32];
-	snprintf(name, sizeof(name), "file-%s", ctx->how_name);
+	snprintf(name, sizeof(name), "file-%s-%d", type_names[i], uring);
 	const char *path = in_dir(name);
+	struct sockaddr_un sa0;
+	socklen_t len0 = path_addr(&sa0, path);
 	struct stat st;
 	ASSERT_ERRNO(lstat(path, &st), ENOENT);
-	int fd = bound_at(types[i], path);
+	int fd = unix_socket(types[i]);
+	errno = 0;
+	if (sp_bind_through(uring, fd, (struct sockaddr *)&sa0, len0) < 0)
+		FAIL("%s of a %s socket to a new path failed: %s", call, type_names[i], sp_errno_name(errno));
 	ASSERT_SYS(lstat(path, &st));
 	ASSERT_TRUE(S_ISSOCK(st.st_mode), "%s is a socket file (mode 0%o)", path, st.st_mode);
 
@@ -629,9 +642,14 @@ SP_TEST(unix_bind_creates_socket_file, "UNIX-PATH-FILE", SP_NONE,
 	struct sockaddr_un again;
 	socklen_t alen = path_addr(&again, path);
 	int fd2 = unix_socket(types[i]);
-	ASSERT_ERRNO(bind(fd2, (struct sockaddr *)&again, alen), EADDRINUSE);
+	errno = 0;
+	int r = sp_bind_through(uring, fd2, (struct sockaddr *)&again, alen);
+	ASSERT_TRUE(r == -1 && errno == EADDRINUSE, "%s to the path of the closed socket's file fails "
+		    "with EADDRINUSE (got %d, %s)", call, r, r < 0 ? sp_errno_name(errno) : "bound");
 	ASSERT_SYS(unlink(path));
-	ASSERT_SYS(bind(fd2, (struct sockaddr *)&again, alen));
+	errno = 0;
+	if (sp_bind_through(uring, fd2, (struct sockaddr *)&again, alen) < 0)
+		FAIL("%s to the path after unlink() failed: %s", call, sp_errno_name(errno));
 	ASSERT_SYS(lstat(path, &st));
 	ASSERT_TRUE(S_ISSOCK(st.st_mode), "the new bind made a new socket file");
 	close(fd2);

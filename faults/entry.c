@@ -84,6 +84,11 @@ FAULT(uring_poll_closed_fd_waits,
       "MUX-CLOSED-FD",
       "an io_uring (an emulator's) whose IORING_OP_POLL_ADD on a descriptor that is not open "
       "parks the request like one on an idle descriptor instead of failing it");
+FAULT(uring_bind_loses_address_length,
+      "UNIX-PATH-FILE",
+      "an io_uring whose IORING_OP_BIND reads the address length from the wrong field and binds "
+      "an AF_UNIX socket with the family alone (Linux then autobinds an abstract name), so no "
+      "socket file is made");
 FAULT(epoll_pwait2_keeps_its_mask,
       "SIG-INTERRUPTS-SLEEP",
       "an epoll_pwait2() emulated by sigprocmask() and a wait that does not put the caller's "
@@ -178,9 +183,10 @@ static void ring_before_enter(int fd)
 	    shut = spfault_on("uring_shutdown_shuts_both"),
 	    rights = spfault_on("uring_sendmsg_refuses_rights"),
 	    dontwait = spfault_on("uring_accept_ignores_dontwait"),
-	    closed = spfault_on("uring_poll_closed_fd_waits");
+	    closed = spfault_on("uring_poll_closed_fd_waits"),
+	    bindlen = spfault_on("uring_bind_loses_address_length");
 
-	if (!waitall && !shut && !rights && !dontwait && !closed)
+	if (!waitall && !shut && !rights && !dontwait && !closed && !bindlen)
 		return;
 	for (int i = 0; i < RINGS; i++) {
 		struct ring *r = &rings[i];
@@ -199,6 +205,8 @@ static void ring_before_enter(int fd)
 				s->ioprio &= (__u16)~2u; /* IORING_ACCEPT_DONTWAIT */
 			if (closed && s->opcode == IORING_OP_POLL_ADD && not_open(s->fd))
 				s->fd = idle_fd(); /* polled like an idle descriptor */
+			if (bindlen && s->opcode == 56 /* IORING_OP_BIND, Linux 6.11 */)
+				s->addr2 = sizeof(sa_family_t);
 		}
 	}
 }
