@@ -167,7 +167,7 @@ static int idle_fd(void)
 	int saved = errno;
 
 	if (pid != getpid()) {
-		if (pipe2(p, O_CLOEXEC) < 0)
+		if (SPF_SYSCALL(SYS_pipe2, p, O_CLOEXEC) < 0) /* not faults/pipe.c's pipe2 */
 			p[0] = -1;
 		pid = getpid();
 	}
