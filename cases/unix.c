@@ -793,15 +793,11 @@ SP_TEST(unix_abstract_names_make_no_file, "UNIX-ABSTRACT", SP_NONE,
 	char buf[16];
 	enum { CALLS = 12 }; /* the write calls of SP_EVERY_WRITE */
 	for (int i = 0; i < CALLS; i++) {
-		int d = i % 2, from = d ? s : c, to = d ? c : s, flags;
+		int d = i % 2, from = d ? s : c, to = d ? c : s;
 		const char *msg = d ? "bye" : "hello";
 		size_t n = strlen(msg);
-		int wapi = nth_call(SP_EVERY_WRITE, i, 1), rapi = nth_call(SP_EVERY_READ, i, 0);
-		ssize_t w = send_via(wapi, from, msg, n);
-		if (w != (ssize_t)n)
-			FAIL("%s of %zu bytes on the %s end returned %zd (%s)", sp_io_out_name(wapi), n,
-			     d ? "accepted" : "connecting", w, w < 0 ? sp_errno_name(errno) : "short");
-		ASSERT_EQ((ssize_t)n, recv_via(rapi, to, buf, n, &flags));
+		SP_OUT_EXACT(nth_call(SP_EVERY_WRITE, i, 1), from, msg, n);
+		SP_IN_EXACT(nth_call(SP_EVERY_READ, i, 0), to, buf, n);
 		ASSERT_MEM_EQ(msg, buf, n);
 	}
 
