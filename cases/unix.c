@@ -248,10 +248,8 @@ SP_TEST(unix_socketpair_is_connected_both_ways, "UNIX-SOCKETPAIR", SP_NONE)
 			char msg[4] = { (char)('0' + d), '>', (char)('1' - d), (char)('a' + i) };
 			int flags, wapi = nth_call(SP_EVERY_WRITE, i + 1, 1);
 			nothing_queued(b);
-			ssize_t w = send_via(wapi, a, msg, 4);
-			if (w != 4)
-				FAIL("%s on sv[%d] returned %zd (%s), expected 4",
-				     sp_io_out_name(wapi), d, w, sp_errno_name(errno));
+			/* a short writev is FLAG-WRITEV-GATHER's (SP_OUT_EXACT says so) */
+			SP_OUT_EXACT(wapi, a, msg, 4);
 			ASSERT_EQ(4, recv_via(nth_call(SP_EVERY_READ, i, 0), b, buf, sizeof(buf), &flags));
 			ASSERT_MEM_EQ(msg, buf, 4);
 		}
@@ -281,7 +279,7 @@ static void check_stream_no_boundaries(const char *kind, int a, int b, int api)
 		char rec[11] = "abcdefgh";
 		rec[8] = (char)('0' + api % 10);
 		rec[9] = (char)('0' + i);
-		ASSERT_EQ(10, send_via(nth_call(SP_EVERY_WRITE, api + i, 1), a, rec, 10));
+		SP_OUT_EXACT(nth_call(SP_EVERY_WRITE, api + i, 1), a, rec, 10);
 	}
 	ASSERT_EQ(40, sp_wait_inq(b, 40));
 	ssize_t n = recv_via(api, b, buf, sizeof(buf), &flags);
@@ -297,9 +295,14 @@ static void check_stream_no_boundaries(const char *kind, int a, int b, int api)
 	char one[41];
 	for (int i = 0; i < 40; i++)
 		one[i] = (char)('A' + i);
-	ASSERT_EQ(40, send_via(api, b, one, 40));
+	SP_OUT_EXACT(api, b, one, 40);
 	for (int i = 0; i < 4; i++) {
 		n = recv_via(api, a, buf, 10, &flags);
+		/* readv filling its first buffer only (5 of 5 + 5) is
+		 * FLAG-READV-SCATTER's deviation, not this ID's */
+		if (api == SP_IO_VEC && n == 5)
+			BROKEN_NEEDS("FLAG-READV-SCATTER", "%s: readv() into two buffers of 5 returned 5 "
+				     "with 10 bytes queued: only the first buffer", kind);
 		if (n != 10)
 			FAIL("%s: one write of 40, %s #%d of 10 returned %zd, expected 10",
 			     kind, sp_io_in_name(api), i + 1, n);
