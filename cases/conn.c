@@ -65,6 +65,7 @@
 #include <string.h>
 #include <unistd.h>
 #include <arpa/inet.h>
+#include <sys/stat.h>
 
 /* A loopback address of the family whose port nobody uses: a listener's,
  * closed. With `keep_bound`, a socket stays bound there, not listening. */
@@ -245,6 +246,20 @@ static int accept_queued(int by, int l, struct sockaddr *a, socklen_t *alen)
 	if (s < 0)
 		BROKEN_NEEDS("TCP-LISTEN-ACCEPT-SEQUENCE", "%s of a queued connection failed: %s",
 			     by_name[by], sp_errno_name(err));
+	/* A new socket for each connection: one handed out again (its open
+	 * file seen before, still open) is TCP-LISTEN-ACCEPT-SEQUENCE's. */
+	static struct { int fd; ino_t ino; } taken[8];
+	static unsigned ntaken;
+	struct stat st, was;
+	ASSERT_SYS(fstat(s, &st));
+	for (unsigned i = 0; i < ntaken && i < 8; i++)
+		if (taken[i].ino == st.st_ino && taken[i].fd != s && fstat(taken[i].fd, &was) == 0 &&
+		    was.st_ino == st.st_ino)
+			BROKEN_NEEDS("TCP-LISTEN-ACCEPT-SEQUENCE", "%s of a new connection gave descriptor "
+				     "%d, the connection accepted before as %d", by_name[by], s, taken[i].fd);
+	taken[ntaken % 8].fd = s;
+	taken[ntaken % 8].ino = st.st_ino;
+	ntaken++;
 	return s;
 }
 
