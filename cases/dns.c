@@ -35,6 +35,7 @@
 #include "sp.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <netdb.h>
 #include <signal.h>
@@ -145,10 +146,16 @@ static void record_host_localhost(void)
 /* The fixture server. It is the suite's, not the system under test: a
  * fault library preloaded into the probe (LD_PRELOAD, faults/) is not
  * passed on to it, so a fault changes the resolver's side only. */
+struct dns_server_run { const char *path; int err_fd; };
 static int run_dnsmasq(void *arg)
 {
-	const char *dnsmasq = arg;
+	const struct dns_server_run *run = arg;
+	const char *dnsmasq = run->path;
 	char conf[1100];
+
+	/* Its complaints, if it cannot start, go to the item's reason. */
+	if (run->err_fd >= 0)
+		dup2(run->err_fd, STDERR_FILENO);
 
 	snprintf(conf, sizeof(conf), "--conf-file=%s", sp_fixture("dns/zone.conf"));
 	unsetenv("LD_PRELOAD");
@@ -161,12 +168,15 @@ static int run_dnsmasq(void *arg)
 	return 127;
 }
 
-/* The fixture: private namespaces, fixture /etc files, dnsmasq running. */
-static void dns_fixture(int record_localhost)
+/* The fixture: private namespaces, fixture /etc files, and (with_server)
+ * dnsmasq running. An item that reads only the hosts file needs no
+ * server (nsswitch.conf says files first). */
+enum { HOSTS_FILE_ONLY = 0, WITH_SERVER = 1 };
+static void dns_fixture(int record_localhost, int with_server)
 {
 	const char *dnsmasq = dnsmasq_path();
 
-	if (!dnsmasq)
+	if (!dnsmasq && with_server)
 		SKIP("dnsmasq is not available on this system (Debian: apt-get install dnsmasq-base)");
 	if (record_localhost)
 		record_host_localhost();
@@ -174,18 +184,38 @@ static void dns_fixture(int record_localhost)
 	sp_bind_file(sp_fixture("dns/hosts"), "/etc/hosts");
 	sp_bind_file(sp_fixture("dns/resolv.conf"), "/etc/resolv.conf");
 	sp_bind_file(sp_fixture("dns/nsswitch.conf"), "/etc/nsswitch.conf");
+	if (!with_server)
+		return;
 
-	dns_server = sp_fork(run_dnsmasq, (void *)dnsmasq);
+	int err[2] = { -1, -1 };
+	if (pipe2(err, O_CLOEXEC) != 0)
+		err[0] = err[1] = -1;
+	struct dns_server_run run = { dnsmasq, err[1] };
+	dns_server = sp_fork(run_dnsmasq, &run);
+	if (err[1] >= 0)
+		close(err[1]);
 	/* The fixture server is the precondition, not the behavior: when it
-	 * cannot serve, the item is broken and says why. */
+	 * cannot serve, the item is broken and says why, in its words. */
 	dns_server_status = -1;
 	int up = sp_wait_until(dns_answers_or_exited, NULL, sp_wait_ms());
 	int st = dns_server_status;
-	if (st != -1)
-		BROKEN("the fixture DNS server %s exited (%s %d) instead of serving the fixture zone%s",
+	if (st != -1) {
+		char said[200] = "";
+		if (err[0] >= 0 && (sp_poll(err[0], POLLIN, 0) & (POLLIN | POLLHUP))) {
+			ssize_t n = read(err[0], said, sizeof(said) - 1);
+			said[n > 0 ? n : 0] = '\0';
+			size_t lead = strspn(said, "\n"); /* its first line, not a blank one */
+			memmove(said, said + lead, strlen(said + lead) + 1);
+			said[strcspn(said, "\n")] = '\0';
+		}
+		BROKEN("the fixture DNS server %s exited (%s %d) instead of serving the fixture zone%s%s%s",
 		       dnsmasq, WIFEXITED(st) ? "status" : "signal",
 		       WIFEXITED(st) ? WEXITSTATUS(st) : WTERMSIG(st),
-		       WIFEXITED(st) && WEXITSTATUS(st) == 127 ? " (it could not be run here)" : "");
+		       WIFEXITED(st) && WEXITSTATUS(st) == 127 ? " (it could not be run here)" : "",
+		       said[0] ? ": " : "", said);
+	}
+	if (err[0] >= 0)
+		close(err[0]);
 	if (!up)
 		BROKEN("the fixture DNS server does not answer on 127.0.0.1:53 within %d ms", sp_wait_ms());
 }
@@ -250,7 +280,7 @@ SP_TEST(gethostbyname_returns_every_address_and_alias, "DNS-BYNAME,DNS-FIXTURE-S
 	char addrs[256], aliases[256];
 	(void)ctx;
 
-	dns_fixture(1);
+	dns_fixture(1, WITH_SERVER);
 	const struct hostent *h = byname("alias1.sockprobe.test");
 	addr_list(h, addrs, sizeof(addrs));
 	alias_list(h, aliases, sizeof(aliases));
@@ -268,7 +298,7 @@ SP_TEST(gethostbyname_reads_the_hosts_file, "DNS-BYNAME", SP_NONE)
 	char addrs[256], aliases[256];
 	(void)ctx;
 
-	dns_fixture(0);
+	dns_fixture(0, HOSTS_FILE_ONLY);
 	const struct hostent *h = byname("hostsonly.sockprobe.test");
 	addr_list(h, addrs, sizeof(addrs));
 	alias_list(h, aliases, sizeof(aliases));
@@ -285,7 +315,7 @@ SP_TEST(gethostbyname_asks_the_fixture_server, "DNS-FIXTURE-SERVER,DNS-BYNAME", 
 	char addrs[256];
 	(void)ctx;
 
-	dns_fixture(0);
+	dns_fixture(0, WITH_SERVER);
 	const struct hostent *h = byname("dnsonly.sockprobe.test");
 	addr_list(h, addrs, sizeof(addrs));
 	ASSERT_STR("192.0.2.30", addrs);
@@ -318,7 +348,7 @@ SP_TEST(gethostbyaddr_maps_address_back_to_name, "DNS-BYADDR", SP_NONE)
 	};
 	(void)ctx;
 
-	dns_fixture(0);
+	dns_fixture(0, WITH_SERVER);
 	for (size_t i = 0; i < sizeof(table) / sizeof(table[0]); i++) {
 		struct in_addr a;
 		ASSERT_EQ(1, inet_pton(AF_INET, table[i].addr, &a));
@@ -335,7 +365,7 @@ SP_TEST(unknown_name_fails_with_host_not_found, "DNS-NOT-FOUND", SP_NONE)
 	struct addrinfo *res = NULL, hints = { .ai_family = AF_INET };
 	(void)ctx;
 
-	dns_fixture(0);
+	dns_fixture(0, WITH_SERVER);
 	errno = 0;
 	struct hostent *h = gethostbyname("nosuch.sockprobe.test");
 	int herr = h_errno;
@@ -354,7 +384,7 @@ SP_TEST(unknown_name_fails_with_host_not_found, "DNS-NOT-FOUND", SP_NONE)
 SP_TEST(aaaa_only_name_has_no_ipv4_data, "DNS-NOT-FOUND", SP_NONE)
 {
 	(void)ctx;
-	dns_fixture(0);
+	dns_fixture(0, WITH_SERVER);
 	struct hostent *h = gethostbyname("v6only.sockprobe.test");
 	int herr = h_errno;
 	RECORD("aaaa_only_h_errno", "%d (%s)", h ? 0 : herr, h ? "resolved" : hstrerror(herr));
@@ -369,7 +399,7 @@ SP_TEST(getaddrinfo_and_getnameinfo_agree, "DNS-BYNAME,DNS-BYADDR", SP_NONE)
 	char got[256] = "", host[NI_MAXHOST];
 	(void)ctx;
 
-	dns_fixture(0);
+	dns_fixture(0, WITH_SERVER);
 	int r = getaddrinfo("alias2.sockprobe.test", NULL, &hints, &res);
 	ASSERT_TRUE(r == 0, "getaddrinfo(alias2) resolves (%s)", gai_strerror(r));
 	int mask = 0, n = 0;

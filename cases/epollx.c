@@ -539,12 +539,22 @@ SP_TEST(reading_so_error_clears_pollerr_and_epollerr, "EPOLLX-SOERROR-CLEARS", S
 		FAIL("UDP: poll() with ECONNREFUSED pending in SO_ERROR: expected POLLERR, observed "
 		     "%s", sp_events_str(ev));
 	}
+	/* The catalogue says the registration reports it, not how soon: a
+	 * report that comes only after timeout 0 is recorded, and the Must is
+	 * the report within the wait bound. */
 	struct epoll_event e[4];
 	int n = ep_wait(api, ep, e, 4, 0);
+	char key[64];
+	snprintf(key, sizeof(key), "udp_epollerr_at_timeout_0_%s", sp_waitcall_name(api));
+	RECORD(key, "%s", n == 1 && (e[0].events & EPOLLERR) ?
+	       "reported" : "not yet (poll() already showed POLLERR)");
+	if (n == 0)
+		n = ep_wait(api, ep, e, 4, sp_wait_ms());
 	if (n != 1 || e[0].data.u64 != 1 || !(e[0].events & EPOLLERR))
-		FAIL("UDP, the refusal pending: %s(timeout 0) on a level-triggered registration "
-		     "expected 1 report with EPOLLERR, observed %d (%s)", sp_waitcall_name(api), n,
-		     n ? ev_str(e[0].events) : "-");
+		FAIL("UDP, the refusal pending (poll() shows POLLERR): %s() on a level-triggered "
+		     "registration expected 1 report with EPOLLERR, observed %d (%s)%s",
+		     sp_waitcall_name(api), n, n ? ev_str(e[0].events) : "-",
+		     n ? "" : " within the wait bound");
 	ASSERT_ERRVAL(ECONNREFUSED, sp_get_int(u, SOL_SOCKET, SO_ERROR));
 	struct pollfd p = { u, POLLIN, 0 };
 	int r = poll(&p, 1, 0);

@@ -4,7 +4,8 @@
  *
  *  1. INTR-RESTART-SOCKET-CALLS  with an SA_RESTART handler, a recv()
  *                                blocked on an empty TCP socket (through
- *                                read, recv, recvfrom, recvmsg and readv)
+ *                                read, recv, recvfrom, recvmsg, readv,
+ *                                recvmmsg and splice)
  *                                returns the 5 bytes sent after the
  *                                handler ran, accept() and accept4() the
  *                                connection made after it, waitpid() the
@@ -17,31 +18,38 @@
  *                                the attempt goes on (EALREADY, not
  *                                writable while the queue is full, then
  *                                writable with SO_ERROR 0 and a peer).
- *  3. INTR-TIMEOUT-NO-RESTART    with SO_RCVTIMEO/SO_SNDTIMEO at 5 s, recv,
- *                                accept, send (buffer full) and connect
- *                                (queue full) fail with EINTR at the
- *                                signal even under SA_RESTART.
+ *  3. INTR-TIMEOUT-NO-RESTART    with SO_RCVTIMEO/SO_SNDTIMEO at 5 s, recv
+ *                                (every system call that reads), accept,
+ *                                send (buffer full; every system call that
+ *                                writes) and connect (queue full) fail
+ *                                with EINTR at the signal even under
+ *                                SA_RESTART.
  *  4. INTR-MUX-NO-RESTART        poll(-1), select(NULL), epoll_wait(-1)
  *                                and poll(5000) fail with EINTR under
- *                                SA_RESTART.
+ *                                SA_RESTART (and ppoll, pselect,
+ *                                epoll_pwait, epoll_pwait2; each with no
+ *                                limit and with 5 s).
  *  5. INTR-PARTIAL-TRANSFER      recv(20, MSG_WAITALL) with 5 bytes queued
- *                                and a blocking send() of 32 MiB return
+ *                                (recv, recvfrom, recvmsg, recvmmsg) and a
+ *                                blocking send() of 32 MiB (write, send,
+ *                                sendto, sendmsg, writev, sendmmsg) return
  *                                their count when interrupted (with and
  *                                without SA_RESTART), and the peer reads
  *                                exactly that many bytes, in order, then
  *                                EOF; with nothing moved, EINTR.
  *  6. TIMEO-RCVTIMEO             SO_RCVTIMEO reads {0,0}, then {0,200000}
  *                                as set; recv() (through read, recv,
- *                                recvfrom, recvmsg and readv), accept()
+ *                                recvfrom, recvmsg, readv, recvmmsg and
+ *                                splice), accept()
  *                                and accept4() then fail with EAGAIN after
  *                                180 ms to 2 s (all at once, one thread
  *                                each); {0,0} reads back {0,0}.
  *  7. TIMEO-SNDTIMEO             SO_SNDTIMEO reads {0,0}, then {0,200000};
  *                                with 64 KiB buffers a blocking send() of
  *                                32 MiB (through write, send, sendto,
- *                                sendmsg and writev, at once) returns a
- *                                partial count after 180 ms to 3 s, the
- *                                next one EAGAIN after 180 ms.
+ *                                sendmsg, writev and sendmmsg, at once)
+ *                                returns a partial count after 180 ms to
+ *                                3 s, the next one EAGAIN after 180 ms.
  *  8. TIMEO-CONNECT              Linux: SO_SNDTIMEO of 200 ms bounds a
  *                                blocking connect() to a full queue (fails
  *                                after 180 ms to 2 s).
@@ -71,6 +79,7 @@
  */
 #define _GNU_SOURCE
 #include "sp.h"
+#include "sp_entry.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -91,12 +100,14 @@
 
 /* ---- the calls, and the system calls that may carry them --------------- */
 
-enum call { C_READ, C_RECV, C_RECVFROM, C_RECVMSG, C_READV, C_ACCEPT, C_ACCEPT4,
-	    C_WAITPID, C_CONNECT, C_SEND, C_POLL, C_SELECT, C_EPOLL, C_CALLS };
+enum call { C_READ, C_RECV, C_RECVFROM, C_RECVMSG, C_READV, C_RECVMMSG, C_SPLICE, C_ACCEPT,
+	    C_ACCEPT4, C_WAITPID, C_CONNECT, C_SEND, C_WRITE, C_WRITEV, C_SENDMMSG, C_POLL,
+	    C_SELECT, C_EPOLL, C_CALLS };
 
 static const char *const call_name[C_CALLS] = {
-	"read()", "recv()", "recvfrom()", "recvmsg()", "readv()", "accept()", "accept4()",
-	"waitpid()", "connect()", "send()", "poll()", "select()", "epoll_wait()",
+	"read()", "recv()", "recvfrom()", "recvmsg()", "readv()", "recvmmsg()", "splice()",
+	"accept()", "accept4()",
+	"waitpid()", "connect()", "send()", "write()", "writev()", "sendmmsg()", "poll()", "select()", "epoll_wait()",
 };
 
 /* System call numbers that may carry the call (libc's choice), -1 ends. */
@@ -116,6 +127,15 @@ static void call_nrs(enum call c, long nr[6])
 		break;
 	case C_RECVMSG: NR(SYS_recvmsg); break;
 	case C_READV: NR(SYS_readv); break;
+	case C_RECVMMSG:
+#ifdef SYS_recvmmsg
+		NR(SYS_recvmmsg);
+#endif
+#ifdef SYS_recvmmsg_time64
+		NR(SYS_recvmmsg_time64);
+#endif
+		break;
+	case C_SPLICE: NR(SYS_splice); break;
 	case C_ACCEPT: case C_ACCEPT4:
 #ifdef SYS_accept
 		NR(SYS_accept);
@@ -133,6 +153,9 @@ static void call_nrs(enum call c, long nr[6])
 #endif
 		NR(SYS_sendmsg);
 		break;
+	case C_WRITE: NR(SYS_write); break;
+	case C_WRITEV: NR(SYS_writev); break;
+	case C_SENDMMSG: NR(SYS_sendmmsg); break;
 	case C_POLL:
 #ifdef SYS_poll
 		NR(SYS_poll);
@@ -592,6 +615,17 @@ static void fill_send_buffer(int c)
 
 /* ---- 1. INTR-RESTART-SOCKET-CALLS ------------------------------------------ */
 
+/* The system calls that read and write, with the call the helper sees
+ * them blocked in. io_uring is left out: a request is no system call a
+ * signal interrupts, the signal ends only the wait for its completion. */
+static const struct { int api; enum call call; } reads[] = {
+	{ SP_IO_READ, C_READ }, { SP_IO_RECV, C_RECV }, { SP_IO_RECVFROM, C_RECVFROM },
+	{ SP_IO_MSG, C_RECVMSG }, { SP_IO_VEC, C_READV }, { SP_IO_MMSG, C_RECVMMSG },
+	{ SP_IO_SPLICE, C_SPLICE } };
+static const struct { int api; enum call call; } writes[] = {
+	{ SP_IO_READ, C_WRITE }, { SP_IO_RECV, C_SEND }, { SP_IO_RECVFROM, C_SEND },
+	{ SP_IO_MSG, C_SEND }, { SP_IO_VEC, C_WRITEV }, { SP_IO_MMSG, C_SENDMMSG } };
+
 static void send_five(struct interrupter *in)
 {
 	(void)!write(*(int *)in->arg, "hello", 5);
@@ -636,12 +670,17 @@ SP_TEST(sa_restart_resumes_blocked_socket_calls, "INTR-RESTART-SOCKET-CALLS", SP
 		struct interrupter in;
 		char buf[16];
 
-		/* recv() on an empty connected TCP socket, through every API */
-		for (int api = 0; api < SP_IO_APIS; api++) {
-			static const enum call as[SP_IO_APIS] = { C_READ, C_RECV, C_RECVFROM, C_RECVMSG, C_READV };
+		/* recv() on an empty connected TCP socket, through every system
+		 * call that reads (io_uring is left out: a request is no system
+		 * call a signal interrupts, the signal ends only the wait for
+		 * its completion). */
+		for (size_t k = 0; k < sizeof(reads) / sizeof(reads[0]); k++) {
+			int api = reads[k].api;
 			int c, s;
+			if (!sp_io_use(api, 0))
+				continue;
 			sp_tcp_pair(ctx, &c, &s);
-			arm(&in, as[api], send_five, &c);
+			arm(&in, reads[k].call, send_five, &c);
 			errno = 0;
 			ssize_t r = sp_io_in(api, s, buf, sizeof(buf), 0);
 			int err = errno;
@@ -889,18 +928,30 @@ SP_TEST(timed_socket_calls_are_never_restarted, "INTR-TIMEOUT-NO-RESTART", SP_IN
 	need_proc();
 	install(1);
 
-	/* recv() with SO_RCVTIMEO 5 s on an empty socket */
+	/* recv() with SO_RCVTIMEO 5 s on an empty socket, through every
+	 * system call that reads */
+	for (size_t k = 0; k < sizeof(reads) / sizeof(reads[0]); k++) {
+		int api = reads[k].api;
+		char what[64];
+		if (!sp_io_use(api, 0))
+			continue;
+		snprintf(what, sizeof(what), "%s() with SO_RCVTIMEO", sp_io_in_name(api));
+		sp_tcp_pair(ctx, &c, &s);
+		set_tv_as_mechanism(s, SO_RCVTIMEO, 5, 0);
+		arm(&in, reads[k].call, NULL, NULL);
+		t0 = now_ms();
+		errno = 0;
+		r = (int)sp_io_in(api, s, b, sizeof(b), 0);
+		err = errno;
+		disarm(&in, r, err);
+		no_more_than_2s(what, now_ms() - t0);
+		ASSERT_TRUE(r == -1 && err == EINTR, "%s() with SO_RCVTIMEO 5 s, interrupted with "
+			    "SA_RESTART, fails with EINTR (got %d, %s)", sp_io_in_name(api), r,
+			    sp_errno_name(err));
+		close(c);
+		close(s);
+	}
 	sp_tcp_pair(ctx, &c, &s);
-	set_tv_as_mechanism(s, SO_RCVTIMEO, 5, 0);
-	arm(&in, C_RECV, NULL, NULL);
-	t0 = now_ms();
-	errno = 0;
-	r = (int)recv(s, b, sizeof(b), 0);
-	err = errno;
-	disarm(&in, r, err);
-	no_more_than_2s("recv() with SO_RCVTIMEO", now_ms() - t0);
-	ASSERT_TRUE(r == -1 && err == EINTR, "recv() with SO_RCVTIMEO 5 s, interrupted with "
-		    "SA_RESTART, fails with EINTR (got %d, %s)", r, sp_errno_name(err));
 
 	/* accept() with SO_RCVTIMEO 5 s on an empty listener */
 	int l = sp_tcp_listener(ctx, 0);
@@ -918,27 +969,40 @@ SP_TEST(timed_socket_calls_are_never_restarted, "INTR-TIMEOUT-NO-RESTART", SP_IN
 	close(c);
 	close(s);
 
-	/* send() of 1 byte with SO_SNDTIMEO 5 s on a full send buffer (the
-	 * peer's window may open a little after the fill: a send that takes
-	 * its byte before blocking is made again on a refilled buffer) */
-	for (int tries = 1;; tries++) {
-		small_pair(ctx, 65536, &c, &s);
-		fill_send_buffer(c);
-		set_tv_as_mechanism(c, SO_SNDTIMEO, 5, 0);
-		arm(&in, C_SEND, NULL, NULL);
-		t0 = now_ms();
-		errno = 0;
-		r = (int)send(c, "x", 1, MSG_NOSIGNAL);
-		err = errno;
-		if (disarm_at(__FILE__, __LINE__, &in, r, err, tries < 5))
-			break;
-		close(c);
-		close(s);
+	/* send() of 1 byte with SO_SNDTIMEO 5 s on a full send buffer,
+	 * through every system call that writes, one after the other on the
+	 * same full buffer (an interrupted call moved nothing). The peer's
+	 * window may open a little after the fill: a send that takes its
+	 * byte before blocking is made again on a refilled buffer. */
+	c = s = -1;
+	for (size_t k = 0; k < sizeof(writes) / sizeof(writes[0]); k++) {
+		int api = writes[k].api;
+		char what[64];
+		if (!sp_io_use(api, 1))
+			continue;
+		snprintf(what, sizeof(what), "%s() with SO_SNDTIMEO", sp_io_out_name(api));
+		for (int tries = 1;; tries++) {
+			if (c < 0) {
+				small_pair(ctx, 65536, &c, &s);
+				fill_send_buffer(c);
+				set_tv_as_mechanism(c, SO_SNDTIMEO, 5, 0);
+			}
+			arm(&in, writes[k].call, NULL, NULL);
+			t0 = now_ms();
+			errno = 0;
+			r = (int)sp_io_out(api, c, "x", 1, MSG_NOSIGNAL);
+			err = errno;
+			if (disarm_at(__FILE__, __LINE__, &in, r, err, tries < 5))
+				break;
+			close(c);
+			close(s);
+			c = s = -1;
+		}
+		no_more_than_2s(what, now_ms() - t0);
+		ASSERT_TRUE(r == -1 && err == EINTR, "%s() of 1 byte with SO_SNDTIMEO 5 s on a full "
+			    "buffer, interrupted with SA_RESTART, fails with EINTR (got %d, %s)",
+			    sp_io_out_name(api), r, sp_errno_name(err));
 	}
-	no_more_than_2s("send() with SO_SNDTIMEO", now_ms() - t0);
-	ASSERT_TRUE(r == -1 && err == EINTR, "send() of 1 byte with SO_SNDTIMEO 5 s on a full "
-		    "buffer, interrupted with SA_RESTART, fails with EINTR (got %d, %s)", r,
-		    sp_errno_name(err));
 	close(c);
 	close(s);
 
@@ -963,44 +1027,31 @@ SP_TEST(timed_socket_calls_are_never_restarted, "INTR-TIMEOUT-NO-RESTART", SP_IN
 
 /* ---- 4. INTR-MUX-NO-RESTART ----------------------------------------------- */
 
+/* Every wait call that is a system call (.wait), with no limit and with a
+ * 5 s one (.how). io_uring POLL_ADD is left out: a request is no system
+ * call a signal interrupts, the signal ends only the wait for its
+ * completion. */
 SP_TEST(multiplexers_are_never_restarted, "INTR-MUX-NO-RESTART", SP_INET,
-	.how = SP_NAMES("poll(-1)", "select(NULL timeout)", "epoll_wait(-1)", "poll(5000)"))
+	.how = SP_NAMES("no timeout", "a 5 s timeout"),
+	.wait = SP_VALUES(SP_WAIT_SELECT, SP_WAIT_PSELECT, SP_WAIT_POLL, SP_WAIT_PPOLL, SP_WAIT_EPOLL,
+			  SP_WAIT_EPOLL_PWAIT, SP_WAIT_EPOLL_PWAIT2))
 {
 	struct interrupter in;
-	int c, s, r, err;
+	int c, s, r, err, w = ctx->wait;
+	enum call call = w == SP_WAIT_SELECT || w == SP_WAIT_PSELECT ? C_SELECT :
+			 w == SP_WAIT_POLL || w == SP_WAIT_PPOLL ? C_POLL : C_EPOLL;
 
 	need_proc();
 	install(1);
 	sp_tcp_pair(ctx, &c, &s); /* nothing ready: s has no input */
-	{
-		int which = ctx->how;
-		struct pollfd p = { .fd = s, .events = POLLIN };
-		fd_set rs;
-		int ep = -1;
-		struct epoll_event ev = { .events = EPOLLIN }, out;
-
-		if (which == 2) {
-			ep = (int)ASSERT_SYS(epoll_create1(EPOLL_CLOEXEC));
-			ASSERT_SYS(epoll_ctl(ep, EPOLL_CTL_ADD, s, &ev));
-		}
-		FD_ZERO(&rs);
-		FD_SET(s, &rs);
-		arm(&in, which == 1 ? C_SELECT : which == 2 ? C_EPOLL : C_POLL, NULL, NULL);
-		errno = 0;
-		switch (which) {
-		case 0: r = poll(&p, 1, -1); break;
-		case 1: r = select(s + 1, &rs, NULL, NULL, NULL); break;
-		case 2: r = epoll_wait(ep, &out, 1, -1); break;
-		default: r = poll(&p, 1, 5000); break;
-		}
-		err = errno;
-		disarm(&in, r, err);
-		ASSERT_TRUE(r == -1 && err == EINTR, "%s with nothing ready, interrupted by a "
-			    "handler with SA_RESTART, fails with EINTR (got %d, %s)", ctx->how_name,
-			    r, r < 0 ? sp_errno_name(err) : "-");
-		if (ep >= 0)
-			close(ep);
-	}
+	arm(&in, call, NULL, NULL);
+	errno = 0;
+	r = sp_wait_on(w, s, POLLIN, ctx->how == 0 ? -1 : 5000, NULL);
+	err = errno;
+	disarm(&in, r, err);
+	ASSERT_TRUE(r == -1 && err == EINTR, "%s() with %s and nothing ready, interrupted by a "
+		    "handler with SA_RESTART, fails with EINTR (got %d, %s)", sp_waitcall_name(w),
+		    ctx->how_name, r, r < 0 ? sp_errno_name(err) : "-");
 	close(c);
 	close(s);
 }
@@ -1052,60 +1103,87 @@ SP_TEST(interrupted_transfer_returns_its_count, "INTR-PARTIAL-TRANSFER", SP_INET
 	{
 		install(restart);
 
-		/* recv(20, MSG_WAITALL) with 5 bytes queued */
-		sp_tcp_pair(ctx, &c, &s);
-		ASSERT_EQ(5, write(c, "early", 5));
-		ASSERT_EQ(5, sp_wait_inq(s, 5));
-		arm(&in, C_RECV, NULL, NULL);
-		errno = 0;
-		r = recv(s, buf, 20, MSG_WAITALL);
-		err = errno;
-		disarm(&in, r, err);
-		ASSERT_TRUE(r == 5 && !memcmp(buf, "early", 5), "recv(20, MSG_WAITALL) with 5 bytes "
-			    "queued, interrupted %s, returns those 5 (got %zd, %s)",
-			    restart_name(restart), r, r < 0 ? sp_errno_name(err) : "-");
-		close(c);
-		close(s);
+		/* recv(20, MSG_WAITALL) with 5 bytes queued, through every system
+		 * call that reads and takes the flag */
+		for (size_t k = 0; k < sizeof(reads) / sizeof(reads[0]); k++) {
+			int api = reads[k].api;
+			if (!sp_io_takes_flags(api) || !sp_io_use(api, 0))
+				continue;
+			sp_tcp_pair(ctx, &c, &s);
+			ASSERT_EQ(5, write(c, "early", 5));
+			ASSERT_EQ(5, sp_wait_inq(s, 5));
+			arm(&in, reads[k].call, NULL, NULL);
+			errno = 0;
+			r = sp_io_in(api, s, buf, 20, MSG_WAITALL);
+			err = errno;
+			/* Its own Must names this call: one that fails at once
+			 * (gVisor hostinet: EINVAL) never waited for the signal. */
+			int seen = r < 0 && err != EINTR ? disarm_or_retry(&in, r, err)
+							 : disarm(&in, r, err);
+			if (!seen)
+				FAIL("%s(20, MSG_WAITALL) with 5 bytes queued: expected it to wait and "
+				     "return those 5 at the signal, observed -1 (%s) at once",
+				     sp_io_in_name(api), sp_errno_name(err));
+			ASSERT_TRUE(r == 5 && !memcmp(buf, "early", 5), "%s(20, MSG_WAITALL) with 5 "
+				    "bytes queued, interrupted %s, returns those 5 (got %zd, %s)",
+				    sp_io_in_name(api), restart_name(restart), r,
+				    r < 0 ? sp_errno_name(err) : "-");
+			close(c);
+			close(s);
+		}
 
-		/* a blocking send() of 32 MiB to a peer that reads nothing */
-		sp_tcp_pair(ctx, &c, &s);
-		arm(&in, C_SEND, NULL, NULL);
-		errno = 0;
-		r = send(c, big, BIG, MSG_NOSIGNAL);
-		err = errno;
-		disarm(&in, r, err);
-		ASSERT_TRUE(r >= 1 && r <= BIG - 1, "a blocking send() of 32 MiB to a peer that reads "
-			    "nothing, interrupted %s, returns the count it moved, 1 to 32 MiB-1 "
-			    "(got %zd, %s)", restart_name(restart), r, r < 0 ? sp_errno_name(err) : "-");
-		if (restart)
-			RECORD("partial_send_count", "%zd MB", r / 1000000); /* Linux: about 3.9 MB */
-		ASSERT_SYS(shutdown(c, SHUT_WR));
-		struct drain d = { .fd = s };
-		set_tv(s, SO_RCVTIMEO, sp_wait_ms() / 1000, sp_wait_ms() % 1000 * 1000); /* bounded */
-		drain_all(&d);
-		ASSERT_TRUE(d.eof && d.got == (size_t)r && d.bad_at == (size_t)-1,
-			    "the peer reads exactly the %zd bytes sent, intact and in order, then "
-			    "EOF (read %zu, first wrong byte at %zd, %s)", r, d.got,
-			    d.bad_at == (size_t)-1 ? (ssize_t)-1 : (ssize_t)d.bad_at,
-			    d.eof ? "EOF" : sp_errno_name(d.err));
-		close(c);
-		close(s);
+		/* a blocking send() of 32 MiB to a peer that reads nothing,
+		 * through every system call that writes */
+		for (size_t k = 0; k < sizeof(writes) / sizeof(writes[0]); k++) {
+			int api = writes[k].api;
+			const char *name = sp_io_out_name(api);
+			if (!sp_io_use(api, 1))
+				continue;
+			sp_tcp_pair(ctx, &c, &s);
+			arm(&in, writes[k].call, NULL, NULL);
+			errno = 0;
+			r = sp_io_out(api, c, big, BIG, MSG_NOSIGNAL);
+			err = errno;
+			disarm(&in, r, err);
+			ASSERT_TRUE(r >= 1 && r <= BIG - 1, "a blocking %s() of 32 MiB to a peer that "
+				    "reads nothing, interrupted %s, returns the count it moved, 1 to "
+				    "32 MiB-1 (got %zd, %s)", name, restart_name(restart), r,
+				    r < 0 ? sp_errno_name(err) : "-");
+			if (restart && api == SP_IO_RECV) /* send() */
+				RECORD("partial_send_count", "%zd MB", r / 1000000); /* Linux: about 3.9 MB */
+			ASSERT_SYS(shutdown(c, SHUT_WR));
+			struct drain d = { .fd = s };
+			set_tv(s, SO_RCVTIMEO, sp_wait_ms() / 1000, sp_wait_ms() % 1000 * 1000); /* bounded */
+			drain_all(&d);
+			ASSERT_TRUE(d.eof && d.got == (size_t)r && d.bad_at == (size_t)-1,
+				    "the peer reads exactly the %zd bytes %s() sent, intact and in "
+				    "order, then EOF (read %zu, first wrong byte at %zd, %s)", r, name,
+				    d.got, d.bad_at == (size_t)-1 ? (ssize_t)-1 : (ssize_t)d.bad_at,
+				    d.eof ? "EOF" : sp_errno_name(d.err));
+			close(c);
+			close(s);
+		}
 	}
 
 	/* Nothing moved yet: EINTR without SA_RESTART. */
 	if (restart)
 		return;
-	sp_tcp_pair(ctx, &c, &s);
-	arm(&in, C_RECV, NULL, NULL);
-	errno = 0;
-	r = recv(s, buf, 20, MSG_WAITALL);
-	err = errno;
-	disarm(&in, r, err);
-	ASSERT_TRUE(r == -1 && err == EINTR, "recv(20, MSG_WAITALL) with nothing queued, "
-		    "interrupted without SA_RESTART, fails with EINTR (got %zd, %s)", r,
-		    r < 0 ? sp_errno_name(err) : "-");
-	close(c);
-	close(s);
+	for (size_t k = 0; k < sizeof(reads) / sizeof(reads[0]); k++) {
+		int api = reads[k].api;
+		if (!sp_io_takes_flags(api) || !sp_io_use(api, 0))
+			continue;
+		sp_tcp_pair(ctx, &c, &s);
+		arm(&in, reads[k].call, NULL, NULL);
+		errno = 0;
+		r = sp_io_in(api, s, buf, 20, MSG_WAITALL);
+		err = errno;
+		disarm(&in, r, err);
+		ASSERT_TRUE(r == -1 && err == EINTR, "%s(20, MSG_WAITALL) with nothing queued, "
+			    "interrupted without SA_RESTART, fails with EINTR (got %zd, %s)",
+			    sp_io_in_name(api), r, r < 0 ? sp_errno_name(err) : "-");
+		close(c);
+		close(s);
+	}
 }
 
 /* ---- 6. TIMEO-RCVTIMEO ------------------------------------------------------ */
@@ -1127,13 +1205,19 @@ static void guard_off(void)
 }
 
 /* The timed calls run at once, one thread each (all signals blocked):
- * every read API, accept() and accept4(), and the MSG_WAITALL Record, so
- * the item waits one timeout, not eight. A call still blocked at the
- * bound is ended by shutdown() of its socket and fails, named. */
-enum { T_ACCEPT = SP_IO_APIS, T_ACCEPT4, T_WAITALL, T_CALLS };
+ * every system call that reads, accept() and accept4(), and the
+ * MSG_WAITALL Record, so the item waits one timeout, not ten. A call
+ * still blocked at the bound is ended by shutdown() of its socket and
+ * fails, named. io_uring is left out: its requests do not take the
+ * socket's timeouts (they wait on the socket's readiness, without limit).
+ * A call this system lacks is passed over (sp_io_use). */
+static const int timed_reads[] = { SP_IO_READ, SP_IO_RECV, SP_IO_RECVFROM, SP_IO_MSG, SP_IO_VEC,
+				   SP_IO_MMSG, SP_IO_SPLICE };
+enum { T_READS = sizeof(timed_reads) / sizeof(timed_reads[0]), T_ACCEPT = T_READS, T_ACCEPT4,
+       T_WAITALL, T_CALLS };
 
 struct timed_call {
-	int kind, fd;
+	int kind, fd, unused;
 	long long ms;
 	ssize_t r;
 	int err;
@@ -1143,7 +1227,7 @@ struct timed_call {
 
 static const char *timed_name(int kind)
 {
-	return kind < SP_IO_APIS ? sp_io_in_name(kind) : kind == T_ACCEPT ? "accept" :
+	return kind < T_READS ? sp_io_in_name(timed_reads[kind]) : kind == T_ACCEPT ? "accept" :
 	       kind == T_ACCEPT4 ? "accept4" : "recv(8, MSG_WAITALL)";
 }
 
@@ -1153,7 +1237,7 @@ static void *timed_call_run(void *p)
 	char b[8];
 	long long t0 = now_ms();
 	errno = 0;
-	t->r = t->kind < SP_IO_APIS ? sp_io_in(t->kind, t->fd, b, sizeof(b), 0) :
+	t->r = t->kind < T_READS ? sp_io_in(timed_reads[t->kind], t->fd, b, sizeof(b), 0) :
 	       t->kind == T_ACCEPT ? accept(t->fd, NULL, NULL) :
 	       t->kind == T_ACCEPT4 ? accept4(t->fd, NULL, NULL, SOCK_CLOEXEC) :
 	       recv(t->fd, b, 8, MSG_WAITALL);
@@ -1182,6 +1266,12 @@ SP_TEST(rcvtimeo_bounds_recv_and_accept, "TIMEO-RCVTIMEO", SP_INET)
 	for (int k = 0; k < T_CALLS; k++) {
 		t[k].kind = k;
 		peer[k] = -1;
+		t[k].fd = -1;
+		if (k < T_READS && !sp_io_use(timed_reads[k], 0)) {
+			t[k].unused = 1;
+			t[k].done = 1;
+			continue;
+		}
 		if (k == T_ACCEPT || k == T_ACCEPT4)
 			t[k].fd = sp_tcp_listener(ctx, 0);
 		else
@@ -1197,7 +1287,8 @@ SP_TEST(rcvtimeo_bounds_recv_and_accept, "TIMEO-RCVTIMEO", SP_INET)
 	sigfillset(&all);
 	ASSERT_EQ(0, pthread_sigmask(SIG_SETMASK, &all, &old));
 	for (int k = 0; k < T_CALLS; k++)
-		ASSERT_EQ(0, pthread_create(&t[k].th, NULL, timed_call_run, &t[k]));
+		if (!t[k].unused)
+			ASSERT_EQ(0, pthread_create(&t[k].th, NULL, timed_call_run, &t[k]));
 	ASSERT_EQ(0, pthread_sigmask(SIG_SETMASK, &old, NULL));
 	sp_wait_until(all_done, t, sp_wait_ms());
 	int stuck[T_CALLS];
@@ -1208,6 +1299,8 @@ SP_TEST(rcvtimeo_bounds_recv_and_accept, "TIMEO-RCVTIMEO", SP_INET)
 	}
 	sp_wait_until(all_done, t, sp_wait_ms());
 	for (int k = 0; k < T_CALLS; k++) {
+		if (t[k].unused)
+			continue;
 		if (t[k].done)
 			pthread_join(t[k].th, NULL);
 		else
@@ -1217,11 +1310,13 @@ SP_TEST(rcvtimeo_bounds_recv_and_accept, "TIMEO-RCVTIMEO", SP_INET)
 	RECORD("waitall_3_of_8_at_timeout", "%s", stuck[T_WAITALL] ? "still blocked" :
 	       t[T_WAITALL].r == 3 ? "3" : t[T_WAITALL].r >= 0 ? "other count" :
 	       sp_errno_name(t[T_WAITALL].err));
-	record_ms("recv_timeout_elapsed", t[SP_IO_RECV].ms);
+	record_ms("recv_timeout_elapsed", t[1].ms); /* timed_reads[1]: recv() */
 	record_ms("accept_timeout_elapsed", t[T_ACCEPT].ms);
 	for (int k = 0; k < T_WAITALL; k++) {
 		const char *what = timed_name(k);
-		const char *on = k < SP_IO_APIS ? "an empty socket" : "an empty listener";
+		const char *on = k < T_READS ? "an empty socket" : "an empty listener";
+		if (t[k].unused)
+			continue;
 		ASSERT_TRUE(!stuck[k], "%s() on %s with SO_RCVTIMEO 200 ms returns within %d ms "
 			    "(still blocked)", what, on, sp_wait_ms());
 		ASSERT_TRUE(t[k].r == -1 && (t[k].err == EAGAIN || t[k].err == EWOULDBLOCK),
@@ -1232,7 +1327,7 @@ SP_TEST(rcvtimeo_bounds_recv_and_accept, "TIMEO-RCVTIMEO", SP_INET)
 		ASSERT_TRUE(t[k].ms <= 2000, "%s() returns within 2 s (took %lld ms)", what, t[k].ms);
 	}
 
-	int s = t[SP_IO_RECV].fd;
+	int s = t[1].fd; /* recv()'s */
 	set_tv(s, SO_RCVTIMEO, 0, 0);
 	ASSERT_TV(s, SO_RCVTIMEO, 0, 0);
 	set_tv(s, SO_RCVTIMEO, 0, 150001);
@@ -1244,7 +1339,8 @@ SP_TEST(rcvtimeo_bounds_recv_and_accept, "TIMEO-RCVTIMEO", SP_INET)
 	RECORD("rcvtimeo_usec_1000000", "%s", br == 0 ? "0" : errno == EDOM ? "EDOM" :
 	       sp_errno_name(errno));
 	for (int k = 0; k < T_CALLS; k++) {
-		close(t[k].fd);
+		if (t[k].fd >= 0)
+			close(t[k].fd);
 		if (peer[k] >= 0)
 			close(peer[k]);
 	}
@@ -1252,11 +1348,20 @@ SP_TEST(rcvtimeo_bounds_recv_and_accept, "TIMEO-RCVTIMEO", SP_INET)
 
 /* ---- 7. TIMEO-SNDTIMEO ------------------------------------------------------ */
 
-/* One thread per write API (all signals blocked), on a pair of its own:
- * the 32 MiB send, whether the socket is writable after it, the next
- * send. The item waits two timeouts, not ten. */
+/* One thread per system call that writes (all signals blocked), on a
+ * pair of its own: the 32 MiB send, whether the socket is writable after
+ * it, the next send. The item waits two timeouts, not twelve. Left out:
+ * io_uring (its requests do not take the socket's timeouts); splice and
+ * sendfile, which Linux 6.18 hands to the socket a pipe buffer at a time,
+ * returning their partial count only after four timeouts (0.8 s, within
+ * the Must's 3 s but past this item's time). A call this system lacks is
+ * passed over (sp_io_use). */
+static const int timed_writes[] = { SP_IO_READ, SP_IO_RECV, SP_IO_RECVFROM, SP_IO_MSG, SP_IO_VEC,
+				    SP_IO_MMSG };
+enum { TW = sizeof(timed_writes) / sizeof(timed_writes[0]) };
+
 struct timed_send {
-	int api, c;
+	int api, c, unused;
 	ssize_t r1, r2;
 	int err1, err2, writable;
 	volatile int stage;        /* 1 in the 32 MiB send, 2 in the next one */
@@ -1289,7 +1394,7 @@ static void *timed_send_run(void *p)
 static int sends_done(void *p)
 {
 	struct timed_send *t = p;
-	for (int k = 0; k < SP_IO_APIS; k++)
+	for (int k = 0; k < TW; k++)
 		if (!t[k].done)
 			return 0;
 	return 1;
@@ -1297,13 +1402,18 @@ static int sends_done(void *p)
 
 SP_TEST(sndtimeo_bounds_blocking_send, "TIMEO-SNDTIMEO", SP_INET)
 {
-	struct timed_send t[SP_IO_APIS];
-	int peer[SP_IO_APIS], stuck[SP_IO_APIS];
+	struct timed_send t[TW];
+	int peer[TW], stuck[TW];
 	sigset_t all, old;
 
 	memset(t, 0, sizeof(t));
-	for (int k = 0; k < SP_IO_APIS; k++) {
-		t[k].api = k;
+	for (int k = 0; k < TW; k++) {
+		t[k].api = timed_writes[k];
+		if (!sp_io_use(t[k].api, 1)) {
+			t[k].unused = t[k].done = 1;
+			t[k].c = peer[k] = -1;
+			continue;
+		}
 		small_pair(ctx, 65536, &t[k].c, &peer[k]);
 		ASSERT_TV(t[k].c, SO_SNDTIMEO, 0, 0);
 		set_tv(t[k].c, SO_SNDTIMEO, 0, 200000);
@@ -1311,20 +1421,23 @@ SP_TEST(sndtimeo_bounds_blocking_send, "TIMEO-SNDTIMEO", SP_INET)
 	}
 	sigfillset(&all);
 	ASSERT_EQ(0, pthread_sigmask(SIG_SETMASK, &all, &old));
-	for (int k = 0; k < SP_IO_APIS; k++)
-		ASSERT_EQ(0, pthread_create(&t[k].th, NULL, timed_send_run, &t[k]));
+	for (int k = 0; k < TW; k++)
+		if (!t[k].unused)
+			ASSERT_EQ(0, pthread_create(&t[k].th, NULL, timed_send_run, &t[k]));
 	ASSERT_EQ(0, pthread_sigmask(SIG_SETMASK, &old, NULL));
 	/* The partial send returns within 3 s, the next one 200 ms later (and
 	 * the item within the runner's 5 s). */
 	int bound = sp_wait_ms() > 3500 ? sp_wait_ms() : 3500;
 	sp_wait_until(sends_done, t, bound);
-	for (int k = 0; k < SP_IO_APIS; k++) {
+	for (int k = 0; k < TW; k++) {
 		stuck[k] = t[k].done ? 0 : t[k].stage == 2 ? 2 : 1;
 		if (stuck[k])
 			shutdown(t[k].c, SHUT_RDWR); /* ends the call: it failed already */
 	}
 	sp_wait_until(sends_done, t, 500); /* joined if it ended, else left behind */
-	for (int k = 0; k < SP_IO_APIS; k++) {
+	for (int k = 0; k < TW; k++) {
+		if (t[k].unused)
+			continue;
 		if (t[k].done)
 			pthread_join(t[k].th, NULL);
 		else
@@ -1332,8 +1445,10 @@ SP_TEST(sndtimeo_bounds_blocking_send, "TIMEO-SNDTIMEO", SP_INET)
 	}
 
 	RECORD("partial_send_count", "%zd KiB", t[SP_IO_RECV].r1 / 1024); /* send() */
-	for (int k = 0; k < SP_IO_APIS; k++) {
-		const char *w = sp_io_out_name(k);
+	for (int k = 0; k < TW; k++) {
+		const char *w = sp_io_out_name(t[k].api);
+		if (t[k].unused)
+			continue;
 		ASSERT_TRUE(!stuck[k], "a blocking %s() of 32 MiB with SO_SNDTIMEO 200 ms to a peer "
 			    "that reads nothing returns, and so does the next one, within %d ms "
 			    "(still blocked in the %s)", w, bound, stuck[k] == 2 ? "second" : "first");
@@ -1357,7 +1472,9 @@ SP_TEST(sndtimeo_bounds_blocking_send, "TIMEO-SNDTIMEO", SP_INET)
 		ASSERT_TRUE(t[k].ms2 >= 180, "the next %s() waits for its timeout: no sooner than "
 			    "180 ms (took %lld ms)", w, t[k].ms2);
 	}
-	for (int k = 0; k < SP_IO_APIS; k++) {
+	for (int k = 0; k < TW; k++) {
+		if (t[k].unused)
+			continue;
 		close(t[k].c);
 		close(peer[k]);
 	}

@@ -144,9 +144,15 @@ SP_TEST(acceptconn_reads_listening_state, "LISTEN-ACCEPTCONN", SP_INET)
 	unlink(un.sun_path);
 	rmdir(dir);
 	REQUIRE(br == 0, "an AF_UNIX stream socket binds a path (%s)", sp_errno_name(berr));
-	ASSERT_EQ(0, sp_get_int(x, SOL_SOCKET, SO_ACCEPTCONN));
+	int before = sp_get_int(x, SOL_SOCKET, SO_ACCEPTCONN);
+	if (before != 0)
+		FAIL("SO_ACCEPTCONN of a bound AF_UNIX stream socket before listen(): expected 0, "
+		     "observed %d", before);
 	ASSERT_SYS(listen(x, 4));
-	ASSERT_EQ(1, sp_get_int(x, SOL_SOCKET, SO_ACCEPTCONN));
+	int after = sp_get_int(x, SOL_SOCKET, SO_ACCEPTCONN);
+	if (after != 1)
+		FAIL("SO_ACCEPTCONN of a listening AF_UNIX stream socket: expected 1, observed %d",
+		     after);
 
 	int one = 1;
 	errno = 0;
@@ -372,8 +378,9 @@ SP_TEST(listener_shutdown_wakes_accept, "LISTEN-SHUTDOWN-WAKES-ACCEPT", SP_INET,
 		int woke = sp_wait_until(accept_done, &b, sp_wait_ms());
 		if (!woke)
 			end_blocked_accept(&b, th);
-		ASSERT_TRUE(woke, "shutdown(%s) wakes the accept() blocked in another thread "
-			    "within %d ms", hn, sp_wait_ms());
+		if (!woke)
+			FAIL("shutdown(%s) of the listener: expected the accept() blocked in another "
+			     "thread to return, observed it still blocked after %d ms", hn, sp_wait_ms());
 		pthread_join(th, NULL);
 		ASSERT_TRUE(b.r == -1, "the woken accept() fails (got a socket, %d)", b.r);
 		RECORD(how == SHUT_RD ? "woken_accept_errno_shut_rd" : "woken_accept_errno_shut_rdwr",
@@ -617,8 +624,9 @@ SP_TEST(defer_accept_waits_for_data, "LISTEN-DEFER-ACCEPT", SP_INET)
 	int err, c = connect_to(ctx, sp_local_port(l), &err);
 	ASSERT_TRUE(c >= 0, "the client's connect completes (got %s)", sp_errno_name(err));
 	int ev = sp_poll(l, POLLIN, 300);
-	ASSERT_TRUE(!(ev & POLLIN), "while the client sends nothing the listener is not readable "
-		    "for 300 ms (%s)", sp_events_str(ev));
+	if (ev & POLLIN)
+		FAIL("TCP_DEFER_ACCEPT, the client connected and sending nothing: expected the "
+		     "listener not readable for 300 ms, observed %s", sp_events_str(ev));
 	sp_set_nonblock(l, 1);
 	ASSERT_ERRNO(MUST_RETURN(accept(l, NULL, NULL), "a non-blocking accept() while the client "
 				 "sends nothing"), EAGAIN);

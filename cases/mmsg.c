@@ -97,6 +97,7 @@ static void fence(const struct sp_ctx *ctx, int from)
 
 SP_TEST(sendmmsg_sends_each_message_and_counts_them, "MMSG-SENDMMSG", SP_INET)
 {
+	sp_path_used(SP_PATH_OUT, SP_IO_MMSG); /* the calls below, made by name */
 	static const char *data[3] = { "fives", "tentenbyte", "1" };
 	static const size_t len[3] = { 5, 10, 1 };
 	struct batch out;
@@ -190,6 +191,7 @@ static void no_op(int sig)
 
 SP_TEST(recvmmsg_takes_what_is_queued, "MMSG-RECVMMSG", SP_INET)
 {
+	sp_path_used(SP_PATH_IN, SP_IO_MMSG); /* the calls below, made by name */
 	struct batch in;
 	struct sockaddr_storage to;
 	int r = sp_udp_bound(ctx), a = sp_udp_bound(ctx), b = sp_udp_bound(ctx);

@@ -21,9 +21,14 @@
  *                              reads ECONNRESET (never EOF), and the closer's
  *                              port is free at once (no TIME_WAIT).
  *  7. OPT-SO-ERROR-CLEARS      SO_ERROR reports a pending error once: a UDP
- *                              ECONNREFUSED, a refused non-blocking connect.
- *  8. OPT-RCVLOWAT             SO_RCVLOWAT reads 1, then N; poll and select
- *                              report readable only with N bytes queued.
+ *                              ECONNREFUSED (the receives around it through
+ *                              every datagram read call), a refused
+ *                              non-blocking connect.
+ *  8. OPT-RCVLOWAT             SO_RCVLOWAT reads 1, then N; every wait call
+ *                              (select, pselect, poll, ppoll, the epoll
+ *                              calls, io_uring POLL_ADD) reports readable
+ *                              only with N bytes queued; a blocking read
+ *                              (every read call) then returns them at once.
  *
  * Wire (where the item has its own network namespace; else skipped with
  * the reason): SO_LINGER {1,0} sends RST and no FIN; with Nagle the writes
@@ -48,6 +53,7 @@
  */
 #define _GNU_SOURCE
 #include "sp.h"
+#include "sp_entry.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -510,24 +516,54 @@ static void udp_error_arrives(int u, const char *msg)
 			    "a send to a closed port", "POLLERR (an error pending)", sp_events_str(ev), 0);
 }
 
-/* 7. SO_ERROR gives a pending error once and clears it. */
-SP_TEST(so_error_reports_a_pending_error_once, "OPT-SO-ERROR-CLEARS", SP_INET)
+/* A non-blocking receive on u through the read call api: EAGAIN where
+ * nothing (no datagram, no error) is pending. io_uring READ is left out
+ * of these: where a kernel refuses RWF_NOWAIT on sockets (Linux 6.1) its
+ * request waits whatever O_NONBLOCK says (sp_entry.c), so "nothing
+ * pending" cannot be asked through it there. */
+static void nothing_pending_for(int api, int u, const char *after)
 {
 	char b;
+	if (api == SP_IO_URING_RW)
+		return;
+	errno = 0;
+	ssize_t r = MUST_RETURN(sp_io_in(api, u, &b, 1, 0), "a non-blocking %s() %s",
+				sp_io_in_name(api), after);
+	ASSERT_TRUE(r < 0 && errno == EAGAIN, "a non-blocking %s() %s: expected EAGAIN (the "
+		    "error not reported again), observed %zd (%s)", sp_io_in_name(api), after, r,
+		    r < 0 ? sp_errno_name(errno) : "a datagram");
+}
+
+/* 7. SO_ERROR gives a pending error once and clears it; the receives
+ * around it through every datagram read call (.read). */
+SP_TEST(so_error_reports_a_pending_error_once, "OPT-SO-ERROR-CLEARS", SP_INET,
+	.read = SP_DGRAM_READS)
+{
+	char b;
+	int api = ctx->read;
 	int u = udp_to_closed_port(ctx);
 
+	sp_set_nonblock(u, 1);
 	ASSERT_ERRVAL(0, sp_get_int(u, SOL_SOCKET, SO_ERROR)); /* nothing pending yet */
 	udp_error_arrives(u, "x");
 	ASSERT_ERRVAL(ECONNREFUSED, sp_get_int(u, SOL_SOCKET, SO_ERROR));
 	ASSERT_ERRVAL(0, sp_get_int(u, SOL_SOCKET, SO_ERROR));        /* read once, cleared */
-	ASSERT_ERRNO(recv(u, &b, 1, MSG_DONTWAIT), EAGAIN);    /* not reported again */
+	nothing_pending_for(api, u, "after SO_ERROR gave the error");  /* not reported again */
 	ASSERT_EQ(0, sp_poll(u, POLLIN, 0) & POLLERR);
 
 	/* The other way round: the receive reports it, then SO_ERROR is 0. */
 	udp_error_arrives(u, "y");
-	ASSERT_ERRNO(recv(u, &b, 1, MSG_DONTWAIT), ECONNREFUSED);
+	errno = 0;
+	ssize_t r = MUST_RETURN(sp_io_in(api, u, &b, 1, 0), "a non-blocking %s() with the "
+				"error pending", sp_io_in_name(api));
+	ASSERT_TRUE(r < 0 && errno == ECONNREFUSED, "a non-blocking %s() with ECONNREFUSED "
+		    "pending reports it (got %zd, %s)", sp_io_in_name(api), r,
+		    r < 0 ? sp_errno_name(errno) : "a datagram");
 	ASSERT_ERRVAL(0, sp_get_int(u, SOL_SOCKET, SO_ERROR));
-	ASSERT_ERRNO(recv(u, &b, 1, MSG_DONTWAIT), EAGAIN);
+	nothing_pending_for(api, u, "after it reported the error");
+	close(u);
+	if (!ctx->first)
+		return;
 
 	/* TCP: a refused non-blocking connect leaves ECONNREFUSED, read once. */
 	struct sockaddr_storage ss;
@@ -568,28 +604,24 @@ static void *lowat_read(void *p)
 static int reader_done(void *p) { return ((struct lowat_reader *)p)->done; }
 static int reader_started(void *p) { return ((struct lowat_reader *)p)->tid != 0; }
 
-/* select() with a zero timeout: readable is a count of 1 with the bit
- * set. That a zero timeout polls (and that at the timeout the set is
- * cleared) is MUX-SELECT-TIMEOUT's, a mechanism here. */
-static int readable_by_select(int fd)
+/* Is fd readable for the wait call w (poll bits, whatever call)? With a
+ * zero timeout: a poll; else wait up to that long. */
+static int readable_through(int w, int fd, int timeout_ms)
 {
-	fd_set r;
-	struct timeval tv = { 0, 0 };
-
-	FD_ZERO(&r);
-	FD_SET(fd, &r);
-	int n = BOUNDED(select(fd + 1, &r, NULL, NULL, &tv));
-	if (sp_bound_expired())
-		sp_needs_at(__FILE__, __LINE__, "MUX-SELECT-TIMEOUT", "select() with a zero timeout",
-			    "returns at once", "still blocked", 0);
-	ASSERT_SYS(n);
-	return n > 0 && FD_ISSET(fd, &r);
+	int ev = MUST_RETURN(sp_wait_on(w, fd, POLLIN, timeout_ms, NULL), "%s() %s",
+			     sp_waitcall_name(w), timeout_ms ? "with 10 of 10 queued" :
+			     "with a zero timeout");
+	ASSERT_SYS(ev);
+	return (ev & POLLIN) != 0;
 }
 
-/* 8. SO_RCVLOWAT: readable only with N bytes queued. */
-SP_TEST(rcvlowat_holds_readability_until_n_bytes, "OPT-RCVLOWAT", SP_INET)
+/* 8. SO_RCVLOWAT: readable only with N bytes queued, for every wait call
+ * (select, pselect, poll, ppoll, epoll_wait, epoll_pwait, epoll_pwait2,
+ * io_uring POLL_ADD: each in turn, a loop); the read with N queued
+ * returns them at once through every read call (.read). */
+SP_TEST(rcvlowat_holds_readability_until_n_bytes, "OPT-RCVLOWAT", SP_INET, .read = SP_EVERY_READ)
 {
-	int c, s;
+	int c, s, api = ctx->read;
 	char buf[64];
 
 	sp_tcp_pair(ctx, &c, &s);
@@ -601,18 +633,28 @@ SP_TEST(rcvlowat_holds_readability_until_n_bytes, "OPT-RCVLOWAT", SP_INET)
 
 	SP_OUT_EXACT(SP_IO_READ, c, "01234", 5);
 	ASSERT_EQ(5, sp_wait_inq(s, 5));
-	ASSERT_EQ(0, sp_poll(s, POLLIN, 0) & POLLIN);   /* 5 of 10: not readable */
-	ASSERT_EQ(0, readable_by_select(s));
+	for (int w = 0; w < SP_WAITCALLS; w++)  /* 5 of 10: not readable */
+		if (sp_waitcall_use(w))
+			ASSERT_TRUE(!readable_through(w, s, 0), "%s() reports a socket with "
+				    "SO_RCVLOWAT 10 readable with 5 bytes queued", sp_waitcall_name(w));
 	SP_OUT_EXACT(SP_IO_READ, c, "56789", 5);
 	ASSERT_EQ(10, sp_wait_inq(s, 10));
-	EXPECT_EVENTS(s, POLLIN, POLLIN, "10 of 10 queued: readable");
-	ASSERT_EQ(1, readable_by_select(s));
+	for (int w = 0; w < SP_WAITCALLS; w++)  /* 10 of 10: readable */
+		if (sp_waitcall_use(w))
+			ASSERT_TRUE(readable_through(w, s, sp_wait_ms()), "%s() reports a socket with "
+				    "SO_RCVLOWAT 10 readable with 10 bytes queued (not within %d ms)",
+				    sp_waitcall_name(w), sp_wait_ms());
 	long m = sp_block_mark();
-	ssize_t r = MUST_RETURN(read(s, buf, sizeof(buf)), /* 10 queued: at once */
-				"a blocking read with SO_RCVLOWAT 10 and 10 bytes queued");
-	ASSERT_NO_BLOCK(m, "a blocking read with SO_RCVLOWAT 10 and 10 bytes queued");
-	ASSERT_EQ(10, r);
-	ASSERT_MEM_EQ("0123456789", buf, 10);
+	ssize_t r = MUST_RETURN(sp_io_in(api, s, buf, sizeof(buf), 0), /* 10 queued: at once */
+				"a blocking %s() with SO_RCVLOWAT 10 and 10 bytes queued",
+				sp_io_in_name(api));
+	ASSERT_NO_BLOCK(m, "a blocking %s() with SO_RCVLOWAT 10 and 10 bytes queued",
+			sp_io_in_name(api));
+	ASSERT_TRUE(r == 10 && !memcmp(buf, "0123456789", 10), "a blocking %s() with SO_RCVLOWAT "
+		    "10 and 10 bytes queued returns the 10 (got %zd%s%s)", sp_io_in_name(api), r,
+		    r < 0 ? ", " : "", r < 0 ? sp_errno_name(errno) : "");
+	if (!ctx->first)
+		return;
 
 	/* Record: a non-blocking read below the mark. */
 	SP_OUT_EXACT(SP_IO_READ, c, "abcde", 5);

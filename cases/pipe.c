@@ -20,8 +20,8 @@
  *                      or sigaction()) runs once per write, which fails
  *                      with EPIPE; ignored or blocked, EPIPE.
  *  5c. FLAG-NOSIGNAL   the same on a stream socket whose peer is gone,
- *                      through write() and send(); send(MSG_NOSIGNAL) gives
- *                      EPIPE alone.
+ *                      through write() and send(); send(MSG_NOSIGNAL) and
+ *                      sendmmsg(MSG_NOSIGNAL) give EPIPE alone.
  *
  * PIPE-ENDS, PIPE-EOF and PIPE-EPIPE go through every call that reads or
  * writes a pipe: read/readv, write/writev, splice, sendfile (to the pipe),
@@ -266,11 +266,13 @@ SP_TEST(pipe_reader_gets_eof_after_last_writer_closes, "PIPE-EOF", SP_NONE,
  * EPIPE. The same mechanism on a stream socket whose peer is gone is
  * FLAG-NOSIGNAL's (item 5c): send(MSG_NOSIGNAL) never raises SIGPIPE,
  * write() and send() without it do. */
-enum { VIA_PIPE_WRITE, VIA_SOCK_WRITE, VIA_SOCK_SEND, VIA_SOCK_SEND_NOSIGNAL };
+enum { VIA_PIPE_WRITE, VIA_SOCK_WRITE, VIA_SOCK_SEND, VIA_SOCK_SEND_NOSIGNAL,
+       VIA_SOCK_SENDMMSG_NOSIGNAL };
 static const char *const via_name[] = {
 	"a write to a pipe (the variant's call)", "write() to a socket", "send() on a socket",
-	"send(MSG_NOSIGNAL) on a socket",
+	"send(MSG_NOSIGNAL) on a socket", "sendmmsg(MSG_NOSIGNAL) on a socket",
 };
+static int nosignal(int via) { return via >= VIA_SOCK_SEND_NOSIGNAL; }
 
 /* A write end whose every read end is closed: a pipe or a socket pair. */
 static int broken_end(int via)
@@ -304,9 +306,9 @@ static int sigpipe_promised(int via)
 
 static ssize_t write_via(int via, int fd)
 {
-	static const int api[] = { SP_IO_READ, SP_IO_READ, SP_IO_RECV, SP_IO_RECV };
+	static const int api[] = { SP_IO_READ, SP_IO_READ, SP_IO_RECV, SP_IO_RECV, SP_IO_MMSG };
 	return sp_io_out(via == VIA_PIPE_WRITE ? pipe_write : api[via], fd, "x", 1,
-			 via == VIA_SOCK_SEND_NOSIGNAL ? MSG_NOSIGNAL : 0);
+			 nosignal(via) ? MSG_NOSIGNAL : 0);
 }
 
 struct broken_writer { int via, fd; };
@@ -324,7 +326,7 @@ static int write_to_broken_end(void *arg)
 /* With the default disposition, ignored, and blocked. */
 static void sigpipe_by_disposition(int via)
 {
-	int raises = via != VIA_SOCK_SEND_NOSIGNAL;
+	int raises = !nosignal(via);
 	struct broken_writer b = { via, broken_end(via) };
 	pid_t pid = sp_fork(write_to_broken_end, &b);
 	int st = sp_reap(pid);
@@ -397,7 +399,7 @@ static void sigpipe_handler_per_write(int via, int by_sigaction)
 	for (int i = 0; i < 2; i++) { /* every write, not just the first */
 		sigpipes = 0;
 		ASSERT_ERRNO(write_via(via, fd), EPIPE);
-		int want = via == VIA_SOCK_SEND_NOSIGNAL ? 0 : 1;
+		int want = nosignal(via) ? 0 : 1;
 		if (!sigpipe_promised(via)) {
 			RECORD_ONCE("io_uring_write_sigpipe_handler_runs", "%d", (int)sigpipes);
 			continue;
@@ -434,9 +436,10 @@ SP_TEST(sigpipe_handler_runs_and_write_fails_with_epipe, "PIPE-EPIPE", SP_NONE,
  * by disposition and through a handler of either kind. */
 SP_TEST(socket_without_peer_raises_sigpipe_unless_nosignal, "FLAG-NOSIGNAL", SP_NONE,
 	.how = SP_NAMES("write() to a socket", "send() on a socket",
-			"send(MSG_NOSIGNAL) on a socket"))
+			"send(MSG_NOSIGNAL) on a socket", "sendmmsg(MSG_NOSIGNAL) on a socket"))
 {
-	static const int via_of[] = { VIA_SOCK_WRITE, VIA_SOCK_SEND, VIA_SOCK_SEND_NOSIGNAL };
+	static const int via_of[] = { VIA_SOCK_WRITE, VIA_SOCK_SEND, VIA_SOCK_SEND_NOSIGNAL,
+				      VIA_SOCK_SENDMMSG_NOSIGNAL };
 	const int via = via_of[ctx->how];
 	sigpipe_by_disposition(via);
 	sigpipe_handler_per_write(via, 0);

@@ -36,10 +36,15 @@
  * 150 ms). The timer-bound items run both families at once, so each
  * wait is spent once: TCP_SYNCNT 1 gives up after about 3 s (the first
  * retransmission comes after 1 s; the wire trace records how many SYNs
- * went out). Where the stack takes TCP_RTO_MAX_MS (Linux 6.15 and later),
- * the item caps the retransmission timeout at its least, 1000 ms, and the
- * connect gives up after about 2 s: only the time changes, and the record
- * says which it was. The TCP_USER_TIMEOUT record ends after about 1.5 s. Those two items check their IDs'
+ * went out). Quicker where the item has a network namespace of its own
+ * whose default SYN retries it may raise (net.ipv4.tcp_syn_retries 20)
+ * and the stack takes TCP_RTO_MAX_MS (Linux 6.15 and later): the
+ * retransmission timeout is capped at its least, 1000 ms, and the connect
+ * gives up after about 2 s, while a stack that ignores TCP_SYNCNT retries
+ * 20 times, well past the Must's 10 s (without the raised default, the
+ * cap would let the default 6 retries end within 10 s too). The record
+ * says which timer it was. The TCP_USER_TIMEOUT record ends after about
+ * 1.5 s. Those two items check their IDs'
  * readback Musts in each family first (so every Must of the ID is in
  * the one item a deviation must fail).
  *
@@ -54,6 +59,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdlib.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -153,6 +159,24 @@ static void refuses(int fd, int level, int opt, const char *name, int v, int kee
 		     fam_now, name, v, got, keep);
 }
 
+/* The setsockopt side of an option's Musts, before anything is read back
+ * (a stack that cannot read the option back still shows these): v is
+ * taken, each of the n bad values fails with EINVAL. */
+static void takes_and_refuses(int fd, int opt, const char *name, int v, const int *bad, int n)
+{
+	int e = set_opt(fd, IPPROTO_TCP, opt, v);
+	claimed(e, name);
+	if (e)
+		FAIL("%ssetsockopt(%s, %d) failed with %s, expected 0", fam_now, name, v,
+		     sp_errno_name(e));
+	for (int i = 0; i < n; i++) {
+		e = set_opt(fd, IPPROTO_TCP, opt, bad[i]);
+		if (e != EINVAL)
+			FAIL("%ssetsockopt(%s, %d) returned %s, expected EINVAL", fam_now, name, bad[i],
+			     e ? sp_errno_name(e) : "0 (success)");
+	}
+}
+
 /* "0" or the errno's name, for records. */
 static const char *outcome(int e)
 {
@@ -171,6 +195,8 @@ SP_TEST(keepalive_knobs_read_back_and_refuse_zero, "TCPOPT-KEEPALIVE-KNOBS", SP_
 {
 	int c, s;
 	sp_tcp_pair(ctx, &c, &s);
+	for (size_t i = 0; i < sizeof(knobs) / sizeof(knobs[0]); i++)
+		takes_and_refuses(c, knobs[i].opt, knobs[i].name, knobs[i].v, SP_VALUES(0, -1), 2);
 	for (size_t i = 0; i < sizeof(knobs) / sizeof(knobs[0]); i++) {
 		const struct knob *k = &knobs[i];
 		sets_and_reads(c, IPPROTO_TCP, k->opt, k->name, k->v);
@@ -229,6 +255,9 @@ SP_TEST(accepted_socket_inherits_keepalive_settings, "TCPOPT-KEEPALIVE-KNOBS", S
 static void user_timeout_musts(const struct sp_ctx *ctx)
 {
 	int fd = sp_socket(ctx, SOCK_STREAM);
+	int probe = sp_socket(ctx, SOCK_STREAM);
+	takes_and_refuses(probe, TCP_USER_TIMEOUT, "TCP_USER_TIMEOUT", 5000, SP_VALUES(-1), 1);
+	close(probe);
 	int v0 = new_socket_value(fd, TCP_USER_TIMEOUT, "TCP_USER_TIMEOUT", 5000);
 	if (v0 != 0)
 		FAIL("%sTCP_USER_TIMEOUT on a new socket reads %d, expected 0", fam_now, v0);
@@ -244,6 +273,9 @@ static void user_timeout_musts(const struct sp_ctx *ctx)
 static void syncnt_musts(const struct sp_ctx *ctx)
 {
 	int fd = sp_socket(ctx, SOCK_STREAM);
+	int probe = sp_socket(ctx, SOCK_STREAM);
+	takes_and_refuses(probe, TCP_SYNCNT, "TCP_SYNCNT", 2, SP_VALUES(0), 1);
+	close(probe);
 	int def = new_socket_value(fd, TCP_SYNCNT, "TCP_SYNCNT", 2);
 	if (def <= 0)
 		FAIL("%sTCP_SYNCNT on a new socket reads %d, expected a positive default", fam_now,
@@ -366,10 +398,27 @@ static void *blocking_connect(void *arg)
 #define TCP_RTO_MAX_MS 44
 #endif
 
+/* Raise this network namespace's default SYN retries to 20, where it is
+ * the item's own (SOCKPROBE_NETNS=private) and the sysctl is writable:
+ * 1, or 0 (nothing changed). */
+static int raise_default_syn_retries(void)
+{
+	const char *ns = getenv("SOCKPROBE_NETNS");
+	if (!ns || strcmp(ns, "private") != 0)
+		return 0;
+	int fd = open("/proc/sys/net/ipv4/tcp_syn_retries", O_WRONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	int ok = write(fd, "20\n", 3) == 3;
+	close(fd);
+	return ok;
+}
+
 /* For each family this system has: a full queue and a socket with the
- * option set (opt, v), and, when rto_max_ms is not 0, TCP_RTO_MAX_MS
- * asked for (a refusal only leaves the timer as it is); the connects
- * start together. Returns how many. */
+ * option set (opt, v), and, when rto_max_ms is not 0 and the default SYN
+ * retries could be raised (see the header), TCP_RTO_MAX_MS asked for (a
+ * refusal only leaves the timer as it is); the connects start together.
+ * Returns how many. */
 static int start_attempts(struct attempt *at, int level, int opt, const char *name, int v,
 			  int rto_max_ms, int done_efd, void (*musts)(const struct sp_ctx *))
 {
@@ -395,12 +444,15 @@ static int start_attempts(struct attempt *at, int level, int opt, const char *na
 		if (e)
 			FAIL("%s: setsockopt(%s, %d) failed with %s", fams[f].fam_name, name, v,
 			     sp_errno_name(e));
-		if (rto_max_ms)
-			a->rto_capped = set_opt(a->fd, IPPROTO_TCP, TCP_RTO_MAX_MS, rto_max_ms) == 0;
 		a->done_efd = done_efd;
 		n++;
 	}
 	REQUIRE(n > 0, "TCP sockets of either family");
+	/* After the Musts have read the default (recorded), before any connect. */
+	if (rto_max_ms && raise_default_syn_retries())
+		for (int i = 0; i < n; i++)
+			at[i].rto_capped = set_opt(at[i].fd, IPPROTO_TCP, TCP_RTO_MAX_MS,
+						   rto_max_ms) == 0;
 	for (int i = 0; i < n; i++)
 		if (pthread_create(&at[i].th, NULL, blocking_connect, &at[i]) != 0)
 			BROKEN("a thread for the blocking connect (pthread_create failed)");
@@ -455,10 +507,11 @@ SP_TEST(user_timeout_reads_back_and_refuses_negative, "TCPOPT-USER-TIMEOUT", SP_
 
 /* ---- 3. TCPOPT-SYNCNT, the item ------------------------------------------------------ */
 
-/* The Must allows 10 s; an item may take 5 s here (the runner's default
- * timeout), so the wait ends at 4.5 s: Linux gives up after about 3 s, a
- * stack that ignores TCP_SYNCNT retries for about two minutes. */
-#define SYNCNT_BOUND_MS 4500
+/* The Must allows 10 s: the wait ends at 10.5 s, and the item declares
+ * that bound (.bound) so the runners give it longer than their usual item
+ * timeout. Linux gives up after 2-3 s; a stack that ignores TCP_SYNCNT
+ * retries for about two minutes and costs the whole 10.5 s. */
+#define SYNCNT_BOUND_MS 10500
 
 /* How many times the trace holds exactly `entry`. */
 static int entries(const char *trace, const char *entry)
@@ -474,7 +527,7 @@ static int entries(const char *trace, const char *entry)
 /* The Musts in each family, then TCP_SYNCNT 1: the blocking connect gives
  * up. Both families at once: the wait is spent once. */
 SP_TEST(syncnt_reads_back_and_ends_a_connect_without_syn_ack, "TCPOPT-SYNCNT", SP_NONE,
-	.slow = 3)
+	.slow = 3, .bound = 11)
 {
 	(void)ctx;
 	struct attempt at[2];
@@ -491,7 +544,7 @@ SP_TEST(syncnt_reads_back_and_ends_a_connect_without_syn_ack, "TCPOPT-SYNCNT", S
 	int done = wait_attempts(efd, n, SYNCNT_BOUND_MS);
 	if (done < n)
 		FAIL("a blocking connect() with TCP_SYNCNT 1 to a full accept queue: expected it to "
-		     "fail with ETIMEDOUT (Linux: after 2-3 s), observed %d of %d still blocked "
+		     "fail with ETIMEDOUT within 10 s (Linux: after 2-3 s), observed %d of %d still blocked "
 		     "after %d ms", n - done, n, SYNCNT_BOUND_MS);
 	for (int i = 0; i < n; i++) {
 		pthread_join(at[i].th, NULL);
@@ -502,7 +555,7 @@ SP_TEST(syncnt_reads_back_and_ends_a_connect_without_syn_ack, "TCPOPT-SYNCNT", S
 			     at[i].r ? sp_errno_name(at[i].err) : "connected");
 		RECORD(at[i].q.fam->af == AF_INET6 ? "syncnt_1_gives_up_after_ipv6" :
 		       "syncnt_1_gives_up_after_ipv4", "%lld-%lld s%s", at[i].ms / 1000,
-		       at[i].ms / 1000 + 1, at[i].rto_capped ? " (TCP_RTO_MAX_MS 1000)" : "");
+		       at[i].ms / 1000 + 1, at[i].rto_capped ? " (TCP_RTO_MAX_MS 1000, tcp_syn_retries 20)" : "");
 	}
 	/* Record, from the wire: the SYNs each connect sent. */
 	const char *trace = cap_on ? sp_capture_sync(&cap) : NULL;

@@ -100,6 +100,7 @@ static void sendfile_all(int sock, int file, off_t *off, size_t n)
 
 SP_TEST(sendfile_delivers_the_file_and_keeps_offsets, "ZC-SENDFILE", SP_INET, .mode = SP_BOTH_MODES)
 {
+	sp_path_used(SP_PATH_OUT, SP_IO_SENDFILE); /* the calls below, made by name */
 	int c, s, f = pattern_file(FILE_SIZE);
 	sp_tcp_pair(ctx, &c, &s);
 	sp_set_nonblock(c, ctx->nonblock);
@@ -166,6 +167,7 @@ SP_TEST(sendfile_delivers_the_file_and_keeps_offsets, "ZC-SENDFILE", SP_INET, .m
 
 SP_TEST(sendfile_to_unix_stream_socket_delivers_the_bytes, "ZC-SENDFILE", SP_NONE)
 {
+	sp_path_used(SP_PATH_OUT, SP_IO_SENDFILE); /* the call below, made by name */
 	int sv[2], f = pattern_file(4096);
 	unsigned char b[4096];
 	off_t off = 0;
@@ -213,6 +215,8 @@ static void splice_all(int in, int out, size_t n, const char *what)
 
 SP_TEST(splice_moves_bytes_between_socket_and_pipe, "ZC-SPLICE", SP_INET)
 {
+	sp_path_used(SP_PATH_IN, SP_IO_SPLICE); /* the calls below, made by name */
+	sp_path_used(SP_PATH_OUT, SP_IO_SPLICE);
 	int c, s, p[2];
 	unsigned char out[1000], in[1000];
 

@@ -23,6 +23,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/io_uring.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -56,12 +57,12 @@ FAULT(recvmmsg_drops_trunc,
       "UDP-TRUNCATE,UNIX-DGRAM-BOUNDARY,UNIX-SEQPACKET-BOUNDARY",
       "a recvmmsg() (an LD_PRELOAD stack or an emulator's batch path) that copies the first "
       "part of a long datagram but does not set MSG_TRUNC in the message's msg_flags");
-FAULT(sendfile_short_on_blocking,
-      "TCP-BOUNDARY-COALESCE,TCP-BOUNDARY-SPLIT,CLOSE-FULL-LOSES-REPLY,CLOSE-HALF-WR-EOF,"
-      "TCP-FLOW-CONTROL,TCP-WRITE-RETURNS-BUFFERED,UNIX-SOCKETPAIR,UNIX-STREAM-NO-BOUNDARY,"
-      "UNIX-ABSTRACT",
-      "a sendfile() that returns after the first half of the count on a blocking socket with "
-      "room (a stack that sends one chunk per call), though a blocking write moves all");
+FAULT(sendfile_eagain_on_blocking,
+      "TCP-FLOW-CONTROL",
+      "a sendfile() to a blocking stream socket whose send buffer is full fails with EAGAIN "
+      "instead of waiting for room (a stack that emulates it with read() and a non-blocking "
+      "send; Nanos mishandled a full TCP window). A short count is no deviation: sendfile(2) "
+      "tells callers to retry");
 FAULT(splice_eagain_on_blocking,
       "TCP-CLOSE-DISCARDS-INPUT,CLOSE-FULL-LOSES-REPLY,ZC-SPLICE,CLOSE-HALF-RD,CLOSE-HALF-WR-EOF,"
       "TCP-CLOSE-FLUSHES-OUTPUT,TCP-FLOW-CONTROL,THREAD-SHUTDOWN-WAKES-READ,OPT-LINGER-ZERO-RST",
@@ -89,6 +90,15 @@ FAULT(uring_bind_loses_address_length,
       "an io_uring whose IORING_OP_BIND reads the address length from the wrong field and binds "
       "an AF_UNIX socket with the family alone (Linux then autobinds an abstract name), so no "
       "socket file is made");
+FAULT(uring_send_drops_oob,
+      "FLAG-OOB-URGENT-BYTE,FLAG-OOB-SIGURG",
+      "an io_uring (a kernel or emulator) whose IORING_OP_SEND/SENDMSG passes on only the flags "
+      "it knows and drops MSG_OOB: the urgent byte goes out as normal data, no SIGURG");
+FAULT(recvmmsg_polls_first,
+      "INTR-RESTART-SOCKET-CALLS,TIMEO-RCVTIMEO",
+      "a recvmmsg() emulated as a poll() without a timeout and then a non-blocking receive (an "
+      "LD_PRELOAD stack's batch path) on a blocking socket: it waits past SO_RCVTIMEO, and a "
+      "signal ends it with EINTR even under SA_RESTART (poll is never restarted)");
 FAULT(epoll_pwait2_keeps_its_mask,
       "SIG-INTERRUPTS-SLEEP",
       "an epoll_pwait2() emulated by sigprocmask() and a wait that does not put the caller's "
@@ -182,11 +192,12 @@ static void ring_before_enter(int fd)
 	int waitall = spfault_on("uring_recv_ignores_waitall"),
 	    shut = spfault_on("uring_shutdown_shuts_both"),
 	    rights = spfault_on("uring_sendmsg_refuses_rights"),
+	    oob = spfault_on("uring_send_drops_oob"),
 	    dontwait = spfault_on("uring_accept_ignores_dontwait"),
 	    closed = spfault_on("uring_poll_closed_fd_waits"),
 	    bindlen = spfault_on("uring_bind_loses_address_length");
 
-	if (!waitall && !shut && !rights && !dontwait && !closed && !bindlen)
+	if (!waitall && !shut && !rights && !oob && !dontwait && !closed && !bindlen)
 		return;
 	for (int i = 0; i < RINGS; i++) {
 		struct ring *r = &rings[i];
@@ -197,6 +208,8 @@ static void ring_before_enter(int fd)
 			struct io_uring_sqe *s = &r->sqes[r->array[k & *r->mask]];
 			if (waitall && (s->opcode == IORING_OP_RECV || s->opcode == IORING_OP_RECVMSG))
 				s->msg_flags &= ~(unsigned)MSG_WAITALL;
+			if (oob && (s->opcode == IORING_OP_SEND || s->opcode == IORING_OP_SENDMSG))
+				s->msg_flags &= ~(unsigned)MSG_OOB;
 			if (shut && s->opcode == IORING_OP_SHUTDOWN)
 				s->len = SHUT_RDWR;
 			if (rights && s->opcode == IORING_OP_SENDMSG && carries_rights(s))
@@ -244,6 +257,17 @@ REAL(int, recvmmsg, int, struct mmsghdr *, unsigned int, int, struct timespec *)
 int recvmmsg(int fd, struct mmsghdr *v, unsigned int n, int flags, struct timespec *t)
 {
 	load_recvmmsg();
+	/* Plain blocking receives only: the error queue, MSG_WAITALL and a
+	 * listener are other IDs' business (CMSG-RECVERR, FLAG-WAITALL,
+	 * STATE-LISTENER-IO). */
+	if (spfault_on("recvmmsg_polls_first") &&
+	    !(flags & (MSG_DONTWAIT | MSG_ERRQUEUE | MSG_WAITALL)) && spfault_sock_type(fd) &&
+	    !spfault_nonblocking(fd) && spfault_sockopt_int(fd, SOL_SOCKET, SO_ACCEPTCONN) != 1) {
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+		if (SPF_SYSCALL(SYS_ppoll, &p, 1, NULL, NULL, 0) < 0)
+			return -1; /* EINTR at a signal, whatever SA_RESTART says */
+		flags |= MSG_DONTWAIT;
+	}
 	if (n > 1 && spfault_on("recvmmsg_one_per_call"))
 		n = 1;
 	int r = real_recvmmsg(fd, v, n, flags, t);
@@ -262,13 +286,36 @@ static int blocking_stream(int fd)
 	return fl >= 0 && !(fl & O_NONBLOCK) && spfault_sock_type(fd) == SOCK_STREAM;
 }
 
+/* sendfile() emulated as a stack without a blocking path would: read up
+ * to 64 KiB of the file, then send(MSG_DONTWAIT): a short count where the
+ * buffer fills, EAGAIN where it is full already. */
+static ssize_t as_if_nonblocking(int out, int in, off_t *off, size_t count)
+{
+	static char buf[65536];
+	size_t n = count < sizeof(buf) ? count : sizeof(buf);
+	long got = off ? SPF_SYSCALL(SYS_pread64, in, buf, n, *off) : SPF_SYSCALL(SYS_read, in, buf, n);
+	if (got <= 0)
+		return got;
+	long w = SPF_SYSCALL(SYS_sendto, out, buf, got, MSG_DONTWAIT, NULL, 0);
+	int saved = errno;
+	long sent = w > 0 ? w : 0;
+	if (off)
+		*off += sent;
+	else if (sent < got)
+		SPF_SYSCALL(SYS_lseek, in, sent - got, SEEK_CUR);
+	errno = saved;
+	return w;
+}
+
 REAL(ssize_t, sendfile, int, int, off_t *, size_t)
 ssize_t sendfile(int out, int in, off_t *off, size_t count)
 {
 	load_sendfile();
-	if (count > 1 && spfault_on("sendfile_short_on_blocking") && blocking_stream(out))
-		count /= 2;
-	ssize_t r = real_sendfile(out, in, off, count);
+	ssize_t r;
+	if (spfault_on("sendfile_eagain_on_blocking") && blocking_stream(out))
+		r = as_if_nonblocking(out, in, off, count);
+	else
+		r = real_sendfile(out, in, off, count);
 	if (r > 0 && off && spfault_on("sendfile_moves_file_offset")) {
 		int saved = errno;
 		SPF_SYSCALL(SYS_lseek, in, r, SEEK_CUR);
@@ -281,9 +328,11 @@ REAL(ssize_t, sendfile64, int, int, off_t *, size_t)
 ssize_t sendfile64(int out, int in, off_t *off, size_t count)
 {
 	load_sendfile64();
-	if (count > 1 && spfault_on("sendfile_short_on_blocking") && blocking_stream(out))
-		count /= 2;
-	ssize_t r = real_sendfile64(out, in, off, count);
+	ssize_t r;
+	if (spfault_on("sendfile_eagain_on_blocking") && blocking_stream(out))
+		r = as_if_nonblocking(out, in, off, count);
+	else
+		r = real_sendfile64(out, in, off, count);
 	if (r > 0 && off && spfault_on("sendfile_moves_file_offset")) {
 		int saved = errno;
 		SPF_SYSCALL(SYS_lseek, in, r, SEEK_CUR);

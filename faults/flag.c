@@ -41,8 +41,10 @@ FAULT(sigurg_never_sent,
       "FLAG-OOB-SIGURG",
       "a sandbox that accepts F_SETOWN and delivers urgent data but never raises SIGURG");
 FAULT(gather_as_separate_sends,
-      "FLAG-WRITEV-GATHER",
-      "an LD_PRELOAD stack that implements writev()/sendmsg() as one send() per buffer");
+      "FLAG-WRITEV-GATHER,INTR-PARTIAL-TRANSFER",
+      "an LD_PRELOAD stack that implements writev()/sendmsg() as one send() per buffer (an "
+      "interrupted send that moved part of one buffer is followed by the next buffer's send, "
+      "so the call does not return its count at the signal)");
 FAULT(writev_first_buffer_only,
       "FLAG-WRITEV-GATHER",
       "a vectored write that sends only the first buffer and returns its length");

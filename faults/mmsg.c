@@ -1,6 +1,6 @@
 /*
  * mmsg.c - faults for catalogue 3's MMSG-SENDMMSG (several messages in
- * one call). Part of libspfault.so; see spfault.h for the conventions.
+ * one call), and sendmmsg's own path of FLAG-NOSIGNAL. Part of libspfault.so; see spfault.h for the conventions.
  *
  * Interposer owned here: sendmmsg (no other family changes it). With no
  * fault of this file on it is the C library's sendmmsg, unchanged. The
@@ -21,9 +21,16 @@ FAULT(sendmmsg_reports_first_error,
       "socketcall path) that returns the first error, -1, even after earlier messages went "
       "out, instead of the number sent");
 
+FAULT(sendmmsg_drops_nosignal,
+      "FLAG-NOSIGNAL",
+      "a sendmmsg() that passes the messages on without the call's MSG_NOSIGNAL (a batch path "
+      "that forwards only the flags it knows), so SIGPIPE is raised where send() raises none");
+
 REAL(int, sendmmsg, int, struct mmsghdr *, unsigned int, int)
 int sendmmsg(int fd, struct mmsghdr *v, unsigned int n, int flags)
 {
+	if (spfault_on("sendmmsg_drops_nosignal"))
+		flags &= ~MSG_NOSIGNAL;
 	if (!spfault_on("sendmmsg_reports_first_error")) {
 		load_sendmmsg();
 		return real_sendmmsg(fd, v, n, flags);

@@ -44,7 +44,7 @@ def items_of(binary: Path, families=None) -> list:
             if families and fam != "none" and fam not in families:
                 continue
             out.append(Item(probe=t.probe, binary=str(binary), test=t.name,
-                            family=fam, ids=t.ids, slow=t.slow))
+                            family=fam, ids=t.ids, slow=t.slow, bound=t.bound))
     return out
 
 

@@ -56,6 +56,12 @@ class Settings:
     wrap: list | None = None   # WRAP: the probe runs as `wrap... PROBE ARGS`
 
 
+def item_timeout(item: Item, settings: Settings) -> float:
+    """The item's timeout: the run's, or longer for an item whose Must
+    allows a longer wait (`bound` on its --list line) plus a second."""
+    return max(settings.timeout_s, item.bound + 1.0 if item.bound else 0.0)
+
+
 def command(item: Item, settings: Settings) -> list:
     probe = list(settings.wrap or []) + \
         (arch.isolated if settings.isolate and not settings.host_only else arch.emulator)(item.binary) + \
@@ -141,7 +147,7 @@ def _finish(item: Item, settings: Settings, proc, start: float) -> dict:
     for t in readers:
         t.start()
     try:
-        timed_out = not _wait_exit(proc, settings.timeout_s)
+        timed_out = not _wait_exit(proc, item_timeout(item, settings))
     finally:
         # Normal end, timeout or KeyboardInterrupt: the whole group goes,
         # including children that still hold the output pipe open.
@@ -152,7 +158,7 @@ def _finish(item: Item, settings: Settings, proc, start: float) -> dict:
     escaped = any(t.is_alive() for t in readers)
     duration = time.monotonic() - start
     text = bytes(out).decode("utf-8", "replace")
-    outcome = protocol.interpret(text, proc.returncode, timed_out, settings.timeout_s)
+    outcome = protocol.interpret(text, proc.returncode, timed_out, item_timeout(item, settings))
     if escaped and outcome.verdict == "pass":
         outcome.verdict = "error"
         outcome.message = ("a process the probe started left its process group and "

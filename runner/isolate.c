@@ -43,7 +43,10 @@
  * the outer /proc, whose pids are not its own; SOCKPROBE_PROC=outer then
  * tells the probe (sp_have_proc() is false), and the reason says why. As
  * root, where a user namespace could not mount its /proc, the namespaces
- * are made without one, which can.
+ * are made without one, which can. SOCKPROBE_ROOT=throwaway (the runner's
+ * word that the root is the run's own and items run in it one at a time:
+ * gVisor) and no mount namespace: root stays out of a user namespace, so
+ * that a fixture can mount in the root's mount namespace for one item.
  *
  * With --timeout, a probe still running after SECS is killed with its whole
  * namespace (or process group, on the host) and sp-isolate exits with
@@ -186,6 +189,17 @@ static int run_netns_private(void)
 {
 	const char *r = getenv("SOCKPROBE_RUN_NETNS");
 	return r && strcmp(r, "private") == 0;
+}
+
+/* The runner says the whole root is the run's own, discarded after it,
+ * and items run in it one at a time (SOCKPROBE_ROOT=throwaway: a gVisor
+ * sandbox). Where no mount namespace can be had, root then stays out of
+ * a user namespace so that a fixture can mount in the root's own mount
+ * namespace (undone when the item ends; fixtures/sp_fixtures.c). */
+static int root_throwaway(void)
+{
+	const char *r = getenv("SOCKPROBE_ROOT");
+	return r && strcmp(r, "throwaway") == 0;
 }
 
 static void set_preload(void)
@@ -641,6 +655,13 @@ int main(int argc, char **argv)
 			note(&pl, "no pid namespace: without a mount namespace for a /proc of its own, "
 			     "the probe keeps the /proc that shows its pids%s%s", "", "");
 			pl.flags &= ~CLONE_NEWPID;
+		}
+		if (o.failed == CLONE_NEWNS && root && root_throwaway()) {
+			/* a user namespace would keep the item from the
+			 * fixture mounts it may still make in this root */
+			pl.user = 0, user_off = 1;
+			note(&pl, "no user namespace: root in a throwaway root (SOCKPROBE_ROOT=throwaway) "
+			     "keeps the right to mount fixtures in it%s%s", "", "");
 		}
 		if (user_why[0] && !user_off)
 			pl.user = 1, user_why[0] = '\0';

@@ -88,6 +88,7 @@ class TestListing:
     ids: list
     families: list  # ["ipv4", "ipv6"] or ["none"]
     slow: float = 0.0  # seconds of wall time the test spends by design (alarm(1))
+    bound: float = 0.0  # seconds it may wait where the system deviates (a Must's allowance)
 
 
 def _seconds(v: str) -> float:
@@ -113,7 +114,7 @@ def parse_listing(text: str) -> list[TestListing]:
             probe=f["probe"], name=f["name"],
             ids=[i for i in f.get("ids", "").split(",") if i],
             families=[x for x in f.get("families", "none").split(",") if x],
-            slow=_seconds(f.get("slow", ""))))
+            slow=_seconds(f.get("slow", "")), bound=_seconds(f.get("bound", ""))))
     return out
 
 

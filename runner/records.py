@@ -25,6 +25,7 @@ class Item:
     family: str     # "ipv4", "ipv6" or "none"
     ids: list
     slow: float = 0.0  # wall time spent by design (`slow` on the --list line)
+    bound: float = 0.0  # wait allowed where the system deviates (`bound`): its timeout is longer
 
     @property
     def name(self) -> str:

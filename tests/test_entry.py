@@ -18,7 +18,8 @@ from conftest import BUILD, ROOT
 WRAPPER = BUILD / "test-probes" / "no-io-uring"
 # Probes whose items run behaviors through the io_uring values of the
 # .read/.write axes, and one (entry) whose wait calls do not need io_uring.
-PROBES = ["tcp", "udp", "flag", "close", "entry", "unix", "pipe", "thread", "mcast", "cmsg", "mmsg", "zc"]
+PROBES = ["tcp", "udp", "flag", "close", "entry", "unix", "pipe", "thread", "mcast", "cmsg", "mmsg", "zc",
+          "opt"]
 
 
 def run(tmp_path, errno_name):

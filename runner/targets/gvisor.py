@@ -514,7 +514,12 @@ class Gvisor(StreamTarget):
         order = item_order(static, tests)
         # hostinet: each lane's network namespace is its own (unshare
         # --net); items share it one after another (sp-isolate: net=run).
-        env = ["SOCKPROBE_RUN_NETNS=private"] if self.network == "hostinet" else []
+        # Each lane's root is an overlay of its own, discarded with the
+        # sandbox, and its items run one at a time: a fixture may mount in
+        # it for one item where no private mount namespace can be had
+        # (gVisor of 2022), as the DNS items' /etc files do.
+        env = ["SOCKPROBE_ROOT=throwaway"] + (
+            ["SOCKPROBE_RUN_NETNS=private"] if self.network == "hostinet" else [])
         root = work / "rootfs"
         lanes = [Lane(work / ("lane%d" % n), group, order) for n, group in
                  enumerate(split_probes(order, lane_count(len(order))))]
