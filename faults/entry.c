@@ -76,6 +76,20 @@ FAULT(sendfile_moves_file_offset,
       "ZC-SENDFILE",
       "a sendfile() emulated with read() and write() (an LD_PRELOAD stack, a small kernel) "
       "that moves the file's own offset even when an offset pointer is given");
+FAULT(uring_accept_ignores_dontwait,
+      "CONN-ACCEPT-EAGAIN",
+      "an io_uring whose IORING_OP_ACCEPT takes IORING_ACCEPT_DONTWAIT but drops it (as it drops "
+      "the listener's O_NONBLOCK), so a request on an empty non-blocking listener waits for a "
+      "connection");
+FAULT(uring_poll_closed_fd_waits,
+      "MUX-CLOSED-FD",
+      "an io_uring (an emulator's) whose IORING_OP_POLL_ADD on a descriptor that is not open "
+      "parks the request like one on an idle descriptor instead of failing it");
+FAULT(uring_bind_loses_address_length,
+      "UNIX-PATH-FILE",
+      "an io_uring whose IORING_OP_BIND reads the address length from the wrong field and binds "
+      "an AF_UNIX socket with the family alone (Linux then autobinds an abstract name), so no "
+      "socket file is made");
 FAULT(uring_send_drops_oob,
       "FLAG-OOB-URGENT-BYTE,FLAG-OOB-SIGURG",
       "an io_uring (a kernel or emulator) whose IORING_OP_SEND/SENDMSG passes on only the flags "
@@ -147,6 +161,30 @@ static int carries_rights(const struct io_uring_sqe *s)
 	return 0;
 }
 
+static int not_open(int fd)
+{
+	int saved = errno, r = fd >= 0 && fcntl(fd, F_GETFD) < 0 && errno == EBADF;
+	errno = saved;
+	return r;
+}
+
+/* A descriptor that never becomes ready: a pipe's read end nobody writes
+ * (one per process, kept open). */
+static int idle_fd(void)
+{
+	static pid_t pid;
+	static int p[2] = { -1, -1 };
+	int saved = errno;
+
+	if (pid != getpid()) {
+		if (SPF_SYSCALL(SYS_pipe2, p, O_CLOEXEC) < 0) /* not faults/pipe.c's pipe2 */
+			p[0] = -1;
+		pid = getpid();
+	}
+	errno = saved;
+	return p[0];
+}
+
 /* Before io_uring_enter(): the entries between the kernel's head and the
  * program's tail are about to be submitted. */
 static void ring_before_enter(int fd)
@@ -154,9 +192,12 @@ static void ring_before_enter(int fd)
 	int waitall = spfault_on("uring_recv_ignores_waitall"),
 	    shut = spfault_on("uring_shutdown_shuts_both"),
 	    rights = spfault_on("uring_sendmsg_refuses_rights"),
-	    oob = spfault_on("uring_send_drops_oob");
+	    oob = spfault_on("uring_send_drops_oob"),
+	    dontwait = spfault_on("uring_accept_ignores_dontwait"),
+	    closed = spfault_on("uring_poll_closed_fd_waits"),
+	    bindlen = spfault_on("uring_bind_loses_address_length");
 
-	if (!waitall && !shut && !rights && !oob)
+	if (!waitall && !shut && !rights && !oob && !dontwait && !closed && !bindlen)
 		return;
 	for (int i = 0; i < RINGS; i++) {
 		struct ring *r = &rings[i];
@@ -173,6 +214,12 @@ static void ring_before_enter(int fd)
 				s->len = SHUT_RDWR;
 			if (rights && s->opcode == IORING_OP_SENDMSG && carries_rights(s))
 				s->ioprio = (__u16)~0u; /* flags the kernel rejects: -EINVAL */
+			if (dontwait && s->opcode == IORING_OP_ACCEPT)
+				s->ioprio &= (__u16)~2u; /* IORING_ACCEPT_DONTWAIT */
+			if (closed && s->opcode == IORING_OP_POLL_ADD && not_open(s->fd))
+				s->fd = idle_fd(); /* polled like an idle descriptor */
+			if (bindlen && s->opcode == 56 /* IORING_OP_BIND, Linux 6.11 */)
+				s->addr2 = sizeof(sa_family_t);
 		}
 	}
 }

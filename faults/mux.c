@@ -2,7 +2,8 @@
  * faults/mux.c - faults of catalogue 2's MUX-* behaviors: readiness
  * through select() and poll() (part of libspfault.so; see spfault.h).
  *
- * Interposers owned here: poll, ppoll, select, pselect. Each is
+ * Interposers owned here: poll, ppoll, select, pselect (and an
+ * SPF_EPOLL_CTL hook for a closed descriptor). Each is
  * transparent unless one of its faults is on, touches only the sockets
  * its fault is about, and never changes errno in its checks. Other
  * families join them through the SPF_POLL hooks (faults/tick.c; poll and
@@ -18,6 +19,7 @@
 #include <unistd.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <sys/epoll.h>
 #include <sys/ioctl.h>
 #include <sys/select.h>
 #include <sys/socket.h>
@@ -92,6 +94,10 @@ FAULT(poll_skips_closed_fds,
 FAULT(select_skips_closed_fds,
       "MUX-CLOSED-FD",
       "a user-space select() that ignores closed descriptors in its sets instead of failing with EBADF");
+FAULT(epoll_ctl_takes_closed_fds,
+      "MUX-CLOSED-FD",
+      "a user-space epoll in an LD_PRELOAD stack whose EPOLL_CTL_ADD takes any descriptor number, a "
+      "closed one too, answers 0 and never reports it");
 
 REAL(int, poll, struct pollfd *, nfds_t, int)
 REAL(int, ppoll, struct pollfd *, nfds_t, const struct timespec *, const sigset_t *)
@@ -104,6 +110,16 @@ static int mux_is_closed(int fd)
 	int r = fd >= 0 && fcntl(fd, F_GETFD) < 0 && errno == EBADF;
 	errno = saved;
 	return r;
+}
+
+/* epoll_ctl_takes_closed_fds: EPOLL_CTL_ADD of a closed descriptor answers
+ * 0 (faults/epoll.c's epoll_ctl runs the SPF_EPOLL_CTL hooks). */
+SPF_HOOK(mux_epoll_add_closed, SPF_OP(SPF_EPOLL_CTL), SPF_BEFORE, 5)
+{
+	if (c->flags != EPOLL_CTL_ADD || !spfault_on("epoll_ctl_takes_closed_fds") || !mux_is_closed(c->fd))
+		return 0;
+	c->r = 0;
+	return 1;
 }
 
 static int mux_connected(int fd)

@@ -19,7 +19,7 @@ from . import catalogue, report
 # and beyond poll (the default wait).
 CLASSIC = {"read", "recv", "recvfrom", "recvmsg", "readv",
            "write", "send", "sendto", "sendmsg", "writev", "poll",
-           "shutdown", "close", "accept4", "connect"}
+           "shutdown", "close", "accept4", "connect", "bind"}
 SIDES = (("in", "reads"), ("out", "writes"), ("wait", "waits"), ("conn", "connection calls"))
 
 
@@ -53,7 +53,7 @@ def render_md(doc: dict) -> str:
              "",
              "The calls each ID's items went through on kernel %s (%s), run of %s: "
              "reads, writes, wait calls and connection calls (shutdown, close, accept, "
-             "connect) made through the fixture's dispatchers "
+             "connect, bind) made through the fixture's dispatchers "
              "(the items' .read/.write/.call/.wait parameters and their loops over every "
              "call). Entry points beyond the classic calls (read/recv/recvfrom/recvmsg/readv, "
              "their write twins, poll, the plain connection calls) are in bold. An ID whose cells are empty makes its calls "
