@@ -20,6 +20,14 @@ FAULTLIB = BUILD / "libspfault.so"
 
 
 def pytest_configure(config):
+    # A run started in the background of a non-interactive shell (`make
+    # test &` in a script) inherits SIGINT ignored, and so would every
+    # process the tests start: the Ctrl-C tests press Ctrl-C as a terminal
+    # does, so their processes get SIGINT's default back (an ignored
+    # signal stays ignored across exec; a handler does not).
+    import signal
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     for p in (ISOLATE, MISBEHAVE, FAULTLIB):
         if not p.exists():
             raise pytest.UsageError("%s is not built: run `make test`, which builds first" % p)
