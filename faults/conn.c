@@ -36,7 +36,7 @@ FAULT(getpeername_is_local,
       "CONN-NAMES-AGREE",
       "an LD_PRELOAD stack whose getpeername() fills in the local address");
 FAULT(getpeername_unconnected_zero,
-      "CONN-NAMES-AGREE",
+      "CONN-NAMES-AGREE,STATE-UDP-DISCONNECT",
       "an LD_PRELOAD stack that answers getpeername() on an unconnected socket with an all-zero address");
 FAULT(accepted_name_is_listeners,
       "CONN-NAMES-AGREE",

@@ -190,7 +190,7 @@ SPF_HOOK(accept_repeats_first, SPF_OP(SPF_ACCEPT), SPF_AFTER, 30)
 {
 	int l = c->fd, fd = (int)c->r;
 
-	if (fd < 0 || !on("accept_repeats_first") || l >= MAXFD)
+	if (fd < 0 || !on("accept_repeats_first") || l >= MAXFD || !is_stream(l)) /* TCP only */
 		return 0;
 	/* The first connection, while it is still open under its number
 	 * (one closed, or its number reused, cannot be handed out again). */
@@ -239,7 +239,7 @@ SPF_HOOK(implicit_bind_names, SPF_OP(SPF_GETSOCKNAME), SPF_AFTER, 20)
 SPF_HOOK(buffers_at_connect, SPF_OP(SPF_GETSOCKOPT), SPF_AFTER, 40)
 {
 	if (c->r == 0 && c->level == SOL_SOCKET && (c->opt == SO_SNDBUF || c->opt == SO_RCVBUF) &&
-	    on("sockets_start_without_buffers")) {
+	    on("sockets_start_without_buffers") && is_stream(c->fd)) { /* TCP only */
 		struct sockaddr_storage ss;
 		socklen_t sl = sizeof(ss);
 		load_getpeername();
@@ -251,11 +251,13 @@ SPF_HOOK(buffers_at_connect, SPF_OP(SPF_GETSOCKOPT), SPF_AFTER, 40)
 
 /* ---- reading ------------------------------------------------------------------ */
 
-/* read_caps_at_10: a read never returns more than one 10-byte write. */
+/* read_caps_at_10: a read never returns more than one 10-byte write.
+ * MSG_WAITALL still waits for the full count (a message-oriented stack
+ * fills the request from several messages): that is FLAG-WAITALL's. */
 SPF_HOOK(read_caps_at_10, SPF_OP(SPF_READ) | SPF_OP(SPF_RECV) | SPF_OP(SPF_RECVFROM),
 	 SPF_BEFORE, 60)
 {
-	if (c->ask > 10 && on("read_caps_at_10") && is_stream(c->fd))
+	if (c->ask > 10 && !(c->flags & MSG_WAITALL) && on("read_caps_at_10") && is_stream(c->fd))
 		c->ask = 10;
 	return 0;
 }
@@ -307,7 +309,14 @@ static void wait_for_peer_read(int fd)
 		int inq = 0;
 		if (ioctl(p, FIONREAD, &inq) < 0 || inq == 0)
 			return;
-		real_poll(NULL, 0, 1);
+		/* A wait like any other: a caught signal ends it, and the
+		 * send returns the count it moved (INTR-PARTIAL-TRANSFER). */
+		int saved = errno;
+		if (real_poll(NULL, 0, 1) < 0 && errno == EINTR) {
+			errno = saved;
+			return;
+		}
+		errno = saved;
 	}
 }
 
@@ -337,7 +346,9 @@ SPF_HOOK(tcp_send, SPF_OP(SPF_WRITE) | SPF_OP(SPF_SEND) | SPF_OP(SPF_SENDTO), SP
 	}
 	if (on("write_waits_for_peer_read")) {
 		c->r = real_send(fd, c->data, c->n, c->flags);
-		if (c->r > 0)
+		/* A short count: the send was cut short (a signal), and
+		 * returns at once with it (INTR-PARTIAL-TRANSFER). */
+		if (c->r > 0 && (size_t)c->r == c->n)
 			wait_for_peer_read(fd);
 		return 1;
 	}

@@ -31,7 +31,7 @@ FAULT(dgram_no_trunc_flag,
       "UDP-TRUNCATE",
       "a stack that truncates a datagram without setting MSG_TRUNC");
 FAULT(dgram_recv_keeps_tail,
-      "UDP-TRUNCATE",
+      "UDP-TRUNCATE,FLAG-TRUNC-UDP",
       "a datagram layer over a byte stream whose recv()/recvfrom()/read() keep a long datagram's tail for the next call");
 FAULT(dgram_send_backpressure,
       "UDP-NO-FLOW-CONTROL",
@@ -55,7 +55,7 @@ FAULT(dgram_remembers_destination,
       "UDP-DESTINATION-EACH-SEND",
       "a stack that keeps sending to the first destination of an unconnected socket");
 FAULT(unconnected_write_enotconn,
-      "UDP-DESTINATION-EACH-SEND",
+      "UDP-DESTINATION-EACH-SEND,STATE-UDP-DISCONNECT",
       "socket_wrapper-style UDP over AF_UNIX datagrams: send()/write() without a destination fail with ENOTCONN, not EDESTADDRREQ");
 FAULT(udp_connect_noop,
       "UDP-CONNECTED",
