@@ -23,7 +23,7 @@
 #define MAXFD 1024
 
 FAULT(so_type_always_stream,
-      "OPT-SO-TYPE",
+      "OPT-SO-TYPE,UNIXX-OPTIONS",
       "an LD_PRELOAD stack that carries every socket over a stream and reports SOCK_STREAM for UDP too");
 FAULT(reuseaddr_steals_port,
       "OPT-BIND-IN-USE",

@@ -49,7 +49,8 @@ FAULT(connect_needs_accept,
       "TCP-HANDSHAKE-BEFORE-ACCEPT,CONN-BACKLOG-QUEUE",
       "a sandbox that completes connect() only when the server accepts");
 FAULT(connect_returns_before_handshake,
-      "TCP-HANDSHAKE-BEFORE-ACCEPT,CONN-REFUSED,CONN-V6ONLY,LISTEN-SHUTDOWN-WAKES-ACCEPT",
+      "TCP-HANDSHAKE-BEFORE-ACCEPT,CONN-REFUSED,CONN-V6ONLY,LISTEN-SHUTDOWN-WAKES-ACCEPT,"
+      "TIMEO-CONNECT,TCPOPT-SYNCNT",
       "a stack with deferred connect (TCP_FASTOPEN_CONNECT-like, or a lazy proxy shim): connect() returns 0 at once and the SYN goes out on the next call on the socket");
 FAULT(no_implicit_bind,
       "TCP-CONNECT-IMPLICIT-BIND,UDP-SENDTO-IMPLICIT-BIND,CONN-NAMES-AGREE",
