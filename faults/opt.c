@@ -41,7 +41,7 @@ FAULT(nagle_off,
       "OPT-TCP-NODELAY",
       "a userspace TCP stack without Nagle's algorithm that still reports TCP_NODELAY 0");
 FAULT(keepalive_ignored,
-      "OPT-KEEPALIVE",
+      "OPT-KEEPALIVE,TCPOPT-KEEPALIVE-KNOBS",
       "an LD_PRELOAD stack that accepts SO_KEEPALIVE and silently drops it");
 FAULT(linger_zero_sends_fin,
       "OPT-LINGER-ZERO-RST",

@@ -56,7 +56,7 @@ FAULT(no_implicit_bind,
       "TCP-CONNECT-IMPLICIT-BIND,UDP-SENDTO-IMPLICIT-BIND,CONN-NAMES-AGREE",
       "an LD_PRELOAD stack whose getsockname() reports port 0 after an implicit bind");
 FAULT(implicit_bind_reports_wildcard,
-      "TCP-CONNECT-IMPLICIT-BIND,CONN-NAMES-AGREE",
+      "TCP-CONNECT-IMPLICIT-BIND,CONN-NAMES-AGREE,ADDR-V6-MAPPED-CONNECT",
       "an LD_PRELOAD or NAT-ing sandbox stack whose getsockname() after connect()'s implicit bind reports the wildcard address (only the port is right)");
 FAULT(accept_repeats_first,
       "TCP-LISTEN-ACCEPT-SEQUENCE",

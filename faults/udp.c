@@ -22,13 +22,13 @@ FAULT(dgram_recv_merges,
       "UDP-BOUNDARY",
       "a datagram emulation over a byte stream that merges queued datagrams");
 FAULT(dgram_drops_empty,
-      "UDP-BOUNDARY",
+      "UDP-BOUNDARY,RECV-ZERO-LENGTH",
       "a datagram emulation over a byte stream that cannot carry an empty datagram: it reports 0 sent and delivers nothing");
 FAULT(dgram_limited_to_mtu,
       "UDP-BOUNDARY",
       "a userspace stack without IP fragmentation (lwIP built without IP_FRAG) that refuses datagrams over a 1500-byte MTU with EMSGSIZE");
 FAULT(dgram_no_trunc_flag,
-      "UDP-TRUNCATE",
+      "UDP-TRUNCATE,RECV-ZERO-LENGTH",
       "a stack that truncates a datagram without setting MSG_TRUNC");
 FAULT(dgram_recv_keeps_tail,
       "UDP-TRUNCATE,FLAG-TRUNC-UDP",
@@ -137,7 +137,8 @@ SPF_HOOK(udp_recv_answers, SPF_RECEIVING, SPF_BEFORE, 30)
 		return 0;
 	/* unconnected_udp_reports_icmp: the port unreachable an earlier
 	 * sendto() provoked fails the next receive that names a source. */
-	if (named && icmp_pending[fd] && on("unconnected_udp_reports_icmp")) {
+	if (named && icmp_pending[fd] && !(c->flags & MSG_ERRQUEUE) &&
+	    on("unconnected_udp_reports_icmp")) { /* the error queue is not a receive */
 		icmp_pending[fd] = 0;
 		errno = ECONNREFUSED;
 		c->r = -1;
