@@ -270,8 +270,8 @@ SPF_HOOK(stream_read_drops_rest, SPF_OP(SPF_READ) | SPF_OP(SPF_RECV) | SPF_OP(SP
 {
 	/* Only a read that filled the buffer left something behind; a peek
 	 * leaves everything queued anyway. */
-	if (c->r > 0 && (size_t)c->r == c->ask && !(c->flags & MSG_PEEK) &&
-	    on("stream_read_drops_rest") && is_stream(c->fd))
+	if (c->r > 0 && (size_t)c->r == c->ask && !(c->flags & (MSG_PEEK | MSG_OOB)) &&
+	    on("stream_read_drops_rest") && is_stream(c->fd)) /* the urgent byte is no stream read */
 		drain(c->fd);
 	return 0;
 }
@@ -281,8 +281,9 @@ SPF_HOOK(stream_read_drops_rest, SPF_OP(SPF_READ) | SPF_OP(SPF_RECV) | SPF_OP(SP
 SPF_HOOK(stream_recv_drops_rest, SPF_OP(SPF_RECV) | SPF_OP(SPF_RECVFROM) | SPF_OP(SPF_RECVMSG),
 	 SPF_AFTER, 51)
 {
+	/* A peek consumes nothing, of a datagram either. */
 	if (c->fd >= 0 && c->fd < MAXFD && c->r > 0 && (size_t)c->r == c->n &&
-	    on("stream_recv_drops_rest") && is_stream(c->fd))
+	    !(c->flags & (MSG_PEEK | MSG_OOB)) && on("stream_recv_drops_rest") && is_stream(c->fd))
 		drain(c->fd);
 	return 0;
 }
