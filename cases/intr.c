@@ -702,7 +702,9 @@ SP_TEST(sa_restart_resumes_blocked_socket_calls, "INTR-RESTART-SOCKET-CALLS", SP
 
 		/* waitpid() on a running child */
 		int fds[2], st = 0;
-		ASSERT_SYS(pipe2(fds, O_CLOEXEC));
+		sp_pipe(fds); /* ends checked: PIPE-ENDS is a mechanism here */
+		ASSERT_SYS(fcntl(fds[0], F_SETFD, FD_CLOEXEC));
+		ASSERT_SYS(fcntl(fds[1], F_SETFD, FD_CLOEXEC));
 		pid_t kid = sp_fork(exit_when_told, fds);
 		close(fds[0]);
 		arm(&in, C_WAITPID, let_child_exit, &fds[1]);

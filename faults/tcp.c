@@ -240,7 +240,8 @@ SPF_HOOK(implicit_bind_names, SPF_OP(SPF_GETSOCKNAME), SPF_AFTER, 20)
 SPF_HOOK(buffers_at_connect, SPF_OP(SPF_GETSOCKOPT), SPF_AFTER, 40)
 {
 	if (c->r == 0 && c->level == SOL_SOCKET && (c->opt == SO_SNDBUF || c->opt == SO_RCVBUF) &&
-	    on("sockets_start_without_buffers") && is_stream(c->fd)) { /* TCP only */
+	    on("sockets_start_without_buffers") &&
+	    (spfault_family(c->fd) == AF_INET || spfault_family(c->fd) == AF_INET6)) { /* IP sockets */
 		struct sockaddr_storage ss;
 		socklen_t sl = sizeof(ss);
 		load_getpeername();
