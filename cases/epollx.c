@@ -161,6 +161,28 @@ static int failed_with(int r, int e, int want)
 
 /* ---- 1. EPOLLX-EXCLUSIVE ---------------------------------------------------- */
 
+/* A connection is queued at listener l once connect() has returned: that
+ * is TCP-HANDSHAKE-BEFORE-ACCEPT's Must (and poll() reporting it,
+ * MUX-LISTEN-READABLE's), mechanisms here; either missing is broken,
+ * needs that ID. */
+static void needs_connection_queued(int l)
+{
+	if (sp_poll(l, POLLIN, 0) & POLLIN)
+		return;
+	sp_set_nonblock(l, 1);
+	errno = 0;
+	int a = accept4(l, NULL, NULL, SOCK_CLOEXEC);
+	int err = errno;
+	sp_set_nonblock(l, 0);
+	if (a >= 0) {
+		close(a);
+		BROKEN_NEEDS("MUX-LISTEN-READABLE", "poll() does not report the listener readable, "
+			     "yet accept() took a connection");
+	}
+	BROKEN_NEEDS("TCP-HANDSHAKE-BEFORE-ACCEPT", "no connection queued at the listener after "
+		     "connect() returned (a non-blocking accept() says %s)", sp_errno_name(err));
+}
+
 /* EPOLLEXCLUSIVE is taken only by EPOLL_CTL_ADD, alone (no ONESHOT), and
  * never for an epoll descriptor. */
 SP_TEST(exclusive_registration_is_add_only, "EPOLLX-EXCLUSIVE", SP_INET)
@@ -194,6 +216,8 @@ SP_TEST(exclusive_registration_is_add_only, "EPOLLX-EXCLUSIVE", SP_INET)
 	ASSERT_EQ(0, ep_add(ep, inner, EPOLLIN, 4));
 	EXPECT_NOTHING(SP_WAIT_EPOLL, ep, "no connection yet");
 	int c = sp_tcp_connect(ctx, l);
+	if (!(sp_poll(l, POLLIN, sp_wait_ms()) & POLLIN))
+		needs_connection_queued(l);
 	EXPECT_REPORTS(SP_WAIT_EPOLL, ep, sp_wait_ms(), EPOLLIN,
 		       "a connection to the exclusively registered listener", 1);
 	close(c);
@@ -290,6 +314,8 @@ static int waiters_woken(const struct sp_ctx *ctx, uint32_t flags, int must)
 		close(w[i].ep);
 	}
 	close(done_efd);
+	if (must && (!first_in_time || !returned_one))
+		needs_connection_queued(l);
 	close(c);
 	close(l);
 	if (must && (!first_in_time || !returned_one))
@@ -328,6 +354,16 @@ SP_TEST(dup_is_a_registration_of_its_own, "EPOLLX-DUP", SP_INET, .kind = SP_EVER
 	EXPECT_NOTHING(api, ep, "nothing has arrived");
 	ASSERT_EQ(1, write(c, "x", 1));
 	EXPECT_REPORTS(api, ep, sp_wait_ms(), EPOLLIN, "data arrived", orig, copy);
+	/* The waits below see the byte already reported, still unread:
+	 * level-triggered reporting (EPOLL-LEVEL) is their mechanism. */
+	struct epoll_event again[8];
+	int n = ep_wait(api, ep, again, 8, 0);
+	if (n != 2) {
+		char seen[32];
+		snprintf(seen, sizeof(seen), "%d report%s", n, n == 1 ? "" : "s");
+		sp_needs_at(__FILE__, __LINE__, "EPOLL-LEVEL", "a second wait, the reported byte "
+			    "still unread", "2 reports", seen, 0);
+	}
 
 	/* Linux: the original's registration outlives its number. */
 	close(s);
@@ -463,7 +499,9 @@ SP_TEST(edge_triggered_unix_stream_reports_each_edge_once, "EPOLLX-ET-UNIX", SP_
 	ASSERT_EQ(1, write(w, "x", 1));
 	EXPECT_REPORTS(api, ep, sp_wait_ms(), EPOLLIN, "a new 1-byte write", 1);
 	EXPECT_NOTHING(api, ep, "the 1-byte write was reported once");
-	ASSERT_SYS(epoll_ctl(ep, EPOLL_CTL_DEL, r, NULL));
+	/* A set of its own for the writer (no EPOLL_CTL_DEL, EPOLL-CTL-ERRORS'). */
+	close(ep);
+	ep = ep_new();
 
 	/* The writer, registered while full. */
 	sp_set_nonblock(w, 1);
@@ -492,7 +530,15 @@ SP_TEST(edge_triggered_unix_stream_reports_each_edge_once, "EPOLLX-ET-UNIX", SP_
 			     n < 0 ? sp_errno_name(errno) : "EOF");
 		drained += (size_t)n;
 	}
-	ASSERT_EQ(queued, drained);
+	/* Every byte written comes out, whatever the reads' sizes: that the
+	 * stream keeps no boundaries is UNIX-STREAM-NO-BOUNDARY's. */
+	if (drained != queued) {
+		char exp[32], seen[32];
+		snprintf(exp, sizeof(exp), "%zu bytes", queued);
+		snprintf(seen, sizeof(seen), "%zu bytes", drained);
+		sp_needs_at(__FILE__, __LINE__, "UNIX-STREAM-NO-BOUNDARY", "draining the AF_UNIX "
+			    "stream after a 5-byte partial read", exp, seen, 0);
+	}
 	EXPECT_REPORTS(api, ep, 1000, EPOLLOUT, "the reader drained everything", 2);
 	EXPECT_NOTHING(api, ep, "the EPOLLOUT edge was reported once");
 	close(ep);

@@ -636,8 +636,15 @@ SP_TEST(defer_accept_waits_for_data, "LISTEN-DEFER-ACCEPT", SP_INET)
 		    "1 s (%s)", sp_events_str(ev));
 	int s = (int)ASSERT_SYS(accept(l, NULL, NULL));
 	char b = 0;
+	/* Already there: an O_NONBLOCK recv() gets it (not MSG_DONTWAIT,
+	 * FLAG-DONTWAIT's). */
+	sp_set_nonblock(s, 1);
 	long m = sp_block_mark();
-	ASSERT_EQ(1, recv(s, &b, 1, MSG_DONTWAIT));
+	errno = 0;
+	ssize_t got = recv(s, &b, 1, 0);
+	ASSERT_TRUE(got == 1, "the byte is already readable on the accepted connection: recv() "
+		    "on it (O_NONBLOCK) returns 1 (got %zd, %s)", got, got < 0 ? sp_errno_name(errno) :
+		    "-");
 	ASSERT_NO_BLOCK(m, "recv() of the byte already there");
 	ASSERT_EQ('!', b);
 	close(s);

@@ -67,13 +67,19 @@ static int pattern_file(size_t size)
 	return fd;
 }
 
-struct reader { int fd; size_t n; unsigned char *buf; size_t got; };
+struct reader { int fd; size_t n; unsigned char *buf; size_t got; int done; };
 
 static void *read_everything(void *arg)
 {
 	struct reader *r = arg;
 	r->got = sp_read_all(r->fd, r->buf, r->n);
+	__atomic_store_n(&r->done, 1, __ATOMIC_RELEASE);
 	return NULL;
+}
+
+static int reader_done(void *arg)
+{
+	return __atomic_load_n(&((struct reader *)arg)->done, __ATOMIC_ACQUIRE);
 }
 
 /* sendfile() of n bytes from *off, looping on short counts (and, on a
@@ -106,13 +112,20 @@ SP_TEST(sendfile_delivers_the_file_and_keeps_offsets, "ZC-SENDFILE", SP_INET, .m
 	sp_set_nonblock(c, ctx->nonblock);
 
 	/* The whole file, through an offset pointer. */
-	struct reader rd = { s, FILE_SIZE, malloc(FILE_SIZE), 0 };
+	struct reader rd = { s, FILE_SIZE, malloc(FILE_SIZE), 0, 0 };
 	REQUIRE(rd.buf != NULL, "memory for the peer's copy");
 	pthread_t t;
 	REQUIRE(pthread_create(&t, NULL, read_everything, &rd) == 0, "a reader thread");
 	off_t off = 0;
 	sendfile_all(c, f, &off, FILE_SIZE);
 	pthread_join(t, NULL);
+	/* pthread_join() waiting for the reader is THREAD-JOIN-RETURNS', a
+	 * mechanism here. */
+	if (!reader_done(&rd)) {
+		sp_wait_until(reader_done, &rd, sp_wait_ms());
+		BROKEN_NEEDS("THREAD-JOIN-RETURNS", "pthread_join() returned while the reader "
+			     "thread was still reading");
+	}
 	if (rd.got != FILE_SIZE)
 		FAIL("the peer received %zu bytes of the %d-byte file", rd.got, FILE_SIZE);
 	size_t bad = sp_pattern_check(rd.buf, FILE_SIZE, 0);
@@ -132,15 +145,24 @@ SP_TEST(sendfile_delivers_the_file_and_keeps_offsets, "ZC-SENDFILE", SP_INET, .m
 	ASSERT_EQ(0, MUST_RETURN(sendfile(c, f, &off, 100), "sendfile() of 100 bytes at the end"));
 	ASSERT_EQ(FILE_SIZE, off);
 
-	/* NULL offset: from the file offset, which advances. */
+	/* NULL offset: from the file offset, which advances (looping on
+	 * short counts, as for the whole file). */
 	ASSERT_EQ(1000, lseek(f, 1000, SEEK_SET));
-	ASSERT_EQ(100, MUST_RETURN(sendfile(c, f, NULL, 100), "sendfile() of 100 bytes, NULL offset"));
+	sendfile_all(c, f, NULL, 100);
 	ASSERT_EQ(1100, lseek(f, 0, SEEK_CUR));
 	ASSERT_EQ(100, sp_read_all(s, b, 100));
 	if (sp_pattern_check(b, 100, 1000) != 100)
 		FAIL("sendfile() with a NULL offset at 1000 did not send bytes 1000-1099");
-	struct pollfd p = { s, POLLIN, 0 };
-	ASSERT_EQ(0, poll(&p, 1, 0)); /* nothing more than asked */
+	/* Nothing more than asked: a non-blocking peek finds nothing (not
+	 * poll(), MUX-READABLE-DATA's). */
+	sp_set_nonblock(s, 1);
+	errno = 0;
+	ssize_t more = recv(s, b, 1, MSG_PEEK);
+	int merr = errno;
+	sp_set_nonblock(s, 0);
+	ASSERT_TRUE(more < 0 && (merr == EAGAIN || merr == EWOULDBLOCK), "nothing follows the 100 "
+		    "bytes sendfile() was asked for (a peek got %zd, %s)", more,
+		    more < 0 ? sp_errno_name(merr) : "data");
 	close(c);
 	close(s);
 
@@ -177,9 +199,11 @@ SP_TEST(sendfile_to_unix_stream_socket_delivers_the_bytes, "ZC-SENDFILE", SP_NON
 	ssize_t w = MUST_RETURN(sendfile(sv[0], f, &off, 4096), "sendfile() to an AF_UNIX stream socket");
 	if (w < 0 && (errno == EINVAL || errno == ENOSYS || errno == EOPNOTSUPP))
 		UNSUPPORTED("sendfile() to an AF_UNIX stream socket (%s)", sp_errno_name(errno));
-	if (w != 4096)
+	if (w <= 0)
 		FAIL("sendfile() of 4096 bytes to an AF_UNIX stream socket returned %zd (%s)", w,
-		     w < 0 ? sp_errno_name(errno) : "short");
+		     w < 0 ? sp_errno_name(errno) : "nothing");
+	if (w < 4096) /* a short count: the rest, looping */
+		sendfile_all(sv[0], f, &off, 4096 - (size_t)w);
 	ASSERT_EQ(4096, off);
 	ASSERT_EQ(0, lseek(f, 0, SEEK_CUR)); /* the file's own offset stays */
 	ASSERT_EQ(4096, sp_read_all(sv[1], b, 4096));
@@ -221,7 +245,7 @@ SP_TEST(splice_moves_bytes_between_socket_and_pipe, "ZC-SPLICE", SP_INET)
 	unsigned char out[1000], in[1000];
 
 	sp_tcp_pair(ctx, &c, &s);
-	ASSERT_SYS(pipe(p));
+	sp_pipe(p); /* ends checked: PIPE-ENDS is a mechanism here */
 	sp_pattern(out, sizeof(out), 7);
 
 	/* Socket to pipe. */
@@ -265,7 +289,8 @@ SP_TEST(splice_moves_bytes_between_socket_and_pipe, "ZC-SPLICE", SP_INET)
 
 	/* After the peer's FIN: 0. */
 	ASSERT_SYS(shutdown(c, SHUT_WR));
-	EXPECT_EVENTS(s, POLLIN, POLLIN | POLLHUP, "the peer's FIN arrives");
+	/* That the FIN is sent is CLOSE-HALF-WR-EOF's, a mechanism here. */
+	SP_FIN_ARRIVES(s, "CLOSE-HALF-WR-EOF", "shutdown(SHUT_WR)");
 	errno = 0;
 	k = MUST_RETURN(splice(s, NULL, p[1], NULL, 1000, 0), "splice() after the peer's FIN");
 	if (k != 0)

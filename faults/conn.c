@@ -33,23 +33,23 @@ FAULT(nonblock_accept_waits,
       "CONN-ACCEPT-EAGAIN,LISTEN-DEFER-ACCEPT",
       "an emulator that ignores O_NONBLOCK on a listening socket, so accept() blocks");
 FAULT(getpeername_is_local,
-      "CONN-NAMES-AGREE",
+      "CONN-NAMES-AGREE,ADDR-V6-MAPPED-CONNECT",
       "an LD_PRELOAD stack whose getpeername() fills in the local address");
 FAULT(getpeername_unconnected_zero,
-      "CONN-NAMES-AGREE",
+      "CONN-NAMES-AGREE,STATE-UDP-DISCONNECT",
       "an LD_PRELOAD stack that answers getpeername() on an unconnected socket with an all-zero address");
 FAULT(accepted_name_is_listeners,
       "CONN-NAMES-AGREE",
       "a socket layer that names an accepted socket by its listener's bound address, "
       "so a wildcard listener's connections report 0.0.0.0 / :: in getsockname()");
 FAULT(no_v4_mapped,
-      "CONN-V6-MAPPED",
+      "CONN-V6-MAPPED,ADDR-V6-MAPPED-CONNECT",
       "a stack without dual-stack sockets (OpenBSD-like): AF_INET6 sockets stay IPv6-only whatever IPV6_V6ONLY says");
 FAULT(mapped_peer_as_inet,
-      "CONN-V6-MAPPED",
+      "CONN-V6-MAPPED,ADDR-V6-MAPPED-CONNECT",
       "an emulation layer that hands out a v4-mapped peer of an AF_INET6 socket in its AF_INET form");
 FAULT(v6only_ignored,
-      "CONN-V6ONLY",
+      "CONN-V6ONLY,ADDR-V6-MAPPED-CONNECT",
       "an emulator that stores IPV6_V6ONLY (reads it back) but keeps the socket dual-stack");
 
 REAL(int, getpeername, int, struct sockaddr *, socklen_t *)
@@ -178,7 +178,8 @@ int getpeername(int fd, struct sockaddr *a, socklen_t *len)
 	int r = real_getpeername(fd, a, len);
 	if (r == 0)
 		unmap(a, len);
-	if (r == 0 && on("getpeername_is_local") && spfault_sock_type(fd) == SOCK_STREAM) {
+	if (r == 0 && on("getpeername_is_local") && spfault_sock_type(fd) == SOCK_STREAM &&
+	    spfault_family(fd) != AF_UNIX) { /* an IP stack's */
 		load_getsockname();
 		return real_getsockname(fd, a, len);
 	}

@@ -54,7 +54,7 @@ FAULT(uring_sendmsg_refuses_rights,
       "an io_uring whose IORING_OP_SENDMSG refuses a message carrying SCM_RIGHTS with EINVAL "
       "(as early io_uring kernels did), while sendmsg() passes the descriptor");
 FAULT(recvmmsg_drops_trunc,
-      "UDP-TRUNCATE,UNIX-DGRAM-BOUNDARY,UNIX-SEQPACKET-BOUNDARY",
+      "UDP-TRUNCATE,UNIX-DGRAM-BOUNDARY,UNIX-SEQPACKET-BOUNDARY,MMSG-RECVMMSG",
       "a recvmmsg() (an LD_PRELOAD stack or an emulator's batch path) that copies the first "
       "part of a long datagram but does not set MSG_TRUNC in the message's msg_flags");
 FAULT(sendfile_eagain_on_blocking,

@@ -32,7 +32,7 @@ FAULT(nosignal_ignored,
       "FLAG-NOSIGNAL",
       "a libc or emulator that drops MSG_NOSIGNAL, so SIGPIPE is raised anyway");
 FAULT(sigpipe_never_raised,
-      "FLAG-NOSIGNAL",
+      "FLAG-NOSIGNAL,CLOSE-HALF-WR-NO-MORE-WRITES",
       "a sandbox that never raises SIGPIPE on a socket (every send behaves as with MSG_NOSIGNAL)");
 FAULT(oob_unsupported,
       "FLAG-OOB-URGENT-BYTE,FLAG-OOB-SIGURG,FLAG-OOB-ATMARK",
@@ -46,13 +46,13 @@ FAULT(gather_as_separate_sends,
       "interrupted send that moved part of one buffer is followed by the next buffer's send, "
       "so the call does not return its count at the signal)");
 FAULT(writev_first_buffer_only,
-      "FLAG-WRITEV-GATHER",
+      "FLAG-WRITEV-GATHER,UNIX-SOCKETPAIR,UNIX-STREAM-NO-BOUNDARY",
       "a vectored write that sends only the first buffer and returns its length");
 FAULT(scatter_as_separate_reads,
       "FLAG-READV-SCATTER",
       "an LD_PRELOAD stack that implements readv() as one read() per buffer");
 FAULT(readv_first_buffer_only,
-      "FLAG-READV-SCATTER",
+      "FLAG-READV-SCATTER,UNIX-STREAM-NO-BOUNDARY",
       "a vectored read that fills only the first buffer");
 FAULT(trunc_flag_ignored,
       "FLAG-TRUNC-UDP",

@@ -336,11 +336,17 @@ static int mux_select_core(int nfds, fd_set *rs, fd_set *ws, fd_set *es, struct 
 		ts = NULL;
 	}
 	if (spfault_on("select_no_wakeup") && wait_ms > 0) {
-		/* Sample now; if nothing is ready, sleep the timeout and say 0. */
+		/* Sample now; if nothing is ready, sleep the timeout and say 0.
+		 * The sleep is a wait like the real one for signals: pselect's
+		 * mask is in effect and a handled signal ends it with EINTR
+		 * (SIG-INTERRUPTS-SLEEP is not this fault's). */
 		fd_set r0 = rs ? *rs : none, w0 = ws ? *ws : none, e0 = es ? *es : none;
 		r = real_select(nfds, rs ? &r0 : NULL, ws ? &w0 : NULL, es ? &e0 : NULL, &zero_tv);
 		if (r == 0) {
-			real_poll(NULL, 0, (int)wait_ms);
+			struct timespec sleep_ts = { wait_ms / 1000, (wait_ms % 1000) * 1000000L };
+			load_ppoll();
+			if (real_ppoll(NULL, 0, &sleep_ts, use_pselect ? mask : NULL) < 0 && errno == EINTR)
+				return -1;
 			if (tv)
 				*tv = zero_tv;
 		}

@@ -23,7 +23,7 @@
 #define MAXFD 1024
 
 FAULT(so_type_always_stream,
-      "OPT-SO-TYPE",
+      "OPT-SO-TYPE,UNIXX-OPTIONS",
       "an LD_PRELOAD stack that carries every socket over a stream and reports SOCK_STREAM for UDP too");
 FAULT(reuseaddr_steals_port,
       "OPT-BIND-IN-USE",
@@ -41,7 +41,7 @@ FAULT(nagle_off,
       "OPT-TCP-NODELAY",
       "a userspace TCP stack without Nagle's algorithm that still reports TCP_NODELAY 0");
 FAULT(keepalive_ignored,
-      "OPT-KEEPALIVE",
+      "OPT-KEEPALIVE,TCPOPT-KEEPALIVE-KNOBS",
       "an LD_PRELOAD stack that accepts SO_KEEPALIVE and silently drops it");
 FAULT(linger_zero_sends_fin,
       "OPT-LINGER-ZERO-RST",

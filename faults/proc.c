@@ -25,7 +25,8 @@ FAULT(private_memory_shared,
       "PROC-FORK-COPIES",
       "a vfork-style fork() whose private memory stays shared");
 FAULT(close_shuts_down_shared_socket,
-      "PROC-FORK-SHARES-FDS,PROC-FORKING-SERVER,EXEC-PEER-EOF",
+      "PROC-FORK-SHARES-FDS,PROC-FORKING-SERVER,EXEC-PEER-EOF,EPOLLX-DUP,OPT-LINGER-ZERO-RST,"
+      "TCP-CLOSE-DISCARDS-INPUT",
       "a stack whose close() of one descriptor shuts the connection for every process");
 FAULT(sigchld_ignored,
       "PROC-ZOMBIE,SIG-CHLD-REAPS-ALL,SIG-HANDLER-RUNS",

@@ -48,7 +48,7 @@ FAULT(fclose_shuts_down_socket,
       "STDIO-FCLOSE-NO-HALF-CLOSE",
       "a stdio layer that treats fclose() of a socket stream as the end of the connection and sends a FIN despite a dup()");
 FAULT(dup_gives_unconnected_socket,
-      "STDIO-DUP-TWO-STREAMS",
+      "STDIO-DUP-TWO-STREAMS,EPOLLX-DUP,IOCTL-FIONBIO",
       "an LD_PRELOAD user-space stack without a dup() hook: the duplicate is a fresh kernel socket, not the connection");
 
 REAL(FILE *, fdopen, int, const char *)

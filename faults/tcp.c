@@ -49,13 +49,14 @@ FAULT(connect_needs_accept,
       "TCP-HANDSHAKE-BEFORE-ACCEPT,CONN-BACKLOG-QUEUE",
       "a sandbox that completes connect() only when the server accepts");
 FAULT(connect_returns_before_handshake,
-      "TCP-HANDSHAKE-BEFORE-ACCEPT,CONN-REFUSED,CONN-V6ONLY,LISTEN-SHUTDOWN-WAKES-ACCEPT",
+      "TCP-HANDSHAKE-BEFORE-ACCEPT,CONN-REFUSED,CONN-V6ONLY,LISTEN-SHUTDOWN-WAKES-ACCEPT,"
+      "TIMEO-CONNECT,TCPOPT-SYNCNT",
       "a stack with deferred connect (TCP_FASTOPEN_CONNECT-like, or a lazy proxy shim): connect() returns 0 at once and the SYN goes out on the next call on the socket");
 FAULT(no_implicit_bind,
       "TCP-CONNECT-IMPLICIT-BIND,UDP-SENDTO-IMPLICIT-BIND,CONN-NAMES-AGREE",
       "an LD_PRELOAD stack whose getsockname() reports port 0 after an implicit bind");
 FAULT(implicit_bind_reports_wildcard,
-      "TCP-CONNECT-IMPLICIT-BIND,CONN-NAMES-AGREE",
+      "TCP-CONNECT-IMPLICIT-BIND,CONN-NAMES-AGREE,ADDR-V6-MAPPED-CONNECT",
       "an LD_PRELOAD or NAT-ing sandbox stack whose getsockname() after connect()'s implicit bind reports the wildcard address (only the port is right)");
 FAULT(accept_repeats_first,
       "TCP-LISTEN-ACCEPT-SEQUENCE",
@@ -190,7 +191,7 @@ SPF_HOOK(accept_repeats_first, SPF_OP(SPF_ACCEPT), SPF_AFTER, 30)
 {
 	int l = c->fd, fd = (int)c->r;
 
-	if (fd < 0 || !on("accept_repeats_first") || l >= MAXFD)
+	if (fd < 0 || !on("accept_repeats_first") || l >= MAXFD || !is_stream(l)) /* TCP only */
 		return 0;
 	/* The first connection, while it is still open under its number
 	 * (one closed, or its number reused, cannot be handed out again). */
@@ -239,7 +240,8 @@ SPF_HOOK(implicit_bind_names, SPF_OP(SPF_GETSOCKNAME), SPF_AFTER, 20)
 SPF_HOOK(buffers_at_connect, SPF_OP(SPF_GETSOCKOPT), SPF_AFTER, 40)
 {
 	if (c->r == 0 && c->level == SOL_SOCKET && (c->opt == SO_SNDBUF || c->opt == SO_RCVBUF) &&
-	    on("sockets_start_without_buffers")) {
+	    on("sockets_start_without_buffers") &&
+	    (spfault_family(c->fd) == AF_INET || spfault_family(c->fd) == AF_INET6)) { /* IP sockets */
 		struct sockaddr_storage ss;
 		socklen_t sl = sizeof(ss);
 		load_getpeername();
@@ -251,11 +253,13 @@ SPF_HOOK(buffers_at_connect, SPF_OP(SPF_GETSOCKOPT), SPF_AFTER, 40)
 
 /* ---- reading ------------------------------------------------------------------ */
 
-/* read_caps_at_10: a read never returns more than one 10-byte write. */
+/* read_caps_at_10: a read never returns more than one 10-byte write.
+ * MSG_WAITALL still waits for the full count (a message-oriented stack
+ * fills the request from several messages): that is FLAG-WAITALL's. */
 SPF_HOOK(read_caps_at_10, SPF_OP(SPF_READ) | SPF_OP(SPF_RECV) | SPF_OP(SPF_RECVFROM),
 	 SPF_BEFORE, 60)
 {
-	if (c->ask > 10 && on("read_caps_at_10") && is_stream(c->fd))
+	if (c->ask > 10 && !(c->flags & MSG_WAITALL) && on("read_caps_at_10") && is_stream(c->fd))
 		c->ask = 10;
 	return 0;
 }
@@ -267,8 +271,8 @@ SPF_HOOK(stream_read_drops_rest, SPF_OP(SPF_READ) | SPF_OP(SPF_RECV) | SPF_OP(SP
 {
 	/* Only a read that filled the buffer left something behind; a peek
 	 * leaves everything queued anyway. */
-	if (c->r > 0 && (size_t)c->r == c->ask && !(c->flags & MSG_PEEK) &&
-	    on("stream_read_drops_rest") && is_stream(c->fd))
+	if (c->r > 0 && (size_t)c->r == c->ask && !(c->flags & (MSG_PEEK | MSG_OOB)) &&
+	    on("stream_read_drops_rest") && is_stream(c->fd)) /* the urgent byte is no stream read */
 		drain(c->fd);
 	return 0;
 }
@@ -278,8 +282,9 @@ SPF_HOOK(stream_read_drops_rest, SPF_OP(SPF_READ) | SPF_OP(SPF_RECV) | SPF_OP(SP
 SPF_HOOK(stream_recv_drops_rest, SPF_OP(SPF_RECV) | SPF_OP(SPF_RECVFROM) | SPF_OP(SPF_RECVMSG),
 	 SPF_AFTER, 51)
 {
+	/* A peek consumes nothing, of a datagram either. */
 	if (c->fd >= 0 && c->fd < MAXFD && c->r > 0 && (size_t)c->r == c->n &&
-	    on("stream_recv_drops_rest") && is_stream(c->fd))
+	    !(c->flags & (MSG_PEEK | MSG_OOB)) && on("stream_recv_drops_rest") && is_stream(c->fd))
 		drain(c->fd);
 	return 0;
 }
@@ -307,7 +312,14 @@ static void wait_for_peer_read(int fd)
 		int inq = 0;
 		if (ioctl(p, FIONREAD, &inq) < 0 || inq == 0)
 			return;
-		real_poll(NULL, 0, 1);
+		/* A wait like any other: a caught signal ends it, and the
+		 * send returns the count it moved (INTR-PARTIAL-TRANSFER). */
+		int saved = errno;
+		if (real_poll(NULL, 0, 1) < 0 && errno == EINTR) {
+			errno = saved;
+			return;
+		}
+		errno = saved;
 	}
 }
 
@@ -337,7 +349,9 @@ SPF_HOOK(tcp_send, SPF_OP(SPF_WRITE) | SPF_OP(SPF_SEND) | SPF_OP(SPF_SENDTO), SP
 	}
 	if (on("write_waits_for_peer_read")) {
 		c->r = real_send(fd, c->data, c->n, c->flags);
-		if (c->r > 0)
+		/* A short count: the send was cut short (a signal), and
+		 * returns at once with it (INTR-PARTIAL-TRANSFER). */
+		if (c->r > 0 && (size_t)c->r == c->n)
 			wait_for_peer_read(fd);
 		return 1;
 	}

@@ -106,7 +106,7 @@ int pthread_join(pthread_t t, void **ret)
 }
 
 FAULT(shutdown_rd_leaves_reader_blocked,
-      "THREAD-SHUTDOWN-WAKES-READ",
+      "THREAD-SHUTDOWN-WAKES-READ,CLOSE-HALF-RD",
       "a userspace stack that accepts shutdown(SHUT_RD) but leaves a reader blocked "
       "in another thread waiting for data");
 
@@ -121,8 +121,10 @@ static volatile char rd_shut[RD_SHUT_MAX];
 
 SPF_HOOK(shutdown_rd_leaves_reader_blocked, SPF_OP(SPF_SHUTDOWN), SPF_BEFORE, 30)
 {
+	/* Connections only: a listener's shutdown is accept()'s business
+	 * (LISTEN-SHUTDOWN-WAKES-ACCEPT), not a reader's. */
 	if (!on("shutdown_rd_leaves_reader_blocked") || spfault_sock_type(c->fd) != SOCK_STREAM ||
-	    c->flags == SHUT_WR)
+	    c->flags == SHUT_WR || spfault_sockopt_int(c->fd, SOL_SOCKET, SO_ACCEPTCONN))
 		return 0;
 	load_shutdown();
 	c->r = c->flags == SHUT_RD ? 0 : real_shutdown(c->fd, SHUT_WR);

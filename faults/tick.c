@@ -108,7 +108,9 @@ FAULT(accept_queue_on_a_tick,
       "already reported readable still waits");
 void spfault_tick_accept(int l)
 {
-	if (spfault_on("accept_queue_on_a_tick") && blocking(l))
+	/* A listening socket (its queue): one shut down is no listener. */
+	if (spfault_on("accept_queue_on_a_tick") && blocking(l) &&
+	    spfault_sockopt_int(l, SOL_SOCKET, SO_ACCEPTCONN))
 		sleep_ns(TICK_NS);
 }
 SPF_HOOK(tick_accept, SPF_OP(SPF_ACCEPT), SPF_BEFORE, 10)

@@ -22,16 +22,16 @@ FAULT(dgram_recv_merges,
       "UDP-BOUNDARY",
       "a datagram emulation over a byte stream that merges queued datagrams");
 FAULT(dgram_drops_empty,
-      "UDP-BOUNDARY",
+      "UDP-BOUNDARY,RECV-ZERO-LENGTH",
       "a datagram emulation over a byte stream that cannot carry an empty datagram: it reports 0 sent and delivers nothing");
 FAULT(dgram_limited_to_mtu,
       "UDP-BOUNDARY",
       "a userspace stack without IP fragmentation (lwIP built without IP_FRAG) that refuses datagrams over a 1500-byte MTU with EMSGSIZE");
 FAULT(dgram_no_trunc_flag,
-      "UDP-TRUNCATE",
+      "UDP-TRUNCATE,RECV-ZERO-LENGTH",
       "a stack that truncates a datagram without setting MSG_TRUNC");
 FAULT(dgram_recv_keeps_tail,
-      "UDP-TRUNCATE",
+      "UDP-TRUNCATE,FLAG-TRUNC-UDP",
       "a datagram layer over a byte stream whose recv()/recvfrom()/read() keep a long datagram's tail for the next call");
 FAULT(dgram_send_backpressure,
       "UDP-NO-FLOW-CONTROL",
@@ -55,7 +55,7 @@ FAULT(dgram_remembers_destination,
       "UDP-DESTINATION-EACH-SEND",
       "a stack that keeps sending to the first destination of an unconnected socket");
 FAULT(unconnected_write_enotconn,
-      "UDP-DESTINATION-EACH-SEND",
+      "UDP-DESTINATION-EACH-SEND,STATE-UDP-DISCONNECT",
       "socket_wrapper-style UDP over AF_UNIX datagrams: send()/write() without a destination fail with ENOTCONN, not EDESTADDRREQ");
 FAULT(udp_connect_noop,
       "UDP-CONNECTED",
@@ -137,7 +137,8 @@ SPF_HOOK(udp_recv_answers, SPF_RECEIVING, SPF_BEFORE, 30)
 		return 0;
 	/* unconnected_udp_reports_icmp: the port unreachable an earlier
 	 * sendto() provoked fails the next receive that names a source. */
-	if (named && icmp_pending[fd] && on("unconnected_udp_reports_icmp")) {
+	if (named && icmp_pending[fd] && !(c->flags & MSG_ERRQUEUE) &&
+	    on("unconnected_udp_reports_icmp")) { /* the error queue is not a receive */
 		icmp_pending[fd] = 0;
 		errno = ECONNREFUSED;
 		c->r = -1;

@@ -26,11 +26,11 @@ FAULT(socketpair_one_way,
       "a socketpair() emulated with a pipe: data flows only from the first "
       "descriptor to the second");
 FAULT(unix_stream_pair_keeps_messages,
-      "UNIX-STREAM-NO-BOUNDARY",
+      "UNIX-STREAM-NO-BOUNDARY,RECV-ZERO-LENGTH",
       "an emulator that backs AF_UNIX stream pairs with message channels, so "
       "each write stays one read");
 FAULT(unix_message_pair_is_stream,
-      "UNIX-DGRAM-BOUNDARY,UNIX-SEQPACKET-BOUNDARY",
+      "UNIX-DGRAM-BOUNDARY,UNIX-SEQPACKET-BOUNDARY,IOCTL-INQ-DGRAM,RECV-ZERO-LENGTH,UNIXX-OPTIONS",
       "an emulator that backs every AF_UNIX socketpair with a byte stream, "
       "losing datagram and packet boundaries");
 FAULT(unix_trunc_flag_missing,
@@ -140,16 +140,22 @@ SPF_HOOK(scm_rights_dropped, SPF_OP(SPF_RECVMSG), SPF_AFTER, 62)
 
 	if (c->r < 0 || !on("scm_rights_dropped") || !mh->msg_controllen)
 		return 0;
+	int rights = 0;
 	for (struct cmsghdr *cm = CMSG_FIRSTHDR(mh); cm; cm = CMSG_NXTHDR(mh, cm)) {
 		int n = (int)((cm->cmsg_len - CMSG_LEN(0)) / sizeof(int)), fd, saved = errno;
 		for (int i = 0; cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS && i < n; i++) {
 			memcpy(&fd, CMSG_DATA(cm) + i * sizeof(int), sizeof(int));
 			load_close();
 			real_close(fd);
+			rights = 1;
 		}
 		errno = saved;
 	}
-	mh->msg_controllen = 0;
+	/* Only a message that carried descriptors loses its control data:
+	 * other ancillary data (credentials, PKTINFO, timestamps, queued
+	 * errors) is not what this stack drops. */
+	if (rights)
+		mh->msg_controllen = 0;
 	return 0;
 }
 
