@@ -422,6 +422,10 @@ static int raise_default_syn_retries(void)
 	const char *ns = getenv("SOCKPROBE_NETNS");
 	if (!ns || strcmp(ns, "private") != 0)
 		return 0;
+	/* Not in a namespace the whole run shares (gVisor hostinet, net=run):
+	 * later items there would inherit the raised default. */
+	if (getenv("SOCKPROBE_RUN_NETNS"))
+		return 0;
 	int fd = open("/proc/sys/net/ipv4/tcp_syn_retries", O_WRONLY | O_CLOEXEC);
 	if (fd < 0)
 		return 0;
