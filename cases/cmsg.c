@@ -396,7 +396,9 @@ SP_TEST(pktinfo_gives_destination_and_chooses_reply_source, "CMSG-PKTINFO", SP_I
 
 /* ---- 2. CMSG-RECVERR ------------------------------------------------------------ */
 
-/* A loopback UDP port nobody has: bound once, then closed. */
+/* A loopback UDP port nobody has: bound once, then closed. Called after
+ * the item's own sockets are bound: bind() may hand the freed port out
+ * again, and a sender given it would send the datagram to itself. */
 static uint16_t closed_udp_port(const struct sp_ctx *ctx)
 {
 	int t = sp_udp_bound(ctx);
@@ -410,10 +412,10 @@ SP_TEST(recverr_queues_icmp_port_unreachable, "CMSG-RECVERR", SP_INET, .how = VI
 	int v6 = ctx->af == AF_INET6;
 	int level = v6 ? IPPROTO_IPV6 : IPPROTO_IP, opt = v6 ? IPV6_RECVERR : IP_RECVERR;
 	const char *oname = v6 ? "IPV6_RECVERR" : "IP_RECVERR";
+	int fd = sp_udp_bound(ctx);
 	uint16_t dead = closed_udp_port(ctx);
 	struct sockaddr_storage to;
 	socklen_t tl = sp_loopback(ctx, &to, dead);
-	int fd = sp_udp_bound(ctx);
 	char buf[64];
 
 	if (setsockopt(fd, level, opt, &(int){ 1 }, sizeof(int)) < 0)

@@ -548,7 +548,8 @@ SP_TEST(edge_triggered_unix_stream_reports_each_edge_once, "EPOLLX-ET-UNIX", SP_
 
 /* ---- 5. EPOLLX-SOERROR-CLEARS ------------------------------------------------- */
 
-/* A UDP port with nothing bound to it. */
+/* A UDP port with nothing bound to it. Called after the item's own
+ * sockets are bound: bind() may hand the freed port out again. */
 static uint16_t closed_udp_port(const struct sp_ctx *ctx)
 {
 	int fd = sp_udp_bound(ctx);
@@ -561,9 +562,9 @@ SP_TEST(reading_so_error_clears_pollerr_and_epollerr, "EPOLLX-SOERROR-CLEARS", S
 	.wait = EPOLL_CALLS)
 {
 	const int api = ctx->wait;
+	int u = sp_udp_bound(ctx), ep = ep_new();
 	struct sockaddr_storage to;
 	socklen_t tl = sp_loopback(ctx, &to, closed_udp_port(ctx));
-	int u = sp_udp_bound(ctx), ep = ep_new();
 
 	ASSERT_SYS(connect(u, (struct sockaddr *)&to, tl));
 	/* EPOLLERR asked for (epoll reports it unasked too: that is
