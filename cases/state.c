@@ -255,9 +255,15 @@ SP_TEST(pending_connect_fails_with_ealready_until_complete, "STATE-CONNECT-AGAIN
 				     "%s)", fam, sp_errno_name(err));
 		errno = 0;
 		int r = connect_to(q[i].pending, q[i].fam, sp_local_port(q[i].l));
-		if (r != 0 && errno != EISCONN)
+		int cerr = errno;
+		/* The completed connection waits unaccepted: a stack whose
+		 * connect() reports it only after accept() (a deviation of
+		 * TCP-HANDSHAKE-BEFORE-ACCEPT) is told apart first. */
+		if (r != 0 && cerr != EISCONN) {
+			sp_need_handshake_before_accept(q[i].fam);
 			FAIL("%s: connect() once the pending connect completed returned %d (%s), "
-			     "expected 0 or EISCONN", fam, r, sp_errno_name(errno));
+			     "expected 0 or EISCONN", fam, r, sp_errno_name(cerr));
+		}
 		RECORD(q[i].fam->af == AF_INET6 ? "connect_after_completion_ipv6" :
 		       "connect_after_completion_ipv4", "%s", r == 0 ? "0" : "EISCONN");
 		errno = 0;

@@ -24,7 +24,7 @@ FAULT(broadcast_connect_unchecked,
       "a stack that checks SO_BROADCAST in sendto() but lets connect() to a "
       "broadcast address through without it");
 FAULT(pktinfo_reports_local_address,
-      "MCAST-BROADCAST-DELIVERED,MCAST-JOIN-DELIVERS",
+      "MCAST-BROADCAST-DELIVERED,MCAST-JOIN-DELIVERS,CMSG-PKTINFO[ipv4]",
       "a stack whose IP_PKTINFO reports the interface's address instead of the "
       "broadcast or group address the datagram was sent to");
 FAULT(broadcast_dropped,

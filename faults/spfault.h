@@ -9,7 +9,10 @@
  * (tests/test_faults.py) and the mutation campaign (make mutate) read it
  * through spfault_table(). Every named ID must fail, in every family it
  * runs for, when the fault is on; an item of other IDs that fails under
- * it is counted as collateral by make mutate.
+ * it is counted as collateral by make mutate. "ID[ipv4]" (or "[none]",
+ * "[ipv4|ipv6]") limits an ID to those families: the fault breaks its
+ * Musts there alone (an IPv4-only option), and an item of the ID in
+ * another family that fails under it is collateral.
  *
  *   FAULT_EQUIVALENT(name, "ID", "models", "why no program can observe it")
  *

@@ -69,15 +69,24 @@ def default_workers() -> int:
     return 3 * (os.cpu_count() or 1)
 
 
-def judge(ids, results: list) -> dict:
+def _own(i: str, fam: str, only) -> bool:
+    """Is ID i in family fam one the fault breaks? (only: {ID: families}
+    for the IDs it names as "ID[family]")."""
+    return not only or i not in only or fam in only[i]
+
+
+def judge(ids, results: list, only: dict | None = None) -> dict:
     """{ID: families where it did not fail} for the IDs a fault names; an
-    ID no item covers maps to [] ("not run"). Empty dict: caught."""
+    ID no item covers maps to [] ("not run"). Empty dict: caught. An ID
+    in `only` is judged in those families alone."""
     ids = set(ids)
     failing = collections.defaultdict(set)   # id -> families with a failing item
     families = collections.defaultdict(set)  # id -> families run
     for r in results:
         for i in set(r["ids"]) & ids:
             fam = r["family"] or "none"
+            if not _own(i, fam, only):
+                continue
             families[i].add(fam)
             if r["verdict"] not in NOT_FAILING:
                 failing[i].add(fam)
@@ -108,15 +117,16 @@ COLLATERAL = ("fail",)
 SHOWN_OUTSIDE = ("broken", "timeout", "error")
 
 
-def collateral(ids, results: list) -> tuple:
+def collateral(ids, results: list, only: dict | None = None) -> tuple:
     """(counted, shown) for one fault: the items none of whose IDs the
-    fault names that failed under it (counted), and those that were
-    broken, timed out or erred (shown, not counted); each {item, ids,
-    verdict, message}, in item order."""
+    fault names (in the item's family, for an ID in `only`) that failed
+    under it (counted), and those that were broken, timed out or erred
+    (shown, not counted); each {item, ids, verdict, message}, in item
+    order."""
     ids = set(ids)
     counted, shown = [], []
     for r in sorted(results, key=lambda r: r["item"]):
-        if ids & set(r["ids"]):
+        if any(_own(i, r.get("family") or "none", only) for i in ids & set(r["ids"])):
             continue
         row = {"item": r["item"], "ids": list(r["ids"]), "verdict": r["verdict"],
                "message": r["message"]}
@@ -211,13 +221,13 @@ def campaign(table: list, items: list, *, workers: int, build: Path = discover.B
                          "collateral": [], "collateral_shown": []})
             continue
         rs = results[f.name]
-        missed = judge(f.ids, rs)
+        missed = judge(f.ids, rs, f.only)
         cannot = unshowable(missed, rs, clean)
         for i in cannot:
             del missed[i]
         result = "ESCAPED" if missed else "unshowable" if cannot.keys() >= f.ids else "caught"
-        counted, shown = collateral(f.ids, rs)
-        rows.append({"name": f.name, "ids": sorted(f.ids), "models": f.models,
+        counted, shown = collateral(f.ids, rs, f.only)
+        rows.append({"name": f.name, "ids": f.named, "models": f.models,
                      "result": result, "equivalent": None, "unshowable": cannot,
                      "failed_items": failed_items(rs), "still_passing": missed,
                      "collateral": counted, "collateral_shown": shown})

@@ -20,6 +20,7 @@ from runner import discover, execute, faults, mutate
 # The fault table lives in the library itself (FAULT(...) rows in faults/*.c).
 TABLE = faults.table()
 FAULTS = {f.name: set(f.ids) for f in TABLE if not f.equivalent}
+ONLY = {f.name: f.only for f in TABLE}
 
 ITEMS = discover.all_items()
 
@@ -50,7 +51,7 @@ def test_fault_makes_its_behaviors_fail(fault):
     ids = FAULTS[fault]
     items = [i for i in ITEMS if ids & set(i.ids)]
     results = run_all(items, fault)
-    not_failing = mutate.judge(ids, results)
+    not_failing = mutate.judge(ids, results, ONLY[fault])
     # An ID some of whose items skip here even without the fault (e.g. no
     # /proc of the item's own in a container) may not show the fault on this
     # system: it is left out, and said so, never counted as detected.
@@ -98,9 +99,22 @@ def test_judge_needs_every_id_in_every_family():
     assert mutate.judge({"A"}, [r(["A"], "ipv4", "fail"), r(["A"], "ipv6", "skip")]) == {"A": ["ipv6"]}
     assert mutate.judge({"A", "B"}, both) == {"B": []}  # no item covers B
     assert mutate.judge({"P"}, [r(["P"], None, "timeout")]) == {}
+    # "A[ipv4]": the fault breaks A in IPv4 alone; IPv6 is not asked.
+    assert mutate.judge({"A"}, [r(["A"], "ipv4", "fail"), r(["A"], "ipv6", "pass")],
+                        {"A": {"ipv4"}}) == {}
+    assert mutate.judge({"A"}, [r(["A"], "ipv4", "pass")], {"A": {"ipv4"}}) == {"A": ["ipv4"]}
     skip = [dict(r(["S"], None, "skip"), message="no /proc of its own")]
     assert mutate.unshowable({"S", "A"}, skip + both, skip) == {"S": "no /proc of its own"}
     assert mutate.unshowable({"S"}, skip, [r(["S"], None, "pass")]) == {}
+
+
+def test_a_family_named_id_is_parsed_and_limits_collateral():
+    ids, only = faults.parse_ids(["A[ipv4]", "B", "C[none|ipv6]"])
+    assert ids == {"A", "B", "C"} and only == {"A": {"ipv4"}, "C": {"none", "ipv6"}}
+    row = {"ids": ["A"], "family": "ipv6", "verdict": "fail", "item": "a[ipv6]", "message": ""}
+    counted, _ = mutate.collateral(ids, [row], only)
+    assert [c["item"] for c in counted] == ["a[ipv6]"]     # A is broken in ipv4 alone
+    assert mutate.collateral(ids, [dict(row, family="ipv4")], only)[0] == []
 
 
 def test_draining_close_fails_on_the_wire_and_on_the_peers_errno():
