@@ -132,7 +132,8 @@ def cmd_soak(a) -> int:
                                 start_new_session=True)
     started = time.time()
     try:
-        r, path = _run_check(["-n", "2", "--repeat", str(a.runs), "--reports", a.reports])
+        r, path = _run_check(["-n", "2", "--repeat", str(a.runs), "--reports", a.reports],
+                             relay=True)
     finally:
         if load:
             os.killpg(load.pid, signal.SIGKILL)
