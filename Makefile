@@ -297,8 +297,11 @@ $(foreach a,$(ARCHES),$(eval $(call sp_cross,$(a))))
 
 $(BUILD)/obj/%.o: fixtures/%.c fixtures/sp.h fixtures/sp_ns.h fixtures/sp_entry.h | $(BUILD)/obj
 	$(CC) $(CFLAGS) -c -o $@ $<
+# -z now: every symbol is resolved at start, so a probe's first call of a
+# libc function does not resolve it (and maybe sleep on a page) inside the
+# call a no-blocking check (sp_block_mark) is measuring.
 $(BUILD)/probes/%: cases/%.c $(FIXOBJ) fixtures/sp.h fixtures/sp_entry.h | $(BUILD)/probes
-	$(CC) $(CFLAGS) -o $@ $< $(FIXOBJ) $(LIBS)
+	$(CC) $(CFLAGS) -Wl,-z,now -o $@ $< $(FIXOBJ) $(LIBS)
 $(BUILD)/fixtures-test: tests/fixtures_test.c $(FIXOBJ) fixtures/sp.h | $(BUILD)
 	$(CC) $(CFLAGS) -o $@ $< $(FIXOBJ) $(LIBS)
 $(BUILD)/test-probes/%: tests/probes/%.c $(FIXOBJ) fixtures/sp.h | $(BUILD)/test-probes

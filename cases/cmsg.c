@@ -236,7 +236,10 @@ static int wildcard_udp(int af)
 	return fd;
 }
 
-/* A UDP client of family af connected to addr:port (text address). */
+/* A UDP client of family af connected to addr:port (text address), bound
+ * first to the family's loopback address, port 0: its name is then
+ * bind()'s, not an implicit bind's (UDP-SENDTO-IMPLICIT-BIND, not needed
+ * here), for the reply that goes to it. */
 static int udp_client_to(int af, const char *addr, uint16_t port)
 {
 	struct sockaddr_storage ss;
@@ -256,6 +259,19 @@ static int udp_client_to(int af, const char *addr, uint16_t port)
 		len = sizeof(*a);
 	}
 	int fd = (int)ASSERT_SYS(socket(af, SOCK_DGRAM, 0));
+	struct sockaddr_storage me;
+	socklen_t ml;
+	memset(&me, 0, sizeof(me));
+	me.ss_family = (sa_family_t)af;
+	if (af == AF_INET) {
+		((struct sockaddr_in *)&me)->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+		ml = sizeof(struct sockaddr_in);
+	} else {
+		((struct sockaddr_in6 *)&me)->sin6_addr = in6addr_loopback;
+		ml = sizeof(struct sockaddr_in6);
+	}
+	if (bind(fd, (struct sockaddr *)&me, ml) < 0)
+		BROKEN("a UDP client cannot bind to the loopback address (%s)", sp_errno_name(errno));
 	if (connect(fd, (struct sockaddr *)&ss, len) < 0)
 		BROKEN("a UDP client cannot connect to %s (%s)", addr, sp_errno_name(errno));
 	return fd;
