@@ -328,7 +328,8 @@ SP_TEST(tcp_nodelay_reads_as_set_and_turns_nagle_off, "OPT-TCP-NODELAY", SP_INET
 
 	ASSERT_EQ(0, sp_get_int(t, IPPROTO_TCP, TCP_NODELAY));
 	sp_set_int(t, IPPROTO_TCP, TCP_NODELAY, 1);
-	ASSERT_TRUE(sp_get_int(t, IPPROTO_TCP, TCP_NODELAY) != 0, "TCP_NODELAY reads non-zero once set");
+	ASSERT_TRUE(sp_get_int(t, IPPROTO_TCP, TCP_NODELAY) != 0, "TCP_NODELAY after setting it "
+		    "to 1: expected non-zero, observed 0");
 	sp_set_int(t, IPPROTO_TCP, TCP_NODELAY, 0);
 	ASSERT_EQ(0, sp_get_int(t, IPPROTO_TCP, TCP_NODELAY));
 
@@ -493,8 +494,9 @@ SP_TEST(linger_zero_close_resets_instead_of_fin, "OPT-LINGER-ZERO-RST", SP_INET,
 			    "without SO_REUSEADDR (got %s)", sp_errno_name(e));
 	}
 	if (ctx->first) /* /proc/net/tcp is slow to read: once */
-		ASSERT_TRUE(time_wait_of(ctx, cport, sport) != 1,
-			    "no TIME_WAIT of this connection on the closer's port");
+		ASSERT_TRUE(time_wait_of(ctx, cport, sport) != 1, "/proc/net/tcp after the "
+			    "reset: expected no TIME_WAIT of this connection on the closer's "
+			    "port, observed one");
 	close(n);
 	close(s);
 }
