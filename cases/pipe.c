@@ -571,7 +571,8 @@ SP_TEST(small_pipe_writes_are_atomic, "PIPE-ATOMIC", SP_NONE,
 	}
 	ASSERT_EQ(0, read(fds[0], scratch, 1)); /* nothing more */
 	for (size_t i = 0; i < PREFILL; i++)
-		ASSERT_TRUE(all[i] == 'P', "the prefill comes first, whole");
+		ASSERT_TRUE(all[i] == 'P', "byte %zu read: expected 'P' (the prefill comes first, "
+			    "whole), observed '%c'", i, all[i]);
 	int counts[WRITERS] = { 0 };
 	for (size_t off = PREFILL; off < total;) {
 		char who = all[off];
