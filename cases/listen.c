@@ -536,7 +536,8 @@ SP_TEST(accept4_sets_only_the_flags_asked, "LISTEN-ACCEPT4-FLAGS", SP_INET)
 	if (!has_cloexec(l))
 		BROKEN_NEEDS("EXEC-SOCK-CLOEXEC", "socket(SOCK_CLOEXEC) gave a listener without "
 			     "FD_CLOEXEC, so nothing shows whether accepted sockets inherit it");
-	ASSERT_TRUE(has_fl(l, O_NONBLOCK), "socket(SOCK_NONBLOCK) gives an O_NONBLOCK listener");
+	REQUIRE(has_fl(l, O_NONBLOCK), "a listener with O_NONBLOCK: socket(SOCK_NONBLOCK) gave "
+		"one with O_NONBLOCK clear");
 	for (int four = 1; four >= 0; four--) {
 		queue_client(ctx, l, &c);
 		s = four ? accepted(accept4(l, NULL, NULL, 0), "accept4(.., 0) with a connection queued")

@@ -209,7 +209,8 @@ SP_TEST(fork_child_memory_is_a_copy, "PROC-FORK-COPIES", SP_NONE)
 	int kid[4];
 	(void)ctx;
 
-	ASSERT_TRUE(mapped != MAP_FAILED, "mmap of a private page");
+	REQUIRE(mapped != MAP_FAILED, "a private anonymous page: mmap() failed with %s",
+		sp_errno_name(errno));
 	*on_heap = 1;
 	*mapped = 1;
 	report_pipe(c.report);
@@ -859,7 +860,8 @@ SP_TEST(split_io_client_exchanges_payload_with_echo_server, "PROC-SPLIT-IO", SP_
 	socklen_t ol = sizeof(buf);
 	ASSERT_SYS(getsockopt(w.fd, SOL_SOCKET, SO_RCVBUF, &buf, &ol));
 	RECORD("client_rcvbuf", "%d", buf);
-	ASSERT_TRUE(w.n > 4 * (size_t)buf, "the payload is larger than the buffers");
+	REQUIRE(w.n > 4 * (size_t)buf, "a payload many times the buffers: %zu bytes, but "
+		"SO_RCVBUF reads back %d", w.n, buf);
 	pid_t writer = sp_fork(split_writer, &w);
 
 	unsigned char *in = malloc(w.n);

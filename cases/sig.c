@@ -322,7 +322,9 @@ static ssize_t interrupted_call(int mode, int via, char *got, int *err)
 	feed_fd = in.fd = fds[1];
 	sp_barrier_init(&in.done);
 	if (via == 0) {
-		ASSERT_TRUE(signal(SIGUSR1, feed) != SIG_ERR, "signal(SIGUSR1) installs the handler");
+		if (signal(SIGUSR1, feed) == SIG_ERR)
+			BROKEN_NEEDS("SIG-HANDLER-RUNS", "signal(SIGUSR1, handler) failed with %s, "
+				     "expected the handler installed", sp_errno_name(errno));
 	} else {
 		struct sigaction sa = { .sa_handler = feed, .sa_flags = via == 2 ? SA_RESTART : 0 };
 		sigemptyset(&sa.sa_mask);
@@ -447,7 +449,9 @@ SP_TEST(sigchld_handler_reaps_children_ending_together, "SIG-CHLD-REAPS-ALL", SP
 		sigemptyset(&sa.sa_mask);
 		ASSERT_SYS(sigaction(SIGCHLD, &sa, NULL));
 	} else {
-		ASSERT_TRUE(signal(SIGCHLD, reap_all) != SIG_ERR, "signal(SIGCHLD) installs");
+		if (signal(SIGCHLD, reap_all) == SIG_ERR)
+			BROKEN_NEEDS("SIG-HANDLER-RUNS", "signal(SIGCHLD, handler) failed with %s, "
+				     "expected the handler installed", sp_errno_name(errno));
 	}
 	channel_pipe(gate);
 	channel_pipe(done);

@@ -96,7 +96,8 @@ static void flush_to(FILE *f, int peer, int n)
 /* Write failures must come back as errors, not kill the probe. */
 static void no_sigpipe(void)
 {
-	ASSERT_TRUE(signal(SIGPIPE, SIG_IGN) != SIG_ERR, "SIGPIPE can be ignored");
+	REQUIRE(signal(SIGPIPE, SIG_IGN) != SIG_ERR, "SIGPIPE ignored: signal(SIGPIPE, SIG_IGN) "
+		"failed with %s", sp_errno_name(errno));
 }
 
 /* Blocking stream reads, bounded: a watchdog interrupts a read() that
@@ -250,8 +251,9 @@ SP_TEST(stdio_fdopen_streams_carry_lines, "STDIO-FDOPEN", SP_INET)
 		    sp_errno_name(errno));
 	struct half_taken h = { s, pid };
 	/* Without /proc only the socket shows it: the first piece was read. */
-	ASSERT_TRUE(sp_wait_until(half_line_taken, &h, sp_wait_ms()),
-		    "the reader takes the first piece and blocks in fgets for the rest");
+	REQUIRE(sp_wait_until(half_line_taken, &h, sp_wait_ms()), "the reader asleep in fgets() "
+		"with the first piece taken: %d ms after it was sent, the piece is still queued "
+		"or the reader is not asleep", sp_wait_ms());
 	ASSERT_TRUE(fputs("second half\n", cw) >= 0 && fflush(cw) == 0, "fputs() and fflush() of "
 		    "the second piece: expected success, observed a failure (%s)",
 		    sp_errno_name(errno));
@@ -286,7 +288,9 @@ SP_TEST(stdio_socket_stream_buffers_until_fflush, "STDIO-BUFFERED-UNTIL-FLUSH", 
 	ASSERT_EQ(1, fwrite("xyz", 3, 1, w));
 	ASSERT_EQ('!', fputc('!', w));
 	ASSERT_EQ(1, send(c, "#", 1, 0));
-	ASSERT_TRUE(sp_wait_inq(s, 1) >= 1, "the direct byte arrives");
+	int inq = sp_wait_inq(s, 1);
+	REQUIRE(inq >= 1, "the byte sent directly on the descriptor at the peer: %d bytes queued "
+		"%d ms later", inq, sp_wait_ms());
 	EXPECT_RAW(s, "#");
 	expect_nothing_more(s, "before fflush (the stream holds \"abc123xyz!\")");
 
@@ -298,7 +302,9 @@ SP_TEST(stdio_socket_stream_buffers_until_fflush, "STDIO-BUFFERED-UNTIL-FLUSH", 
 	ASSERT_TRUE(fputs("line\n", w) >= 0, "fputs() of a line: expected success, observed "
 		    "EOF (%s)", sp_errno_name(errno));
 	ASSERT_EQ(1, send(c, "#", 1, 0));
-	ASSERT_TRUE(sp_wait_inq(s, 1) >= 1, "the direct byte arrives");
+	inq = sp_wait_inq(s, 1);
+	REQUIRE(inq >= 1, "a byte at the peer after fputs() of a line and a direct send(): %d "
+		"bytes queued %d ms later", inq, sp_wait_ms());
 	char first = 0;
 	ASSERT_EQ(1, recv(s, &first, 1, 0));
 	RECORD("newline_flushes_socket_stream", "%s", first == 'l' ? "yes" : "no");
