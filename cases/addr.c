@@ -210,7 +210,10 @@ SP_TEST(linklocal_address_needs_a_scope_id, "ADDR-V6-LINKLOCAL-SCOPE", SP_IPV6)
 	gl = sizeof(got);
 	ASSERT_SYS(getsockname(l, (struct sockaddr *)&got, &gl));
 	ASSERT_EQ(lo, got.sin6_scope_id);
-	ASSERT_TRUE(!memcmp(&got.sin6_addr, &a.sin6_addr, 16), "getsockname() shows fe80::1");
+	char seen[INET6_ADDRSTRLEN] = "?";
+	inet_ntop(AF_INET6, &got.sin6_addr, seen, sizeof(seen));
+	ASSERT_TRUE(!memcmp(&got.sin6_addr, &a.sin6_addr, 16),
+		    "getsockname() after bind() to fe80::1: expected fe80::1, observed %s", seen);
 	uint16_t port = ntohs(got.sin6_port);
 	ASSERT_SYS(listen(l, 4));
 

@@ -537,7 +537,8 @@ SP_TEST(socket_and_peer_names_agree, "CONN-NAMES-AGREE", SP_INET,
 	ASSERT_EQ(ctx->af == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in), flen);
 	ASSERT_SAME_ADDR(&cl, &from, "client getsockname = accept's address");
 	ASSERT_SAME_ADDR(&sl, &ll, "accepted socket's name = listener's name");
-	ASSERT_TRUE(sp_port(&cl) != sp_port(&sl), "the two ends have different ports");
+	ASSERT_TRUE(sp_port(&cl) != sp_port(&sl), "the two ends' ports: expected different, "
+		    "observed both %u", sp_port(&cl));
 
 	/* accept4 (or io_uring ACCEPT again) fills in the same address. */
 	int c2 = connect_by(ctx, second, l);
@@ -657,7 +658,8 @@ static void v6_client_connects(const struct sp_ctx *ctx, int by, int l)
 	struct sockaddr_in6 from;
 	socklen_t fl = sizeof(from);
 	int s = accept_queued(by, l, (struct sockaddr *)&from, &fl);
-	ASSERT_TRUE(IN6_IS_ADDR_LOOPBACK(&from.sin6_addr), "the IPv6 client is seen as ::1");
+	ASSERT_TRUE(IN6_IS_ADDR_LOOPBACK(&from.sin6_addr), "the IPv6 client's address from "
+		    "accept(): expected ::1, observed %s", show((struct sockaddr_storage *)&from));
 	close(s);
 	close(c);
 }

@@ -334,8 +334,8 @@ SP_TEST(gethostbyname_asks_the_fixture_server, "DNS-FIXTURE-SERVER,DNS-BYNAME", 
 	struct hostent *gone = gethostbyname("dnsonly2.sockprobe.test");
 	RECORD("after_server_stopped", "%s (h_errno %d)", gone ? "resolved" : "unresolved",
 	       gone ? 0 : h_errno);
-	ASSERT_TRUE(gone == NULL, "with the fixture server stopped, a DNS-only name no "
-		    "longer resolves");
+	ASSERT_TRUE(gone == NULL, "gethostbyname() of a DNS-only name with the fixture server "
+		    "stopped: expected NULL, observed it resolved (to %s)", gone->h_name);
 }
 
 /* 2. gethostbyaddr maps addresses back to names (DNS PTR, hosts file). */
@@ -370,7 +370,8 @@ SP_TEST(unknown_name_fails_with_host_not_found, "DNS-NOT-FOUND", SP_NONE)
 	struct hostent *h = gethostbyname("nosuch.sockprobe.test");
 	int herr = h_errno;
 	RECORD("h_errno", "%d (%s)", herr, hstrerror(herr));
-	ASSERT_TRUE(h == NULL, "an unknown name does not resolve");
+	ASSERT_TRUE(h == NULL, "gethostbyname() of an unknown name: expected NULL, observed it "
+		    "resolved (to %s)", h->h_name);
 	ASSERT_EQ(HOST_NOT_FOUND, herr);
 	int r = getaddrinfo("nosuch.sockprobe.test", NULL, &hints, &res);
 	RECORD("getaddrinfo", "%d (%s)", r, gai_strerror(r));
@@ -388,7 +389,8 @@ SP_TEST(aaaa_only_name_has_no_ipv4_data, "DNS-NOT-FOUND", SP_NONE)
 	struct hostent *h = gethostbyname("v6only.sockprobe.test");
 	int herr = h_errno;
 	RECORD("aaaa_only_h_errno", "%d (%s)", h ? 0 : herr, h ? "resolved" : hstrerror(herr));
-	ASSERT_TRUE(h == NULL, "an AAAA-only name has no IPv4 address for gethostbyname");
+	ASSERT_TRUE(h == NULL, "gethostbyname() of an AAAA-only name: expected NULL (no IPv4 "
+		    "address), observed it resolved (to %s)", h->h_name);
 	ASSERT_EQ(NO_DATA, herr);
 }
 

@@ -226,10 +226,12 @@ SP_TEST(sock_cloexec_descriptors_close_at_exec, "EXEC-SOCK-CLOEXEC", SP_INET)
 	int t0 = (int)ASSERT_SYS(socket(ctx->af, SOCK_STREAM, 0));
 	int u1 = (int)ASSERT_SYS(socket(ctx->af, SOCK_DGRAM | SOCK_CLOEXEC, 0));
 	int u0 = (int)ASSERT_SYS(socket(ctx->af, SOCK_DGRAM, 0));
-	ASSERT_TRUE(cloexec(t1), "socket(SOCK_STREAM | SOCK_CLOEXEC) has FD_CLOEXEC set");
-	ASSERT_TRUE(cloexec(u1), "socket(SOCK_DGRAM | SOCK_CLOEXEC) has FD_CLOEXEC set");
-	ASSERT_TRUE(!cloexec(t0), "socket(SOCK_STREAM) has FD_CLOEXEC clear");
-	ASSERT_TRUE(!cloexec(u0), "socket(SOCK_DGRAM) has FD_CLOEXEC clear");
+	ASSERT_TRUE(cloexec(t1), "socket(SOCK_STREAM | SOCK_CLOEXEC): expected FD_CLOEXEC set, "
+		    "observed clear");
+	ASSERT_TRUE(cloexec(u1), "socket(SOCK_DGRAM | SOCK_CLOEXEC): expected FD_CLOEXEC set, "
+		    "observed clear");
+	ASSERT_TRUE(!cloexec(t0), "socket(SOCK_STREAM): expected FD_CLOEXEC clear, observed set");
+	ASSERT_TRUE(!cloexec(u0), "socket(SOCK_DGRAM): expected FD_CLOEXEC clear, observed set");
 	PLAN(t1, "socket(SOCK_STREAM | SOCK_CLOEXEC)", 'C');
 	PLAN(t0, "socket(SOCK_STREAM)", 'S');
 	PLAN(u1, "socket(SOCK_DGRAM | SOCK_CLOEXEC)", 'C');
@@ -257,7 +259,7 @@ SP_TEST(sock_cloexec_descriptors_close_at_exec, "EXEC-SOCK-CLOEXEC", SP_INET)
 			     sp_events_str(ev));
 	int a1 = (int)ASSERT_SYS(accept4(l, NULL, NULL, SOCK_CLOEXEC));
 	int a0 = (int)ASSERT_SYS(accept4(l, NULL, NULL, 0));
-	ASSERT_TRUE(cloexec(a1), "accept4(SOCK_CLOEXEC) has FD_CLOEXEC set");
+	ASSERT_TRUE(cloexec(a1), "accept4(SOCK_CLOEXEC): expected FD_CLOEXEC set, observed clear");
 	if (cloexec(a0)) /* the listener's FD_CLOEXEC was inherited */
 		BROKEN_NEEDS("LISTEN-ACCEPT4-FLAGS", "accept4(0) gave a socket with FD_CLOEXEC set, "
 			     "so no accepted socket without it can cross the execve()");
@@ -294,14 +296,17 @@ SP_TEST(fd_cloexec_is_set_by_setfd_not_setfl, "EXEC-FCNTL-CLOEXEC", SP_NONE)
 
 	int set = (int)ASSERT_SYS(socket(AF_UNIX, SOCK_DGRAM, 0));
 	ASSERT_SYS(fcntl(set, F_SETFD, FD_CLOEXEC));
-	ASSERT_TRUE(cloexec(set), "fcntl(F_SETFD, FD_CLOEXEC) sets FD_CLOEXEC");
+	ASSERT_TRUE(cloexec(set), "F_GETFD after fcntl(F_SETFD, FD_CLOEXEC): expected FD_CLOEXEC "
+		    "set, observed clear");
 
 	int d = (int)ASSERT_SYS(dup(set));
-	ASSERT_TRUE(!cloexec(d), "dup() of a FD_CLOEXEC descriptor has FD_CLOEXEC clear");
+	ASSERT_TRUE(!cloexec(d), "dup() of a FD_CLOEXEC descriptor: expected FD_CLOEXEC clear, "
+		    "observed set");
 	int dc = (int)ASSERT_SYS(fcntl(fd, F_DUPFD_CLOEXEC, 0));
-	ASSERT_TRUE(cloexec(dc), "F_DUPFD_CLOEXEC gives FD_CLOEXEC set");
+	ASSERT_TRUE(cloexec(dc), "fcntl(F_DUPFD_CLOEXEC): expected FD_CLOEXEC set, observed clear");
 	int df = (int)ASSERT_SYS(fcntl(set, F_DUPFD, 0));
-	ASSERT_TRUE(!cloexec(df), "F_DUPFD gives FD_CLOEXEC clear");
+	ASSERT_TRUE(!cloexec(df), "fcntl(F_DUPFD) of a FD_CLOEXEC descriptor: expected FD_CLOEXEC "
+		    "clear, observed set");
 
 	/* Linux: dup3(O_CLOEXEC). The target number is a free one. */
 	int d3 = (int)ASSERT_SYS(dup(fd));
@@ -310,15 +315,18 @@ SP_TEST(fd_cloexec_is_set_by_setfd_not_setfl, "EXEC-FCNTL-CLOEXEC", SP_NONE)
 	if (!have_dup3)
 		RECORD("dup3", "fails with %s", sp_errno_name(errno));
 	else
-		ASSERT_TRUE(cloexec(d3), "dup3(O_CLOEXEC) gives FD_CLOEXEC set");
+		ASSERT_TRUE(cloexec(d3), "dup3(O_CLOEXEC): expected FD_CLOEXEC set, "
+			    "observed clear");
 
 	/* Each descriptor's own: clearing it on the original leaves the dup's. */
 	int orig = (int)ASSERT_SYS(fcntl(sv[1], F_DUPFD_CLOEXEC, 0));
 	int copy = (int)ASSERT_SYS(fcntl(orig, F_DUPFD_CLOEXEC, 0));
 	ASSERT_SYS(fcntl(orig, F_SETFD, 0));
-	ASSERT_TRUE(!cloexec(orig), "F_SETFD 0 clears FD_CLOEXEC");
-	ASSERT_TRUE(cloexec(copy), "clearing FD_CLOEXEC on one descriptor leaves it set on its "
-		    "duplicate (the flag is the descriptor's, not the open file's)");
+	ASSERT_TRUE(!cloexec(orig), "F_GETFD after fcntl(F_SETFD, 0): expected FD_CLOEXEC clear, "
+		    "observed set");
+	ASSERT_TRUE(cloexec(copy), "the F_DUPFD_CLOEXEC duplicate after F_SETFD 0 on the original: "
+		    "expected FD_CLOEXEC still set (the flag is the descriptor's, not the open "
+		    "file's), observed clear");
 
 	struct exec_plan p = { .n = 0 };
 	const char *names[MAXFDS];

@@ -260,7 +260,8 @@ SP_TEST(waitall_waits_for_the_full_count, "FLAG-WAITALL", SP_INET,
 		    sp_io_in_name(how), r, r < 0 ? sp_errno_name(err) : "a short count");
 	ASSERT_MEM_EQ("aaaaabbbbbcccccddddd", buf, 20);
 	int st = sp_reap(w);
-	ASSERT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0, "the writer wrote 4 times");
+	ASSERT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0, "the writer of the 4 pieces: expected "
+		    "exited 0 (all 4 written), observed %s", sp_status_str(st));
 	close(c);
 	close(s);
 

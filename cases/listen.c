@@ -510,15 +510,19 @@ SP_TEST(accept4_sets_only_the_flags_asked, "LISTEN-ACCEPT4-FLAGS", SP_INET)
 	queue_client(ctx, l, &c);
 	s = accepted(accept4(l, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC),
 		     "accept4(SOCK_NONBLOCK|SOCK_CLOEXEC) with a connection queued");
-	ASSERT_TRUE(has_fl(s, O_NONBLOCK), "accept4(SOCK_NONBLOCK) gives an O_NONBLOCK socket");
-	ASSERT_TRUE(has_cloexec(s), "accept4(SOCK_CLOEXEC) gives a socket with FD_CLOEXEC");
+	ASSERT_TRUE(has_fl(s, O_NONBLOCK), "accept4(SOCK_NONBLOCK|SOCK_CLOEXEC): expected "
+		    "O_NONBLOCK set, observed clear");
+	ASSERT_TRUE(has_cloexec(s), "accept4(SOCK_NONBLOCK|SOCK_CLOEXEC): expected FD_CLOEXEC "
+		    "set, observed clear");
 	sp_watchdog(sp_wait_ms());
 	long m = sp_block_mark();
 	ASSERT_ERRNO(recv(s, &b, 1, 0), EAGAIN);
 	ASSERT_NO_BLOCK(m, "recv() with nothing queued on the accept4(SOCK_NONBLOCK) socket");
 	sp_watchdog(0);
-	ASSERT_TRUE(!has_fl(l, O_NONBLOCK) && !has_cloexec(l), "the listener keeps its own flags "
-		    "(neither set)");
+	ASSERT_TRUE(!has_fl(l, O_NONBLOCK) && !has_cloexec(l), "the listener after accept4(SOCK_"
+		    "NONBLOCK|SOCK_CLOEXEC): expected O_NONBLOCK and FD_CLOEXEC clear (its own), "
+		    "observed O_NONBLOCK %s, FD_CLOEXEC %s",
+		    has_fl(l, O_NONBLOCK) ? "set" : "clear", has_cloexec(l) ? "set" : "clear");
 	close(s);
 	close(c);
 	close(l);
@@ -532,7 +536,8 @@ SP_TEST(accept4_sets_only_the_flags_asked, "LISTEN-ACCEPT4-FLAGS", SP_INET)
 	if (!has_cloexec(l))
 		BROKEN_NEEDS("EXEC-SOCK-CLOEXEC", "socket(SOCK_CLOEXEC) gave a listener without "
 			     "FD_CLOEXEC, so nothing shows whether accepted sockets inherit it");
-	ASSERT_TRUE(has_fl(l, O_NONBLOCK), "socket(SOCK_NONBLOCK) gives an O_NONBLOCK listener");
+	REQUIRE(has_fl(l, O_NONBLOCK), "a listener with O_NONBLOCK: socket(SOCK_NONBLOCK) gave "
+		"one with O_NONBLOCK clear");
 	for (int four = 1; four >= 0; four--) {
 		queue_client(ctx, l, &c);
 		s = four ? accepted(accept4(l, NULL, NULL, 0), "accept4(.., 0) with a connection queued")
@@ -544,8 +549,10 @@ SP_TEST(accept4_sets_only_the_flags_asked, "LISTEN-ACCEPT4-FLAGS", SP_INET)
 		close(s);
 		close(c);
 	}
-	ASSERT_TRUE(has_fl(l, O_NONBLOCK) && has_cloexec(l), "the listener keeps O_NONBLOCK and "
-		    "FD_CLOEXEC");
+	ASSERT_TRUE(has_fl(l, O_NONBLOCK) && has_cloexec(l), "the SOCK_NONBLOCK|SOCK_CLOEXEC "
+		    "listener after accept4(.., 0) and accept(): expected O_NONBLOCK and "
+		    "FD_CLOEXEC kept, observed O_NONBLOCK %s, FD_CLOEXEC %s",
+		    has_fl(l, O_NONBLOCK) ? "set" : "clear", has_cloexec(l) ? "set" : "clear");
 
 	/* An unknown flag, with a connection waiting. */
 	queue_client(ctx, l, &c);
@@ -573,12 +580,17 @@ SP_TEST(listen_binds_unbound_socket, "LISTEN-AUTOBIND", SP_INET)
 	ASSERT_SYS(getsockname(l, (struct sockaddr *)&ss, &len));
 	ASSERT_EQ(ctx->af, ss.ss_family);
 	uint16_t port = sp_port(&ss);
-	ASSERT_TRUE(port != 0, "listen() on an unbound socket binds an ephemeral port (port 0)");
+	ASSERT_TRUE(port != 0, "getsockname() after listen() on an unbound socket: expected an "
+		    "ephemeral port, observed port 0");
 	sp_record_ephemeral("autobind_port", port);
-	if (ctx->af == AF_INET6)
-		ASSERT_TRUE(IN6_IS_ADDR_UNSPECIFIED(&((struct sockaddr_in6 *)&ss)->sin6_addr),
-			    "the autobound address is ::");
-	else
+	if (ctx->af == AF_INET6) {
+		const struct in6_addr *a6 = &((struct sockaddr_in6 *)&ss)->sin6_addr;
+		char seen[INET6_ADDRSTRLEN] = "?";
+
+		inet_ntop(AF_INET6, a6, seen, sizeof(seen));
+		ASSERT_TRUE(IN6_IS_ADDR_UNSPECIFIED(a6), "the autobound address: expected ::, "
+			    "observed %s", seen);
+	} else
 		ASSERT_EQ(INADDR_ANY, ntohl(((struct sockaddr_in *)&ss)->sin_addr.s_addr));
 	int err, c = connect_to(ctx, port, &err);
 	ASSERT_TRUE(c >= 0, "a client connecting to loopback at the autobound port is accepted "

@@ -319,7 +319,8 @@ SP_TEST(mcast_broadcast_needs_so_broadcast, "MCAST-BROADCAST-NEEDS-OPT", SP_IPV4
 		ASSERT_ERRNO(connect(tx, (struct sockaddr *)&bc, sizeof(bc)), EACCES);
 
 	sp_set_int(tx, SOL_SOCKET, SO_BROADCAST, 1);
-	ASSERT_TRUE(sp_get_int(tx, SOL_SOCKET, SO_BROADCAST) != 0, "SO_BROADCAST reads back set");
+	ASSERT_TRUE(sp_get_int(tx, SOL_SOCKET, SO_BROADCAST) != 0, "SO_BROADCAST after setting "
+		    "it to 1: expected non-zero, observed 0");
 	ASSERT_EQ(3, sendto(tx, "ok1", 3, 0, (struct sockaddr *)&bc, sizeof(bc)));
 	/* The first datagram to arrive is the one sent with the option. */
 	ASSERT_EQ(3, recv_via(SP_IO_RECV, rx, buf, sizeof(buf), &(struct seen){0},
@@ -346,7 +347,8 @@ SP_TEST(mcast_broadcast_needs_so_broadcast, "MCAST-BROADCAST-NEEDS-OPT", SP_IPV4
 	for (int k = 0; k < ADDRESSED; k++)
 		if (sp_io_use(calls[k], 1))
 			ASSERT_ERRNO(send_via(calls[k], tx, "no", &bc), EACCES);
-	ASSERT_TRUE(!readable_now(rx), "nothing refused was delivered");
+	ASSERT_TRUE(!readable_now(rx), "the receiver after the refused sends: expected nothing "
+		    "queued, observed a datagram (a refused send was delivered)");
 	close(tx);
 	close(rx);
 }
@@ -397,7 +399,8 @@ SP_TEST(mcast_broadcast_reaches_wildcard_socket, "MCAST-BROADCAST-DELIVERED", SP
 			RECORD("socket_bound_to_127.0.0.1_gets_broadcast", "%s",
 			       readable_now(rx_lo) ? "yes" : "no");
 	}
-	ASSERT_TRUE(!readable_now(rx), "each broadcast arrived once");
+	ASSERT_TRUE(!readable_now(rx), "the wildcard receiver after one copy of each broadcast: "
+		    "expected nothing more queued, observed another datagram (a duplicate)");
 	close(tx);
 	close(rx_lo);
 	close(rx);
@@ -451,7 +454,9 @@ SP_TEST(mcast_member_receives_group_datagram, "MCAST-JOIN-DELIVERS", SP_IPV4)
 		expect_datagram(api, m1, msg, GROUP, src);
 		expect_datagram(usable_call(k + 1, 0), m2, msg, GROUP, src);
 	}
-	ASSERT_TRUE(!readable_now(m1) && !readable_now(m2), "each datagram arrived once per member");
+	ASSERT_TRUE(!readable_now(m1) && !readable_now(m2), "the members after one copy of each "
+		    "datagram: expected nothing more queued, observed another datagram at the %s "
+		    "member (a duplicate)", readable_now(m1) ? "first" : "second");
 
 	/* Record: IP_MULTICAST_LOOP=0 (lo loops the packet back anyway). */
 	sp_set_int(tx, IPPROTO_IP, IP_MULTICAST_LOOP, 0);
@@ -518,8 +523,8 @@ SP_TEST(mcast_nonmember_gets_nothing, "MCAST-NONMEMBER", SP_IPV4, .read = SP_DGR
 	expect_datagram(api, member, "d1", GROUP, src);
 	/* Delivery to every receiver happens in one pass: by now a
 	 * non-member's copy would be queued. */
-	ASSERT_TRUE(!readable_now(filtered), "a non-member with IP_MULTICAST_ALL=0 received the "
-		    "group's datagram");
+	ASSERT_TRUE(!readable_now(filtered), "a non-member with IP_MULTICAST_ALL=0: expected "
+		    "nothing queued, observed the group's datagram");
 	/* Nor does the read call find one (io_uring READ is left out: where
 	 * a kernel refuses RWF_NOWAIT on sockets it waits, see sp_entry.c). */
 	if (api != SP_IO_URING_RW) {
@@ -557,7 +562,8 @@ SP_TEST(mcast_nonmember_gets_nothing, "MCAST-NONMEMBER", SP_IPV4, .read = SP_DGR
 	if (strcmp(buf, "marker") != 0)
 		FAIL("after IP_DROP_MEMBERSHIP the former member's %s() received '%s' sent to the "
 		     "group", name, buf);
-	ASSERT_TRUE(!readable_now(member), "nothing after the marker");
+	ASSERT_TRUE(!readable_now(member), "the former member after the marker: expected nothing "
+		    "more queued, observed another datagram");
 	errno = 0;
 	int r = setsockopt(member, IPPROTO_IP, IP_DROP_MEMBERSHIP, &m, sizeof(m));
 	RECORD_ONCE("second_drop", "%s", r == 0 ? "succeeds" : sp_errno_name(errno));

@@ -255,7 +255,8 @@ SP_TEST(reuseaddr_rebinds_a_port_in_time_wait, "OPT-REUSEADDR-TIME-WAIT", SP_INE
 	/* With it, as the old server had, bind and listen work at once... */
 	int l = sp_socket(ctx, SOCK_STREAM);
 	sp_set_int(l, SOL_SOCKET, SO_REUSEADDR, 1);
-	ASSERT_TRUE(sp_get_int(l, SOL_SOCKET, SO_REUSEADDR) != 0, "SO_REUSEADDR reads back set");
+	REQUIRE(sp_get_int(l, SOL_SOCKET, SO_REUSEADDR) != 0, "a listener with SO_REUSEADDR set: "
+		"it reads back 0 after setting 1");
 	long m = sp_block_mark();
 	ASSERT_EQ(0, bind_port(ctx, l, port));
 	ASSERT_SYS(listen(l, 4));
@@ -328,7 +329,8 @@ SP_TEST(tcp_nodelay_reads_as_set_and_turns_nagle_off, "OPT-TCP-NODELAY", SP_INET
 
 	ASSERT_EQ(0, sp_get_int(t, IPPROTO_TCP, TCP_NODELAY));
 	sp_set_int(t, IPPROTO_TCP, TCP_NODELAY, 1);
-	ASSERT_TRUE(sp_get_int(t, IPPROTO_TCP, TCP_NODELAY) != 0, "TCP_NODELAY reads non-zero once set");
+	ASSERT_TRUE(sp_get_int(t, IPPROTO_TCP, TCP_NODELAY) != 0, "TCP_NODELAY after setting it "
+		    "to 1: expected non-zero, observed 0");
 	sp_set_int(t, IPPROTO_TCP, TCP_NODELAY, 0);
 	ASSERT_EQ(0, sp_get_int(t, IPPROTO_TCP, TCP_NODELAY));
 
@@ -493,8 +495,9 @@ SP_TEST(linger_zero_close_resets_instead_of_fin, "OPT-LINGER-ZERO-RST", SP_INET,
 			    "without SO_REUSEADDR (got %s)", sp_errno_name(e));
 	}
 	if (ctx->first) /* /proc/net/tcp is slow to read: once */
-		ASSERT_TRUE(time_wait_of(ctx, cport, sport) != 1,
-			    "no TIME_WAIT of this connection on the closer's port");
+		ASSERT_TRUE(time_wait_of(ctx, cport, sport) != 1, "/proc/net/tcp after the "
+			    "reset: expected no TIME_WAIT of this connection on the closer's "
+			    "port, observed one");
 	close(n);
 	close(s);
 }

@@ -172,7 +172,8 @@ SP_TEST(fork_returns_child_pid_in_parent_and_zero_in_child, "PROC-FORK-RETURNS",
 	ASSERT_EQ(0, child.ret);
 	ASSERT_EQ(child.self, ret);
 	ASSERT_EQ(getpid(), child.parent); /* the caller of fork() is its parent */
-	ASSERT_TRUE(ret != getpid(), "the child is another process");
+	ASSERT_TRUE(ret != getpid(), "fork()'s result in the parent: expected the pid of another "
+		    "process, observed the caller's own pid %d", (int)ret);
 	sp_reap_exit(ret, 0); /* the child ran on and exited */
 }
 
@@ -208,7 +209,8 @@ SP_TEST(fork_child_memory_is_a_copy, "PROC-FORK-COPIES", SP_NONE)
 	int kid[4];
 	(void)ctx;
 
-	ASSERT_TRUE(mapped != MAP_FAILED, "mmap of a private page");
+	REQUIRE(mapped != MAP_FAILED, "a private anonymous page: mmap() failed with %s",
+		sp_errno_name(errno));
 	*on_heap = 1;
 	*mapped = 1;
 	report_pipe(c.report);
@@ -312,7 +314,8 @@ SP_TEST(exited_child_is_a_zombie_until_waited, "PROC-ZOMBIE", SP_NONE,
 	ended_uncollected(pid);
 	/* It stays a zombie while nobody waits: still there, still waitable. */
 	ASSERT_SYS(kill(pid, 0));
-	ASSERT_TRUE(has_exited_unwaited(pid), "the zombie still holds its status");
+	ASSERT_TRUE(has_exited_unwaited(pid), "waitid(WNOHANG|WNOWAIT) on the uncollected zombie: "
+		    "expected its status still there, observed none");
 	if (proc)
 		ASSERT_EQ('Z', sp_proc_state(pid));
 
@@ -344,7 +347,8 @@ SP_TEST(exited_child_is_a_zombie_until_waited, "PROC-ZOMBIE", SP_NONE,
 	ASSERT_ERRNO(kill(pid, 0), ESRCH); /* gone once collected */
 	if (proc)
 		ASSERT_EQ(0, sp_proc_state(pid));
-	ASSERT_TRUE(!has_exited_unwaited(pid), "nothing left to collect");
+	ASSERT_TRUE(!has_exited_unwaited(pid), "waitid(WNOHANG|WNOWAIT) after the zombie was "
+		    "collected: expected nothing left, observed its status again");
 	sp_barrier_close(&hold);
 }
 
@@ -520,7 +524,8 @@ SP_TEST(waitpid_pid_leaves_other_exited_children, "PROC-WAIT-REAPS", SP_NONE)
 	memset(&si, 0, sizeof(si));
 	ASSERT_SYS(waitid(P_PID, (id_t)held, &si, WEXITED | WNOHANG));
 	ASSERT_EQ(0, si.si_pid);
-	ASSERT_TRUE(has_exited_unwaited(done), "the exited child is still there to collect");
+	ASSERT_TRUE(has_exited_unwaited(done), "waitid(WNOHANG|WNOWAIT) on the exited child "
+		    "after waits for the other: expected its status still there, observed none");
 
 	/* Blocking waitpid(held) returns held once it ends, never `done`. */
 	sp_barrier_pass(&release);
@@ -529,7 +534,9 @@ SP_TEST(waitpid_pid_leaves_other_exited_children, "PROC-WAIT-REAPS", SP_NONE)
 	sp_untrack_child(held);
 	ASSERT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 22, "held child: exited 22 (%s)",
 		    sp_status_str(st));
-	ASSERT_TRUE(has_exited_unwaited(done), "the other exited child was not collected");
+	ASSERT_TRUE(has_exited_unwaited(done), "waitid(WNOHANG|WNOWAIT) on the other exited child "
+		    "after waitpid(held): expected its status still there (not collected), "
+		    "observed none");
 	sp_reap_exit(done, 11);
 }
 
@@ -853,7 +860,8 @@ SP_TEST(split_io_client_exchanges_payload_with_echo_server, "PROC-SPLIT-IO", SP_
 	socklen_t ol = sizeof(buf);
 	ASSERT_SYS(getsockopt(w.fd, SOL_SOCKET, SO_RCVBUF, &buf, &ol));
 	RECORD("client_rcvbuf", "%d", buf);
-	ASSERT_TRUE(w.n > 4 * (size_t)buf, "the payload is larger than the buffers");
+	REQUIRE(w.n > 4 * (size_t)buf, "a payload many times the buffers: %zu bytes, but "
+		"SO_RCVBUF reads back %d", w.n, buf);
 	pid_t writer = sp_fork(split_writer, &w);
 
 	unsigned char *in = malloc(w.n);

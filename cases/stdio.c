@@ -96,7 +96,8 @@ static void flush_to(FILE *f, int peer, int n)
 /* Write failures must come back as errors, not kill the probe. */
 static void no_sigpipe(void)
 {
-	ASSERT_TRUE(signal(SIGPIPE, SIG_IGN) != SIG_ERR, "SIGPIPE can be ignored");
+	REQUIRE(signal(SIGPIPE, SIG_IGN) != SIG_ERR, "SIGPIPE ignored: signal(SIGPIPE, SIG_IGN) "
+		"failed with %s", sp_errno_name(errno));
 }
 
 /* Blocking stream reads, bounded: a watchdog interrupts a read() that
@@ -214,11 +215,15 @@ SP_TEST(stdio_fdopen_streams_carry_lines, "STDIO-FDOPEN", SP_INET)
 	FILE *cw = stream(c, "w"), *sr = stream(s, "r");
 	FILE *sw = stream(dup_connection(s), "w"), *cr = stream(dup_connection(c), "r");
 
-	ASSERT_TRUE(fputs("hello, stdio\n", cw) >= 0, "fputs succeeds");
-	ASSERT_TRUE(fprintf(cw, "line %d of %s\n", 2, "three") > 0, "fprintf succeeds");
+	ASSERT_TRUE(fputs("hello, stdio\n", cw) >= 0, "fputs() on the client's write stream: "
+		    "expected success, observed EOF (%s)", sp_errno_name(errno));
+	ASSERT_TRUE(fprintf(cw, "line %d of %s\n", 2, "three") > 0, "fprintf() on the client's "
+		    "write stream: expected 16, observed a failure (%s)", sp_errno_name(errno));
 	ASSERT_EQ(1, fwrite("raw bytes\n", 10, 1, cw));
 	flush_to(cw, s, 13 + 16 + 10);
-	ASSERT_TRUE(fgets_bounded(line, sizeof(line), sr) != NULL, "fgets reads the first line");
+	ASSERT_TRUE(fgets_bounded(line, sizeof(line), sr) != NULL, "fgets() of the first line: "
+		    "expected \"hello, stdio\\n\", observed NULL (%s)",
+		    feof(sr) ? "EOF" : sp_errno_name(errno));
 	ASSERT_STR("hello, stdio\n", line);
 	ASSERT_EQ(16, getline_bounded(&gl, &cap, sr));
 	ASSERT_STR("line 2 of three\n", gl);
@@ -227,9 +232,12 @@ SP_TEST(stdio_fdopen_streams_carry_lines, "STDIO-FDOPEN", SP_INET)
 	free(gl);
 
 	/* The other way round, on the other socket. */
-	ASSERT_TRUE(fputs("and back\n", sw) >= 0, "fputs on the server side");
+	ASSERT_TRUE(fputs("and back\n", sw) >= 0, "fputs() on the server's write stream: "
+		    "expected success, observed EOF (%s)", sp_errno_name(errno));
 	flush_to(sw, c, 9);
-	ASSERT_TRUE(fgets_bounded(line, sizeof(line), cr) != NULL, "fgets on the client side");
+	ASSERT_TRUE(fgets_bounded(line, sizeof(line), cr) != NULL, "fgets() on the client's read "
+		    "stream: expected \"and back\\n\", observed NULL (%s)",
+		    feof(cr) ? "EOF" : sp_errno_name(errno));
 	ASSERT_STR("and back\n", line);
 
 	/* A line that arrives in two pieces while the reader is blocked in
@@ -238,12 +246,17 @@ SP_TEST(stdio_fdopen_streams_carry_lines, "STDIO-FDOPEN", SP_INET)
 	sp_barrier_init(&r.started);
 	pid_t pid = sp_fork(read_split_line, &r);
 	sp_barrier_wait(&r.started);
-	ASSERT_TRUE(fputs("first half, ", cw) >= 0 && fflush(cw) == 0, "first piece sent");
+	ASSERT_TRUE(fputs("first half, ", cw) >= 0 && fflush(cw) == 0, "fputs() and fflush() of "
+		    "the first piece: expected success, observed a failure (%s)",
+		    sp_errno_name(errno));
 	struct half_taken h = { s, pid };
 	/* Without /proc only the socket shows it: the first piece was read. */
-	ASSERT_TRUE(sp_wait_until(half_line_taken, &h, sp_wait_ms()),
-		    "the reader takes the first piece and blocks in fgets for the rest");
-	ASSERT_TRUE(fputs("second half\n", cw) >= 0 && fflush(cw) == 0, "second piece sent");
+	REQUIRE(sp_wait_until(half_line_taken, &h, sp_wait_ms()), "the reader asleep in fgets() "
+		"with the first piece taken: %d ms after it was sent, the piece is still queued "
+		"or the reader is not asleep", sp_wait_ms());
+	ASSERT_TRUE(fputs("second half\n", cw) >= 0 && fflush(cw) == 0, "fputs() and fflush() of "
+		    "the second piece: expected success, observed a failure (%s)",
+		    sp_errno_name(errno));
 	int st = sp_reap(pid);
 	if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
 		FAIL("fgets() of a line sent in two pieces: expected the whole line \"first half, "
@@ -269,12 +282,15 @@ SP_TEST(stdio_socket_stream_buffers_until_fflush, "STDIO-BUFFERED-UNTIL-FLUSH", 
 
 	/* Each writing call leaves its bytes in the stream: a byte sent
 	 * directly on the descriptor afterwards reaches the peer first. */
-	ASSERT_TRUE(fputs("abc", w) >= 0, "fputs succeeds");
+	ASSERT_TRUE(fputs("abc", w) >= 0, "fputs() on the socket stream: expected success, "
+		    "observed EOF (%s)", sp_errno_name(errno));
 	ASSERT_EQ(3, fprintf(w, "%d", 123));
 	ASSERT_EQ(1, fwrite("xyz", 3, 1, w));
 	ASSERT_EQ('!', fputc('!', w));
 	ASSERT_EQ(1, send(c, "#", 1, 0));
-	ASSERT_TRUE(sp_wait_inq(s, 1) >= 1, "the direct byte arrives");
+	int inq = sp_wait_inq(s, 1);
+	REQUIRE(inq >= 1, "the byte sent directly on the descriptor at the peer: %d bytes queued "
+		"%d ms later", inq, sp_wait_ms());
 	EXPECT_RAW(s, "#");
 	expect_nothing_more(s, "before fflush (the stream holds \"abc123xyz!\")");
 
@@ -283,9 +299,12 @@ SP_TEST(stdio_socket_stream_buffers_until_fflush, "STDIO-BUFFERED-UNTIL-FLUSH", 
 	expect_nothing_more(s, "after the flushed bytes");
 
 	/* Record: does a newline alone flush a socket stream? */
-	ASSERT_TRUE(fputs("line\n", w) >= 0, "fputs of a line");
+	ASSERT_TRUE(fputs("line\n", w) >= 0, "fputs() of a line: expected success, observed "
+		    "EOF (%s)", sp_errno_name(errno));
 	ASSERT_EQ(1, send(c, "#", 1, 0));
-	ASSERT_TRUE(sp_wait_inq(s, 1) >= 1, "the direct byte arrives");
+	inq = sp_wait_inq(s, 1);
+	REQUIRE(inq >= 1, "a byte at the peer after fputs() of a line and a direct send(): %d "
+		"bytes queued %d ms later", inq, sp_wait_ms());
 	char first = 0;
 	ASSERT_EQ(1, recv(s, &first, 1, 0));
 	RECORD("newline_flushes_socket_stream", "%s", first == 'l' ? "yes" : "no");
@@ -310,7 +329,8 @@ SP_TEST(stdio_fclose_flushes_and_closes_fd, "STDIO-FCLOSE-CLOSES-FD", SP_INET)
 	sp_capture_name(&cap, sp_local_port(c), "C");
 	sp_capture_name(&cap, sp_local_port(s), "S");
 	FILE *w = stream(c, "w");
-	ASSERT_TRUE(fputs("last words", w) >= 0, "fputs succeeds");
+	ASSERT_TRUE(fputs("last words", w) >= 0, "fputs() on the socket stream: expected success, "
+		    "observed EOF (%s)", sp_errno_name(errno));
 	ASSERT_EQ(0, fclose(w));
 	ASSERT_ERRNO(fcntl(c, F_GETFD), EBADF);
 	EXPECT_RAW(s, "last words");
@@ -389,7 +409,8 @@ SP_TEST(stdio_fclose_of_write_stream_is_no_half_close, "STDIO-FCLOSE-NO-HALF-CLO
 	sp_capture_name(&cap, sp_local_port(c), "C");
 	sp_capture_name(&cap, sp_local_port(s), "S");
 
-	ASSERT_TRUE(fputs("data\n", out) >= 0, "fputs succeeds");
+	ASSERT_TRUE(fputs("data\n", out) >= 0, "fputs() on the write stream: expected success, "
+		    "observed EOF (%s)", sp_errno_name(errno));
 	ASSERT_EQ(0, fclose(out));             /* flushes; the read stream's fd stays */
 	/* The socket still sends: a byte after the fclose goes through and is
 	 * read right after the data, with no EOF before or after it. */
@@ -424,7 +445,9 @@ SP_TEST(stdio_fclose_of_write_stream_is_no_half_close, "STDIO-FCLOSE-NO-HALF-CLO
 	if (inq < 6)
 		BROKEN_NEEDS("CLOSE-HALF-WR-EOF", "after shutdown(SHUT_WR) the socket has %d of the "
 			     "peer's 6 reply bytes %d ms later: it no longer receives", inq, sp_wait_ms());
-	ASSERT_TRUE(fgets_bounded(line, sizeof(line), in) != NULL, "fgets reads the reply after the half-close");
+	ASSERT_TRUE(fgets_bounded(line, sizeof(line), in) != NULL, "fgets() of the reply after "
+		    "shutdown(SHUT_WR): expected \"reply\\n\", observed NULL (%s)",
+		    feof(in) ? "EOF" : sp_errno_name(errno));
 	ASSERT_STR("reply\n", line);
 	/* Record: the read stream once the peer has closed (EOF there is
 	 * the peer's close, no Must of this ID). */

@@ -1014,7 +1014,8 @@ SP_TEST(tcp_accept_gives_each_client_its_own_socket, "TCP-LISTEN-ACCEPT-SEQUENCE
 								SOCK_CLOEXEC)
 						      : accept(l, (struct sockaddr *)&from, &flen));
 		sp_set_nonblock(l, 0);
-		ASSERT_TRUE(s[i] != l, "the accepted socket is not the listener");
+		ASSERT_TRUE(s[i] != l, "accept() %d: expected a new descriptor, observed the "
+			    "listener's own (%d)", i, l);
 		for (int j = 0; j < i; j++)
 			ASSERT_TRUE(s[i] != s[j], "accept() %d gives a new socket, not %d's", i, j);
 		/* The names (CONN-NAMES-AGREE's Musts) are recorded; that each

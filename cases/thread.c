@@ -153,7 +153,8 @@ SP_TEST(thread_descriptors_are_shared_by_all_threads, "THREAD-SHARED-FDS", SP_IN
 	struct sockaddr_storage self;
 	socklen_t len = sizeof(self);
 	ASSERT_SYS(getsockname(m.fd, (struct sockaddr *)&self, &len));
-	ASSERT_TRUE(sp_port(&self) != 0, "main sees the port the thread bound");
+	ASSERT_TRUE(sp_port(&self) != 0, "getsockname() in main of the socket the thread bound: "
+		    "expected its port, observed port 0");
 	ASSERT_EQ(4, sendto(m.fd, "self", 4, 0, (struct sockaddr *)&self, len));
 	EXPECT_EVENTS(m.fd, POLLIN, POLLIN, "the datagram arrives");
 	ASSERT_EQ(4, recv(m.fd, buf, sizeof(buf), 0));
@@ -419,7 +420,8 @@ SP_TEST(thread_mutex_keeps_every_increment, "THREAD-MUTEX-EXCLUSION", SP_NONE)
 	ASSERT_EQ(EBUSY, k.trylock);
 	if (seen)
 		ASSERT_TRUE(!locked_while_held,
-			    "pthread_mutex_lock in another thread returned while main held the mutex");
+			    "pthread_mutex_lock() in another thread while main held the mutex: "
+			    "expected it to wait, observed it took the mutex");
 	else
 		RECORD("second_locker_waits", "not observed (no /proc state)");
 	ASSERT_EQ(1, k.locked);
@@ -469,7 +471,8 @@ SP_TEST(thread_join_waits_and_returns_value, "THREAD-JOIN-RETURNS", SP_NONE,
 	ASSERT_EQ(0, pthread_join(worker, &ret));
 	int finished = g.finished;
 	ASSERT_EQ(0, pthread_join(opener_t, NULL));
-	ASSERT_TRUE(finished, "pthread_join returned before the thread finished");
+	ASSERT_TRUE(finished, "pthread_join(): expected it to return after the thread finished, "
+		    "observed it returned before");
 	ASSERT_EQ(use_exit ? 0x5e11 : 0xca11, (long)(intptr_t)ret);
 	close(g.gate[0]);
 	close(g.gate[1]);

@@ -640,7 +640,8 @@ SP_TEST(unix_bind_creates_socket_file, "UNIX-PATH-FILE", SP_NONE,
 
 	ASSERT_SYS(close(fd));
 	ASSERT_SYS(lstat(path, &st));
-	ASSERT_TRUE(S_ISSOCK(st.st_mode), "the socket file remains after close()");
+	ASSERT_TRUE(S_ISSOCK(st.st_mode), "lstat() of the path after close(): expected a socket "
+		    "file, observed mode 0%o", (unsigned)st.st_mode);
 
 	struct sockaddr_un again;
 	socklen_t alen = path_addr(&again, path);
@@ -654,7 +655,8 @@ SP_TEST(unix_bind_creates_socket_file, "UNIX-PATH-FILE", SP_NONE,
 	if (sp_bind_through(uring, fd2, (struct sockaddr *)&again, alen) < 0)
 		FAIL("%s to the path after unlink() failed: %s", call, sp_errno_name(errno));
 	ASSERT_SYS(lstat(path, &st));
-	ASSERT_TRUE(S_ISSOCK(st.st_mode), "the new bind made a new socket file");
+	ASSERT_TRUE(S_ISSOCK(st.st_mode), "lstat() of the path after the new bind: expected a "
+		    "socket file, observed mode 0%o", (unsigned)st.st_mode);
 	close(fd2);
 	remove_dir();
 }

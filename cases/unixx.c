@@ -151,10 +151,12 @@ SP_TEST(socket_options_identify_unix_and_inet_sockets, "UNIXX-OPTIONS", SP_INET)
 	identifies(sv[1], AF_UNIX, 0, SOCK_DGRAM, "AF_UNIX datagram socketpair end");
 	close(sv[0]);
 	close(sv[1]);
-	ASSERT_TRUE(sockopt(us, SO_SNDBUF, "SO_SNDBUF", "AF_UNIX stream") > 0,
-		    "SO_SNDBUF on an AF_UNIX stream socket is positive");
-	ASSERT_TRUE(sockopt(ud, SO_SNDBUF, "SO_SNDBUF", "AF_UNIX datagram") > 0,
-		    "SO_SNDBUF on an AF_UNIX datagram socket is positive");
+	int sndbuf = sockopt(us, SO_SNDBUF, "SO_SNDBUF", "AF_UNIX stream");
+	ASSERT_TRUE(sndbuf > 0, "SO_SNDBUF on an AF_UNIX stream socket: expected positive, "
+		    "observed %d", sndbuf);
+	sndbuf = sockopt(ud, SO_SNDBUF, "SO_SNDBUF", "AF_UNIX datagram");
+	ASSERT_TRUE(sndbuf > 0, "SO_SNDBUF on an AF_UNIX datagram socket: expected positive, "
+		    "observed %d", sndbuf);
 	close(us);
 	close(ud);
 
@@ -469,7 +471,8 @@ SP_TEST(unix_connect_to_full_backlog_fails_with_eagain, "UNIXX-CONNECT-EAGAIN", 
 	for (int i = 0; i < 3 && peer < 0; i++)
 		if (cand[i] >= 0 && recv(cand[i], buf, 1, MSG_DONTWAIT) == 1)
 			peer = cand[i];
-	ASSERT_TRUE(peer >= 0, "the retried connection was accepted and carries data");
+	ASSERT_TRUE(peer >= 0, "a byte sent on the retried connection: expected at one of the "
+		    "accepted sockets, observed at none");
 	for (int i = 0; i < 3; i++)
 		if (cand[i] >= 0)
 			close(cand[i]);
