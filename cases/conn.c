@@ -65,7 +65,6 @@
 #include <string.h>
 #include <unistd.h>
 #include <arpa/inet.h>
-#include <sys/stat.h>
 
 /* A loopback address of the family whose port nobody uses: a listener's,
  * closed. With `keep_bound`, a socket stays bound there, not listening. */
@@ -230,37 +229,19 @@ static int accept_by(int by, int l, struct sockaddr *a, socklen_t *alen)
 	return sp_accept_through(by == BY_URING, l, a, alen, SOCK_CLOEXEC);
 }
 
-/* A queued connection taken by the variant's call (a mechanism here: an
- * accept that waits found nothing queued after connect() returned,
- * TCP-HANDSHAKE-BEFORE-ACCEPT's; one that fails is
- * TCP-LISTEN-ACCEPT-SEQUENCE's). */
+/* The variant's call for sp_tcp_accept_by (arg: the conn_by). */
+static int take_by(int l, struct sockaddr *a, socklen_t *alen, void *arg)
+{
+	return accept_by(*(const int *)arg, l, a, alen);
+}
+
+/* A queued connection taken by the variant's call: the fixture's bounded
+ * accept (a connection not queued after connect() returned needs
+ * TCP-HANDSHAKE-BEFORE-ACCEPT; one not taken, or handed out again, needs
+ * TCP-LISTEN-ACCEPT-SEQUENCE). */
 static int accept_queued(int by, int l, struct sockaddr *a, socklen_t *alen)
 {
-	errno = 0;
-	int s = BOUNDED(accept_by(by, l, a, alen));
-	int err = errno;
-	/* io_uring's own bound ends a request that waits with EINTR */
-	if (sp_bound_expired() || (s < 0 && err == EINTR))
-		BROKEN_NEEDS("TCP-HANDSHAKE-BEFORE-ACCEPT", "%s of a connection whose connect() had "
-			     "returned still blocked after %d ms (nothing queued)", by_name[by], sp_wait_ms());
-	if (s < 0)
-		BROKEN_NEEDS("TCP-LISTEN-ACCEPT-SEQUENCE", "%s of a queued connection failed: %s",
-			     by_name[by], sp_errno_name(err));
-	/* A new socket for each connection: one handed out again (its open
-	 * file seen before, still open) is TCP-LISTEN-ACCEPT-SEQUENCE's. */
-	static struct { int fd; ino_t ino; } taken[8];
-	static unsigned ntaken;
-	struct stat st, was;
-	ASSERT_SYS(fstat(s, &st));
-	for (unsigned i = 0; i < ntaken && i < 8; i++)
-		if (taken[i].ino == st.st_ino && taken[i].fd != s && fstat(taken[i].fd, &was) == 0 &&
-		    was.st_ino == st.st_ino)
-			BROKEN_NEEDS("TCP-LISTEN-ACCEPT-SEQUENCE", "%s of a new connection gave descriptor "
-				     "%d, the connection accepted before as %d", by_name[by], s, taken[i].fd);
-	taken[ntaken % 8].fd = s;
-	taken[ntaken % 8].ino = st.st_ino;
-	ntaken++;
-	return s;
+	return sp_tcp_accept_by(l, a, alen, take_by, &by, by_name[by]);
 }
 
 /* A client connected to the listener by connect() (sp_tcp_connect) or by
