@@ -123,18 +123,6 @@ static int v6_socket(int type)
 	return (int)ASSERT_SYS(socket(AF_INET6, type, 0));
 }
 
-/* The connection a client's connect() made is queued at listener l
- * (bounded): connect() completing through the listen queue is
- * TCP-HANDSHAKE-BEFORE-ACCEPT's behavior, a mechanism here. */
-static void connection_queued(int l, const char *what)
-{
-	int ev = sp_poll(l, POLLIN, sp_wait_ms());
-	if (!(ev & POLLIN))
-		BROKEN_NEEDS("TCP-HANDSHAKE-BEFORE-ACCEPT", "%s: no connection queued at the "
-			     "listener %d ms after connect() returned (poll: %s)", what,
-			     sp_wait_ms(), sp_events_str(ev));
-}
-
 /* The new address is in use: a TCP connect() to fe80::1%lo on a port
  * nobody listens on is refused by the local stack (not ENETUNREACH, which
  * it is until the kernel has installed the address's routes, just after
@@ -241,7 +229,7 @@ SP_TEST(linklocal_address_needs_a_scope_id, "ADDR-V6-LINKLOCAL-SCOPE", SP_IPV6)
 		FAIL("connect() to fe80::1 with sin6_scope_id %u (lo) failed with %s, expected "
 		     "success", lo, sp_errno_name(errno));
 	}
-	connection_queued(l, "connect() to fe80::1%lo");
+	sp_need_connection_queued(l, sp_wait_ms()); /* TCP-HANDSHAKE-BEFORE-ACCEPT's, a mechanism */
 	struct sockaddr_in6 from, mine;
 	socklen_t fl = sizeof(from), ml = sizeof(mine);
 	memset(&from, 0, sizeof(from));
@@ -327,7 +315,7 @@ SP_TEST(v6_socket_connects_to_v4_through_mapped_address, "ADDR-V6-MAPPED-CONNECT
 	if (connect(c, (struct sockaddr *)&to, tl) < 0)
 		FAIL("connect() of an AF_INET6 socket (IPV6_V6ONLY 0) to ::ffff:127.0.0.1 failed "
 		     "with %s, expected success", sp_errno_name(errno));
-	connection_queued(l, "connect() to ::ffff:127.0.0.1");
+	sp_need_connection_queued(l, sp_wait_ms()); /* TCP-HANDSHAKE-BEFORE-ACCEPT's, a mechanism */
 	struct sockaddr_in from;
 	socklen_t fl = sizeof(from);
 	int s = (int)ASSERT_SYS(accept(l, (struct sockaddr *)&from, &fl));

@@ -161,28 +161,6 @@ static int failed_with(int r, int e, int want)
 
 /* ---- 1. EPOLLX-EXCLUSIVE ---------------------------------------------------- */
 
-/* A connection is queued at listener l once connect() has returned: that
- * is TCP-HANDSHAKE-BEFORE-ACCEPT's Must (and poll() reporting it,
- * MUX-LISTEN-READABLE's), mechanisms here; either missing is broken,
- * needs that ID. */
-static void needs_connection_queued(int l)
-{
-	if (sp_poll(l, POLLIN, 0) & POLLIN)
-		return;
-	sp_set_nonblock(l, 1);
-	errno = 0;
-	int a = accept4(l, NULL, NULL, SOCK_CLOEXEC);
-	int err = errno;
-	sp_set_nonblock(l, 0);
-	if (a >= 0) {
-		close(a);
-		BROKEN_NEEDS("MUX-LISTEN-READABLE", "poll() does not report the listener readable, "
-			     "yet accept() took a connection");
-	}
-	BROKEN_NEEDS("TCP-HANDSHAKE-BEFORE-ACCEPT", "no connection queued at the listener after "
-		     "connect() returned (a non-blocking accept() says %s)", sp_errno_name(err));
-}
-
 /* EPOLLEXCLUSIVE is taken only by EPOLL_CTL_ADD, alone (no ONESHOT), and
  * never for an epoll descriptor. */
 SP_TEST(exclusive_registration_is_add_only, "EPOLLX-EXCLUSIVE", SP_INET)
@@ -216,8 +194,7 @@ SP_TEST(exclusive_registration_is_add_only, "EPOLLX-EXCLUSIVE", SP_INET)
 	ASSERT_EQ(0, ep_add(ep, inner, EPOLLIN, 4));
 	EXPECT_NOTHING(SP_WAIT_EPOLL, ep, "no connection yet");
 	int c = sp_tcp_connect(ctx, l);
-	if (!(sp_poll(l, POLLIN, sp_wait_ms()) & POLLIN))
-		needs_connection_queued(l);
+	sp_need_connection_queued(l, sp_wait_ms());
 	EXPECT_REPORTS(SP_WAIT_EPOLL, ep, sp_wait_ms(), EPOLLIN,
 		       "a connection to the exclusively registered listener", 1);
 	close(c);
@@ -315,7 +292,7 @@ static int waiters_woken(const struct sp_ctx *ctx, uint32_t flags, int must)
 	}
 	close(done_efd);
 	if (must && (!first_in_time || !returned_one))
-		needs_connection_queued(l);
+		sp_need_connection_queued(l, 0);
 	close(c);
 	close(l);
 	if (must && (!first_in_time || !returned_one))

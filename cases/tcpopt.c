@@ -222,6 +222,18 @@ SP_TEST(keepalive_knobs_read_back_and_refuse_zero, "TCPOPT-KEEPALIVE-KNOBS", SP_
 	close(s);
 }
 
+static int accept_plain(int l, struct sockaddr *a, socklen_t *alen, void *arg)
+{
+	(void)arg;
+	return accept(l, a, alen);
+}
+
+static int accept4_cloexec(int l, struct sockaddr *a, socklen_t *alen, void *arg)
+{
+	(void)arg;
+	return accept4(l, a, alen, SOCK_CLOEXEC);
+}
+
 /* The accepted socket carries its listener's SO_KEEPALIVE and TCP_KEEPIDLE,
  * through accept() and accept4(). */
 SP_TEST(accepted_socket_inherits_keepalive_settings, "TCPOPT-KEEPALIVE-KNOBS", SP_INET,
@@ -234,27 +246,11 @@ SP_TEST(accepted_socket_inherits_keepalive_settings, "TCPOPT-KEEPALIVE-KNOBS", S
 	if (e)
 		FAIL("setsockopt(TCP_KEEPIDLE, 42) on a listener failed with %s", sp_errno_name(e));
 	int c = sp_tcp_connect(ctx, l);
-	/* The connection queued once connect() returned
-	 * (TCP-HANDSHAKE-BEFORE-ACCEPT), the listener then readable
-	 * (MUX-LISTEN-READABLE), accept() handing it out
-	 * (TCP-LISTEN-ACCEPT-SEQUENCE): mechanisms here. */
-	int ev = sp_poll(l, POLLIN, sp_wait_ms());
-	sp_set_nonblock(l, 1);
-	errno = 0;
-	int a = ctx->how ? accept4(l, NULL, NULL, SOCK_CLOEXEC) : accept(l, NULL, NULL);
-	int aerr = errno;
-	sp_set_nonblock(l, 0);
-	if (a < 0 && (aerr == EAGAIN || aerr == EWOULDBLOCK))
-		BROKEN_NEEDS("TCP-HANDSHAKE-BEFORE-ACCEPT", "no connection queued at the listener "
-			     "%d ms after connect() returned (poll: %s)", sp_wait_ms(),
-			     sp_events_str(ev));
-	if (a < 0)
-		BROKEN_NEEDS("TCP-LISTEN-ACCEPT-SEQUENCE", "%s() of a queued connection failed with %s",
-			     ctx->how_name, sp_errno_name(aerr));
-	if (!(ev & POLLIN))
-		BROKEN_NEEDS("MUX-LISTEN-READABLE", "poll() on the listener said %s within %d ms, "
-			     "yet %s() took a connection", sp_events_str(ev), sp_wait_ms(),
-			     ctx->how_name);
+	/* The connection queued once connect() returned, the listener
+	 * readable, accept() handing it out: mechanisms here (the fixture's
+	 * sp_tcp_accept_by, through this variant's call). */
+	int a = sp_tcp_accept_by(l, NULL, NULL, ctx->how ? accept4_cloexec : accept_plain, NULL,
+				 ctx->how ? "accept4()" : "accept()");
 	int ka = get_opt(a, SOL_SOCKET, SO_KEEPALIVE, "SO_KEEPALIVE");
 	int idle = get_opt(a, IPPROTO_TCP, TCP_KEEPIDLE, "TCP_KEEPIDLE");
 	if (ka != 1 || idle != 42)
