@@ -415,9 +415,10 @@ SP_TEST(thread_mutex_keeps_every_increment, "THREAD-MUTEX-EXCLUSION", SP_NONE)
 	int locked_while_held = k.locked;
 	ASSERT_EQ(0, pthread_mutex_unlock(&m));
 	ASSERT_EQ(0, pthread_join(ct, NULL));
-	ASSERT_TRUE(tried, "the other thread's pthread_mutex_trylock returned within %d ms "
-		    "while main held the mutex", sp_wait_ms());
-	ASSERT_EQ(EBUSY, k.trylock);
+	ASSERT_TRUE(tried, "the other thread's pthread_mutex_trylock() while main held the mutex: "
+		    "expected it to return within %d ms, observed it still in the call",
+		    sp_wait_ms());
+	ASSERT_ERRVAL(EBUSY, k.trylock);
 	if (seen)
 		ASSERT_TRUE(!locked_while_held,
 			    "pthread_mutex_lock() in another thread while main held the mutex: "
